@@ -1,0 +1,28 @@
+"""Durable workflow orchestration on DynamoDB, SQS and EventBridge Scheduler.
+
+`Client` talks to the HTTP API; the worker SDK lives in the `worker` package.
+"""
+
+from .client import Client
+from .errors import (
+    BadInputError,
+    ConflictError,
+    NonDeterminismError,
+    NotFoundError,
+    OrchestratorError,
+    PayloadTooLargeError,
+    RetryableError,
+    StepFailedError,
+)
+
+__all__ = [
+    "BadInputError",
+    "Client",
+    "ConflictError",
+    "NonDeterminismError",
+    "NotFoundError",
+    "OrchestratorError",
+    "PayloadTooLargeError",
+    "RetryableError",
+    "StepFailedError",
+]

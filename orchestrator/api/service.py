@@ -1,0 +1,95 @@
+"""What the API does, independent of HTTP: validate, write, then dispatch."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ..clock import Clock
+from ..dispatch import Dispatcher
+from ..errors import BadInputError
+from ..model import (
+    MAX_INPUT_BYTES,
+    MAX_SIGNAL_PAYLOAD_BYTES,
+    WORKFLOW_ID_RE,
+    Run,
+    Signal,
+    Status,
+    StepRecord,
+)
+from ..settings import Settings
+from ..store import Store
+from ..store.codec import encode_json
+from ..store.sync import Page
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    store: Store
+    dispatcher: Dispatcher
+    clock: Clock
+    settings: Settings
+
+    def start(self, name: str, input: Any, workflow_id: str | None = None) -> tuple[Run, bool]:
+        """Create a run and dispatch it. Returns (run, created)."""
+        text = encode_json(input, what="input", limit=MAX_INPUT_BYTES)
+        now = self.clock.now_ms()
+        run = Run(
+            id=workflow_id or str(uuid.uuid4()),
+            name=name,
+            status=Status.PENDING,
+            input=text,
+            created_at=now,
+            updated_at=now,
+        )
+        stored, created = self.store.create(run, due_at=now + self.settings.sweep_grace_ms)
+        if stored.status == Status.PENDING:
+            # A repeated start of a pending run sends again: harmless (the claim
+            # decides) and it repairs a start whose first send was lost.
+            self._send(stored.id, "start")
+        return stored, created
+
+    def _send(self, workflow_id: str, reason: str) -> None:
+        try:
+            self.dispatcher.send(workflow_id, reason)
+        except Exception:
+            # The write is durable and the run is in the sweeper's index with a
+            # due time: the sweeper sends it. The caller's request succeeded.
+            log.exception("send failed for %s; the sweeper will dispatch it", workflow_id)
+
+    def get(self, workflow_id: str) -> Run:
+        _check_id(workflow_id)
+        return self.store.get(workflow_id)
+
+    def steps(self, workflow_id: str) -> list[StepRecord]:
+        _check_id(workflow_id)
+        return self.store.steps(workflow_id)
+
+    def list(
+        self, *, status: str | None, name: str | None, limit: int, cursor: str | None
+    ) -> Page:
+        st = None
+        if status:
+            try:
+                st = Status(status)
+            except ValueError:
+                allowed = ", ".join(s.value for s in Status)
+                raise BadInputError(f"unknown status {status!r}; one of: {allowed}") from None
+        return self.store.list(status=st, name=name, limit=limit, cursor=cursor)
+
+    def signal(self, workflow_id: str, name: str, payload: Any) -> tuple[Signal, bool]:
+        _check_id(workflow_id)
+        text = encode_json(payload, what="signal payload", limit=MAX_SIGNAL_PAYLOAD_BYTES)
+        sig, woke = self.store.send_signal(workflow_id, name, text)
+        if woke:
+            self._send(workflow_id, "signal")
+        return sig, woke
+
+
+def _check_id(workflow_id: str) -> None:
+    if not WORKFLOW_ID_RE.match(workflow_id):
+        raise BadInputError(f"{workflow_id!r} is not a valid workflow id")

@@ -1,0 +1,140 @@
+"""`Client`: start, get, list, steps and signal runs through the HTTP API.
+
+    client = Client("http://127.0.0.1:8000")            # or Client() with ORCHESTRATOR_API_URL
+    run = client.start("greet", {"name": "World"}, id="greet-1")
+    run = client.wait(run["id"])                         # poll until terminal
+
+With `auth="iam"` (or ORCHESTRATOR_API_AUTH=iam) requests are signed with
+SigV4 for API Gateway's IAM authorization, using the standard AWS credential
+chain. Errors come back as the project's typed exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from . import resources as r
+from .errors import (
+    BadInputError,
+    ConflictError,
+    NotFoundError,
+    OrchestratorError,
+    PayloadTooLargeError,
+    RetryableError,
+)
+
+_BY_STATUS: dict[int, type[OrchestratorError]] = {
+    400: BadInputError,
+    404: NotFoundError,
+    405: BadInputError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    429: RetryableError,
+    503: RetryableError,
+}
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+class Client:
+    def __init__(
+        self, api_url: str | None = None, *, auth: str | None = None, timeout: float = 30.0
+    ) -> None:
+        url = api_url or os.environ.get(r.ENV_API_URL)
+        if not url:
+            raise BadInputError(
+                f"no API URL: pass one, or set {r.ENV_API_URL} (printed by `orchestrator dev`, "
+                "or the ApiUrl output of the deployed stack)"
+            )
+        self._url = url.rstrip("/")
+        self._auth = (auth or os.environ.get(r.ENV_API_AUTH) or "none").lower()
+        if self._auth not in ("none", "iam"):
+            raise BadInputError(f"auth must be 'none' or 'iam', not {self._auth!r}")
+        self._timeout = timeout
+
+    # --- API ---------------------------------------------------------------------------
+    def start(self, name: str, input: Any = None, *, id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "input": input}
+        if id is not None:
+            body["id"] = id
+        return self._call("POST", "/workflows", body)
+
+    def get(self, workflow_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/workflows/{_quote(workflow_id)}")
+
+    def steps(self, workflow_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/workflows/{_quote(workflow_id)}/steps")["steps"])
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        params = {"status": status, "name": name, "limit": str(limit), "cursor": cursor}
+        qs = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        return self._call("GET", f"/workflows?{qs}")
+
+    def signal(self, workflow_id: str, name: str, payload: Any = None) -> dict[str, Any]:
+        return self._call(
+            "POST", f"/workflows/{_quote(workflow_id)}/signals", {"name": name, "payload": payload}
+        )
+
+    def wait(self, workflow_id: str, *, timeout: float = 60.0, poll: float = 0.1) -> dict[str, Any]:
+        """Poll until the run is terminal; TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get(workflow_id)
+            if run["status"] in TERMINAL:
+                return run
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {workflow_id} is still {run['status']} after {timeout}s")
+            time.sleep(poll)
+
+    # --- transport ---------------------------------------------------------------------
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        url = self._url + path
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._auth == "iam":
+            headers = _sign(method, url, data, headers)
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                err = json.loads(raw)["error"]
+                message = err["message"]
+            except (ValueError, KeyError, TypeError):
+                message = raw.decode(errors="replace") or e.reason
+            raise _BY_STATUS.get(e.code, OrchestratorError)(message) from None
+        except urllib.error.URLError as e:
+            raise RetryableError(f"cannot reach the API at {self._url}: {e.reason}") from None
+
+
+def _quote(workflow_id: str) -> str:
+    return urllib.parse.quote(workflow_id, safe="")
+
+
+def _sign(method: str, url: str, data: bytes | None, headers: dict[str, str]) -> dict[str, str]:
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    session = boto3.session.Session()
+    creds = session.get_credentials()
+    if creds is None:
+        raise BadInputError("auth='iam' needs AWS credentials (the standard credential chain found none)")
+    region = session.region_name or os.environ.get("AWS_REGION") or r.DEFAULT_REGION
+    request = AWSRequest(method=method, url=url, data=data, headers=headers)
+    SigV4Auth(creds.get_frozen_credentials(), "execute-api", region).add_auth(request)
+    return dict(request.headers.items())

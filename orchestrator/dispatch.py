@@ -1,0 +1,113 @@
+"""Effects after the write: the SQS message that makes a run runnable, and the
+timer (SQS delay or a one-time EventBridge Scheduler schedule) that wakes a
+parked run. Request builders are pure and shared with the worker's asyncio
+client; `Dispatcher` sends them with boto3.
+
+Every effect is idempotent: a message only says "look at run X", and the
+claim decides; a schedule's name is derived from the run and the position, so
+a retry cannot create a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from . import resources as r
+from .settings import Settings
+
+
+def message_body(workflow_id: str, reason: str) -> str:
+    return json.dumps({"id": workflow_id, "reason": reason}, separators=(",", ":"))
+
+
+def parse_body(body: str) -> str | None:
+    """The workflow id a message names, or None for a message that is not ours."""
+    try:
+        data = json.loads(body)
+        wid = data["id"]
+        return wid if isinstance(wid, str) and wid else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def send_request(settings: Settings, workflow_id: str, reason: str, delay_s: int = 0) -> dict[str, Any]:
+    req: dict[str, Any] = {
+        "QueueUrl": settings.queue_url,
+        "MessageBody": message_body(workflow_id, reason),
+    }
+    if delay_s > 0:
+        req["DelaySeconds"] = min(delay_s, r.MAX_SQS_DELAY_SECONDS)
+    return req
+
+
+def schedule_name(workflow_id: str, position: int) -> str:
+    """Deterministic, so that a retried park cannot create two schedules.
+    Scheduler names allow 64 characters of [0-9a-zA-Z-_.]."""
+    digest = hashlib.sha256(workflow_id.encode()).hexdigest()[:40]
+    return f"wake-{digest}-{position}"
+
+
+def at_expression(epoch_ms: int) -> str:
+    # at() has one-second resolution; round up so the run is never woken early.
+    ts = datetime.fromtimestamp(math.ceil(epoch_ms / 1000), tz=UTC)
+    return f"at({ts.strftime('%Y-%m-%dT%H:%M:%S')})"
+
+
+def schedule_request(
+    settings: Settings, workflow_id: str, position: int, wake_at_ms: int
+) -> dict[str, Any]:
+    return {
+        "Name": schedule_name(workflow_id, position),
+        "GroupName": settings.schedule_group,
+        "ScheduleExpression": at_expression(wake_at_ms),
+        "ScheduleExpressionTimezone": "UTC",
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "ActionAfterCompletion": "DELETE",
+        "Target": {
+            "Arn": settings.queue_arn,
+            "RoleArn": settings.scheduler_role_arn,
+            "Input": message_body(workflow_id, "timer"),
+        },
+    }
+
+
+def timer_plan(now_ms: int, wake_at_ms: int) -> tuple[str, int]:
+    """("delay", seconds) for a wake-up at most 15 minutes away, else
+    ("schedule", 0)."""
+    remaining = max(0, math.ceil((wake_at_ms - now_ms) / 1000))
+    if remaining <= r.MAX_SQS_DELAY_SECONDS:
+        return "delay", remaining
+    return "schedule", 0
+
+
+def is_conflict(e: ClientError) -> bool:
+    return e.response.get("Error", {}).get("Code") == "ConflictException"
+
+
+class Dispatcher:
+    """Synchronous sender for the API and the sweeper."""
+
+    def __init__(self, sqs: Any, settings: Settings, scheduler: Any = None) -> None:
+        self._sqs = sqs
+        self._scheduler = scheduler
+        self._settings = settings
+
+    def send(self, workflow_id: str, reason: str, delay_s: int = 0) -> None:
+        self._sqs.send_message(**send_request(self._settings, workflow_id, reason, delay_s))
+
+    def delete_schedule(self, workflow_id: str, position: int) -> None:
+        if self._scheduler is None:
+            return
+        try:
+            self._scheduler.delete_schedule(
+                Name=schedule_name(workflow_id, position), GroupName=self._settings.schedule_group
+            )
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise

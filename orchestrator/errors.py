@@ -1,0 +1,77 @@
+"""The project's error hierarchy, grouped by what the caller does next.
+
+Standard library only, so the worker SDK, the API and user code can all import
+it. The API maps each class to one HTTP status in one table (`api/app.py`).
+
+- BadInputError: the request is wrong; fix it. Nothing was written.
+- NotFoundError: the run (or route) does not exist. Nothing was written.
+- ConflictError: the request is well formed but clashes with stored state
+  (same id, different input; a signal to a finished run). Nothing was written.
+- RetryableError: a transient failure (throttling, a dependency down); retry.
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base of every error the project raises on purpose."""
+
+    code = "internal"
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadInputError(OrchestratorError):
+    code = "bad_input"
+    http_status = 400
+
+
+class PayloadTooLargeError(BadInputError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class NotFoundError(OrchestratorError):
+    code = "not_found"
+    http_status = 404
+
+
+class ConflictError(OrchestratorError):
+    code = "conflict"
+    http_status = 409
+
+
+class RetryableError(OrchestratorError):
+    code = "unavailable"
+    http_status = 503
+
+
+class NonDeterminismError(OrchestratorError):
+    """A replay reached a different step name or kind than the one recorded at a
+    position. The run fails with this message instead of mixing results."""
+
+    code = "non_determinism"
+
+
+class StepFailedError(OrchestratorError):
+    """Raised into the workflow when a step's function failed. The same error is
+    raised on first execution and on replay, built from the recorded outcome."""
+
+    code = "step_failed"
+
+    def __init__(self, step: str, error_type: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"step {step!r} failed: {error_type}: {message}")
+        self.step = step
+        self.error_type = error_type
+        self.error_message = message
+        self.traceback = traceback
+
+
+class WorkflowContextError(OrchestratorError):
+    """A durable call made where it cannot work: outside a workflow, or inside a
+    step function (a step is one side effect; it cannot sleep or wait)."""
+
+    code = "context"

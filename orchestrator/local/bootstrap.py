@@ -1,0 +1,89 @@
+"""Create the table, queues and schedule group on an emulator, from the same
+`orchestrator.resources` the CDK stack is built from."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .. import resources as r
+from ..settings import Settings
+
+SCHEDULER_ROLE_ARN = "arn:aws:iam::123456789012:role/orchestrator-scheduler"
+
+
+def table_definition(table: str) -> dict[str, Any]:
+    attrs = {r.PK: "S", r.SK: "S"}
+    gsis = []
+    for ix in r.INDEXES:
+        attrs[ix.partition_key] = "S"
+        attrs[ix.sort_key] = ix.sort_key_type
+        projection: dict[str, Any] = (
+            {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(ix.projection)}
+            if ix.projection
+            else {"ProjectionType": "KEYS_ONLY"}
+        )
+        gsis.append(
+            {
+                "IndexName": ix.name,
+                "KeySchema": [
+                    {"AttributeName": ix.partition_key, "KeyType": "HASH"},
+                    {"AttributeName": ix.sort_key, "KeyType": "RANGE"},
+                ],
+                "Projection": projection,
+            }
+        )
+    return {
+        "TableName": table,
+        "KeySchema": [
+            {"AttributeName": r.PK, "KeyType": "HASH"},
+            {"AttributeName": r.SK, "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [{"AttributeName": k, "AttributeType": t} for k, t in attrs.items()],
+        "GlobalSecondaryIndexes": gsis,
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+def bootstrap(session: Any, endpoint_url: str, settings: Settings) -> Settings:
+    """Create everything (idempotent) and return settings that point at it."""
+    kw = {"endpoint_url": endpoint_url, "region_name": settings.region}
+    ddb = session.client("dynamodb", **kw)
+    sqs = session.client("sqs", **kw)
+    scheduler = session.client("scheduler", **kw)
+    try:
+        ddb.create_table(**table_definition(settings.table))
+        ddb.update_time_to_live(
+            TableName=settings.table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": r.TTL_ATTRIBUTE},
+        )
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+    dlq_url = sqs.create_queue(QueueName=r.DEFAULT_DLQ_NAME)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName=r.DEFAULT_QUEUE_NAME,
+        Attributes={
+            "VisibilityTimeout": str(settings.lease_seconds + 5),
+            "MessageRetentionPeriod": str(r.QUEUE_RETENTION_SECONDS),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(r.MAX_RECEIVE_COUNT)}
+            ),
+        },
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    try:
+        scheduler.create_schedule_group(Name=settings.schedule_group)
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ConflictException":
+            raise
+    return settings.with_(
+        queue_url=queue_url,
+        queue_arn=queue_arn,
+        dlq_url=dlq_url,
+        scheduler_role_arn=SCHEDULER_ROLE_ARN,
+        endpoint_url=endpoint_url,
+    )

@@ -1,0 +1,111 @@
+"""Serve the API's Lambda resolver on localhost: each HTTP request becomes an
+API Gateway HTTP API (payload 2.0) event, and the handler's result becomes the
+HTTP response. The route code that runs is the code that runs in Lambda."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+
+class _Context:
+    function_name = "orchestrator-api-local"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:orchestrator-api-local"
+    aws_request_id = "local"
+
+
+def to_event(method: str, raw_path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    parts = urlsplit(raw_path)
+    query: dict[str, str] = {}
+    for k, v in parse_qsl(parts.query, keep_blank_values=True):
+        query[k] = f"{query[k]},{v}" if k in query else v
+    try:
+        text, b64 = body.decode(), False
+    except UnicodeDecodeError:
+        text, b64 = base64.b64encode(body).decode(), True
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": parts.path,
+        "rawQueryString": parts.query,
+        "headers": {k.lower(): v for k, v in headers.items()},
+        "queryStringParameters": query or None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "localhost",
+            "http": {
+                "method": method,
+                "path": parts.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("User-Agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "",
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "body": text,
+        "isBase64Encoded": b64,
+    }
+
+
+class ApiServer:
+    def __init__(self, app: APIGatewayHttpResolver, host: str = "127.0.0.1", port: int = 0) -> None:
+        resolver = app
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                event = to_event(self.command, self.path, dict(self.headers.items()), body)
+                result = resolver.resolve(event, _Context())
+                payload = result.get("body") or ""
+                data = (
+                    base64.b64decode(payload)
+                    if result.get("isBase64Encoded")
+                    else payload.encode()
+                )
+                self.send_response(result.get("statusCode", 200))
+                for k, v in (result.get("headers") or {}).items():
+                    self.send_header(k, v)
+                for k, values in (result.get("multiValueHeaders") or {}).items():
+                    for v in values:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="api")
+
+    def start(self) -> ApiServer:
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,144 @@
+"""The embedded stack in one object.
+
+    with LocalStack() as stack:          # moto server, resources, API, timers, sweeper
+        stack.settings                    # points at it
+        stack.api_url
+        stack.exports()                   # the environment a second terminal needs
+
+Background loops (sweeper, scheduler emulator) run on one thread and read the
+stack's Clock, so a SkippingClock moves every timer in the stack together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import boto3
+
+from .. import resources as r
+from ..api.app import build_app
+from ..api.service import Service
+from ..aws import client
+from ..clock import SYSTEM_CLOCK, Clock
+from ..dispatch import Dispatcher
+from ..settings import Settings
+from ..store import Store
+from ..sweeper import Sweeper
+from .aws import MotoServer
+from .bootstrap import bootstrap
+from .http import ApiServer
+from .scheduler_emulator import SchedulerEmulator
+
+log = logging.getLogger(__name__)
+
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": r.DEFAULT_REGION,
+}
+
+
+def use_local_credentials() -> None:
+    """moto accepts any credentials; make sure boto3 finds some and never a real profile."""
+    for k, v in LOCAL_CREDENTIALS.items():
+        os.environ.setdefault(k, v)
+
+
+class LocalStack:
+    def __init__(
+        self,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        settings: Settings | None = None,
+        aws_port: int = 0,
+        api_port: int = 0,
+        endpoint_url: str | None = None,
+        background_interval: float = 1.0,
+        serve_api: bool = True,
+    ) -> None:
+        use_local_credentials()
+        self.clock = clock
+        self._base = settings or Settings()
+        self._aws_port = aws_port
+        self._api_port = api_port
+        self._external_endpoint = endpoint_url
+        self._interval = background_interval
+        self._serve_api = serve_api
+        self.moto: MotoServer | None = None
+        self.api: ApiServer | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.settings = self._base
+        self.session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self._base.region
+        )
+
+    # --- lifecycle --------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        if self._external_endpoint:
+            endpoint = self._external_endpoint
+        else:
+            self.moto = MotoServer(port=self._aws_port).start()
+            endpoint = self.moto.url
+        self.settings = bootstrap(self.session, endpoint, self._base)
+        self.ddb = client("dynamodb", self.settings, self.session)
+        self.sqs = client("sqs", self.settings, self.session)
+        self.scheduler = client("scheduler", self.settings, self.session)
+        self.store = Store(self.ddb, self.settings.table, self.clock)
+        self.dispatcher = Dispatcher(self.sqs, self.settings, self.scheduler)
+        self.service = Service(self.store, self.dispatcher, self.clock, self.settings)
+        self.sweeper = Sweeper(self.store, self.dispatcher, self.clock, self.settings)
+        self.emulator = SchedulerEmulator(self.scheduler, self.sqs, self.clock, self.settings.schedule_group)
+        if self._serve_api:
+            self.api = ApiServer(build_app(lambda: self.service), port=self._api_port).start()
+            self.settings = self.settings.with_(api_url=self.api.url)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="timers")
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.tick()
+
+    def tick(self) -> None:
+        """One round of the background work: fire due schedules, then sweep."""
+        try:
+            self.emulator.fire_due()
+            self.sweeper.sweep_once()
+        except Exception:
+            if not self._stop.is_set():
+                log.exception("background round failed; retrying next round")
+
+    def reset(self) -> None:
+        """Clear all state and recreate the resources (tests)."""
+        assert self.moto is not None
+        self.moto.reset()
+        self.settings = bootstrap(self.session, self.moto.url, self.settings)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        if self.api:
+            self.api.stop()
+        if self.moto:
+            self.moto.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # --- for users ----------------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        assert self.settings.api_url, "the API is not served"
+        return self.settings.api_url
+
+    def exports(self) -> dict[str, str]:
+        return {**LOCAL_CREDENTIALS, **self.settings.env_exports()}

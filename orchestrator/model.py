@@ -1,0 +1,153 @@
+"""The run's state machine and the records the store keeps, as plain data.
+
+Pure: standard library only. The allowed moves are data (`TRANSITIONS`), and
+every conditional write in the store asks DynamoDB to enforce one of them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    PENDING = "pending"  # runnable, waiting for a worker
+    RUNNING = "running"  # a worker holds the lease
+    SLEEPING = "sleeping"  # parked until wake_at
+    WAITING = "waiting"  # parked until a signal (or its timeout, wake_at)
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+PARKED = frozenset({Status.SLEEPING, Status.WAITING})
+
+# Every move a run may make, by the event that makes it. A terminal status has
+# no way out: invariant 5 ("terminal is final").
+TRANSITIONS: dict[str, dict[Status, Status]] = {
+    # claim: a worker takes the lease (pending; running with an expired lease;
+    # a sleeper or a timed wait whose wake time has passed)
+    "claim": {
+        Status.PENDING: Status.RUNNING,
+        Status.RUNNING: Status.RUNNING,
+        Status.SLEEPING: Status.RUNNING,
+        Status.WAITING: Status.RUNNING,
+    },
+    "sleep": {Status.RUNNING: Status.SLEEPING},
+    "wait": {Status.RUNNING: Status.WAITING},
+    "signal_wakes": {Status.WAITING: Status.PENDING},
+    "complete": {Status.RUNNING: Status.COMPLETED},
+    "fail": {Status.RUNNING: Status.FAILED},
+    "release": {Status.RUNNING: Status.RUNNING},  # lease dropped, run stays runnable
+    "cancel": {
+        Status.PENDING: Status.CANCELLED,
+        Status.SLEEPING: Status.CANCELLED,
+        Status.WAITING: Status.CANCELLED,
+        Status.RUNNING: Status.CANCELLED,
+    },
+}
+
+
+class TransitionError(ValueError):
+    pass
+
+
+def transition(event: str, status: Status) -> Status:
+    """The status after `event`, or TransitionError if the move is not allowed."""
+    moves = TRANSITIONS.get(event)
+    if moves is None:
+        raise TransitionError(f"unknown event {event!r}")
+    if status not in moves:
+        raise TransitionError(f"{event} is not allowed from {status}")
+    return moves[status]
+
+
+# --- Names -------------------------------------------------------------------------------
+WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+WORKFLOW_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+SIGNAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+STEP_NAME_RE = re.compile(r"^[^\x00-\x1f]{1,200}$")
+
+# --- Size limits (bytes of JSON text). A run record holds input + output + error and
+# must stay under DynamoDB's 400 KB item limit; a signal or a step outcome is its
+# own item. Over a limit the boundary refuses with PayloadTooLargeError.
+MAX_INPUT_BYTES = 128 * 1024
+MAX_OUTPUT_BYTES = 128 * 1024
+MAX_STEP_RESULT_BYTES = 256 * 1024
+MAX_SIGNAL_PAYLOAD_BYTES = 64 * 1024
+MAX_ERROR_BYTES = 32 * 1024
+
+
+class StepKind(StrEnum):
+    STEP = "step"
+    SLEEP = "sleep"
+    WAIT = "wait"
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    type: str
+    message: str
+    traceback: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+
+@dataclass(frozen=True)
+class Run:
+    """A workflow run's record. Times are epoch milliseconds."""
+
+    id: str
+    name: str
+    status: Status
+    input: str  # JSON text
+    created_at: int
+    updated_at: int
+    epoch: int = 0
+    signal_seq: int = 0
+    owner: str | None = None
+    lease_until: int | None = None
+    wake_at: int | None = None
+    wait_signal: str | None = None
+    due_at: int | None = None
+    output: str | None = None  # JSON text
+    error: ErrorInfo | None = None
+    dispatches: int = 0  # sweeper re-sends so far (backoff)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One durable call at one position of a run: a step's outcome, a sleep's
+    wake time, or a signal wait's deadline and (once known) outcome."""
+
+    position: int
+    name: str
+    kind: StepKind
+    epoch: int  # the writer's lease epoch (for audits; step writes are first-write-wins)
+    recorded_at: int
+    result: str | None = None  # JSON text of a step's result or a signal's payload
+    error: ErrorInfo | None = None
+    started_at: int | None = None
+    wake_at: int | None = None  # sleep: fixed wake time; wait: deadline (None = no timeout)
+    signal: str | None = None  # wait: the signal name
+    resolved: bool = False  # wait: outcome known (signal received or timed out)
+    timed_out: bool = False
+    signal_seq: int | None = None  # wait: which signal was consumed
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    seq: int
+    payload: str  # JSON text
+    sent_at: int
+    consumed: bool = False

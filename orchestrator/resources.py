@@ -1,0 +1,100 @@
+"""Every name the deployment and the code share: tables, keys, indexes, queues,
+the schedule group and the environment variables.
+
+The CDK constructs (`infra/`), the settings loader and the local bootstrap all
+import this module, so a table or index name cannot drift between what is
+deployed and what the code queries. Standard library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- Environment variables ---------------------------------------------------------------
+ENV_PREFIX = "ORCHESTRATOR_"
+ENV_TABLE = "ORCHESTRATOR_TABLE"
+ENV_QUEUE_URL = "ORCHESTRATOR_QUEUE_URL"
+ENV_DLQ_URL = "ORCHESTRATOR_DLQ_URL"
+ENV_QUEUE_ARN = "ORCHESTRATOR_QUEUE_ARN"
+ENV_SCHEDULE_GROUP = "ORCHESTRATOR_SCHEDULE_GROUP"
+ENV_SCHEDULER_ROLE_ARN = "ORCHESTRATOR_SCHEDULER_ROLE_ARN"
+ENV_LEASE_SECONDS = "ORCHESTRATOR_LEASE_SECONDS"
+ENV_API_URL = "ORCHESTRATOR_API_URL"
+ENV_API_AUTH = "ORCHESTRATOR_API_AUTH"  # "none" | "iam": how the Python client signs requests
+ENV_POLL_SECONDS = "ORCHESTRATOR_POLL_SECONDS"
+
+# --- Default physical names (the local stack uses them; CDK may prefix them) -------------
+DEFAULT_TABLE_NAME = "orchestrator-state"
+DEFAULT_QUEUE_NAME = "orchestrator-work"
+DEFAULT_DLQ_NAME = "orchestrator-work-dlq"
+DEFAULT_SCHEDULE_GROUP = "orchestrator"
+DEFAULT_REGION = "us-east-1"
+
+# --- The state table ---------------------------------------------------------------------
+# One table, one partition per run: the run record, its step records and its
+# signal inbox share the partition key, so one Query loads a run's whole history.
+PK = "pk"  # "WF#<workflow id>"
+SK = "sk"  # "RUN" | "STEP#<position:06d>" | "SIG#<name>#<seq:012d>"
+TTL_ATTRIBUTE = "expires_at"  # epoch seconds; set on consumed signals only
+
+RUN_SK = "RUN"
+STEP_SK_PREFIX = "STEP#"
+SIGNAL_SK_PREFIX = "SIG#"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A global secondary index: its name, key attributes and projected attributes.
+
+    ``projection`` is ``()`` for KEYS_ONLY. Projected attributes are chosen so that
+    no high-frequency write (a step, a heartbeat) touches an index.
+    """
+
+    name: str
+    partition_key: str
+    sort_key: str
+    sort_key_type: str  # "S" or "N"
+    projection: tuple[str, ...]
+
+
+# List runs newest first (and filter by name): written once when a run is created,
+# never again, because its keys and the projected "name" never change.
+# The partition key is sharded ("RUNS#<0..LIST_SHARDS-1>") so starts spread over
+# several index partitions; a listing merges the shards by sort key.
+BY_CREATED = IndexSpec(
+    name="by_created",
+    partition_key="list_pk",
+    sort_key="list_sk",  # "<created ms:013d>#<id>"
+    sort_key_type="S",
+    projection=("name",),
+)
+LIST_SHARDS = 4
+
+# The sweeper's index: sparse, holds only non-terminal runs. "due_at" (epoch ms) is
+# the time after which the sweeper must look at the run: dispatch grace for pending
+# runs, wake time for sleepers, a re-check time for running ones. It is removed
+# when the run ends, and heartbeats never touch it.
+BY_DUE = IndexSpec(
+    name="by_due",
+    partition_key="due_pk",
+    sort_key="due_at",
+    sort_key_type="N",
+    projection=(),
+)
+DUE_SHARDS = 4
+
+INDEXES = (BY_CREATED, BY_DUE)
+
+# --- Queues and schedules ------------------------------------------------------------------
+MAX_RECEIVE_COUNT = 20  # SQS redrive: deliveries before a message moves to the DLQ
+MAX_SQS_DELAY_SECONDS = 900  # longer waits use an EventBridge Scheduler schedule
+QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
+DEFAULT_LEASE_SECONDS = 30
+
+
+def list_pk(shard: int) -> str:
+    return f"RUNS#{shard}"
+
+
+def due_pk(shard: int) -> str:
+    return f"DUE#{shard}"

@@ -1,0 +1,75 @@
+"""Configuration from the environment (`ORCHESTRATOR_*` plus the standard AWS
+variables). The same worker code runs against the local stack and a CDK
+deployment by changing only these variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from . import resources as r
+
+
+@dataclass(frozen=True)
+class Settings:
+    table: str = r.DEFAULT_TABLE_NAME
+    queue_url: str = ""
+    dlq_url: str = ""
+    queue_arn: str = ""
+    schedule_group: str = r.DEFAULT_SCHEDULE_GROUP
+    scheduler_role_arn: str = ""
+    lease_seconds: int = r.DEFAULT_LEASE_SECONDS
+    region: str = r.DEFAULT_REGION
+    endpoint_url: str | None = None  # AWS_ENDPOINT_URL: the local stack's moto server
+    api_url: str | None = None
+    poll_seconds: int = 20  # SQS long-poll wait
+    # How long after its due time the sweeper picks a run up. The normal paths
+    # (send at start, SQS delay, schedules) come first; the sweeper is the backstop.
+    sweep_grace_ms: int = 30_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        s = cls(
+            table=env.get(r.ENV_TABLE, r.DEFAULT_TABLE_NAME),
+            queue_url=env.get(r.ENV_QUEUE_URL, ""),
+            dlq_url=env.get(r.ENV_DLQ_URL, ""),
+            queue_arn=env.get(r.ENV_QUEUE_ARN, ""),
+            schedule_group=env.get(r.ENV_SCHEDULE_GROUP, r.DEFAULT_SCHEDULE_GROUP),
+            scheduler_role_arn=env.get(r.ENV_SCHEDULER_ROLE_ARN, ""),
+            lease_seconds=int(env.get(r.ENV_LEASE_SECONDS, r.DEFAULT_LEASE_SECONDS)),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or r.DEFAULT_REGION,
+            endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            api_url=env.get(r.ENV_API_URL) or None,
+            poll_seconds=int(env.get(r.ENV_POLL_SECONDS, 20)),
+        )
+        return s
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def require_queue(self) -> None:
+        if not self.queue_url:
+            raise RuntimeError(
+                f"{r.ENV_QUEUE_URL} is not set: run `orchestrator dev` and paste its export "
+                "lines, or set it to the QueueUrl output of the deployed stack"
+            )
+
+    def env_exports(self) -> dict[str, str]:
+        """The variables that point a worker or client at this deployment."""
+        out = {
+            "AWS_REGION": self.region,
+            r.ENV_TABLE: self.table,
+            r.ENV_QUEUE_URL: self.queue_url,
+            r.ENV_QUEUE_ARN: self.queue_arn,
+            r.ENV_DLQ_URL: self.dlq_url,
+            r.ENV_SCHEDULE_GROUP: self.schedule_group,
+            r.ENV_SCHEDULER_ROLE_ARN: self.scheduler_role_arn,
+            r.ENV_LEASE_SECONDS: str(self.lease_seconds),
+        }
+        if self.endpoint_url:
+            out["AWS_ENDPOINT_URL"] = self.endpoint_url
+        if self.api_url:
+            out[r.ENV_API_URL] = self.api_url
+        return out

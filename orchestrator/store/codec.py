@@ -1,0 +1,207 @@
+"""Items to records and back. Key layout (see docs/architecture.md):
+
+    pk = "WF#<id>"  sk = "RUN"                     the run record
+    pk = "WF#<id>"  sk = "STEP#<position:06d>"     one durable call's record
+    pk = "WF#<id>"  sk = "SIG#<name>#<seq:012d>"   one buffered signal
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from .. import resources as r
+from ..errors import BadInputError, PayloadTooLargeError
+from ..model import ErrorInfo, Run, Signal, Status, StepKind, StepRecord
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+def to_attr(value: Any) -> dict[str, Any]:
+    return _ser.serialize(value)
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in values.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in item.items():
+        val = _de.deserialize(v)
+        if isinstance(val, Decimal):
+            val = int(val) if val == val.to_integral_value() else float(val)
+        out[k] = val
+    return out
+
+
+# --- Keys ----------------------------------------------------------------------------------
+def run_pk(workflow_id: str) -> str:
+    return f"WF#{workflow_id}"
+
+
+def step_sk(position: int) -> str:
+    return f"{r.STEP_SK_PREFIX}{position:06d}"
+
+
+def signal_prefix(name: str) -> str:
+    return f"{r.SIGNAL_SK_PREFIX}{name}#"
+
+
+def signal_sk(name: str, seq: int) -> str:
+    return f"{signal_prefix(name)}{seq:012d}"
+
+
+def run_key(workflow_id: str) -> dict[str, Any]:
+    return to_item({r.PK: run_pk(workflow_id), r.SK: r.RUN_SK})
+
+
+def shard(workflow_id: str, shards: int) -> int:
+    return zlib.crc32(workflow_id.encode()) % shards
+
+
+def list_sk(created_at: int, workflow_id: str) -> str:
+    return f"{created_at:013d}#{workflow_id}"
+
+
+# --- JSON ------------------------------------------------------------------------------------
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode_json(value: Any, *, what: str, limit: int) -> str:
+    """JSON text of `value`, or a BadInputError that names `what` and the limit."""
+    try:
+        text = dumps(value)
+    except (TypeError, ValueError) as e:
+        raise BadInputError(f"{what} is not JSON-serializable: {e}") from e
+    check_size(text, what=what, limit=limit)
+    return text
+
+
+def check_size(text: str, *, what: str, limit: int) -> None:
+    size = len(text.encode())
+    if size > limit:
+        raise PayloadTooLargeError(f"{what} is {size} bytes; the limit is {limit} bytes")
+
+
+# --- Records -----------------------------------------------------------------------------------
+def _error(d: dict[str, Any] | None) -> ErrorInfo | None:
+    if not d:
+        return None
+    return ErrorInfo(type=d.get("type", ""), message=d.get("message", ""), traceback=d.get("traceback", ""))
+
+
+def run_from_item(item: dict[str, Any]) -> Run:
+    d = from_item(item)
+    return Run(
+        id=d["id"],
+        name=d["name"],
+        status=Status(d["status"]),
+        input=d.get("input", "null"),
+        created_at=d["created_at"],
+        updated_at=d["updated_at"],
+        epoch=d.get("epoch", 0),
+        signal_seq=d.get("signal_seq", 0),
+        owner=d.get("owner"),
+        lease_until=d.get("lease_until"),
+        wake_at=d.get("wake_at"),
+        wait_signal=d.get("wait_signal"),
+        due_at=d.get("due_at"),
+        output=d.get("output"),
+        error=_error(d.get("error")),
+        dispatches=d.get("dispatches", 0),
+    )
+
+
+def new_run_item(run: Run, *, due_at: int) -> dict[str, Any]:
+    return to_item(
+        {
+            r.PK: run_pk(run.id),
+            r.SK: r.RUN_SK,
+            "id": run.id,
+            "name": run.name,
+            "status": run.status.value,
+            "input": run.input,
+            "created_at": run.created_at,
+            "updated_at": run.updated_at,
+            "epoch": 0,
+            "signal_seq": 0,
+            r.BY_CREATED.partition_key: r.list_pk(shard(run.id, r.LIST_SHARDS)),
+            r.BY_CREATED.sort_key: list_sk(run.created_at, run.id),
+            r.BY_DUE.partition_key: r.due_pk(shard(run.id, r.DUE_SHARDS)),
+            r.BY_DUE.sort_key: due_at,
+        }
+    )
+
+
+def step_from_item(item: dict[str, Any]) -> StepRecord:
+    d = from_item(item)
+    return StepRecord(
+        position=d["position"],
+        name=d["name"],
+        kind=StepKind(d["kind"]),
+        epoch=d.get("epoch", 0),
+        recorded_at=d.get("recorded_at", 0),
+        result=d.get("result"),
+        error=_error(d.get("error")),
+        started_at=d.get("started_at"),
+        wake_at=d.get("wake_at"),
+        signal=d.get("signal"),
+        resolved=bool(d.get("resolved", False)),
+        timed_out=bool(d.get("timed_out", False)),
+        signal_seq=d.get("signal_seq"),
+        extra=d.get("extra") or {},
+    )
+
+
+def step_item(workflow_id: str, rec: StepRecord) -> dict[str, Any]:
+    return to_item(
+        {
+            r.PK: run_pk(workflow_id),
+            r.SK: step_sk(rec.position),
+            "position": rec.position,
+            "name": rec.name,
+            "kind": rec.kind.value,
+            "epoch": rec.epoch,
+            "recorded_at": rec.recorded_at,
+            "result": rec.result,
+            "error": rec.error.as_dict() if rec.error else None,
+            "started_at": rec.started_at,
+            "wake_at": rec.wake_at,
+            "signal": rec.signal,
+            "resolved": rec.resolved or None,
+            "timed_out": rec.timed_out or None,
+            "signal_seq": rec.signal_seq,
+            "extra": rec.extra or None,
+        }
+    )
+
+
+def signal_from_item(item: dict[str, Any]) -> Signal:
+    d = from_item(item)
+    return Signal(
+        name=d["name"],
+        seq=d["seq"],
+        payload=d.get("payload", "null"),
+        sent_at=d["sent_at"],
+        consumed="consumed_at" in d,
+    )
+
+
+def signal_item(workflow_id: str, sig: Signal) -> dict[str, Any]:
+    return to_item(
+        {
+            r.PK: run_pk(workflow_id),
+            r.SK: signal_sk(sig.name, sig.seq),
+            "name": sig.name,
+            "seq": sig.seq,
+            "payload": sig.payload,
+            "sent_at": sig.sent_at,
+        }
+    )

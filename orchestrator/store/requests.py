@@ -1,0 +1,417 @@
+"""Every state-changing DynamoDB request, as the keyword arguments of the
+low-level client call. Pure: both the synchronous store (boto3) and the
+worker's asyncio store (aioboto3) send exactly these.
+
+Each condition expression says which race it closes. The fencing token is
+`epoch`: a claim increments it, and every later write by the owner is
+conditioned on the value it got, so an owner whose lease was taken over can
+change nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import resources as r
+from ..model import ErrorInfo, Signal, Status, StepRecord
+from .codec import run_key, run_pk, signal_item, signal_sk, step_item, step_sk, to_attr, to_item
+
+# Attribute names go through placeholders: several are DynamoDB reserved words.
+_NAMES = {
+    "#st": "status",
+    "#nm": "name",
+    "#ow": "owner",
+    "#ep": "epoch",
+    "#lu": "lease_until",
+    "#wa": "wake_at",
+    "#ws": "wait_signal",
+    "#ua": "updated_at",
+    "#ss": "signal_seq",
+    "#dp": r.BY_DUE.partition_key,
+    "#da": r.BY_DUE.sort_key,
+    "#out": "output",
+    "#err": "error",
+    "#pk": r.PK,
+    "#sk": r.SK,
+    "#res": "resolved",
+    "#cat": "consumed_at",
+    "#ttl": r.TTL_ATTRIBUTE,
+    "#dc": "dispatches",
+    "#cr": "cancel_requested",
+}
+
+
+def _names(*expressions: str) -> dict[str, str]:
+    text = " ".join(expressions)
+    return {k: v for k, v in _NAMES.items() if k in text}
+
+
+def _update(
+    table: str,
+    key: dict[str, Any],
+    update: str,
+    condition: str,
+    values: dict[str, Any],
+    *,
+    return_values: str = "NONE",
+) -> dict[str, Any]:
+    req: dict[str, Any] = {
+        "TableName": table,
+        "Key": key,
+        "UpdateExpression": update,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": _names(update, condition),
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+    if values:
+        req["ExpressionAttributeValues"] = {k: to_attr(v) for k, v in values.items()}
+    if return_values != "NONE":
+        req["ReturnValues"] = return_values
+    return req
+
+
+def put_new_run(table: str, item: dict[str, Any]) -> dict[str, Any]:
+    # Closes: two starts with the same id. The first write wins; the loser gets
+    # the stored run back (ALL_OLD) to compare inputs without another read.
+    return {
+        "TableName": table,
+        "Item": item,
+        "ConditionExpression": "attribute_not_exists(#pk)",
+        "ExpressionAttributeNames": {"#pk": r.PK},
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+def claim(
+    table: str, workflow_id: str, *, owner: str, now: int, lease_ms: int, names: list[str]
+) -> dict[str, Any]:
+    if not 1 <= len(names) <= 99:
+        raise ValueError("a worker serves between 1 and 99 workflow names")
+    name_values = {f":n{i}": n for i, n in enumerate(names)}
+    # Closes: two workers claiming one run. Exactly one conditional update can see
+    # the run runnable; it bumps the epoch, so the other's condition fails.
+    # Runnable means: pending; running with an expired lease (its owner died or
+    # released it); parked with a wake time that has passed. A parked run whose
+    # time has not come, and a run another worker holds, are refused, and so is a
+    # workflow name this worker does not serve. A terminal run never matches.
+    condition = (
+        "attribute_exists(#pk) AND #nm IN (" + ", ".join(name_values) + ") AND ("
+        "#st = :pending OR (#st = :running AND #lu < :now) "
+        "OR ((#st = :sleeping OR #st = :waiting) AND #wa <= :now))"
+    )
+    update = (
+        "SET #st = :running, #ow = :owner, #lu = :lease, #ep = #ep + :one, #ua = :now "
+        "REMOVE #wa, #ws"
+    )
+    values = {
+        ":pending": Status.PENDING.value,
+        ":running": Status.RUNNING.value,
+        ":sleeping": Status.SLEEPING.value,
+        ":waiting": Status.WAITING.value,
+        ":now": now,
+        ":lease": now + lease_ms,
+        ":one": 1,
+        ":owner": owner,
+        **name_values,
+    }
+    return _update(table, run_key(workflow_id), update, condition, values, return_values="ALL_NEW")
+
+
+def heartbeat(table: str, workflow_id: str, *, epoch: int, lease_until: int) -> dict[str, Any]:
+    # Closes: a stale owner extending a lease it lost. Only the holder of the
+    # current epoch extends; anyone else learns here that the run is gone.
+    # ALL_NEW carries cancel_requested back without a read.
+    return _update(
+        table,
+        run_key(workflow_id),
+        "SET #lu = :lease",
+        "#ep = :epoch AND #st = :running",
+        {":lease": lease_until, ":epoch": epoch, ":running": Status.RUNNING.value},
+        return_values="ALL_NEW",
+    )
+
+
+def park_sleep(
+    table: str, workflow_id: str, *, epoch: int, now: int, wake_at: int, due_at: int
+) -> dict[str, Any]:
+    # Closes: a stale owner parking a run someone else now runs (epoch), and
+    # parking a run that is no longer running (cancelled meanwhile).
+    return _update(
+        table,
+        run_key(workflow_id),
+        "SET #st = :sleeping, #wa = :wake, #da = :due, #ua = :now REMOVE #ow, #lu",
+        "#ep = :epoch AND #st = :running",
+        {
+            ":sleeping": Status.SLEEPING.value,
+            ":wake": wake_at,
+            ":due": due_at,
+            ":now": now,
+            ":epoch": epoch,
+            ":running": Status.RUNNING.value,
+        },
+    )
+
+
+def park_wait(
+    table: str,
+    workflow_id: str,
+    *,
+    epoch: int,
+    now: int,
+    signal: str,
+    seen_seq: int,
+    deadline: int | None,
+    due_at: int | None,
+) -> dict[str, Any]:
+    # Closes the race between a signal and the park: the API bumps signal_seq in
+    # the same transaction that stores a signal. If any signal arrived after the
+    # worker last looked at the inbox, signal_seq moved and the park fails, so the
+    # worker looks again instead of sleeping on a signal it has not seen.
+    # A signal that arrives after this write sees status waiting and wakes the run.
+    values: dict[str, Any] = {
+        ":waiting": Status.WAITING.value,
+        ":sig": signal,
+        ":now": now,
+        ":epoch": epoch,
+        ":running": Status.RUNNING.value,
+        ":seen": seen_seq,
+    }
+    if deadline is not None:
+        update = "SET #st = :waiting, #ws = :sig, #ua = :now, #wa = :wake, #da = :due REMOVE #ow, #lu"
+        values[":wake"] = deadline
+        values[":due"] = due_at
+    else:
+        # No timeout: the only way forward is a signal, whose delivery sets due_at
+        # again; until then the run is out of the sweeper's index.
+        update = "SET #st = :waiting, #ws = :sig, #ua = :now REMOVE #ow, #lu, #da"
+    return _update(
+        table,
+        run_key(workflow_id),
+        update,
+        "#ep = :epoch AND #st = :running AND #ss = :seen",
+        values,
+    )
+
+
+def finish(
+    table: str,
+    workflow_id: str,
+    *,
+    epoch: int,
+    now: int,
+    status: Status,
+    output: str | None = None,
+    error: ErrorInfo | None = None,
+) -> dict[str, Any]:
+    assert status.terminal
+    # Closes: a stale owner completing a run it lost, and a second completion.
+    # The run leaves the sweeper's index (due_pk/due_at removed).
+    sets = ["#st = :status", "#ua = :now"]
+    values: dict[str, Any] = {
+        ":status": status.value,
+        ":now": now,
+        ":epoch": epoch,
+        ":running": Status.RUNNING.value,
+    }
+    if output is not None:
+        sets.append("#out = :out")
+        values[":out"] = output
+    if error is not None:
+        sets.append("#err = :err")
+        values[":err"] = error.as_dict()
+    update = "SET " + ", ".join(sets) + " REMOVE #ow, #lu, #dp, #da, #wa, #ws"
+    return _update(
+        table, run_key(workflow_id), update, "#ep = :epoch AND #st = :running", values
+    )
+
+
+def release(table: str, workflow_id: str, *, epoch: int) -> dict[str, Any]:
+    # A draining worker hands the run back: the lease expires now, so the next
+    # claim succeeds at once. Conditioned on the epoch like every owner write.
+    return _update(
+        table,
+        run_key(workflow_id),
+        "SET #lu = :zero REMOVE #ow",
+        "#ep = :epoch AND #st = :running",
+        {":zero": 0, ":epoch": epoch, ":running": Status.RUNNING.value},
+    )
+
+
+def put_step(table: str, workflow_id: str, rec: StepRecord) -> dict[str, Any]:
+    # Closes: two writers recording one position (a stale owner and the new one,
+    # or a duplicate delivery). First write wins; the loser gets the winner's
+    # record back (ALL_OLD) and uses it, without a read.
+    return {
+        "TableName": table,
+        "Item": step_item(workflow_id, rec),
+        "ConditionExpression": "attribute_not_exists(#sk)",
+        "ExpressionAttributeNames": {"#sk": r.SK},
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+def resolve_wait_timeout(
+    table: str, workflow_id: str, *, position: int, now: int
+) -> dict[str, Any]:
+    # Closes: a timeout and a signal both resolving one wait. Whichever resolves
+    # first wins; the other reads the winner's outcome back.
+    return _update(
+        table,
+        to_item({r.PK: run_pk(workflow_id), r.SK: step_sk(position)}),
+        "SET #res = :t, timed_out = :t, recorded_at = :now",
+        "attribute_exists(#sk) AND attribute_not_exists(#res)",
+        {":t": True, ":now": now},
+    )
+
+
+def consume_signal(
+    table: str, workflow_id: str, *, wait: StepRecord, signal: Signal, now: int, ttl_s: int
+) -> dict[str, Any]:
+    """One transaction: the wait's outcome and the signal's consumption.
+
+    Closes: one signal consumed by two waits, and one wait resolved twice (by a
+    timeout or a second signal). Both conditions hold or neither write happens.
+    """
+    resolved = StepRecord(
+        position=wait.position,
+        name=wait.name,
+        kind=wait.kind,
+        epoch=wait.epoch,
+        recorded_at=now,
+        started_at=wait.started_at,
+        wake_at=wait.wake_at,
+        signal=wait.signal,
+        resolved=True,
+        result=signal.payload,
+        signal_seq=signal.seq,
+    )
+    return {
+        "TransactItems": [
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": step_item(workflow_id, resolved),
+                    "ConditionExpression": "attribute_not_exists(#res)",
+                    "ExpressionAttributeNames": {"#res": "resolved"},
+                }
+            },
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": to_item({r.PK: run_pk(workflow_id), r.SK: signal_sk(signal.name, signal.seq)}),
+                    "UpdateExpression": "SET #cat = :now, #ttl = :ttl",
+                    "ConditionExpression": "attribute_exists(#sk) AND attribute_not_exists(#cat)",
+                    "ExpressionAttributeNames": {"#cat": "consumed_at", "#ttl": r.TTL_ATTRIBUTE, "#sk": r.SK},
+                    "ExpressionAttributeValues": {
+                        ":now": to_attr(now),
+                        ":ttl": to_attr(now // 1000 + ttl_s),
+                    },
+                }
+            },
+        ]
+    }
+
+
+def send_signal(
+    table: str,
+    workflow_id: str,
+    *,
+    signal: Signal,
+    prev_seq: int,
+    seen_status: Status,
+    epoch: int,
+    now: int,
+    wake: bool,
+    due_at: int,
+) -> dict[str, Any]:
+    """One transaction: store the signal and bump the run's signal_seq; if the
+    run waits for this name, flip it to pending in the same write.
+
+    Closes: two signals taking one sequence number (signal_seq = :prev), a
+    signal racing a park (the park is conditioned on signal_seq, see
+    `park_wait`), and a wake-up of a run that moved since it was read
+    (status and epoch as read).
+    """
+    sets = ["#ss = :seq", "#ua = :now"]
+    values: dict[str, Any] = {
+        ":seq": signal.seq,
+        ":now": now,
+        ":prev": prev_seq,
+        ":seen": seen_status.value,
+        ":epoch": epoch,
+    }
+    update = "SET " + ", ".join(sets)
+    if wake:
+        update = "SET #ss = :seq, #ua = :now, #st = :pending, #da = :due REMOVE #ws, #wa"
+        values[":pending"] = Status.PENDING.value
+        values[":due"] = due_at
+    condition = "#ss = :prev AND #st = :seen AND #ep = :epoch"
+    return {
+        "TransactItems": [
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": run_key(workflow_id),
+                    "UpdateExpression": update,
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": _names(update, condition),
+                    "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
+                }
+            },
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": signal_item(workflow_id, signal),
+                    "ConditionExpression": "attribute_not_exists(#sk)",
+                    "ExpressionAttributeNames": {"#sk": r.SK},
+                }
+            },
+        ]
+    }
+
+
+def rearm(
+    table: str, workflow_id: str, *, epoch: int, status: Status, old_due: int, due_at: int
+) -> dict[str, Any]:
+    # The sweeper moves due_at forward before it re-sends, so the next sweep does
+    # not send again at once. Conditioned on what it read (epoch, status and the
+    # old due_at): if the run moved meanwhile, or a second sweeper got there
+    # first, this sweep leaves it alone.
+    return _update(
+        table,
+        run_key(workflow_id),
+        "SET #da = :due ADD #dc :one",
+        "#ep = :epoch AND #st = :status AND #da = :old",
+        {":due": due_at, ":epoch": epoch, ":status": status.value, ":one": 1, ":old": old_due},
+    )
+
+
+def query_history(table: str, workflow_id: str) -> dict[str, Any]:
+    # Strongly consistent: a claim must see every step the previous owner recorded.
+    return {
+        "TableName": table,
+        "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+        "ExpressionAttributeNames": {"#pk": r.PK, "#sk": r.SK},
+        "ExpressionAttributeValues": {
+            ":pk": to_attr(run_pk(workflow_id)),
+            ":prefix": to_attr(r.STEP_SK_PREFIX),
+        },
+        "ConsistentRead": True,
+    }
+
+
+def query_inbox(table: str, workflow_id: str, name: str) -> dict[str, Any]:
+    from .codec import signal_prefix
+
+    # Unconsumed signals of one name, oldest (lowest seq) first.
+    return {
+        "TableName": table,
+        "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+        "FilterExpression": "attribute_not_exists(#cat)",
+        "ExpressionAttributeNames": {"#pk": r.PK, "#sk": r.SK, "#cat": "consumed_at"},
+        "ExpressionAttributeValues": {
+            ":pk": to_attr(run_pk(workflow_id)),
+            ":prefix": to_attr(signal_prefix(name)),
+        },
+        "ConsistentRead": True,
+    }

@@ -1,0 +1,276 @@
+"""The synchronous store over boto3: what the API, the sweeper and tests use.
+
+Writes first, reads only on conflict: a conditional write that fails returns
+the stored item (ALL_OLD), which is all the caller needs to decide.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .. import resources as r
+from ..clock import Clock
+from ..errors import BadInputError, ConflictError, NotFoundError
+from ..model import Run, Signal, Status, StepRecord
+from . import requests as q
+from .codec import (
+    list_sk,
+    new_run_item,
+    run_from_item,
+    run_key,
+    signal_from_item,
+    step_from_item,
+    to_attr,
+)
+
+MAX_LIST_LIMIT = 200
+SIGNAL_TTL_SECONDS = 7 * 24 * 3600  # consumed signals are kept a week, then expire
+
+
+def conditional_failed(e: ClientError) -> bool:
+    return e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def old_item(e: ClientError) -> dict[str, Any] | None:
+    return e.response.get("Item")
+
+
+@dataclass(frozen=True)
+class Page:
+    runs: list[Run]
+    cursor: str | None
+
+
+def encode_cursor(before: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"b": before}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))["b"]
+        if not isinstance(value, str) or len(value) > 200:
+            raise ValueError
+        return value
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as e:
+        raise BadInputError("cursor is not one this API returned") from e
+
+
+class Store:
+    def __init__(self, client: Any, table: str, clock: Clock) -> None:
+        self._ddb = client
+        self._table = table
+        self._clock = clock
+
+    # --- runs -------------------------------------------------------------------------
+    def create(self, run: Run, *, due_at: int) -> tuple[Run, bool]:
+        """Store a new run. Returns (run, created). The same id with the same name
+        and input returns the stored run (idempotent start); different → ConflictError."""
+        try:
+            self._ddb.put_item(**q.put_new_run(self._table, new_run_item(run, due_at=due_at)))
+            return run, True
+        except ClientError as e:
+            if not conditional_failed(e):
+                raise
+            existing = run_from_item(old_item(e) or self._get_item(run.id))
+        if existing.name != run.name or json.loads(existing.input) != json.loads(run.input):
+            raise ConflictError(
+                f"workflow id {run.id!r} is already used by a run of {existing.name!r} "
+                "with a different input"
+            )
+        return existing, False
+
+    def _get_item(self, workflow_id: str) -> dict[str, Any]:
+        resp = self._ddb.get_item(
+            TableName=self._table, Key=run_key(workflow_id), ConsistentRead=True
+        )
+        if "Item" not in resp:
+            raise NotFoundError(f"no workflow run with id {workflow_id!r}")
+        return resp["Item"]
+
+    def get(self, workflow_id: str) -> Run:
+        return run_from_item(self._get_item(workflow_id))
+
+    def steps(self, workflow_id: str) -> list[StepRecord]:
+        self.get(workflow_id)  # unknown id → NotFoundError
+        return [step_from_item(i) for i in self._query_all(q.query_history(self._table, workflow_id))]
+
+    def signals(self, workflow_id: str, name: str) -> list[Signal]:
+        return [
+            signal_from_item(i)
+            for i in self._query_all(q.query_inbox(self._table, workflow_id, name))
+        ]
+
+    def _query_all(self, req: dict[str, Any]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        while True:
+            resp = self._ddb.query(**req)
+            items.extend(resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return items
+            req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
+
+    def list(
+        self,
+        *,
+        status: Status | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Newest first, merged across the index shards.
+
+        The cursor is the sort key of the last run examined; every shard is
+        queried for keys below it. With a status filter, at most 10 rounds are
+        read per call; a page may come back short with a cursor to go on.
+        """
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise BadInputError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        before = decode_cursor(cursor) if cursor else None
+        out: list[Run] = []
+        for _ in range(10):
+            keys, more = self._index_page(before=before, name=name, limit=limit)
+            if not keys:
+                return Page(out, None)
+            runs = self._batch_get([wid for _, wid in keys])
+            for sort_key, wid in keys:
+                before = sort_key
+                run = runs.get(wid)
+                if run is None or (status is not None and run.status != status):
+                    continue
+                out.append(run)
+                if len(out) == limit:
+                    return Page(out, encode_cursor(before))
+            if not more:
+                return Page(out, None)
+        return Page(out, encode_cursor(before) if before else None)
+
+    def _index_page(
+        self, *, before: str | None, name: str | None, limit: int
+    ) -> tuple[list[tuple[str, str]], bool]:
+        per_shard: list[list[tuple[str, str]]] = []
+        more = False
+        for shard in range(r.LIST_SHARDS):
+            cond = "#lp = :lp" + (" AND #ls < :before" if before else "")
+            values: dict[str, Any] = {":lp": to_attr(r.list_pk(shard))}
+            names = {"#lp": r.BY_CREATED.partition_key}
+            if before:
+                values[":before"] = to_attr(before)
+                names["#ls"] = r.BY_CREATED.sort_key
+            req: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": r.BY_CREATED.name,
+                "KeyConditionExpression": cond,
+                "ScanIndexForward": False,
+                "Limit": limit,
+            }
+            if name:
+                req["FilterExpression"] = "#nm = :nm"
+                names["#nm"] = "name"
+                values[":nm"] = to_attr(name)
+            req["ExpressionAttributeNames"] = names
+            req["ExpressionAttributeValues"] = values
+            resp = self._ddb.query(**req)
+            rows = []
+            for item in resp.get("Items", []):
+                sk = item[r.BY_CREATED.sort_key]["S"]
+                rows.append((sk, sk.split("#", 1)[1]))
+            if "LastEvaluatedKey" in resp:
+                more = True
+                if not rows:  # everything this round was filtered out: go on below it
+                    lek = resp["LastEvaluatedKey"][r.BY_CREATED.sort_key]["S"]
+                    rows.append((lek, ""))
+            per_shard.append(rows)
+        merged = list(heapq.merge(*per_shard, key=lambda t: t[0], reverse=True))
+        if len(merged) > limit:
+            merged, more = merged[:limit], True
+        return [(sk, wid) for sk, wid in merged], more
+
+    def _batch_get(self, ids: list[str]) -> dict[str, Run]:
+        ids = [i for i in dict.fromkeys(ids) if i]
+        found: dict[str, Run] = {}
+        for start in range(0, len(ids), 100):
+            keys = [run_key(i) for i in ids[start : start + 100]]
+            request = {self._table: {"Keys": keys}}
+            while request:
+                resp = self._ddb.batch_get_item(RequestItems=request)
+                for item in resp.get("Responses", {}).get(self._table, []):
+                    run = run_from_item(item)
+                    found[run.id] = run
+                request = resp.get("UnprocessedKeys") or {}
+        return found
+
+    # --- signals ------------------------------------------------------------------------
+    def send_signal(self, workflow_id: str, name: str, payload: str) -> tuple[Signal, bool]:
+        """Store a signal in the run's inbox. Returns (signal, woke): woke is True
+        when this signal flipped a run waiting for it to pending (the caller then
+        dispatches it)."""
+        for _ in range(20):
+            run = self.get(workflow_id)
+            if run.status.terminal:
+                raise ConflictError(
+                    f"workflow run {workflow_id!r} is {run.status.value}; it takes no more signals"
+                )
+            now = self._clock.now_ms()
+            sig = Signal(name=name, seq=run.signal_seq + 1, payload=payload, sent_at=now)
+            wake = run.status == Status.WAITING and run.wait_signal == name
+            try:
+                self._ddb.transact_write_items(
+                    **q.send_signal(
+                        self._table,
+                        workflow_id,
+                        signal=sig,
+                        prev_seq=run.signal_seq,
+                        seen_status=run.status,
+                        epoch=run.epoch,
+                        now=now,
+                        wake=wake,
+                        due_at=now + 1,
+                    )
+                )
+                return sig, wake
+            except ClientError as e:
+                if e.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                # The run moved (another signal, a claim, a park): read it again.
+        raise ConflictError(f"workflow run {workflow_id!r} is changing too fast; try again")
+
+    # --- sweeper ------------------------------------------------------------------------
+    def due(self, shard: int, *, now: int, limit: int = 100) -> list[str]:
+        resp = self._ddb.query(
+            TableName=self._table,
+            IndexName=r.BY_DUE.name,
+            KeyConditionExpression="#dp = :dp AND #da <= :now",
+            ExpressionAttributeNames={"#dp": r.BY_DUE.partition_key, "#da": r.BY_DUE.sort_key},
+            ExpressionAttributeValues={":dp": to_attr(r.due_pk(shard)), ":now": to_attr(now)},
+            Limit=limit,
+        )
+        return [i[r.PK]["S"].removeprefix("WF#") for i in resp.get("Items", [])]
+
+    def rearm(self, run: Run, *, due_at: int) -> bool:
+        try:
+            self._ddb.update_item(
+                **q.rearm(
+                    self._table,
+                    run.id,
+                    epoch=run.epoch,
+                    status=run.status,
+                    old_due=run.due_at or 0,
+                    due_at=due_at,
+                )
+            )
+            return True
+        except ClientError as e:
+            if conditional_failed(e):
+                return False
+            raise
+
+
+__all__ = ["MAX_LIST_LIMIT", "Page", "Store", "list_sk"]
