@@ -133,7 +133,9 @@ def _sign(method: str, url: str, data: bytes | None, headers: dict[str, str]) ->
     session = boto3.session.Session()
     creds = session.get_credentials()
     if creds is None:
-        raise BadInputError("auth='iam' needs AWS credentials (the standard credential chain found none)")
+        raise BadInputError(
+            "auth='iam' needs AWS credentials (the standard credential chain found none)"
+        )
     region = session.region_name or os.environ.get("AWS_REGION") or r.DEFAULT_REGION
     request = AWSRequest(method=method, url=url, data=data, headers=headers)
     SigV4Auth(creds.get_frozen_credentials(), "execute-api", region).add_auth(request)

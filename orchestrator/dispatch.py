@@ -36,7 +36,9 @@ def parse_body(body: str) -> str | None:
         return None
 
 
-def send_request(settings: Settings, workflow_id: str, reason: str, delay_s: int = 0) -> dict[str, Any]:
+def send_request(
+    settings: Settings, workflow_id: str, reason: str, delay_s: int = 0
+) -> dict[str, Any]:
     req: dict[str, Any] = {
         "QueueUrl": settings.queue_url,
         "MessageBody": message_body(workflow_id, reason),

@@ -58,7 +58,9 @@ def next_due(run: Run, now: int, settings: Settings) -> tuple[int, bool]:
 
 
 class Sweeper:
-    def __init__(self, store: Store, dispatcher: Dispatcher, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, dispatcher: Dispatcher, clock: Clock, settings: Settings
+    ) -> None:
         self._store = store
         self._dispatcher = dispatcher
         self._clock = clock

@@ -1,0 +1,27 @@
+"""The worker SDK.
+
+from worker import Worker, workflow
+
+@workflow("greet")
+async def greet(ctx, input: GreetInput) -> GreetOutput:
+    greeting = await ctx.step("greeting", make_greeting, input.name)
+    return GreetOutput(greeting=greeting)
+
+async with Worker(workflows=[greet], max_concurrent_workflows=4) as w:
+    await w.run_until_stopped()
+"""
+
+from orchestrator.errors import NonDeterminismError, StepFailedError, WorkflowContextError
+
+from ._context import WorkflowContext
+from ._registry import workflow
+from ._worker import Worker
+
+__all__ = [
+    "NonDeterminismError",
+    "StepFailedError",
+    "Worker",
+    "WorkflowContext",
+    "WorkflowContextError",
+    "workflow",
+]

@@ -106,7 +106,10 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
 
     @app.get("/workflows/<workflow_id>/steps")
     def get_steps(workflow_id: str) -> dict[str, Any]:
-        return {"workflow_id": workflow_id, "steps": [step_view(s) for s in service().steps(workflow_id)]}
+        return {
+            "workflow_id": workflow_id,
+            "steps": [step_view(s) for s in service().steps(workflow_id)],
+        }
 
     @app.post("/workflows/<workflow_id>/signals")
     def signal(workflow_id: str) -> Response[Any]:
@@ -115,7 +118,9 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         return Response(
             status_code=202,
             content_type=content_types.APPLICATION_JSON,
-            body=json.dumps({"workflow_id": workflow_id, "signal": sig.name, "seq": sig.seq, "woke": woke}),
+            body=json.dumps(
+                {"workflow_id": workflow_id, "signal": sig.name, "seq": sig.seq, "woke": woke}
+            ),
         )
 
     @app.exception_handler(OrchestratorError)
@@ -142,7 +147,9 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             if pattern.match(path.removeprefix("/api")):
                 allowed = sorted({m for m, p in ROUTES if p.match(path.removeprefix("/api"))})
                 return error_response(
-                    405, "method_not_allowed", f"{method} is not allowed on {path}; use {', '.join(allowed)}"
+                    405,
+                    "method_not_allowed",
+                    f"{method} is not allowed on {path}; use {', '.join(allowed)}",
                 )
         return error_response(404, "not_found", f"no route for {method} {path}")
 

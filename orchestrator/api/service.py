@@ -69,9 +69,7 @@ class Service:
         _check_id(workflow_id)
         return self.store.steps(workflow_id)
 
-    def list(
-        self, *, status: str | None, name: str | None, limit: int, cursor: str | None
-    ) -> Page:
+    def list(self, *, status: str | None, name: str | None, limit: int, cursor: str | None) -> Page:
         st = None
         if status:
             try:

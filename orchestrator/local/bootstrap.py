@@ -41,7 +41,9 @@ def table_definition(table: str) -> dict[str, Any]:
             {"AttributeName": r.PK, "KeyType": "HASH"},
             {"AttributeName": r.SK, "KeyType": "RANGE"},
         ],
-        "AttributeDefinitions": [{"AttributeName": k, "AttributeType": t} for k, t in attrs.items()],
+        "AttributeDefinitions": [
+            {"AttributeName": k, "AttributeType": t} for k, t in attrs.items()
+        ],
         "GlobalSecondaryIndexes": gsis,
         "BillingMode": "PAY_PER_REQUEST",
     }
@@ -63,7 +65,9 @@ def bootstrap(session: Any, endpoint_url: str, settings: Settings) -> Settings:
         if e.response["Error"]["Code"] != "ResourceInUseException":
             raise
     dlq_url = sqs.create_queue(QueueName=r.DEFAULT_DLQ_NAME)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     queue_url = sqs.create_queue(
         QueueName=r.DEFAULT_QUEUE_NAME,
         Attributes={
@@ -74,7 +78,9 @@ def bootstrap(session: Any, endpoint_url: str, settings: Settings) -> Settings:
             ),
         },
     )["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
     try:
         scheduler.create_schedule_group(Name=settings.schedule_group)
     except ClientError as e:

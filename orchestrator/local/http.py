@@ -74,9 +74,7 @@ class ApiServer:
                 result = resolver.resolve(event, _Context())
                 payload = result.get("body") or ""
                 data = (
-                    base64.b64decode(payload)
-                    if result.get("isBase64Encoded")
-                    else payload.encode()
+                    base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
                 )
                 self.send_response(result.get("statusCode", 200))
                 for k, v in (result.get("headers") or {}).items():

@@ -7,6 +7,7 @@ so a skipping clock makes a one-day timer fire at once."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from datetime import UTC, datetime
@@ -24,7 +25,9 @@ def at_ms(expression: str) -> int | None:
     m = _AT.match(expression)
     if not m:
         return None
-    return int(datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp() * 1000)
+    return int(
+        datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp() * 1000
+    )
 
 
 class SchedulerEmulator:
@@ -38,7 +41,9 @@ class SchedulerEmulator:
 
     def _queue_url(self, arn: str) -> str:
         if arn not in self._queue_urls:
-            self._queue_urls[arn] = self._sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
+            self._queue_urls[arn] = self._sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])[
+                "QueueUrl"
+            ]
         return self._queue_urls[arn]
 
     def fire_due(self) -> int:
@@ -49,7 +54,9 @@ class SchedulerEmulator:
             page = self._scheduler.list_schedules(**kwargs)
             for summary in page.get("Schedules", []):
                 try:
-                    sched = self._scheduler.get_schedule(Name=summary["Name"], GroupName=self._group)
+                    sched = self._scheduler.get_schedule(
+                        Name=summary["Name"], GroupName=self._group
+                    )
                 except ClientError:
                     continue  # deleted meanwhile
                 when = at_ms(sched.get("ScheduleExpression", ""))
@@ -61,10 +68,8 @@ class SchedulerEmulator:
                 )
                 fired += 1
                 if sched.get("ActionAfterCompletion") == "DELETE":
-                    try:
+                    with contextlib.suppress(ClientError):
                         self._scheduler.delete_schedule(Name=summary["Name"], GroupName=self._group)
-                    except ClientError:
-                        pass
             token = page.get("NextToken")
             if not token:
                 break

@@ -73,7 +73,9 @@ class LocalStack:
         self._thread: threading.Thread | None = None
         self.settings = self._base
         self.session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self._base.region
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name=self._base.region,
         )
 
     # --- lifecycle --------------------------------------------------------------------
@@ -91,7 +93,9 @@ class LocalStack:
         self.dispatcher = Dispatcher(self.sqs, self.settings, self.scheduler)
         self.service = Service(self.store, self.dispatcher, self.clock, self.settings)
         self.sweeper = Sweeper(self.store, self.dispatcher, self.clock, self.settings)
-        self.emulator = SchedulerEmulator(self.scheduler, self.sqs, self.clock, self.settings.schedule_group)
+        self.emulator = SchedulerEmulator(
+            self.scheduler, self.sqs, self.clock, self.settings.schedule_group
+        )
         if self._serve_api:
             self.api = ApiServer(build_app(lambda: self.service), port=self._api_port).start()
             self.settings = self.settings.with_(api_url=self.api.url)

@@ -1,8 +1,8 @@
 """Items to records and back. Key layout (see docs/architecture.md):
 
-    pk = "WF#<id>"  sk = "RUN"                     the run record
-    pk = "WF#<id>"  sk = "STEP#<position:06d>"     one durable call's record
-    pk = "WF#<id>"  sk = "SIG#<name>#<seq:012d>"   one buffered signal
+pk = "WF#<id>"  sk = "RUN"                     the run record
+pk = "WF#<id>"  sk = "STEP#<position:06d>"     one durable call's record
+pk = "WF#<id>"  sk = "SIG#<name>#<seq:012d>"   one buffered signal
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ def check_size(text: str, *, what: str, limit: int) -> None:
 def _error(d: dict[str, Any] | None) -> ErrorInfo | None:
     if not d:
         return None
-    return ErrorInfo(type=d.get("type", ""), message=d.get("message", ""), traceback=d.get("traceback", ""))
+    return ErrorInfo(
+        type=d.get("type", ""), message=d.get("message", ""), traceback=d.get("traceback", "")
+    )
 
 
 def run_from_item(item: dict[str, Any]) -> Run:

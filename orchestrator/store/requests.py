@@ -177,7 +177,9 @@ def park_wait(
         ":seen": seen_seq,
     }
     if deadline is not None:
-        update = "SET #st = :waiting, #ws = :sig, #ua = :now, #wa = :wake, #da = :due REMOVE #ow, #lu"
+        update = (
+            "SET #st = :waiting, #ws = :sig, #ua = :now, #wa = :wake, #da = :due REMOVE #ow, #lu"
+        )
         values[":wake"] = deadline
         values[":due"] = due_at
     else:
@@ -220,9 +222,7 @@ def finish(
         sets.append("#err = :err")
         values[":err"] = error.as_dict()
     update = "SET " + ", ".join(sets) + " REMOVE #ow, #lu, #dp, #da, #wa, #ws"
-    return _update(
-        table, run_key(workflow_id), update, "#ep = :epoch AND #st = :running", values
-    )
+    return _update(table, run_key(workflow_id), update, "#ep = :epoch AND #st = :running", values)
 
 
 def release(table: str, workflow_id: str, *, epoch: int) -> dict[str, Any]:
@@ -298,10 +298,16 @@ def consume_signal(
             {
                 "Update": {
                     "TableName": table,
-                    "Key": to_item({r.PK: run_pk(workflow_id), r.SK: signal_sk(signal.name, signal.seq)}),
+                    "Key": to_item(
+                        {r.PK: run_pk(workflow_id), r.SK: signal_sk(signal.name, signal.seq)}
+                    ),
                     "UpdateExpression": "SET #cat = :now, #ttl = :ttl",
                     "ConditionExpression": "attribute_exists(#sk) AND attribute_not_exists(#cat)",
-                    "ExpressionAttributeNames": {"#cat": "consumed_at", "#ttl": r.TTL_ATTRIBUTE, "#sk": r.SK},
+                    "ExpressionAttributeNames": {
+                        "#cat": "consumed_at",
+                        "#ttl": r.TTL_ATTRIBUTE,
+                        "#sk": r.SK,
+                    },
                     "ExpressionAttributeValues": {
                         ":now": to_attr(now),
                         ":ttl": to_attr(now // 1000 + ttl_s),

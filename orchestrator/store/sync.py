@@ -100,7 +100,9 @@ class Store:
 
     def steps(self, workflow_id: str) -> list[StepRecord]:
         self.get(workflow_id)  # unknown id → NotFoundError
-        return [step_from_item(i) for i in self._query_all(q.query_history(self._table, workflow_id))]
+        return [
+            step_from_item(i) for i in self._query_all(q.query_history(self._table, workflow_id))
+        ]
 
     def signals(self, workflow_id: str, name: str) -> list[Signal]:
         return [

@@ -1,0 +1,119 @@
+"""Every IAM statement of the deployment, in one place, one list per principal.
+
+Least privilege: each principal gets only the actions its code calls, on the
+resources it calls them on. Item operations name the table; Query also names each
+index by name (never `index/*`). The only wildcard resources are the ones IAM
+cannot narrow further, and each carries the reason that `infra.nag` records as
+its cdk-nag acknowledgment:
+
+- `schedule/<group>/*`: schedule names are made at run time from workflow ids, so
+  the group is the narrowest scope;
+- `*` for `scheduler:ListSchedules`, which supports no resource-level permissions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aws_cdk import aws_iam as iam
+
+WORKER_ITEM_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:TransactWriteItems",
+    "dynamodb:ConditionCheckItem",
+)
+API_ITEM_ACTIONS = (*WORKER_ITEM_ACTIONS, "dynamodb:BatchGetItem")
+SWEEPER_ITEM_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+QUERY_ACTIONS = ("dynamodb:Query",)
+WORKER_QUEUE_ACTIONS = (
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:SendMessage",
+    "sqs:GetQueueAttributes",
+)
+SEND_ACTIONS = ("sqs:SendMessage",)
+SWEEPER_DLQ_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+WORKER_SCHEDULE_ACTIONS = (
+    "scheduler:CreateSchedule",
+    "scheduler:DeleteSchedule",
+    "scheduler:GetSchedule",
+)
+API_SCHEDULE_ACTIONS = ("scheduler:DeleteSchedule",)
+SWEEPER_SCHEDULE_ACTIONS = ("scheduler:GetSchedule", "scheduler:DeleteSchedule")
+LIST_SCHEDULES_ACTIONS = ("scheduler:ListSchedules",)
+
+SCHEDULES_REASON = (
+    "Schedule names are derived at run time from workflow ids; access is scoped to "
+    "the orchestrator's own schedule group (schedule/<group>/*)."
+)
+LIST_SCHEDULES_REASON = (
+    "scheduler:ListSchedules supports no resource-level permissions (IAM requires "
+    "Resource '*'); the statement grants that single read-only action."
+)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The ARNs the statements name."""
+
+    table_arn: str
+    index_arns: list[str]
+    queue_arn: str
+    dlq_arn: str
+    schedules_arn: str  # schedule/<group>/*
+    scheduler_role_arn: str
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A statement, and why it needs a wildcard resource if it has one."""
+
+    statement: iam.PolicyStatement
+    wildcard_reason: str | None = field(default=None)
+
+
+def _allow(actions: tuple[str, ...], resources: list[str], **kw: object) -> iam.PolicyStatement:
+    return iam.PolicyStatement(actions=list(actions), resources=resources, **kw)  # type: ignore[arg-type]
+
+
+def worker_grants(res: Resources) -> list[Grant]:
+    """A worker claims, heartbeats, records steps, parks and wakes runs."""
+    return [
+        Grant(_allow(WORKER_ITEM_ACTIONS, [res.table_arn])),
+        Grant(_allow(QUERY_ACTIONS, [res.table_arn, *res.index_arns])),
+        Grant(_allow(WORKER_QUEUE_ACTIONS, [res.queue_arn])),
+        Grant(_allow(WORKER_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
+        Grant(
+            _allow(
+                ("iam:PassRole",),
+                [res.scheduler_role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+            )
+        ),
+    ]
+
+
+def api_grants(res: Resources) -> list[Grant]:
+    """The API starts, signals, cancels (deleting a pending wake-up), gets and lists."""
+    return [
+        Grant(_allow(API_ITEM_ACTIONS, [res.table_arn])),
+        Grant(_allow(QUERY_ACTIONS, [res.table_arn, *res.index_arns])),
+        Grant(_allow(SEND_ACTIONS, [res.queue_arn])),
+        Grant(_allow(API_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
+    ]
+
+
+def sweeper_grants(res: Resources) -> list[Grant]:
+    """The sweeper finds due runs by index, re-enqueues them, drains the DLQ and
+    removes schedules left behind by finished runs."""
+    return [
+        Grant(_allow(SWEEPER_ITEM_ACTIONS, [res.table_arn])),
+        Grant(_allow(QUERY_ACTIONS, [res.table_arn, *res.index_arns])),
+        Grant(_allow(SEND_ACTIONS, [res.queue_arn])),
+        Grant(_allow(SWEEPER_DLQ_ACTIONS, [res.dlq_arn])),
+        Grant(_allow(SWEEPER_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
+        Grant(_allow(LIST_SCHEDULES_ACTIONS, ["*"]), LIST_SCHEDULES_REASON),
+    ]

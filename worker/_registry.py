@@ -1,0 +1,90 @@
+"""`@workflow`: validates the function and attaches its definition. Registration
+is explicit (`Worker(workflows=[...])`); the decorator has no side effects."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from orchestrator.model import WORKFLOW_NAME_RE
+
+_ATTR = "__workflow_definition__"
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    name: str
+    fn: Callable[..., Awaitable[Any]]
+    takes_input: bool
+    input_adapter: TypeAdapter[Any] | None
+    output_adapter: TypeAdapter[Any] | None
+
+    def parse_input(self, text: str) -> Any:
+        """The run's input as the workflow's annotation asks (pydantic validation)."""
+        if self.input_adapter is None:
+            return json.loads(text)
+        return self.input_adapter.validate_json(text)
+
+    def dump_output(self, value: Any) -> str:
+        if self.output_adapter is not None:
+            return self.output_adapter.dump_json(value).decode()
+        return json.dumps(to_jsonable(value), separators=(",", ":"), allow_nan=False)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types for a value that may hold pydantic models or dataclasses."""
+    return TypeAdapter(Any).dump_python(value, mode="json")
+
+
+def adapter_for(annotation: Any) -> TypeAdapter[Any] | None:
+    if annotation in (inspect.Parameter.empty, None, type(None), Any):
+        return None
+    return TypeAdapter(annotation)
+
+
+def workflow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Mark `async def fn(ctx, input)` (or `async def fn(ctx)`) as the workflow `name`.
+
+    Annotations on `input` and the return value are validated and serialized
+    with pydantic; without them, input and output are plain JSON.
+    """
+    if not isinstance(name, str) or not WORKFLOW_NAME_RE.match(name):
+        raise ValueError(
+            f"workflow name {name!r} must start with a letter and hold at most 64 letters, "
+            "digits, '_', '.' or '-'"
+        )
+
+    def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"@workflow({name!r}) needs an `async def` function")
+        params = list(inspect.signature(fn).parameters.values())
+        if not 1 <= len(params) <= 2:
+            raise TypeError(f"@workflow({name!r}) function takes (ctx) or (ctx, input)")
+        hints = typing.get_type_hints(fn)
+        takes_input = len(params) == 2
+        definition = WorkflowDefinition(
+            name=name,
+            fn=fn,
+            takes_input=takes_input,
+            input_adapter=adapter_for(hints.get(params[1].name, inspect.Parameter.empty))
+            if takes_input
+            else None,
+            output_adapter=adapter_for(hints.get("return", inspect.Parameter.empty)),
+        )
+        setattr(fn, _ATTR, definition)
+        return fn
+
+    return decorate
+
+
+def definition_of(fn: Any) -> WorkflowDefinition:
+    d = getattr(fn, _ATTR, None)
+    if d is None:
+        raise TypeError(f"{fn!r} is not decorated with @workflow(...)")
+    return typing.cast(WorkflowDefinition, d)

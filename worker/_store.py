@@ -1,0 +1,252 @@
+"""The worker's asyncio store: the requests of `orchestrator.store.requests`,
+sent through aiobotocore clients. Each owner write returns False (or None)
+when its condition failed, which for an owner means: the lease is gone."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from orchestrator import resources as r
+from orchestrator.dispatch import is_conflict, schedule_request, send_request, timer_plan
+from orchestrator.model import ErrorInfo, Run, Signal, Status, StepRecord
+from orchestrator.settings import Settings
+from orchestrator.store import requests as q
+from orchestrator.store.codec import (
+    run_from_item,
+    run_pk,
+    signal_from_item,
+    step_from_item,
+    step_sk,
+    to_item,
+)
+from orchestrator.store.sync import SIGNAL_TTL_SECONDS, conditional_failed
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A conditional write lost; `old` is the item as it was (None: no item)."""
+
+    old: Run | None
+
+
+class AsyncStore:
+    def __init__(self, ddb: Any, sqs: Any, scheduler: Any, settings: Settings) -> None:
+        self._ddb = ddb
+        self._sqs = sqs
+        self._scheduler = scheduler
+        self.settings = settings
+        self._table = settings.table
+
+    # --- runs -------------------------------------------------------------------------
+    async def claim(
+        self, workflow_id: str, *, owner: str, now: int, lease_ms: int, names: list[str]
+    ) -> Run | Refused:
+        try:
+            resp = await self._ddb.update_item(
+                **q.claim(
+                    self._table, workflow_id, owner=owner, now=now, lease_ms=lease_ms, names=names
+                )
+            )
+            return run_from_item(resp["Attributes"])
+        except ClientError as e:
+            if not conditional_failed(e):
+                raise
+            item = e.response.get("Item")
+            return Refused(run_from_item(item) if item else None)
+
+    async def _owner_write(self, req: dict[str, Any]) -> Refused | None:
+        """None on success; Refused(old) when the condition failed."""
+        try:
+            await self._ddb.update_item(**req)
+            return None
+        except ClientError as e:
+            if not conditional_failed(e):
+                raise
+            item = e.response.get("Item")
+            return Refused(run_from_item(item) if item else None)
+
+    async def heartbeat(self, workflow_id: str, *, epoch: int, lease_until: int) -> Run | None:
+        try:
+            resp = await self._ddb.update_item(
+                **q.heartbeat(self._table, workflow_id, epoch=epoch, lease_until=lease_until)
+            )
+            return run_from_item(resp["Attributes"])
+        except ClientError as e:
+            if conditional_failed(e):
+                return None
+            raise
+
+    async def park_sleep(self, workflow_id: str, *, epoch: int, now: int, wake_at: int) -> bool:
+        due = wake_at + self.settings.sweep_grace_ms
+        req = q.park_sleep(
+            self._table, workflow_id, epoch=epoch, now=now, wake_at=wake_at, due_at=due
+        )
+        return await self._owner_write(req) is None
+
+    async def park_wait(
+        self,
+        workflow_id: str,
+        *,
+        epoch: int,
+        now: int,
+        signal: str,
+        seen_seq: int,
+        deadline: int | None,
+    ) -> Refused | None:
+        due = None if deadline is None else deadline + self.settings.sweep_grace_ms
+        return await self._owner_write(
+            q.park_wait(
+                self._table,
+                workflow_id,
+                epoch=epoch,
+                now=now,
+                signal=signal,
+                seen_seq=seen_seq,
+                deadline=deadline,
+                due_at=due,
+            )
+        )
+
+    async def finish(
+        self,
+        workflow_id: str,
+        *,
+        epoch: int,
+        now: int,
+        status: Status,
+        output: str | None = None,
+        error: ErrorInfo | None = None,
+    ) -> bool:
+        req = q.finish(
+            self._table,
+            workflow_id,
+            epoch=epoch,
+            now=now,
+            status=status,
+            output=output,
+            error=error,
+        )
+        return await self._owner_write(req) is None
+
+    async def release(self, workflow_id: str, *, epoch: int) -> bool:
+        return await self._owner_write(q.release(self._table, workflow_id, epoch=epoch)) is None
+
+    # --- history --------------------------------------------------------------------------
+    async def history(self, workflow_id: str) -> dict[int, StepRecord]:
+        req = q.query_history(self._table, workflow_id)
+        out: dict[int, StepRecord] = {}
+        while True:
+            resp = await self._ddb.query(**req)
+            for item in resp.get("Items", []):
+                rec = step_from_item(item)
+                out[rec.position] = rec
+            if "LastEvaluatedKey" not in resp:
+                return out
+            req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
+
+    async def put_step(self, workflow_id: str, rec: StepRecord) -> StepRecord:
+        """Record `rec` if its position is free; return what is recorded there."""
+        try:
+            await self._ddb.put_item(**q.put_step(self._table, workflow_id, rec))
+            return rec
+        except ClientError as e:
+            if not conditional_failed(e):
+                raise
+            item = e.response.get("Item")
+            return step_from_item(item) if item else await self.get_step(workflow_id, rec.position)
+
+    async def get_step(self, workflow_id: str, position: int) -> StepRecord:
+        resp = await self._ddb.get_item(
+            TableName=self._table,
+            Key=to_item({r.PK: run_pk(workflow_id), r.SK: step_sk(position)}),
+            ConsistentRead=True,
+        )
+        return step_from_item(resp["Item"])
+
+    # --- signals --------------------------------------------------------------------------
+    async def inbox(self, workflow_id: str, name: str) -> list[Signal]:
+        req = q.query_inbox(self._table, workflow_id, name)
+        out: list[Signal] = []
+        while True:
+            resp = await self._ddb.query(**req)
+            out.extend(signal_from_item(i) for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return out
+            req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
+
+    async def consume(
+        self, workflow_id: str, *, wait: StepRecord, signal: Signal, now: int
+    ) -> bool:
+        try:
+            await self._ddb.transact_write_items(
+                **q.consume_signal(
+                    self._table,
+                    workflow_id,
+                    wait=wait,
+                    signal=signal,
+                    now=now,
+                    ttl_s=SIGNAL_TTL_SECONDS,
+                )
+            )
+            return True
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                return False
+            raise
+
+    async def resolve_timeout(self, workflow_id: str, *, position: int, now: int) -> bool:
+        try:
+            await self._ddb.update_item(
+                **q.resolve_wait_timeout(self._table, workflow_id, position=position, now=now)
+            )
+            return True
+        except ClientError as e:
+            if conditional_failed(e):
+                return False
+            raise
+
+    # --- queue and timers -------------------------------------------------------------------
+    async def arrange_timer(
+        self, workflow_id: str, position: int, *, now: int, wake_at: int
+    ) -> str:
+        kind, delay = timer_plan(now, wake_at)
+        if kind == "delay":
+            await self._sqs.send_message(**send_request(self.settings, workflow_id, "timer", delay))
+            return kind
+        try:
+            await self._scheduler.create_schedule(
+                **schedule_request(self.settings, workflow_id, position, wake_at)
+            )
+        except ClientError as e:
+            if not is_conflict(e):  # the same name exists: a retry; one schedule is enough
+                raise
+        return kind
+
+    async def delete_message(self, receipt: str) -> None:
+        # A stale receipt means the message was redelivered; the claim path handles it.
+        with contextlib.suppress(ClientError):
+            await self._sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=receipt)
+
+    async def set_visibility(self, receipt: str, seconds: int) -> None:
+        with contextlib.suppress(ClientError):
+            await self._sqs.change_message_visibility(
+                QueueUrl=self.settings.queue_url,
+                ReceiptHandle=receipt,
+                VisibilityTimeout=max(0, min(seconds, 43_200)),
+            )
+
+    async def receive(
+        self, max_messages: int, wait_seconds: int, visibility: int
+    ) -> list[dict[str, Any]]:
+        resp = await self._sqs.receive_message(
+            QueueUrl=self.settings.queue_url,
+            MaxNumberOfMessages=max(1, min(10, max_messages)),
+            WaitTimeSeconds=wait_seconds,
+            VisibilityTimeout=visibility,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        return list(resp.get("Messages", []))

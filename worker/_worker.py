@@ -1,0 +1,411 @@
+"""The worker: pulls "run X is runnable" messages from SQS, claims runs with a
+fenced lease, replays them, and records what they do.
+
+Loops run as tasks: one long-poll receiver, plus one task per claimed run with
+its own heartbeat. The receiver asks SQS for at most as many messages as there
+are free slots (backpressure). Shutdown stops receiving, lets running runs go
+on for a grace period, then cancels the rest and releases their leases so that
+another worker takes them over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from pydantic import ValidationError
+
+from orchestrator.aws import RETRIES
+from orchestrator.clock import SYSTEM_CLOCK, Clock
+from orchestrator.dispatch import parse_body
+from orchestrator.errors import NonDeterminismError
+from orchestrator.model import MAX_OUTPUT_BYTES, ErrorInfo, Run, Status
+from orchestrator.settings import Settings
+
+from ._context import LeaseLost, RunState, Suspend, WorkflowContext, _current, _error_info
+from ._registry import WorkflowDefinition, definition_of
+from ._store import AsyncStore, Refused
+
+log = logging.getLogger("worker")
+
+UNSERVED_RETRY_SECONDS = 30  # a message for a name this worker does not serve comes back after this
+UNSERVED_MAX_RECEIVES = 10  # then it is dropped; the sweeper offers the run again, with backoff
+
+
+class Worker:
+    """Runs the given workflows until stopped.
+
+    async with Worker(workflows=[greet], max_concurrent_workflows=4) as w:
+        await w.run_until_stopped()
+    """
+
+    def __init__(
+        self,
+        *,
+        workflows: list[Any],
+        max_concurrent_workflows: int = 10,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+        shutdown_grace: float = 10.0,
+    ) -> None:
+        if not workflows:
+            raise ValueError("a Worker needs at least one @workflow function")
+        if max_concurrent_workflows < 1:
+            raise ValueError("max_concurrent_workflows must be at least 1")
+        self._defs: dict[str, WorkflowDefinition] = {}
+        for fn in workflows:
+            d = definition_of(fn)
+            if d.name in self._defs:
+                raise ValueError(f"two workflows are named {d.name!r}")
+            self._defs[d.name] = d
+        self.settings = settings or Settings.from_env()
+        self.settings.require_queue()
+        self.clock = clock or SYSTEM_CLOCK
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._max = max_concurrent_workflows
+        self._grace = shutdown_grace
+        self._lease_ms = self.settings.lease_seconds * 1000
+        self._names = sorted(self._defs)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._poller: asyncio.Task[None] | None = None
+        self._exit: contextlib.AsyncExitStack | None = None
+        self._store: AsyncStore | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(4, max_concurrent_workflows), thread_name_prefix="step"
+        )
+        self.stats = {
+            "claimed": 0,
+            "completed": 0,
+            "failed": 0,
+            "parked": 0,
+            "lost": 0,
+            "released": 0,
+        }
+
+    # --- lifecycle ----------------------------------------------------------------------
+    async def __aenter__(self) -> Worker:
+        await self._open()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    async def _open(self) -> None:
+        if self._store is not None:
+            return
+        self._exit = contextlib.AsyncExitStack()
+        session = aioboto3.Session()
+        config = AioConfig(
+            retries=RETRIES,
+            connect_timeout=5,
+            read_timeout=40,
+            max_pool_connections=max(20, 2 * self._max),
+        )
+        kw = {
+            "region_name": self.settings.region,
+            "endpoint_url": self.settings.endpoint_url,
+            "config": config,
+        }
+        ddb = await self._exit.enter_async_context(session.client("dynamodb", **kw))
+        sqs = await self._exit.enter_async_context(session.client("sqs", **kw))
+        scheduler = await self._exit.enter_async_context(session.client("scheduler", **kw))
+        self._store = AsyncStore(ddb, sqs, scheduler, self.settings)
+
+    async def start(self) -> None:
+        """Start receiving in the background (see `stop`)."""
+        await self._open()
+        if self._poller is None:
+            self._stopping = False
+            self._stopped.clear()
+            self._poller = asyncio.create_task(self._poll_loop(), name=f"poll-{self.id}")
+            log.info("worker %s serving %s", self.id, ", ".join(self._names))
+
+    async def run_until_stopped(self) -> None:
+        """Run until `stop()` is called or the process gets SIGINT/SIGTERM."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+                installed.append(sig)
+        try:
+            await self._stopped.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop receiving; give running runs `grace` seconds, then release them."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        if self._tasks:
+            _, pending = await asyncio.wait(
+                set(self._tasks), timeout=self._grace if grace is None else grace
+            )
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        if self._exit is not None:
+            await self._exit.aclose()
+            self._exit = None
+            self._store = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._poller = None
+        self._stopped.set()
+        log.info("worker %s stopped", self.id)
+
+    @property
+    def busy(self) -> int:
+        return len(self._tasks)
+
+    # --- receiving --------------------------------------------------------------------------
+    async def _poll_loop(self) -> None:
+        assert self._store is not None
+        visibility = self.settings.lease_seconds + 5
+        while not self._stopping:
+            free = self._max - len(self._tasks)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                messages = await self._store.receive(free, self.settings.poll_seconds, visibility)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("receive failed; retrying in 1 s")
+                await asyncio.sleep(1)
+                continue
+            for m in messages:
+                task = asyncio.create_task(self._handle(m))
+                self._tasks.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slot_freed.set()
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        try:
+            await self._handle_message(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The message stays in flight and comes back after its visibility
+            # timeout; the claim then decides again.
+            log.exception("handling message %s failed", message.get("MessageId"))
+
+    async def _handle_message(self, message: dict[str, Any]) -> None:
+        store = self._store
+        assert store is not None
+        receipt = message["ReceiptHandle"]
+        workflow_id = parse_body(message.get("Body", ""))
+        if workflow_id is None:
+            log.warning("dropping a message that names no run: %r", message.get("Body", "")[:200])
+            await store.delete_message(receipt)
+            return
+        now = self.clock.now_ms()
+        result = await store.claim(
+            workflow_id, owner=self.id, now=now, lease_ms=self._lease_ms, names=self._names
+        )
+        if isinstance(result, Refused):
+            await self._refused(result.old, message, now)
+            return
+        self.stats["claimed"] += 1
+        await self._execute(result, receipt)
+
+    async def _refused(self, old: Run | None, message: dict[str, Any], now: int) -> None:
+        """The claim lost. Decide what the message is still good for."""
+        store = self._store
+        assert store is not None
+        receipt = message["ReceiptHandle"]
+        if old is None or old.status.terminal:
+            await store.delete_message(receipt)  # unknown run, or terminal: invariant 5
+            return
+        if old.name not in self._defs:
+            receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            if receives < UNSERVED_MAX_RECEIVES:
+                await store.set_visibility(
+                    receipt, UNSERVED_RETRY_SECONDS
+                )  # for a worker that serves it
+            else:
+                await store.delete_message(receipt)  # the sweeper offers it again, with backoff
+            return
+        if (
+            old.status in (Status.SLEEPING, Status.WAITING)
+            and old.wake_at is not None
+            and old.wake_at > now
+        ):
+            remaining = -(-(old.wake_at - now) // 1000)
+            if remaining <= 900:
+                await store.set_visibility(receipt, remaining)  # an early timer: come back when due
+            else:
+                await store.delete_message(receipt)  # the schedule or the sweeper wakes it
+            return
+        # Held by a live owner (which keeps its own message in flight), or parked
+        # on a signal (the signal's delivery wakes it): this copy is a duplicate.
+        await store.delete_message(receipt)
+
+    # --- running ------------------------------------------------------------------------------
+    async def _execute(self, run: Run, receipt: str) -> None:
+        store = self._store
+        assert store is not None
+        state = RunState(
+            workflow_id=run.id,
+            name=run.name,
+            epoch=run.epoch,
+            signal_seq=run.signal_seq,
+            lease_until=run.lease_until or 0,
+            history={},
+            store=store,
+            clock=self.clock,
+            lease_ms=self._lease_ms,
+            executor=self._executor,
+        )
+        runner = asyncio.current_task()
+        assert runner is not None
+        beat = asyncio.create_task(self._heartbeat(state, receipt, runner))
+        try:
+            state.history = await store.history(run.id)
+            await self._run(self._defs[run.name], run, state, receipt)
+        except asyncio.CancelledError:
+            if state.lost:
+                self.stats["lost"] += 1
+                log.warning("run %s: lease lost; abandoned", run.id)
+                return
+            if self._stopping and not state.closing:
+                with contextlib.suppress(Exception):
+                    if await store.release(run.id, epoch=state.epoch):
+                        await store.set_visibility(receipt, 0)  # another worker takes it now
+                        self.stats["released"] += 1
+                return
+            raise
+        finally:
+            beat.cancel()
+
+    async def _run(self, d: WorkflowDefinition, run: Run, state: RunState, receipt: str) -> None:
+        store = self._store
+        assert store is not None
+        try:
+            value = d.parse_input(run.input)
+        except (ValidationError, ValueError) as e:
+            await self._finish(
+                state, receipt, Status.FAILED, error=ErrorInfo("InputValidationError", str(e))
+            )
+            return
+        ctx = WorkflowContext(state)
+        token = _current.set(ctx)
+        result: Any = None
+        failure: BaseException | None = None
+        try:
+            result = await (d.fn(ctx, value) if d.takes_input else d.fn(ctx))
+        except (Suspend, LeaseLost):
+            pass
+        except asyncio.CancelledError:
+            if state.unwinding is None:
+                raise
+        except Exception as e:
+            failure = e
+        finally:
+            _current.reset(token)
+        unwinding = state.unwinding  # what the context raised, even if user code swallowed it
+        if isinstance(unwinding, Suspend):
+            self.stats["parked"] += 1
+            await store.delete_message(receipt)
+        elif isinstance(unwinding, LeaseLost):
+            state.lost = True
+            self.stats["lost"] += 1
+            log.warning("run %s: lease lost; abandoned", run.id)
+        elif isinstance(unwinding, NonDeterminismError):
+            await self._finish(state, receipt, Status.FAILED, error=_error_info(unwinding))
+        elif failure is not None:
+            await self._finish(state, receipt, Status.FAILED, error=_error_info(failure))
+        else:
+            try:
+                text = d.dump_output(result)
+                if len(text.encode()) > MAX_OUTPUT_BYTES:
+                    raise ValueError(
+                        f"workflow output is {len(text.encode())} bytes; the limit is {MAX_OUTPUT_BYTES}"
+                    )
+            except Exception as e:
+                await self._finish(state, receipt, Status.FAILED, error=_error_info(e))
+                return
+            await self._finish(state, receipt, Status.COMPLETED, output=text)
+
+    async def _finish(
+        self,
+        state: RunState,
+        receipt: str,
+        status: Status,
+        *,
+        output: str | None = None,
+        error: ErrorInfo | None = None,
+    ) -> None:
+        store = self._store
+        assert store is not None
+        state.closing = True
+        ok = await store.finish(
+            state.workflow_id,
+            epoch=state.epoch,
+            now=self.clock.now_ms(),
+            status=status,
+            output=output,
+            error=error,
+        )
+        if not ok:
+            state.lost = True
+            self.stats["lost"] += 1
+            log.warning(
+                "run %s: could not record %s (lease lost); abandoned",
+                state.workflow_id,
+                status.value,
+            )
+            return
+        self.stats["completed" if status == Status.COMPLETED else "failed"] += 1
+        await store.delete_message(receipt)
+
+    async def _heartbeat(self, state: RunState, receipt: str, runner: asyncio.Task[None]) -> None:
+        store = self._store
+        assert store is not None
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            if state.closing:
+                continue
+            until = self.clock.now_ms() + self._lease_ms
+            try:
+                current = await store.heartbeat(
+                    state.workflow_id, epoch=state.epoch, lease_until=until
+                )
+            except Exception:
+                log.exception("heartbeat of %s failed; retrying", state.workflow_id)
+                continue
+            if current is None:
+                if state.closing:
+                    continue
+                state.lost = True
+                runner.cancel()
+                return
+            state.lease_until = until
+            await store.set_visibility(receipt, self.settings.lease_seconds + 5)
