@@ -87,7 +87,8 @@ class PipLocalBundling:
         self._requirements = tuple(requirements)
         self._package_dir = package_dir
 
-    def try_bundle(self, output_dir: str, **_options: Any) -> bool:
+    def try_bundle(self, output_dir: str, *_options: Any, **_kw: Any) -> bool:
+        # jsii passes the BundlingOptions struct positionally; they are not needed here.
         cmd = [sys.executable, "-m", "pip", *pip_command(output_dir, self._requirements)]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:

@@ -15,7 +15,7 @@ from botocore.config import Config
 
 from .settings import Settings
 
-RETRIES = {"mode": "standard", "max_attempts": 5}
+RETRIES: Any = {"mode": "standard", "max_attempts": 5}
 # The read timeout must outlast an SQS long poll (20 s).
 CLIENT_CONFIG = Config(retries=RETRIES, connect_timeout=5, read_timeout=40, max_pool_connections=50)
 

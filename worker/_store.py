@@ -23,7 +23,7 @@ from orchestrator.store.codec import (
     step_sk,
     to_item,
 )
-from orchestrator.store.sync import SIGNAL_TTL_SECONDS, conditional_failed
+from orchestrator.store.sync import SIGNAL_TTL_SECONDS, conditional_failed, old_item
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class AsyncStore:
         except ClientError as e:
             if not conditional_failed(e):
                 raise
-            item = e.response.get("Item")
+            item = old_item(e)
             return Refused(run_from_item(item) if item else None)
 
     async def _owner_write(self, req: dict[str, Any]) -> Refused | None:
@@ -66,7 +66,7 @@ class AsyncStore:
         except ClientError as e:
             if not conditional_failed(e):
                 raise
-            item = e.response.get("Item")
+            item = old_item(e)
             return Refused(run_from_item(item) if item else None)
 
     async def heartbeat(self, workflow_id: str, *, epoch: int, lease_until: int) -> Run | None:
@@ -156,7 +156,7 @@ class AsyncStore:
         except ClientError as e:
             if not conditional_failed(e):
                 raise
-            item = e.response.get("Item")
+            item = old_item(e)
             return step_from_item(item) if item else await self.get_step(workflow_id, rec.position)
 
     async def get_step(self, workflow_id: str, position: int) -> StepRecord:

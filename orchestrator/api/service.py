@@ -77,7 +77,7 @@ class Service:
             except ValueError:
                 allowed = ", ".join(s.value for s in Status)
                 raise BadInputError(f"unknown status {status!r}; one of: {allowed}") from None
-        return self.store.list(status=st, name=name, limit=limit, cursor=cursor)
+        return self.store.list_runs(status=st, name=name, limit=limit, cursor=cursor)
 
     def signal(self, workflow_id: str, name: str, payload: Any) -> tuple[Signal, bool]:
         _check_id(workflow_id)

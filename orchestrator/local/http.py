@@ -71,7 +71,7 @@ class ApiServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 event = to_event(self.command, self.path, dict(self.headers.items()), body)
-                result = resolver.resolve(event, _Context())
+                result = resolver.resolve(event, _Context())  # type: ignore[arg-type]
                 payload = result.get("body") or ""
                 data = (
                     base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
@@ -102,7 +102,7 @@ class ApiServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -23,7 +23,7 @@ _de = TypeDeserializer()
 
 
 def to_attr(value: Any) -> dict[str, Any]:
-    return _ser.serialize(value)
+    return dict(_ser.serialize(value))
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:

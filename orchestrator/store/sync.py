@@ -39,7 +39,8 @@ def conditional_failed(e: ClientError) -> bool:
 
 
 def old_item(e: ClientError) -> dict[str, Any] | None:
-    return e.response.get("Item")
+    item = e.response.get("Item")
+    return item if isinstance(item, dict) else None
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class Store:
                 return items
             req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
 
-    def list(
+    def list_runs(
         self,
         *,
         status: Status | None = None,

@@ -1,0 +1,93 @@
+"""The CDK app: `python -m infra` or `npx cdk synth` (cdk.json runs the former).
+
+Needs neither Docker nor AWS credentials to synthesize. Options come from CDK
+context (`-c key=value` or cdk.json):
+
+| context key | meaning | default |
+| --- | --- | --- |
+| `orchestrator:stackName` | stack name | `Orchestrator` |
+| `orchestrator:apiAuth` | `iam` or `jwt` | `iam` |
+| `orchestrator:jwtIssuer`, `orchestrator:jwtAudience` | JWT issuer URL, audiences (comma separated) | |
+| `orchestrator:leaseSeconds` | workflow lease | `resources.DEFAULT_LEASE_SECONDS` |
+| `orchestrator:ephemeral` | `true`: destroy data with the stack, no deletion protection | `false` |
+| `orchestrator:workerPrincipals` | ARNs that may assume the worker role (comma separated) | this account |
+| `orchestrator:namePrefix` | fixed physical names `<prefix>orchestrator-state`... | generated |
+| `orchestrator:nag` | run cdk-nag `AwsSolutionsChecks` during synth | `true` |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from aws_cdk import App, Environment, Validations
+
+from infra.api import ApiAuth
+from infra.orchestrator_construct import Retention
+from infra.stack import OrchestratorStack
+
+DEFAULT_STACK_NAME = "Orchestrator"
+
+
+def _ctx(app: App, key: str) -> Any:
+    return app.node.try_get_context(f"orchestrator:{key}")
+
+
+def _flag(value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def props_from_context(app: App) -> dict[str, Any]:
+    """The `Orchestrator` keyword arguments the context asks for."""
+    props: dict[str, Any] = {}
+    if str(_ctx(app, "apiAuth") or "iam").lower() == "jwt":
+        props["api_auth"] = ApiAuth.jwt(
+            issuer=str(_ctx(app, "jwtIssuer") or ""), audience=_list(_ctx(app, "jwtAudience"))
+        )
+    if (lease := _ctx(app, "leaseSeconds")) is not None:
+        props["lease_seconds"] = int(lease)
+    if _flag(_ctx(app, "ephemeral"), False):
+        props["retention"] = Retention.ephemeral()
+    if principals := _list(_ctx(app, "workerPrincipals")):
+        props["worker_principals"] = principals
+    if (prefix := _ctx(app, "namePrefix")) is not None:
+        props["name_prefix"] = str(prefix)
+    return props
+
+
+def build_app(context: Mapping[str, Any] | None = None) -> tuple[App, OrchestratorStack]:
+    """The app and its one stack; `context` adds to what the CDK CLI passes in."""
+    app = App(context=dict(context or {}))
+    env = Environment(
+        account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
+        region=os.environ.get("CDK_DEFAULT_REGION"),
+    )
+    stack = OrchestratorStack(
+        app,
+        str(_ctx(app, "stackName") or DEFAULT_STACK_NAME),
+        env=env,
+        **props_from_context(app),
+    )
+    if _flag(_ctx(app, "nag"), True):
+        from cdk_nag import AwsSolutionsChecks
+
+        Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return app, stack
+
+
+def main() -> None:
+    app, _ = build_app()
+    app.synth()

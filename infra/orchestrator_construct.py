@@ -1,0 +1,214 @@
+"""`Orchestrator`: the whole deployment as one construct (an L3) for any CDK stack.
+
+    from infra import ApiAuth, Orchestrator, Retention
+
+    orch = Orchestrator(self, "Orchestrator", api_auth=ApiAuth.iam())
+    orch.worker_environment()  # the variables that point a worker at it
+
+It builds one construct per concern and does all the wiring and every grant here,
+so the permissions of each principal can be read in one place (`infra.permissions`
+holds the statements). Workers in your datacenter need no AWS resources of their
+own: the worker role (or the worker policy on an identity you already have) and the
+environment variables from `worker_environment()` are enough.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra import nag
+from infra.alarms import QueueAlarms
+from infra.api import Api, ApiAuth
+from infra.bundling import lambda_code
+from infra.function import OrchestratorFunction
+from infra.permissions import Grant, Resources, api_grants, sweeper_grants, worker_grants
+from infra.queues import WorkQueues
+from infra.scheduling import Scheduling
+from infra.state import StateTable, TableBilling
+from infra.sweeper import Sweeper
+from infra.worker_access import WorkerAccess
+from orchestrator import resources as r
+
+MAX_LEASE_SECONDS = 12 * 3600  # the SQS visibility timeout maximum
+RUNTIME_REASON = (
+    "Python 3.12 is a supported Lambda runtime and the one the bundled wheels are "
+    "built for (pip --python-version 3.12); moving to a newer runtime is a deliberate "
+    "change of infra/bundling.py together with the runtime."
+)
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What survives a stack deletion, and for how long logs are kept.
+
+    The default keeps the data: the table and queues are retained and the table has
+    deletion protection. `Retention.ephemeral()` suits development stacks.
+    """
+
+    removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
+    deletion_protection: bool = True
+    log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
+
+    @classmethod
+    def ephemeral(cls) -> Retention:
+        return cls(RemovalPolicy.DESTROY, False, logs.RetentionDays.ONE_WEEK)
+
+
+class Orchestrator(Construct):
+    """The state table, the queues, the schedule group, the API, the sweeper, the
+    worker access and the alarms, wired together.
+
+    Keyword-only props:
+    - `billing`: the table's billing (on demand by default);
+    - `lease_seconds`: the workflow lease, also the work queue's visibility timeout;
+    - `api_auth`: `ApiAuth.iam()` (default, SigV4) or `ApiAuth.jwt(issuer=, audience=)`;
+    - `retention`: removal policy, table deletion protection, log retention;
+    - `worker_principals`: ARNs allowed to assume the worker role (default: this account);
+    - `name_prefix`: `None` lets CloudFormation name resources (several deployments per
+      account); a string gives `<prefix>orchestrator-state` and so on ("" gives the
+      names the local stack uses);
+    - `max_message_age`: the oldest-message alarm threshold.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        billing: TableBilling | None = None,
+        lease_seconds: int = r.DEFAULT_LEASE_SECONDS,
+        api_auth: ApiAuth | None = None,
+        retention: Retention | None = None,
+        worker_principals: Sequence[str] | None = None,
+        name_prefix: str | None = None,
+        max_message_age: Duration | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if not 1 <= lease_seconds <= MAX_LEASE_SECONDS:
+            raise ValueError(f"lease_seconds must be within 1..{MAX_LEASE_SECONDS}")
+        retention = retention or Retention()
+        self.lease_seconds = lease_seconds
+
+        def name(default: str) -> str | None:
+            return None if name_prefix is None else f"{name_prefix}{default}"
+
+        self.state = StateTable(
+            self,
+            "State",
+            billing=billing or TableBilling.on_demand(),
+            deletion_protection=retention.deletion_protection,
+            removal_policy=retention.removal_policy,
+            table_name=name(r.DEFAULT_TABLE_NAME),
+        )
+        self.queues = WorkQueues(
+            self,
+            "Queues",
+            lease_seconds=lease_seconds,
+            removal_policy=retention.removal_policy,
+            queue_name=name(r.DEFAULT_QUEUE_NAME),
+            dlq_name=name(r.DEFAULT_DLQ_NAME),
+        )
+        self.scheduling = Scheduling(
+            self,
+            "Scheduling",
+            queue=self.queues.queue,
+            removal_policy=retention.removal_policy,
+            group_name=name(r.DEFAULT_SCHEDULE_GROUP),
+        )
+        code = lambda_code()  # one asset, bundled once, for both functions
+        self.api = Api(
+            self,
+            "Api",
+            code=code,
+            environment=self.runtime_environment(),
+            auth=api_auth or ApiAuth.iam(),
+            log_retention=retention.log_retention,
+            removal_policy=retention.removal_policy,
+        )
+        self.sweeper = Sweeper(
+            self,
+            "Sweeper",
+            code=code,
+            environment=self.runtime_environment(),
+            log_retention=retention.log_retention,
+            removal_policy=retention.removal_policy,
+        )
+        self.worker_access = WorkerAccess(self, "WorkerAccess", principals=worker_principals)
+        self.alarms = QueueAlarms(
+            self,
+            "Alarms",
+            queue=self.queues.queue,
+            dlq=self.queues.dlq,
+            max_message_age=max_message_age or Duration.minutes(30),
+        )
+        self._grant()
+
+    def _grant(self) -> None:
+        """Every permission of the deployment (the scheduler role's own
+        sqs:SendMessage lives with that role in `Scheduling`)."""
+        res = Resources(
+            table_arn=self.state.table.table_arn,
+            index_arns=self.state.index_arns(),
+            queue_arn=self.queues.queue.queue_arn,
+            dlq_arn=self.queues.dlq.queue_arn,
+            schedules_arn=self.scheduling.schedules_arn(),
+            scheduler_role_arn=self.scheduling.role.role_arn,
+        )
+        _apply(worker_grants(res), self.worker_access.policy, self.worker_access.add_statements)
+        for fn, grants in (
+            (self.api.handler, api_grants(res)),
+            (self.sweeper.handler, sweeper_grants(res)),
+        ):
+            _apply(grants, fn.role, fn.add_statements)
+            nag.acknowledge(fn.function, "AwsSolutions-L1", RUNTIME_REASON)
+
+    # --- What users of the construct read ------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        return self.api.url
+
+    @property
+    def worker_role(self) -> iam.Role:
+        return self.worker_access.role
+
+    @property
+    def worker_policy(self) -> iam.ManagedPolicy:
+        return self.worker_access.policy
+
+    @property
+    def functions(self) -> tuple[OrchestratorFunction, ...]:
+        return (self.api.handler, self.sweeper.handler)
+
+    def runtime_environment(self) -> dict[str, str]:
+        """The `ORCHESTRATOR_*` variables both functions (and workers) read."""
+        return {
+            r.ENV_TABLE: self.state.table.table_name,
+            r.ENV_QUEUE_URL: self.queues.queue.queue_url,
+            r.ENV_QUEUE_ARN: self.queues.queue.queue_arn,
+            r.ENV_DLQ_URL: self.queues.dlq.queue_url,
+            r.ENV_SCHEDULE_GROUP: self.scheduling.group_name,
+            r.ENV_SCHEDULER_ROLE_ARN: self.scheduling.role.role_arn,
+            r.ENV_LEASE_SECONDS: str(self.lease_seconds),
+        }
+
+    def worker_environment(self) -> dict[str, str]:
+        """Everything a worker or client outside AWS needs, besides credentials."""
+        return {
+            "AWS_REGION": Stack.of(self).region,
+            **self.runtime_environment(),
+            r.ENV_API_URL: self.api_url,
+        }
+
+
+def _apply(
+    grants: list[Grant], holder: Construct, add: Callable[[iam.PolicyStatement], None]
+) -> None:
+    for grant in grants:
+        add(grant.statement)
+        nag.acknowledge_wildcards(holder, grant.statement, grant.wildcard_reason)

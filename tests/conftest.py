@@ -1,0 +1,82 @@
+"""Shared fixtures. One moto server per test session (HTTP on loopback, with
+DynamoDB serialized as on AWS); each test gets a fresh embedded stack on it
+(state reset, resources recreated) with its own SkippingClock."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.clock import SkippingClock
+from orchestrator.local import LocalStack
+from orchestrator.local.aws import MotoServer
+from orchestrator.local.stack import use_local_credentials
+from orchestrator.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+use_local_credentials()
+
+# Short lease and grace so that takeovers and sweeps happen within a test.
+TEST_SETTINGS = Settings(lease_seconds=3, poll_seconds=1, sweep_grace_ms=1000)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_stack(moto_server: MotoServer) -> Iterator[Callable[..., LocalStack]]:
+    stacks: list[LocalStack] = []
+
+    def make(
+        *, clock: Any = None, settings: Settings = TEST_SETTINGS, interval: float = 0.2
+    ) -> LocalStack:
+        for s in stacks:
+            s.stop()
+        moto_server.reset()
+        stack = LocalStack(
+            clock=clock or SkippingClock(),
+            settings=settings,
+            endpoint_url=moto_server.url,
+            background_interval=interval,
+        ).start()
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for s in stacks:
+        s.stop()
+
+
+@pytest.fixture
+def stack(make_stack: Callable[..., LocalStack]) -> LocalStack:
+    return make_stack()
+
+
+@pytest.fixture
+def exec_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Step functions in tests/workflows.py append a line here each time they run."""
+    path = tmp_path / "executions.log"
+    path.touch()
+    monkeypatch.setenv("TEST_EXEC_LOG", str(path))
+    return path
+
+
+def executions(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line]
+
+
+def worker_env(stack: LocalStack, exec_log: Path) -> dict[str, str]:
+    env = {**os.environ, **stack.exports(), "TEST_EXEC_LOG": str(exec_log)}
+    env["PYTHONPATH"] = str(ROOT)
+    env["ORCHESTRATOR_POLL_SECONDS"] = "1"
+    return env
