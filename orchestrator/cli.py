@@ -219,3 +219,7 @@ def demo() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from aws_cdk import App, Duration, Stack
 from aws_cdk.assertions import Template
+from cfn_helpers import JWT_AUDIENCE, JWT_ISSUER, WORKER_PRINCIPALS
 
 from infra import ApiAuth, Orchestrator, Retention, TableBilling
 from infra.app import build_app
@@ -25,12 +26,6 @@ from infra.stack import OrchestratorStack
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
-JWT_ISSUER = "https://issuer.example.com/"
-JWT_AUDIENCE = ("orchestrator-api",)
-WORKER_PRINCIPALS = (
-    "arn:aws:iam::111122223333:role/datacenter-workers",
-    "arn:aws:iam::444455556666:root",
-)
 
 
 def cdk_json_context() -> dict[str, Any]:

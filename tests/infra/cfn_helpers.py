@@ -1,0 +1,91 @@
+"""Shared by the infra tests: the custom-stack props, and lookups that find template
+resources by type and properties (never by hashed logical id)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk.assertions import Match, Template
+
+from infra.nag import flatten_cfn_reference as flat
+from orchestrator import resources as r
+
+JWT_ISSUER = "https://issuer.example.com/"
+JWT_AUDIENCE = ("orchestrator-api",)
+WORKER_PRINCIPALS = (
+    "arn:aws:iam::111122223333:role/datacenter-workers",
+    "arn:aws:iam::444455556666:root",
+)
+PARTITION_ARN = "arn:<AWS::Partition>"
+API_HANDLER = "orchestrator.api.lambda_handler.handler"
+SWEEPER_HANDLER = "orchestrator.sweeper.handler"
+
+
+def only(t: Template, type_: str, props: Any = None) -> tuple[str, dict[str, Any]]:
+    found = t.find_resources(type_, {"Properties": props} if props is not None else None)
+    assert len(found) == 1, f"expected one {type_}, found {list(found)}"
+    return next(iter(found.items()))
+
+
+def work_queue(t: Template) -> str:
+    return only(t, "AWS::SQS::Queue", {"RedrivePolicy": Match.any_value()})[0]
+
+
+def dlq(t: Template) -> str:
+    (queue_id,) = set(t.find_resources("AWS::SQS::Queue")) - {work_queue(t)}
+    return queue_id
+
+
+def role_of_function(t: Template, handler: str) -> str:
+    _, fn = only(t, "AWS::Lambda::Function", {"Handler": handler})
+    return str(fn["Properties"]["Role"]["Fn::GetAtt"][0])
+
+
+def role_trusting(t: Template, principal: Any) -> tuple[str, dict[str, Any]]:
+    doc = {"Statement": Match.array_with([Match.object_like({"Principal": principal})])}
+    return only(t, "AWS::IAM::Role", {"AssumeRolePolicyDocument": Match.object_like(doc)})
+
+
+def grants_of_role(t: Template, role_id: str) -> dict[str, set[str]]:
+    """Flattened resource -> actions, over the role's inline and managed policies."""
+    docs = [
+        p["Properties"]["PolicyDocument"]
+        for p in t.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    role = t.find_resources("AWS::IAM::Role")[role_id]["Properties"]
+    managed = t.find_resources("AWS::IAM::ManagedPolicy")
+    for arn in role.get("ManagedPolicyArns", []):
+        docs.append(managed[arn["Ref"]]["Properties"]["PolicyDocument"])
+    out: dict[str, set[str]] = {}
+    for doc in docs:
+        for stmt in doc["Statement"]:
+            assert stmt["Effect"] == "Allow"
+            actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
+            res = stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]]
+            for resource in res:
+                out.setdefault(flat(resource), set()).update(actions)
+    return out
+
+
+def named(t: Template) -> dict[str, str]:
+    """The resources statements should name, as cdk-nag-style flattened strings."""
+    table = only(t, "AWS::DynamoDB::Table")[0]
+    _, group = only(t, "AWS::Scheduler::ScheduleGroup")
+    group_name = group["Properties"]["Name"]
+    return {
+        "table": f"<{table}.Arn>",
+        **{ix.name: f"<{table}.Arn>/index/{ix.name}" for ix in r.INDEXES},
+        "queue": f"<{work_queue(t)}.Arn>",
+        "dlq": f"<{dlq(t)}.Arn>",
+        "schedules": f"{PARTITION_ARN}:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/{group_name}/*",
+        "scheduler_role": f"<{role_trusting(t, {'Service': 'scheduler.amazonaws.com'})[0]}.Arn>",
+    }
+
+
+def without_logs(grants: dict[str, set[str]]) -> dict[str, set[str]]:
+    return {
+        res: acts
+        for res, acts in grants.items()
+        if not acts <= {"logs:CreateLogStream", "logs:PutLogEvents"}
+    }

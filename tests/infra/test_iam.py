@@ -1,0 +1,149 @@
+"""IAM: least privilege, statement by statement. The expected actions are spelled out
+here, from the issue, rather than imported from the code under test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk.assertions import Match, Template
+from cfn_helpers import (
+    API_HANDLER,
+    SWEEPER_HANDLER,
+    grants_of_role,
+    named,
+    role_of_function,
+    role_trusting,
+    without_logs,
+)
+
+from orchestrator import resources as r
+
+QUERY = {"dynamodb:Query"}
+# The issue lists dynamodb:TransactWriteItems, but IAM has no such action (cfn-lint
+# W3037): TransactWriteItems is authorized per item by PutItem/UpdateItem/
+# ConditionCheckItem, which the grants below include.
+
+
+def index_query(n: dict[str, str]) -> dict[str, set[str]]:
+    """Query on each index, named (never `index/*`)."""
+    return {n[ix.name]: QUERY for ix in r.INDEXES}
+
+
+def all_statements(t: Template) -> list[dict[str, Any]]:
+    docs = [
+        p["Properties"]["PolicyDocument"] for p in t.find_resources("AWS::IAM::Policy").values()
+    ]
+    docs += [
+        p["Properties"]["PolicyDocument"]
+        for p in t.find_resources("AWS::IAM::ManagedPolicy").values()
+    ]
+    for role in t.find_resources("AWS::IAM::Role").values():
+        docs += [p["PolicyDocument"] for p in role["Properties"].get("Policies", [])]
+    return [stmt for doc in docs for stmt in doc["Statement"]]
+
+
+def test_no_wildcard_actions_and_star_only_where_iam_has_no_resource(template: Template) -> None:
+    statements = all_statements(template)
+    assert statements
+    for stmt in statements:
+        actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
+        assert not [a for a in actions if "*" in a], stmt
+        if stmt["Resource"] == "*" or "*" in stmt["Resource"]:
+            assert actions == ["scheduler:ListSchedules"], stmt  # no resource-level permissions
+
+
+def test_worker_policy_has_exactly_the_worker_statements(template: Template) -> None:
+    n = named(template)
+    role_id, role = role_trusting(template, {"AWS": Match.any_value()})
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "AWS": {
+            "Fn::Join": [
+                "",
+                ["arn:", {"Ref": "AWS::Partition"}, ":iam::", {"Ref": "AWS::AccountId"}, ":root"],
+            ]
+        }
+    }
+    assert grants_of_role(template, role_id) == {
+        n["table"]: {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:Query",
+            "dynamodb:ConditionCheckItem",
+        },
+        **index_query(n),
+        n["queue"]: {
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:SendMessage",
+            "sqs:GetQueueAttributes",
+        },
+        n["schedules"]: {
+            "scheduler:CreateSchedule",
+            "scheduler:DeleteSchedule",
+            "scheduler:GetSchedule",
+        },
+        n["scheduler_role"]: {"iam:PassRole"},
+    }
+    template.has_resource_properties(
+        "AWS::IAM::ManagedPolicy",
+        {
+            "PolicyDocument": Match.object_like(
+                {
+                    "Statement": Match.array_with(
+                        [
+                            Match.object_like(
+                                {
+                                    "Action": "iam:PassRole",
+                                    "Condition": {
+                                        "StringEquals": {
+                                            "iam:PassedToService": "scheduler.amazonaws.com"
+                                        }
+                                    },
+                                }
+                            )
+                        ]
+                    )
+                }
+            )
+        },
+    )
+
+
+def test_api_function_has_exactly_the_api_statements(template: Template) -> None:
+    n = named(template)
+    grants = grants_of_role(template, role_of_function(template, API_HANDLER))
+    assert without_logs(grants) == {
+        n["table"]: {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:Query",
+            "dynamodb:BatchGetItem",
+            "dynamodb:ConditionCheckItem",
+        },
+        **index_query(n),
+        n["queue"]: {"sqs:SendMessage"},
+        n["schedules"]: {"scheduler:DeleteSchedule"},
+    }
+    assert len(grants) == len(without_logs(grants)) + 1  # its own log group, nothing else
+
+
+def test_sweeper_function_has_exactly_the_sweeper_statements(template: Template) -> None:
+    n = named(template)
+    grants = grants_of_role(template, role_of_function(template, SWEEPER_HANDLER))
+    assert without_logs(grants) == {
+        n["table"]: {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem"},
+        **index_query(n),
+        n["queue"]: {"sqs:SendMessage"},
+        n["dlq"]: {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+        n["schedules"]: {"scheduler:GetSchedule", "scheduler:DeleteSchedule"},
+        "*": {"scheduler:ListSchedules"},
+    }
+
+
+def test_lambda_roles_carry_no_aws_managed_policy(template: Template) -> None:
+    for role in template.find_resources("AWS::IAM::Role").values():
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            assert "Ref" in arn, arn  # only the stack's own (customer managed) policy

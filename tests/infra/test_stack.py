@@ -1,0 +1,346 @@
+"""The synthesized template: resources built from `orchestrator.resources`,
+encryption, the API's auth, the alarms, the outputs, and the props of the construct
+embedded in a user's stack. Resources are found by type and properties, never by
+(hashed) logical id."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk import App, Stack
+from aws_cdk.assertions import Match, Template
+from cfn_helpers import (
+    API_HANDLER,
+    JWT_AUDIENCE,
+    JWT_ISSUER,
+    PARTITION_ARN,
+    SWEEPER_HANDLER,
+    WORKER_PRINCIPALS,
+    dlq,
+    grants_of_role,
+    named,
+    only,
+    role_trusting,
+    work_queue,
+)
+
+from infra import ApiAuth, Orchestrator
+from infra.api import ROUTES
+from infra.bundling import EXCLUDE, lambda_requirements, pip_command
+from infra.nag import flatten_cfn_reference as flat
+from orchestrator import resources as r
+
+
+# --- the state table -----------------------------------------------------------------------
+def test_table_key_schema_indexes_and_ttl_come_from_the_naming_module(template: Template) -> None:
+    indexes = [
+        {
+            "IndexName": ix.name,
+            "KeySchema": [
+                {"AttributeName": ix.partition_key, "KeyType": "HASH"},
+                {"AttributeName": ix.sort_key, "KeyType": "RANGE"},
+            ],
+            "Projection": (
+                {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(ix.projection)}
+                if ix.projection
+                else {"ProjectionType": "KEYS_ONLY"}
+            ),
+        }
+        for ix in r.INDEXES
+    ]
+    attributes = [
+        {"AttributeName": r.PK, "AttributeType": "S"},
+        {"AttributeName": r.SK, "AttributeType": "S"},
+    ]
+    for ix in r.INDEXES:
+        attributes += [
+            {"AttributeName": ix.partition_key, "AttributeType": "S"},
+            {"AttributeName": ix.sort_key, "AttributeType": ix.sort_key_type},
+        ]
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [
+                {"AttributeName": r.PK, "KeyType": "HASH"},
+                {"AttributeName": r.SK, "KeyType": "RANGE"},
+            ],
+            "AttributeDefinitions": Match.array_equals(attributes),
+            "GlobalSecondaryIndexes": Match.array_equals(indexes),
+            "TimeToLiveSpecification": {"AttributeName": r.TTL_ATTRIBUTE, "Enabled": True},
+        },
+    )
+
+
+def test_table_is_on_demand_encrypted_recoverable_and_protected(template: Template) -> None:
+    template.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "Properties": Match.object_like(
+                {
+                    "BillingMode": "PAY_PER_REQUEST",
+                    "SSESpecification": {"SSEEnabled": True},
+                    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                    "DeletionProtectionEnabled": True,
+                    "TableName": Match.absent(),  # generated: several deployments per account
+                }
+            ),
+            "DeletionPolicy": "Retain",
+        },
+    )
+
+
+# --- queues and scheduling --------------------------------------------------------------------
+def test_work_queue_redrives_to_an_encrypted_dlq(template: Template) -> None:
+    template.resource_count_is("AWS::SQS::Queue", 2)
+    template.all_resources_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True})
+    template.has_resource_properties(
+        "AWS::SQS::Queue",
+        {
+            "VisibilityTimeout": r.DEFAULT_LEASE_SECONDS,
+            "MessageRetentionPeriod": r.QUEUE_RETENTION_SECONDS,
+            "ReceiveMessageWaitTimeSeconds": 20,
+            "RedrivePolicy": {
+                "deadLetterTargetArn": {"Fn::GetAtt": [dlq(template), "Arn"]},
+                "maxReceiveCount": r.MAX_RECEIVE_COUNT,
+            },
+        },
+    )
+
+
+def test_both_queues_refuse_requests_without_tls(template: Template) -> None:
+    for queue_id in (work_queue(template), dlq(template)):
+        template.has_resource_properties(
+            "AWS::SQS::QueuePolicy",
+            {
+                "Queues": [{"Ref": queue_id}],
+                "PolicyDocument": {
+                    "Statement": Match.array_with(
+                        [
+                            Match.object_like(
+                                {
+                                    "Effect": "Deny",
+                                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                                }
+                            )
+                        ]
+                    )
+                },
+            },
+        )
+
+
+def test_scheduler_role_only_sends_to_the_work_queue(template: Template) -> None:
+    group_id, _ = only(template, "AWS::Scheduler::ScheduleGroup")
+    role_id, role = role_trusting(template, {"Service": "scheduler.amazonaws.com"})
+    condition = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
+    assert condition == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+        "ArnLike": {"aws:SourceArn": {"Fn::GetAtt": [group_id, "Arn"]}},
+    }
+    assert grants_of_role(template, role_id) == {named(template)["queue"]: {"sqs:SendMessage"}}
+
+
+# --- functions, API, sweeper ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("handler", "service"),
+    [
+        (API_HANDLER, "orchestrator-api"),
+        (SWEEPER_HANDLER, "orchestrator-sweeper"),
+    ],
+)
+def test_functions_get_every_setting_from_the_environment(
+    template: Template, handler: str, service: str
+) -> None:
+    t = template
+    _, fn = only(t, "AWS::Lambda::Function", {"Handler": handler})
+    props = fn["Properties"]
+    assert (props["Runtime"], props["Architectures"]) == ("python3.12", ["x86_64"])
+    env = props["Environment"]["Variables"]
+    group = only(t, "AWS::Scheduler::ScheduleGroup")[1]["Properties"]["Name"]
+    scheduler_role = role_trusting(t, {"Service": "scheduler.amazonaws.com"})[0]
+    assert env == {
+        r.ENV_TABLE: {"Ref": only(t, "AWS::DynamoDB::Table")[0]},
+        r.ENV_QUEUE_URL: {"Ref": work_queue(t)},
+        r.ENV_QUEUE_ARN: {"Fn::GetAtt": [work_queue(t), "Arn"]},
+        r.ENV_DLQ_URL: {"Ref": dlq(t)},
+        r.ENV_SCHEDULE_GROUP: group,
+        r.ENV_SCHEDULER_ROLE_ARN: {"Fn::GetAtt": [scheduler_role, "Arn"]},
+        r.ENV_LEASE_SECONDS: str(r.DEFAULT_LEASE_SECONDS),
+        "POWERTOOLS_SERVICE_NAME": service,
+    }
+
+
+def test_both_functions_share_one_code_asset(template: Template) -> None:
+    keys = {
+        f["Properties"]["Code"]["S3Key"]
+        for f in template.find_resources("AWS::Lambda::Function").values()
+    }
+    assert len(keys) == 1
+
+
+def test_sweeper_runs_every_minute(template: Template) -> None:
+    fn_id, _ = only(template, "AWS::Lambda::Function", {"Handler": SWEEPER_HANDLER})
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "ScheduleExpression": "rate(1 minute)",
+            "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [fn_id, "Arn"]}})],
+        },
+    )
+
+
+def test_every_route_requires_iam_auth_by_default(template: Template) -> None:
+    routes = template.find_resources("AWS::ApiGatewayV2::Route")
+    assert {route["Properties"]["RouteKey"] for route in routes.values()} == {
+        f"{method} {path}" for method, path in ROUTES
+    }
+    template.all_resources_properties("AWS::ApiGatewayV2::Route", {"AuthorizationType": "AWS_IAM"})
+    template.resource_count_is("AWS::ApiGatewayV2::Authorizer", 0)
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        {
+            "StageName": "$default",
+            "AutoDeploy": True,
+            "AccessLogSettings": Match.object_like(
+                {"Format": Match.string_like_regexp("requestId")}
+            ),
+        },
+    )
+
+
+def test_api_invoke_policy_names_each_route(template: Template) -> None:
+    api_id, _ = only(template, "AWS::ApiGatewayV2::Api", {"ProtocolType": "HTTP"})
+    _, policy = only(
+        template,
+        "AWS::IAM::ManagedPolicy",
+        {
+            "PolicyDocument": Match.object_like(
+                {"Statement": [Match.object_like({"Action": "execute-api:Invoke"})]}
+            )
+        },
+    )
+    (stmt,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    prefix = f"{PARTITION_ARN}:execute-api:<AWS::Region>:<AWS::AccountId>:<{api_id}>/$default/"
+    assert {flat(res) for res in stmt["Resource"]} == {
+        prefix + f"{method}{path.replace('{id}', '*')}" for method, path in ROUTES
+    }
+
+
+def test_jwt_mode_puts_a_jwt_authorizer_on_every_route(custom_template: Template) -> None:
+    t = custom_template
+    authorizer_id, _ = only(
+        t,
+        "AWS::ApiGatewayV2::Authorizer",
+        {
+            "AuthorizerType": "JWT",
+            "JwtConfiguration": {"Issuer": JWT_ISSUER, "Audience": list(JWT_AUDIENCE)},
+            "IdentitySource": ["$request.header.Authorization"],
+        },
+    )
+    t.all_resources_properties(
+        "AWS::ApiGatewayV2::Route",
+        {"AuthorizationType": "JWT", "AuthorizerId": {"Ref": authorizer_id}},
+    )
+    t.resource_count_is("AWS::IAM::ManagedPolicy", 1)  # the worker policy; no invoke policy
+
+
+def test_anonymous_api_and_bad_props_are_refused() -> None:
+    with pytest.raises(ValueError):
+        ApiAuth(mode="none")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        ApiAuth.jwt(issuer="https://issuer.example.com/", audience=[])
+    with pytest.raises(ValueError):
+        Orchestrator(Stack(App(), "S"), "O", lease_seconds=0)
+
+
+# --- alarms ------------------------------------------------------------------------------------
+def test_alarms_watch_dlq_depth_and_oldest_message_age(template: Template) -> None:
+    template.resource_count_is("AWS::CloudWatch::Alarm", 2)
+    for metric, queue_id, threshold in (
+        ("ApproximateNumberOfMessagesVisible", dlq(template), 1),
+        ("ApproximateAgeOfOldestMessage", work_queue(template), 1800),
+    ):
+        template.has_resource_properties(
+            "AWS::CloudWatch::Alarm",
+            {
+                "Namespace": "AWS/SQS",
+                "MetricName": metric,
+                "Dimensions": [
+                    {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}
+                ],
+                "Threshold": threshold,
+            },
+        )
+
+
+# --- outputs and the construct in a user's stack -------------------------------------------------
+def test_stack_outputs_what_a_worker_needs(template: Template) -> None:
+    assert set(template.find_outputs("*")) >= {
+        "ApiUrl",
+        "TableName",
+        "QueueUrl",
+        "QueueArn",
+        "DlqUrl",
+        "ScheduleGroup",
+        "SchedulerRoleArn",
+        "WorkerRoleArn",
+        "WorkerPolicyArn",
+    }
+
+
+def test_construct_props_reach_the_resources(custom_template: Template) -> None:
+    t = custom_template
+    capacity = {"ReadCapacityUnits": 3, "WriteCapacityUnits": 2}
+    t.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "Properties": Match.object_like(
+                {
+                    "TableName": r.DEFAULT_TABLE_NAME,
+                    "BillingMode": Match.absent(),  # provisioned is the CloudFormation default
+                    "ProvisionedThroughput": capacity,
+                    "GlobalSecondaryIndexes": [
+                        Match.object_like({"ProvisionedThroughput": capacity})
+                    ]
+                    * len(r.INDEXES),
+                    "DeletionProtectionEnabled": False,
+                }
+            ),
+            "DeletionPolicy": "Delete",
+        },
+    )
+    t.has_resource_properties(
+        "AWS::SQS::Queue", {"QueueName": r.DEFAULT_QUEUE_NAME, "VisibilityTimeout": 90}
+    )
+    t.has_resource_properties("AWS::SQS::Queue", {"QueueName": r.DEFAULT_DLQ_NAME})
+    t.has_resource_properties("AWS::Scheduler::ScheduleGroup", {"Name": r.DEFAULT_SCHEDULE_GROUP})
+    t.has_resource_properties(
+        "AWS::CloudWatch::Alarm", {"MetricName": "ApproximateAgeOfOldestMessage", "Threshold": 7200}
+    )
+    t.all_resources_properties("AWS::Logs::LogGroup", {"RetentionInDays": 7})
+    t.all_resources_properties(
+        "AWS::Lambda::Function",
+        {"Environment": {"Variables": Match.object_like({r.ENV_LEASE_SECONDS: "90"})}},
+    )
+    _, role = role_trusting(t, {"AWS": Match.any_value()})
+    principal = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"]
+    assert sorted(principal) == sorted(WORKER_PRINCIPALS)
+
+
+# --- Lambda packaging ----------------------------------------------------------------------------
+def test_bundling_targets_the_lambda_platform_and_pins_versions() -> None:
+    cmd = pip_command("/out", lambda_requirements())
+    joined = " ".join(cmd)
+    for flag in (
+        "--platform manylinux2014_x86_64",
+        "--implementation cp",
+        "--python-version 3.12",
+        "--only-binary=:all:",
+        "--target /out",
+    ):
+        assert flag in joined
+    assert {req.split("==")[0] for req in lambda_requirements()} == {
+        "pydantic",
+        "aws-lambda-powertools",
+    }
+    assert all("==" in req for req in lambda_requirements())
+    assert {"local", "tests", "__pycache__"} <= set(EXCLUDE)
