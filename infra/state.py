@@ -57,11 +57,8 @@ class StateTable(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         provisioned = billing.mode == "provisioned"
-        capacity = (
-            {"read_capacity": billing.read_capacity, "write_capacity": billing.write_capacity}
-            if provisioned
-            else {}
-        )
+        read = billing.read_capacity if provisioned else None
+        write = billing.write_capacity if provisioned else None
         self.table = dynamodb.Table(
             self,
             "Table",
@@ -80,7 +77,8 @@ class StateTable(Construct):
             time_to_live_attribute=r.TTL_ATTRIBUTE,
             deletion_protection=deletion_protection,
             removal_policy=removal_policy,
-            **capacity,
+            read_capacity=read,
+            write_capacity=write,
         )
         for index in r.INDEXES:
             self.table.add_global_secondary_index(
@@ -97,7 +95,8 @@ class StateTable(Construct):
                     else dynamodb.ProjectionType.KEYS_ONLY
                 ),
                 non_key_attributes=list(index.projection) or None,
-                **capacity,
+                read_capacity=read,
+                write_capacity=write,
             )
 
     def index_arns(self) -> list[str]:

@@ -32,6 +32,7 @@ _THROTTLES = {
 }
 
 ROUTES: list[tuple[str, re.Pattern[str]]] = [
+    ("GET", re.compile(r"^/$")),
     ("GET", re.compile(r"^/workflows/?$")),
     ("POST", re.compile(r"^/workflows/?$")),
     ("GET", re.compile(r"^/workflows/[^/]+/?$")),
@@ -74,6 +75,12 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         if not isinstance(data, dict):
             raise BadInputError("request body must be a JSON object")
         return model.model_validate(data)
+
+    @app.get("/")
+    def dashboard() -> Response[Any]:
+        from ..dashboard import page
+
+        return Response(status_code=200, content_type="text/html; charset=utf-8", body=page())
 
     @app.post("/workflows")
     def start() -> Response[Any]:

@@ -102,7 +102,6 @@ def test_two_workers_racing_for_one_run_one_wins_and_the_loser_writes_nothing(st
 
 def test_a_stale_owner_cannot_change_the_run_after_a_takeover(stack) -> None:
     run, _ = stack.service.start("count", {})
-    t = stack.settings.table
 
     async def scenario():
         import aioboto3

@@ -137,7 +137,7 @@ def test_a_signal_after_the_timeout_stays_for_the_next_wait(stack, exec_log: Pat
     with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
         done = wait_status(stack, run["id"], "completed", timeout=20)
     assert json.loads(done.output) == [None, "late"]
-    first = [s for s in stack.store.steps(run["id"]) if s.kind == "wait"][0]
+    first = next(s for s in stack.store.steps(run["id"]) if s.kind == "wait")
     assert first.timed_out and first.resolved
 
 

@@ -24,7 +24,8 @@ SWEEPER_HANDLER = "orchestrator.sweeper.handler"
 def only(t: Template, type_: str, props: Any = None) -> tuple[str, dict[str, Any]]:
     found = t.find_resources(type_, {"Properties": props} if props is not None else None)
     assert len(found) == 1, f"expected one {type_}, found {list(found)}"
-    return next(iter(found.items()))
+    logical_id, resource = next(iter(found.items()))
+    return logical_id, dict(resource)
 
 
 def work_queue(t: Template) -> str:

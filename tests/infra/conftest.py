@@ -25,7 +25,7 @@ from infra.app import build_app
 from infra.stack import OrchestratorStack
 
 ROOT = Path(__file__).resolve().parents[2]
-SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
+SKIP_BUNDLING: dict[str, Any] = {"aws:cdk:bundling-stacks": []}
 
 
 def cdk_json_context() -> dict[str, Any]:
