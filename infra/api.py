@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import jsii
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
@@ -139,6 +139,7 @@ class Api(Construct):
         self.api = apigwv2.HttpApi(
             self,
             "Api",
+            api_name=f"{Stack.of(self).stack_name}-orchestrator",
             description="Durable workflow orchestrator: start, signal, cancel, get, list",
             create_default_stage=False,  # the stage below adds access logs
             default_authorizer=authorizer,

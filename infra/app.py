@@ -13,6 +13,7 @@ context (`-c key=value` or cdk.json):
 | `orchestrator:workerPrincipals` | ARNs that may assume the worker role (comma separated) | this account |
 | `orchestrator:namePrefix` | fixed physical names `<prefix>orchestrator-state`... | generated |
 | `orchestrator:nag` | run cdk-nag `AwsSolutionsChecks` during synth | `true` |
+| `orchestrator:bundle` | `false`: skip Lambda bundling (template checks without PyPI; never deploy that) | `true` |
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import App, Environment, Validations
+from aws_cdk import Annotations, App, Environment, Validations
 
 from infra.api import ApiAuth
 from infra.orchestrator_construct import Retention
@@ -68,9 +69,15 @@ def props_from_context(app: App) -> dict[str, Any]:
     return props
 
 
-def build_app(context: Mapping[str, Any] | None = None) -> tuple[App, OrchestratorStack]:
+def build_app(
+    context: Mapping[str, Any] | None = None, *, outdir: str | None = None
+) -> tuple[App, OrchestratorStack]:
     """The app and its one stack; `context` adds to what the CDK CLI passes in."""
-    app = App(context=dict(context or {}))
+    app = App(context=dict(context or {}), outdir=outdir)
+    bundle = _flag(_ctx(app, "bundle"), True)
+    if not bundle:
+        # The CLI refuses `-c aws:...` keys; this is the same switch the tests use.
+        app.node.set_context("aws:cdk:bundling-stacks", [])
     env = Environment(
         account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
         region=os.environ.get("CDK_DEFAULT_REGION"),
@@ -81,6 +88,12 @@ def build_app(context: Mapping[str, Any] | None = None) -> tuple[App, Orchestrat
         env=env,
         **props_from_context(app),
     )
+    if not bundle:
+        Annotations.of(stack).add_warning_v2(
+            "orchestrator:unbundled",
+            "orchestrator:bundle=false: the Lambda asset lacks its dependencies; "
+            "synthesize to inspect the template, never deploy it",
+        )
     if _flag(_ctx(app, "nag"), True):
         from cdk_nag import AwsSolutionsChecks
 
@@ -89,5 +102,6 @@ def build_app(context: Mapping[str, Any] | None = None) -> tuple[App, Orchestrat
 
 
 def main() -> None:
-    app, _ = build_app()
+    # Under the CLI, CDK_OUTDIR says where; run directly, write to ./cdk.out (not a temp dir).
+    app, _ = build_app(outdir=os.environ.get("CDK_OUTDIR") or "cdk.out")
     app.synth()

@@ -54,6 +54,10 @@ class OrchestratorStack(Stack):
                 "Managed policy with the worker permissions",
             ),
         }
+        outputs["LeaseSeconds"] = (
+            str(o.lease_seconds),
+            "Workflow lease (ORCHESTRATOR_LEASE_SECONDS)",
+        )
         if o.api.invoke_policy is not None:
             outputs["ApiInvokePolicyArn"] = (
                 o.api.invoke_policy.managed_policy_arn,

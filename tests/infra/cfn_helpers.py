@@ -3,6 +3,8 @@ resources by type and properties (never by hashed logical id)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
@@ -10,6 +12,7 @@ from aws_cdk.assertions import Match, Template
 from infra.nag import flatten_cfn_reference as flat
 from orchestrator import resources as r
 
+ROOT = Path(__file__).resolve().parents[2]
 JWT_ISSUER = "https://issuer.example.com/"
 JWT_AUDIENCE = ("orchestrator-api",)
 WORKER_PRINCIPALS = (
@@ -19,6 +22,11 @@ WORKER_PRINCIPALS = (
 PARTITION_ARN = "arn:<AWS::Partition>"
 API_HANDLER = "orchestrator.api.lambda_handler.handler"
 SWEEPER_HANDLER = "orchestrator.sweeper.handler"
+
+
+def cdk_json_context() -> dict[str, Any]:
+    """The feature flags `cdk synth` runs with, so the tests synthesize the same thing."""
+    return dict(json.loads((ROOT / "cdk.json").read_text())["context"])
 
 
 def only(t: Template, type_: str, props: Any = None) -> tuple[str, dict[str, Any]]:

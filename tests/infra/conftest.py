@@ -7,9 +7,7 @@ stack with every prop changed, which is how a CDK user embeds it.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,19 +16,13 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from aws_cdk import App, Duration, Stack
 from aws_cdk.assertions import Template
-from cfn_helpers import JWT_AUDIENCE, JWT_ISSUER, WORKER_PRINCIPALS
+from cfn_helpers import JWT_AUDIENCE, JWT_ISSUER, WORKER_PRINCIPALS, cdk_json_context
 
 from infra import ApiAuth, Orchestrator, Retention, TableBilling
 from infra.app import build_app
 from infra.stack import OrchestratorStack
 
-ROOT = Path(__file__).resolve().parents[2]
 SKIP_BUNDLING: dict[str, Any] = {"aws:cdk:bundling-stacks": []}
-
-
-def cdk_json_context() -> dict[str, Any]:
-    """The feature flags `cdk synth` runs with, so the tests synthesize the same thing."""
-    return dict(json.loads((ROOT / "cdk.json").read_text())["context"])
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,10 @@ written reason, and cfn-lint passes on the synthesized templates."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +15,7 @@ from aws_cdk import App, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Template
 from cdk_nag import AwsSolutionsChecks
+from cfn_helpers import ROOT, cdk_json_context
 from cfnlint.api import lint
 from cfnlint.config import ManualArgs
 
@@ -70,3 +75,30 @@ def test_cfn_lint_passes(template_fixture: str, request: pytest.FixtureRequest) 
         config=ManualArgs(regions=["us-east-1", "eu-west-1"], ignore_checks=CFN_LINT_IGNORED),
     )
     assert [f"{m.rule.id} {m.message} at {getattr(m, 'path', '')}" for m in matches] == []
+
+
+def test_python_m_infra_synthesizes_with_nag_on(tmp_path: Path) -> None:
+    """The entry point `cdk.json` runs, as the CLI runs it: context from the
+    environment, cdk-nag registered as a validation plugin (a finding fails synth),
+    no AWS credentials. Bundling off: that needs PyPI (docs/deploy.md)."""
+    context = {**cdk_json_context(), "orchestrator:bundle": "false"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))},
+        "CDK_OUTDIR": str(tmp_path),
+        "CDK_CONTEXT_JSON": json.dumps(context),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "infra"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    template = json.loads((tmp_path / "Orchestrator.template.json").read_text())
+    assert "AWS::DynamoDB::Table" in {res["Type"] for res in template["Resources"].values()}
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    nag = [p for p in report["pluginReports"] if p["pluginName"] == "AwsSolutions"]
+    assert [p["violations"] for p in nag if p["violations"]] == []

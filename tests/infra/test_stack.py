@@ -23,8 +23,9 @@ from cfn_helpers import (
     work_queue,
 )
 
-from infra import ApiAuth, Orchestrator
+from infra import ApiAuth, Orchestrator, Retention
 from infra.api import ROUTES
+from infra.app import props_from_context
 from infra.bundling import EXCLUDE, lambda_requirements, pip_command
 from infra.nag import flatten_cfn_reference as flat
 from orchestrator import resources as r
@@ -344,3 +345,25 @@ def test_bundling_targets_the_lambda_platform_and_pins_versions() -> None:
     }
     assert all("==" in req for req in lambda_requirements())
     assert {"local", "tests", "__pycache__"} <= set(EXCLUDE)
+
+
+def test_cdk_context_selects_the_construct_props() -> None:
+    app = App(
+        context={
+            "orchestrator:apiAuth": "jwt",
+            "orchestrator:jwtIssuer": JWT_ISSUER,
+            "orchestrator:jwtAudience": "a, b",
+            "orchestrator:leaseSeconds": "60",
+            "orchestrator:ephemeral": "true",
+            "orchestrator:workerPrincipals": ",".join(WORKER_PRINCIPALS),
+            "orchestrator:namePrefix": "dev-",
+        }
+    )
+    assert props_from_context(app) == {
+        "api_auth": ApiAuth.jwt(issuer=JWT_ISSUER, audience=["a", "b"]),
+        "lease_seconds": 60,
+        "retention": Retention.ephemeral(),
+        "worker_principals": list(WORKER_PRINCIPALS),
+        "name_prefix": "dev-",
+    }
+    assert props_from_context(App()) == {}  # defaults: IAM auth, retained data
