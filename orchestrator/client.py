@@ -58,11 +58,29 @@ class Client:
         self._timeout = timeout
 
     # --- API ---------------------------------------------------------------------------
-    def start(self, name: str, input: Any = None, *, id: str | None = None) -> dict[str, Any]:
+    def start(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        id: str | None = None,
+        execution_timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Start a run. `id` makes the start idempotent; `execution_timeout`
+        (seconds) fails the run as timed out when exceeded."""
         body: dict[str, Any] = {"name": name, "input": input}
         if id is not None:
             body["id"] = id
+        if execution_timeout is not None:
+            body["execution_timeout_seconds"] = execution_timeout
         return self._call("POST", "/workflows", body)
+
+    def cancel(self, workflow_id: str, *, reason: str | None = None) -> dict[str, Any]:
+        """Cancel a run. The reply's "outcome" says what happened: "cancelled",
+        "requested" (a running run is cancelled at its next durable call),
+        "already_requested", or "already_<status>" for a finished run."""
+        body = {"reason": reason} if reason else {}
+        return self._call("POST", f"/workflows/{_quote(workflow_id)}/cancel", body)
 
     def get(self, workflow_id: str) -> dict[str, Any]:
         return self._call("GET", f"/workflows/{_quote(workflow_id)}")

@@ -20,16 +20,24 @@ def _steps_table(steps: list[dict[str, Any]]) -> Table:
     table = Table("#", "kind", "name", "outcome", box=None)
     for s in steps:
         if s["kind"] == "step":
-            outcome = json.dumps(s.get("result")) if not s.get("error") else f"error: {s['error']['message']}"
+            outcome = (
+                json.dumps(s.get("result"))
+                if not s.get("error")
+                else f"error: {s['error']['message']}"
+            )
         elif s["kind"] == "sleep":
             outcome = f"slept until {s['wake_at']}"
         else:
-            outcome = "timed out" if s.get("timed_out") else f"signal {json.dumps(s.get('payload'))}"
+            outcome = (
+                "timed out" if s.get("timed_out") else f"signal {json.dumps(s.get('payload'))}"
+            )
         table.add_row(str(s["position"]), s["kind"], s["name"], outcome)
     return table
 
 
-def _wait_status(client: Client, run_id: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
+def _wait_status(
+    client: Client, run_id: str, statuses: set[str], timeout: float = 30
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         run = client.get(run_id)
@@ -44,7 +52,9 @@ def run_demo(out: Console) -> int:
     logging.basicConfig(level=logging.WARNING)
     ok = True
     with LocalStack(background_interval=0.5) as stack:
-        out.print(f"[bold]Embedded stack[/bold]: moto at {stack.settings.endpoint_url}, API at {stack.api_url}")
+        out.print(
+            f"[bold]Embedded stack[/bold]: moto at {stack.settings.endpoint_url}, API at {stack.api_url}"
+        )
         settings = stack.settings.with_(poll_seconds=1)
         with BackgroundWorker(WORKFLOWS, settings, max_concurrent_workflows=8):
             client = Client(stack.api_url)
@@ -69,14 +79,18 @@ def run_demo(out: Console) -> int:
             t0 = time.monotonic()
             run = client.start("reminder", {"email": "ada@example.com", "delay_seconds": 2})
             parked = _wait_status(client, run["id"], {"sleeping", "completed", "failed"})
-            out.print(f"\nreminder parked: status {parked['status']}, wakes at {parked['wake_at']} (no worker slot held)")
+            out.print(
+                f"\nreminder parked: status {parked['status']}, wakes at {parked['wake_at']} (no worker slot held)"
+            )
             run = client.wait(run["id"], timeout=60)
             report(f"reminder with a 2 s durable sleep ({time.monotonic() - t0:.2f} s)", run, None)
 
             t0 = time.monotonic()
             run = client.start("approval", {"user": "ada", "timeout_seconds": 600})
             waiting = _wait_status(client, run["id"], {"waiting", "completed", "failed"})
-            out.print(f"\napproval is {waiting['status']} for {waiting['waiting_for']!r}; sending the signal")
+            out.print(
+                f"\napproval is {waiting['status']} for {waiting['waiting_for']!r}; sending the signal"
+            )
             client.signal(run["id"], "approved", {"approved": True})
             run = client.wait(run["id"], timeout=30)
             report(f"approval woken by a signal ({time.monotonic() - t0:.2f} s)", run, "done")
@@ -86,5 +100,9 @@ def run_demo(out: Console) -> int:
             run = client.wait(run["id"], timeout=30)
             report(f"approval that times out ({time.monotonic() - t0:.2f} s)", run, "expired")
 
-    out.print("\n[bold green]demo finished: every run ended as expected[/bold green]" if ok else "\n[bold red]demo: some runs did not end as expected[/bold red]")
+    out.print(
+        "\n[bold green]demo finished: every run ended as expected[/bold green]"
+        if ok
+        else "\n[bold red]demo: some runs did not end as expected[/bold red]"
+    )
     return 0 if ok else 1

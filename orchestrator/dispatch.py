@@ -48,11 +48,12 @@ def send_request(
     return req
 
 
-def schedule_name(workflow_id: str, position: int) -> str:
-    """Deterministic, so that a retried park cannot create two schedules.
+def schedule_name(workflow_id: str, position: int, seq: int = 0) -> str:
+    """Deterministic, so that a retried park cannot create two schedules; `seq`
+    tells apart successive timers at one position (a step's retry attempts).
     Scheduler names allow 64 characters of [0-9a-zA-Z-_.]."""
     digest = hashlib.sha256(workflow_id.encode()).hexdigest()[:40]
-    return f"wake-{digest}-{position}"
+    return f"wake-{digest}-{position}" + (f"-{seq}" if seq else "")
 
 
 def at_expression(epoch_ms: int) -> str:
@@ -62,10 +63,10 @@ def at_expression(epoch_ms: int) -> str:
 
 
 def schedule_request(
-    settings: Settings, workflow_id: str, position: int, wake_at_ms: int
+    settings: Settings, workflow_id: str, name: str, wake_at_ms: int
 ) -> dict[str, Any]:
     return {
-        "Name": schedule_name(workflow_id, position),
+        "Name": name,
         "GroupName": settings.schedule_group,
         "ScheduleExpression": at_expression(wake_at_ms),
         "ScheduleExpressionTimezone": "UTC",
@@ -103,13 +104,11 @@ class Dispatcher:
     def send(self, workflow_id: str, reason: str, delay_s: int = 0) -> None:
         self._sqs.send_message(**send_request(self._settings, workflow_id, reason, delay_s))
 
-    def delete_schedule(self, workflow_id: str, position: int) -> None:
+    def delete_schedule(self, name: str) -> None:
         if self._scheduler is None:
             return
         try:
-            self._scheduler.delete_schedule(
-                Name=schedule_name(workflow_id, position), GroupName=self._settings.schedule_group
-            )
+            self._scheduler.delete_schedule(Name=name, GroupName=self._settings.schedule_group)
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                 raise

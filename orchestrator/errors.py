@@ -70,6 +70,33 @@ class StepFailedError(OrchestratorError):
         self.traceback = traceback
 
 
+class WorkflowCancelledError(BaseException):
+    """Raised into a workflow at its next durable call after a cancel was
+    requested. A BaseException like asyncio.CancelledError, so `except
+    Exception` does not swallow it; catch it (or use `finally`) to run cleanup
+    steps. The run ends as cancelled whatever the function does afterwards."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ExecutionTimeoutError(OrchestratorError):
+    """The run's execution timeout passed; the run fails with this error."""
+
+    code = "execution_timeout"
+
+
+class StepTimeoutError(OrchestratorError):
+    """One attempt of a step ran longer than the step's `timeout`."""
+
+    code = "step_timeout"
+
+
+class NonRetryableError(Exception):
+    """Raise it from a step function to fail the step at once, without retries."""
+
+
 class WorkflowContextError(OrchestratorError):
     """A durable call made where it cannot work: outside a workflow, or inside a
     step function (a step is one side effect; it cannot sleep or wait)."""

@@ -89,6 +89,7 @@ class StepKind(StrEnum):
     STEP = "step"
     SLEEP = "sleep"
     WAIT = "wait"
+    CANCEL = "cancel"  # where a cancel was delivered, so a replay delivers it at the same point
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,9 @@ class Run:
     output: str | None = None  # JSON text
     error: ErrorInfo | None = None
     dispatches: int = 0  # sweeper re-sends so far (backoff)
+    deadline_at: int | None = None  # execution timeout: the run fails as timed out after this
+    cancel_requested: str | None = None  # the reason, once a cancel reached a running run
+    timer: str | None = None  # name of the schedule that will wake a parked run, if any
 
 
 @dataclass(frozen=True)
@@ -138,10 +142,13 @@ class StepRecord:
     started_at: int | None = None
     wake_at: int | None = None  # sleep: fixed wake time; wait: deadline (None = no timeout)
     signal: str | None = None  # wait: the signal name
-    resolved: bool = False  # wait: outcome known (signal received or timed out)
+    resolved: bool = False  # outcome known: a step's result/error, a wait's signal or timeout
     timed_out: bool = False
     signal_seq: int | None = None  # wait: which signal was consumed
-    extra: dict[str, Any] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # step: attempts, when more than one
+    retry_at: int | None = None  # step between attempts: when the next attempt may start
 
 
 @dataclass(frozen=True)

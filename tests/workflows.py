@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from worker import workflow
+from worker import NO_RETRY, workflow
 
 
 def _log(entry: str) -> None:
@@ -66,7 +66,7 @@ async def count(ctx, input: CountInput) -> dict[str, Any]:
 @workflow("failing")
 async def failing(ctx, input: dict[str, Any]) -> None:
     await ctx.step("ok", record, ctx.workflow_id, "ok")
-    await ctx.step("boom", boom, ctx.workflow_id)
+    await ctx.step("boom", boom, ctx.workflow_id, retry=NO_RETRY)
 
 
 @workflow("caught")
@@ -74,7 +74,7 @@ async def caught(ctx, input: dict[str, Any]) -> str:
     from worker import StepFailedError
 
     try:
-        await ctx.step("boom", boom, ctx.workflow_id)
+        await ctx.step("boom", boom, ctx.workflow_id, retry=NO_RETRY)
     except StepFailedError as e:
         return f"caught {e.error_type}: {e.error_message}"
     return "not reached"
@@ -130,5 +130,117 @@ async def misuse(ctx, input: dict[str, Any]) -> None:
     await ctx.step("bad", sleeps_inside, ctx)
 
 
-ALL = [count, failing, caught, drifting, sleeper, waiter, misuse]
+# --- retries, timeouts, cancellation -------------------------------------------------------
+class CardDeclinedError(Exception):
+    pass
+
+
+def flaky(run_id: str, fail_times: int) -> str:
+    """Fails the first `fail_times` executions for this run, then succeeds."""
+    path = os.environ.get("TEST_EXEC_LOG")
+    done = 0
+    if path and os.path.exists(path):
+        with open(path) as f:
+            done = sum(1 for line in f if line.startswith(f"{run_id}:flaky"))
+    _log(f"{run_id}:flaky")
+    if done < fail_times:
+        raise ConnectionError(f"attempt {done + 1} failed")
+    return f"ok after {done + 1}"
+
+
+def decline(run_id: str, how: str) -> None:
+    _log(f"{run_id}:decline")
+    if how == "type":
+        raise CardDeclinedError("card declined")
+    from worker import NonRetryableError
+
+    raise NonRetryableError("do not retry this")
+
+
+class RetryInput(BaseModel):
+    fail_times: int = 2
+    max_attempts: int = 5
+    interval: float = 0.05
+    timeout: float | None = None
+    pause: float = 0.0
+
+
+@workflow("retrying")
+async def retrying(ctx, input: RetryInput) -> str:
+    from worker import RetryPolicy
+
+    policy = RetryPolicy(
+        max_attempts=input.max_attempts,
+        initial_interval=timedelta(seconds=input.interval),
+        max_interval=timedelta(seconds=max(input.interval, 1) * 100),
+        jitter=0.0,
+    )
+    if input.pause:
+        return await ctx.step(
+            "slow", slow, ctx.workflow_id, "slow", input.pause, retry=policy, timeout=input.timeout
+        )
+    return await ctx.step(
+        "flaky", flaky, ctx.workflow_id, input.fail_times, retry=policy, timeout=input.timeout
+    )
+
+
+@workflow("declining")
+async def declining(ctx, input: dict[str, Any]) -> None:
+    from worker import RetryPolicy
+
+    policy = RetryPolicy(
+        max_attempts=5, initial_interval=timedelta(seconds=0.05), non_retryable=[CardDeclinedError]
+    )
+    await ctx.step("charge", decline, ctx.workflow_id, input["how"], retry=policy)
+
+
+@workflow("compensating")
+async def compensating(ctx, input: dict[str, Any]) -> str:
+    from worker import RetryPolicy, StepFailedError
+
+    try:
+        await ctx.step(
+            "charge",
+            flaky,
+            ctx.workflow_id,
+            99,
+            retry=RetryPolicy(max_attempts=2, initial_interval=timedelta(seconds=0.05)),
+        )
+    except StepFailedError as e:
+        await ctx.step("refund", record, ctx.workflow_id, "refund")
+        return f"compensated after {e.error_type}"
+    return "charged"
+
+
+class CleanupInput(BaseModel):
+    pause: float = 2.0
+    marker: str | None = None
+
+
+@workflow("cleanup")
+async def cleanup(ctx, input: CleanupInput) -> str:
+    from worker import WorkflowCancelledError
+
+    try:
+        await ctx.step("work", slow, ctx.workflow_id, "work", input.pause, input.marker)
+        await ctx.step("more", record, ctx.workflow_id, "more")
+        return "finished"
+    except WorkflowCancelledError:
+        await ctx.step("undo", record, ctx.workflow_id, "undo")
+        raise
+
+
+ALL = [
+    count,
+    failing,
+    caught,
+    drifting,
+    sleeper,
+    waiter,
+    misuse,
+    retrying,
+    declining,
+    compensating,
+    cleanup,
+]
 WORKFLOWS = ALL

@@ -11,16 +11,32 @@ async with Worker(workflows=[greet], max_concurrent_workflows=4) as w:
     await w.run_until_stopped()
 """
 
-from orchestrator.errors import NonDeterminismError, StepFailedError, WorkflowContextError
+from orchestrator.errors import (
+    ExecutionTimeoutError,
+    NonDeterminismError,
+    NonRetryableError,
+    StepFailedError,
+    StepTimeoutError,
+    WorkflowCancelledError,
+    WorkflowContextError,
+)
 
 from ._context import WorkflowContext
 from ._registry import workflow
+from ._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from ._worker import Worker
 
 __all__ = [
+    "DEFAULT_RETRY",
+    "NO_RETRY",
+    "ExecutionTimeoutError",
     "NonDeterminismError",
+    "NonRetryableError",
+    "RetryPolicy",
     "StepFailedError",
+    "StepTimeoutError",
     "Worker",
+    "WorkflowCancelledError",
     "WorkflowContext",
     "WorkflowContextError",
     "workflow",

@@ -6,9 +6,14 @@ at that position is checked against the call (kind and name) and its outcome
 is returned; a mismatch is a NonDeterminismError that fails the run. A miss
 runs the call and records it first-write-wins.
 
-Parking (sleep, wait) and losing the lease unwind the workflow coroutine with
-`BaseException`s that `except Exception` cannot swallow; if user code catches
-them anyway, the run state remembers and every later durable call raises again.
+Parking (sleep, wait, a long retry delay) and losing the lease unwind the
+workflow coroutine with `BaseException`s that `except Exception` cannot
+swallow; if user code catches them anyway, the run state remembers and every
+later durable call raises again.
+
+A cancel is delivered at the first durable call that is not a replay, and
+the delivery is recorded at that position (kind "cancel"), so a replay raises
+it at the same point and cleanup steps keep their positions.
 """
 
 from __future__ import annotations
@@ -19,34 +24,33 @@ import functools
 import inspect
 import json
 import logging
-import traceback
 import typing
 from collections.abc import Callable
-from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
 
-from orchestrator.clock import Clock
+from orchestrator.dispatch import schedule_name, timer_plan
 from orchestrator.errors import (
     NonDeterminismError,
     PayloadTooLargeError,
     StepFailedError,
+    StepTimeoutError,
+    WorkflowCancelledError,
     WorkflowContextError,
 )
 from orchestrator.model import (
-    MAX_ERROR_BYTES,
     MAX_STEP_RESULT_BYTES,
+    SIGNAL_NAME_RE,
     STEP_NAME_RE,
-    ErrorInfo,
     StepKind,
     StepRecord,
 )
 
 from ._registry import adapter_for, to_jsonable
-from ._store import AsyncStore
+from ._retry import DEFAULT_RETRY, IN_WORKER_RETRY_MAX_MS, RetryPolicy
+from ._state import ExecutionTimedOut, LeaseLost, RunState, Suspend, duration_ms, error_info
 
 log = logging.getLogger("worker")
 
@@ -54,59 +58,6 @@ _in_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("in_step",
 _current: contextvars.ContextVar[WorkflowContext | None] = contextvars.ContextVar(
     "ctx", default=None
 )
-
-
-class Suspend(BaseException):
-    """The run parked (sleep or wait); the worker frees the slot. Internal."""
-
-
-class LeaseLost(BaseException):
-    """Another worker owns the run now (or the run was moved). Internal."""
-
-
-@dataclass
-class RunState:
-    """What one claim of a run knows. `lease_until` is the owner's own view of its
-    lease: no step is recorded after it (a write after another claim could win
-    a position; first-write-wins keeps that harmless, this keeps it rare)."""
-
-    workflow_id: str
-    name: str
-    epoch: int
-    signal_seq: int
-    lease_until: int
-    history: dict[int, StepRecord]
-    store: AsyncStore
-    clock: Clock
-    lease_ms: int
-    position: int = 0
-    lost: bool = False
-    closing: bool = False  # a park or terminal write is under way: heartbeats stop
-    unwinding: BaseException | None = None  # the Suspend/LeaseLost/NonDeterminism in progress
-    executed_steps: int = 0
-    timers: list[str] = field(default_factory=list)
-    executor: Executor | None = None  # runs sync step functions
-
-    def check_lease(self) -> None:
-        margin = self.lease_ms // 6
-        if self.lost or self.clock.now_ms() >= self.lease_until - margin:
-            self.lost = True
-            raise LeaseLost()
-
-
-def _duration_ms(value: timedelta | float | int) -> int:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return int(seconds * 1000)
-
-
-def _error_info(exc: BaseException) -> ErrorInfo:
-    tb = "".join(traceback.format_exception(exc))
-    if len(tb) > MAX_ERROR_BYTES:
-        tb = "…" + tb[-(MAX_ERROR_BYTES - 1000) :]
-    message = str(exc)[:4000]
-    return ErrorInfo(type=type(exc).__qualname__, message=message, traceback=tb)
 
 
 def _call_in_step(label: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -128,37 +79,69 @@ class WorkflowContext:
     def workflow_name(self) -> str:
         return self._s.name
 
+    @property
+    def is_replaying(self) -> bool:
+        """True while the run re-executes calls it already recorded."""
+        return self._s.position in self._s.history
+
     def now(self) -> datetime:
         """The clock's time. Not replay-stable: record it in a step if it matters."""
         return datetime.fromtimestamp(self._s.clock.now_ms() / 1000, tz=UTC)
 
     # --- plumbing -----------------------------------------------------------------------
-    def _enter(self, call: str) -> int:
+    def _unwind(self, exc: BaseException) -> typing.NoReturn:
+        self._s.unwinding = exc
+        raise exc
+
+    async def _enter(self, call: str) -> tuple[int, StepRecord | None]:
+        """Take the next position: (position, its record if this is a replay).
+        Delivers a pending cancel, the execution timeout and a lost lease first."""
         inside = _in_step.get()
         if inside is not None:
             raise WorkflowContextError(
                 f"ctx.{call} was called inside step {inside!r}: a step function is one side "
                 "effect and cannot make durable calls; call it from the workflow function"
             )
-        if self._s.unwinding is not None:
-            raise self._s.unwinding
-        pos = self._s.position
-        self._s.position += 1
-        return pos
+        s = self._s
+        if s.unwinding is not None:
+            raise s.unwinding
+        if s.past_deadline():
+            self._unwind(ExecutionTimedOut())
+        pos = s.position
+        rec = s.history.get(pos)
+        if rec is not None and rec.kind == StepKind.CANCEL:
+            s.position += 1
+            s.cancel_delivered = True
+            raise WorkflowCancelledError(rec.result or "cancelled")
+        if rec is None and s.cancel_requested is not None and not s.cancel_delivered:
+            now = s.clock.now_ms()
+            marker = StepRecord(
+                pos,
+                "cancel",
+                StepKind.CANCEL,
+                s.epoch,
+                now,
+                result=s.cancel_requested,
+                resolved=True,
+            )
+            winner = await self._record(marker)
+            if winner.kind == StepKind.CANCEL:
+                s.position += 1
+                s.cancel_delivered = True
+                raise WorkflowCancelledError(s.cancel_requested)
+            rec = winner  # another writer recorded this position first: replay it
+        s.position += 1
+        return pos, rec
 
     def _check(self, rec: StepRecord, kind: StepKind, name: str) -> None:
         if rec.kind != kind or rec.name != name:
-            err = NonDeterminismError(
-                f"replay of run {self._s.workflow_id} reached {kind.value} {name!r} at position "
-                f"{rec.position}, but the history records {rec.kind.value} {rec.name!r} there; "
-                "the workflow code changed under a running workflow or is not deterministic"
+            self._unwind(
+                NonDeterminismError(
+                    f"replay of run {self._s.workflow_id} reached {kind.value} {name!r} at position "
+                    f"{rec.position}, but the history records {rec.kind.value} {rec.name!r} there; "
+                    "the workflow code changed under a running workflow or is not deterministic"
+                )
             )
-            self._s.unwinding = err
-            raise err
-
-    def _unwind(self, exc: BaseException) -> typing.NoReturn:
-        self._s.unwinding = exc
-        raise exc
 
     async def _record(self, rec: StepRecord) -> StepRecord:
         try:
@@ -170,81 +153,167 @@ class WorkflowContext:
         return winner
 
     # --- steps ----------------------------------------------------------------------------
-    async def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run `fn(*args, **kwargs)` once per run and return its recorded result.
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        timeout: timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run `fn(*args, **kwargs)` and return its recorded result.
 
         Sync functions run in a thread, async ones in the worker's loop. The
         result must be JSON-serializable (pydantic models and dataclasses are
         dumped); with a return annotation it is validated back into that type,
-        the same on first execution and on replay. An exception in `fn` is
-        recorded and raised as StepFailedError, on replay too.
+        the same on first execution and on replay. A failed attempt is retried
+        per `retry` (default: DEFAULT_RETRY); `timeout` bounds one attempt. When
+        the attempts run out the last error is recorded and raised as
+        StepFailedError, on replay too. (`retry` and `timeout` are taken by this
+        method: pass such keyword arguments to `fn` with functools.partial.)
         """
         if not isinstance(name, str) or not STEP_NAME_RE.match(name):
             raise ValueError("a step name is 1 to 200 printable characters")
-        pos = self._enter("step")
+        policy = retry or DEFAULT_RETRY
+        timeout_s = None if timeout is None else duration_ms(timeout) / 1000
+        pos, rec = await self._enter("step")
         adapter = _result_adapter(fn)
-        rec = self._s.history.get(pos)
+        s = self._s
+        attempts: list[dict[str, Any]] = []
         if rec is not None:
             self._check(rec, StepKind.STEP, name)
-            return _outcome(rec, adapter)
-        try:
-            self._s.check_lease()
-        except LeaseLost as e:
-            self._unwind(e)
-        started = self._s.clock.now_ms()
-        try:
-            if inspect.iscoroutinefunction(fn):
-                token = _in_step.set(name)
-                try:
-                    value = await fn(*args, **kwargs)
-                finally:
-                    _in_step.reset(token)
-            else:
-                call = functools.partial(_call_in_step, name, fn, *args, **kwargs)
-                loop = asyncio.get_running_loop()
-                value = await loop.run_in_executor(
-                    self._s.executor, contextvars.copy_context().run, call
+            if rec.resolved or rec.retry_at is None:
+                return _outcome(rec, adapter)
+            attempts = list(rec.attempts)
+            await self._wait_retry(pos, rec.retry_at, len(attempts))
+        while True:
+            if s.past_deadline():
+                self._unwind(ExecutionTimedOut())
+            try:
+                s.check_lease()
+            except LeaseLost as e:
+                self._unwind(e)
+            n = len(attempts) + 1
+            started = s.clock.now_ms()
+            failure: Exception | None = None
+            text = None
+            try:
+                value = await self._attempt(name, fn, args, kwargs, timeout_s)
+                text = _encode_result(value, adapter)
+            except Exception as exc:
+                failure = exc
+            finished = s.clock.now_ms()
+            s.executed_steps += 1
+            first_start = attempts[0]["started_at"] if attempts else started
+            if failure is None:
+                if attempts:
+                    attempts.append({"attempt": n, "started_at": started, "finished_at": finished})
+                done = StepRecord(
+                    pos,
+                    name,
+                    StepKind.STEP,
+                    s.epoch,
+                    finished,
+                    result=text,
+                    started_at=first_start,
+                    resolved=True,
+                    attempts=attempts,
                 )
-            text = _encode_result(value, adapter)
-            rec = StepRecord(
+                return _outcome(await self._record(done), adapter)
+            info = error_info(failure)
+            attempts.append(
+                {
+                    "attempt": n,
+                    "started_at": started,
+                    "finished_at": finished,
+                    "error": {"type": info.type, "message": info.message[:500]},
+                }
+            )
+            if n >= policy.max_attempts or not policy.retryable(failure):
+                failed = StepRecord(
+                    pos,
+                    name,
+                    StepKind.STEP,
+                    s.epoch,
+                    finished,
+                    error=info,
+                    started_at=first_start,
+                    resolved=True,
+                    attempts=attempts if len(attempts) > 1 else [],
+                )
+                return _outcome(await self._record(failed), adapter)
+            retry_at = finished + policy.delay_ms(n)
+            pending = StepRecord(
                 pos,
                 name,
                 StepKind.STEP,
-                self._s.epoch,
-                self._s.clock.now_ms(),
-                result=text,
-                started_at=started,
+                s.epoch,
+                finished,
+                started_at=first_start,
+                attempts=attempts,
+                retry_at=retry_at,
             )
-        except Exception as exc:
-            rec = StepRecord(
-                pos,
-                name,
-                StepKind.STEP,
-                self._s.epoch,
-                self._s.clock.now_ms(),
-                error=_error_info(exc),
-                started_at=started,
-            )
-        self._s.executed_steps += 1
-        winner = await self._record(rec)
-        return _outcome(winner, adapter)
+            winner = await self._record(pending)
+            if winner.resolved:
+                return _outcome(winner, adapter)
+            attempts = list(winner.attempts)
+            await self._wait_retry(pos, winner.retry_at or retry_at, len(attempts))
+
+    async def _attempt(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout_s: float | None,
+    ) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            token = _in_step.set(name)
+            try:
+                work: asyncio.Future[Any] = asyncio.ensure_future(fn(*args, **kwargs))
+            finally:
+                _in_step.reset(token)
+        else:
+            call = functools.partial(_call_in_step, name, fn, *args, **kwargs)
+            loop = asyncio.get_running_loop()
+            work = loop.run_in_executor(self._s.executor, contextvars.copy_context().run, call)
+        if timeout_s is None:
+            return await work
+        done, _ = await asyncio.wait({work}, timeout=timeout_s)
+        if not done:
+            # An async function is cancelled; a thread cannot be stopped: it runs
+            # on and its result is dropped.
+            work.cancel()
+            raise StepTimeoutError(f"step {name!r} attempt ran over its timeout of {timeout_s:g}s")
+        return work.result()
+
+    async def _wait_retry(self, pos: int, retry_at: int, attempts: int) -> None:
+        remaining = retry_at - self._s.clock.now_ms()
+        if remaining <= 0:
+            return
+        if remaining <= IN_WORKER_RETRY_MAX_MS:
+            await asyncio.sleep(remaining / 1000)  # the heartbeat keeps the lease meanwhile
+            return
+        await self._park_sleep(pos, retry_at, seq=attempts)
 
     # --- timers ---------------------------------------------------------------------------
     async def sleep(self, marker: str, duration: timedelta | float) -> None:
         """Durable sleep. The wake time is fixed when `marker` is first reached."""
-        ms = _duration_ms(duration)
-        pos = self._enter("sleep")
-        await self._sleep_at(pos, marker, lambda now: now + ms)
+        ms = duration_ms(duration)
+        pos, rec = await self._enter("sleep")
+        await self._sleep_at(pos, rec, marker, lambda now: now + ms)
 
     async def sleep_until(self, marker: str, when: datetime) -> None:
         if when.tzinfo is None:
             raise ValueError("sleep_until needs a timezone-aware datetime")
-        pos = self._enter("sleep_until")
         wake = int(when.timestamp() * 1000)
-        await self._sleep_at(pos, marker, lambda now: wake)
+        pos, rec = await self._enter("sleep_until")
+        await self._sleep_at(pos, rec, marker, lambda now: wake)
 
-    async def _sleep_at(self, pos: int, marker: str, wake_at: Callable[[int], int]) -> None:
-        rec = self._s.history.get(pos)
+    async def _sleep_at(
+        self, pos: int, rec: StepRecord | None, marker: str, wake_at: Callable[[int], int]
+    ) -> None:
         if rec is not None:
             self._check(rec, StepKind.SLEEP, marker)
         else:
@@ -258,6 +327,7 @@ class WorkflowContext:
                     now,
                     started_at=now,
                     wake_at=wake_at(now),
+                    resolved=True,
                 )
             )
         assert rec.wake_at is not None
@@ -265,22 +335,61 @@ class WorkflowContext:
             return
         await self._park_sleep(pos, rec.wake_at)
 
-    async def _park_sleep(self, pos: int, wake_at: int) -> typing.NoReturn:
+    def _refuse_park_after_cancel(self) -> None:
+        if self._s.cancel_delivered:
+            raise WorkflowContextError(
+                "the run was cancelled: cleanup can run steps, but cannot sleep or wait for signals"
+            )
+
+    async def _park_sleep(self, pos: int, wake_at: int, *, seq: int = 0) -> typing.NoReturn:
+        self._refuse_park_after_cancel()
         s = self._s
         s.closing = True
         now = s.clock.now_ms()
-        if not await s.store.park_sleep(s.workflow_id, epoch=s.epoch, now=now, wake_at=wake_at):
-            self._unwind(LeaseLost())
-        await self._arrange(pos, now, wake_at)
+        wake = wake_at if s.deadline_at is None else min(wake_at, s.deadline_at)
+        timer = _timer_name(s.workflow_id, pos, seq, now, wake)
+        refused = await s.store.park_sleep(
+            s.workflow_id, epoch=s.epoch, now=now, wake_at=wake, timer=timer
+        )
+        if refused is not None:
+            await self._park_refused(refused.old)
+        await self._arrange(pos, seq, now, wake)
         self._unwind(Suspend())
 
-    async def _arrange(self, pos: int, now: int, wake_at: int) -> None:
-        try:
-            self._s.timers.append(
-                await self._s.store.arrange_timer(
-                    self._s.workflow_id, pos, now=now, wake_at=wake_at
-                )
+    async def _park_refused(self, old: Any) -> None:
+        """A park lost its condition: a cancel arrived (deliver it now), or the
+        lease is gone."""
+        s = self._s
+        s.closing = False
+        if (
+            old is not None
+            and old.epoch == s.epoch
+            and old.status == "running"
+            and old.cancel_requested
+        ):
+            s.cancel_requested = old.cancel_requested
+            pos = s.position
+            s.position += 1
+            marker = StepRecord(
+                pos,
+                "cancel",
+                StepKind.CANCEL,
+                s.epoch,
+                s.clock.now_ms(),
+                result=old.cancel_requested,
+                resolved=True,
             )
+            await self._record(marker)
+            s.cancel_delivered = True
+            raise WorkflowCancelledError(old.cancel_requested)
+        self._unwind(LeaseLost())
+
+    async def _arrange(self, pos: int, seq: int, now: int, wake_at: int) -> None:
+        try:
+            kind = await self._s.store.arrange_timer(
+                self._s.workflow_id, pos, seq, now=now, wake_at=wake_at
+            )
+            self._s.timers.append(kind)
         except Exception:
             # The park is recorded with due_at: the sweeper wakes the run.
             log.exception(
@@ -296,14 +405,11 @@ class WorkflowContext:
         Returns its payload, or None if `timeout` passed first. The deadline is
         fixed when `marker` is first reached.
         """
-        from orchestrator.model import SIGNAL_NAME_RE
-
         if not SIGNAL_NAME_RE.match(name):
             raise ValueError(f"{name!r} is not a valid signal name")
-        timeout_ms = None if timeout is None else _duration_ms(timeout)
-        pos = self._enter("wait_for_signal")
+        timeout_ms = None if timeout is None else duration_ms(timeout)
+        pos, rec = await self._enter("wait_for_signal")
         s = self._s
-        rec = s.history.get(pos)
         written = rec is not None
         if rec is not None:
             self._check(rec, StepKind.WAIT, marker)
@@ -357,20 +463,42 @@ class WorkflowContext:
                     s.history[pos] = rec
                     return _wait_outcome(rec)
                 return None
+            self._refuse_park_after_cancel()
             s.closing = True
             now = s.clock.now_ms()
+            wake = (
+                deadline if s.deadline_at is None else min(deadline or s.deadline_at, s.deadline_at)
+            )
+            timer = None if wake is None else _timer_name(s.workflow_id, pos, 0, now, wake)
             refused = await s.store.park_wait(
-                s.workflow_id, epoch=s.epoch, now=now, signal=name, seen_seq=seen, deadline=deadline
+                s.workflow_id,
+                epoch=s.epoch,
+                now=now,
+                signal=name,
+                seen_seq=seen,
+                deadline=wake,
+                timer=timer,
             )
             if refused is None:
-                if deadline is not None:
-                    await self._arrange(pos, now, deadline)
+                if wake is not None:
+                    await self._arrange(pos, 0, now, wake)
                 self._unwind(Suspend())
             old = refused.old
-            if old is None or old.epoch != s.epoch or old.status != "running":
-                self._unwind(LeaseLost())
-            s.closing = False
-            seen = old.signal_seq  # a signal came in since we looked: look again
+            if (
+                old is not None
+                and old.epoch == s.epoch
+                and old.status == "running"
+                and old.signal_seq != seen
+            ):
+                s.closing = False
+                seen = old.signal_seq  # a signal came in since we looked: look again
+                continue
+            await self._park_refused(old)
+
+
+def _timer_name(workflow_id: str, pos: int, seq: int, now: int, wake_at: int) -> str | None:
+    kind, _ = timer_plan(now, wake_at)
+    return schedule_name(workflow_id, pos, seq) if kind == "schedule" else None
 
 
 async def _maybe_step(s: RunState, pos: int) -> StepRecord | None:

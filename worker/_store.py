@@ -11,7 +11,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from orchestrator import resources as r
-from orchestrator.dispatch import is_conflict, schedule_request, send_request, timer_plan
+from orchestrator.dispatch import (
+    is_conflict,
+    schedule_name,
+    schedule_request,
+    send_request,
+    timer_plan,
+)
 from orchestrator.model import ErrorInfo, Run, Signal, Status, StepRecord
 from orchestrator.settings import Settings
 from orchestrator.store import requests as q
@@ -80,12 +86,14 @@ class AsyncStore:
                 return None
             raise
 
-    async def park_sleep(self, workflow_id: str, *, epoch: int, now: int, wake_at: int) -> bool:
+    async def park_sleep(
+        self, workflow_id: str, *, epoch: int, now: int, wake_at: int, timer: str | None = None
+    ) -> Refused | None:
         due = wake_at + self.settings.sweep_grace_ms
         req = q.park_sleep(
-            self._table, workflow_id, epoch=epoch, now=now, wake_at=wake_at, due_at=due
+            self._table, workflow_id, epoch=epoch, now=now, wake_at=wake_at, due_at=due, timer=timer
         )
-        return await self._owner_write(req) is None
+        return await self._owner_write(req)
 
     async def park_wait(
         self,
@@ -96,6 +104,7 @@ class AsyncStore:
         signal: str,
         seen_seq: int,
         deadline: int | None,
+        timer: str | None = None,
     ) -> Refused | None:
         due = None if deadline is None else deadline + self.settings.sweep_grace_ms
         return await self._owner_write(
@@ -108,6 +117,7 @@ class AsyncStore:
                 seen_seq=seen_seq,
                 deadline=deadline,
                 due_at=due,
+                timer=timer,
             )
         )
 
@@ -211,15 +221,16 @@ class AsyncStore:
 
     # --- queue and timers -------------------------------------------------------------------
     async def arrange_timer(
-        self, workflow_id: str, position: int, *, now: int, wake_at: int
+        self, workflow_id: str, position: int, seq: int, *, now: int, wake_at: int
     ) -> str:
         kind, delay = timer_plan(now, wake_at)
         if kind == "delay":
             await self._sqs.send_message(**send_request(self.settings, workflow_id, "timer", delay))
             return kind
+        name = schedule_name(workflow_id, position, seq)
         try:
             await self._scheduler.create_schedule(
-                **schedule_request(self.settings, workflow_id, position, wake_at)
+                **schedule_request(self.settings, workflow_id, name, wake_at)
             )
         except ClientError as e:
             if not is_conflict(e):  # the same name exists: a retry; one schedule is enough

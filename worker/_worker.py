@@ -27,12 +27,14 @@ from pydantic import ValidationError
 from orchestrator.aws import RETRIES
 from orchestrator.clock import SYSTEM_CLOCK, Clock
 from orchestrator.dispatch import parse_body
-from orchestrator.errors import NonDeterminismError
+from orchestrator.errors import ExecutionTimeoutError, NonDeterminismError, WorkflowCancelledError
 from orchestrator.model import MAX_OUTPUT_BYTES, ErrorInfo, Run, Status
 from orchestrator.settings import Settings
 
-from ._context import LeaseLost, RunState, Suspend, WorkflowContext, _current, _error_info
+from ._context import WorkflowContext, _current
 from ._registry import WorkflowDefinition, definition_of
+from ._state import ExecutionTimedOut, LeaseLost, RunState, Suspend
+from ._state import error_info as _error_info
 from ._store import AsyncStore, Refused
 
 log = logging.getLogger("worker")
@@ -282,6 +284,8 @@ class Worker:
             clock=self.clock,
             lease_ms=self._lease_ms,
             executor=self._executor,
+            deadline_at=run.deadline_at,
+            cancel_requested=run.cancel_requested,
         )
         runner = asyncio.current_task()
         assert runner is not None
@@ -290,6 +294,9 @@ class Worker:
             state.history = await store.history(run.id)
             await self._run(self._defs[run.name], run, state, receipt)
         except asyncio.CancelledError:
+            if state.timed_out and not state.lost:
+                await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
+                return
             if state.lost:
                 self.stats["lost"] += 1
                 log.warning("run %s: lease lost; abandoned", run.id)
@@ -307,6 +314,9 @@ class Worker:
     async def _run(self, d: WorkflowDefinition, run: Run, state: RunState, receipt: str) -> None:
         store = self._store
         assert store is not None
+        if state.past_deadline():
+            await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
+            return
         try:
             value = d.parse_input(run.input)
         except (ValidationError, ValueError) as e:
@@ -320,7 +330,7 @@ class Worker:
         failure: BaseException | None = None
         try:
             result = await (d.fn(ctx, value) if d.takes_input else d.fn(ctx))
-        except (Suspend, LeaseLost):
+        except (Suspend, LeaseLost, ExecutionTimedOut, WorkflowCancelledError):
             pass
         except asyncio.CancelledError:
             if state.unwinding is None:
@@ -337,8 +347,16 @@ class Worker:
             state.lost = True
             self.stats["lost"] += 1
             log.warning("run %s: lease lost; abandoned", run.id)
+        elif isinstance(unwinding, ExecutionTimedOut):
+            await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
         elif isinstance(unwinding, NonDeterminismError):
             await self._finish(state, receipt, Status.FAILED, error=_error_info(unwinding))
+        elif state.cancel_delivered:
+            # Delivered: the run ends as cancelled, whatever the function did after.
+            reason = state.cancel_requested or "cancelled"
+            await self._finish(
+                state, receipt, Status.CANCELLED, error=ErrorInfo("Cancelled", reason)
+            )
         elif failure is not None:
             await self._finish(state, receipt, Status.FAILED, error=_error_info(failure))
         else:
@@ -382,7 +400,7 @@ class Worker:
                 status.value,
             )
             return
-        self.stats["completed" if status == Status.COMPLETED else "failed"] += 1
+        self.stats[status.value] = self.stats.get(status.value, 0) + 1
         await store.delete_message(receipt)
 
     async def _heartbeat(self, state: RunState, receipt: str, runner: asyncio.Task[None]) -> None:
@@ -408,4 +426,19 @@ class Worker:
                 runner.cancel()
                 return
             state.lease_until = until
+            if current.cancel_requested and state.cancel_requested is None:
+                state.cancel_requested = (
+                    current.cancel_requested
+                )  # delivered at the next durable call
+            if state.past_deadline() and not state.closing:
+                state.timed_out = True  # interrupt whatever the run is awaiting
+                runner.cancel()
+                return
             await store.set_visibility(receipt, self.settings.lease_seconds + 5)
+
+
+def _timeout_error(state: RunState) -> ErrorInfo:
+    return ErrorInfo(
+        ExecutionTimeoutError.__name__,
+        f"the run's execution timeout passed (deadline {state.deadline_at} ms since the epoch)",
+    )

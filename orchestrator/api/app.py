@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from ..errors import BadInputError, NotFoundError, OrchestratorError, PayloadTooLargeError
-from .models import SignalRequest, StartRequest, run_view, step_view
+from .models import CancelRequest, SignalRequest, StartRequest, run_view, step_view
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,13 @@ _THROTTLES = {
 
 ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("GET", re.compile(r"^/$")),
+    ("GET", re.compile(r"^/dashboard/[^/]+$")),
     ("GET", re.compile(r"^/workflows/?$")),
     ("POST", re.compile(r"^/workflows/?$")),
     ("GET", re.compile(r"^/workflows/[^/]+/?$")),
     ("GET", re.compile(r"^/workflows/[^/]+/steps/?$")),
     ("POST", re.compile(r"^/workflows/[^/]+/signals/?$")),
+    ("POST", re.compile(r"^/workflows/[^/]+/cancel/?$")),
 ]
 
 
@@ -62,11 +64,17 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     injected by the local stack and tests)."""
     app = APIGatewayHttpResolver(strip_prefixes=["/api"])
 
-    def body(model: type[StartRequest] | type[SignalRequest]) -> Any:
+    def body(
+        model: type[StartRequest] | type[SignalRequest] | type[CancelRequest],
+        *,
+        optional: bool = False,
+    ) -> Any:
         raw = app.current_event.decoded_body or ""
         if len(raw.encode()) > MAX_BODY_BYTES:
             raise PayloadTooLargeError(f"request body is over {MAX_BODY_BYTES} bytes")
         if not raw.strip():
+            if optional:
+                return model.model_validate({})
             raise BadInputError("request body is empty; send a JSON object")
         try:
             data = json.loads(raw)
@@ -82,10 +90,22 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
 
         return Response(status_code=200, content_type="text/html; charset=utf-8", body=page())
 
+    @app.get("/dashboard/<file>")
+    def dashboard_asset(file: str) -> Response[Any]:
+        from ..dashboard import asset
+
+        found = asset(file)
+        if found is None:
+            raise NotFoundError(f"no dashboard file {file!r}")
+        content_type, text = found
+        return Response(status_code=200, content_type=content_type, body=text)
+
     @app.post("/workflows")
     def start() -> Response[Any]:
         req = body(StartRequest)
-        run, created = service().start(req.name, req.input, req.id)
+        run, created = service().start(
+            req.name, req.input, req.id, execution_timeout_s=req.execution_timeout_seconds
+        )
         return Response(
             status_code=201 if created else 200,
             content_type=content_types.APPLICATION_JSON,
@@ -128,6 +148,22 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             body=json.dumps(
                 {"workflow_id": workflow_id, "signal": sig.name, "seq": sig.seq, "woke": woke}
             ),
+        )
+
+    @app.post("/workflows/<workflow_id>/cancel")
+    def cancel(workflow_id: str) -> Response[Any]:
+        req = body(CancelRequest, optional=True)
+        run, outcome = service().cancel(workflow_id, req.reason)
+        messages = {
+            "cancelled": "the run is cancelled",
+            "requested": "the run is running: it is cancelled at its next durable call",
+            "already_requested": "a cancel was already requested; the run is still running",
+        }
+        message = messages.get(outcome, f"nothing to do: the run is already {run.status.value}")
+        return Response(
+            status_code=202 if outcome in ("requested", "already_requested") else 200,
+            content_type=content_types.APPLICATION_JSON,
+            body=json.dumps({**run_view(run), "outcome": outcome, "message": message}),
         )
 
     @app.exception_handler(OrchestratorError)

@@ -23,6 +23,11 @@ class StartRequest(BaseModel):
     name: str = Field(description="the workflow name a worker registered with @workflow")
     input: Any = None
     id: str | None = Field(default=None, description="idempotency key: the run's id")
+    execution_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="the run fails as timed out after this long, whatever it is doing",
+    )
 
     @field_validator("name")
     @classmethod
@@ -42,6 +47,12 @@ class StartRequest(BaseModel):
                 "'_', '.', ':' or '-'"
             )
         return v
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=1000)
 
 
 class SignalRequest(BaseModel):
@@ -88,6 +99,8 @@ def run_view(run: Run) -> dict[str, Any]:
         "wake_at": iso(run.wake_at),
         "waiting_for": run.wait_signal,
         "attempt": run.epoch,
+        "deadline_at": iso(run.deadline_at),
+        "cancel_requested": run.cancel_requested,
     }
 
 
@@ -112,6 +125,11 @@ def step_view(step: StepRecord) -> dict[str, Any]:
             timed_out=step.timed_out,
             payload=_json(step.result) if step.resolved and not step.timed_out else None,
         )
-    if step.extra:
-        view["extra"] = step.extra
+    if step.attempts:
+        view["attempts"] = [
+            {**a, "started_at": iso(a.get("started_at")), "finished_at": iso(a.get("finished_at"))}
+            for a in step.attempts
+        ]
+    if step.retry_at is not None and not step.resolved:
+        view["retry_at"] = iso(step.retry_at)
     return view

@@ -26,6 +26,8 @@ from ..store.sync import Page
 
 log = logging.getLogger(__name__)
 
+MAX_EXECUTION_TIMEOUT_S = 366 * 24 * 3600
+
 
 @dataclass
 class Service:
@@ -34,9 +36,23 @@ class Service:
     clock: Clock
     settings: Settings
 
-    def start(self, name: str, input: Any, workflow_id: str | None = None) -> tuple[Run, bool]:
+    def start(
+        self,
+        name: str,
+        input: Any,
+        workflow_id: str | None = None,
+        *,
+        execution_timeout_s: float | None = None,
+    ) -> tuple[Run, bool]:
         """Create a run and dispatch it. Returns (run, created)."""
         text = encode_json(input, what="input", limit=MAX_INPUT_BYTES)
+        if (
+            execution_timeout_s is not None
+            and not 0 < execution_timeout_s <= MAX_EXECUTION_TIMEOUT_S
+        ):
+            raise BadInputError(
+                f"execution_timeout_seconds must be above 0 and at most {MAX_EXECUTION_TIMEOUT_S}"
+            )
         now = self.clock.now_ms()
         run = Run(
             id=workflow_id or str(uuid.uuid4()),
@@ -45,6 +61,9 @@ class Service:
             input=text,
             created_at=now,
             updated_at=now,
+            deadline_at=None
+            if execution_timeout_s is None
+            else now + int(execution_timeout_s * 1000),
         )
         stored, created = self.store.create(run, due_at=now + self.settings.sweep_grace_ms)
         if stored.status == Status.PENDING:
@@ -78,6 +97,18 @@ class Service:
                 allowed = ", ".join(s.value for s in Status)
                 raise BadInputError(f"unknown status {status!r}; one of: {allowed}") from None
         return self.store.list_runs(status=st, name=name, limit=limit, cursor=cursor)
+
+    def cancel(self, workflow_id: str, reason: str | None = None) -> tuple[Run, str]:
+        _check_id(workflow_id)
+        before, after, outcome = self.store.cancel(workflow_id, reason or "cancelled by request")
+        if outcome == "cancelled" and before.timer:
+            try:
+                self.dispatcher.delete_schedule(before.timer)
+            except Exception:
+                # A leftover schedule only sends a message for a cancelled run,
+                # which a worker drops; the schedule deletes itself after firing.
+                log.exception("could not delete schedule %s", before.timer)
+        return after, outcome
 
     def signal(self, workflow_id: str, name: str, payload: Any) -> tuple[Signal, bool]:
         _check_id(workflow_id)

@@ -12,7 +12,14 @@ from ..settings import Settings
 
 
 class BackgroundWorker:
-    def __init__(self, workflows: list[Any], settings: Settings, *, clock: Clock | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        workflows: list[Any],
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        **options: Any,
+    ) -> None:
         self._workflows = workflows
         self._settings = settings
         self._clock = clock
@@ -27,7 +34,12 @@ class BackgroundWorker:
         self._thread.start()
 
         async def make() -> Any:
-            w = Worker(workflows=self._workflows, settings=self._settings, clock=self._clock, **self._options)
+            w = Worker(
+                workflows=self._workflows,
+                settings=self._settings,
+                clock=self._clock,
+                **self._options,
+            )
             await w.start()
             return w
 

@@ -30,14 +30,19 @@ def to_item(values: dict[str, Any]) -> dict[str, Any]:
     return {k: _ser.serialize(v) for k, v in values.items() if v is not None}
 
 
+def _plain(val: Any) -> Any:
+    """DynamoDB numbers come back as Decimal, nested ones too: make them int/float."""
+    if isinstance(val, Decimal):
+        return int(val) if val == val.to_integral_value() else float(val)
+    if isinstance(val, dict):
+        return {k: _plain(v) for k, v in val.items()}
+    if isinstance(val, list):
+        return [_plain(v) for v in val]
+    return val
+
+
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in item.items():
-        val = _de.deserialize(v)
-        if isinstance(val, Decimal):
-            val = int(val) if val == val.to_integral_value() else float(val)
-        out[k] = val
-    return out
+    return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
 
 
 # --- Keys ----------------------------------------------------------------------------------
@@ -118,6 +123,9 @@ def run_from_item(item: dict[str, Any]) -> Run:
         output=d.get("output"),
         error=_error(d.get("error")),
         dispatches=d.get("dispatches", 0),
+        deadline_at=d.get("deadline_at"),
+        cancel_requested=d.get("cancel_requested"),
+        timer=d.get("timer"),
     )
 
 
@@ -134,6 +142,7 @@ def new_run_item(run: Run, *, due_at: int) -> dict[str, Any]:
             "updated_at": run.updated_at,
             "epoch": 0,
             "signal_seq": 0,
+            "deadline_at": run.deadline_at,
             r.BY_CREATED.partition_key: r.list_pk(shard(run.id, r.LIST_SHARDS)),
             r.BY_CREATED.sort_key: list_sk(run.created_at, run.id),
             r.BY_DUE.partition_key: r.due_pk(shard(run.id, r.DUE_SHARDS)),
@@ -158,7 +167,8 @@ def step_from_item(item: dict[str, Any]) -> StepRecord:
         resolved=bool(d.get("resolved", False)),
         timed_out=bool(d.get("timed_out", False)),
         signal_seq=d.get("signal_seq"),
-        extra=d.get("extra") or {},
+        attempts=d.get("attempts") or [],
+        retry_at=d.get("retry_at"),
     )
 
 
@@ -180,7 +190,8 @@ def step_item(workflow_id: str, rec: StepRecord) -> dict[str, Any]:
             "resolved": rec.resolved or None,
             "timed_out": rec.timed_out or None,
             "signal_seq": rec.signal_seq,
-            "extra": rec.extra or None,
+            "attempts": rec.attempts or None,
+            "retry_at": rec.retry_at,
         }
     )
 

@@ -38,6 +38,8 @@ _NAMES = {
     "#ttl": r.TTL_ATTRIBUTE,
     "#dc": "dispatches",
     "#cr": "cancel_requested",
+    "#tm": "timer",
+    "#att": "attempts",
 }
 
 
@@ -131,24 +133,43 @@ def heartbeat(table: str, workflow_id: str, *, epoch: int, lease_until: int) -> 
     )
 
 
+def _timer_clause(timer: str | None, values: dict[str, Any]) -> tuple[str, str]:
+    """(SET part, REMOVE part) recording which schedule will wake the run, so a
+    cancel can delete it."""
+    if timer is None:
+        return "", ", #tm"
+    values[":tm"] = timer
+    return ", #tm = :tm", ""
+
+
 def park_sleep(
-    table: str, workflow_id: str, *, epoch: int, now: int, wake_at: int, due_at: int
+    table: str,
+    workflow_id: str,
+    *,
+    epoch: int,
+    now: int,
+    wake_at: int,
+    due_at: int,
+    timer: str | None = None,
 ) -> dict[str, Any]:
-    # Closes: a stale owner parking a run someone else now runs (epoch), and
-    # parking a run that is no longer running (cancelled meanwhile).
+    # Closes: a stale owner parking a run someone else now runs (epoch), parking a
+    # run that is no longer running, and parking a run whose cancel was requested
+    # after the owner last looked (the owner delivers the cancel instead).
+    values: dict[str, Any] = {
+        ":sleeping": Status.SLEEPING.value,
+        ":wake": wake_at,
+        ":due": due_at,
+        ":now": now,
+        ":epoch": epoch,
+        ":running": Status.RUNNING.value,
+    }
+    set_tm, remove_tm = _timer_clause(timer, values)
     return _update(
         table,
         run_key(workflow_id),
-        "SET #st = :sleeping, #wa = :wake, #da = :due, #ua = :now REMOVE #ow, #lu",
-        "#ep = :epoch AND #st = :running",
-        {
-            ":sleeping": Status.SLEEPING.value,
-            ":wake": wake_at,
-            ":due": due_at,
-            ":now": now,
-            ":epoch": epoch,
-            ":running": Status.RUNNING.value,
-        },
+        f"SET #st = :sleeping, #wa = :wake, #da = :due, #ua = :now{set_tm} REMOVE #ow, #lu{remove_tm}",
+        "#ep = :epoch AND #st = :running AND attribute_not_exists(#cr)",
+        values,
     )
 
 
@@ -162,6 +183,7 @@ def park_wait(
     seen_seq: int,
     deadline: int | None,
     due_at: int | None,
+    timer: str | None = None,
 ) -> dict[str, Any]:
     # Closes the race between a signal and the park: the API bumps signal_seq in
     # the same transaction that stores a signal. If any signal arrived after the
@@ -176,21 +198,25 @@ def park_wait(
         ":running": Status.RUNNING.value,
         ":seen": seen_seq,
     }
+    set_tm, remove_tm = _timer_clause(timer, values)
     if deadline is not None:
         update = (
-            "SET #st = :waiting, #ws = :sig, #ua = :now, #wa = :wake, #da = :due REMOVE #ow, #lu"
+            f"SET #st = :waiting, #ws = :sig, #ua = :now, #wa = :wake, #da = :due{set_tm} "
+            f"REMOVE #ow, #lu{remove_tm}"
         )
         values[":wake"] = deadline
         values[":due"] = due_at
     else:
         # No timeout: the only way forward is a signal, whose delivery sets due_at
         # again; until then the run is out of the sweeper's index.
-        update = "SET #st = :waiting, #ws = :sig, #ua = :now REMOVE #ow, #lu, #da"
+        update = (
+            f"SET #st = :waiting, #ws = :sig, #ua = :now{set_tm} REMOVE #ow, #lu, #da{remove_tm}"
+        )
     return _update(
         table,
         run_key(workflow_id),
         update,
-        "#ep = :epoch AND #st = :running AND #ss = :seen",
+        "#ep = :epoch AND #st = :running AND #ss = :seen AND attribute_not_exists(#cr)",
         values,
     )
 
@@ -221,7 +247,7 @@ def finish(
     if error is not None:
         sets.append("#err = :err")
         values[":err"] = error.as_dict()
-    update = "SET " + ", ".join(sets) + " REMOVE #ow, #lu, #dp, #da, #wa, #ws"
+    update = "SET " + ", ".join(sets) + " REMOVE #ow, #lu, #dp, #da, #wa, #ws, #tm"
     return _update(table, run_key(workflow_id), update, "#ep = :epoch AND #st = :running", values)
 
 
@@ -238,16 +264,40 @@ def release(table: str, workflow_id: str, *, epoch: int) -> dict[str, Any]:
 
 
 def put_step(table: str, workflow_id: str, rec: StepRecord) -> dict[str, Any]:
-    # Closes: two writers recording one position (a stale owner and the new one,
-    # or a duplicate delivery). First write wins; the loser gets the winner's
-    # record back (ALL_OLD) and uses it, without a read.
-    return {
+    """Record a durable call at its position.
+
+    Closes: two writers recording one position (a stale owner and the new one,
+    or a duplicate delivery). First write wins; the loser gets the winner's
+    record back (ALL_OLD) and uses it, without a read.
+
+    - A step's outcome (resolved) may replace an unresolved record of that
+      position (the step's retry state), never a resolved one.
+    - A retry state (unresolved step) may replace only a retry state with fewer
+      attempts: a stale owner cannot move the attempt count back.
+    - Anything else (a sleep's wake time, a wait's deadline) is written once:
+      the first value is the one that holds on every replay.
+    """
+    names = {"#sk": r.SK}
+    values: dict[str, Any] = {}
+    if rec.kind == "step" and rec.resolved:
+        condition = "attribute_not_exists(#sk) OR attribute_not_exists(#res)"
+        names["#res"] = "resolved"
+    elif rec.kind == "step":
+        condition = "attribute_not_exists(#sk) OR (attribute_not_exists(#res) AND size(#att) < :n)"
+        names.update({"#res": "resolved", "#att": "attempts"})
+        values[":n"] = to_attr(len(rec.attempts))
+    else:
+        condition = "attribute_not_exists(#sk)"
+    req: dict[str, Any] = {
         "TableName": table,
         "Item": step_item(workflow_id, rec),
-        "ConditionExpression": "attribute_not_exists(#sk)",
-        "ExpressionAttributeNames": {"#sk": r.SK},
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
+    if values:
+        req["ExpressionAttributeValues"] = values
+    return req
 
 
 def resolve_wait_timeout(
@@ -389,6 +439,46 @@ def rearm(
         "SET #da = :due ADD #dc :one",
         "#ep = :epoch AND #st = :status AND #da = :old",
         {":due": due_at, ":epoch": epoch, ":status": status.value, ":one": 1, ":old": old_due},
+    )
+
+
+def cancel_parked(
+    table: str, workflow_id: str, *, epoch: int, seen: Status, now: int, reason: str
+) -> dict[str, Any]:
+    # A run that no worker holds (pending, sleeping, waiting) is cancelled at once.
+    # Closes: a claim racing the cancel. Conditioned on the status and epoch as
+    # read: if a worker claimed the run meanwhile, this fails and the cancel is
+    # delivered through the owner instead (`request_cancel`).
+    return _update(
+        table,
+        run_key(workflow_id),
+        "SET #st = :cancelled, #err = :err, #ua = :now, #cr = :reason "
+        "REMOVE #ow, #lu, #dp, #da, #wa, #ws, #tm",
+        "#st = :seen AND #ep = :epoch",
+        {
+            ":cancelled": Status.CANCELLED.value,
+            ":err": ErrorInfo("Cancelled", reason).as_dict(),
+            ":now": now,
+            ":reason": reason,
+            ":seen": seen.value,
+            ":epoch": epoch,
+        },
+        return_values="ALL_NEW",
+    )
+
+
+def request_cancel(table: str, workflow_id: str, *, epoch: int, reason: str) -> dict[str, Any]:
+    # A running run is told through its lease: the owner's heartbeat reads
+    # cancel_requested back, and its parks are conditioned on its absence, so the
+    # owner cannot park its way past a cancel. Closes: a request against a run
+    # that finished or changed hands since it was read.
+    return _update(
+        table,
+        run_key(workflow_id),
+        "SET #cr = :reason",
+        "#st = :running AND #ep = :epoch",
+        {":reason": reason, ":running": Status.RUNNING.value, ":epoch": epoch},
+        return_values="ALL_NEW",
     )
 
 

@@ -245,6 +245,40 @@ class Store:
                 # The run moved (another signal, a claim, a park): read it again.
         raise ConflictError(f"workflow run {workflow_id!r} is changing too fast; try again")
 
+    # --- cancel ------------------------------------------------------------------------
+    def cancel(self, workflow_id: str, reason: str) -> tuple[Run, Run, str]:
+        """Cancel a run. Returns (before, after, outcome) with outcome one of
+        "cancelled" (it was not running: cancelled now), "requested" (it is
+        running: its owner delivers the cancel at its next durable call),
+        "already_requested", or "already_<status>" for a finished run."""
+        for _ in range(20):
+            run = self.get(workflow_id)
+            if run.status.terminal:
+                return run, run, f"already_{run.status.value}"
+            if run.status == Status.RUNNING:
+                if run.cancel_requested is not None:
+                    return run, run, "already_requested"
+                req = q.request_cancel(self._table, workflow_id, epoch=run.epoch, reason=reason)
+                outcome = "requested"
+            else:
+                req = q.cancel_parked(
+                    self._table,
+                    workflow_id,
+                    epoch=run.epoch,
+                    seen=run.status,
+                    now=self._clock.now_ms(),
+                    reason=reason,
+                )
+                outcome = "cancelled"
+            try:
+                resp = self._ddb.update_item(**req)
+                return run, run_from_item(resp["Attributes"]), outcome
+            except ClientError as e:
+                if not conditional_failed(e):
+                    raise
+                # It moved (claimed, parked, finished) since we read it: read again.
+        raise ConflictError(f"workflow run {workflow_id!r} is changing too fast; try again")
+
     # --- sweeper ------------------------------------------------------------------------
     def due(self, shard: int, *, now: int, limit: int = 100) -> list[str]:
         resp = self._ddb.query(

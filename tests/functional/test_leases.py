@@ -119,7 +119,7 @@ def test_a_stale_owner_cannot_change_the_run_after_a_takeover(stack) -> None:
             )
             assert not isinstance(new, Refused) and new.epoch == old.epoch + 1
             # New owner records position 0.
-            mine = StepRecord(0, "s0", StepKind.STEP, new.epoch, now, result='"new"')
+            mine = StepRecord(0, "s0", StepKind.STEP, new.epoch, now, result='"new"', resolved=True)
             assert await store.put_step(run.id, mine) == mine
             e = old.epoch
             refused = {
@@ -131,7 +131,7 @@ def test_a_stale_owner_cannot_change_the_run_after_a_takeover(stack) -> None:
                 "fail": not await store.finish(
                     run.id, epoch=e, now=now, status=Status.FAILED, error=ErrorInfo("E", "m")
                 ),
-                "sleep": not await store.park_sleep(run.id, epoch=e, now=now, wake_at=now + 10_000),
+                "sleep": await store.park_sleep(run.id, epoch=e, now=now, wake_at=now + 10_000) is not None,
                 "wait": await store.park_wait(
                     run.id, epoch=e, now=now, signal="go", seen_seq=0, deadline=None
                 )
@@ -139,7 +139,7 @@ def test_a_stale_owner_cannot_change_the_run_after_a_takeover(stack) -> None:
                 "release": not await store.release(run.id, epoch=e),
             }
             # A stale step write at a recorded position gets the recorded outcome back.
-            stale = StepRecord(0, "s0", StepKind.STEP, e, now, result='"old"')
+            stale = StepRecord(0, "s0", StepKind.STEP, e, now, result='"old"', resolved=True)
             winner = await store.put_step(run.id, stale)
             return refused, winner, new
 

@@ -124,7 +124,7 @@ def test_a_sleep_inside_a_step_function_is_a_clear_error(stack) -> None:
 
 @pytest.mark.parametrize("bad", [-1])
 def test_a_negative_sleep_is_refused(bad) -> None:
-    from worker._context import _duration_ms
+    from worker._state import duration_ms as _duration_ms
 
     with pytest.raises(ValueError, match="negative"):
         _duration_ms(bad)

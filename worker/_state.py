@@ -1,0 +1,77 @@
+"""What one claim of a run knows, and the internal exceptions that unwind a
+workflow coroutine. Internal to the worker."""
+
+from __future__ import annotations
+
+import traceback
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from orchestrator.clock import Clock
+from orchestrator.model import MAX_ERROR_BYTES, ErrorInfo, StepRecord
+
+from ._store import AsyncStore
+
+
+class Suspend(BaseException):
+    """The run parked (sleep, wait, long retry delay); the worker frees the slot."""
+
+
+class LeaseLost(BaseException):
+    """Another worker owns the run now (or the run moved). The worker abandons it."""
+
+
+class ExecutionTimedOut(BaseException):
+    """The run's execution timeout passed; the run fails."""
+
+
+@dataclass
+class RunState:
+    """`lease_until` is the owner's own view of its lease: no step is recorded
+    after it (a write after another claim could win a position; first-write-wins
+    keeps that harmless, this keeps it rare)."""
+
+    workflow_id: str
+    name: str
+    epoch: int
+    signal_seq: int
+    lease_until: int
+    history: dict[int, StepRecord]
+    store: AsyncStore
+    clock: Clock
+    lease_ms: int
+    deadline_at: int | None = None
+    cancel_requested: str | None = None  # reason, once the owner learned of a cancel
+    cancel_delivered: bool = False
+    position: int = 0
+    lost: bool = False
+    timed_out: bool = False
+    closing: bool = False  # a park or terminal write is under way: heartbeats stop
+    unwinding: BaseException | None = None  # the Suspend/LeaseLost/... in progress
+    executed_steps: int = 0
+    timers: list[str] = field(default_factory=list)
+    executor: Executor | None = None  # runs sync step functions
+
+    def check_lease(self) -> None:
+        margin = self.lease_ms // 6
+        if self.lost or self.clock.now_ms() >= self.lease_until - margin:
+            self.lost = True
+            raise LeaseLost()
+
+    def past_deadline(self) -> bool:
+        return self.deadline_at is not None and self.clock.now_ms() >= self.deadline_at
+
+
+def duration_ms(value: timedelta | float | int) -> int:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return int(seconds * 1000)
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    tb = "".join(traceback.format_exception(exc))
+    if len(tb) > MAX_ERROR_BYTES:
+        tb = "…" + tb[-(MAX_ERROR_BYTES - 1000) :]
+    return ErrorInfo(type=type(exc).__qualname__, message=str(exc)[:4000], traceback=tb)
