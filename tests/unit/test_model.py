@@ -1,0 +1,158 @@
+"""The state machine and pure helpers, without AWS."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import pytest
+
+from orchestrator.dispatch import at_expression, parse_body, schedule_name, timer_plan
+from orchestrator.model import TERMINAL, TRANSITIONS, Run, Status, TransitionError, transition
+from orchestrator.settings import Settings
+from orchestrator.store.sync import decode_cursor, encode_cursor
+from orchestrator.sweeper import MAX_BACKOFF_MS, next_due
+from worker import NonRetryableError, RetryPolicy, workflow
+
+ALLOWED = {(event, src, dst) for event, moves in TRANSITIONS.items() for src, dst in moves.items()}
+
+
+@pytest.mark.parametrize(("event", "status"), list(itertools.product(TRANSITIONS, Status)))
+def test_every_event_from_every_status(event: str, status: Status) -> None:
+    moves = TRANSITIONS[event]
+    if status in moves:
+        assert (event, status, transition(event, status)) in ALLOWED
+    else:
+        with pytest.raises(TransitionError):
+            transition(event, status)
+
+
+def test_terminal_is_final() -> None:
+    for event, status in itertools.product(TRANSITIONS, TERMINAL):
+        with pytest.raises(TransitionError):
+            transition(event, status)
+
+
+def test_unknown_event_is_refused() -> None:
+    with pytest.raises(TransitionError, match="unknown event"):
+        transition("explode", Status.PENDING)
+
+
+def test_timer_plan_uses_sqs_delay_up_to_fifteen_minutes() -> None:
+    assert timer_plan(0, 2_000) == ("delay", 2)
+    assert timer_plan(0, 900_000) == ("delay", 900)
+    assert timer_plan(0, 900_001) == ("schedule", 0)
+    assert timer_plan(10_000, 0) == ("delay", 0)
+
+
+def test_schedule_names_are_deterministic_and_valid() -> None:
+    a = schedule_name("run-1", 3)
+    assert a == schedule_name("run-1", 3) and a != schedule_name("run-2", 3)
+    assert schedule_name("run-1", 3, 2) != a
+    long = schedule_name("x" * 128, 999_999, 99)
+    assert len(long) <= 64 and all(c.isalnum() or c in "-_." for c in long)
+
+
+def test_at_expression_rounds_up_so_a_timer_never_fires_early() -> None:
+    assert at_expression(1_000) == "at(1970-01-01T00:00:01)"
+    assert at_expression(1_001) == "at(1970-01-01T00:00:02)"
+
+
+def test_message_bodies_that_are_not_ours_are_recognised() -> None:
+    assert parse_body('{"id": "a"}') == "a"
+    for bad in ["", "nope", "[]", '{"id": 3}', '{"id": ""}']:
+        assert parse_body(bad) is None
+
+
+def test_cursors_round_trip_and_garbage_is_refused() -> None:
+    from orchestrator.errors import BadInputError
+
+    assert decode_cursor(encode_cursor("0000000001#abc")) == "0000000001#abc"
+    for bad in ["", "!!!", "e30", encode_cursor("x" * 300)]:
+        with pytest.raises(BadInputError):
+            decode_cursor(bad)
+
+
+def _run(status: Status, **kw) -> Run:
+    return Run(id="r", name="n", status=status, input="null", created_at=0, updated_at=0, **kw)
+
+
+def test_sweeper_decisions() -> None:
+    s = Settings(lease_seconds=30, sweep_grace_ms=30_000)
+    now = 1_000_000
+    # a live lease: re-check later, no send
+    due, send = next_due(_run(Status.RUNNING, lease_until=now + 5_000), now, s)
+    assert not send and due > now
+    # an expired lease: send
+    assert next_due(_run(Status.RUNNING, lease_until=now - 1), now, s)[1]
+    # a sleeper not yet due: no send, re-armed at its wake time plus grace
+    assert next_due(_run(Status.SLEEPING, wake_at=now + 60_000), now, s) == (now + 90_000, False)
+    assert next_due(_run(Status.SLEEPING, wake_at=now - 1), now, s)[1]
+    # pending: send, with a backoff that grows and is capped
+    delays = [next_due(_run(Status.PENDING, dispatches=d), now, s)[0] - now for d in range(12)]
+    assert delays == sorted(delays) and delays[-1] == MAX_BACKOFF_MS
+
+
+def test_retry_policy_delays_and_classification() -> None:
+    p = RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff=2,
+        max_interval=timedelta(seconds=5),
+        jitter=0,
+    )
+    assert [p.delay_ms(n) for n in range(1, 6)] == [1000, 2000, 4000, 5000, 5000]
+    jittery = RetryPolicy(jitter=0.2)
+    assert all(800 <= jittery.delay_ms(1) <= 1200 for _ in range(50))
+
+    class Declined(Exception):
+        pass
+
+    q = RetryPolicy(non_retryable=[Declined, "KeyError"])
+    assert (
+        not q.retryable(Declined())
+        and not q.retryable(KeyError())
+        and not q.retryable(NonRetryableError())
+    )
+    assert q.retryable(ValueError())
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+
+
+def test_workflow_decorator_validates() -> None:
+    with pytest.raises(ValueError, match="workflow name"):
+        workflow("9bad")
+    with pytest.raises(TypeError, match="async def"):
+
+        @workflow("sync")
+        def sync(ctx, input):  # type: ignore[no-untyped-def]
+            return None
+
+    with pytest.raises(TypeError, match=r"\(ctx\) or \(ctx, input\)"):
+
+        @workflow("three")
+        async def three(ctx, a, b):  # type: ignore[no-untyped-def]
+            return None
+
+
+def test_public_names_are_pinned() -> None:
+    import orchestrator
+    import worker
+
+    assert sorted(worker.__all__) == sorted(
+        [
+            "DEFAULT_RETRY",
+            "NO_RETRY",
+            "ExecutionTimeoutError",
+            "NonDeterminismError",
+            "NonRetryableError",
+            "RetryPolicy",
+            "StepFailedError",
+            "StepTimeoutError",
+            "Worker",
+            "WorkflowCancelledError",
+            "WorkflowContext",
+            "WorkflowContextError",
+            "workflow",
+        ]
+    )
+    assert "Client" in orchestrator.__all__
