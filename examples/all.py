@@ -2,6 +2,7 @@
 
 from .approval import approval
 from .greet import greet
+from .order import order
 from .reminder import reminder
 
-WORKFLOWS = [greet, reminder, approval]
+WORKFLOWS = [greet, reminder, approval, order]

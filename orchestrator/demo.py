@@ -100,6 +100,17 @@ def run_demo(out: Console) -> int:
             run = client.wait(run["id"], timeout=30)
             report(f"approval that times out ({time.monotonic() - t0:.2f} s)", run, "expired")
 
+            t0 = time.monotonic()
+            run = client.start("order", {"order_id": "o-1", "amount": 42, "gateway_failures": 1})
+            run = client.wait(run["id"], timeout=30)
+            report(f"order with a retried charge ({time.monotonic() - t0:.2f} s)", run, "confirmed")
+            charge = next(s for s in client.steps(run["id"]) if s["name"] == "charge")
+            for attempt in charge.get("attempts", []):
+                err = attempt.get("error")
+                outcome = f"failed: {err['type']}: {err['message']}" if err else "succeeded"
+                out.print(f"  charge attempt {attempt['attempt']}: {outcome}")
+            ok = ok and len(charge.get("attempts", [])) == 2
+
     out.print(
         "\n[bold green]demo finished: every run ended as expected[/bold green]"
         if ok
