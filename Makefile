@@ -30,7 +30,8 @@ bench: install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 synth: install
-	npx --yes cdk synth
+	npm install --no-audit --no-fund --silent
+	npx cdk synth
 
 clean:
 	rm -rf $(VENV) cdk.out benchmarks/out
