@@ -11,6 +11,7 @@ chain. Errors come back as the project's typed exceptions.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import time
@@ -104,6 +105,12 @@ class Client:
         return self._call(
             "POST", f"/workflows/{_quote(workflow_id)}/signals", {"name": name, "payload": payload}
         )
+
+    def workers(self, *, include_stopped: bool = False) -> builtins.list[dict[str, Any]]:
+        """Registered workers: id, host, the workflow names they serve,
+        concurrency, busy slots, last seen, and whether they are live."""
+        suffix = "?all=true" if include_stopped else ""
+        return list(self._call("GET", f"/workers{suffix}")["workers"])
 
     def wait(self, workflow_id: str, *, timeout: float = 60.0, poll: float = 0.1) -> dict[str, Any]:
         """Poll until the run is terminal; TimeoutError after `timeout` seconds."""

@@ -125,6 +125,7 @@ class Run:
     deadline_at: int | None = None  # execution timeout: the run fails as timed out after this
     cancel_requested: str | None = None  # the reason, once a cancel reached a running run
     timer: str | None = None  # name of the schedule that will wake a parked run, if any
+    traceparent: str | None = None  # W3C trace context of the start request, if the caller sent one
 
 
 @dataclass(frozen=True)

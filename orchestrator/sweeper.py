@@ -94,18 +94,28 @@ class Sweeper:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The scheduled Lambda's entry point."""
-    import boto3
+    """The scheduled Lambda's entry point: one sweep, a structured log line with
+    its figures, and EMF metrics RunsExamined / RunsRedispatched."""
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
 
+    from .aws import client
     from .clock import SYSTEM_CLOCK
 
     settings = Settings.from_env()
-    session = boto3.session.Session()
     sweeper = Sweeper(
-        Store(session.client("dynamodb"), settings.table, SYSTEM_CLOCK),
-        Dispatcher(session.client("sqs"), settings),
+        Store(client("dynamodb", settings), settings.table, SYSTEM_CLOCK),
+        Dispatcher(client("sqs", settings), settings),
         SYSTEM_CLOCK,
         settings,
     )
     report = sweeper.sweep_once()
-    return {"examined": report.examined, "sent": len(report.sent), "rearmed": report.rearmed}
+    result = {"examined": report.examined, "sent": len(report.sent), "rearmed": report.rearmed}
+    Logger(service="orchestrator-sweeper").info(
+        "sweep", extra={**result, "workflow_ids": report.sent[:50]}
+    )
+    metrics = Metrics(namespace="Orchestrator", service="orchestrator-sweeper")
+    metrics.add_metric(name="RunsExamined", unit=MetricUnit.Count, value=report.examined)
+    metrics.add_metric(name="RunsRedispatched", unit=MetricUnit.Count, value=len(report.sent))
+    metrics.flush_metrics()
+    return result

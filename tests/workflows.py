@@ -244,3 +244,17 @@ ALL = [
     cleanup,
 ]
 WORKFLOWS = ALL
+
+
+@workflow("chatty")
+async def chatty(ctx, input: dict[str, Any]) -> str:
+    ctx.logger.info("starting")
+    await ctx.step("one", record, ctx.workflow_id, "one")
+    ctx.logger.info("before the nap")
+    await ctx.sleep("nap", 0.2)
+    ctx.logger.info("after the nap")
+    await ctx.step("two", record, ctx.workflow_id, "two")
+    return "ok"
+
+
+ALL.append(chatty)

@@ -19,6 +19,7 @@ it at the same point and cleanup steps keep their positions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -48,6 +49,7 @@ from orchestrator.model import (
     StepRecord,
 )
 
+from ._logs import ReplayAwareLogger, log_context
 from ._registry import adapter_for, to_jsonable
 from ._retry import DEFAULT_RETRY, IN_WORKER_RETRY_MAX_MS, RetryPolicy
 from ._state import ExecutionTimedOut, LeaseLost, RunState, Suspend, duration_ms, error_info
@@ -78,6 +80,14 @@ class WorkflowContext:
     @property
     def workflow_name(self) -> str:
         return self._s.name
+
+    @property
+    def logger(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+        """A logger for the workflow function: lines carry the run's context, and
+        lines logged while replaying recorded calls are dropped, not repeated."""
+        return ReplayAwareLogger(
+            logging.getLogger(f"workflow.{self._s.name}"), lambda: self.is_replaying
+        )
 
     @property
     def is_replaying(self) -> bool:
@@ -184,6 +194,8 @@ class WorkflowContext:
         if rec is not None:
             self._check(rec, StepKind.STEP, name)
             if rec.resolved or rec.retry_at is None:
+                if s.metrics is not None:
+                    s.metrics.inc("orchestrator_steps_total", workflow=s.name, outcome="replayed")
                 return _outcome(rec, adapter)
             attempts = list(rec.attempts)
             await self._wait_retry(pos, rec.retry_at, len(attempts))
@@ -198,12 +210,24 @@ class WorkflowContext:
             started = s.clock.now_ms()
             failure: Exception | None = None
             text = None
-            try:
-                value = await self._attempt(name, fn, args, kwargs, timeout_s)
-                text = _encode_result(value, adapter)
-            except Exception as exc:
-                failure = exc
+            with (
+                log_context(step=name, position=pos, step_attempt=n),
+                _span(s, name, pos, n) as span,
+            ):
+                try:
+                    value = await self._attempt(name, fn, args, kwargs, timeout_s)
+                    text = _encode_result(value, adapter)
+                except Exception as exc:
+                    failure = exc
+                    if span is not None:
+                        span.record_exception(exc)
             finished = s.clock.now_ms()
+            if s.metrics is not None:
+                outcome = "ok" if failure is None else "error"
+                s.metrics.inc("orchestrator_steps_total", workflow=s.name, outcome=outcome)
+                s.metrics.observe(
+                    "orchestrator_step_seconds", (finished - started) / 1000, workflow=s.name
+                )
             s.executed_steps += 1
             first_start = attempts[0]["started_at"] if attempts else started
             if failure is None:
@@ -494,6 +518,18 @@ class WorkflowContext:
                 seen = old.signal_seq  # a signal came in since we looked: look again
                 continue
             await self._park_refused(old)
+
+
+def _span(s: RunState, name: str, pos: int, attempt: int) -> Any:
+    if s.tracing is None:
+        return contextlib.nullcontext()
+    return s.tracing.span(
+        "workflow.step",
+        workflow_id=s.workflow_id,
+        step_name=name,
+        step_position=pos,
+        step_attempt=attempt,
+    )
 
 
 def _timer_name(workflow_id: str, pos: int, seq: int, now: int, wake_at: int) -> str | None:

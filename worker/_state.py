@@ -7,6 +7,7 @@ import traceback
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from orchestrator.clock import Clock
 from orchestrator.model import MAX_ERROR_BYTES, ErrorInfo, StepRecord
@@ -52,6 +53,8 @@ class RunState:
     executed_steps: int = 0
     timers: list[str] = field(default_factory=list)
     executor: Executor | None = None  # runs sync step functions
+    metrics: Any = None  # WorkerMetrics
+    tracing: Any = None  # Tracing
 
     def check_lease(self) -> None:
         margin = self.lease_ms // 6

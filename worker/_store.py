@@ -47,6 +47,10 @@ class AsyncStore:
         self.settings = settings
         self._table = settings.table
 
+    @property
+    def ddb(self) -> Any:
+        return self._ddb
+
     # --- runs -------------------------------------------------------------------------
     async def claim(
         self, workflow_id: str, *, owner: str, now: int, lease_ms: int, names: list[str]
@@ -258,6 +262,6 @@ class AsyncStore:
             MaxNumberOfMessages=max(1, min(10, max_messages)),
             WaitTimeSeconds=wait_seconds,
             VisibilityTimeout=visibility,
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         )
         return list(resp.get("Messages", []))

@@ -32,10 +32,14 @@ from orchestrator.model import MAX_OUTPUT_BYTES, ErrorInfo, Run, Status
 from orchestrator.settings import Settings
 
 from ._context import WorkflowContext, _current
+from ._logs import log_context, set_fields
+from ._metrics import WorkerMetrics
+from ._presence import Presence
 from ._registry import WorkflowDefinition, definition_of
 from ._state import ExecutionTimedOut, LeaseLost, RunState, Suspend
 from ._state import error_info as _error_info
 from ._store import AsyncStore, Refused
+from ._tracing import Tracing
 
 log = logging.getLogger("worker")
 
@@ -59,6 +63,8 @@ class Worker:
         clock: Clock | None = None,
         worker_id: str | None = None,
         shutdown_grace: float = 10.0,
+        metrics: WorkerMetrics | None = None,
+        tracing: bool | None = None,
     ) -> None:
         if not workflows:
             raise ValueError("a Worker needs at least one @workflow function")
@@ -88,6 +94,9 @@ class Worker:
         self._executor = ThreadPoolExecutor(
             max_workers=max(4, max_concurrent_workflows), thread_name_prefix="step"
         )
+        self.metrics = metrics or WorkerMetrics()
+        self._tracing = Tracing(tracing)
+        self._presence: Presence | None = None
         self.stats = {
             "claimed": 0,
             "completed": 0,
@@ -132,8 +141,24 @@ class Worker:
         if self._poller is None:
             self._stopping = False
             self._stopped.clear()
+            assert self._store is not None
+            self._presence = Presence(
+                self._store.ddb,
+                self.settings.table,
+                self.clock,
+                worker_id=self.id,
+                names=self._names,
+                concurrency=self._max,
+                busy=lambda: len(self._tasks),
+            )
+            await self._presence.start()
             self._poller = asyncio.create_task(self._poll_loop(), name=f"poll-{self.id}")
-            log.info("worker %s serving %s", self.id, ", ".join(self._names))
+            log.info(
+                "worker %s serving %s",
+                self.id,
+                ", ".join(self._names),
+                extra={"worker_id": self.id},
+            )
 
     async def run_until_stopped(self) -> None:
         """Run until `stop()` is called or the process gets SIGINT/SIGTERM."""
@@ -168,6 +193,9 @@ class Worker:
                 t.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+        if self._presence is not None:
+            await self._presence.stop()
+            self._presence = None
         if self._exit is not None:
             await self._exit.aclose()
             self._exit = None
@@ -199,7 +227,13 @@ class Worker:
                 log.exception("receive failed; retrying in 1 s")
                 await asyncio.sleep(1)
                 continue
+            now = self.clock.now_ms()
             for m in messages:
+                sent = m.get("Attributes", {}).get("SentTimestamp")
+                if sent:
+                    self.metrics.observe(
+                        "orchestrator_queue_wait_seconds", max(0, now - int(sent)) / 1000
+                    )
                 task = asyncio.create_task(self._handle(m))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
@@ -207,6 +241,14 @@ class Worker:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slot_freed.set()
+        self.metrics.set_gauge("orchestrator_runs_in_flight", len(self._tasks))
+
+    def _count(self, stat: str, run_name: str, metric: str, status: str | None = None) -> None:
+        self.stats[stat] = self.stats.get(stat, 0) + 1
+        if status is None:
+            self.metrics.inc(metric, workflow=run_name)
+        else:
+            self.metrics.inc(metric, workflow=run_name, status=status)
 
     async def _handle(self, message: dict[str, Any]) -> None:
         try:
@@ -234,8 +276,22 @@ class Worker:
         if isinstance(result, Refused):
             await self._refused(result.old, message, now)
             return
-        self.stats["claimed"] += 1
-        await self._execute(result, receipt)
+        self._count("claimed", result.name, "orchestrator_runs_claimed_total")
+        self.metrics.set_gauge("orchestrator_runs_in_flight", len(self._tasks))
+        with (
+            log_context(
+                worker_id=self.id, workflow_id=result.id, workflow=result.name, attempt=result.epoch
+            ),
+            self._tracing.span(
+                "workflow.run",
+                traceparent=result.traceparent,
+                workflow_id=result.id,
+                workflow_name=result.name,
+                workflow_epoch=result.epoch,
+                worker_id=self.id,
+            ),
+        ):
+            await self._execute(result, receipt)
 
     async def _refused(self, old: Run | None, message: dict[str, Any], now: int) -> None:
         """The claim lost. Decide what the message is still good for."""
@@ -286,6 +342,8 @@ class Worker:
             executor=self._executor,
             deadline_at=run.deadline_at,
             cancel_requested=run.cancel_requested,
+            metrics=self.metrics,
+            tracing=self._tracing,
         )
         runner = asyncio.current_task()
         assert runner is not None
@@ -298,7 +356,7 @@ class Worker:
                 await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
                 return
             if state.lost:
-                self.stats["lost"] += 1
+                self._count("lost", run.name, "orchestrator_lease_losses_total")
                 log.warning("run %s: lease lost; abandoned", run.id)
                 return
             if self._stopping and not state.closing:
@@ -306,6 +364,7 @@ class Worker:
                     if await store.release(run.id, epoch=state.epoch):
                         await store.set_visibility(receipt, 0)  # another worker takes it now
                         self.stats["released"] += 1
+                        log.info("run %s: released at shutdown", run.id)
                 return
             raise
         finally:
@@ -341,11 +400,13 @@ class Worker:
             _current.reset(token)
         unwinding = state.unwinding  # what the context raised, even if user code swallowed it
         if isinstance(unwinding, Suspend):
-            self.stats["parked"] += 1
+            self._count("parked", run.name, "orchestrator_runs_parked_total")
+            set_fields(status="parked")
+            log.info("run %s parked", run.id)
             await store.delete_message(receipt)
         elif isinstance(unwinding, LeaseLost):
             state.lost = True
-            self.stats["lost"] += 1
+            self._count("lost", run.name, "orchestrator_lease_losses_total")
             log.warning("run %s: lease lost; abandoned", run.id)
         elif isinstance(unwinding, ExecutionTimedOut):
             await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
@@ -393,14 +454,24 @@ class Worker:
         )
         if not ok:
             state.lost = True
-            self.stats["lost"] += 1
+            self._count("lost", state.name, "orchestrator_lease_losses_total")
             log.warning(
                 "run %s: could not record %s (lease lost); abandoned",
                 state.workflow_id,
                 status.value,
             )
             return
-        self.stats[status.value] = self.stats.get(status.value, 0) + 1
+        self._count(
+            status.value, state.name, "orchestrator_runs_finished_total", status=status.value
+        )
+        set_fields(status=status.value)
+        log.log(
+            logging.INFO if status == Status.COMPLETED else logging.WARNING,
+            "run %s %s%s",
+            state.workflow_id,
+            status.value,
+            f": {error.type}: {error.message}" if error else "",
+        )
         await store.delete_message(receipt)
 
     async def _heartbeat(self, state: RunState, receipt: str, runner: asyncio.Task[None]) -> None:

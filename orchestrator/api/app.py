@@ -34,6 +34,7 @@ _THROTTLES = {
 ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("GET", re.compile(r"^/$")),
     ("GET", re.compile(r"^/dashboard/[^/]+$")),
+    ("GET", re.compile(r"^/workers/?$")),
     ("GET", re.compile(r"^/workflows/?$")),
     ("POST", re.compile(r"^/workflows/?$")),
     ("GET", re.compile(r"^/workflows/[^/]+/?$")),
@@ -104,7 +105,11 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     def start() -> Response[Any]:
         req = body(StartRequest)
         run, created = service().start(
-            req.name, req.input, req.id, execution_timeout_s=req.execution_timeout_seconds
+            req.name,
+            req.input,
+            req.id,
+            execution_timeout_s=req.execution_timeout_seconds,
+            traceparent=app.current_event.headers.get("traceparent"),
         )
         return Response(
             status_code=201 if created else 200,
@@ -125,11 +130,19 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         page = service().list(
             status=q.get("status"), name=q.get("name"), limit=limit, cursor=q.get("cursor")
         )
-        return {"workflows": [run_view(r) for r in page.runs], "next_cursor": page.cursor}
+        served = service().served_names()
+        return {"workflows": [run_view(r, served) for r in page.runs], "next_cursor": page.cursor}
 
     @app.get("/workflows/<workflow_id>")
     def get_run(workflow_id: str) -> dict[str, Any]:
-        return run_view(service().get(workflow_id))
+        run = service().get(workflow_id)
+        return run_view(run, None if run.status.terminal else service().served_names())
+
+    @app.get("/workers")
+    def workers() -> dict[str, Any]:
+        q = app.current_event.query_string_parameters or {}
+        everyone = q.get("all", "").lower() in ("1", "true", "yes")
+        return {"workers": [w.as_dict() | {"live": live} for w, live in service().workers(everyone)]}
 
     @app.get("/workflows/<workflow_id>/steps")
     def get_steps(workflow_id: str) -> dict[str, Any]:

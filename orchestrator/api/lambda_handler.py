@@ -6,28 +6,28 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
 from .app import build_app
 from .service import Service
 
 logger = Logger(service="orchestrator-api")
+metrics = Metrics(namespace="Orchestrator", service="orchestrator-api")
 
 
 @cache
 def _service() -> Service:
-    import boto3
-
+    from ..aws import client
     from ..clock import SYSTEM_CLOCK
     from ..dispatch import Dispatcher
     from ..settings import Settings
     from ..store import Store
 
     settings = Settings.from_env()
-    session = boto3.session.Session()
     return Service(
-        store=Store(session.client("dynamodb"), settings.table, SYSTEM_CLOCK),
-        dispatcher=Dispatcher(session.client("sqs"), settings, session.client("scheduler")),
+        store=Store(client("dynamodb", settings), settings.table, SYSTEM_CLOCK),
+        dispatcher=Dispatcher(client("sqs", settings), settings, client("scheduler", settings)),
         clock=SYSTEM_CLOCK,
         settings=settings,
     )
@@ -37,5 +37,35 @@ app = build_app(_service)
 
 
 @logger.inject_lambda_context
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return app.resolve(event, context)
+    """Each request: one structured log line (route, status, run id) and EMF
+    metrics: ApiRequests, ApiClientErrors / ApiServerErrors, RunsStarted,
+    SignalsSent, CancelsRequested."""
+    response = app.resolve(event, context)
+    status = int(response.get("statusCode", 500))
+    method = event.get("requestContext", {}).get("http", {}).get("method", "")
+    path = event.get("rawPath", "")
+    params = event.get("pathParameters") or {}
+    logger.info(
+        "request",
+        extra={
+            "method": method,
+            "path": path,
+            "status": status,
+            "workflow_id": params.get("workflow_id"),
+        },
+    )
+    metrics.add_metric(name="ApiRequests", unit=MetricUnit.Count, value=1)
+    if 400 <= status < 500:
+        metrics.add_metric(name="ApiClientErrors", unit=MetricUnit.Count, value=1)
+    elif status >= 500:
+        metrics.add_metric(name="ApiServerErrors", unit=MetricUnit.Count, value=1)
+    elif method == "POST":
+        if path.rstrip("/").endswith("/workflows") and status == 201:
+            metrics.add_metric(name="RunsStarted", unit=MetricUnit.Count, value=1)
+        elif path.endswith("/signals"):
+            metrics.add_metric(name="SignalsSent", unit=MetricUnit.Count, value=1)
+        elif path.endswith("/cancel"):
+            metrics.add_metric(name="CancelsRequested", unit=MetricUnit.Count, value=1)
+    return response

@@ -86,8 +86,10 @@ def _json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def run_view(run: Run) -> dict[str, Any]:
-    return {
+def run_view(run: Run, served: set[str] | None = None) -> dict[str, Any]:
+    """The run as the API shows it. With `served` (the names live workers serve),
+    a run that is not finished says whether any live worker can run it."""
+    view = {
         "id": run.id,
         "name": run.name,
         "status": run.status.value,
@@ -102,6 +104,9 @@ def run_view(run: Run) -> dict[str, Any]:
         "deadline_at": iso(run.deadline_at),
         "cancel_requested": run.cancel_requested,
     }
+    if served is not None and not run.status.terminal:
+        view["unserved"] = run.name not in served
+    return view
 
 
 def step_view(step: StepRecord) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +23,11 @@ from ..model import (
 from ..settings import Settings
 from ..store import Store
 from ..store.codec import encode_json
+from ..store.registry import WorkerInfo, list_workers
 from ..store.sync import Page
 
 log = logging.getLogger(__name__)
+TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 MAX_EXECUTION_TIMEOUT_S = 366 * 24 * 3600
 
@@ -43,6 +46,7 @@ class Service:
         workflow_id: str | None = None,
         *,
         execution_timeout_s: float | None = None,
+        traceparent: str | None = None,
     ) -> tuple[Run, bool]:
         """Create a run and dispatch it. Returns (run, created)."""
         text = encode_json(input, what="input", limit=MAX_INPUT_BYTES)
@@ -64,6 +68,8 @@ class Service:
             deadline_at=None
             if execution_timeout_s is None
             else now + int(execution_timeout_s * 1000),
+            # Kept only if well formed: it parents the worker's spans (tracing is optional).
+            traceparent=traceparent if traceparent and TRACEPARENT_RE.match(traceparent) else None,
         )
         stored, created = self.store.create(run, due_at=now + self.settings.sweep_grace_ms)
         if stored.status == Status.PENDING:
@@ -79,6 +85,16 @@ class Service:
             # The write is durable and the run is in the sweeper's index with a
             # due time: the sweeper sends it. The caller's request succeeded.
             log.exception("send failed for %s; the sweeper will dispatch it", workflow_id)
+
+    def workers(self, include_stopped: bool = False) -> list[tuple[WorkerInfo, bool]]:
+        """Registered workers with their liveness, most recently seen first."""
+        now = self.clock.now_ms()
+        found = list_workers(self.store.ddb, self.settings.table)
+        found.sort(key=lambda w: w.last_seen, reverse=True)
+        return [(w, w.live(now)) for w in found if include_stopped or w.live(now)]
+
+    def served_names(self) -> set[str]:
+        return {n for w, live in self.workers() if live for n in w.names}
 
     def get(self, workflow_id: str) -> Run:
         _check_id(workflow_id)

@@ -126,6 +126,7 @@ def run_from_item(item: dict[str, Any]) -> Run:
         deadline_at=d.get("deadline_at"),
         cancel_requested=d.get("cancel_requested"),
         timer=d.get("timer"),
+        traceparent=d.get("traceparent"),
     )
 
 
@@ -143,6 +144,7 @@ def new_run_item(run: Run, *, due_at: int) -> dict[str, Any]:
             "epoch": 0,
             "signal_seq": 0,
             "deadline_at": run.deadline_at,
+            "traceparent": run.traceparent,
             r.BY_CREATED.partition_key: r.list_pk(shard(run.id, r.LIST_SHARDS)),
             r.BY_CREATED.sort_key: list_sk(run.created_at, run.id),
             r.BY_DUE.partition_key: r.due_pk(shard(run.id, r.DUE_SHARDS)),

@@ -70,6 +70,10 @@ class Store:
         self._table = table
         self._clock = clock
 
+    @property
+    def ddb(self) -> Any:
+        return self._ddb
+
     # --- runs -------------------------------------------------------------------------
     def create(self, run: Run, *, due_at: int) -> tuple[Run, bool]:
         """Store a new run. Returns (run, created). The same id with the same name

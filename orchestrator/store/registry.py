@@ -1,0 +1,89 @@
+"""The worker registry: each worker keeps one item up to date, so the API, the
+CLI and the dashboard can show live workers and flag runs that no live worker
+serves.
+
+    pk = "WORKERS"   sk = "W#<worker id>"
+
+All workers share one partition so that one Query lists them; a worker writes
+once per REGISTRY_INTERVAL_S (20 s), so even a thousand workers make 50 writes
+a second there, far below a partition's 1,000. Items expire by TTL an hour
+after a worker was last seen; a worker that stops cleanly marks itself stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import resources as r
+from .codec import from_item, to_attr, to_item
+
+REGISTRY_PK = "WORKERS"
+REGISTRY_INTERVAL_S = 20
+LIVE_WINDOW_MS = 3 * REGISTRY_INTERVAL_S * 1000  # missed two beats: not live
+REGISTRY_TTL_S = 3600
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    names: list[str]
+    concurrency: int
+    busy: int
+    started_at: int
+    last_seen: int
+    stopped: bool = False
+
+    def live(self, now: int) -> bool:
+        return not self.stopped and self.last_seen >= now - LIVE_WINDOW_MS
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def put_worker(table: str, info: WorkerInfo) -> dict[str, Any]:
+    # Unconditional: the worker is the only writer of its own item.
+    item = {
+        r.PK: REGISTRY_PK,
+        r.SK: f"W#{info.id}",
+        **info.as_dict(),
+        r.TTL_ATTRIBUTE: info.last_seen // 1000 + REGISTRY_TTL_S,
+    }
+    return {"TableName": table, "Item": to_item(item)}
+
+
+def query_workers(table: str) -> dict[str, Any]:
+    return {
+        "TableName": table,
+        "KeyConditionExpression": "#pk = :pk",
+        "ExpressionAttributeNames": {"#pk": r.PK},
+        "ExpressionAttributeValues": {":pk": to_attr(REGISTRY_PK)},
+    }
+
+
+def worker_from_item(item: dict[str, Any]) -> WorkerInfo:
+    d = from_item(item)
+    return WorkerInfo(
+        id=d["id"],
+        host=d.get("host", ""),
+        pid=d.get("pid", 0),
+        names=list(d.get("names", [])),
+        concurrency=d.get("concurrency", 0),
+        busy=d.get("busy", 0),
+        started_at=d.get("started_at", 0),
+        last_seen=d.get("last_seen", 0),
+        stopped=bool(d.get("stopped", False)),
+    )
+
+
+def list_workers(ddb: Any, table: str) -> list[WorkerInfo]:
+    req = query_workers(table)
+    out: list[WorkerInfo] = []
+    while True:
+        resp = ddb.query(**req)
+        out.extend(worker_from_item(i) for i in resp.get("Items", []))
+        if "LastEvaluatedKey" not in resp:
+            return out
+        req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}

@@ -1,0 +1,50 @@
+"""OpenTelemetry spans, optional: a span per run claim ("workflow.run") and per
+step ("workflow.step"), with the workflow id as an attribute, continuing the
+trace of the start request when the caller sent a W3C `traceparent` (the API
+stores it with the run). Off unless ORCHESTRATOR_TRACING=1 (or
+`Worker(tracing=True)`) and the `otel` extra is installed; the SDK, exporter
+and sampler are the user's to configure, as with any OpenTelemetry library."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+ENV_TRACING = "ORCHESTRATOR_TRACING"
+
+
+class Tracing:
+    def __init__(self, enabled: bool | None = None) -> None:
+        if enabled is None:
+            enabled = os.environ.get(ENV_TRACING, "").lower() in ("1", "true", "yes")
+        self._tracer: Any = None
+        if enabled:
+            try:
+                from opentelemetry import trace
+            except ImportError as e:
+                raise RuntimeError(
+                    "tracing is on but OpenTelemetry is not installed: pip install 'orchestrator[otel]'"
+                ) from e
+            self._tracer = trace.get_tracer("orchestrator.worker")
+
+    @property
+    def enabled(self) -> bool:
+        return self._tracer is not None
+
+    @contextlib.contextmanager
+    def span(
+        self, name: str, *, traceparent: str | None = None, **attributes: Any
+    ) -> Iterator[Any]:
+        if self._tracer is None:
+            yield None
+            return
+        context = None
+        if traceparent:
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+            context = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+        attrs = {k.replace("_", "."): v for k, v in attributes.items() if v is not None}
+        with self._tracer.start_as_current_span(name, context=context, attributes=attrs) as span:
+            yield span
