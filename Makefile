@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/mypy orchestrator worker
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -142,7 +142,9 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     def workers() -> dict[str, Any]:
         q = app.current_event.query_string_parameters or {}
         everyone = q.get("all", "").lower() in ("1", "true", "yes")
-        return {"workers": [w.as_dict() | {"live": live} for w, live in service().workers(everyone)]}
+        return {
+            "workers": [w.as_dict() | {"live": live} for w, live in service().workers(everyone)]
+        }
 
     @app.get("/workflows/<workflow_id>/steps")
     def get_steps(workflow_id: str) -> dict[str, Any]:

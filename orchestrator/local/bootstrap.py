@@ -68,16 +68,23 @@ def bootstrap(session: Any, endpoint_url: str, settings: Settings) -> Settings:
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
-    queue_url = sqs.create_queue(
-        QueueName=r.DEFAULT_QUEUE_NAME,
-        Attributes={
-            "VisibilityTimeout": str(settings.lease_seconds + 5),
-            "MessageRetentionPeriod": str(r.QUEUE_RETENTION_SECONDS),
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(r.MAX_RECEIVE_COUNT)}
-            ),
-        },
-    )["QueueUrl"]
+    attributes = {
+        "VisibilityTimeout": str(settings.lease_seconds + 5),
+        "MessageRetentionPeriod": str(r.QUEUE_RETENTION_SECONDS),
+        "RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(r.MAX_RECEIVE_COUNT)}
+        ),
+    }
+    try:
+        queue_url = sqs.create_queue(QueueName=r.DEFAULT_QUEUE_NAME, Attributes=attributes)[
+            "QueueUrl"
+        ]
+    except ClientError as e:
+        if "QueueAlreadyExists" not in e.response["Error"]["Code"]:
+            raise
+        # Same name, other settings (moto's state is shared by every server in a process).
+        queue_url = sqs.get_queue_url(QueueName=r.DEFAULT_QUEUE_NAME)["QueueUrl"]
+        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes=attributes)
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]

@@ -131,7 +131,8 @@ def test_a_stale_owner_cannot_change_the_run_after_a_takeover(stack) -> None:
                 "fail": not await store.finish(
                     run.id, epoch=e, now=now, status=Status.FAILED, error=ErrorInfo("E", "m")
                 ),
-                "sleep": await store.park_sleep(run.id, epoch=e, now=now, wake_at=now + 10_000) is not None,
+                "sleep": await store.park_sleep(run.id, epoch=e, now=now, wake_at=now + 10_000)
+                is not None,
                 "wait": await store.park_wait(
                     run.id, epoch=e, now=now, signal="go", seen_seq=0, deadline=None
                 )
