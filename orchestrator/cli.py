@@ -1,41 +1,80 @@
 """The `orchestrator` command: the embedded stack, a worker, and the API from
-the shell. User mistakes print one line and exit non-zero, never a traceback."""
+the shell.
+
+Every command that reads the API prints a readable table and takes `--json`
+for scripts (the API's JSON, unchanged, on stdout). A user mistake (bad JSON,
+an unknown id, the API unreachable, a missing setting, a wrong option) prints
+one `error:` line on stderr and exits non-zero; never a traceback.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from . import resources as r
 from .errors import OrchestratorError
 
 app = typer.Typer(
-    help="Durable workflows on DynamoDB, SQS and EventBridge Scheduler.",
+    help="Durable workflows on DynamoDB, SQS and EventBridge Scheduler.\n\n"
+    "Start with `orchestrator dev` (the embedded stack; it prints the exports and the "
+    "dashboard URL), then `orchestrator worker examples.all` and "
+    '`orchestrator start greet --input \'{"name": "World"}\'`.',
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+TERMINAL = {"completed", "failed", "cancelled"}
+STATUSES = ("pending", "running", "sleeping", "waiting", "completed", "failed", "cancelled")
+STATUS_STYLE = {
+    "pending": "white",
+    "running": "bold blue",
+    "sleeping": "magenta",
+    "waiting": "yellow",
+    "completed": "green",
+    "failed": "bold red",
+    "cancelled": "dim",
+}
+_options: dict[str, Any] = {"api_url": None}
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
+RunId = Annotated[str, typer.Argument(help="The run's id.", show_default=False, metavar="ID")]
 
 
+# --- errors: one line, non-zero --------------------------------------------------------------
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
 def _json_arg(text: str | None, what: str) -> Any:
+    """A JSON option's value; `@path` reads the JSON from a file."""
     if text is None:
         return None
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as e:
+            raise _fail(f"{what}: cannot read {text[1:]!r}: {e.strerror}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -46,100 +85,530 @@ def _client() -> Any:
     from .client import Client
 
     try:
-        return Client()
+        return Client(_options["api_url"])
     except OrchestratorError as e:
         raise _fail(e.message) from None
 
 
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except OrchestratorError as e:
         raise _fail(e.message) from None
+    except TimeoutError as e:
+        raise _fail(str(e) or "the API did not answer in time") from None
+    except OSError as e:
+        raise _fail(f"cannot reach the API: {e}") from None
 
 
 def _print_json(value: Any) -> None:
-    out.print_json(json.dumps(value))
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
-# --- the API from the shell ---------------------------------------------------------------
+# --- formatting ---------------------------------------------------------------------------------
+def _ms(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    return datetime.fromisoformat(iso).timestamp() * 1000
+
+
+def _span(ms: float | None) -> str:
+    if ms is None:
+        return ""
+    ms = max(0.0, ms)
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f} s" if ms < 10_000 else f"{ms / 1000:.1f} s"
+    s = int(ms // 1000)
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s // 60 % 60:02d}m"
+    return f"{s // 86400}d {s // 3600 % 24}h"
+
+
+def _now_ms() -> float:
+    return time.time() * 1000
+
+
+def _ago(iso: str | None) -> str:
+    then = _ms(iso)
+    if then is None:
+        return ""
+    s = (_now_ms() - then) / 1000
+    if s < 5:
+        return "just now"
+    if s < 60:
+        return f"{s:.0f} s ago"
+    if s < 3600:
+        return f"{s // 60:.0f} min ago"
+    if s < 86400:
+        return f"{s // 3600:.0f} h ago"
+    return f"{s // 86400:.0f} d ago"
+
+
+def _until(iso: str | None) -> str:
+    then = _ms(iso)
+    if then is None:
+        return ""
+    delta = then - _now_ms()
+    return f"in {_span(delta)}" if delta > 0 else f"{_span(-delta)} ago"
+
+
+def _local(iso: str | None) -> str:
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def _duration(run: dict[str, Any]) -> str:
+    created = _ms(run["created_at"])
+    if created is None:
+        return ""
+    if run["status"] in TERMINAL:
+        return _span((_ms(run["updated_at"]) or created) - created)
+    return _span(_now_ms() - created)
+
+
+def _compact(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _detail(run: dict[str, Any]) -> str:
+    if run.get("error"):
+        return f"{run['error']['type']}: {run['error']['message']}"
+    if run.get("cancel_requested") and run["status"] not in TERMINAL:
+        return "cancel requested"
+    if run["status"] == "waiting":
+        timeout = f", times out {_until(run['wake_at'])}" if run.get("wake_at") else ""
+        return f"waiting for {run['waiting_for']!r}{timeout}"
+    if run["status"] == "sleeping" and run.get("wake_at"):
+        return f"wakes {_until(run['wake_at'])}"
+    if run["status"] == "completed":
+        return "→ " + _compact(run.get("output"))
+    return ""
+
+
+def _outcome(step: dict[str, Any]) -> str:
+    kind = step["kind"]
+    if kind == "step":
+        if step.get("retry_at"):
+            return f"attempt failed; next attempt {_until(step['retry_at'])}"
+        if step.get("error"):
+            return f"{step['error']['type']}: {step['error']['message']}"
+        return _compact(step.get("result"), 100)
+    if kind == "sleep":
+        return f"sleep until {_local(step['wake_at'])} ({_until(step['wake_at'])})"
+    deadline = f", deadline {_local(step['deadline'])}" if step.get("deadline") else ""
+    if step.get("timed_out"):
+        return f"signal {step['signal']!r} timed out{deadline}"
+    if step.get("resolved"):
+        return f"signal {step['signal']!r}: {_compact(step.get('payload'), 90)}"
+    return f"waiting for signal {step['signal']!r}{deadline}"
+
+
+def _took(step: dict[str, Any]) -> str:
+    started = _ms(step.get("started_at"))
+    if started is None:
+        return ""
+    if step["kind"] == "sleep":
+        return _span((_ms(step.get("wake_at")) or started) - started)
+    if step["kind"] == "wait" and not step.get("resolved"):
+        return _span(_now_ms() - started)
+    return _span((_ms(step.get("recorded_at")) or started) - started)
+
+
+def _runs_table(runs: list[dict[str, Any]]) -> Table:
+    """Every column keeps its full width (an id is never cut); DETAIL gets the
+    rest of the line, cut with an ellipsis, and is left out when none is left."""
+    rows = [
+        [run["status"], run["name"], run["id"], _ago(run["created_at"]), _duration(run)]
+        for run in runs
+    ]
+    titles = ["STATUS", "NAME", "ID", "STARTED", "DURATION"]
+    widths = [max(len(t), *(len(row[i]) for row in rows)) for i, t in enumerate(titles)]
+    room = out.width - sum(widths) - 2 * len(widths)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for title, w in zip(titles, widths, strict=True):
+        table.add_column(title, no_wrap=True, min_width=w)
+    if room >= 12:
+        table.add_column("DETAIL", no_wrap=True, overflow="ellipsis", style="dim", max_width=room)
+    for run, row in zip(runs, rows, strict=True):
+        cells: list[Any] = [_status(run["status"]), *row[1:]]
+        if room >= 12:
+            cells.append(_detail(run))
+        table.add_row(*cells)
+    return table
+
+
+def _steps_table(steps: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("KIND", no_wrap=True)
+    table.add_column("NAME", no_wrap=True)
+    table.add_column("STARTED", no_wrap=True)
+    table.add_column("TOOK", no_wrap=True)
+    table.add_column("OUTCOME", overflow="fold")
+    for s in steps:
+        attempts = len(s.get("attempts") or [])
+        outcome = _outcome(s) + (f"  ({attempts} attempts)" if attempts > 1 else "")
+        style = "red" if s.get("error") and not s.get("retry_at") else ""
+        table.add_row(
+            str(s["position"]),
+            s["kind"],
+            s["name"],
+            _local(s.get("started_at"))[11:],
+            _took(s),
+            Text(outcome, style=style),
+        )
+    return table
+
+
+def _print_run(run: dict[str, Any], *, traceback: bool = True) -> None:
+    head = Text.assemble((run["name"], "bold"), "  ", _status(run["status"]), "  ", run["id"])
+    out.print(head)
+    took = "took" if run["status"] in TERMINAL else "running for"
+    out.print(
+        f"  created {_local(run['created_at'])} ({_ago(run['created_at'])}), "
+        f"{took} {_duration(run)}, worker claims {run['attempt']}"
+    )
+    if run.get("waiting_for"):
+        timeout = f", times out {_until(run['wake_at'])}" if run.get("wake_at") else ""
+        out.print(f"  waiting for signal {run['waiting_for']!r}{timeout}")
+    elif run["status"] == "sleeping" and run.get("wake_at"):
+        out.print(f"  sleeping until {_local(run['wake_at'])} ({_until(run['wake_at'])})")
+    if run.get("deadline_at"):
+        out.print(f"  execution deadline {_local(run['deadline_at'])}")
+    if run.get("cancel_requested"):
+        out.print(f"  cancel requested: {run['cancel_requested']}")
+    out.print(f"input:  {json.dumps(run['input'])}", soft_wrap=True)
+    if run["status"] == "completed":
+        out.print(f"output: {json.dumps(run['output'])}", soft_wrap=True)
+    if run.get("error"):
+        error = run["error"]
+        out.print(Text(f"error:  {error['type']}: {error['message']}", style="red"), soft_wrap=True)
+        if traceback and error.get("traceback"):
+            out.print(Text(error["traceback"].rstrip(), style="dim"), soft_wrap=True)
+
+
+# --- the API from the shell ---------------------------------------------------------------------
+@app.callback()
+def _root(
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            "--api-url",
+            envvar=r.ENV_API_URL,
+            show_envvar=True,
+            help="The API's URL (printed by `orchestrator dev`; the stack's ApiUrl output).",
+        ),
+    ] = None,
+) -> None:
+    _options["api_url"] = api_url
+
+
 @app.command()
 def start(
-    name: Annotated[str, typer.Argument(help="workflow name, e.g. greet")],
-    input: Annotated[str | None, typer.Option("--input", "-i", help="JSON input")] = None,
-    id: Annotated[str | None, typer.Option("--id", help="run id (idempotency key)")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="wait until the run ends")] = False,
+    name: Annotated[str, typer.Argument(help="Workflow name, e.g. greet.", show_default=False)],
+    input: Annotated[
+        str | None,
+        typer.Option("--input", "-i", help="JSON input, or @FILE to read it from a file."),
+    ] = None,
+    id: Annotated[
+        str | None, typer.Option("--id", help="Run id: starting the same id again is a no-op.")
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Execution timeout in seconds: the run fails after it."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait until the run ends; exit 1 unless it completed.")
+    ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Start a run.  Example: orchestrator start greet --input '{"name": "World"}'"""
+    """Start a run.
+
+    Examples:
+
+      orchestrator start greet --input '{"name": "World"}'
+
+      orchestrator start approval --input @approval.json --id approval-ada --wait
+    """
+    value = _json_arg(input, "--input")
     client = _client()
-    run = _call(client.start, name, _json_arg(input, "--input"), id=id)
+    kwargs: dict[str, Any] = {"id": id}
+    if timeout is not None:
+        kwargs["execution_timeout"] = timeout
+    run = _call(client.start, name, value, **kwargs)
     if wait:
-        run = _call(client.wait, run["id"], timeout=3600)
-    _print_json(run)
+        with err.status(f"waiting for {run['id']} to end…"):
+            run = _call(client.wait, run["id"], timeout=24 * 3600)
+    if as_json:
+        _print_json(run)
+    elif wait:
+        _print_run(run)
+    else:
+        out.print(
+            Text.assemble(
+                "started ", (run["name"], "bold"), f" {run['id']} (", _status(run["status"]), ")"
+            )
+        )
+        out.print(f"follow it: orchestrator show {run['id']} --follow", style="dim")
+    if wait and run["status"] != "completed":
+        raise typer.Exit(1)
 
 
 @app.command("list")
 def list_runs(
-    status: Annotated[str | None, typer.Option(help="pending, running, sleeping, waiting, completed, failed, cancelled")] = None,
-    name: Annotated[str | None, typer.Option(help="workflow name")] = None,
-    limit: Annotated[int, typer.Option(help="runs per page (1-200)")] = 20,
-    cursor: Annotated[str | None, typer.Option(help="next_cursor of a previous page")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    status: Annotated[
+        str | None, typer.Option(help=f"Only runs in this status: {', '.join(STATUSES)}.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    limit: Annotated[int, typer.Option(help="Runs per page (1-200).")] = 20,
+    cursor: Annotated[
+        str | None, typer.Option(help="Start after this page: a previous page's next cursor.")
+    ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """List runs, newest first.  Example: orchestrator list --status failed"""
+    """List runs, newest first, a page at a time.
+
+    Examples:
+
+      orchestrator list
+
+      orchestrator list --status failed --name approval
+
+      orchestrator list --json | jq -r '.workflows[].id'
+    """
     page = _call(_client().list, status=status, name=name, limit=limit, cursor=cursor)
     if as_json:
         _print_json(page)
         return
-    table = Table("id", "name", "status", "created", "updated")
-    for r in page["workflows"]:
-        table.add_row(r["id"], r["name"], r["status"], r["created_at"], r["updated_at"])
-    out.print(table)
+    if not page["workflows"]:
+        out.print("no runs" + (" match" if status or name else ""))
+    else:
+        out.print(_runs_table(page["workflows"]))
     if page.get("next_cursor"):
-        out.print(f"more: --cursor {page['next_cursor']}")
+        out.print(
+            f"older runs: orchestrator list --cursor {page['next_cursor']}",
+            style="dim",
+            soft_wrap=True,
+        )
 
 
 @app.command()
 def show(
-    workflow_id: Annotated[str, typer.Argument(help="run id")],
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    workflow_id: RunId,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Tail the run until it ends; exit 1 unless it completed."
+        ),
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between polls with --follow.")] = 0.5,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Show a run and its steps.  Example: orchestrator show 3f2a..."""
+    """Show a run: status, input, output or error, and its steps.
+
+    Examples:
+
+      orchestrator show 3f2a9c1e-...
+
+      orchestrator show approval-ada --follow
+
+      orchestrator show approval-ada --json | jq .workflow.status
+    """
     client = _client()
+    if follow:
+        raise typer.Exit(_follow(client, workflow_id, interval, as_json))
     run = _call(client.get, workflow_id)
     steps = _call(client.steps, workflow_id)
     if as_json:
         _print_json({"workflow": run, "steps": steps})
         return
-    out.print(f"[bold]{run['id']}[/bold]  {run['name']}  [bold]{run['status']}[/bold]")
-    out.print(f"input:  {json.dumps(run['input'])}")
-    if run["output"] is not None:
-        out.print(f"output: {json.dumps(run['output'])}")
-    if run["error"]:
-        out.print(f"[red]error:[/red]  {run['error']['type']}: {run['error']['message']}")
-    table = Table("#", "kind", "name", "outcome")
-    for s in steps:
-        if s["kind"] == "step":
-            outcome = f"error {s['error']['type']}: {s['error']['message']}" if s.get("error") else json.dumps(s.get("result"))
-        elif s["kind"] == "sleep":
-            outcome = f"wake at {s['wake_at']}"
-        else:
-            outcome = "timed out" if s.get("timed_out") else (json.dumps(s.get("payload")) if s.get("resolved") else f"waiting for {s['signal']!r}")
-        table.add_row(str(s["position"]), s["kind"], s["name"], outcome[:120])
-    out.print(table)
+    _print_run(run)
+    if steps:
+        out.print()
+        out.print(_steps_table(steps))
+
+
+def _follow(client: Any, workflow_id: str, interval: float, as_json: bool) -> int:
+    """Print the run, then each step as it is recorded or changes, and each
+    status change, until the run ends. Returns the exit code."""
+    run = _call(client.get, workflow_id)
+    if as_json:
+        _print_json({"event": "run", "workflow": run})
+    else:
+        _print_run(run, traceback=False)
+    status = run["status"]
+    shown: dict[int, str] = {}
+    try:
+        with err.status("following… (Ctrl-C to stop)") as spinner:
+            while True:
+                steps = _call(client.steps, workflow_id)
+                for s in steps:
+                    snapshot = json.dumps(s, sort_keys=True)
+                    if shown.get(s["position"]) == snapshot:
+                        continue
+                    shown[s["position"]] = snapshot
+                    if as_json:
+                        _print_json({"event": "step", "step": s})
+                    else:
+                        line = f"  #{s['position']} {s['kind']} {s['name']}: {_outcome(s)}"
+                        out.print(Text(line, style="red" if s.get("error") else ""), soft_wrap=True)
+                run = _call(client.get, workflow_id)
+                if run["status"] != status:
+                    if as_json:
+                        _print_json({"event": "status", "workflow": run})
+                    else:
+                        out.print(Text.assemble(f"  {status} → ", _status(run["status"])))
+                    status = run["status"]
+                if status in TERMINAL:
+                    break
+                spinner.update(f"{status}… (Ctrl-C to stop)")
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        return 130
+    if not as_json:
+        if run["status"] == "completed":
+            out.print(f"output: {json.dumps(run['output'])}", soft_wrap=True)
+        elif run.get("error"):
+            error = run["error"]
+            out.print(
+                Text(f"error:  {error['type']}: {error['message']}", style="red"), soft_wrap=True
+            )
+    return 0 if run["status"] == "completed" else 1
+
+
+@app.command()
+def steps(workflow_id: RunId, as_json: JsonFlag = False) -> None:
+    """List a run's durable calls in order: steps, sleeps and signal waits.
+
+    Examples:
+
+      orchestrator steps approval-ada
+
+      orchestrator steps approval-ada --json
+    """
+    found = _call(_client().steps, workflow_id)
+    if as_json:
+        _print_json(found)
+    elif not found:
+        out.print("no steps recorded yet")
+    else:
+        out.print(_steps_table(found))
 
 
 @app.command()
 def signal(
-    workflow_id: Annotated[str, typer.Argument(help="run id")],
-    name: Annotated[str, typer.Argument(help="signal name")],
-    payload: Annotated[str | None, typer.Option("--payload", "-p", help="JSON payload")] = None,
+    workflow_id: RunId,
+    name: Annotated[str, typer.Argument(help="Signal name.", show_default=False)],
+    payload: Annotated[
+        str | None,
+        typer.Option("--payload", "-p", help="JSON payload, or @FILE to read it from a file."),
+    ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Send a signal.  Example: orchestrator signal ID approved --payload '{"approved": true}'"""
-    _print_json(_call(_client().signal, workflow_id, name, _json_arg(payload, "--payload")))
+    """Send a signal to a run; it is buffered until the run waits for it.
+
+    Examples:
+
+      orchestrator signal approval-ada approved --payload '{"approved": true}'
+
+      orchestrator signal approval-ada approved --json
+    """
+    value = _json_arg(payload, "--payload")
+    sent = _call(_client().signal, workflow_id, name, value)
+    if as_json:
+        _print_json(sent)
+        return
+    effect = "it woke the run" if sent["woke"] else "buffered until the run waits for it"
+    out.print(f"signal {sent['signal']!r} sent to {workflow_id} (#{sent['seq']}): {effect}")
 
 
-# --- running things -------------------------------------------------------------------------
+@app.command()
+def cancel(
+    workflow_id: RunId,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why; recorded on the run.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cancel a run.
+
+    A pending, sleeping or waiting run is cancelled at once; a running run at its
+    next durable call.
+
+    Examples:
+
+      orchestrator cancel approval-ada
+
+      orchestrator cancel approval-ada --reason "duplicate request" --json
+    """
+    client = _client()
+    kwargs = {"reason": reason} if reason else {}
+    result = _call(client.cancel, workflow_id, **kwargs)
+    if as_json:
+        _print_json(result)
+        return
+    message = result.get("message") or result.get("outcome", "")
+    out.print(Text.assemble(f"{workflow_id}: ", _status(result["status"]), f"  {message}"))
+
+
+@app.command()
+def dashboard(
+    port: Annotated[int, typer.Option(help="The local port to serve on.")] = 8001,
+    auth: Annotated[
+        str,
+        typer.Option(
+            envvar=r.ENV_API_AUTH,
+            help="How to sign requests to the API: iam (SigV4, the AWS credential chain) or none.",
+        ),
+    ] = "iam",
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ORCHESTRATOR_API_TOKEN",
+            help="A bearer token (JWT) to send instead, for an API with a JWT authorizer.",
+        ),
+    ] = None,
+) -> None:
+    """Open a deployed API's dashboard: a local proxy that adds your credentials.
+
+    The deployed API requires authentication on every route, the dashboard's too,
+    and a browser cannot sign requests. This serves on 127.0.0.1 and forwards each
+    request to --api-url, signed with SigV4 (or with --token). Locally, `orchestrator
+    dev` prints a dashboard URL that needs none of this.
+
+    Examples:
+
+      orchestrator --api-url https://abc123.execute-api.eu-west-1.amazonaws.com dashboard
+
+      ORCHESTRATOR_API_TOKEN=$(get-token) orchestrator dashboard --port 9000
+    """
+    from .dashboard.proxy import DashboardProxy
+
+    api_url = _options["api_url"]
+    if not api_url:
+        raise _fail(f"no API URL: pass --api-url or set {r.ENV_API_URL}")
+    try:
+        proxy = DashboardProxy(api_url, auth=auth.lower(), token=token, port=port)
+    except OrchestratorError as e:
+        raise _fail(e.message) from None
+    except OSError as e:
+        raise _fail(f"cannot listen on port {port}: {e.strerror} (try --port)") from None
+    out.print(f"Dashboard: {proxy.url}  (proxy to {api_url}; Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        proxy.serve_forever()
+
+
+# --- running things ---------------------------------------------------------------------------------
 def load_workflows(module_name: str) -> list[Any]:
     """The workflows a module defines: its WORKFLOWS list, else every @workflow function."""
     from worker._registry import _ATTR
@@ -160,13 +629,25 @@ def load_workflows(module_name: str) -> list[Any]:
 
 @app.command()
 def worker(
-    module: Annotated[str, typer.Argument(help="importable module with @workflow functions")],
-    concurrency: Annotated[int, typer.Option(help="max runs in flight")] = 10,
-    grace: Annotated[float, typer.Option(help="seconds running runs get at shutdown")] = 10.0,
+    module: Annotated[
+        str, typer.Argument(help="Importable module with @workflow functions.", show_default=False)
+    ],
+    concurrency: Annotated[int, typer.Option(help="Max runs in flight.")] = 10,
+    grace: Annotated[float, typer.Option(help="Seconds running runs get at shutdown.")] = 10.0,
 ) -> None:
-    """Run a worker until SIGINT/SIGTERM.  Example: orchestrator worker examples.greet"""
-    from .settings import Settings
+    """Run a worker until SIGINT/SIGTERM.
+
+    It needs the exports `orchestrator dev` prints, or the deployed stack's outputs.
+
+    Examples:
+
+      orchestrator worker examples.all
+
+      orchestrator worker myapp.workflows --concurrency 50
+    """
     from worker import Worker
+
+    from .settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     workflows = load_workflows(module)
@@ -177,7 +658,12 @@ def worker(
         raise _fail(str(e)) from None
 
     async def main() -> None:
-        async with Worker(workflows=workflows, max_concurrent_workflows=concurrency, settings=settings, shutdown_grace=grace) as w:
+        async with Worker(
+            workflows=workflows,
+            max_concurrent_workflows=concurrency,
+            settings=settings,
+            shutdown_grace=grace,
+        ) as w:
             await w.run_until_stopped()
 
     asyncio.run(main())
@@ -185,21 +671,35 @@ def worker(
 
 @app.command()
 def dev(
-    port: Annotated[int, typer.Option(help="the local API's port")] = 8000,
-    aws_port: Annotated[int, typer.Option(help="the moto server's port")] = 5000,
+    port: Annotated[int, typer.Option(help="The local API's port.")] = 8000,
+    aws_port: Annotated[int, typer.Option(help="The moto server's port.")] = 5000,
 ) -> None:
-    """Run the embedded stack (moto, API, scheduler emulator, sweeper) until Ctrl-C."""
+    """Run the embedded stack and the dashboard until Ctrl-C.
+
+    moto, the API and the dashboard on localhost, the scheduler emulator and the
+    sweeper, in one process. It prints the exports a second terminal needs.
+
+    Examples:
+
+      orchestrator dev
+
+      orchestrator dev --port 8080 --aws-port 5050
+    """
     from .local import LocalStack
 
     logging.basicConfig(level=logging.WARNING)
     try:
         stack = LocalStack(aws_port=aws_port, api_port=port).start()
     except OSError as e:
-        raise _fail(f"cannot start the local stack: {e} (is the port in use? try --port/--aws-port)") from None
+        raise _fail(
+            f"cannot start the local stack: {e} (is the port in use? try --port/--aws-port)"
+        ) from None
     out.print("[bold]Embedded stack running.[/bold] In another terminal:\n")
     for k, v in stack.exports().items():
         print(f"export {k}={v}")
-    out.print(f"\nAPI: {stack.api_url}   then: orchestrator worker examples.all   (Ctrl-C to stop)")
+    out.print(f"\nAPI:       {stack.api_url}")
+    out.print(f"Dashboard: {stack.api_url}/")
+    out.print("then: orchestrator worker examples.all   (Ctrl-C to stop)")
     try:
         while True:
             time.sleep(3600)
@@ -211,15 +711,47 @@ def dev(
 
 @app.command()
 def demo() -> None:
-    """Start everything in one process, run the example workflows end to end, print what happened."""
+    """Run the example workflows end to end in one process.
+
+    The embedded stack and a worker start in this process; four runs go through
+    the HTTP API and what happened is printed.
+
+    Example:
+
+      orchestrator demo
+    """
     from .demo import run_demo
 
-    raise typer.Exit(run_demo(out))
+    with out.status("demo running… (the embedded stack, a worker, four example runs)"):
+        code = run_demo(out)
+    raise typer.Exit(code)
 
 
-def main() -> None:
-    app()
+# Click's usage errors (a missing argument, an unknown option or command): the
+# base class of typer.BadParameter, found this way because typer 0.29 vendors
+# click while earlier versions use click itself.
+_USAGE_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script. Usage mistakes print one line with a pointer to
+    --help (not click's box), and Ctrl-C exits 130 quietly."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="orchestrator", standalone_mode=False)
+    except _USAGE_ERROR as e:
+        ctx = getattr(e, "ctx", None)
+        where = ctx.command_path if ctx is not None else "orchestrator"
+        message = e.format_message()  # type: ignore[attr-defined]
+        if message:  # empty when click already printed the help (no arguments at all)
+            _fail(f"{message} (see: {where} --help)")
+        return int(getattr(e, "exit_code", 2))
+    except typer.Abort:
+        return 130
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""The dashboard in a real headless browser: Debian's chromium driven by
+Playwright, against the embedded stack with a worker running.
+
+Skipped only when /usr/bin/chromium is absent (`apt-get install -y chromium`).
+Screenshots of each page go to tests/out/dashboard/; with
+ORCHESTRATOR_DOCS_SCREENSHOTS=1 the list and a run page are also written to
+docs/dashboard.png and docs/dashboard-run.png.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from examples.all import WORKFLOWS as EXAMPLES
+from orchestrator.client import Client
+from orchestrator.local import LocalStack
+from orchestrator.local.worker_thread import BackgroundWorker
+from tests.helpers import ROOT, wait_status
+from tests.workflows import ALL
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="the dashboard test needs Debian's chromium at /usr/bin/chromium "
+    "(apt-get install -y chromium)",
+)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+OUT = ROOT / "tests" / "out" / "dashboard"
+DOCS = ROOT / "docs"
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def worker(stack: LocalStack) -> Iterator[BackgroundWorker]:
+    with BackgroundWorker([*ALL, *EXAMPLES], stack.settings, clock=stack.clock) as w:
+        yield w
+
+
+def shot(page: Any, name: str, docs_name: str | None = None) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
+    if docs_name and os.environ.get("ORCHESTRATOR_DOCS_SCREENSHOTS"):
+        DOCS.mkdir(exist_ok=True)
+        page.screenshot(path=str(DOCS / docs_name), full_page=True)
+
+
+def row_ids(page: Any) -> list[str]:
+    return list(page.locator("table.runs tbody tr").evaluate_all("rs => rs.map(r => r.dataset.id)"))
+
+
+def test_runs_list_filters_and_pages(stack: LocalStack, worker: Any, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    client = Client(stack.api_url)
+    done = [client.start("greet", {"name": n})["id"] for n in ("Ada", "Grace", "Edsger")]
+    failed = client.start("failing", {})["id"]
+    sleeping = client.start("reminder", {"email": "ada@example.com", "delay_seconds": 3600})["id"]
+    waiting = client.start("approval", {"user": "ada"})["id"]
+    cancelled = client.start("sleeper", {"seconds": 3600})["id"]
+    for run_id in done:
+        wait_status(stack, run_id, "completed")
+    wait_status(stack, failed, "failed")
+    wait_status(stack, sleeping, "sleeping")
+    wait_status(stack, waiting, "waiting")
+    wait_status(stack, cancelled, "sleeping")
+    client.cancel(cancelled)
+    newest_first = [cancelled, waiting, sleeping, failed, *reversed(done)]
+
+    page.goto(stack.api_url + "/")
+    expect(page.locator("table.runs tbody tr")).to_have_count(7)
+    assert row_ids(page) == newest_first
+    row = page.locator(f'tr[data-id="{failed}"]')
+    expect(row).to_contain_text("failed")
+    expect(row).to_contain_text("StepFailedError")
+    expect(page.locator(f'tr[data-id="{waiting}"]')).to_contain_text("waiting for “approved”")
+    expect(page.locator(f'tr[data-id="{sleeping}"]')).to_contain_text("wakes in")
+    expect(page.locator("#live")).to_contain_text("live")
+    shot(page, "list", "dashboard.png")
+
+    # Filter by status, then by name: the table shows only matching runs.
+    page.select_option("#status", "failed")
+    expect(page.locator("table.runs tbody tr")).to_have_count(1)
+    assert row_ids(page) == [failed]
+    assert "status=failed" in page.url
+    page.select_option("#status", "")
+    page.fill("#name", "greet")
+    page.press("#name", "Enter")
+    expect(page.locator("table.runs tbody tr")).to_have_count(3)
+    assert row_ids(page) == list(reversed(done))
+    shot(page, "list-filtered")
+
+    # Page through with Older / Newer, three runs a page.
+    page.goto(stack.api_url + "/#/?limit=3")
+    expect(page.locator("table.runs tbody tr")).to_have_count(3)
+    assert row_ids(page) == newest_first[:3]
+    expect(page.locator("#newer")).to_be_disabled()
+    page.click("#older")
+    expect(page.locator(".pager .info")).to_contain_text("page 2")
+    assert row_ids(page) == newest_first[3:6]
+    page.click("#older")
+    expect(page.locator(".pager .info")).to_contain_text("page 3")
+    assert row_ids(page) == newest_first[6:]
+    expect(page.locator("#older")).to_be_disabled()
+    page.click("#newer")
+    expect(page.locator(".pager .info")).to_contain_text("page 2")
+    assert row_ids(page) == newest_first[3:6]
+    page.click("#newest")
+    expect(page.locator(".pager .info")).to_contain_text("page 1")
+
+    # A new run shows up without a reload (the list polls).
+    page.goto(stack.api_url + "/")
+    expect(page.locator("table.runs tbody tr")).to_have_count(7)
+    fresh = client.start("greet", {"name": "Barbara"})["id"]
+    expect(page.locator(f'tr[data-id="{fresh}"]')).to_contain_text("completed")
+
+    # Clicking a row opens the run.
+    page.click(f'tr[data-id="{failed}"] td.id a')
+    expect(page.locator("#run-status")).to_have_text("failed")
+    assert page.url.endswith(f"#/runs/{failed}")
+
+
+def test_run_page_live_signal_cancel_and_error(stack: LocalStack, worker: Any, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    client = Client(stack.api_url)
+    approval = client.start("approval", {"user": "ada", "timeout_seconds": 600})["id"]
+    wait_status(stack, approval, "waiting")
+
+    # A run waiting for a signal: the timeline shows the wait, the form is prefilled.
+    page.goto(f"{stack.api_url}/#/runs/{approval}")
+    expect(page.locator("#run-status")).to_have_text("waiting")
+    expect(page.locator("#run-name")).to_have_text("approval")
+    expect(page.locator("#run-id")).to_have_text(approval)
+    expect(page.locator("#input")).to_contain_text('"user": "ada"')
+    wait = page.locator('#timeline li[data-kind="wait"]')
+    expect(wait).to_contain_text("waiting for signal “approved”")
+    expect(wait).to_contain_text("deadline")
+    expect(page.locator("#signal-name")).to_have_value("approved")
+    shot(page, "run-waiting")
+
+    # Bad JSON is refused in the page, with one clear message.
+    page.fill("#signal-payload", "{not json")
+    page.click("#signal-send")
+    expect(page.locator("#signal .banner.error")).to_contain_text("not valid JSON")
+
+    # Send the signal: the page follows the run to completion by itself.
+    page.fill("#signal-payload", '{"approved": true}')
+    page.click("#signal-send")
+    expect(page.locator("#signal .banner.ok")).to_contain_text("woke the run")
+    expect(page.locator("#run-status")).to_have_text("completed")
+    expect(page.locator("#outcome")).to_contain_text('"done"')
+    expect(wait).to_contain_text("received")
+    expect(wait).to_contain_text('{"approved":true}')
+    steps = page.locator('#timeline li[data-kind="step"]')
+    expect(steps).to_have_count(2)
+    expect(steps.nth(1)).to_contain_text("provision")
+    expect(page.locator("#live")).to_contain_text("not refreshing")
+    expect(page.locator("#cancel")).to_be_hidden()
+    expect(page.locator("#signal-send")).to_be_hidden()
+    expect(page.locator("#signal")).to_contain_text("takes no more signals")
+    shot(page, "run-completed", "dashboard-run.png")
+
+    # A sleeping run: the timeline shows the wake time; Cancel (after the confirm) cancels.
+    reminder = client.start("reminder", {"email": "ada@example.com", "delay_seconds": 3600})["id"]
+    wait_status(stack, reminder, "sleeping")
+    page.goto(f"{stack.api_url}/#/runs/{reminder}")
+    expect(page.locator("#run-status")).to_have_text("sleeping")
+    sleep = page.locator('#timeline li[data-kind="sleep"]')
+    expect(sleep).to_contain_text("sleep until")
+    expect(sleep).to_contain_text(re.compile(r"in (59m|1h)"))
+    shot(page, "run-sleeping")
+    page.once("dialog", lambda d: d.accept())
+    page.click("#cancel")
+    expect(page.locator("#run-status")).to_have_text("cancelled")
+    expect(page.locator(".banner.ok").first).to_contain_text("cancelled")
+    wait_status(stack, reminder, "cancelled")
+    shot(page, "run-cancelled")
+
+    # A failed run: the error and its traceback.
+    failed = client.start("failing", {})["id"]
+    wait_status(stack, failed, "failed")
+    page.goto(f"{stack.api_url}/#/runs/{failed}")
+    expect(page.locator("#run-status")).to_have_text("failed")
+    outcome = page.locator("#outcome")
+    expect(outcome).to_contain_text("StepFailedError: step 'boom' failed: ValueError: boom")
+    expect(outcome.locator("pre.trace")).to_be_visible()
+    expect(outcome.locator("pre.trace")).to_contain_text("Traceback (most recent call last)")
+    boom = page.locator('#timeline li[data-kind="step"]').nth(1)
+    expect(boom).to_contain_text("ValueError: boom")
+    shot(page, "run-failed")
+
+    # A retried step: each attempt with its time and error.
+    order = client.start("order", {"order_id": f"o-{failed}", "amount": 42})["id"]
+    wait_status(stack, order, "completed")
+    page.goto(f"{stack.api_url}/#/runs/{order}")
+    charge = page.locator('#timeline li[data-kind="step"]').nth(1)
+    expect(charge).to_contain_text("charge")
+    rows = charge.locator("table.attempts tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("ConnectionError: payment gateway timed out")
+    expect(rows.nth(1)).to_contain_text("ok")
+    shot(page, "run-retried")
+
+    # An unknown id: one clear message, no crash.
+    page.goto(f"{stack.api_url}/#/runs/no-such-run")
+    expect(page.locator(".banner.error")).to_contain_text("no-such-run")
+
+
+def test_served_under_a_stage_prefix(stack: LocalStack, page: Any) -> None:
+    """Relative URLs: the page works under a path prefix (here the API's /api,
+    as under an API Gateway stage), with or without the trailing slash."""
+    from playwright.sync_api import expect
+
+    run_id = Client(stack.api_url).start("greet", {"name": "Ada"})["id"]
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    for url in (stack.api_url + "/api/", stack.api_url + "/api"):
+        requests.clear()
+        page.goto(url)
+        expect(page.locator(f'tr[data-id="{run_id}"]')).to_be_visible()
+        assert page.url.startswith(stack.api_url + "/api/")
+        assert stack.api_url + "/api/dashboard/app.js" in requests
+        assert stack.api_url + "/api/dashboard/style.css" in requests
+        assert any(u.startswith(stack.api_url + "/api/workflows?") for u in requests)
+        page.click(f'tr[data-id="{run_id}"] td.id a')
+        expect(page.locator("#run-status")).to_have_text(re.compile("pending|running|completed"))
+        assert any(u == f"{stack.api_url}/api/workflows/{run_id}/steps" for u in requests)
+
+
+def test_opened_through_the_credentials_proxy(stack: LocalStack, page: Any) -> None:
+    """`orchestrator dashboard`: the same page, read through the signing proxy."""
+    from playwright.sync_api import expect
+
+    from orchestrator.dashboard.proxy import DashboardProxy
+
+    run_id = Client(stack.api_url).start("greet", {"name": "Ada"})["id"]
+    proxy = DashboardProxy(stack.api_url, auth="iam").start()
+    try:
+        page.goto(proxy.url)
+        expect(page.locator(f'tr[data-id="{run_id}"]')).to_be_visible()
+        page.click(f'tr[data-id="{run_id}"] td.id a')
+        expect(page.locator("#run-id")).to_have_text(run_id)
+    finally:
+        proxy.stop()
