@@ -225,3 +225,21 @@ def test_every_command_has_help_with_examples(
     assert "Usage: orchestrator" in out
     assert "Example" in out
     assert f"orchestrator {command}" in out.split("Example", 1)[1]
+
+
+def test_workers_command_lists_live_workers_and_show_flags_unserved_runs(
+    stack: LocalStack, api_env: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.helpers import wait_for
+    from tests.workflows import count
+
+    client = api_env
+    orphan = client.start("nobody-serves-this", {})
+    with BackgroundWorker([count], stack.settings, clock=stack.clock):
+        wait_for(client.workers)
+        code, out, _ = run(capsys, "workers")
+        assert code == 0 and "count" in out and "yes" in out
+        listed = run_json(capsys, "workers")
+        assert listed[0]["names"] == ["count"]
+        code, out, _ = run(capsys, "show", orphan["id"])
+        assert code == 0 and "no live worker serves 'nobody-serves-this'" in out
