@@ -1,0 +1,40 @@
+"""The benchmark's workflow: S steps with results of about R bytes, and in the
+mix one durable sleep (a short one: an SQS delay, no schedule) and one signal
+wait without a timeout (no timer) per run."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from worker import workflow
+
+SIGNAL_NAME = "go"
+
+
+class BenchInput(BaseModel):
+    steps: int = 10
+    result_bytes: int = 100
+    mix: bool = False
+    sleep_seconds: float = 1.0
+
+
+def make_result(position: int, size: int) -> str:
+    """A step's result: a JSON string of `size` bytes once encoded (quotes included)."""
+    head = f"{position}:"
+    return head + "x" * max(0, size - 2 - len(head))
+
+
+@workflow("bench")
+async def bench(ctx, input: BenchInput) -> dict[str, int]:
+    sleep_at = input.steps // 3
+    wait_at = (2 * input.steps) // 3
+    for i in range(input.steps):
+        if input.mix and i == sleep_at:
+            await ctx.sleep("nap", input.sleep_seconds)
+        if input.mix and i == wait_at:
+            await ctx.wait_for_signal("go", SIGNAL_NAME)
+        await ctx.step(f"s{i}", make_result, i, input.result_bytes)
+    return {"steps": input.steps}
+
+
+WORKFLOWS = [bench]

@@ -1,0 +1,130 @@
+"""The benchmark end to end on a tiny workload: it runs, writes its JSON, and
+its accounting adds up to exactly the calls the protocol makes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.__main__ import main
+
+W, S = 3, 2
+
+REQUIRED_KEYS = {
+    "steps_total",
+    "dynamodb_writes_per_step",
+    "dynamodb_reads_per_step",
+    "wru_per_step",
+    "rru_per_step",
+    "sqs_requests_per_workflow",
+    "dollars_per_million_steps",
+    "anchors_dollars_per_million_steps",
+    "wall_ratio_to_floor",
+    "growth",
+}
+
+
+@pytest.mark.timeout(60)
+def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    args = ["-W", str(W), "-S", str(S), "-K", "1", "--no-sweeps", "--repeat", "1"]
+    assert main([*args, "--probe-workflows", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Engine vs floor" in printed and "Dollars per million steps" in printed
+
+    data = json.loads(out.read_text())
+    assert set(data) >= REQUIRED_KEYS
+    assert data["steps_total"] == W * S
+    assert set(data["anchors_dollars_per_million_steps"]) == {
+        "aws_step_functions_standard",
+        "temporal_cloud",
+        "aws_lambda_durable_functions",
+    }
+    assert data["anchors_dollars_per_million_steps"]["aws_step_functions_standard"] == 25.0
+    assert data["growth"] == []
+    assert data["wall_ratio_to_floor"] > 0
+
+    ours = data["ours"]
+    calls = ours["calls_by_process"]
+    purposes = dict(ours["dynamodb_by_purpose"])
+    # A worker keeps an item in the worker registry; those writes are counted too
+    # but are per worker, not per workflow.
+    registry = purposes.pop("worker registry", 0)
+    # One history load per claim, or none if the engine skips it on a first claim.
+    history = purposes.pop("load history", 0)
+    assert history in (0, W)
+    # The API process: exactly one start write and one send per workflow.
+    assert calls["api"]["dynamodb.PutItem"] == W
+    assert calls["api"]["sqs.SendMessage"] == W
+    # The worker: S step records, one claim and one finish, one history load, one delete.
+    worker = calls["worker-0"]
+    assert worker["dynamodb.PutItem"] == W * S + registry
+    assert worker["dynamodb.UpdateItem"] == 2 * W
+    assert worker.get("dynamodb.Query", 0) == history
+    assert worker["sqs.DeleteMessage"] == W
+    assert purposes == {
+        "start": W,
+        "claim": W,
+        "record step": W * S,
+        "finish (completed)": W,
+    }
+    # The client-side hooks and the server-side meter saw the same DynamoDB requests.
+    assert ours["accounting_consistent"] is True
+    assert ours["meter_errors"] == []
+    # Capacity: every item is under 1 KB. Table: start + claim + S steps + finish.
+    # Index (the layout of orchestrator/resources.py): the start enters both
+    # indexes, the finish leaves by_due; claims and steps touch neither.
+    assert ours["wru_table"] == W * (S + 3) + registry
+    assert ours["index_writes"] == {"by_created": W, "by_due": 2 * W}
+    assert ours["wru_index"] == 3 * W
+    # A history Query of a fresh run is empty: the strongly consistent 1-unit minimum.
+    assert ours["rru_per_step"] == pytest.approx(history / (W * S))
+    assert data["dynamodb_reads_after_claim_per_step"] == 0
+
+    floor = data["floor"]
+    assert floor["dynamodb_writes"] == W * (S + 3)
+    assert floor["dynamodb_reads"] == 0
+    assert floor["wru_index"] == 0
+
+
+def test_capacity_rules() -> None:
+    """The write-unit rules the meter applies, on the engine's index layout."""
+    from benchmarks.capacity import IndexDef, TableDef, item_size, number_size, write_cost
+
+    table = TableDef(
+        "t",
+        "pk",
+        "sk",
+        (
+            IndexDef("by_created", "list_pk", "list_sk", "INCLUDE", ("name",)),
+            IndexDef("by_due", "due_pk", "due_at", "KEYS_ONLY"),
+        ),
+    )
+    key = {"pk": {"S": "WF#1"}, "sk": {"S": "RUN"}}
+    listed = {"list_pk": {"S": "RUNS#0"}, "list_sk": {"S": "1#1"}, "name": {"S": "n"}}
+    due = {"due_pk": {"S": "DUE#0"}, "due_at": {"N": "100"}}
+    new = {**key, **listed, **due, "status": {"S": "pending"}}
+    # Start: 1 table unit, enters both indexes.
+    start = write_cost(table, None, new, succeeded=True)
+    assert (start.table_units, start.index_writes) == (1, {"by_created": 1, "by_due": 1})
+    # A status change touches no index (status is not projected anywhere).
+    claimed = {**new, "status": {"S": "running"}}
+    assert write_cost(table, new, claimed, succeeded=True).index_writes == {}
+    # Moving due_at changes an index key: delete + put.
+    moved = {**claimed, "due_at": {"N": "200"}}
+    assert write_cost(table, claimed, moved, succeeded=True).index_writes == {"by_due": 2}
+    # Leaving the sparse index: one write.
+    done = {k: v for k, v in moved.items() if k not in due}
+    assert write_cost(table, moved, done, succeeded=True).index_writes == {"by_due": 1}
+    # Changing a projected attribute rewrites the entry once.
+    renamed = {**done, "name": {"S": "m"}}
+    assert write_cost(table, done, renamed, succeeded=True).index_writes == {"by_created": 1}
+    # A failed condition costs the existing item's size, no index; transactions twice.
+    big = {**key, "blob": {"S": "x" * 3000}}
+    assert write_cost(table, big, big, succeeded=False).table_units == 3
+    assert write_cost(table, None, None, succeeded=False, transactional=True).table_units == 2
+    # Sizes: names + values; numbers by significant digits.
+    assert number_size("1764014000000") == 1 + 4  # "1764014" -> 7 digits -> 4 bytes + 1
+    assert item_size({"ab": {"S": "xyz"}, "m": {"M": {"k": {"BOOL": True}}}}) == 5 + (1 + 3 + 3)
