@@ -125,7 +125,10 @@ class Client:
 
     # --- transport ---------------------------------------------------------------------
     def _call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
+        try:
+            data = None if body is None else json.dumps(body, allow_nan=False).encode()
+        except (TypeError, ValueError) as e:
+            raise BadInputError(f"the request body is not JSON-serializable: {e}") from None
         url = self._url + path
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._auth == "iam":

@@ -19,6 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import resources as r
+from .model import WORKFLOW_ID_RE
 from .settings import Settings
 
 
@@ -27,11 +28,13 @@ def message_body(workflow_id: str, reason: str) -> str:
 
 
 def parse_body(body: str) -> str | None:
-    """The workflow id a message names, or None for a message that is not ours."""
+    """The workflow id a message names, or None for a message that is not ours
+    (not JSON, no "id", or an id no run can have: never sent on to DynamoDB,
+    where an oversize key is a ValidationException, not a clean miss)."""
     try:
         data = json.loads(body)
         wid = data["id"]
-        return wid if isinstance(wid, str) and wid else None
+        return wid if isinstance(wid, str) and WORKFLOW_ID_RE.match(wid) else None
     except (ValueError, KeyError, TypeError):
         return None
 

@@ -7,9 +7,16 @@ sleepers and timed waits whose timer never fired, and runs a signal woke
 whose dispatch was lost. For each it moves `due_at` forward (a conditional
 write on what it read) and then sends the run to the queue.
 
-It never changes a run's status: recovery goes through the normal claim, which
-decides. A duplicate message is harmless, so two sweepers running at once are
-safe; the conditional re-arm makes the second one skip most runs.
+It never changes a run's status through this path: recovery goes through the
+normal claim, which decides. A duplicate message is harmless, so two sweepers
+running at once are safe; the conditional re-arm makes the second one skip
+most runs.
+
+It also drains the dead-letter queue (`drain_dead_letters`): a message lands
+there after `MAX_RECEIVE_COUNT` deliveries that never finished, which for a
+run no worker holds means its workflow keeps crashing the worker process (a
+poison message). Such a run is failed with PoisonMessageError, in one
+conditional write, instead of cycling forever. See docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any
 
 from . import resources as r
 from .clock import Clock
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, parse_body
 from .errors import NotFoundError
 from .model import Run, Status
 from .settings import Settings
@@ -32,11 +39,17 @@ MAX_BACKOFF_MS = 15 * 60 * 1000
 RUNNING_RECHECK_MS = 5 * 60 * 1000
 
 
+DLQ_BATCHES = 5  # at most this many receives of 10 from the dead-letter queue per sweep
+DLQ_VISIBILITY_SECONDS = 30  # a dead letter not settled this round comes back after this
+
+
 @dataclass
 class SweepReport:
     examined: int = 0
     sent: list[str] = field(default_factory=list)
     rearmed: int = 0
+    dead_letters: int = 0  # DLQ messages settled (deleted)
+    poisoned: list[str] = field(default_factory=list)  # runs failed as poison messages
 
 
 def next_due(run: Run, now: int, settings: Settings) -> tuple[int, bool]:
@@ -59,12 +72,19 @@ def next_due(run: Run, now: int, settings: Settings) -> tuple[int, bool]:
 
 class Sweeper:
     def __init__(
-        self, store: Store, dispatcher: Dispatcher, clock: Clock, settings: Settings
+        self,
+        store: Store,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        settings: Settings,
+        sqs: Any = None,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
         self._clock = clock
         self._settings = settings
+        # The SQS client that reads the dead-letter queue: the dispatcher's by default.
+        self._sqs = sqs if sqs is not None else getattr(dispatcher, "_sqs", None)
 
     def sweep_once(self) -> SweepReport:
         report = SweepReport()
@@ -73,24 +93,109 @@ class Sweeper:
             for workflow_id in self._store.due(shard, now=now):
                 report.examined += 1
                 try:
-                    run = self._store.get(workflow_id)
-                except NotFoundError:
-                    continue
-                if run.status.terminal or run.due_at is None or run.due_at > now:
-                    continue  # moved since the index was read
-                due_at, send = next_due(run, now, self._settings)
-                if not self._store.rearm(run, due_at=due_at):
-                    continue  # it moved: whoever moved it owns the way forward
-                report.rearmed += 1
-                if send:
-                    try:
-                        self._dispatcher.send(workflow_id, "sweep")
-                        report.sent.append(workflow_id)
-                    except Exception:
-                        log.exception("sweeper send failed for %s; next sweep retries", workflow_id)
+                    self._sweep_run(workflow_id, now, report)
+                except Exception:
+                    # One run's failed request must not stop the sweep of the others.
+                    log.exception("sweeping %s failed; the next sweep retries", workflow_id)
         if report.sent:
             log.info("sweeper re-dispatched %d run(s)", len(report.sent))
+        try:
+            self.drain_dead_letters(report)
+        except Exception:
+            log.exception("draining the dead-letter queue failed; the next sweep retries")
         return report
+
+    def _sweep_run(self, workflow_id: str, now: int, report: SweepReport) -> None:
+        try:
+            run = self._store.get(workflow_id)
+        except NotFoundError:
+            return
+        if run.status.terminal or run.due_at is None or run.due_at > now:
+            return  # moved since the index was read
+        due_at, send = next_due(run, now, self._settings)
+        if not self._store.rearm(run, due_at=due_at):
+            return  # it moved: whoever moved it owns the way forward
+        report.rearmed += 1
+        if send:
+            try:
+                self._dispatcher.send(workflow_id, "sweep")
+                report.sent.append(workflow_id)
+            except Exception:
+                log.exception("sweeper send failed for %s; next sweep retries", workflow_id)
+
+    # --- the dead-letter queue ------------------------------------------------------------
+    def drain_dead_letters(self, report: SweepReport | None = None) -> SweepReport:
+        """Settle the messages in the dead-letter queue.
+
+        For each: the run it names is read. Running with an expired lease (no
+        worker holds it; its message failed MAX_RECEIVE_COUNT deliveries): fail it
+        with PoisonMessageError in one conditional write (`requests.fail_poisoned`),
+        then delete the message. If that write loses (the run moved since the
+        read), the message is left and decided again when it comes back.
+        Everything else has its own way forward, so the message is only deleted:
+        a terminal or unknown run, a body that names no run, a run a live owner
+        holds (the owner keeps its own message), a parked run (its timer or
+        signal wakes it), and a pending run (never claimed by these deliveries,
+        so no workflow code crashed: a name no worker serves yet stays pending,
+        and the sweeper keeps offering it).
+
+        Idempotent, and safe with two sweepers at once: SQS hands a message to
+        one receiver at a time, and the failing write is conditioned on the
+        epoch, status and lease as read.
+        """
+        report = report if report is not None else SweepReport()
+        url = self._settings.dlq_url
+        if not url or self._sqs is None:
+            return report
+        for _ in range(DLQ_BATCHES):
+            resp = self._sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0,
+                VisibilityTimeout=DLQ_VISIBILITY_SECONDS,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+            messages = resp.get("Messages", [])
+            for m in messages:
+                try:
+                    settled = self._settle_dead_letter(m, report)
+                except Exception:
+                    # Left for a later sweep; one message must not block the others.
+                    log.exception("settling dead letter %s failed", m.get("MessageId"))
+                    continue
+                if settled:
+                    self._sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                    report.dead_letters += 1
+            if len(messages) < 10:
+                break
+        if report.poisoned:
+            log.warning("failed %d run(s) as poison messages", len(report.poisoned))
+        return report
+
+    def _settle_dead_letter(self, message: dict[str, Any], report: SweepReport) -> bool:
+        """True when the message can be deleted."""
+        workflow_id = parse_body(message.get("Body", ""))
+        if workflow_id is None:
+            log.warning("dead letter names no run; deleted: %r", message.get("Body", "")[:200])
+            return True
+        try:
+            run = self._store.get(workflow_id)
+        except NotFoundError:
+            return True
+        now = self._clock.now_ms()
+        if run.status != Status.RUNNING or (run.lease_until or 0) >= now:
+            return True  # terminal, parked, pending or held by a live owner
+        receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
+        text = (
+            f"the run's message reached the dead-letter queue (ApproximateReceiveCount "
+            f"{receives}) and no worker holds the run: its workflow kept stopping the "
+            "worker that ran it (a crash or a kill) before the run could park or finish"
+        )
+        if not self._store.fail_poisoned(run, now=now, message=text):
+            return False  # it moved since the read: decide again when the message returns
+        report.poisoned.append(workflow_id)
+        log.warning("run %s failed as a poison message (%s receives)", workflow_id, receives)
+        return True
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -111,6 +216,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
     report = sweeper.sweep_once()
     result = {"examined": report.examined, "sent": len(report.sent), "rearmed": report.rearmed}
+    result.update(dead_letters=report.dead_letters, poisoned=len(report.poisoned))
     Logger(service="orchestrator-sweeper").info(
         "sweep", extra={**result, "workflow_ids": report.sent[:50]}
     )

@@ -26,10 +26,11 @@ import inspect
 import json
 import logging
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import TypeAdapter
 
 from orchestrator.dispatch import schedule_name, timer_plan
@@ -52,9 +53,19 @@ from orchestrator.model import (
 from ._logs import ReplayAwareLogger, log_context
 from ._registry import adapter_for, to_jsonable
 from ._retry import DEFAULT_RETRY, IN_WORKER_RETRY_MAX_MS, RetryPolicy
-from ._state import ExecutionTimedOut, LeaseLost, RunState, Suspend, duration_ms, error_info
+from ._state import (
+    ExecutionTimedOut,
+    LeaseLost,
+    RunState,
+    StoreUnavailable,
+    Suspend,
+    duration_ms,
+    error_info,
+)
+from ._store import OWNER_LEASE, LeaseExpiredBeforeSend
 
 log = logging.getLogger("worker")
+_T = typing.TypeVar("_T")
 
 _in_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("in_step", default=None)
 _current: contextvars.ContextVar[WorkflowContext | None] = contextvars.ContextVar(
@@ -102,6 +113,31 @@ class WorkflowContext:
     def _unwind(self, exc: BaseException) -> typing.NoReturn:
         self._s.unwinding = exc
         raise exc
+
+    async def _io(self, call: Awaitable[_T]) -> _T:
+        """Await a store request. One that failed transiently after the SDK's retries
+        (throttling, 5xx, a connection error or a lost answer) unwinds the run
+        (StoreUnavailable) instead of reaching workflow code as an exception, which
+        would fail the run or be swallowed by `except Exception`."""
+        s = self._s
+        token = OWNER_LEASE.set(s.lease_valid)  # checked again before each HTTP attempt
+        try:
+            return await call
+        except LeaseExpiredBeforeSend:
+            log.warning("run %s: lease ran out before a request was sent; abandoned", s.workflow_id)
+            s.lost = True
+            self._unwind(LeaseLost())
+        except (ClientError, BotoCoreError) as e:
+            if not _transient(e):
+                raise  # a request this code should not have made: fails the run, clearly
+            log.warning(
+                "run %s: %s; abandoning this claim (the run resumes after its lease)",
+                self._s.workflow_id,
+                e,
+            )
+            self._unwind(StoreUnavailable(str(e)))
+        finally:
+            OWNER_LEASE.reset(token)
 
     async def _enter(self, call: str) -> tuple[int, StepRecord | None]:
         """Take the next position: (position, its record if this is a replay).
@@ -158,7 +194,7 @@ class WorkflowContext:
             self._s.check_lease()
         except LeaseLost as e:
             self._unwind(e)
-        winner = await self._s.store.put_step(self._s.workflow_id, rec)
+        winner = await self._io(self._s.store.put_step(self._s.workflow_id, rec))
         self._s.history[rec.position] = winner
         return winner
 
@@ -324,11 +360,13 @@ class WorkflowContext:
     # --- timers ---------------------------------------------------------------------------
     async def sleep(self, marker: str, duration: timedelta | float) -> None:
         """Durable sleep. The wake time is fixed when `marker` is first reached."""
+        _check_marker(marker)
         ms = duration_ms(duration)
         pos, rec = await self._enter("sleep")
         await self._sleep_at(pos, rec, marker, lambda now: now + ms)
 
     async def sleep_until(self, marker: str, when: datetime) -> None:
+        _check_marker(marker)
         if when.tzinfo is None:
             raise ValueError("sleep_until needs a timezone-aware datetime")
         wake = int(when.timestamp() * 1000)
@@ -372,8 +410,8 @@ class WorkflowContext:
         now = s.clock.now_ms()
         wake = wake_at if s.deadline_at is None else min(wake_at, s.deadline_at)
         timer = _timer_name(s.workflow_id, pos, seq, now, wake)
-        refused = await s.store.park_sleep(
-            s.workflow_id, epoch=s.epoch, now=now, wake_at=wake, timer=timer
+        refused = await self._io(
+            s.store.park_sleep(s.workflow_id, epoch=s.epoch, now=now, wake_at=wake, timer=timer)
         )
         if refused is not None:
             await self._park_refused(refused.old)
@@ -429,7 +467,8 @@ class WorkflowContext:
         Returns its payload, or None if `timeout` passed first. The deadline is
         fixed when `marker` is first reached.
         """
-        if not SIGNAL_NAME_RE.match(name):
+        _check_marker(marker)
+        if not isinstance(name, str) or not SIGNAL_NAME_RE.match(name):
             raise ValueError(f"{name!r} is not a valid signal name")
         timeout_ms = None if timeout is None else duration_ms(timeout)
         pos, rec = await self._enter("wait_for_signal")
@@ -454,7 +493,7 @@ class WorkflowContext:
         seen = s.signal_seq
         while True:
             deadline = rec.wake_at
-            inbox = await s.store.inbox(s.workflow_id, name)
+            inbox = await self._io(s.store.inbox(s.workflow_id, name))
             # A signal stamped after the deadline stays for the next wait.
             eligible = [sig for sig in inbox if deadline is None or sig.sent_at <= deadline]
             if eligible:
@@ -463,10 +502,13 @@ class WorkflowContext:
                 except LeaseLost as e:
                     self._unwind(e)
                 sig = eligible[0]
-                if await s.store.consume(s.workflow_id, wait=rec, signal=sig, now=s.clock.now_ms()):
+                consumed = s.store.consume(
+                    s.workflow_id, wait=rec, signal=sig, now=s.clock.now_ms()
+                )
+                if await self._io(consumed):
                     s.history[pos] = rec
                     return json.loads(sig.payload)
-                current = await _maybe_step(s, pos)
+                current = await self._io(_maybe_step(s, pos))
                 if current is not None and current.resolved:
                     s.history[pos] = current
                     return _wait_outcome(current)
@@ -480,10 +522,10 @@ class WorkflowContext:
                 if rec.wake_at != deadline:
                     continue  # another writer fixed a different deadline: use theirs
             if deadline is not None and s.clock.now_ms() >= deadline:
-                if not await s.store.resolve_timeout(
-                    s.workflow_id, position=pos, now=s.clock.now_ms()
+                if not await self._io(
+                    s.store.resolve_timeout(s.workflow_id, position=pos, now=s.clock.now_ms())
                 ):
-                    rec = await s.store.get_step(s.workflow_id, pos)
+                    rec = await self._io(s.store.get_step(s.workflow_id, pos))
                     s.history[pos] = rec
                     return _wait_outcome(rec)
                 return None
@@ -494,14 +536,16 @@ class WorkflowContext:
                 deadline if s.deadline_at is None else min(deadline or s.deadline_at, s.deadline_at)
             )
             timer = None if wake is None else _timer_name(s.workflow_id, pos, 0, now, wake)
-            refused = await s.store.park_wait(
-                s.workflow_id,
-                epoch=s.epoch,
-                now=now,
-                signal=name,
-                seen_seq=seen,
-                deadline=wake,
-                timer=timer,
+            refused = await self._io(
+                s.store.park_wait(
+                    s.workflow_id,
+                    epoch=s.epoch,
+                    now=now,
+                    signal=name,
+                    seen_seq=seen,
+                    deadline=wake,
+                    timer=timer,
+                )
             )
             if refused is None:
                 if wake is not None:
@@ -532,6 +576,43 @@ def _span(s: RunState, name: str, pos: int, attempt: int) -> Any:
     )
 
 
+# Codes botocore's standard retry mode treats as throttling or transient.
+_TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "LimitExceededException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def _transient(e: Exception) -> bool:
+    if isinstance(e, BotoCoreError):
+        return True  # connection errors, timeouts, a closed connection
+    if isinstance(e, ClientError):
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or e.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
+    return False
+
+
+def _check_marker(marker: object) -> None:
+    # Refused here, with a clear message, rather than by DynamoDB (item size).
+    if not isinstance(marker, str) or not STEP_NAME_RE.match(marker):
+        raise ValueError("a sleep or wait marker is 1 to 200 printable characters")
+
+
 def _timer_name(workflow_id: str, pos: int, seq: int, now: int, wake_at: int) -> str | None:
     kind, _ = timer_plan(now, wake_at)
     return schedule_name(workflow_id, pos, seq) if kind == "schedule" else None
@@ -551,9 +632,21 @@ def _wait_outcome(rec: StepRecord) -> Any:
 
 
 def _result_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any] | None:
+    target = fn.func if isinstance(fn, functools.partial) else fn
     try:
-        target = fn.func if isinstance(fn, functools.partial) else fn
-        hints = typing.get_type_hints(target)
+        return _adapter_for_function(target)
+    except TypeError:  # unhashable callable: no cache
+        return _return_adapter(target)
+
+
+@functools.lru_cache(maxsize=1024)
+def _adapter_for_function(fn: Callable[..., Any]) -> TypeAdapter[Any] | None:
+    return _return_adapter(fn)
+
+
+def _return_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any] | None:
+    try:
+        hints = typing.get_type_hints(fn)
     except Exception:
         return None
     return adapter_for(hints.get("return", inspect.Parameter.empty))

@@ -23,6 +23,15 @@ class LeaseLost(BaseException):
     """Another worker owns the run now (or the run moved). The worker abandons it."""
 
 
+class StoreUnavailable(LeaseLost):
+    """A durable call's request failed after the SDK's own retries (throttling,
+    a 5xx, a connection error, a lost response). It must not reach workflow code
+    as an ordinary exception (that would fail the run, or be swallowed by an
+    `except Exception`): the worker abandons this claim like a lost lease and
+    writes nothing more; the run resumes when its lease expires and its message
+    comes back."""
+
+
 class ExecutionTimedOut(BaseException):
     """The run's execution timeout passed; the run fails."""
 
@@ -56,9 +65,11 @@ class RunState:
     metrics: Any = None  # WorkerMetrics
     tracing: Any = None  # Tracing
 
+    def lease_valid(self) -> bool:
+        return not self.lost and self.clock.now_ms() < self.lease_until - self.lease_ms // 6
+
     def check_lease(self) -> None:
-        margin = self.lease_ms // 6
-        if self.lost or self.clock.now_ms() >= self.lease_until - margin:
+        if not self.lease_valid():
             self.lost = True
             raise LeaseLost()
 

@@ -5,6 +5,8 @@ when its condition failed, which for an owner means: the lease is gone."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,25 @@ from orchestrator.store.codec import (
 )
 from orchestrator.store.sync import SIGNAL_TTL_SECONDS, conditional_failed, old_item
 
+# The owner's own view of its lease, for the DynamoDB requests a run's task makes
+# (set by the workflow context around each store call). Checked right before every
+# HTTP attempt is sent, SDK retries included: an owner paused or slowed past its
+# lease (a GC pause, latency, the SDK's backoff) sends nothing after waking, so a
+# step record, which no condition fences, cannot land after a newer claim.
+OWNER_LEASE: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
+    "owner_lease", default=None
+)
+
+
+class LeaseExpiredBeforeSend(Exception):
+    """The owner's lease view expired before this request was sent; it was not sent."""
+
+
+def _check_lease_before_send(**_: Any) -> None:
+    valid = OWNER_LEASE.get()
+    if valid is not None and not valid():
+        raise LeaseExpiredBeforeSend("the lease expired before the request was sent")
+
 
 @dataclass(frozen=True)
 class Refused:
@@ -41,6 +62,11 @@ class Refused:
 
 class AsyncStore:
     def __init__(self, ddb: Any, sqs: Any, scheduler: Any, settings: Settings) -> None:
+        events = getattr(getattr(ddb, "meta", None), "events", None)
+        if events is not None:
+            events.register(
+                "before-send.dynamodb", _check_lease_before_send, unique_id="owner-lease"
+            )
         self._ddb = ddb
         self._sqs = sqs
         self._scheduler = scheduler

@@ -17,13 +17,15 @@ import os
 import signal
 import socket
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeGuard
 
 import aioboto3
 from aiobotocore.config import AioConfig
 from pydantic import ValidationError
 
+from orchestrator import faults
 from orchestrator.aws import RETRIES
 from orchestrator.clock import SYSTEM_CLOCK, Clock
 from orchestrator.dispatch import parse_body
@@ -85,6 +87,10 @@ class Worker:
         self._lease_ms = self.settings.lease_seconds * 1000
         self._names = sorted(self._defs)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Run id -> how many tasks of this worker are claiming or running it, and the
+        # ids that had two at once (their refused claims are never taken for our own).
+        self._active: Counter[str] = Counter()
+        self._contended: set[str] = set()
         self._slot_freed = asyncio.Event()
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -119,6 +125,7 @@ class Worker:
             return
         self._exit = contextlib.AsyncExitStack()
         session = aioboto3.Session()
+        faults.install(session)  # no-op unless ORCHESTRATOR_FAULTS is set
         config = AioConfig(
             retries=RETRIES,
             connect_timeout=5,
@@ -251,6 +258,11 @@ class Worker:
             self.metrics.inc(metric, workflow=run_name, status=status)
 
     async def _handle(self, message: dict[str, Any]) -> None:
+        workflow_id = parse_body(message.get("Body", ""))
+        if workflow_id is not None:
+            if self._active[workflow_id]:
+                self._contended.add(workflow_id)  # see _lost_answer
+            self._active[workflow_id] += 1
         try:
             await self._handle_message(message)
         except asyncio.CancelledError:
@@ -259,6 +271,12 @@ class Worker:
             # The message stays in flight and comes back after its visibility
             # timeout; the claim then decides again.
             log.exception("handling message %s failed", message.get("MessageId"))
+        finally:
+            if workflow_id is not None:
+                self._active[workflow_id] -= 1
+                if not self._active[workflow_id]:
+                    del self._active[workflow_id]
+                    self._contended.discard(workflow_id)
 
     async def _handle_message(self, message: dict[str, Any]) -> None:
         store = self._store
@@ -273,6 +291,15 @@ class Worker:
         result = await store.claim(
             workflow_id, owner=self.id, now=now, lease_ms=self._lease_ms, names=self._names
         )
+        if (
+            isinstance(result, Refused)
+            and workflow_id not in self._contended
+            and _lost_answer(result.old, self.id, now, self._lease_ms)
+        ):
+            # This very claim was applied but its answer was lost, and the SDK's retry
+            # was refused by the lease it had just taken. The run is ours: run it now
+            # instead of leaving it unowned until the sweeper's re-check.
+            result = result.old
         if isinstance(result, Refused):
             await self._refused(result.old, message, now)
             return
@@ -349,7 +376,9 @@ class Worker:
         assert runner is not None
         beat = asyncio.create_task(self._heartbeat(state, receipt, runner))
         try:
-            state.history = await store.history(run.id)
+            # Epoch 1 is the first claim ever: no owner before it, and only owners
+            # write step records, so there is no history to load.
+            state.history = {} if run.epoch == 1 else await store.history(run.id)
             await self._run(self._defs[run.name], run, state, receipt)
         except asyncio.CancelledError:
             if state.timed_out and not state.lost:
@@ -506,6 +535,20 @@ class Worker:
                 runner.cancel()
                 return
             await store.set_visibility(receipt, self.settings.lease_seconds + 5)
+
+
+def _lost_answer(old: Run | None, worker_id: str, now: int, lease_ms: int) -> TypeGuard[Run]:
+    """The refused claim's stored run carries exactly what this claim request wrote:
+    owner, updated_at = now, lease_until = now + lease. The caller also makes sure no
+    other task of this worker claimed the run meanwhile (`_contended`): two copies of
+    one message in a batch may claim in the same millisecond."""
+    return (
+        old is not None
+        and old.status == Status.RUNNING
+        and old.owner == worker_id
+        and old.updated_at == now
+        and old.lease_until == now + lease_ms
+    )
 
 
 def _timeout_error(state: RunState) -> ErrorInfo:

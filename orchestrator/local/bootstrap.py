@@ -49,8 +49,15 @@ def table_definition(table: str) -> dict[str, Any]:
     }
 
 
-def bootstrap(session: Any, endpoint_url: str, settings: Settings) -> Settings:
-    """Create everything (idempotent) and return settings that point at it."""
+def bootstrap(
+    session: Any,
+    endpoint_url: str,
+    settings: Settings,
+    *,
+    max_receive_count: int = r.MAX_RECEIVE_COUNT,
+) -> Settings:
+    """Create everything (idempotent) and return settings that point at it.
+    `max_receive_count` is the redrive policy's (tests use a small one)."""
     kw = {"endpoint_url": endpoint_url, "region_name": settings.region}
     ddb = session.client("dynamodb", **kw)
     sqs = session.client("sqs", **kw)
@@ -72,7 +79,7 @@ def bootstrap(session: Any, endpoint_url: str, settings: Settings) -> Settings:
         "VisibilityTimeout": str(settings.lease_seconds + 5),
         "MessageRetentionPeriod": str(r.QUEUE_RETENTION_SECONDS),
         "RedrivePolicy": json.dumps(
-            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(r.MAX_RECEIVE_COUNT)}
+            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
         ),
     }
     try:

@@ -59,6 +59,7 @@ class LocalStack:
         endpoint_url: str | None = None,
         background_interval: float = 1.0,
         serve_api: bool = True,
+        max_receive_count: int = r.MAX_RECEIVE_COUNT,  # the queue's redrive to the DLQ
     ) -> None:
         use_local_credentials()
         self.clock = clock
@@ -68,6 +69,7 @@ class LocalStack:
         self._external_endpoint = endpoint_url
         self._interval = background_interval
         self._serve_api = serve_api
+        self._max_receive_count = max_receive_count
         self.moto: MotoServer | None = None
         self.api: ApiServer | None = None
         self._stop = threading.Event()
@@ -86,7 +88,9 @@ class LocalStack:
         else:
             self.moto = MotoServer(port=self._aws_port).start()
             endpoint = self.moto.url
-        self.settings = bootstrap(self.session, endpoint, self._base)
+        self.settings = bootstrap(
+            self.session, endpoint, self._base, max_receive_count=self._max_receive_count
+        )
         self.ddb = client("dynamodb", self.settings, self.session)
         self.sqs = client("sqs", self.settings, self.session)
         self.scheduler = client("scheduler", self.settings, self.session)
@@ -122,7 +126,9 @@ class LocalStack:
         """Clear all state and recreate the resources (tests)."""
         assert self.moto is not None
         self.moto.reset()
-        self.settings = bootstrap(self.session, self.moto.url, self.settings)
+        self.settings = bootstrap(
+            self.session, self.moto.url, self.settings, max_receive_count=self._max_receive_count
+        )
 
     def stop(self) -> None:
         self._stop.set()

@@ -442,6 +442,31 @@ def rearm(
     )
 
 
+def fail_poisoned(
+    table: str, workflow_id: str, *, epoch: int, now: int, error: ErrorInfo
+) -> dict[str, Any]:
+    # The sweeper fails a run whose message reached the dead-letter queue while no
+    # worker holds it: its workflow kept killing the worker process (or the claim
+    # never got through), delivery after delivery. Conditioned on what the sweeper
+    # read: the epoch and status (a worker that claimed the run since then owns it)
+    # and an expired lease (an owner that was only slow and heartbeat since then is
+    # alive). Closes: failing a run someone runs now, and two sweepers failing it
+    # twice (the second finds the status changed).
+    return _update(
+        table,
+        run_key(workflow_id),
+        "SET #st = :failed, #err = :err, #ua = :now REMOVE #ow, #lu, #dp, #da, #wa, #ws, #tm",
+        "#ep = :epoch AND #st = :running AND #lu < :now",
+        {
+            ":failed": Status.FAILED.value,
+            ":err": error.as_dict(),
+            ":now": now,
+            ":epoch": epoch,
+            ":running": Status.RUNNING.value,
+        },
+    )
+
+
 def cancel_parked(
     table: str, workflow_id: str, *, epoch: int, seen: Status, now: int, reason: str
 ) -> dict[str, Any]:

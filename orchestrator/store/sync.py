@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from .. import resources as r
 from ..clock import Clock
 from ..errors import BadInputError, ConflictError, NotFoundError
-from ..model import Run, Signal, Status, StepRecord
+from ..model import ErrorInfo, Run, Signal, Status, StepRecord
 from . import requests as q
 from .codec import (
     list_sk,
@@ -294,6 +294,20 @@ class Store:
             Limit=limit,
         )
         return [i[r.PK]["S"].removeprefix("WF#") for i in resp.get("Items", [])]
+
+    def fail_poisoned(self, run: Run, *, now: int, message: str) -> bool:
+        """Fail a running run whose lease has expired, as read (`run`), with a
+        PoisonMessageError. False if it moved since it was read."""
+        error = ErrorInfo("PoisonMessageError", message)
+        try:
+            self._ddb.update_item(
+                **q.fail_poisoned(self._table, run.id, epoch=run.epoch, now=now, error=error)
+            )
+            return True
+        except ClientError as e:
+            if conditional_failed(e):
+                return False
+            raise
 
     def rearm(self, run: Run, *, due_at: int) -> bool:
         try:

@@ -1,0 +1,766 @@
+"""The chaos campaign: many runs of mixed shapes on the embedded stack, across
+several worker processes that are SIGKILLed at random moments, with AWS
+faults injected into every client (workers, API, sweeper) and duplicate SQS
+deliveries; then every invariant of DESIGN.md is checked from the stored
+records, the step functions' execution log and the write journal.
+
+    .venv/bin/python -m tests.chaos.campaign                     # the full campaign
+    .venv/bin/python -m tests.chaos.campaign --runs 30 --chaos-seconds 15 --workers 2
+
+Exit status 0 when no invariant was violated. `tests/chaos/test_chaos_short.py`
+runs a short version in the default suite; docs/reliability.md says what
+each check proves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import boto3  # noqa: E402
+
+from orchestrator import faults  # noqa: E402
+from orchestrator import resources as r  # noqa: E402
+from orchestrator.clock import SYSTEM_CLOCK  # noqa: E402
+from orchestrator.local import LocalStack  # noqa: E402
+from orchestrator.local.stack import use_local_credentials  # noqa: E402
+from orchestrator.model import Run, StepKind, StepRecord  # noqa: E402
+from orchestrator.settings import Settings  # noqa: E402
+from orchestrator.store import Store  # noqa: E402
+
+from .workflows import ENV_EXEC_LOG  # noqa: E402
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+# Per call, in every process (workers, API, sweeper).
+DEFAULT_RATES: dict[str, float] = {
+    "throttle": 0.01,
+    "5xx": 0.01,
+    "conn": 0.01,
+    "lost": 0.01,
+    "lost_retry": 0.01,
+    "latency": 0.05,
+    "duplicate": 0.05,
+    "duplicate_late": 0.05,
+    # Per HTTP attempt, inside the SDK's retry loop (standard mode, 5 attempts).
+    "attempt.throttle": 0.05,
+    "attempt.5xx": 0.02,
+    "attempt.conn": 0.02,
+}
+
+
+@dataclass
+class Config:
+    runs: int = 150
+    workers: int = 4
+    concurrency: int = 8
+    lease_seconds: int = 4
+    start_seconds: float = 60.0  # runs are started over this span
+    chaos_seconds: float = 90.0  # SIGKILLs happen during this span
+    kill_interval: tuple[float, float] = (2.0, 6.0)
+    pause_share: float = 0.25  # this share of the chaos events SIGSTOPs a worker instead
+    settle_seconds: float = 300.0  # then wait this long at most for every run to end
+    seed: int = 1
+    rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATES))
+    latency_ms: tuple[float, float] = (20.0, 1500.0)
+    workdir: Path | None = None
+    verbose: bool = False
+
+
+# --- the plan ----------------------------------------------------------------------------------
+@dataclass
+class Planned:
+    id: str
+    shape: str
+    name: str
+    input: dict[str, Any]
+    at: float  # seconds after the campaign starts
+    status: str  # the terminal status it must reach
+    output: Any = None  # for completed
+    error_type: str | None = None  # for failed
+    signal_at: float | None = None
+    cancel_at: float | None = None
+
+
+SHAPES = {
+    "steps": 4,
+    "sleepy": 2,
+    "signal": 2,
+    "signal_timeout": 1,
+    "retry": 2,
+    "exhaust": 1,
+    "crash": 1,
+    "cancel": 2,
+}
+
+
+def make_plan(cfg: Config, rng: random.Random) -> list[Planned]:
+    shapes = [s for s, w in SHAPES.items() for _ in range(w)]
+    out = []
+    for i in range(cfg.runs):
+        shape = shapes[i % len(shapes)] if i < len(shapes) else rng.choice(shapes)
+        at = rng.uniform(0, cfg.start_seconds)
+        rid = f"chaos-{cfg.seed}-{i:04d}-{shape.replace('_', '-')}"
+        p: Planned
+        if shape == "steps":
+            n = rng.randint(2, 6)
+            pause = rng.choice([0.0, 0.0, rng.uniform(0.3, 2.0)])
+            p = Planned(rid, shape, "chaos.steps", {"n": n, "pause": pause}, at, "completed")
+            p.output = list(range(n))
+        elif shape == "sleepy":
+            p = Planned(
+                rid, shape, "chaos.sleepy", {"seconds": rng.uniform(0.3, 4)}, at, "completed"
+            )
+            p.output = "awake"
+        elif shape == "signal":
+            p = Planned(rid, shape, "chaos.signal", {"timeout": None}, at, "completed")
+            p.output = {"v": i}
+            p.signal_at = at + rng.uniform(0.0, 6.0)
+        elif shape == "signal_timeout":
+            t = rng.uniform(0.5, 3.0)
+            p = Planned(rid, shape, "chaos.signal", {"timeout": t}, at, "completed")
+            p.output = "timed out"
+        elif shape == "retry":
+            p = Planned(
+                rid, shape, "chaos.retry", {"fail_times": rng.randint(1, 2)}, at, "completed"
+            )
+            p.output = "ok"
+        elif shape == "exhaust":
+            p = Planned(rid, shape, "chaos.exhaust", {}, at, "failed", error_type="StepFailedError")
+        elif shape == "crash":
+            p = Planned(rid, shape, "chaos.crash", {}, at, "failed", error_type="RuntimeError")
+        else:
+            p = Planned(
+                rid, shape, "chaos.cancel", {"pause": rng.uniform(0.5, 2.0)}, at, "cancelled"
+            )
+            p.cancel_at = at + rng.uniform(0.0, 5.0)
+        out.append(p)
+    return out
+
+
+def expected_history(p: Planned) -> list[tuple[str, str]]:
+    """The (kind, name) sequence a run of this shape records, in position order."""
+    if p.shape == "steps":
+        return [("step", f"s{i}") for i in range(p.input["n"])]
+    if p.shape == "sleepy":
+        return [("step", "a"), ("sleep", "nap"), ("step", "b")]
+    if p.shape in ("signal", "signal_timeout"):
+        return [("step", "a"), ("wait", "w"), ("step", "b")]
+    if p.shape == "retry":
+        return [("step", "flaky")]
+    if p.shape == "exhaust":
+        return [("step", "doomed")]
+    if p.shape == "crash":
+        return [("step", "a")]
+    return [("step", "a"), ("step", "slow"), ("sleep", "long")]
+
+
+# --- worker processes --------------------------------------------------------------------------
+class Workers:
+    """N worker processes (`orchestrator worker tests.chaos.workflows`), each with
+    its own fault seed; `kill_one` SIGKILLs one and starts a fresh one in its place."""
+
+    def __init__(
+        self, cfg: Config, env: dict[str, str], spec: Callable[[int], str], logdir: Path
+    ) -> None:
+        self._cfg = cfg
+        self._env = env
+        self._spec = spec
+        self._logdir = logdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.started = 0
+        self.kills = 0
+        self.pauses = 0
+        self._timers: list[threading.Timer] = []
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        n = self.started
+        self.started += 1
+        env = {**self._env, faults.ENV_FAULTS: self._spec(1000 + n)}
+        log = open(self._logdir / f"worker-{n}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.cli",
+                "worker",
+                "tests.chaos.workflows",
+                "--concurrency",
+                str(self._cfg.concurrency),
+                "--grace",
+                "2",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return proc
+
+    def start(self) -> None:
+        self.procs = [self._spawn() for _ in range(self._cfg.workers)]
+
+    def kill_one(self, rng: random.Random) -> None:
+        i = rng.randrange(len(self.procs))
+        proc = self.procs[i]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            self.kills += 1
+        self.procs[i] = self._spawn()
+
+    def pause_one(self, rng: random.Random, seconds: float) -> None:
+        """SIGSTOP a worker (a GC pause, a frozen VM) past its lease, then SIGCONT:
+        it wakes as a fenced-off owner with requests in flight."""
+        proc = self.procs[rng.randrange(len(self.procs))]
+        if proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGSTOP)
+        self.pauses += 1
+
+        def resume() -> None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+
+        timer = threading.Timer(seconds, resume)
+        timer.daemon = True
+        timer.start()
+        self._timers.append(timer)
+
+    def respawn_dead(self) -> None:
+        for i, proc in enumerate(self.procs):
+            if proc.poll() is not None:
+                self.procs[i] = self._spawn()
+
+    def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+# --- the campaign ------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    cfg: Config
+    plan: list[Planned]
+    runs: dict[str, Run | None]
+    histories: dict[str, list[StepRecord]]
+    executions: list[dict[str, Any]]
+    journal: list[dict[str, Any]]
+    fault_log: list[dict[str, Any]]
+    kills: int
+    pauses: int
+    withheld: int
+    worker_processes: int
+    api_errors: Counter[str]
+    seconds: float
+    settled: bool
+    workdir: Path
+
+
+def _retry(what: str, fn: Callable[[], Any], errors: Counter[str], attempts: int = 30) -> Any:
+    """The way an application calls the API: retry what failed, with backoff."""
+    from orchestrator.errors import BadInputError, ConflictError, NotFoundError
+
+    delay = 0.1
+    for i in range(attempts):
+        try:
+            return fn()
+        except (BadInputError, NotFoundError, ConflictError) as e:
+            errors[f"{what}: refused ({type(e).__name__})"] += 1  # the check reports the run
+            return None
+        except Exception as e:
+            errors[f"{what}: {type(e).__name__}"] += 1
+            if i == attempts - 1:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    return None
+
+
+def fault_spec(cfg: Config, seed: int, workdir: Path) -> str:
+    spec: dict[str, Any] = {
+        "seed": seed,
+        **cfg.rates,
+        "latency_ms": list(cfg.latency_ms),
+        "log": str(workdir / "faults.jsonl"),
+        "journal": str(workdir / "journal.jsonl"),
+    }
+    return json.dumps(spec)
+
+
+def run_campaign(cfg: Config) -> Outcome:
+    use_local_credentials()
+    workdir = cfg.workdir or Path(tempfile.mkdtemp(prefix="chaos-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    # The stack's own logs (a sweep that met an injected fault...) go to a file.
+    handler = logging.FileHandler(workdir / "stack.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = root.level
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    for name in ("faults.jsonl", "journal.jsonl", "executions.jsonl"):
+        (workdir / name).write_text("")
+    rng = random.Random(cfg.seed)
+    plan = make_plan(cfg, rng)
+    settings = Settings(lease_seconds=cfg.lease_seconds, poll_seconds=1, sweep_grace_ms=1000)
+
+    # The API and the sweeper run in this process: their clients get faults too
+    # (aws.client() reads the variable when it builds them).
+    saved = os.environ.get(faults.ENV_FAULTS)
+    os.environ[faults.ENV_FAULTS] = fault_spec(cfg, cfg.seed, workdir)
+    try:
+        stack = LocalStack(
+            clock=SYSTEM_CLOCK, settings=settings, background_interval=0.5, serve_api=False
+        )
+        stack.start()
+    finally:
+        if saved is None:
+            os.environ.pop(faults.ENV_FAULTS, None)
+        else:
+            os.environ[faults.ENV_FAULTS] = saved
+    # The checks read through a client without faults.
+    plain = boto3.session.Session().client(
+        "dynamodb", region_name=stack.settings.region, endpoint_url=stack.settings.endpoint_url
+    )
+    checker = Store(plain, stack.settings.table, SYSTEM_CLOCK)
+
+    env = {**os.environ, **stack.exports(), "PYTHONPATH": str(ROOT)}
+    env[r.ENV_POLL_SECONDS] = "1"
+    env[ENV_EXEC_LOG] = str(workdir / "executions.jsonl")
+    workers = Workers(cfg, env, lambda seed: fault_spec(cfg, seed, workdir), workdir)
+    api_errors: Counter[str] = Counter()
+    runs: dict[str, Run | None] = {}
+    histories: dict[str, list[StepRecord]] = {}
+    t0 = time.monotonic()
+    seconds = 0.0
+    settled = False
+    try:
+        workers.start()
+        events: list[tuple[float, str, Planned | None]] = []
+        for p in plan:
+            events.append((p.at, "start", p))
+            if p.signal_at is not None:
+                events.append((p.signal_at, "signal", p))
+            if p.cancel_at is not None:
+                events.append((p.cancel_at, "cancel", p))
+        t = rng.uniform(*cfg.kill_interval)
+        while t < cfg.chaos_seconds:
+            events.append((t, "kill", None))
+            t += rng.uniform(*cfg.kill_interval)
+        events.sort(key=lambda e: (e[0], e[1] != "start"))
+        started: set[str] = set()
+        for at, kind, p in events:
+            wait = at - (time.monotonic() - t0)
+            if wait > 0:
+                time.sleep(wait)
+            workers.respawn_dead()
+            if kind == "kill":
+                if rng.random() < cfg.pause_share:
+                    workers.pause_one(rng, cfg.lease_seconds + rng.uniform(5, 10))
+                else:
+                    workers.kill_one(rng)
+                continue
+            assert p is not None
+            svc = stack.service
+            if kind == "start":
+                _retry("start", lambda p=p, svc=svc: svc.start(p.name, p.input, p.id), api_errors)
+                started.add(p.id)
+            elif kind == "signal" and p.id in started:
+                payload = {"v": int(p.id.split("-")[2])}
+                _retry(
+                    "signal", lambda p=p, v=payload, svc=svc: svc.signal(p.id, "go", v), api_errors
+                )
+            elif kind == "cancel" and p.id in started:
+                _retry("cancel", lambda p=p, svc=svc: svc.cancel(p.id, "chaos"), api_errors)
+        deadline = time.monotonic() + cfg.settle_seconds
+        pending = {p.id for p in plan}
+        while time.monotonic() < deadline:
+            workers.respawn_dead()
+            for rid in list(pending):
+                if checker.get(rid).status.value in TERMINAL:
+                    pending.discard(rid)
+            if not pending:
+                settled = True
+                break
+            if cfg.verbose:
+                print(f"  {len(pending)} runs not finished yet", file=sys.stderr)
+            time.sleep(1.0)
+        seconds = time.monotonic() - t0
+    finally:
+        workers.stop()  # the stack (moto) stays up for the reads below
+        try:
+            for p in plan:
+                try:
+                    runs[p.id] = checker.get(p.id)
+                    histories[p.id] = checker.steps(p.id)
+                except Exception:
+                    runs[p.id] = None
+                    histories[p.id] = []
+        finally:
+            stack.stop()
+            root.removeHandler(handler)
+            handler.close()
+            root.setLevel(level)
+    return Outcome(
+        cfg=cfg,
+        plan=plan,
+        runs=runs,
+        histories=histories,
+        executions=_read_jsonl(workdir / "executions.jsonl"),
+        journal=_read_jsonl(workdir / "journal.jsonl"),
+        fault_log=_read_jsonl(workdir / "faults.jsonl"),
+        kills=workers.kills,
+        pauses=workers.pauses,
+        withheld=sum(
+            p.read_text(errors="replace").count("lease ran out before a request was sent")
+            for p in workdir.glob("worker-*.log")
+        ),
+        worker_processes=workers.started,
+        api_errors=api_errors,
+        seconds=seconds,
+        settled=settled,
+        workdir=workdir,
+    )
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a SIGKILL mid-write
+    return out
+
+
+# --- the checks --------------------------------------------------------------------------------
+@dataclass
+class Report:
+    violations: dict[str, list[str]]
+    facts: dict[str, Any]
+
+    @property
+    def total_violations(self) -> int:
+        return sum(len(v) for v in self.violations.values())
+
+
+CHECKS = (
+    "terminal state as expected",
+    "history as expected (no step recorded twice)",
+    "no outcome resolved twice",
+    "no step ran again after its outcome was recorded",
+    "no run-state write by a fenced-off owner",
+    "no step record by a fenced-off owner",
+    "nothing written after the terminal write",
+    "every recorded step executed at least once",
+)
+
+
+def _is_claim(e: dict[str, Any]) -> bool:
+    return e.get("op") == "dynamodb.UpdateItem" and "#ep = #ep + :one" in (e.get("update") or "")
+
+
+def _is_run_key(e: dict[str, Any]) -> bool:
+    return e.get("sk") == r.RUN_SK
+
+
+def check(o: Outcome) -> Report:
+    v: dict[str, list[str]] = {c: [] for c in CHECKS}
+    facts: dict[str, Any] = {}
+
+    # 1. every run reached the terminal state it should (and with the right result)
+    for p in o.plan:
+        run = o.runs.get(p.id)
+        if run is None:
+            v[CHECKS[0]].append(f"{p.id}: no run record")
+            continue
+        status = run.status.value
+        if status != p.status:
+            err = f" ({run.error.type}: {run.error.message[:120]})" if run.error else ""
+            if not run.status.terminal:
+                err = (
+                    f" (epoch {run.epoch}, owner {run.owner}, lease_until {run.lease_until}, "
+                    f"due_at {run.due_at}, wake_at {run.wake_at}, updated_at {run.updated_at})"
+                )
+            v[CHECKS[0]].append(f"{p.id}: {status}{err}, expected {p.status}")
+        elif status == "completed" and json.loads(run.output or "null") != p.output:
+            v[CHECKS[0]].append(f"{p.id}: output {run.output!r}, expected {p.output!r}")
+        elif status == "failed" and (run.error is None or run.error.type != p.error_type):
+            got = run.error.type if run.error else None
+            v[CHECKS[0]].append(f"{p.id}: failed with {got}, expected {p.error_type}")
+
+    # 2. the history is the shape's, each durable call at one position
+    for p in o.plan:
+        hist = sorted(o.histories.get(p.id, []), key=lambda s: s.position)
+        got = [(s.kind.value, s.name) for s in hist]
+        if [s.position for s in hist] != list(range(len(hist))):
+            v[CHECKS[1]].append(f"{p.id}: positions {[s.position for s in hist]} have gaps")
+        want = expected_history(p)
+        if p.status == "cancelled":
+            k = next((i for i, (kind, _) in enumerate(got) if kind == "cancel"), len(got))
+            ok = got[:k] == want[:k] and got[k:] in ([], [("cancel", "cancel"), ("step", "undo")])
+        elif o.runs.get(p.id) is not None and o.runs[p.id].status.value == p.status:  # type: ignore[union-attr]
+            ok = got == want
+        else:
+            ok = got == want[: len(got)]
+        if not ok:
+            v[CHECKS[1]].append(f"{p.id}: history {got}, expected {want}")
+        names = Counter((k, n) for k, n in got)
+        for (kind, name), n in names.items():
+            if n > 1:
+                v[CHECKS[1]].append(f"{p.id}: {kind} {name!r} recorded {n} times")
+
+    # Journal: applied DynamoDB writes with their send/answer times.
+    claims: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # pk -> (epoch, t0, t1)
+    writes: list[dict[str, Any]] = []
+    refused = [e for e in o.journal if e.get("refused")]
+    for e in o.journal:
+        if e.get("refused"):
+            continue
+        if e.get("op") == "dynamodb.TransactWriteItems":
+            for item in e.get("items", []):
+                writes.append(
+                    {
+                        **item,
+                        "op": f"transact.{item.get('kind')}",
+                        "t0": e.get("t0"),
+                        "t1": e.get("t1"),
+                    }
+                )
+            continue
+        if _is_claim(e) and e.get("new_epoch") is not None:
+            claims[e["pk"]].append((e["new_epoch"], e["t0"] or 0, e["t1"]))
+        writes.append(e)
+    facts["claims"] = sum(len(c) for c in claims.values())
+    facts["journaled writes"] = len(writes)
+
+    def newer_claim_before(pk: str, epoch: int, t: int) -> tuple[int, int] | None:
+        """A claim of an epoch above `epoch` that was acknowledged before time t."""
+        for e, _c0, c1 in claims.get(pk, []):
+            if e > epoch and c1 < t:
+                return e, c1
+        return None
+
+    # 3. no outcome resolved twice (first write wins)
+    resolving: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for w in writes:
+        if (w.get("sk") or "").startswith(r.STEP_SK_PREFIX) and w.get("resolved"):
+            resolving[(w["pk"], w["sk"])].append(w)
+    for (pk, sk), ws in resolving.items():
+        if len(ws) > 1:
+            v[CHECKS[2]].append(f"{pk} {sk}: {len(ws)} writes resolved it")
+
+    # 4. no step function started after its outcome was durably recorded
+    execs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for x in o.executions:
+        execs[(x["run"], x["step"])].append(x)
+    for p in o.plan:
+        for s in o.histories.get(p.id, []):
+            if s.kind != StepKind.STEP or not s.resolved:
+                continue
+            pk, sk = f"WF#{p.id}", f"{r.STEP_SK_PREFIX}{s.position:06d}"
+            acks = [w["t1"] for w in resolving.get((pk, sk), []) if w.get("t1")]
+            done = min(acks) if acks else None
+            for x in execs.get((p.id, s.name), []):
+                if done is not None and x["t"] > done:
+                    v[CHECKS[3]].append(
+                        f"{p.id} {s.name!r}: ran at {x['t']} (epoch {x['epoch']}), "
+                        f"{x['t'] - done} ms after its outcome was recorded (epoch {s.epoch})"
+                    )
+
+    # 5/6. writes by a fenced-off owner: sent after a newer claim was acknowledged
+    fenced_steps = 0
+    for w in writes:
+        pk = w.get("pk")
+        if not pk or w.get("t0") is None:
+            continue
+        if _is_run_key(w) and w.get("epoch_cond") is not None and not _is_claim(w):
+            hit = newer_claim_before(pk, w["epoch_cond"], w["t0"])
+            if hit:
+                v[CHECKS[4]].append(
+                    f"{pk}: {w.get('update')!r} conditioned on epoch {w['epoch_cond']} applied, "
+                    f"sent {w['t0'] - hit[1]} ms after epoch {hit[0]} claimed the run"
+                )
+        elif (w.get("sk") or "").startswith(r.STEP_SK_PREFIX) and w.get("item_epoch") is not None:
+            # From stored data alone: recorded_at is stamped before the put is sent.
+            sent = max(w["t0"], w.get("recorded_at") or 0)
+            hit = newer_claim_before(pk, w["item_epoch"], sent)
+            if hit and w.get("op") == "dynamodb.PutItem":
+                fenced_steps += 1
+                v[CHECKS[5]].append(
+                    f"{pk} {w['sk']}: recorded by epoch {w['item_epoch']}, sent "
+                    f"{sent - hit[1]} ms after epoch {hit[0]} claimed the run"
+                )
+    facts["step records by a fenced-off owner"] = fenced_steps
+    # Fencing at work: owner writes refused because a newer epoch had claimed the run.
+    stale = 0
+    for w in refused:
+        pk, epoch = w.get("pk"), w.get("epoch_cond")
+        t0 = w.get("t0")
+        if pk and epoch is not None and _is_run_key(w) and t0 is not None:
+            stale += newer_claim_before(pk, epoch, t0) is not None
+    facts["writes refused by conditions (all / stale owners fenced off)"] = (
+        f"{len(refused)} / {stale}"
+    )
+
+    # 7. terminal is final: nothing applied to a run after its terminal write
+    for p in o.plan:
+        pk = f"WF#{p.id}"
+        ends = [
+            w["t1"]
+            for w in writes
+            if w.get("pk") == pk
+            and _is_run_key(w)
+            and any(
+                s in (w.get("update") or "")
+                for s in ("#st = :status", "#st = :cancelled", "#st = :failed")
+            )
+        ]
+        if not ends:
+            continue
+        end = min(ends)
+        for w in writes:
+            if w.get("pk") == pk and (w.get("t0") or 0) > end:
+                v[CHECKS[6]].append(
+                    f"{pk} {w.get('sk')}: {w.get('op')} applied after the run ended"
+                )
+
+    # 8. execution counts
+    counts: Counter[int] = Counter()
+    extra_runs = 0
+    for p in o.plan:
+        for s in o.histories.get(p.id, []):
+            if s.kind != StepKind.STEP:
+                continue
+            n = len(execs.get((p.id, s.name), []))
+            attempts = max(1, len(s.attempts))
+            counts[n] += 1
+            if n < 1:
+                v[CHECKS[7]].append(f"{p.id} {s.name!r}: recorded but never executed")
+            if s.resolved and n > attempts:
+                extra_runs += n - attempts
+    facts["step records (kind step)"] = sum(counts.values())
+    facts["step executions"] = len(o.executions)
+    facts["executions per step record"] = dict(sorted(counts.items()))
+    facts["re-executions beyond recorded attempts (at-least-once)"] = extra_runs
+    facts["runs by shape"] = dict(Counter(p.shape for p in o.plan))
+    facts["runs by final status"] = dict(
+        Counter((run.status.value if run else "missing") for run in o.runs.values())
+    )
+    faults_by_kind: Counter[str] = Counter(f["kind"] for f in o.fault_log)
+    facts["faults injected by kind"] = dict(sorted(faults_by_kind.items()))
+    facts["faults injected, worker processes"] = dict(
+        sorted(Counter(f["kind"] for f in o.fault_log if f.get("pid") != os.getpid()).items())
+    )
+    facts["duplicate deliveries"] = faults_by_kind["duplicate"] + faults_by_kind["duplicate_late"]
+    facts["worker kills (SIGKILL)"] = o.kills
+    facts["worker pauses (SIGSTOP past the lease, then SIGCONT)"] = o.pauses
+    facts["requests withheld: the owner's lease ran out before the send"] = o.withheld
+    facts["worker processes started"] = o.worker_processes
+    facts["API calls retried by the driver"] = dict(o.api_errors)
+    return Report(violations=v, facts=facts)
+
+
+def format_report(o: Outcome, rep: Report, command: str) -> str:
+    lines = [
+        "chaos campaign report",
+        f"  command: {command}",
+        f"  workdir: {o.workdir}",
+        f"  seed {o.cfg.seed}; {len(o.plan)} runs over {o.cfg.start_seconds:g} s; "
+        f"{o.cfg.workers} worker processes x {o.cfg.concurrency}; lease {o.cfg.lease_seconds} s; "
+        f"SIGKILL or SIGSTOP every {o.cfg.kill_interval[0]:g}-{o.cfg.kill_interval[1]:g} s "
+        f"during the first {o.cfg.chaos_seconds:g} s ({o.cfg.pause_share:.0%} SIGSTOP)",
+        f"  fault rates per call: {json.dumps(o.cfg.rates)}; latency {o.cfg.latency_ms[0]:g}-"
+        f"{o.cfg.latency_ms[1]:g} ms",
+        f"  all runs ended: {o.settled} ({o.seconds:.0f} s wall)",
+    ]
+    for k, val in rep.facts.items():
+        lines.append(f"  {k}: {val}")
+    lines.append(f"  invariant violations: {rep.total_violations}")
+    for name, found in rep.violations.items():
+        lines.append(f"    {name}: {len(found)}")
+        for item in found[:10]:
+            lines.append(f"      - {item}")
+        if len(found) > 10:
+            lines.append(f"      ... and {len(found) - 10} more")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    d = Config()
+    ap.add_argument("--runs", type=int, default=d.runs)
+    ap.add_argument("--workers", type=int, default=d.workers)
+    ap.add_argument("--concurrency", type=int, default=d.concurrency)
+    ap.add_argument("--lease-seconds", type=int, default=d.lease_seconds)
+    ap.add_argument("--start-seconds", type=float, default=d.start_seconds)
+    ap.add_argument("--chaos-seconds", type=float, default=d.chaos_seconds)
+    ap.add_argument("--settle-seconds", type=float, default=d.settle_seconds)
+    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--rate-scale", type=float, default=1.0, help="multiply every fault rate")
+    ap.add_argument("--pause-share", type=float, default=d.pause_share)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the workdir (logs, journal)")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    a = ap.parse_args(argv)
+    cfg = Config(
+        runs=a.runs,
+        workers=a.workers,
+        concurrency=a.concurrency,
+        lease_seconds=a.lease_seconds,
+        start_seconds=a.start_seconds,
+        chaos_seconds=a.chaos_seconds,
+        settle_seconds=a.settle_seconds,
+        seed=a.seed,
+        rates={k: min(1.0, x * a.rate_scale) for k, x in DEFAULT_RATES.items()},
+        pause_share=a.pause_share,
+        workdir=a.workdir,
+        verbose=a.verbose,
+    )
+    outcome = run_campaign(cfg)
+    report = check(outcome)
+    command = "python -m tests.chaos.campaign " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    print(format_report(outcome, report, command.strip()))
+    if not a.keep and a.workdir is None and report.total_violations == 0:
+        shutil.rmtree(outcome.workdir, ignore_errors=True)
+    return 0 if report.total_violations == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""A short chaos campaign in the default suite (about 40 s): two worker
+processes, SIGKILLs and SIGSTOPs, every fault kind, duplicate deliveries; then
+every invariant check of tests/chaos/campaign.py. The full campaign is
+`python -m tests.chaos.campaign` (and `pytest -m slow tests/chaos`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.chaos.campaign import Config, check, format_report, run_campaign
+
+
+def test_a_short_chaos_campaign_breaks_no_invariant(tmp_path: Path) -> None:
+    cfg = Config(
+        runs=30,
+        workers=2,
+        concurrency=8,
+        lease_seconds=3,
+        start_seconds=6.0,
+        chaos_seconds=14.0,
+        kill_interval=(2.0, 3.5),
+        pause_share=0.4,
+        settle_seconds=45.0,
+        seed=7,
+        latency_ms=(20.0, 800.0),
+        workdir=tmp_path / "campaign",
+    )
+    outcome = run_campaign(cfg)
+    report = check(outcome)
+    text = format_report(outcome, report, "tests/chaos/test_chaos_short.py")
+    print(text)
+    assert outcome.settled, text
+    assert report.total_violations == 0, text
+    assert outcome.kills >= 1 and outcome.pauses >= 1, text
+    assert sum(report.facts["faults injected by kind"].values()) > 0, text

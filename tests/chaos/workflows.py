@@ -1,0 +1,186 @@
+"""Workflows of the chaos campaign and the poison-message test.
+
+Every step function appends one JSON line to the file named by
+CHAOS_EXEC_LOG when it starts: the run, the step's name, the epoch of the
+claim that runs it, the pid and the start time (epoch ms, the wall clock all
+processes on this machine share). The campaign counts executions per step
+from it and compares start times with the stored records.
+
+Each workflow's expected history (kinds and names, in position order) is
+written down in `campaign.expected_history`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from worker import NO_RETRY, RetryPolicy, WorkflowCancelledError, workflow
+from worker._context import current_context
+
+ENV_EXEC_LOG = "CHAOS_EXEC_LOG"
+
+
+def _log_execution(run_id: str, step: str) -> None:
+    path = os.environ.get(ENV_EXEC_LOG)
+    if not path:
+        return
+    try:
+        epoch = current_context()._s.epoch  # white box: the claim running this step
+    except Exception:
+        epoch = None
+    line = {
+        "run": run_id,
+        "step": step,
+        "epoch": epoch,
+        "pid": os.getpid(),
+        "t": time.time_ns() // 1_000_000,
+    }
+    data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)  # one write per line: processes do not interleave
+    finally:
+        os.close(fd)
+
+
+def executions_so_far(run_id: str, step: str) -> int:
+    path = os.environ.get(ENV_EXEC_LOG)
+    if not path or not os.path.exists(path):
+        return 0
+    n = 0
+    with open(path) as f:
+        for line in f:
+            if f'"run":"{run_id}","step":"{step}"' in line:
+                n += 1
+    return n
+
+
+def record(run_id: str, step: str, value: Any = None) -> Any:
+    _log_execution(run_id, step)
+    return value
+
+
+def slow(run_id: str, step: str, seconds: float) -> str:
+    _log_execution(run_id, step)
+    time.sleep(seconds)
+    return f"{step} done"
+
+
+def flaky(run_id: str, step: str, fail_times: int) -> str:
+    """Fails while this step has run `fail_times` times or fewer, counted across processes."""
+    done = executions_so_far(run_id, step)
+    _log_execution(run_id, step)
+    if done < fail_times:
+        raise ConnectionError(f"attempt {done + 1} of {step} failed on purpose")
+    return "ok"
+
+
+def doomed(run_id: str, step: str) -> None:
+    _log_execution(run_id, step)
+    raise ValueError("this step always fails")
+
+
+def die(run_id: str, step: str) -> None:
+    _log_execution(run_id, step)
+    os._exit(17)  # the worker process dies inside the step: a poison message
+
+
+class StepsInput(BaseModel):
+    n: int = 3
+    pause: float = 0.0  # seconds the middle step takes
+
+
+@workflow("chaos.steps")
+async def steps(ctx, input: StepsInput) -> list[int]:
+    out = []
+    for i in range(input.n):
+        if input.pause and i == input.n // 2:
+            await ctx.step(f"s{i}", slow, ctx.workflow_id, f"s{i}", input.pause)
+            out.append(i)
+        else:
+            out.append(await ctx.step(f"s{i}", record, ctx.workflow_id, f"s{i}", i))
+    return out
+
+
+class SleepInput(BaseModel):
+    seconds: float = 1.0
+
+
+@workflow("chaos.sleepy")
+async def sleepy(ctx, input: SleepInput) -> str:
+    await ctx.step("a", record, ctx.workflow_id, "a")
+    await ctx.sleep("nap", timedelta(seconds=input.seconds))
+    await ctx.step("b", record, ctx.workflow_id, "b")
+    return "awake"
+
+
+class SignalInput(BaseModel):
+    timeout: float | None = None
+
+
+@workflow("chaos.signal")
+async def signalled(ctx, input: SignalInput) -> Any:
+    await ctx.step("a", record, ctx.workflow_id, "a")
+    got = await ctx.wait_for_signal("w", "go", timeout=input.timeout)
+    await ctx.step("b", record, ctx.workflow_id, "b", got)
+    return got if got is not None else "timed out"
+
+
+class RetryInput(BaseModel):
+    fail_times: int = 2
+
+
+@workflow("chaos.retry")
+async def retrying(ctx, input: RetryInput) -> str:
+    policy = RetryPolicy(
+        max_attempts=input.fail_times + 3,
+        initial_interval=timedelta(seconds=0.1),
+        max_interval=timedelta(seconds=0.5),
+        jitter=0.0,
+    )
+    return await ctx.step("flaky", flaky, ctx.workflow_id, "flaky", input.fail_times, retry=policy)
+
+
+@workflow("chaos.exhaust")
+async def exhaust(ctx, input: dict[str, Any]) -> None:
+    policy = RetryPolicy(max_attempts=3, initial_interval=timedelta(seconds=0.1), jitter=0.0)
+    await ctx.step("doomed", doomed, ctx.workflow_id, "doomed", retry=policy)
+
+
+@workflow("chaos.crash")
+async def crash(ctx, input: dict[str, Any]) -> None:
+    await ctx.step("a", record, ctx.workflow_id, "a")
+    raise RuntimeError("the workflow code raised")
+
+
+class CancelInput(BaseModel):
+    pause: float = 1.0
+
+
+@workflow("chaos.cancel")
+async def cancellable(ctx, input: CancelInput) -> str:
+    try:
+        await ctx.step("a", record, ctx.workflow_id, "a")
+        await ctx.step("slow", slow, ctx.workflow_id, "slow", input.pause, retry=NO_RETRY)
+        await ctx.sleep("long", timedelta(minutes=30))
+        await ctx.step("b", record, ctx.workflow_id, "b")
+        return "never cancelled"
+    except WorkflowCancelledError:
+        await ctx.step("undo", record, ctx.workflow_id, "undo")
+        raise
+
+
+@workflow("chaos.poison")
+async def poison(ctx, input: dict[str, Any]) -> None:
+    await ctx.step("a", record, ctx.workflow_id, "a")
+    await ctx.step("die", die, ctx.workflow_id, "die", retry=NO_RETRY)
+
+
+ALL = [steps, sleepy, signalled, retrying, exhaust, crash, cancellable, poison]
+WORKFLOWS = ALL
