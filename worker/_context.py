@@ -31,19 +31,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import TypeAdapter
 
-from orchestrator.dispatch import schedule_name, timer_plan
 from orchestrator.errors import (
     NonDeterminismError,
-    PayloadTooLargeError,
-    StepFailedError,
     StepTimeoutError,
     WorkflowCancelledError,
     WorkflowContextError,
 )
 from orchestrator.model import (
-    MAX_STEP_RESULT_BYTES,
     SIGNAL_NAME_RE,
     STEP_NAME_RE,
     StepKind,
@@ -51,7 +46,15 @@ from orchestrator.model import (
 )
 
 from ._logs import ReplayAwareLogger, log_context
-from ._registry import adapter_for, to_jsonable
+from ._outcomes import (
+    _check_marker,
+    _encode_result,
+    _outcome,
+    _result_adapter,
+    _timer_name,
+    _transient,
+    _wait_outcome,
+)
 from ._retry import DEFAULT_RETRY, IN_WORKER_RETRY_MAX_MS, RetryPolicy
 from ._state import (
     ExecutionTimedOut,
@@ -576,105 +579,11 @@ def _span(s: RunState, name: str, pos: int, attempt: int) -> Any:
     )
 
 
-# Codes botocore's standard retry mode treats as throttling or transient.
-_TRANSIENT_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "LimitExceededException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "PriorRequestNotComplete",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
-
-
-def _transient(e: Exception) -> bool:
-    if isinstance(e, BotoCoreError):
-        return True  # connection errors, timeouts, a closed connection
-    if isinstance(e, ClientError):
-        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return status >= 500 or e.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
-    return False
-
-
-def _check_marker(marker: object) -> None:
-    # Refused here, with a clear message, rather than by DynamoDB (item size).
-    if not isinstance(marker, str) or not STEP_NAME_RE.match(marker):
-        raise ValueError("a sleep or wait marker is 1 to 200 printable characters")
-
-
-def _timer_name(workflow_id: str, pos: int, seq: int, now: int, wake_at: int) -> str | None:
-    kind, _ = timer_plan(now, wake_at)
-    return schedule_name(workflow_id, pos, seq) if kind == "schedule" else None
-
-
 async def _maybe_step(s: RunState, pos: int) -> StepRecord | None:
     try:
         return await s.store.get_step(s.workflow_id, pos)
     except KeyError:
         return None
-
-
-def _wait_outcome(rec: StepRecord) -> Any:
-    if rec.timed_out or rec.result is None:
-        return None
-    return json.loads(rec.result)
-
-
-def _result_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any] | None:
-    target = fn.func if isinstance(fn, functools.partial) else fn
-    try:
-        return _adapter_for_function(target)
-    except TypeError:  # unhashable callable: no cache
-        return _return_adapter(target)
-
-
-@functools.lru_cache(maxsize=1024)
-def _adapter_for_function(fn: Callable[..., Any]) -> TypeAdapter[Any] | None:
-    return _return_adapter(fn)
-
-
-def _return_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any] | None:
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:
-        return None
-    return adapter_for(hints.get("return", inspect.Parameter.empty))
-
-
-def _encode_result(value: Any, adapter: TypeAdapter[Any] | None) -> str:
-    try:
-        if adapter is not None:
-            text = adapter.dump_json(value).decode()
-        else:
-            text = json.dumps(to_jsonable(value), separators=(",", ":"), allow_nan=False)
-    except Exception as e:
-        raise TypeError(f"step result is not JSON-serializable: {e}") from e
-    size = len(text.encode())
-    if size > MAX_STEP_RESULT_BYTES:
-        raise PayloadTooLargeError(
-            f"step result is {size} bytes; the limit is {MAX_STEP_RESULT_BYTES}"
-        )
-    return text
-
-
-def _outcome(rec: StepRecord, adapter: TypeAdapter[Any] | None) -> Any:
-    if rec.error is not None:
-        raise StepFailedError(rec.name, rec.error.type, rec.error.message, rec.error.traceback)
-    text = rec.result if rec.result is not None else "null"
-    if adapter is not None:
-        return adapter.validate_json(text)
-    return json.loads(text)
 
 
 def current_context() -> WorkflowContext:
