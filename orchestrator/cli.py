@@ -18,18 +18,25 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from . import resources as r
-from .cli_format import TERMINAL, _outcome, _print_run, _runs_table, _status, _steps_table, out
+from .cli_format import (
+    TERMINAL,
+    _outcome,
+    _print_run,
+    _runs_table,
+    _status,
+    _steps_table,
+    _workers_table,
+    out,
+)
 from .errors import OrchestratorError
 
 app = typer.Typer(
@@ -430,18 +437,7 @@ def workers(
     if not found:
         out.print("no live workers" + ("" if include_stopped else " (--all shows stopped ones)"))
         return
-    table = Table("id", "host", "serves", "busy", "last seen", "live")
-    for w in found:
-        seen = datetime.fromtimestamp(w["last_seen"] / 1000).strftime("%H:%M:%S")
-        table.add_row(
-            w["id"],
-            w["host"],
-            ", ".join(w["names"]),
-            f"{w['busy']}/{w['concurrency']}",
-            seen,
-            "yes" if w["live"] else "no",
-        )
-    out.print(table)
+    out.print(_workers_table(found))
 
 
 def load_workflows(module_name: str) -> list[Any]:

@@ -226,3 +226,13 @@ def _print_run(run: dict[str, Any], *, traceback: bool = True) -> None:
 
 
 # --- the API from the shell ---------------------------------------------------------------------
+
+
+def _workers_table(workers: list[dict[str, Any]]) -> Table:
+    table = Table("id", "host", "serves", "busy", "last seen", "live")
+    for w in workers:
+        seen = datetime.fromtimestamp(w["last_seen"] / 1000).strftime("%H:%M:%S")
+        busy = f"{w['busy']}/{w['concurrency']}"
+        live = "yes" if w["live"] else "no"
+        table.add_row(w["id"], w["host"], ", ".join(w["names"]), busy, seen, live)
+    return table
