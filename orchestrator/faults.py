@@ -49,8 +49,10 @@ was applied, or refused by its condition (``"refused"``): key, the epoch it
 was conditioned on or returned, and the times before the send and after the
 answer, for the chaos checks), and ``rules``
 (JSON only): targeted faults, each ``{"kind", "op", "match", "after", "times"}``:
-inject ``kind`` into calls of ``op`` whose request body contains ``match``,
-skipping the first ``after`` matching calls, at most ``times`` times.
+inject ``kind`` (a failure kind or latency) into calls of ``op`` whose request
+body contains ``match``, skipping the first ``after`` matching calls, at most
+``times`` times; a ``lost_retry`` rule takes ``retry_after_ms``, the time the
+SDK waits before it sends the call again (10 ms by default).
 
 One plan per spec per process: every client installed with the same spec
 shares its random sequence, counters and rules. `stats()` returns the counts.
@@ -89,6 +91,7 @@ class Rule:
     match: str = ""
     after: int = 0
     times: int = 1
+    retry_after_ms: float = 10.0  # lost_retry: how long the SDK waits before it re-sends
     seen: int = 0
     fired: int = 0
 
@@ -124,8 +127,8 @@ class FaultPlan:
             if kind not in KINDS:
                 raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(KINDS)}")
         for rule in self.rules:
-            if rule.kind not in KINDS:
-                raise ValueError(f"unknown fault kind {rule.kind!r} in a rule")
+            if rule.kind not in (*FAILURE_KINDS, "latency"):
+                raise ValueError(f"a rule injects one of {FAILURE_KINDS} or latency")
         if self.scope not in ("call", "attempt"):
             raise ValueError("scope is 'call' or 'attempt'")
         if self.scope == "attempt":
@@ -154,13 +157,16 @@ class FaultPlan:
         return rate > 0 and self.rng.random() < rate
 
     def decide_call(self, op: str, body: str) -> tuple[str | None, float]:
-        """(failure kind or None, latency seconds) for one API call."""
+        """(failure kind or None, latency seconds) for one API call; a lost_retry
+        rule gives its retry delay instead of a latency."""
         with self.lock:
             self.calls += 1
             for rule in self.rules:
                 if rule.take(op, body):
                     if rule.kind == "latency":
                         return None, self._latency()
+                    if rule.kind == "lost_retry":
+                        return rule.kind, -rule.retry_after_ms / 1000
                     return rule.kind, 0.0
             if not self._selected(op):
                 return None, 0.0
@@ -413,6 +419,8 @@ class _Hooks:
         body = _body_text(params)
         kind, delay = self.plan.decide_call(op, body)
         state: dict[str, Any] = {"op": op, "kind": kind}
+        if delay < 0:  # a lost_retry rule's retry delay, not a latency
+            state["retry_after"], delay = -delay, 0.0
         context[_CTX] = state
         if self.plan.journal and op.startswith("dynamodb.") and op.split(".")[1] in _WRITE_OPS:
             state["journal"] = body
@@ -495,7 +503,7 @@ class _Hooks:
         state["kind"] = None
         self._journal(state, response[1], note="response dropped; the SDK sends it again")
         self.plan.count("lost_retry", state["op"], attempt=attempts)
-        return 0.01
+        return state.get("retry_after", 0.01)
 
     # after-call: record the write, lose the answer of an applied call, duplicate messages.
     def after_call(

@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeGuard
 
@@ -88,9 +88,9 @@ class Worker:
         self._names = sorted(self._defs)
         self._tasks: set[asyncio.Task[None]] = set()
         # Run id -> how many tasks of this worker are claiming or running it, and the
-        # ids that had two at once (their refused claims are never taken for our own).
+        # `now` of each of their claims (see _lost_answer).
         self._active: Counter[str] = Counter()
-        self._contended: set[str] = set()
+        self._claim_nows: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self._slot_freed = asyncio.Event()
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -260,8 +260,6 @@ class Worker:
     async def _handle(self, message: dict[str, Any]) -> None:
         workflow_id = parse_body(message.get("Body", ""))
         if workflow_id is not None:
-            if self._active[workflow_id]:
-                self._contended.add(workflow_id)  # see _lost_answer
             self._active[workflow_id] += 1
         try:
             await self._handle_message(message)
@@ -276,7 +274,7 @@ class Worker:
                 self._active[workflow_id] -= 1
                 if not self._active[workflow_id]:
                     del self._active[workflow_id]
-                    self._contended.discard(workflow_id)
+                    self._claim_nows.pop(workflow_id, None)
 
     async def _handle_message(self, message: dict[str, Any]) -> None:
         store = self._store
@@ -288,12 +286,13 @@ class Worker:
             await store.delete_message(receipt)
             return
         now = self.clock.now_ms()
+        self._claim_nows[workflow_id][now] += 1
         result = await store.claim(
             workflow_id, owner=self.id, now=now, lease_ms=self._lease_ms, names=self._names
         )
         if (
             isinstance(result, Refused)
-            and workflow_id not in self._contended
+            and self._claim_nows[workflow_id][now] == 1
             and _lost_answer(result.old, self.id, now, self._lease_ms)
         ):
             # This very claim was applied but its answer was lost, and the SDK's retry
@@ -540,8 +539,8 @@ class Worker:
 def _lost_answer(old: Run | None, worker_id: str, now: int, lease_ms: int) -> TypeGuard[Run]:
     """The refused claim's stored run carries exactly what this claim request wrote:
     owner, updated_at = now, lease_until = now + lease. The caller also makes sure no
-    other task of this worker claimed the run meanwhile (`_contended`): two copies of
-    one message in a batch may claim in the same millisecond."""
+    other task of this worker claimed the run with the same `now` (`_claim_nows`): two
+    copies of one message in a batch may claim in the same millisecond."""
     return (
         old is not None
         and old.status == Status.RUNNING

@@ -659,6 +659,14 @@ def check(o: Outcome) -> Report:
                     f"{pk} {w.get('sk')}: {w.get('op')} applied after the run ended"
                 )
 
+    # How long runs took, start write to terminal write (the slowest show the backstops).
+    spans: dict[str, list[int]] = defaultdict(list)
+    for w in writes:
+        if w.get("pk", "").startswith("WF#") and _is_run_key(w) and w.get("t1"):
+            spans[w["pk"]].append(w["t1"])
+    slowest = sorted(((max(t) - min(t), pk[3:]) for pk, t in spans.items()), reverse=True)[:3]
+    facts["slowest runs (s, start to last write)"] = [f"{d / 1000:.0f} {rid}" for d, rid in slowest]
+
     # 8. execution counts
     counts: Counter[int] = Counter()
     extra_runs = 0

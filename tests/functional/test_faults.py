@@ -23,7 +23,7 @@ from orchestrator.local.aws import MotoServer
 from orchestrator.local.worker_thread import BackgroundWorker
 from orchestrator.model import Status
 from tests.conftest import executions
-from tests.helpers import wait_status
+from tests.helpers import wait_for, wait_status
 from tests.workflows import ALL
 
 TABLE = "faults-probe"
@@ -220,7 +220,7 @@ def _settings(aws: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("kind", ["throttle", "5xx", "conn"])
 def test_attempt_scope_faults_are_retried_by_the_sdk_standard_mode(
-    aws: dict[str, Any], kind: str
+    aws: dict[str, Any], kind: str, no_backoff: None
 ) -> None:
     c = boto3.client("dynamodb", config=CLIENT_CONFIG, **aws["kw"])
     faults.install(c, f"scope=attempt,{kind}=0.5,seed=3")
@@ -231,7 +231,9 @@ def test_attempt_scope_faults_are_retried_by_the_sdk_standard_mode(
     assert faults.stats()[f"attempt.{kind}"] == retried > 0  # each injected attempt retried
 
 
-async def test_attempt_scope_faults_are_retried_on_aioboto3_too(aws: dict[str, Any]) -> None:
+async def test_attempt_scope_faults_are_retried_on_aioboto3_too(
+    aws: dict[str, Any], no_backoff: None
+) -> None:
     session = aioboto3.Session()
     faults.install(session, "attempt.throttle=0.5,attempt.5xx=0.2,seed=5")
     async with session.client("dynamodb", config=AioConfig(retries=RETRIES), **aws["kw"]) as c:
@@ -328,6 +330,32 @@ def test_a_claim_whose_answer_was_lost_is_run_by_its_claimer(
         done = wait_status(stack, run.id, "completed", timeout=4)
     assert faults.stats() == {"lost_retry": 1}
     assert done.epoch == 1  # one claim: its own
+    assert sorted(executions(exec_log)) == [f"{run.id}:s0", f"{run.id}:s1"]
+
+
+def test_a_lost_claim_answer_is_run_even_if_a_copy_of_the_message_arrives_meanwhile(
+    stack: Any, exec_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the campaign (seed 2): while the SDK waited to re-send a claim whose
+    answer was lost, a duplicate of the message reached the same worker. The
+    first fix then refused to recognize the claim as its own (another task had
+    touched the run) and the run sat unowned for five minutes. A claim is now
+    recognized by its own `now`, which no other task of the worker used."""
+    rule = {
+        "kind": "lost_retry",
+        "op": "dynamodb.UpdateItem",
+        "match": "#ep = #ep + :one",
+        "retry_after_ms": 1500,
+    }
+    monkeypatch.setenv(faults.ENV_FAULTS, json.dumps({"rules": [rule]}))
+    run, _ = stack.service.start("count", {"steps": 2})
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        # Applied; the answer is dropped and the SDK waits 1.5 s before re-sending.
+        wait_for(lambda: stack.store.get(run.id).status == Status.RUNNING, timeout=5)
+        stack.dispatcher.send(run.id, "duplicate")  # a copy, claimed and refused meanwhile
+        done = wait_status(stack, run.id, "completed", timeout=6)
+    assert faults.stats() == {"lost_retry": 1}
+    assert done.epoch == 1
     assert sorted(executions(exec_log)) == [f"{run.id}:s0", f"{run.id}:s1"]
 
 
