@@ -60,6 +60,12 @@ def to_event(method: str, raw_path: str, headers: dict[str, str], body: bytes) -
     }
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) resets connections when many clients call
+    # at once (tests, benchmarks, bursts of starts); API Gateway would queue them.
+    request_queue_size = 128
+
+
 class ApiServer:
     def __init__(self, app: APIGatewayHttpResolver, host: str = "127.0.0.1", port: int = 0) -> None:
         resolver = app
@@ -91,7 +97,7 @@ class ApiServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server = _Server((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="api")
 
