@@ -47,7 +47,8 @@ patterns with ``|``), ``log`` (a file that gets one JSON line per injected
 fault), ``journal`` (a file that gets one JSON line per DynamoDB write that
 was applied, or refused by its condition (``"refused"``): key, the epoch it
 was conditioned on or returned, and the times before the send and after the
-answer, for the chaos checks), and ``rules``
+answer, for the chaos checks; and one per SQS send, receive, delete and
+visibility change, with message ids and receipt tags), and ``rules``
 (JSON only): targeted faults, each ``{"kind", "op", "match", "after", "times"}``:
 inject ``kind`` (a failure kind or latency) into calls of ``op`` whose request
 body contains ``match``, skipping the first ``after`` matching calls, at most
@@ -69,6 +70,7 @@ import os
 import random
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -82,6 +84,12 @@ ATTEMPT_KINDS = ("throttle", "5xx", "conn")
 _WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"}
 _CTX = "orchestrator_faults"  # key in botocore's per-call request context
 _REFUSALS = {"ConditionalCheckFailedException", "TransactionCanceledException"}
+_SQS_OPS = {
+    "sqs.SendMessage",
+    "sqs.ReceiveMessage",
+    "sqs.DeleteMessage",
+    "sqs.ChangeMessageVisibility",
+}
 
 
 @dataclass
@@ -422,7 +430,9 @@ class _Hooks:
         if delay < 0:  # a lost_retry rule's retry delay, not a latency
             state["retry_after"], delay = -delay, 0.0
         context[_CTX] = state
-        if self.plan.journal and op.startswith("dynamodb.") and op.split(".")[1] in _WRITE_OPS:
+        if self.plan.journal and (
+            (op.startswith("dynamodb.") and op.split(".")[1] in _WRITE_OPS) or op in _SQS_OPS
+        ):
             state["journal"] = body
         if op == "sqs.ReceiveMessage":
             state["endpoint"] = _endpoint(str(params.get("url", "")))
@@ -576,7 +586,38 @@ def _attr(value: Any) -> Any:
     return None
 
 
+def _receipt(handle: Any) -> str | None:
+    """A short stable tag for a receipt handle (the handle itself is long)."""
+    return f"{zlib.crc32(str(handle).encode()):08x}" if handle else None
+
+
+def _sqs_entry(op: str, request: dict[str, Any], parsed: Any) -> dict[str, Any]:
+    """Message traffic, for following one run's messages through a campaign."""
+    entry: dict[str, Any] = {"op": op}
+    if op == "sqs.SendMessage":
+        entry.update(body=request.get("MessageBody"), delay=request.get("DelaySeconds"))
+        entry["message"] = (parsed or {}).get("MessageId")
+    elif op == "sqs.ReceiveMessage":
+        entry["visibility"] = request.get("VisibilityTimeout")
+        entry["messages"] = [
+            {
+                "id": m.get("MessageId"),
+                "body": m.get("Body"),
+                "receipt": _receipt(m.get("ReceiptHandle")),
+                "receives": (m.get("Attributes") or {}).get("ApproximateReceiveCount"),
+            }
+            for m in (parsed or {}).get("Messages") or []
+        ]
+    else:
+        entry["receipt"] = _receipt(request.get("ReceiptHandle"))
+        entry["visibility"] = request.get("VisibilityTimeout")
+    return entry
+
+
 def _journal_entry(op: str, request: dict[str, Any], parsed: Any) -> dict[str, Any]:
+    if op in _SQS_OPS:
+        return _sqs_entry(op, request, parsed)
+
     def one(req: dict[str, Any]) -> dict[str, Any]:
         key = req.get("Key") or req.get("Item") or {}
         values = req.get("ExpressionAttributeValues") or {}

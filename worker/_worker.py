@@ -347,8 +347,19 @@ class Worker:
             else:
                 await store.delete_message(receipt)  # the schedule or the sweeper wakes it
             return
-        # Held by a live owner (which keeps its own message in flight), or parked
-        # on a signal (the signal's delivery wakes it): this copy is a duplicate.
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        if old.status == Status.RUNNING and old.lease_until is not None and receives > 1:
+            # Delivered before: it may be the owner's own message, back because its
+            # visibility lapsed (the owner was paused between receive and claim, or
+            # could not extend it). Deleting it would leave the run without a message
+            # if the owner then died. Keep it until the lease would expire: a live
+            # owner refuses it again then, a dead one's run is claimed with it.
+            remaining = -(-(old.lease_until - now) // 1000)
+            await store.set_visibility(receipt, max(1, remaining) + 1)
+            return
+        # Held by a live owner (which keeps its own message in flight; a copy seen
+        # for the first time cannot be that message), or parked on a signal (the
+        # signal's delivery wakes it): this copy is a duplicate.
         await store.delete_message(receipt)
 
     # --- running ------------------------------------------------------------------------------

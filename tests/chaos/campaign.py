@@ -662,7 +662,7 @@ def check(o: Outcome) -> Report:
     # How long runs took, start write to terminal write (the slowest show the backstops).
     spans: dict[str, list[int]] = defaultdict(list)
     for w in writes:
-        if w.get("pk", "").startswith("WF#") and _is_run_key(w) and w.get("t1"):
+        if (w.get("pk") or "").startswith("WF#") and _is_run_key(w) and w.get("t1"):
             spans[w["pk"]].append(w["t1"])
     slowest = sorted(((max(t) - min(t), pk[3:]) for pk, t in spans.items()), reverse=True)[:3]
     facts["slowest runs (s, start to last write)"] = [f"{d / 1000:.0f} {rid}" for d, rid in slowest]

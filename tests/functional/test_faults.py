@@ -359,6 +359,38 @@ def test_a_lost_claim_answer_is_run_even_if_a_copy_of_the_message_arrives_meanwh
     assert sorted(executions(exec_log)) == [f"{run.id}:s0", f"{run.id}:s1"]
 
 
+def test_a_redelivered_message_of_a_live_owner_is_kept_until_its_lease_ends(
+    stack: Any, exec_log: Path
+) -> None:
+    """Found by the campaign (seed 4, doubled rates): an owner paused between its
+    receive and its claim claimed with a message whose visibility had lapsed;
+    another worker received that message meanwhile, was refused by the live
+    lease, and deleted it as a duplicate. The owner then died: no message, and
+    the run waited five minutes for the sweeper. A message delivered before is
+    now kept until the lease would expire."""
+    from orchestrator.store import requests as q
+
+    run, _ = stack.service.start("count", {"steps": 2})
+    url = stack.settings.queue_url
+    first = stack.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, VisibilityTimeout=0)
+    assert len(first["Messages"]) == 1  # the owner's receive; visible again at once (lapsed)
+    stack.ddb.update_item(  # the owner's claim, whose process then dies
+        **q.claim(
+            stack.settings.table,
+            run.id,
+            owner="owner-that-dies",
+            now=stack.clock.now_ms(),
+            lease_ms=3000,
+            names=["count"],
+        )
+    )
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        # Refused while the lease lives, kept, claimed once it has expired.
+        done = wait_status(stack, run.id, "completed", timeout=15)
+    assert done.epoch == 2
+    assert sorted(executions(exec_log)) == [f"{run.id}:s0", f"{run.id}:s1"]
+
+
 async def test_an_owner_whose_lease_runs_out_while_a_step_write_waits_sends_nothing(
     stack: Any,
 ) -> None:
