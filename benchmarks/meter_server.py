@@ -154,6 +154,8 @@ def _purpose(
     if not pk.startswith("WF#"):  # not a run's partition: name it by its partition
         if pk == "WORKERS":
             return "worker registry" + refused
+        if pk == "SWEEPER":
+            return "sweeper mark" + refused
         return f"{op} {pk.split('#', 1)[0]}" + refused
     kind = "run" if sk == "RUN" else sk.split("#", 1)[0].lower() if sk else "item"
     if op == "PutItem":
@@ -192,6 +194,8 @@ def _purpose(
         return f"park ({a_st})"
     if v(before, "signal_seq") != v(after, "signal_seq"):
         return "signal the run" + (" (wake)" if a_st != b_st else "")
+    if v(before, "due_at") is None and v(after, "due_at") is not None and b_st == a_st:
+        return "promote into by_due (sweeper)"
     if v(before, "dispatches") != v(after, "dispatches"):
         return "rearm (sweeper)"
     if v(after, "lease_until") == "0":

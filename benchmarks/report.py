@@ -58,6 +58,7 @@ def summarize(r: PhaseResult) -> dict[str, Any]:
     index_writes: dict[str, int] = defaultdict(int)
     purposes: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     by_role_ddb: dict[str, int] = defaultdict(int)
+    sweeper_reads = 0  # the sweeper's walk and index reads: per run, not on a step's path
     emulator_s: dict[str, float] = defaultdict(float)
     for who, ops in r.meter.get("ops", {}).items():
         for op, st in ops.items():
@@ -67,6 +68,8 @@ def summarize(r: PhaseResult) -> dict[str, Any]:
                 writes += st["requests"]
             elif op in READ_OPS:
                 reads += st["requests"]
+                if who == "sweeper":
+                    sweeper_reads += st["requests"]
             wru_table += st["wru_table"]
             wru_index += st["wru_index"]
             rru += st["rru"]
@@ -75,7 +78,9 @@ def summarize(r: PhaseResult) -> dict[str, Any]:
             for p, n in st["purposes"].items():
                 purposes[p]["count"] += n
     load_history = purposes.get("load history", {}).get("count", 0)
-    reads_after_claim = reads - load_history
+    # Reads on a run's own path after its claim: the history load is the claim's,
+    # and the sweeper's reads are once per run (its walk), not per step.
+    reads_after_claim = reads - load_history - sweeper_reads
 
     # --- every call, from the hooks ---
     sent_by_service: dict[str, int] = defaultdict(int)

@@ -7,8 +7,7 @@ cannot narrow further, and each carries the reason that `infra.nag` records as
 its cdk-nag acknowledgment:
 
 - `schedule/<group>/*`: schedule names are made at run time from workflow ids, so
-  the group is the narrowest scope;
-- `*` for `scheduler:ListSchedules`, which supports no resource-level permissions.
+  the group is the narrowest scope.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ WORKER_ITEM_ACTIONS = (
     "dynamodb:ConditionCheckItem",
 )
 API_ITEM_ACTIONS = (*WORKER_ITEM_ACTIONS, "dynamodb:BatchGetItem")
-SWEEPER_ITEM_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+SWEEPER_ITEM_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
 QUERY_ACTIONS = ("dynamodb:Query",)
 WORKER_QUEUE_ACTIONS = (
     "sqs:ReceiveMessage",
@@ -44,16 +43,11 @@ WORKER_SCHEDULE_ACTIONS = (
     "scheduler:GetSchedule",
 )
 API_SCHEDULE_ACTIONS = ("scheduler:DeleteSchedule",)
-SWEEPER_SCHEDULE_ACTIONS = ("scheduler:GetSchedule", "scheduler:DeleteSchedule")
-LIST_SCHEDULES_ACTIONS = ("scheduler:ListSchedules",)
+SWEEPER_SCHEDULE_ACTIONS = ("scheduler:DeleteSchedule",)
 
 SCHEDULES_REASON = (
     "Schedule names are derived at run time from workflow ids; access is scoped to "
     "the orchestrator's own schedule group (schedule/<group>/*)."
-)
-LIST_SCHEDULES_REASON = (
-    "scheduler:ListSchedules supports no resource-level permissions (IAM requires "
-    "Resource '*'); the statement grants that single read-only action."
 )
 
 
@@ -109,13 +103,13 @@ def api_grants(res: Resources) -> list[Grant]:
 
 
 def sweeper_grants(res: Resources) -> list[Grant]:
-    """The sweeper finds due runs by index, re-enqueues them, drains the DLQ and
-    removes schedules left behind by finished runs."""
+    """The sweeper walks new runs and finds due ones by index, re-enqueues them,
+    fails unheld runs past their deadline (deleting their schedule) and drains
+    the DLQ."""
     return [
         Grant(_allow(SWEEPER_ITEM_ACTIONS, [res.table_arn])),
         Grant(_allow(QUERY_ACTIONS, [res.table_arn, *res.index_arns])),
         Grant(_allow(SEND_ACTIONS, [res.queue_arn])),
         Grant(_allow(SWEEPER_DLQ_ACTIONS, [res.dlq_arn])),
         Grant(_allow(SWEEPER_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
-        Grant(_allow(LIST_SCHEDULES_ACTIONS, ["*"]), LIST_SCHEDULES_REASON),
     ]

@@ -52,6 +52,13 @@ TRANSITIONS: dict[str, dict[Status, Status]] = {
         Status.WAITING: Status.CANCELLED,
         Status.RUNNING: Status.CANCELLED,
     },
+    # expire: the sweeper fails a run no worker holds once its execution deadline
+    # has passed (a running run's owner enforces the deadline itself)
+    "expire": {
+        Status.PENDING: Status.FAILED,
+        Status.SLEEPING: Status.FAILED,
+        Status.WAITING: Status.FAILED,
+    },
 }
 
 

@@ -70,10 +70,13 @@ BY_CREATED = IndexSpec(
 )
 LIST_SHARDS = 4
 
-# The sweeper's index: sparse, holds only non-terminal runs. "due_at" (epoch ms) is
-# the time after which the sweeper must look at the run: dispatch grace for pending
-# runs, wake time for sleepers, a re-check time for running ones. It is removed
-# when the run ends, and heartbeats never touch it.
+# The sweeper's index: sparse. "due_at" (epoch ms) is the time after which the
+# sweeper must look at the run: wake time + grace for sleepers and timed waits,
+# a re-check time for running runs, a re-send time for pending ones. A run enters
+# it when it parks, when a signal wakes it, when its owner releases it, or when
+# the sweeper's walk of `by_created` finds it unfinished after the grace period;
+# it leaves when the run ends. A run that starts and finishes within the grace
+# never enters it: no index write on the happy path. Heartbeats never touch it.
 BY_DUE = IndexSpec(
     name="by_due",
     partition_key="due_pk",
@@ -98,3 +101,13 @@ def list_pk(shard: int) -> str:
 
 def due_pk(shard: int) -> str:
     return f"DUE#{shard}"
+
+
+# The sweeper's progress through `by_created`: one item per list shard, under
+# this partition key, holding the sort key of the last run the walk has settled.
+SWEEPER_PK = "SWEEPER"
+SWEEP_MARK_ATTRIBUTE = "mark"
+
+
+def sweep_mark_sk(shard: int) -> str:
+    return f"CREATED#{shard}"

@@ -1,16 +1,27 @@
 """The sweeper: the backstop that gives every non-terminal run a way forward.
 
-It reads only the sparse `by_due` index (never a table scan) for runs whose
-due time has passed: pending runs whose start message was lost or that no
-worker has taken, running runs whose owner died and whose message is gone,
-sleepers and timed waits whose timer never fired, and runs a signal woke
-whose dispatch was lost. For each it moves `due_at` forward (a conditional
-write on what it read) and then sends the run to the queue.
+It never scans the table. Two index reads find the runs that may need it:
 
-It never changes a run's status through this path: recovery goes through the
-normal claim, which decides. A duplicate message is harmless, so two sweepers
-running at once are safe; the conditional re-arm makes the second one skip
-most runs.
+- The walk of `by_created`: every run is looked at once, when it is older than
+  the grace period (`sweep_grace_ms`), in creation order from a stored mark.
+  A run still pending or running then (a lost start message, a slow or dead
+  owner) is put into `by_due` (`promote`), and a pending one is sent. A run
+  that finished within the grace costs one eventually consistent read here
+  and no index write anywhere: that is why new runs start outside `by_due`.
+- The sparse `by_due` index, for runs whose due time has passed: pending runs
+  whose message was lost or that no worker has taken, running runs whose
+  owner died and whose message is gone, sleepers and timed waits whose timer
+  never fired, and runs a signal woke whose dispatch was lost. For each it
+  moves `due_at` forward (a conditional write on what it read) and then sends
+  the run to the queue.
+
+It never changes a run's status through these paths: recovery goes through
+the normal claim, which decides. The one exception is a run that no worker
+holds (pending, sleeping, waiting) past its execution deadline: the due pass
+fails it with ExecutionTimeoutError, in one write conditioned on what it read,
+since for a name no worker serves no claim would ever come. A duplicate
+message is harmless, so two sweepers running at once are safe; the
+conditional re-arm makes the second one skip most runs.
 
 It also drains the dead-letter queue (`drain_dead_letters`): a message lands
 there after `MAX_RECEIVE_COUNT` deliveries that never finished, which for a
@@ -32,11 +43,15 @@ from .errors import NotFoundError
 from .model import Run, Status
 from .settings import Settings
 from .store import Store
+from .store.codec import list_sk
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_MS = 15 * 60 * 1000
 RUNNING_RECHECK_MS = 5 * 60 * 1000
+
+WALK_PAGE = 100  # runs per by_created page (one Query, one BatchGetItem)
+WALK_PAGES = 50  # pages per list shard per sweep: 4 x 50 x 100 = 20,000 runs a sweep
 
 
 DLQ_BATCHES = 5  # at most this many receives of 10 from the dead-letter queue per sweep
@@ -48,6 +63,9 @@ class SweepReport:
     examined: int = 0
     sent: list[str] = field(default_factory=list)
     rearmed: int = 0
+    walked: int = 0  # runs the by_created walk looked at
+    promoted: list[str] = field(default_factory=list)  # runs the walk put into by_due
+    timed_out: list[str] = field(default_factory=list)  # unheld runs failed at their deadline
     dead_letters: int = 0  # DLQ messages settled (deleted)
     poisoned: list[str] = field(default_factory=list)  # runs failed as poison messages
 
@@ -65,9 +83,24 @@ def next_due(run: Run, now: int, settings: Settings) -> tuple[int, bool]:
             return run.wake_at + grace, False
         return now + max(grace, 60_000), True
     # pending: re-send with exponential backoff, so a run of a name that no
-    # worker serves yet is offered again and again but ever more rarely.
+    # worker serves yet is offered again and again but ever more rarely, and
+    # looked at again by its execution deadline at the latest (the sweeper then
+    # fails it: `past_deadline`).
     backoff = min(grace * (2 ** min(run.dispatches, 16)), MAX_BACKOFF_MS)
-    return now + backoff, True
+    due = now + backoff
+    if run.deadline_at is not None and now < run.deadline_at < due:
+        due = run.deadline_at
+    return due, True
+
+
+def past_deadline(run: Run, now: int) -> bool:
+    """A run no worker holds whose execution deadline has passed: the sweeper
+    fails it (a worker would, at its next claim, but there may be none)."""
+    return (
+        run.status in (Status.PENDING, Status.SLEEPING, Status.WAITING)
+        and run.deadline_at is not None
+        and run.deadline_at <= now
+    )
 
 
 class Sweeper:
@@ -89,6 +122,10 @@ class Sweeper:
     def sweep_once(self) -> SweepReport:
         report = SweepReport()
         now = self._clock.now_ms()
+        try:
+            self.walk_new_runs(now, report)
+        except Exception:
+            log.exception("walking new runs failed; the next sweep goes on from the mark")
         for shard in range(r.DUE_SHARDS):
             for workflow_id in self._store.due(shard, now=now):
                 report.examined += 1
@@ -105,6 +142,72 @@ class Sweeper:
             log.exception("draining the dead-letter queue failed; the next sweep retries")
         return report
 
+    # --- the walk of by_created ------------------------------------------------------------
+    def walk_new_runs(self, now: int, report: SweepReport | None = None) -> SweepReport:
+        """Settle every run created since the stored mark and before now - grace.
+
+        Per list shard, oldest first, a page at a time: one Query of
+        `by_created`, one BatchGetItem of the runs, then `_settle_new` for each.
+        The mark moves past a run only once it is settled, so a crash or an
+        error resumes at the first unsettled run. Two sweepers at once settle
+        some runs twice, which is harmless: every write is conditional.
+        """
+        report = report if report is not None else SweepReport()
+        upto = list_sk(now - self._settings.sweep_grace_ms, "~")  # "~" sorts after any id
+        marks = self._store.sweep_marks()
+        for shard in range(r.LIST_SHARDS):
+            mark = marks.get(shard, "")
+            for _ in range(WALK_PAGES):
+                if mark >= upto:
+                    break
+                rows = self._store.created_after(shard, after=mark, upto=upto, limit=WALK_PAGE)
+                if not rows:
+                    break
+                runs = self._store.runs([wid for _, wid in rows])
+                settled = mark
+                for sort_key, wid in rows:
+                    run = runs.get(wid)  # None: deleted since (retention)
+                    try:
+                        if run is not None:
+                            self._settle_new(run, now, report)
+                    except Exception:
+                        log.exception("settling new run %s failed; the next sweep retries", wid)
+                        break
+                    report.walked += 1
+                    settled = sort_key
+                if settled != mark:
+                    self._store.advance_sweep_mark(shard, settled)
+                if settled != rows[-1][0] or len(rows) < WALK_PAGE:
+                    break  # an error stopped this page, or the shard is done
+                mark = settled
+        return report
+
+    def _settle_new(self, run: Run, now: int, report: SweepReport) -> None:
+        """Put a run that is unfinished after the grace into `by_due`, and send it
+        if it is pending. The read may be stale (eventually consistent): when the
+        conditional write fails, decide again on a strongly consistent read."""
+        for _ in range(3):
+            if run.status.terminal or run.due_at is not None:
+                return  # finished, or `by_due` has it already (parked, woken, released)
+            if run.status == Status.WAITING and run.wake_at is None:
+                return  # waits for a signal without a timeout: the signal's write moves it
+            due_at, send = next_due(run, now, self._settings)
+            if self._store.promote(run, due_at=due_at, dispatch=send):
+                report.promoted.append(run.id)
+                if send:
+                    try:
+                        self._dispatcher.send(run.id, "sweep")
+                        report.sent.append(run.id)
+                    except Exception:
+                        # It is in by_due now, due again after the backoff.
+                        log.exception("sweeper send failed for %s; by_due retries", run.id)
+                return
+            try:
+                run = self._store.get(run.id)
+            except NotFoundError:
+                return
+        raise RuntimeError(f"run {run.id} kept changing while the sweeper settled it")
+
     def _sweep_run(self, workflow_id: str, now: int, report: SweepReport) -> None:
         try:
             run = self._store.get(workflow_id)
@@ -112,6 +215,17 @@ class Sweeper:
             return
         if run.status.terminal or run.due_at is None or run.due_at > now:
             return  # moved since the index was read
+        if past_deadline(run, now):
+            if self._store.fail_timed_out(run, now=now):
+                report.timed_out.append(workflow_id)
+                log.warning("run %s failed: execution timeout passed unheld", workflow_id)
+                if run.timer:
+                    try:
+                        self._dispatcher.delete_schedule(run.timer)
+                    except Exception:
+                        # It fires once later; the worker drops a finished run's message.
+                        log.exception("could not delete schedule %s", run.timer)
+            return  # else it moved: whoever moved it owns the way forward
         due_at, send = next_due(run, now, self._settings)
         if not self._store.rearm(run, due_at=due_at):
             return  # it moved: whoever moved it owns the way forward
@@ -210,12 +324,15 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     sweeper = Sweeper(
         Store(client("dynamodb", settings), settings.table, SYSTEM_CLOCK),
-        Dispatcher(client("sqs", settings), settings),
+        Dispatcher(client("sqs", settings), settings, client("scheduler", settings)),
         SYSTEM_CLOCK,
         settings,
     )
     report = sweeper.sweep_once()
     result = {"examined": report.examined, "sent": len(report.sent), "rearmed": report.rearmed}
+    result.update(
+        walked=report.walked, promoted=len(report.promoted), timed_out=len(report.timed_out)
+    )
     result.update(dead_letters=report.dead_letters, poisoned=len(report.poisoned))
     Logger(service="orchestrator-sweeper").info(
         "sweep", extra={**result, "workflow_ids": report.sent[:50]}
@@ -223,5 +340,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics = Metrics(namespace="Orchestrator", service="orchestrator-sweeper")
     metrics.add_metric(name="RunsExamined", unit=MetricUnit.Count, value=report.examined)
     metrics.add_metric(name="RunsRedispatched", unit=MetricUnit.Count, value=len(report.sent))
+    metrics.add_metric(name="RunsWalked", unit=MetricUnit.Count, value=report.walked)
+    metrics.add_metric(name="RunsPromoted", unit=MetricUnit.Count, value=len(report.promoted))
     metrics.flush_metrics()
     return result

@@ -172,8 +172,10 @@ class AsyncStore:
         )
         return await self._owner_write(req) is None
 
-    async def release(self, workflow_id: str, *, epoch: int) -> bool:
-        return await self._owner_write(q.release(self._table, workflow_id, epoch=epoch)) is None
+    async def release(self, workflow_id: str, *, epoch: int, now: int) -> bool:
+        due = now + self.settings.sweep_grace_ms
+        req = q.release(self._table, workflow_id, epoch=epoch, due_at=due)
+        return await self._owner_write(req) is None
 
     # --- history --------------------------------------------------------------------------
     async def history(self, workflow_id: str) -> dict[int, StepRecord]:

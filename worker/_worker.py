@@ -400,7 +400,7 @@ class Worker:
                 return
             if self._stopping and not state.closing:
                 with contextlib.suppress(Exception):
-                    if await store.release(run.id, epoch=state.epoch):
+                    if await store.release(run.id, epoch=state.epoch, now=self.clock.now_ms()):
                         await store.set_visibility(receipt, 0)  # another worker takes it now
                         self.stats["released"] += 1
                         log.info("run %s: released at shutdown", run.id)

@@ -71,7 +71,7 @@ class Service:
             # Kept only if well formed: it parents the worker's spans (tracing is optional).
             traceparent=traceparent if traceparent and TRACEPARENT_RE.match(traceparent) else None,
         )
-        stored, created = self.store.create(run, due_at=now + self.settings.sweep_grace_ms)
+        stored, created = self.store.create(run)
         if stored.status == Status.PENDING:
             # A repeated start of a pending run sends again: harmless (the claim
             # decides) and it repairs a start whose first send was lost.
@@ -82,8 +82,9 @@ class Service:
         try:
             self.dispatcher.send(workflow_id, reason)
         except Exception:
-            # The write is durable and the run is in the sweeper's index with a
-            # due time: the sweeper sends it. The caller's request succeeded.
+            # The write is durable: the sweeper's walk of `by_created` finds the
+            # run still pending after the grace period and sends it. The caller's
+            # request succeeded.
             log.exception("send failed for %s; the sweeper will dispatch it", workflow_id)
 
     def workers(self, include_stopped: bool = False) -> list[tuple[WorkerInfo, bool]]:
@@ -129,9 +130,18 @@ class Service:
     def signal(self, workflow_id: str, name: str, payload: Any) -> tuple[Signal, bool]:
         _check_id(workflow_id)
         text = encode_json(payload, what="signal payload", limit=MAX_SIGNAL_PAYLOAD_BYTES)
-        sig, woke = self.store.send_signal(workflow_id, name, text)
+        sig, woke, timer = self.store.send_signal(
+            workflow_id, name, text, grace_ms=self.settings.sweep_grace_ms
+        )
         if woke:
             self._send(workflow_id, "signal")
+        if timer:
+            # The wait's timeout schedule is moot now. Left alone it would fire
+            # once later (one Scheduler invocation and a message a worker drops).
+            try:
+                self.dispatcher.delete_schedule(timer)
+            except Exception:
+                log.exception("could not delete schedule %s", timer)
         return sig, woke
 
 

@@ -130,7 +130,9 @@ def run_from_item(item: dict[str, Any]) -> Run:
     )
 
 
-def new_run_item(run: Run, *, due_at: int) -> dict[str, Any]:
+def new_run_item(run: Run) -> dict[str, Any]:
+    # No due_pk/due_at: a new run is outside the sweeper's `by_due` index until it
+    # parks or the sweeper's walk of `by_created` finds it unfinished.
     return to_item(
         {
             r.PK: run_pk(run.id),
@@ -147,8 +149,6 @@ def new_run_item(run: Run, *, due_at: int) -> dict[str, Any]:
             "traceparent": run.traceparent,
             r.BY_CREATED.partition_key: r.list_pk(shard(run.id, r.LIST_SHARDS)),
             r.BY_CREATED.sort_key: list_sk(run.created_at, run.id),
-            r.BY_DUE.partition_key: r.due_pk(shard(run.id, r.DUE_SHARDS)),
-            r.BY_DUE.sort_key: due_at,
         }
     )
 

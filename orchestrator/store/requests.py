@@ -14,7 +14,17 @@ from typing import Any
 
 from .. import resources as r
 from ..model import ErrorInfo, Signal, Status, StepRecord
-from .codec import run_key, run_pk, signal_item, signal_sk, step_item, step_sk, to_attr, to_item
+from .codec import (
+    run_key,
+    run_pk,
+    shard,
+    signal_item,
+    signal_sk,
+    step_item,
+    step_sk,
+    to_attr,
+    to_item,
+)
 
 # Attribute names go through placeholders: several are DynamoDB reserved words.
 _NAMES = {
@@ -40,7 +50,20 @@ _NAMES = {
     "#cr": "cancel_requested",
     "#tm": "timer",
     "#att": "attempts",
+    "#dl": "deadline_at",
 }
+
+
+def _due(workflow_id: str, due_at: int, values: dict[str, Any]) -> str:
+    """The SET clause that puts a run in the sweeper's index (or moves it there).
+
+    Both keys are set every time: a run starts outside `by_due` (no due_pk), so
+    whichever write puts it in first must write the partition key too. Writing
+    the same due_pk again is not an index change.
+    """
+    values[":dpk"] = r.due_pk(shard(workflow_id, r.DUE_SHARDS))
+    values[":due"] = due_at
+    return "#dp = :dpk, #da = :due"
 
 
 def _names(*expressions: str) -> dict[str, str]:
@@ -158,16 +181,16 @@ def park_sleep(
     values: dict[str, Any] = {
         ":sleeping": Status.SLEEPING.value,
         ":wake": wake_at,
-        ":due": due_at,
         ":now": now,
         ":epoch": epoch,
         ":running": Status.RUNNING.value,
     }
     set_tm, remove_tm = _timer_clause(timer, values)
+    due = _due(workflow_id, due_at, values)
     return _update(
         table,
         run_key(workflow_id),
-        f"SET #st = :sleeping, #wa = :wake, #da = :due, #ua = :now{set_tm} REMOVE #ow, #lu{remove_tm}",
+        f"SET #st = :sleeping, #wa = :wake, {due}, #ua = :now{set_tm} REMOVE #ow, #lu{remove_tm}",
         "#ep = :epoch AND #st = :running AND attribute_not_exists(#cr)",
         values,
     )
@@ -200,15 +223,16 @@ def park_wait(
     }
     set_tm, remove_tm = _timer_clause(timer, values)
     if deadline is not None:
+        assert due_at is not None
+        due = _due(workflow_id, due_at, values)
         update = (
-            f"SET #st = :waiting, #ws = :sig, #ua = :now, #wa = :wake, #da = :due{set_tm} "
+            f"SET #st = :waiting, #ws = :sig, #ua = :now, #wa = :wake, {due}{set_tm} "
             f"REMOVE #ow, #lu{remove_tm}"
         )
         values[":wake"] = deadline
-        values[":due"] = due_at
     else:
-        # No timeout: the only way forward is a signal, whose delivery sets due_at
-        # again; until then the run is out of the sweeper's index.
+        # No timeout: the only way forward is a signal, whose delivery puts the
+        # run in the sweeper's index; until then it is out of it.
         update = (
             f"SET #st = :waiting, #ws = :sig, #ua = :now{set_tm} REMOVE #ow, #lu, #da{remove_tm}"
         )
@@ -251,15 +275,20 @@ def finish(
     return _update(table, run_key(workflow_id), update, "#ep = :epoch AND #st = :running", values)
 
 
-def release(table: str, workflow_id: str, *, epoch: int) -> dict[str, Any]:
+def release(table: str, workflow_id: str, *, epoch: int, due_at: int) -> dict[str, Any]:
     # A draining worker hands the run back: the lease expires now, so the next
     # claim succeeds at once. Conditioned on the epoch like every owner write.
+    # The run enters the sweeper's index if it is not there yet (a run past the
+    # sweeper's walk would otherwise depend on the message alone).
+    values: dict[str, Any] = {":zero": 0, ":epoch": epoch, ":running": Status.RUNNING.value}
+    values[":dpk"] = r.due_pk(shard(workflow_id, r.DUE_SHARDS))
+    values[":due"] = due_at
     return _update(
         table,
         run_key(workflow_id),
-        "SET #lu = :zero REMOVE #ow",
+        "SET #lu = :zero, #dp = :dpk, #da = if_not_exists(#da, :due) REMOVE #ow",
         "#ep = :epoch AND #st = :running",
-        {":zero": 0, ":epoch": epoch, ":running": Status.RUNNING.value},
+        values,
     )
 
 
@@ -398,9 +427,9 @@ def send_signal(
     }
     update = "SET " + ", ".join(sets)
     if wake:
-        update = "SET #ss = :seq, #ua = :now, #st = :pending, #da = :due REMOVE #ws, #wa"
+        due = _due(workflow_id, due_at, values)
+        update = f"SET #ss = :seq, #ua = :now, #st = :pending, {due} REMOVE #ws, #wa, #tm"
         values[":pending"] = Status.PENDING.value
-        values[":due"] = due_at
     condition = "#ss = :prev AND #st = :seen AND #ep = :epoch"
     return {
         "TransactItems": [
@@ -442,6 +471,42 @@ def rearm(
     )
 
 
+def promote(
+    table: str, workflow_id: str, *, epoch: int, status: Status, due_at: int, dispatch: bool
+) -> dict[str, Any]:
+    # The sweeper's walk of `by_created` puts a run that is still unfinished after
+    # the grace period into `by_due` (a lost start, a slow run). Conditioned on
+    # what it read (epoch, status) and on the run being outside the index: if it
+    # moved meanwhile, or parked (which puts it in the index), or a second sweeper
+    # got there first, this write fails and the sweeper decides again on a
+    # strongly consistent read.
+    values: dict[str, Any] = {":epoch": epoch, ":status": status.value}
+    update = "SET " + _due(workflow_id, due_at, values)
+    if dispatch:
+        update += " ADD #dc :one"
+        values[":one"] = 1
+    return _update(
+        table,
+        run_key(workflow_id),
+        update,
+        "#ep = :epoch AND #st = :status AND attribute_not_exists(#da)",
+        values,
+    )
+
+
+def advance_sweep_mark(table: str, shard_no: int, *, mark: str, now: int) -> dict[str, Any]:
+    # The walk's progress only moves forward: two sweepers at once cannot move it
+    # back past runs the other has not settled yet.
+    return {
+        "TableName": table,
+        "Key": to_item({r.PK: r.SWEEPER_PK, r.SK: r.sweep_mark_sk(shard_no)}),
+        "UpdateExpression": "SET #mk = :mark, #ua = :now",
+        "ConditionExpression": "attribute_not_exists(#mk) OR #mk < :mark",
+        "ExpressionAttributeNames": {"#mk": r.SWEEP_MARK_ATTRIBUTE, "#ua": "updated_at"},
+        "ExpressionAttributeValues": {":mark": to_attr(mark), ":now": to_attr(now)},
+    }
+
+
 def fail_poisoned(
     table: str, workflow_id: str, *, epoch: int, now: int, error: ErrorInfo
 ) -> dict[str, Any]:
@@ -463,6 +528,29 @@ def fail_poisoned(
             ":now": now,
             ":epoch": epoch,
             ":running": Status.RUNNING.value,
+        },
+    )
+
+
+def fail_timed_out(
+    table: str, workflow_id: str, *, epoch: int, seen: Status, now: int, error: ErrorInfo
+) -> dict[str, Any]:
+    # The sweeper fails a run that no worker holds (pending, sleeping, waiting)
+    # once its execution deadline has passed: a run of a name no worker serves
+    # would otherwise stay pending forever. Conditioned on the status and epoch
+    # as read and on the deadline: a claim since the read owns the run (and the
+    # claim enforces the deadline itself).
+    return _update(
+        table,
+        run_key(workflow_id),
+        "SET #st = :failed, #err = :err, #ua = :now REMOVE #ow, #lu, #dp, #da, #wa, #ws, #tm",
+        "#st = :seen AND #ep = :epoch AND #dl <= :now",
+        {
+            ":failed": Status.FAILED.value,
+            ":err": error.as_dict(),
+            ":now": now,
+            ":seen": seen.value,
+            ":epoch": epoch,
         },
     )
 

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from .. import resources as r
 from ..clock import Clock
-from ..errors import BadInputError, ConflictError, NotFoundError
+from ..errors import BadInputError, ConflictError, ExecutionTimeoutError, NotFoundError
 from ..model import ErrorInfo, Run, Signal, Status, StepRecord
 from . import requests as q
 from .codec import (
@@ -75,11 +75,11 @@ class Store:
         return self._ddb
 
     # --- runs -------------------------------------------------------------------------
-    def create(self, run: Run, *, due_at: int) -> tuple[Run, bool]:
+    def create(self, run: Run) -> tuple[Run, bool]:
         """Store a new run. Returns (run, created). The same id with the same name
         and input returns the stored run (idempotent start); different → ConflictError."""
         try:
-            self._ddb.put_item(**q.put_new_run(self._table, new_run_item(run, due_at=due_at)))
+            self._ddb.put_item(**q.put_new_run(self._table, new_run_item(run)))
             return run, True
         except ClientError as e:
             if not conditional_failed(e):
@@ -215,10 +215,15 @@ class Store:
         return found
 
     # --- signals ------------------------------------------------------------------------
-    def send_signal(self, workflow_id: str, name: str, payload: str) -> tuple[Signal, bool]:
-        """Store a signal in the run's inbox. Returns (signal, woke): woke is True
-        when this signal flipped a run waiting for it to pending (the caller then
-        dispatches it)."""
+    def send_signal(
+        self, workflow_id: str, name: str, payload: str, *, grace_ms: int = 30_000
+    ) -> tuple[Signal, bool, str | None]:
+        """Store a signal in the run's inbox. Returns (signal, woke, timer): woke is
+        True when this signal flipped a run waiting for it to pending (the caller
+        then dispatches it), and timer names the schedule of the wait's timeout
+        that the woken run no longer needs (the caller deletes it). A woken run
+        enters the sweeper's index, due after `grace_ms`: if the caller's send is
+        lost, the sweeper sends it then."""
         for _ in range(20):
             run = self.get(workflow_id)
             if run.status.terminal:
@@ -239,10 +244,10 @@ class Store:
                         epoch=run.epoch,
                         now=now,
                         wake=wake,
-                        due_at=now + 1,
+                        due_at=now + grace_ms,
                     )
                 )
-                return sig, wake
+                return sig, wake, (run.timer if wake else None)
             except ClientError as e:
                 if e.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
@@ -295,6 +300,91 @@ class Store:
         )
         return [i[r.PK]["S"].removeprefix("WF#") for i in resp.get("Items", [])]
 
+    # --- the sweeper's walk of by_created --------------------------------------------
+    def sweep_marks(self) -> dict[int, str]:
+        """The walk's progress per list shard: the sort key of the last run settled."""
+        items = self._query_all(
+            {
+                "TableName": self._table,
+                "KeyConditionExpression": "#pk = :pk",
+                "ExpressionAttributeNames": {"#pk": r.PK},
+                "ExpressionAttributeValues": {":pk": to_attr(r.SWEEPER_PK)},
+                "ConsistentRead": True,
+            }
+        )
+        marks: dict[int, str] = {}
+        for item in items:
+            sk = item[r.SK]["S"]
+            mark = item.get(r.SWEEP_MARK_ATTRIBUTE, {}).get("S")
+            if sk.startswith("CREATED#") and mark:
+                marks[int(sk.removeprefix("CREATED#"))] = mark
+        return marks
+
+    def created_after(
+        self, shard: int, *, after: str, upto: str, limit: int
+    ) -> list[tuple[str, str]]:
+        """(sort key, id) of runs in one `by_created` shard with after < key <= upto,
+        oldest first."""
+        resp = self._ddb.query(
+            TableName=self._table,
+            IndexName=r.BY_CREATED.name,
+            KeyConditionExpression="#lp = :lp AND #ls BETWEEN :lo AND :hi",
+            ExpressionAttributeNames={
+                "#lp": r.BY_CREATED.partition_key,
+                "#ls": r.BY_CREATED.sort_key,
+            },
+            ExpressionAttributeValues={
+                ":lp": to_attr(r.list_pk(shard)),
+                ":lo": to_attr(after or "0"),
+                ":hi": to_attr(upto),
+            },
+            ScanIndexForward=True,
+            Limit=limit + 1,  # the bound itself comes back when it is a run's key
+        )
+        rows = []
+        for item in resp.get("Items", []):
+            sk = item[r.BY_CREATED.sort_key]["S"]
+            if sk != after:
+                rows.append((sk, sk.split("#", 1)[1]))
+        return rows[:limit]
+
+    def runs(self, ids: list[str]) -> dict[str, Run]:
+        """Several runs by id in BatchGetItem calls (eventually consistent reads)."""
+        return self._batch_get(ids)
+
+    def promote(self, run: Run, *, due_at: int, dispatch: bool) -> bool:
+        """Put a run the walk found unfinished into `by_due`. False if it moved
+        since `run` was read, or is in the index already."""
+        try:
+            self._ddb.update_item(
+                **q.promote(
+                    self._table,
+                    run.id,
+                    epoch=run.epoch,
+                    status=run.status,
+                    due_at=due_at,
+                    dispatch=dispatch,
+                )
+            )
+            return True
+        except ClientError as e:
+            if conditional_failed(e):
+                return False
+            raise
+
+    def advance_sweep_mark(self, shard: int, mark: str) -> bool:
+        """Move the walk's progress in one shard forward; False if another sweeper
+        already moved it as far or further."""
+        try:
+            self._ddb.update_item(
+                **q.advance_sweep_mark(self._table, shard, mark=mark, now=self._clock.now_ms())
+            )
+            return True
+        except ClientError as e:
+            if conditional_failed(e):
+                return False
+            raise
+
     def fail_poisoned(self, run: Run, *, now: int, message: str) -> bool:
         """Fail a running run whose lease has expired, as read (`run`), with a
         PoisonMessageError. False if it moved since it was read."""
@@ -302,6 +392,26 @@ class Store:
         try:
             self._ddb.update_item(
                 **q.fail_poisoned(self._table, run.id, epoch=run.epoch, now=now, error=error)
+            )
+            return True
+        except ClientError as e:
+            if conditional_failed(e):
+                return False
+            raise
+
+    def fail_timed_out(self, run: Run, *, now: int) -> bool:
+        """Fail a run no worker holds, as read (`run`), whose execution deadline has
+        passed. False if it moved since it was read."""
+        error = ErrorInfo(
+            ExecutionTimeoutError.__name__,
+            f"the run's execution timeout passed (deadline {run.deadline_at} ms since the "
+            f"epoch) while it was {run.status.value} and no worker held it",
+        )
+        try:
+            self._ddb.update_item(
+                **q.fail_timed_out(
+                    self._table, run.id, epoch=run.epoch, seen=run.status, now=now, error=error
+                )
             )
             return True
         except ClientError as e:

@@ -55,6 +55,15 @@ def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     # One history load per claim, or none if the engine skips it on a first claim.
     history = purposes.pop("load history", 0)
     assert history in (0, W)
+    # The sweeper's walk of by_created (run once at the end, as if the grace had
+    # passed): its marks, one index Query per list shard, one BatchGetItem per
+    # shard that holds runs, and a mark write per such shard. Nothing promoted.
+    shards = purposes.pop("batch get")
+    assert 1 <= shards <= min(W, 4)
+    assert purposes.pop("query SWEEPER") == 1
+    assert purposes.pop("query index by_created") == 4
+    assert purposes.pop("sweeper mark") == shards
+    assert calls["sweeper"]["dynamodb.BatchGetItem"] == shards
     # The API process: exactly one start write and one send per workflow.
     assert calls["api"]["dynamodb.PutItem"] == W
     assert calls["api"]["sqs.SendMessage"] == W
@@ -74,13 +83,17 @@ def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert ours["accounting_consistent"] is True
     assert ours["meter_errors"] == []
     # Capacity: every item is under 1 KB. Table: start + claim + S steps + finish.
-    # Index (the layout of orchestrator/resources.py): the start enters both
-    # indexes, the finish leaves by_due; claims and steps touch neither.
-    assert ours["wru_table"] == W * (S + 3) + registry
-    assert ours["index_writes"] == {"by_created": W, "by_due": 2 * W}
-    assert ours["wru_index"] == 3 * W
-    # A history Query of a fresh run is empty: the strongly consistent 1-unit minimum.
-    assert ours["rru_per_step"] == pytest.approx(history / (W * S))
+    # Index (the layout of orchestrator/resources.py): the start enters by_created;
+    # a run that finishes within the grace never enters by_due. The sweeper's
+    # mark items are outside both indexes.
+    assert ours["wru_table"] == W * (S + 3) + registry + shards
+    assert ours["index_writes"] == {"by_created": W}
+    assert ours["wru_index"] == W
+    # Reads: a history Query of a fresh run is the strongly consistent 1-unit
+    # minimum; the sweeper's mark Query 1 unit (strong), its index Queries 0.5
+    # each, and each run read in a batch 0.5 (eventually consistent, under 4 KB).
+    expected_rru = history + 1 + 4 * 0.5 + W * 0.5
+    assert ours["rru_per_step"] == pytest.approx(expected_rru / (W * S))
     assert data["dynamodb_reads_after_claim_per_step"] == 0
 
     floor = data["floor"]

@@ -137,6 +137,7 @@ def test_graceful_shutdown_releases_the_lease_for_an_immediate_takeover(
     first.stop()
     stopped = stack.store.get(run.id)
     assert stopped.status == Status.RUNNING and stopped.lease_until == 0 and stopped.owner is None
+    assert stopped.due_at is not None  # released: in the sweeper's index, whatever its age
     assert first.worker.stats["released"] == 1
     with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
         done = wait_status(stack, run.id, "completed", timeout=20)

@@ -61,7 +61,9 @@ def test_sixteen_concurrent_claimers_have_exactly_one_winner_each_round(stack) -
         if not winners:
             none += 1
         assert winners == [] or winners == [n + 1 - none]
-        stack.ddb.update_item(**q.release(stack.settings.table, run.id, epoch=n + 1 - none))
+        stack.ddb.update_item(
+            **q.release(stack.settings.table, run.id, epoch=n + 1 - none, due_at=now)
+        )
     assert double == 0 and none == 0
     assert stack.store.get(run.id).epoch == rounds
 
@@ -137,7 +139,7 @@ def test_a_stale_owner_cannot_change_the_run_after_a_takeover(stack) -> None:
                     run.id, epoch=e, now=now, signal="go", seen_seq=0, deadline=None
                 )
                 is not None,
-                "release": not await store.release(run.id, epoch=e),
+                "release": not await store.release(run.id, epoch=e, now=now),
             }
             # A stale step write at a recorded position gets the recorded outcome back.
             stale = StepRecord(0, "s0", StepKind.STEP, e, now, result='"old"', resolved=True)

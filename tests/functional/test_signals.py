@@ -16,7 +16,7 @@ from orchestrator import Client, ConflictError, NotFoundError
 from orchestrator.local.worker_thread import BackgroundWorker
 from orchestrator.model import Status
 from orchestrator.store.codec import from_item, run_pk, signal_sk, to_item
-from tests.helpers import wait_status
+from tests.helpers import wait_for, wait_status
 from tests.workflows import ALL
 from worker._store import AsyncStore, Refused
 
@@ -98,7 +98,7 @@ def test_the_park_is_refused_when_a_signal_arrived_after_the_inbox_check(stack) 
                 run.id, owner="w", now=now, lease_ms=30_000, names=["waiter"]
             )
             assert await store.inbox(run.id, "go") == []  # worker looks: empty
-            sig, woke = stack.store.send_signal(run.id, "go", '"x"')  # signal lands now
+            sig, woke, _ = stack.store.send_signal(run.id, "go", '"x"')  # signal lands now
             assert woke is False  # the run is still running: nothing to wake
             refused = await store.park_wait(
                 run.id,
@@ -124,7 +124,7 @@ def test_the_park_is_refused_when_a_signal_arrived_after_the_inbox_check(stack) 
                 )
                 is None
             )
-            _, woke = stack.store.send_signal(run.id, "go", '"y"')
+            _, woke, _ = stack.store.send_signal(run.id, "go", '"y"')
             return woke
 
     assert asyncio.run(scenario()) is True
@@ -154,6 +154,23 @@ def test_a_wait_times_out_through_the_timer_path(stack, exec_log: Path) -> None:
         stack.clock.advance(3 * 86_400)
         done = wait_status(stack, run.id, "completed", timeout=20)
     assert json.loads(done.output) == [None]
+
+
+def test_a_signal_that_wakes_a_wait_deletes_its_timeout_schedule(stack, exec_log: Path) -> None:
+    def schedules() -> list[str]:
+        group = stack.settings.schedule_group
+        return [s["Name"] for s in stack.scheduler.list_schedules(GroupName=group)["Schedules"]]
+
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("waiter", {"waits": 1, "timeout": 3 * 86_400})
+        parked = wait_status(stack, run.id, "waiting")
+        assert parked.timer is not None
+        wait_for(lambda: schedules() == [parked.timer])  # created right after the park
+        _, woke = stack.service.signal(run.id, "go", {"ok": True})
+        assert woke is True
+        assert schedules() == []  # no Scheduler invocation, no stray message later
+        done = wait_status(stack, run.id, "completed", timeout=20)
+    assert json.loads(done.output) == [{"ok": True}] and done.timer is None
 
 
 def test_signals_to_finished_or_unknown_runs_are_refused(stack, exec_log: Path) -> None:

@@ -11,7 +11,7 @@ from orchestrator.dispatch import at_expression, parse_body, schedule_name, time
 from orchestrator.model import TERMINAL, TRANSITIONS, Run, Status, TransitionError, transition
 from orchestrator.settings import Settings
 from orchestrator.store.sync import decode_cursor, encode_cursor
-from orchestrator.sweeper import MAX_BACKOFF_MS, next_due
+from orchestrator.sweeper import MAX_BACKOFF_MS, next_due, past_deadline
 from worker import NonRetryableError, RetryPolicy, workflow
 
 ALLOWED = {(event, src, dst) for event, moves in TRANSITIONS.items() for src, dst in moves.items()}
@@ -91,6 +91,14 @@ def test_sweeper_decisions() -> None:
     # pending: send, with a backoff that grows and is capped
     delays = [next_due(_run(Status.PENDING, dispatches=d), now, s)[0] - now for d in range(12)]
     assert delays == sorted(delays) and delays[-1] == MAX_BACKOFF_MS
+    # ... but due again by its execution deadline at the latest
+    capped = _run(Status.PENDING, dispatches=8, deadline_at=now + 5_000)
+    assert next_due(capped, now, s) == (now + 5_000, True)
+    # past the deadline and held by no worker: the sweeper fails it; a running one it does not
+    assert past_deadline(_run(Status.PENDING, deadline_at=now), now)
+    assert past_deadline(_run(Status.WAITING, deadline_at=now - 1), now)
+    assert not past_deadline(_run(Status.PENDING, deadline_at=now + 1), now)
+    assert not past_deadline(_run(Status.RUNNING, deadline_at=now - 1), now)
 
 
 def test_retry_policy_delays_and_classification() -> None:

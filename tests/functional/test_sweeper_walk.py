@@ -1,0 +1,296 @@
+"""The sweeper's walk of `by_created`: new runs start outside `by_due`, and the
+walk looks at each run once, a grace period after its start, putting a run that
+is still pending or running into `by_due` (and sending a pending one).
+
+The stacks here have no background sweeper (interval of an hour): each test
+drives the sweeps itself, with the clock it advances.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from orchestrator import resources as r
+from orchestrator import sweeper as sweeper_module
+from orchestrator.local.worker_thread import BackgroundWorker
+from orchestrator.model import Status
+from orchestrator.store import requests as q
+from orchestrator.store.codec import list_sk, run_key, shard
+from orchestrator.sweeper import RUNNING_RECHECK_MS, Sweeper
+from tests.helpers import wait_status
+from tests.workflows import ALL
+
+GRACE_S = 1  # TEST_SETTINGS.sweep_grace_ms
+
+
+class LostSend:
+    def send(self, *a: Any, **k: Any) -> None:
+        raise ConnectionError("network gone")
+
+
+@pytest.fixture
+def quiet(make_stack: Any) -> Any:
+    return make_stack(interval=3600)
+
+
+def _raw(stack: Any, workflow_id: str) -> dict[str, Any]:
+    item: dict[str, Any] = stack.ddb.get_item(
+        TableName=stack.settings.table, Key=run_key(workflow_id), ConsistentRead=True
+    )["Item"]
+    return item
+
+
+def _queued(stack: Any) -> int:
+    attrs = stack.sqs.get_queue_attributes(
+        QueueUrl=stack.settings.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def _lost_starts(stack: Any, n: int) -> list[str]:
+    """n pending runs whose start message never reached the queue."""
+    real = stack.service.dispatcher
+    stack.service.dispatcher = LostSend()
+    try:
+        return [stack.service.start("count", {"steps": 1})[0].id for _ in range(n)]
+    finally:
+        stack.service.dispatcher = real
+
+
+def test_a_run_finished_within_the_grace_is_walked_once_and_never_indexed(quiet: Any) -> None:
+    with BackgroundWorker(ALL, quiet.settings, clock=quiet.clock):
+        run, _ = quiet.service.start("count", {"steps": 2})
+        assert r.BY_DUE.partition_key not in _raw(quiet, run.id)  # the start: out of by_due
+        wait_status(quiet, run.id, "completed")
+    item = _raw(quiet, run.id)
+    assert r.BY_DUE.partition_key not in item and r.BY_DUE.sort_key not in item
+
+    early = quiet.sweeper.sweep_once()  # younger than the grace: not walked yet
+    assert early.walked == 0 and quiet.store.sweep_marks() == {}
+    quiet.clock.advance(GRACE_S + 1)
+    report = quiet.sweeper.sweep_once()
+    assert (report.walked, report.promoted, report.sent) == (1, [], [])
+    assert quiet.store.sweep_marks() == {
+        shard(run.id, r.LIST_SHARDS): list_sk(run.created_at, run.id)
+    }
+    assert quiet.sweeper.sweep_once().walked == 0  # each run is walked once
+    assert quiet.store.get(run.id).dispatches == 0
+
+
+def test_a_lost_start_is_promoted_and_sent_once_after_the_grace(quiet: Any) -> None:
+    (wid,) = _lost_starts(quiet, 1)
+    assert quiet.sweeper.sweep_once().sent == [] and _queued(quiet) == 0
+
+    quiet.clock.advance(GRACE_S + 1)
+    now = quiet.clock.now_ms()
+    report = quiet.sweeper.sweep_once()
+    assert report.promoted == [wid] and report.sent == [wid]
+    stored = quiet.store.get(wid)
+    assert stored.status == Status.PENDING and stored.dispatches == 1
+    assert stored.due_at == now + quiet.settings.sweep_grace_ms  # the first backoff step
+    assert _raw(quiet, wid)[r.BY_DUE.partition_key]["S"].startswith("DUE#")
+    assert _queued(quiet) == 1
+    # Not sent again before its backoff ends: the walk has passed it, by_due has it.
+    again = quiet.sweeper.sweep_once()
+    assert again.walked == 0 and again.sent == []
+    with BackgroundWorker(ALL, quiet.settings, clock=quiet.clock):
+        done = wait_status(quiet, wid, "completed")
+    assert done.due_at is None and done.epoch == 1
+
+
+def test_a_slow_run_is_promoted_unsent_and_rechecked_after_its_owner_dies(quiet: Any) -> None:
+    (wid,) = _lost_starts(quiet, 1)
+    claimed = quiet.ddb.update_item(  # an owner that then dies (no message anywhere)
+        **q.claim(
+            quiet.settings.table,
+            wid,
+            owner="owner-that-dies",
+            now=quiet.clock.now_ms(),
+            lease_ms=3000,
+            names=["count"],
+        )
+    )
+    lease_until = int(claimed["Attributes"]["lease_until"]["N"])
+    quiet.clock.advance(GRACE_S + 1)
+    now = quiet.clock.now_ms()
+    report = quiet.sweeper.sweep_once()
+    assert report.promoted == [wid] and report.sent == []  # its owner may be alive
+    stored = quiet.store.get(wid)
+    assert stored.due_at == max(lease_until, now + RUNNING_RECHECK_MS)
+    assert stored.dispatches == 0
+
+    quiet.clock.advance(RUNNING_RECHECK_MS / 1000 + 1)
+    recheck = quiet.sweeper.sweep_once()
+    assert recheck.walked == 0 and recheck.sent == [wid]  # by_due's re-check found it
+    with BackgroundWorker(ALL, quiet.settings, clock=quiet.clock):
+        assert wait_status(quiet, wid, "completed").epoch == 2
+
+
+def test_the_walk_resumes_at_the_first_run_it_could_not_settle(
+    quiet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sweeper_module, "WALK_PAGE", 2)  # several pages per shard
+    ids = _lost_starts(quiet, 14)
+    by_shard: dict[int, list[str]] = {}
+    for wid in ids:
+        by_shard.setdefault(shard(wid, r.LIST_SHARDS), []).append(wid)
+    # A shard with at least three runs; in it, fail the second run (in key order) once.
+    runs = {wid: quiet.store.get(wid) for wid in ids}
+    order = {
+        s: sorted(w, key=lambda i: list_sk(runs[i].created_at, i)) for s, w in by_shard.items()
+    }
+    victim_shard = next(s for s, w in order.items() if len(w) >= 3)
+    first, victim = order[victim_shard][0], order[victim_shard][1]
+    real_promote = quiet.store.promote
+    failed: list[str] = []
+
+    def flaky_promote(run: Any, **kw: Any) -> bool:
+        if run.id == victim and not failed:
+            failed.append(run.id)
+            raise ConnectionError("throttled")
+        return bool(real_promote(run, **kw))
+
+    monkeypatch.setattr(quiet.store, "promote", flaky_promote)
+    quiet.clock.advance(GRACE_S + 1)
+    one = quiet.sweeper.sweep_once()
+    assert failed == [victim]
+    assert victim not in one.promoted
+    # In the victim's shard the walk stopped right before it; other shards finished.
+    assert [w for w in one.promoted if w in order[victim_shard]] == [first]
+    assert quiet.store.sweep_marks()[victim_shard] == list_sk(runs[first].created_at, first)
+    assert set(one.promoted) == set(ids) - set(order[victim_shard][1:])
+
+    two = quiet.sweeper.sweep_once()
+    assert set(two.promoted) == set(order[victim_shard][1:])
+    assert Counter(one.promoted + two.promoted) == Counter(ids)  # each run once
+    assert quiet.sweeper.sweep_once().walked == 0
+
+
+def test_a_stale_read_is_decided_again_on_a_strongly_consistent_read(
+    quiet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (wid,) = _lost_starts(quiet, 1)
+    before = quiet.store.get(wid)  # pending, epoch 0
+    quiet.ddb.update_item(
+        **q.claim(
+            quiet.settings.table,
+            wid,
+            owner="live-owner",
+            now=quiet.clock.now_ms(),
+            lease_ms=60_000,
+            names=["count"],
+        )
+    )
+    # The walk's eventually consistent BatchGetItem returns the image before the claim.
+    monkeypatch.setattr(quiet.store, "runs", lambda ids: {wid: before})
+    quiet.clock.advance(GRACE_S + 1)
+    report = quiet.sweeper.sweep_once()
+    assert report.promoted == [wid] and report.sent == []  # running: not re-sent
+    stored = quiet.store.get(wid)
+    assert stored.status == Status.RUNNING and stored.epoch == 1
+    assert stored.due_at is not None and stored.due_at >= stored.lease_until
+    assert stored.dispatches == 0 and _queued(quiet) == 0
+
+
+def test_two_sweepers_walking_at_once_promote_and_send_each_run_once(quiet: Any) -> None:
+    ids = _lost_starts(quiet, 30)
+    quiet.clock.advance(GRACE_S + 1)
+    other = Sweeper(quiet.store, quiet.dispatcher, quiet.clock, quiet.settings)
+    reports: list[Any] = []
+    barrier = threading.Barrier(2)
+
+    def sweep(s: Sweeper) -> None:
+        barrier.wait()
+        reports.append(s.sweep_once())
+
+    threads = [threading.Thread(target=sweep, args=(s,)) for s in (quiet.sweeper, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(reports) == 2
+    promoted = Counter(w for rep in reports for w in rep.promoted)
+    sent = Counter(w for rep in reports for w in rep.sent)
+    assert promoted == Counter(ids) and sent == Counter(ids)
+    assert _queued(quiet) == 30
+    assert all(quiet.store.get(w).dispatches == 1 for w in ids)
+
+
+def test_a_wait_without_timeout_stays_out_of_by_due_until_its_signal(quiet: Any) -> None:
+    with BackgroundWorker(ALL, quiet.settings, clock=quiet.clock):
+        run, _ = quiet.service.start("waiter", {})
+        wait_status(quiet, run.id, "waiting")
+        quiet.clock.advance(GRACE_S + 1)
+        report = quiet.sweeper.sweep_once()
+        assert (report.walked, report.promoted) == (1, [])  # only a signal moves it
+        assert r.BY_DUE.sort_key not in _raw(quiet, run.id)
+        now = quiet.clock.now_ms()
+        quiet.service.signal(run.id, "go", {"ok": True})
+        woken = _raw(quiet, run.id)
+        assert woken[r.BY_DUE.partition_key]["S"] == r.due_pk(shard(run.id, r.DUE_SHARDS))
+        assert int(woken[r.BY_DUE.sort_key]["N"]) >= now + quiet.settings.sweep_grace_ms
+        done = wait_status(quiet, run.id, "completed")
+    assert done.due_at is None
+
+
+# --- runs no worker holds, past their execution deadline ----------------------------------
+def test_a_pending_run_no_worker_serves_is_failed_by_the_sweeper_at_its_deadline(
+    quiet: Any,
+) -> None:
+    run, _ = quiet.service.start("nobody-serves-this", {}, execution_timeout_s=20)
+    quiet.clock.advance(GRACE_S + 1)
+    first = quiet.sweeper.sweep_once()
+    assert first.promoted == [run.id] and first.timed_out == []
+    # Due again at its deadline at the latest, not after the (longer) backoff alone.
+    assert quiet.store.get(run.id).due_at <= run.deadline_at
+    quiet.clock.advance(20)
+    report = quiet.sweeper.sweep_once()
+    assert report.timed_out == [run.id] and report.sent == []
+    failed = quiet.store.get(run.id)
+    assert failed.status == Status.FAILED and failed.due_at is None
+    assert failed.error is not None and failed.error.type == "ExecutionTimeoutError"
+    assert "pending" in failed.error.message
+
+
+def test_a_parked_run_past_its_deadline_is_failed_and_its_schedule_deleted(quiet: Any) -> None:
+    def schedules() -> list[str]:
+        group = quiet.settings.schedule_group
+        return [s["Name"] for s in quiet.scheduler.list_schedules(GroupName=group)["Schedules"]]
+
+    with BackgroundWorker(ALL, quiet.settings, clock=quiet.clock):
+        run, _ = quiet.service.start("sleeper", {"seconds": 3600}, execution_timeout_s=2000)
+        parked = wait_status(quiet, run.id, "sleeping")
+    # The wake-up is the deadline (2,000 s: a schedule, not an SQS delay).
+    assert parked.wake_at == run.deadline_at and parked.timer in schedules()
+    quiet.clock.advance(2000 + GRACE_S + 1)  # no worker, and the schedule never fired
+    report = quiet.sweeper.sweep_once()
+    assert report.timed_out == [run.id]
+    assert quiet.store.get(run.id).status == Status.FAILED
+    assert schedules() == []
+
+
+def test_a_run_claimed_since_the_sweeper_read_it_is_not_failed(
+    quiet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, _ = quiet.service.start("count", {"steps": 1}, execution_timeout_s=5)
+    quiet.clock.advance(6)
+    seen = quiet.store.get(run.id)
+    quiet.ddb.update_item(  # a claim lands between the sweeper's read and its write
+        **q.claim(
+            quiet.settings.table,
+            run.id,
+            owner="w",
+            now=quiet.clock.now_ms(),
+            lease_ms=3000,
+            names=["count"],
+        )
+    )
+    assert quiet.store.fail_timed_out(seen, now=quiet.clock.now_ms()) is False
+    assert quiet.store.get(run.id).status == Status.RUNNING
