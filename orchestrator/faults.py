@@ -47,8 +47,9 @@ patterns with ``|``), ``log`` (a file that gets one JSON line per injected
 fault), ``journal`` (a file that gets one JSON line per DynamoDB write that
 was applied, or refused by its condition (``"refused"``): key, the epoch it
 was conditioned on or returned, and the times before the send and after the
-answer, for the chaos checks; and one per SQS send, receive, delete and
-visibility change, with message ids and receipt tags), and ``rules``
+answer, for the chaos checks; and one per SQS send, receive, delete (a
+DeleteMessageBatch call is one line listing its receipt tags and the refused
+ones) and visibility change, with message ids and receipt tags), and ``rules``
 (JSON only): targeted faults, each ``{"kind", "op", "match", "after", "times"}``:
 inject ``kind`` (a failure kind or latency) into calls of ``op`` whose request
 body contains ``match``, skipping the first ``after`` matching calls, at most
@@ -88,6 +89,7 @@ _SQS_OPS = {
     "sqs.SendMessage",
     "sqs.ReceiveMessage",
     "sqs.DeleteMessage",
+    "sqs.DeleteMessageBatch",
     "sqs.ChangeMessageVisibility",
 }
 
@@ -607,6 +609,15 @@ def _sqs_entry(op: str, request: dict[str, Any], parsed: Any) -> dict[str, Any]:
                 "receives": (m.get("Attributes") or {}).get("ApproximateReceiveCount"),
             }
             for m in (parsed or {}).get("Messages") or []
+        ]
+    elif op == "sqs.DeleteMessageBatch":
+        # One entry per call: the receipt tags, and those the answer refused (with why).
+        entries = request.get("Entries") or []
+        tags = {e.get("Id"): _receipt(e.get("ReceiptHandle")) for e in entries}
+        entry["receipts"] = list(tags.values())
+        entry["failed"] = [
+            {"receipt": tags.get(f.get("Id")), "code": f.get("Code")}
+            for f in (parsed or {}).get("Failed") or []
         ]
     else:
         entry["receipt"] = _receipt(request.get("ReceiptHandle"))

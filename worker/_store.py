@@ -33,6 +33,8 @@ from orchestrator.store.codec import (
 )
 from orchestrator.store.sync import SIGNAL_TTL_SECONDS, conditional_failed, old_item
 
+from ._deletes import DEFAULT_MAX_WAIT, DeleteBatcher
+
 # The owner's own view of its lease, for the DynamoDB requests a run's task makes
 # (set by the workflow context around each store call). Checked right before every
 # HTTP attempt is sent, SDK retries included: an owner paused or slowed past its
@@ -61,7 +63,15 @@ class Refused:
 
 
 class AsyncStore:
-    def __init__(self, ddb: Any, sqs: Any, scheduler: Any, settings: Settings) -> None:
+    def __init__(
+        self,
+        ddb: Any,
+        sqs: Any,
+        scheduler: Any,
+        settings: Settings,
+        *,
+        delete_max_wait: float = DEFAULT_MAX_WAIT,
+    ) -> None:
         events = getattr(getattr(ddb, "meta", None), "events", None)
         if events is not None:
             events.register(
@@ -72,6 +82,7 @@ class AsyncStore:
         self._scheduler = scheduler
         self.settings = settings
         self._table = settings.table
+        self._deletes = DeleteBatcher(sqs, settings.queue_url, max_wait=delete_max_wait)
 
     @property
     def ddb(self) -> Any:
@@ -270,9 +281,14 @@ class AsyncStore:
         return kind
 
     async def delete_message(self, receipt: str) -> None:
-        # A stale receipt means the message was redelivered; the claim path handles it.
-        with contextlib.suppress(ClientError):
-            await self._sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=receipt)
+        """Queue the delete and return: it goes out in a DeleteMessageBatch within
+        the batcher's max_wait (see worker/_deletes.py). A stale receipt means the
+        message was redelivered; the claim path handles it."""
+        self._deletes.add(receipt)
+
+    async def close(self) -> None:
+        """Send the pending deletes. Call before the SQS client closes."""
+        await self._deletes.close()
 
     async def set_visibility(self, receipt: str, seconds: int) -> None:
         with contextlib.suppress(ClientError):

@@ -5,7 +5,8 @@ Loops run as tasks: one long-poll receiver, plus one task per claimed run with
 its own heartbeat. The receiver asks SQS for at most as many messages as there
 are free slots (backpressure). Shutdown stops receiving, lets running runs go
 on for a grace period, then cancels the rest and releases their leases so that
-another worker takes them over at once.
+another worker takes them over at once, and sends the message deletes still
+batched (worker/_deletes.py) before the SQS client closes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from orchestrator.model import MAX_OUTPUT_BYTES, ErrorInfo, Run, Status
 from orchestrator.settings import Settings
 
 from ._context import WorkflowContext, _current
+from ._deletes import DEFAULT_MAX_WAIT
 from ._logs import log_context, set_fields
 from ._metrics import WorkerMetrics
 from ._presence import Presence
@@ -54,6 +56,12 @@ class Worker:
 
     async with Worker(workflows=[greet], max_concurrent_workflows=4) as w:
         await w.run_until_stopped()
+
+    `delete_max_wait`: the longest a handled message's delete waits to share a
+    DeleteMessageBatch call with others (seconds, default 0.5; 0 sends each
+    delete at once, still as a batch call). Stop sends the pending deletes;
+    a crash loses them, and those messages come back and are dropped as
+    duplicates (see worker/_deletes.py).
     """
 
     def __init__(
@@ -67,11 +75,14 @@ class Worker:
         shutdown_grace: float = 10.0,
         metrics: WorkerMetrics | None = None,
         tracing: bool | None = None,
+        delete_max_wait: float = DEFAULT_MAX_WAIT,
     ) -> None:
         if not workflows:
             raise ValueError("a Worker needs at least one @workflow function")
         if max_concurrent_workflows < 1:
             raise ValueError("max_concurrent_workflows must be at least 1")
+        if delete_max_wait < 0:
+            raise ValueError("delete_max_wait must be at least 0 seconds")
         self._defs: dict[str, WorkflowDefinition] = {}
         for fn in workflows:
             d = definition_of(fn)
@@ -84,6 +95,7 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._max = max_concurrent_workflows
         self._grace = shutdown_grace
+        self._delete_max_wait = delete_max_wait
         self._lease_ms = self.settings.lease_seconds * 1000
         self._names = sorted(self._defs)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -140,7 +152,12 @@ class Worker:
         ddb = await self._exit.enter_async_context(session.client("dynamodb", **kw))
         sqs = await self._exit.enter_async_context(session.client("sqs", **kw))
         scheduler = await self._exit.enter_async_context(session.client("scheduler", **kw))
-        self._store = AsyncStore(ddb, sqs, scheduler, self.settings)
+        self._store = AsyncStore(
+            ddb, sqs, scheduler, self.settings, delete_max_wait=self._delete_max_wait
+        )
+        # Unwound before the clients close (last in, first out): the pending deletes
+        # are sent while the SQS client is still open.
+        self._exit.push_async_callback(self._store.close)
 
     async def start(self) -> None:
         """Start receiving in the background (see `stop`)."""

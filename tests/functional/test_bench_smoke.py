@@ -67,12 +67,14 @@ def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     # The API process: exactly one start write and one send per workflow.
     assert calls["api"]["dynamodb.PutItem"] == W
     assert calls["api"]["sqs.SendMessage"] == W
-    # The worker: S step records, one claim and one finish, one history load, one delete.
+    # The worker: S step records, one claim and one finish, one history load, and its
+    # message deletes batched (worker/_deletes.py): W deletes in 1 to W batch calls.
     worker = calls["worker-0"]
     assert worker["dynamodb.PutItem"] == W * S + registry
     assert worker["dynamodb.UpdateItem"] == 2 * W
     assert worker.get("dynamodb.Query", 0) == history
-    assert worker["sqs.DeleteMessage"] == W
+    assert "sqs.DeleteMessage" not in worker
+    assert 1 <= worker["sqs.DeleteMessageBatch"] <= W
     assert purposes == {
         "start": W,
         "claim": W,

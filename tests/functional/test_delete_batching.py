@@ -1,0 +1,97 @@
+"""A worker deletes its handled messages in DeleteMessageBatch calls: many runs,
+few SQS requests, an empty queue afterwards, and the pending deletes sent when
+the worker stops (worker/_deletes.py)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+
+from orchestrator import faults
+from orchestrator.local.worker_thread import BackgroundWorker
+from tests.helpers import wait_for, wait_status
+from tests.workflows import ALL
+
+
+@pytest.fixture
+def sqs_requests(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """SQS requests sent on the wire by clients created during the test (the
+    worker's), by operation; counted as benchmarks/hooks.py does."""
+    sent: Counter[str] = Counter()
+
+    def count(event_name: str, **_: Any) -> None:
+        sent[event_name.split(".")[2]] += 1
+
+    original = botocore.session.Session.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.register("before-send.sqs", count, unique_id="test-sqs-requests")
+
+    monkeypatch.setattr(botocore.session.Session, "__init__", init)
+    yield sent
+
+
+def _in_queue(stack: Any) -> int:
+    attrs = stack.sqs.get_queue_attributes(
+        QueueUrl=stack.settings.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def test_thirty_runs_take_a_few_delete_batches_and_leave_the_queue_empty(
+    stack: Any, sqs_requests: Counter[str]
+) -> None:
+    runs = [stack.service.start("count", {"steps": 1})[0].id for _ in range(30)]
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=10):
+        for run_id in runs:
+            wait_status(stack, run_id, "completed")
+        wait_for(lambda: _in_queue(stack) == 0, timeout=5)  # deleted within max_wait
+    assert sqs_requests["DeleteMessage"] == 0
+    # Ten slots, runs finishing in bursts: a batch carries several deletes.
+    assert 3 <= sqs_requests["DeleteMessageBatch"] <= len(runs) // 3, sqs_requests
+
+
+def test_stopping_the_worker_sends_the_deletes_still_waiting(
+    stack: Any, sqs_requests: Counter[str]
+) -> None:
+    runs = [stack.service.start("count", {"steps": 1})[0].id for _ in range(3)]
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock, delete_max_wait=60):
+        for run_id in runs:
+            wait_status(stack, run_id, "completed")
+        # Fewer than 10 and long before max_wait: held, the messages still in flight.
+        assert _in_queue(stack) == 3
+        assert sqs_requests["DeleteMessageBatch"] == 0
+    assert _in_queue(stack) == 0  # sent by the stop, before the client closed
+    assert sqs_requests["DeleteMessageBatch"] == 1
+
+
+def test_the_fault_journal_records_a_batch_delete_with_its_receipts(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    faults.reset()
+    monkeypatch.setenv(faults.ENV_FAULTS, json.dumps({"journal": str(journal)}))
+    try:
+        runs = [stack.service.start("count", {"steps": 1})[0].id for _ in range(2)]
+        with BackgroundWorker(ALL, stack.settings, clock=stack.clock, delete_max_wait=60):
+            for run_id in runs:
+                wait_status(stack, run_id, "completed")
+    finally:
+        faults.reset()
+    entries = [json.loads(line) for line in journal.read_text().splitlines()]
+    received = {
+        m["receipt"] for e in entries if e["op"] == "sqs.ReceiveMessage" for m in e["messages"]
+    }
+    deletes = [e for e in entries if e["op"].startswith("sqs.Delete")]
+    assert [(e["op"], e["failed"]) for e in deletes] == [("sqs.DeleteMessageBatch", [])]
+    assert sorted(deletes[0]["receipts"]) == sorted(received) and len(received) == 2

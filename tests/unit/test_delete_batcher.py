@@ -1,0 +1,145 @@
+"""The worker's delete batcher (worker/_deletes.py) against a fake SQS client:
+when it sends, what it retries, what it drops, and the flush at close."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from worker._deletes import MAX_TRIES, DeleteBatcher
+
+QUEUE = "https://sqs.local/queue"
+
+
+class FakeSqs:
+    """Records each DeleteMessageBatch call; refuses receipts by rule."""
+
+    def __init__(self, refuse: dict[str, tuple[str, bool]] | None = None, raises: int = 0) -> None:
+        self.calls: list[list[str]] = []
+        self.times: list[float] = []
+        self.refuse = refuse or {}  # receipt -> (code, sender fault)
+        self.raises = raises  # the first `raises` calls fail as a whole
+
+    async def delete_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, str]]) -> Any:
+        assert QueueUrl == QUEUE
+        assert 1 <= len(Entries) <= 10
+        assert len({e["Id"] for e in Entries}) == len(Entries)  # Ids unique per call
+        await asyncio.sleep(0)
+        self.calls.append([e["ReceiptHandle"] for e in Entries])
+        self.times.append(time.monotonic())
+        if self.raises:
+            self.raises -= 1
+            raise ConnectionError("network gone")
+        failed = [
+            {"Id": e["Id"], "Code": code, "SenderFault": sender, "Message": "no"}
+            for e in Entries
+            for code, sender in [self.refuse.get(e["ReceiptHandle"], ("", False))]
+            if code
+        ]
+        ok = [{"Id": e["Id"]} for e in Entries if e["ReceiptHandle"] not in self.refuse]
+        return {"Successful": ok, "Failed": failed}
+
+
+async def _settle(seconds: float = 0.05) -> None:
+    await asyncio.sleep(seconds)
+
+
+async def test_ten_pending_are_sent_at_once_and_the_rest_at_close() -> None:
+    sqs = FakeSqs()
+    b = DeleteBatcher(sqs, QUEUE, max_wait=60)
+    for i in range(25):
+        b.add(f"r{i}")
+    await _settle()
+    assert [len(c) for c in sqs.calls] == [10, 10]  # the 5 left wait for max_wait
+    assert b.pending == 5
+    await b.close()
+    assert [len(c) for c in sqs.calls] == [10, 10, 5]
+    assert sorted(r for c in sqs.calls for r in c) == sorted(f"r{i}" for i in range(25))
+    assert b.pending == 0
+
+
+async def test_fewer_than_ten_are_sent_once_the_oldest_has_waited_max_wait() -> None:
+    sqs = FakeSqs()
+    b = DeleteBatcher(sqs, QUEUE, max_wait=0.2)
+    t0 = time.monotonic()
+    b.add("a")
+    await asyncio.sleep(0.1)
+    b.add("b")
+    b.add("a")  # the same receipt again (a copy in one response): deleted once
+    assert sqs.calls == []
+    await asyncio.sleep(0.25)
+    assert sqs.calls == [["a", "b"]]  # when "a" was due, not 0.2 s after "b"
+    assert 0.2 <= sqs.times[0] - t0 < 0.3
+    await b.close()
+    assert len(sqs.calls) == 1
+
+
+async def test_failed_entries_are_retried_then_dropped_and_stale_receipts_dropped_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sqs = FakeSqs(
+        refuse={"busy": ("InternalError", False), "stale": ("ReceiptHandleIsInvalid", True)}
+    )
+    b = DeleteBatcher(sqs, QUEUE, max_wait=0.02)
+    with caplog.at_level(logging.DEBUG, logger="worker.deletes"):
+        for r in ("ok", "busy", "stale"):
+            b.add(r)
+        await asyncio.sleep(0.3)
+        assert sqs.calls == [["ok", "busy", "stale"]] + [["busy"]] * (MAX_TRIES - 1)
+        assert b.pending == 0
+    assert any("failed 3 times; dropped" in r.message for r in caplog.records)
+    assert any("stale receipt" in r.message for r in caplog.records)
+    await b.close()
+    assert len(sqs.calls) == MAX_TRIES
+
+
+async def test_a_failed_call_is_retried_with_the_next_flush_not_at_once() -> None:
+    sqs = FakeSqs(raises=1)
+    b = DeleteBatcher(sqs, QUEUE, max_wait=0.1)
+    b.add("a")
+    await asyncio.sleep(0.15)  # the first call failed; "a" waits max_wait again
+    assert sqs.calls == [["a"]]
+    b.add("b")
+    await asyncio.sleep(0.2)
+    assert [sorted(c) for c in sqs.calls] == [["a"], ["a", "b"]]
+    assert sqs.times[1] - sqs.times[0] >= 0.1
+    assert b.pending == 0
+    await b.close()
+
+
+async def test_close_sends_everything_pending_and_retries_at_once() -> None:
+    sqs = FakeSqs(raises=2)
+    b = DeleteBatcher(sqs, QUEUE, max_wait=60)
+    for r in ("a", "b", "c"):
+        b.add(r)
+    await _settle()
+    assert sqs.calls == []
+    t0 = time.monotonic()
+    await b.close()
+    assert time.monotonic() - t0 < 1  # no max_wait between tries at close
+    assert sqs.calls == [["a", "b", "c"]] * 3  # two failures, then it went through
+    b.add("late")  # after close: dropped with a warning, never sent
+    await _settle()
+    assert len(sqs.calls) == 3
+
+
+async def test_close_gives_up_after_its_timeout() -> None:
+    class Hanging(FakeSqs):
+        async def delete_message_batch(self, **kw: Any) -> Any:
+            await asyncio.sleep(3600)
+
+    b = DeleteBatcher(Hanging(), QUEUE, max_wait=0)
+    b.add("a")
+    await _settle(0.01)
+    t0 = time.monotonic()
+    await b.close(timeout=0.1)
+    assert time.monotonic() - t0 < 1
+
+
+def test_max_wait_must_not_be_negative() -> None:
+    with pytest.raises(ValueError):
+        DeleteBatcher(FakeSqs(), QUEUE, max_wait=-1)
