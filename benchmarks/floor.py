@@ -3,7 +3,9 @@ avoid, made by a minimal script with the same concurrency as the real run.
 
 Per workflow: the start write (conditional put of the run record) and one SQS
 send; one receive; one claim (conditional update); one conditional put per
-step; one completion (conditional update); one delete of the message. No
+step; one completion (conditional update); the delete of the message, batched
+up to 10 per DeleteMessageBatch with the worker's own batcher (a per-message
+DeleteMessage is avoidable, so the floor does not pay for it either). No
 history read (a fresh run has none), no index, no heartbeat, no lease
 bookkeeping beyond the claim's epoch, no API hop, no thread hop for the step
 function. Its step records have the same attributes and size as the engine's.
@@ -23,6 +25,8 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+
+from worker._deletes import DeleteBatcher
 
 from .hooks import Recorder
 from .workload import make_result
@@ -98,6 +102,7 @@ async def _run_worker(
     }
     async with session.client("dynamodb", **kw) as ddb, session.client("sqs", **kw) as sqs:
         owner = f"floor-{os.getpid()}"
+        deletes = DeleteBatcher(sqs, queue_url)
         tasks: set[asyncio.Task[None]] = set()
         freed = asyncio.Event()
 
@@ -156,7 +161,7 @@ async def _run_worker(
                     ":epoch": _n(epoch),
                 },
             )
-            await sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            deletes.add(message["ReceiptHandle"])
 
         async def guarded(message: dict[str, Any]) -> None:
             try:
@@ -193,6 +198,7 @@ async def _run_worker(
         await asyncio.gather(poller, return_exceptions=True)
         if tasks:
             await asyncio.wait(set(tasks), timeout=10)
+        await deletes.close()
         stats["cpu_s"] = time.process_time() - cpu0
 
 

@@ -102,6 +102,10 @@ def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert floor["dynamodb_writes"] == W * (S + 3)
     assert floor["dynamodb_reads"] == 0
     assert floor["wru_index"] == 0
+    # The floor batches its deletes with the worker's batcher, as the engine does.
+    floor_worker = floor["calls_by_process"]["floor-worker-0"]
+    assert "sqs.DeleteMessage" not in floor_worker
+    assert 1 <= floor_worker["sqs.DeleteMessageBatch"] <= W
 
 
 def test_capacity_rules() -> None:
