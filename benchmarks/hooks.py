@@ -21,6 +21,7 @@ handlers when they are created. `Recorder.install` registers on one session.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import threading
 import time
@@ -32,7 +33,9 @@ from typing import Any
 import botocore.session
 
 ROLE_HEADER = "X-Bench-Role"
-_local = threading.local()
+# A context variable, not a thread-local: threads the code under test starts
+# with a copy of its context (the sweeper's per-shard threads) keep the role.
+_role: contextvars.ContextVar[str | None] = contextvars.ContextVar("bench_role", default=None)
 
 
 def _new_stat() -> dict[str, Any]:
@@ -48,13 +51,13 @@ def _new_stat() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def role(name: str) -> Iterator[None]:
-    """Attribute the calls this thread makes inside the block to `name`."""
-    previous = getattr(_local, "role", None)
-    _local.role = name
+    """Attribute the calls made inside the block to `name` (this thread, and
+    threads started with a copy of its context)."""
+    token = _role.set(name)
     try:
         yield
     finally:
-        _local.role = previous
+        _role.reset(token)
 
 
 def wrap_role(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -77,7 +80,7 @@ class Recorder:
         )
 
     def current_role(self) -> str:
-        return getattr(_local, "role", None) or self.default_role
+        return _role.get() or self.default_role
 
     def reset(self) -> None:
         with self._lock:

@@ -32,7 +32,11 @@ conditional write, instead of cycling forever. See docs/reliability.md.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +55,13 @@ MAX_BACKOFF_MS = 15 * 60 * 1000
 RUNNING_RECHECK_MS = 5 * 60 * 1000
 
 WALK_PAGE = 100  # runs per by_created page (one Query, one BatchGetItem)
-WALK_PAGES = 50  # pages per list shard per sweep: 4 x 50 x 100 = 20,000 runs a sweep
+DUE_PAGE = 100  # due runs per by_due Query
+# Wall-clock budgets of one sweep (the Lambda's timeout is 55 s, its period 60 s).
+# Each pass works on its shards in parallel, at least one page per shard, and
+# stops taking new pages when its budget is spent; the rest waits for the next
+# sweep (the walk resumes at its marks, the due pass finds what is still due).
+WALK_BUDGET_S = 25.0
+DUE_BUDGET_S = 15.0
 
 
 DLQ_BATCHES = 5  # at most this many receives of 10 from the dead-letter queue per sweep
@@ -66,6 +76,17 @@ class SweepReport:
     walked: int = 0  # runs the by_created walk looked at
     promoted: list[str] = field(default_factory=list)  # runs the walk put into by_due
     timed_out: list[str] = field(default_factory=list)  # unheld runs failed at their deadline
+
+    def merge(self, other: SweepReport) -> None:
+        self.examined += other.examined
+        self.sent += other.sent
+        self.rearmed += other.rearmed
+        self.dead_letters += other.dead_letters
+        self.poisoned += other.poisoned
+        self.walked += other.walked
+        self.promoted += other.promoted
+        self.timed_out += other.timed_out
+
     dead_letters: int = 0  # DLQ messages settled (deleted)
     poisoned: list[str] = field(default_factory=list)  # runs failed as poison messages
 
@@ -126,14 +147,9 @@ class Sweeper:
             self.walk_new_runs(now, report)
         except Exception:
             log.exception("walking new runs failed; the next sweep goes on from the mark")
-        for shard in range(r.DUE_SHARDS):
-            for workflow_id in self._store.due(shard, now=now):
-                report.examined += 1
-                try:
-                    self._sweep_run(workflow_id, now, report)
-                except Exception:
-                    # One run's failed request must not stop the sweep of the others.
-                    log.exception("sweeping %s failed; the next sweep retries", workflow_id)
+        deadline = time.monotonic() + DUE_BUDGET_S
+        for part in _per_shard(r.DUE_SHARDS, lambda s: self._due_shard(s, now, deadline)):
+            report.merge(part)
         if report.sent:
             log.info("sweeper re-dispatched %d run(s)", len(report.sent))
         try:
@@ -142,44 +158,80 @@ class Sweeper:
             log.exception("draining the dead-letter queue failed; the next sweep retries")
         return report
 
+    def _due_shard(self, shard: int, now: int, deadline: float) -> SweepReport:
+        """The due pass over one `by_due` shard, a page at a time. A settled run
+        leaves the `due_at <= now` range (re-armed, finished or moved), so the next
+        Query returns the next ones. The index is eventually consistent and a run
+        that failed stays due, so a page with no run not seen yet ends the pass."""
+        report = SweepReport()
+        seen: set[str] = set()
+        while True:
+            ids = self._store.due(shard, now=now, limit=DUE_PAGE)
+            new = [i for i in ids if i not in seen]
+            seen.update(new)
+            for workflow_id in new:
+                report.examined += 1
+                try:
+                    self._sweep_run(workflow_id, now, report)
+                except Exception:
+                    # One run's failed request must not stop the sweep of the others.
+                    log.exception("sweeping %s failed; the next sweep retries", workflow_id)
+            if len(ids) < DUE_PAGE or not new or time.monotonic() >= deadline:
+                return report
+
     # --- the walk of by_created ------------------------------------------------------------
     def walk_new_runs(self, now: int, report: SweepReport | None = None) -> SweepReport:
         """Settle every run created since the stored mark and before now - grace.
 
-        Per list shard, oldest first, a page at a time: one Query of
-        `by_created`, one BatchGetItem of the runs, then `_settle_new` for each.
-        The mark moves past a run only once it is settled, so a crash or an
-        error resumes at the first unsettled run. Two sweepers at once settle
-        some runs twice, which is harmless: every write is conditional.
+        Per list shard (the shards in parallel), oldest first, a page at a
+        time: one Query of `by_created`, one BatchGetItem of the runs, then
+        `_settle_new` for each, until the shard is done or `WALK_BUDGET_S` is
+        spent. The mark moves past a run only once it is settled, so a crash
+        or an error resumes at the first unsettled run. Two sweepers at once
+        settle some runs twice, which is harmless: every write is conditional.
         """
         report = report if report is not None else SweepReport()
         upto = list_sk(now - self._settings.sweep_grace_ms, "~")  # "~" sorts after any id
         marks = self._store.sweep_marks()
-        for shard in range(r.LIST_SHARDS):
-            mark = marks.get(shard, "")
-            for _ in range(WALK_PAGES):
-                if mark >= upto:
+        deadline = time.monotonic() + WALK_BUDGET_S
+
+        def walk(shard: int) -> SweepReport:
+            return self._walk_shard(shard, marks.get(shard, ""), upto, now, deadline)
+
+        for part in _per_shard(r.LIST_SHARDS, walk):
+            report.merge(part)
+        return report
+
+    def _walk_shard(
+        self, shard: int, mark: str, upto: str, now: int, deadline: float
+    ) -> SweepReport:
+        report = SweepReport()
+        while mark < upto:
+            rows = self._store.created_after(shard, after=mark, upto=upto, limit=WALK_PAGE)
+            if not rows:
+                break
+            runs = self._store.runs([wid for _, wid in rows])
+            settled = mark
+            for sort_key, wid in rows:
+                run = runs.get(wid)  # None: deleted since (retention)
+                try:
+                    if run is not None:
+                        self._settle_new(run, now, report)
+                except Exception:
+                    log.exception("settling new run %s failed; the next sweep retries", wid)
                     break
-                rows = self._store.created_after(shard, after=mark, upto=upto, limit=WALK_PAGE)
-                if not rows:
-                    break
-                runs = self._store.runs([wid for _, wid in rows])
-                settled = mark
-                for sort_key, wid in rows:
-                    run = runs.get(wid)  # None: deleted since (retention)
-                    try:
-                        if run is not None:
-                            self._settle_new(run, now, report)
-                    except Exception:
-                        log.exception("settling new run %s failed; the next sweep retries", wid)
-                        break
-                    report.walked += 1
-                    settled = sort_key
-                if settled != mark:
-                    self._store.advance_sweep_mark(shard, settled)
-                if settled != rows[-1][0] or len(rows) < WALK_PAGE:
-                    break  # an error stopped this page, or the shard is done
-                mark = settled
+                report.walked += 1
+                settled = sort_key
+            if settled != mark:
+                self._store.advance_sweep_mark(shard, settled)
+            if settled != rows[-1][0] or len(rows) < WALK_PAGE:
+                break  # an error stopped this page, or the shard is done
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "walk of shard %d stopped at its time budget; next sweep goes on", shard
+                )
+                break
+            mark = settled
         return report
 
     def _settle_new(self, run: Run, now: int, report: SweepReport) -> None:
@@ -310,6 +362,24 @@ class Sweeper:
         report.poisoned.append(workflow_id)
         log.warning("run %s failed as a poison message (%s receives)", workflow_id, receives)
         return True
+
+
+def _per_shard(shards: int, work: Callable[[int], SweepReport]) -> list[SweepReport]:
+    """Run `work` for every shard at once (the requests are I/O bound; boto3
+    clients are thread-safe). A shard whose work raised contributes nothing:
+    the others' results stand, and the next sweep tries it again."""
+
+    def guarded(shard: int) -> SweepReport:
+        try:
+            return work(shard)
+        except Exception:
+            log.exception("sweeping shard %d failed; the next sweep retries", shard)
+            return SweepReport()
+
+    # Each thread runs in a copy of the caller's context (log and trace context).
+    contexts = [contextvars.copy_context() for _ in range(shards)]
+    with ThreadPoolExecutor(max_workers=shards, thread_name_prefix="sweep") as pool:
+        return list(pool.map(lambda i: contexts[i].run(guarded, i), range(shards)))
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

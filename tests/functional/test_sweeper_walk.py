@@ -294,3 +294,35 @@ def test_a_run_claimed_since_the_sweeper_read_it_is_not_failed(
     )
     assert quiet.store.fail_timed_out(seen, now=quiet.clock.now_ms()) is False
     assert quiet.store.get(run.id).status == Status.RUNNING
+
+
+# --- how much one sweep does -----------------------------------------------------------------
+def test_a_walk_out_of_time_budget_does_a_page_per_shard_and_resumes_next_sweep(
+    quiet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sweeper_module, "WALK_PAGE", 2)
+    monkeypatch.setattr(sweeper_module, "WALK_BUDGET_S", 0.0)  # spent before it starts
+    ids = _lost_starts(quiet, 14)
+    quiet.clock.advance(GRACE_S + 1)
+    promoted: list[str] = []
+    for _ in range(10):
+        report = quiet.sweeper.sweep_once()
+        assert report.walked <= 2 * r.LIST_SHARDS  # one page per shard, no more
+        promoted += report.promoted
+        if report.walked == 0:
+            break
+    assert Counter(promoted) == Counter(ids)
+
+
+def test_the_due_pass_pages_through_a_shard_in_one_sweep(
+    quiet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = _lost_starts(quiet, 7)  # four shards: one of them holds at least two
+    quiet.clock.advance(GRACE_S + 1)
+    assert sorted(quiet.sweeper.sweep_once().sent) == sorted(ids)  # promoted by the walk
+    monkeypatch.setattr(sweeper_module, "DUE_PAGE", 1)
+    quiet.clock.advance(GRACE_S + 1)  # their first backoff has passed: all due again
+    report = quiet.sweeper.sweep_once()
+    assert report.walked == 0
+    assert sorted(report.sent) == sorted(ids)
+    assert all(quiet.store.get(w).dispatches == 2 for w in ids)
