@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import boto3
+import pytest
 from botocore.exceptions import ClientError
 
 from orchestrator.aws import client as aws_client
@@ -45,8 +46,11 @@ def _claim_round(clients, table: str, workflow_id: str, now: int) -> list[int]:
     return winners
 
 
-def test_sixteen_concurrent_claimers_have_exactly_one_winner_each_round(stack) -> None:
-    rounds, claimers = 200, 16
+@pytest.mark.parametrize(
+    "rounds", [100, pytest.param(1000, marks=pytest.mark.slow, id="1000-rounds")]
+)
+def test_sixteen_concurrent_claimers_have_exactly_one_winner_each_round(stack, rounds) -> None:
+    claimers = 16
     clients = [
         aws_client("dynamodb", stack.settings, boto3.session.Session()) for _ in range(claimers)
     ]
