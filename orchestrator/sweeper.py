@@ -234,6 +234,21 @@ class Sweeper:
             mark = settled
         return report
 
+    def _expire(self, run: Run, now: int, report: SweepReport) -> bool:
+        """Fail a run no worker holds past its execution deadline, as read, and
+        delete its schedule. False if it moved since it was read."""
+        if not self._store.fail_timed_out(run, now=now):
+            return False
+        report.timed_out.append(run.id)
+        log.warning("run %s failed: execution timeout passed while no worker held it", run.id)
+        if run.timer:
+            try:
+                self._dispatcher.delete_schedule(run.timer)
+            except Exception:
+                # It fires once later; the worker drops a finished run's message.
+                log.exception("could not delete schedule %s", run.timer)
+        return True
+
     def _settle_new(self, run: Run, now: int, report: SweepReport) -> None:
         """Put a run that is unfinished after the grace into `by_due`, and send it
         if it is pending. The read may be stale (eventually consistent): when the
@@ -241,19 +256,23 @@ class Sweeper:
         for _ in range(3):
             if run.status.terminal or run.due_at is not None:
                 return  # finished, or `by_due` has it already (parked, woken, released)
-            if run.status == Status.WAITING and run.wake_at is None:
+            if past_deadline(run, now):
+                if self._expire(run, now, report):
+                    return
+            elif run.status == Status.WAITING and run.wake_at is None:
                 return  # waits for a signal without a timeout: the signal's write moves it
-            due_at, send = next_due(run, now, self._settings)
-            if self._store.promote(run, due_at=due_at, dispatch=send):
-                report.promoted.append(run.id)
-                if send:
-                    try:
-                        self._dispatcher.send(run.id, "sweep")
-                        report.sent.append(run.id)
-                    except Exception:
-                        # It is in by_due now, due again after the backoff.
-                        log.exception("sweeper send failed for %s; by_due retries", run.id)
-                return
+            else:
+                due_at, send = next_due(run, now, self._settings)
+                if self._store.promote(run, due_at=due_at, dispatch=send):
+                    report.promoted.append(run.id)
+                    if send:
+                        try:
+                            self._dispatcher.send(run.id, "sweep")
+                            report.sent.append(run.id)
+                        except Exception:
+                            # It is in by_due now, due again after the backoff.
+                            log.exception("sweeper send failed for %s; by_due retries", run.id)
+                    return
             try:
                 run = self._store.get(run.id)
             except NotFoundError:
@@ -268,16 +287,8 @@ class Sweeper:
         if run.status.terminal or run.due_at is None or run.due_at > now:
             return  # moved since the index was read
         if past_deadline(run, now):
-            if self._store.fail_timed_out(run, now=now):
-                report.timed_out.append(workflow_id)
-                log.warning("run %s failed: execution timeout passed unheld", workflow_id)
-                if run.timer:
-                    try:
-                        self._dispatcher.delete_schedule(run.timer)
-                    except Exception:
-                        # It fires once later; the worker drops a finished run's message.
-                        log.exception("could not delete schedule %s", run.timer)
-            return  # else it moved: whoever moved it owns the way forward
+            self._expire(run, now, report)  # if it moved, whoever moved it owns the way forward
+            return
         due_at, send = next_due(run, now, self._settings)
         if not self._store.rearm(run, due_at=due_at):
             return  # it moved: whoever moved it owns the way forward
@@ -412,5 +423,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(name="RunsRedispatched", unit=MetricUnit.Count, value=len(report.sent))
     metrics.add_metric(name="RunsWalked", unit=MetricUnit.Count, value=report.walked)
     metrics.add_metric(name="RunsPromoted", unit=MetricUnit.Count, value=len(report.promoted))
+    metrics.add_metric(name="RunsTimedOut", unit=MetricUnit.Count, value=len(report.timed_out))
     metrics.flush_metrics()
     return result

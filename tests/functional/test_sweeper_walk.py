@@ -326,3 +326,34 @@ def test_the_due_pass_pages_through_a_shard_in_one_sweep(
     assert report.walked == 0
     assert sorted(report.sent) == sorted(ids)
     assert all(quiet.store.get(w).dispatches == 2 for w in ids)
+
+
+def test_the_sweeper_lambda_entry_point_sweeps_and_reports(
+    quiet: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`orchestrator.sweeper.handler`, as the deployed Lambda runs it (settings
+    from the environment, the system clock): a run created two minutes ago for a
+    name no worker serves, past its deadline, is walked and failed."""
+    import time
+
+    from orchestrator.model import Run
+
+    for key, value in quiet.exports().items():
+        monkeypatch.setenv(key, value)
+    now = int(time.time() * 1000)
+    quiet.store.create(
+        Run(
+            id="expired-1",
+            name="nobody-serves-this",
+            status=Status.PENDING,
+            input="{}",
+            created_at=now - 120_000,
+            updated_at=now - 120_000,
+            deadline_at=now - 60_000,
+        )
+    )
+    result = sweeper_module.handler({}, None)
+    assert result["walked"] == 1 and result["timed_out"] == 1 and result["promoted"] == 0
+    assert quiet.store.get("expired-1").status == Status.FAILED
+    out = capsys.readouterr().out
+    assert '"RunsTimedOut"' in out and '"RunsWalked"' in out  # EMF metrics on stdout
