@@ -44,12 +44,9 @@ Other keys: ``seed`` (the process's random sequence; give each process its
 own), ``ops`` / ``exclude`` (fnmatch patterns on
 ``service.Operation``, e.g. ``dynamodb.*``; in key=value form separate
 patterns with ``|``), ``log`` (a file that gets one JSON line per injected
-fault), ``journal`` (a file that gets one JSON line per DynamoDB write that
-was applied, or refused by its condition (``"refused"``): key, the epoch it
-was conditioned on or returned, and the times before the send and after the
-answer, for the chaos checks; and one per SQS send, receive, delete (a
-DeleteMessageBatch call is one line listing its receipt tags and the refused
-ones) and visibility change, with message ids and receipt tags), and ``rules``
+fault), ``journal`` (a file that gets one JSON line per DynamoDB write and
+SQS message call, for the chaos checks; its format is in
+`orchestrator/_fault_journal.py`), and ``rules``
 (JSON only): targeted faults, each ``{"kind", "op", "match", "after", "times"}``:
 inject ``kind`` (a failure kind or latency) into calls of ``op`` whose request
 body contains ``match``, skipping the first ``after`` matching calls, at most
@@ -71,27 +68,19 @@ import os
 import random
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from botocore.awsrequest import AWSResponse, HeadersDict
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 
+from ._fault_journal import _REFUSALS, _SQS_OPS, _WRITE_OPS, _journal_entry
+
 ENV_FAULTS = "ORCHESTRATOR_FAULTS"
 FAILURE_KINDS = ("throttle", "5xx", "conn", "lost", "lost_retry")
 KINDS = (*FAILURE_KINDS, "latency", "duplicate", "duplicate_late")
 ATTEMPT_KINDS = ("throttle", "5xx", "conn")
-_WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"}
 _CTX = "orchestrator_faults"  # key in botocore's per-call request context
-_REFUSALS = {"ConditionalCheckFailedException", "TransactionCanceledException"}
-_SQS_OPS = {
-    "sqs.SendMessage",
-    "sqs.ReceiveMessage",
-    "sqs.DeleteMessage",
-    "sqs.DeleteMessageBatch",
-    "sqs.ChangeMessageVisibility",
-}
 
 
 @dataclass
@@ -576,88 +565,6 @@ class _Hooks:
             if refused:
                 entry["refused"] = refused
             _append(self.plan.journal, entry)
-
-
-def _attr(value: Any) -> Any:
-    """The plain value of a DynamoDB attribute value (S and N only)."""
-    if isinstance(value, dict):
-        if "S" in value:
-            return value["S"]
-        if "N" in value:
-            return int(value["N"]) if value["N"].lstrip("-").isdigit() else float(value["N"])
-    return None
-
-
-def _receipt(handle: Any) -> str | None:
-    """A short stable tag for a receipt handle (the handle itself is long)."""
-    return f"{zlib.crc32(str(handle).encode()):08x}" if handle else None
-
-
-def _sqs_entry(op: str, request: dict[str, Any], parsed: Any) -> dict[str, Any]:
-    """Message traffic, for following one run's messages through a campaign."""
-    entry: dict[str, Any] = {"op": op}
-    if op == "sqs.SendMessage":
-        entry.update(body=request.get("MessageBody"), delay=request.get("DelaySeconds"))
-        entry["message"] = (parsed or {}).get("MessageId")
-    elif op == "sqs.ReceiveMessage":
-        entry["visibility"] = request.get("VisibilityTimeout")
-        entry["messages"] = [
-            {
-                "id": m.get("MessageId"),
-                "body": m.get("Body"),
-                "receipt": _receipt(m.get("ReceiptHandle")),
-                "receives": (m.get("Attributes") or {}).get("ApproximateReceiveCount"),
-            }
-            for m in (parsed or {}).get("Messages") or []
-        ]
-    elif op == "sqs.DeleteMessageBatch":
-        # One entry per call: the receipt tags, and those the answer refused (with why).
-        entries = request.get("Entries") or []
-        tags = {e.get("Id"): _receipt(e.get("ReceiptHandle")) for e in entries}
-        entry["receipts"] = list(tags.values())
-        entry["failed"] = [
-            {"receipt": tags.get(f.get("Id")), "code": f.get("Code")}
-            for f in (parsed or {}).get("Failed") or []
-        ]
-    else:
-        entry["receipt"] = _receipt(request.get("ReceiptHandle"))
-        entry["visibility"] = request.get("VisibilityTimeout")
-    return entry
-
-
-def _journal_entry(op: str, request: dict[str, Any], parsed: Any) -> dict[str, Any]:
-    if op in _SQS_OPS:
-        return _sqs_entry(op, request, parsed)
-
-    def one(req: dict[str, Any]) -> dict[str, Any]:
-        key = req.get("Key") or req.get("Item") or {}
-        values = req.get("ExpressionAttributeValues") or {}
-        return {
-            "pk": _attr(key.get("pk")),
-            "sk": _attr(key.get("sk")),
-            "cond": req.get("ConditionExpression"),
-            "update": req.get("UpdateExpression"),
-            "epoch_cond": _attr(values.get(":epoch")),
-            "item_epoch": _attr((req.get("Item") or {}).get("epoch")),
-            "now": _attr(values.get(":now")),
-            "recorded_at": _attr((req.get("Item") or {}).get("recorded_at")),
-            "resolved": bool((req.get("Item") or {}).get("resolved"))
-            or "#res = :t" in (req.get("UpdateExpression") or ""),
-        }
-
-    if op.endswith("TransactWriteItems"):
-        items = []
-        for t in request.get("TransactItems", []):
-            for kind, req in t.items():
-                items.append({"kind": kind, **one(req)})
-        return {"op": op, "items": items}
-    entry = {"op": op, **one(request)}
-    attrs = parsed.get("Attributes") if isinstance(parsed, dict) else None
-    if isinstance(attrs, dict):
-        entry["new_epoch"] = _attr(attrs.get("epoch"))
-        entry["new_status"] = _attr(attrs.get("status"))
-        entry["new_owner"] = _attr(attrs.get("owner"))
-    return entry
 
 
 def install(target: Any, spec: str | None = None) -> FaultPlan | None:

@@ -1,6 +1,6 @@
 """A short chaos campaign in the default suite (about 40 s): two worker
 processes, SIGKILLs and SIGSTOPs, every fault kind, duplicate deliveries; then
-every invariant check of tests/chaos/campaign.py. The full campaign is
+every invariant check of tests/chaos/checks.py. The full campaign is
 `python -m tests.chaos.campaign` (and `pytest -m slow tests/chaos`)."""
 
 from __future__ import annotations

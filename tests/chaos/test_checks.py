@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from orchestrator.model import Run, Status, StepKind, StepRecord
-from tests.chaos.campaign import CHECKS, Config, Outcome, Planned, check
+from tests.chaos.campaign import Config, Outcome, Planned
+from tests.chaos.checks import CHECKS, check
 
 RID = "chaos-1-0000-steps"
 PK = f"WF#{RID}"

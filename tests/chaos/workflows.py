@@ -7,7 +7,7 @@ processes on this machine share). The campaign counts executions per step
 from it and compares start times with the stored records.
 
 Each workflow's expected history (kinds and names, in position order) is
-written down in `campaign.expected_history`.
+written down in `checks.expected_history`.
 """
 
 from __future__ import annotations

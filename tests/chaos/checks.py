@@ -1,0 +1,276 @@
+"""The invariant checks of the chaos campaign (tests/chaos/campaign.py).
+
+`check(outcome)` reads what a finished campaign left behind: the stored runs
+and step histories, the step functions' execution log and the fault layer's
+write journal (orchestrator/_fault_journal.py). It returns a `Report`: the
+violations found under each name in `CHECKS`, and facts about the campaign.
+It reads only the outcome (no AWS, no processes), so tests/chaos/test_checks.py
+plants violations in synthetic outcomes. docs/reliability.md says what each
+check proves and what it does not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orchestrator import resources as r
+from orchestrator.model import StepKind
+
+if TYPE_CHECKING:
+    from .campaign import Outcome, Planned
+
+
+def expected_history(p: Planned) -> list[tuple[str, str]]:
+    """The (kind, name) sequence a run of this shape records, in position order."""
+    if p.shape == "steps":
+        return [("step", f"s{i}") for i in range(p.input["n"])]
+    if p.shape == "sleepy":
+        return [("step", "a"), ("sleep", "nap"), ("step", "b")]
+    if p.shape in ("signal", "signal_timeout"):
+        return [("step", "a"), ("wait", "w"), ("step", "b")]
+    if p.shape == "retry":
+        return [("step", "flaky")]
+    if p.shape == "exhaust":
+        return [("step", "doomed")]
+    if p.shape == "crash":
+        return [("step", "a")]
+    return [("step", "a"), ("step", "slow"), ("sleep", "long")]
+
+
+@dataclass
+class Report:
+    violations: dict[str, list[str]]
+    facts: dict[str, Any]
+
+    @property
+    def total_violations(self) -> int:
+        return sum(len(v) for v in self.violations.values())
+
+
+CHECKS = (
+    "terminal state as expected",
+    "history as expected (no step recorded twice)",
+    "no outcome resolved twice",
+    "no step ran again after its outcome was recorded",
+    "no run-state write by a fenced-off owner",
+    "no step record by a fenced-off owner",
+    "nothing written after the terminal write",
+    "every recorded step executed at least once",
+)
+
+
+def _is_claim(e: dict[str, Any]) -> bool:
+    return e.get("op") == "dynamodb.UpdateItem" and "#ep = #ep + :one" in (e.get("update") or "")
+
+
+def _is_run_key(e: dict[str, Any]) -> bool:
+    return e.get("sk") == r.RUN_SK
+
+
+def check(o: Outcome) -> Report:
+    v: dict[str, list[str]] = {c: [] for c in CHECKS}
+    facts: dict[str, Any] = {}
+
+    # 1. every run reached the terminal state it should (and with the right result)
+    for p in o.plan:
+        run = o.runs.get(p.id)
+        if run is None:
+            v[CHECKS[0]].append(f"{p.id}: no run record")
+            continue
+        status = run.status.value
+        if status != p.status:
+            err = f" ({run.error.type}: {run.error.message[:120]})" if run.error else ""
+            if not run.status.terminal:
+                err = (
+                    f" (epoch {run.epoch}, owner {run.owner}, lease_until {run.lease_until}, "
+                    f"due_at {run.due_at}, wake_at {run.wake_at}, updated_at {run.updated_at})"
+                )
+            v[CHECKS[0]].append(f"{p.id}: {status}{err}, expected {p.status}")
+        elif status == "completed" and json.loads(run.output or "null") != p.output:
+            v[CHECKS[0]].append(f"{p.id}: output {run.output!r}, expected {p.output!r}")
+        elif status == "failed" and (run.error is None or run.error.type != p.error_type):
+            got = run.error.type if run.error else None
+            v[CHECKS[0]].append(f"{p.id}: failed with {got}, expected {p.error_type}")
+
+    # 2. the history is the shape's, each durable call at one position
+    for p in o.plan:
+        hist = sorted(o.histories.get(p.id, []), key=lambda s: s.position)
+        got = [(s.kind.value, s.name) for s in hist]
+        if [s.position for s in hist] != list(range(len(hist))):
+            v[CHECKS[1]].append(f"{p.id}: positions {[s.position for s in hist]} have gaps")
+        want = expected_history(p)
+        if p.status == "cancelled":
+            k = next((i for i, (kind, _) in enumerate(got) if kind == "cancel"), len(got))
+            ok = got[:k] == want[:k] and got[k:] in ([], [("cancel", "cancel"), ("step", "undo")])
+        elif o.runs.get(p.id) is not None and o.runs[p.id].status.value == p.status:  # type: ignore[union-attr]
+            ok = got == want
+        else:
+            ok = got == want[: len(got)]
+        if not ok:
+            v[CHECKS[1]].append(f"{p.id}: history {got}, expected {want}")
+        names = Counter((k, n) for k, n in got)
+        for (kind, name), n in names.items():
+            if n > 1:
+                v[CHECKS[1]].append(f"{p.id}: {kind} {name!r} recorded {n} times")
+
+    # Journal: applied DynamoDB writes with their send/answer times.
+    claims: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # pk -> (epoch, t0, t1)
+    writes: list[dict[str, Any]] = []
+    refused = [e for e in o.journal if e.get("refused")]
+    for e in o.journal:
+        if e.get("refused"):
+            continue
+        if e.get("op") == "dynamodb.TransactWriteItems":
+            for item in e.get("items", []):
+                writes.append(
+                    {
+                        **item,
+                        "op": f"transact.{item.get('kind')}",
+                        "t0": e.get("t0"),
+                        "t1": e.get("t1"),
+                    }
+                )
+            continue
+        if _is_claim(e) and e.get("new_epoch") is not None:
+            claims[e["pk"]].append((e["new_epoch"], e["t0"] or 0, e["t1"]))
+        writes.append(e)
+    facts["claims"] = sum(len(c) for c in claims.values())
+    facts["journaled writes"] = len(writes)
+
+    def newer_claim_before(pk: str, epoch: int, t: int) -> tuple[int, int] | None:
+        """A claim of an epoch above `epoch` that was acknowledged before time t."""
+        for e, _c0, c1 in claims.get(pk, []):
+            if e > epoch and c1 < t:
+                return e, c1
+        return None
+
+    # 3. no outcome resolved twice (first write wins)
+    resolving: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for w in writes:
+        if (w.get("sk") or "").startswith(r.STEP_SK_PREFIX) and w.get("resolved"):
+            resolving[(w["pk"], w["sk"])].append(w)
+    for (pk, sk), ws in resolving.items():
+        if len(ws) > 1:
+            v[CHECKS[2]].append(f"{pk} {sk}: {len(ws)} writes resolved it")
+
+    # 4. no step function started after its outcome was durably recorded
+    execs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for x in o.executions:
+        execs[(x["run"], x["step"])].append(x)
+    for p in o.plan:
+        for s in o.histories.get(p.id, []):
+            if s.kind != StepKind.STEP or not s.resolved:
+                continue
+            pk, sk = f"WF#{p.id}", f"{r.STEP_SK_PREFIX}{s.position:06d}"
+            acks = [w["t1"] for w in resolving.get((pk, sk), []) if w.get("t1")]
+            done = min(acks) if acks else None
+            for x in execs.get((p.id, s.name), []):
+                if done is not None and x["t"] > done:
+                    v[CHECKS[3]].append(
+                        f"{p.id} {s.name!r}: ran at {x['t']} (epoch {x['epoch']}), "
+                        f"{x['t'] - done} ms after its outcome was recorded (epoch {s.epoch})"
+                    )
+
+    # 5/6. writes by a fenced-off owner: sent after a newer claim was acknowledged
+    fenced_steps = 0
+    for w in writes:
+        pk = w.get("pk")
+        if not pk or w.get("t0") is None:
+            continue
+        if _is_run_key(w) and w.get("epoch_cond") is not None and not _is_claim(w):
+            hit = newer_claim_before(pk, w["epoch_cond"], w["t0"])
+            if hit:
+                v[CHECKS[4]].append(
+                    f"{pk}: {w.get('update')!r} conditioned on epoch {w['epoch_cond']} applied, "
+                    f"sent {w['t0'] - hit[1]} ms after epoch {hit[0]} claimed the run"
+                )
+        elif (w.get("sk") or "").startswith(r.STEP_SK_PREFIX) and w.get("item_epoch") is not None:
+            # From stored data alone: recorded_at is stamped before the put is sent.
+            sent = max(w["t0"], w.get("recorded_at") or 0)
+            hit = newer_claim_before(pk, w["item_epoch"], sent)
+            if hit and w.get("op") == "dynamodb.PutItem":
+                fenced_steps += 1
+                v[CHECKS[5]].append(
+                    f"{pk} {w['sk']}: recorded by epoch {w['item_epoch']}, sent "
+                    f"{sent - hit[1]} ms after epoch {hit[0]} claimed the run"
+                )
+    facts["step records by a fenced-off owner"] = fenced_steps
+    # Fencing at work: owner writes refused because a newer epoch had claimed the run.
+    stale = 0
+    for w in refused:
+        pk, epoch = w.get("pk"), w.get("epoch_cond")
+        t0 = w.get("t0")
+        if pk and epoch is not None and _is_run_key(w) and t0 is not None:
+            stale += newer_claim_before(pk, epoch, t0) is not None
+    facts["writes refused by conditions (all / stale owners fenced off)"] = (
+        f"{len(refused)} / {stale}"
+    )
+
+    # 7. terminal is final: nothing applied to a run after its terminal write
+    for p in o.plan:
+        pk = f"WF#{p.id}"
+        ends = [
+            w["t1"]
+            for w in writes
+            if w.get("pk") == pk
+            and _is_run_key(w)
+            and any(
+                s in (w.get("update") or "")
+                for s in ("#st = :status", "#st = :cancelled", "#st = :failed")
+            )
+        ]
+        if not ends:
+            continue
+        end = min(ends)
+        for w in writes:
+            if w.get("pk") == pk and (w.get("t0") or 0) > end:
+                v[CHECKS[6]].append(
+                    f"{pk} {w.get('sk')}: {w.get('op')} applied after the run ended"
+                )
+
+    # How long runs took, start write to terminal write (the slowest show the backstops).
+    spans: dict[str, list[int]] = defaultdict(list)
+    for w in writes:
+        if (w.get("pk") or "").startswith("WF#") and _is_run_key(w) and w.get("t1"):
+            spans[w["pk"]].append(w["t1"])
+    slowest = sorted(((max(t) - min(t), pk[3:]) for pk, t in spans.items()), reverse=True)[:3]
+    facts["slowest runs (s, start to last write)"] = [f"{d / 1000:.0f} {rid}" for d, rid in slowest]
+
+    # 8. execution counts
+    counts: Counter[int] = Counter()
+    extra_runs = 0
+    for p in o.plan:
+        for s in o.histories.get(p.id, []):
+            if s.kind != StepKind.STEP:
+                continue
+            n = len(execs.get((p.id, s.name), []))
+            attempts = max(1, len(s.attempts))
+            counts[n] += 1
+            if n < 1:
+                v[CHECKS[7]].append(f"{p.id} {s.name!r}: recorded but never executed")
+            if s.resolved and n > attempts:
+                extra_runs += n - attempts
+    facts["step records (kind step)"] = sum(counts.values())
+    facts["step executions"] = len(o.executions)
+    facts["executions per step record"] = dict(sorted(counts.items()))
+    facts["re-executions beyond recorded attempts (at-least-once)"] = extra_runs
+    facts["runs by shape"] = dict(Counter(p.shape for p in o.plan))
+    facts["runs by final status"] = dict(
+        Counter((run.status.value if run else "missing") for run in o.runs.values())
+    )
+    faults_by_kind: Counter[str] = Counter(f["kind"] for f in o.fault_log)
+    facts["faults injected by kind"] = dict(sorted(faults_by_kind.items()))
+    facts["faults injected, worker processes"] = dict(
+        sorted(Counter(f["kind"] for f in o.fault_log if f.get("pid") != os.getpid()).items())
+    )
+    facts["duplicate deliveries"] = faults_by_kind["duplicate"] + faults_by_kind["duplicate_late"]
+    facts["worker kills (SIGKILL)"] = o.kills
+    facts["worker pauses (SIGSTOP past the lease, then SIGCONT)"] = o.pauses
+    facts["requests withheld: the owner's lease ran out before the send"] = o.withheld
+    facts["worker processes started"] = o.worker_processes
+    facts["API calls retried by the driver"] = dict(o.api_errors)
+    return Report(violations=v, facts=facts)
