@@ -40,6 +40,18 @@ def wait_status(stack: LocalStack, run_id: str, *statuses: str, timeout: float =
         ) from None
 
 
+def queued(stack: LocalStack) -> int:
+    """Messages in the work queue, visible or in flight (SQS's approximate counts,
+    exact on the local server)."""
+    attrs = stack.sqs.get_queue_attributes(
+        QueueUrl=stack.settings.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
 class WorkerProcess:
     """`orchestrator worker tests.workflows` in a subprocess, killable."""
 

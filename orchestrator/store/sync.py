@@ -301,6 +301,17 @@ class Store:
         return [i[r.PK]["S"].removeprefix("WF#") for i in resp.get("Items", [])]
 
     # --- the sweeper's walk of by_created --------------------------------------------
+    def _applied(self, request: dict[str, Any]) -> bool:
+        """Send one conditional UpdateItem: True if applied, False if its condition
+        failed (the item moved since it was read)."""
+        try:
+            self._ddb.update_item(**request)
+            return True
+        except ClientError as e:
+            if conditional_failed(e):
+                return False
+            raise
+
     def sweep_marks(self) -> dict[int, str]:
         """The walk's progress per list shard: the sort key of the last run settled."""
         items = self._query_all(
@@ -355,49 +366,31 @@ class Store:
     def promote(self, run: Run, *, due_at: int, dispatch: bool) -> bool:
         """Put a run the walk found unfinished into `by_due`. False if it moved
         since `run` was read, or is in the index already."""
-        try:
-            self._ddb.update_item(
-                **q.promote(
-                    self._table,
-                    run.id,
-                    epoch=run.epoch,
-                    status=run.status,
-                    due_at=due_at,
-                    dispatch=dispatch,
-                )
+        return self._applied(
+            q.promote(
+                self._table,
+                run.id,
+                epoch=run.epoch,
+                status=run.status,
+                due_at=due_at,
+                dispatch=dispatch,
             )
-            return True
-        except ClientError as e:
-            if conditional_failed(e):
-                return False
-            raise
+        )
 
     def advance_sweep_mark(self, shard: int, mark: str) -> bool:
         """Move the walk's progress in one shard forward; False if another sweeper
         already moved it as far or further."""
-        try:
-            self._ddb.update_item(
-                **q.advance_sweep_mark(self._table, shard, mark=mark, now=self._clock.now_ms())
-            )
-            return True
-        except ClientError as e:
-            if conditional_failed(e):
-                return False
-            raise
+        return self._applied(
+            q.advance_sweep_mark(self._table, shard, mark=mark, now=self._clock.now_ms())
+        )
 
     def fail_poisoned(self, run: Run, *, now: int, message: str) -> bool:
         """Fail a running run whose lease has expired, as read (`run`), with a
         PoisonMessageError. False if it moved since it was read."""
         error = ErrorInfo("PoisonMessageError", message)
-        try:
-            self._ddb.update_item(
-                **q.fail_poisoned(self._table, run.id, epoch=run.epoch, now=now, error=error)
-            )
-            return True
-        except ClientError as e:
-            if conditional_failed(e):
-                return False
-            raise
+        return self._applied(
+            q.fail_poisoned(self._table, run.id, epoch=run.epoch, now=now, error=error)
+        )
 
     def fail_timed_out(self, run: Run, *, now: int) -> bool:
         """Fail a run no worker holds, as read (`run`), whose execution deadline has
@@ -407,35 +400,23 @@ class Store:
             f"the run's execution timeout passed (deadline {run.deadline_at} ms since the "
             f"epoch) while it was {run.status.value} and no worker held it",
         )
-        try:
-            self._ddb.update_item(
-                **q.fail_timed_out(
-                    self._table, run.id, epoch=run.epoch, seen=run.status, now=now, error=error
-                )
+        return self._applied(
+            q.fail_timed_out(
+                self._table, run.id, epoch=run.epoch, seen=run.status, now=now, error=error
             )
-            return True
-        except ClientError as e:
-            if conditional_failed(e):
-                return False
-            raise
+        )
 
     def rearm(self, run: Run, *, due_at: int) -> bool:
-        try:
-            self._ddb.update_item(
-                **q.rearm(
-                    self._table,
-                    run.id,
-                    epoch=run.epoch,
-                    status=run.status,
-                    old_due=run.due_at or 0,
-                    due_at=due_at,
-                )
+        return self._applied(
+            q.rearm(
+                self._table,
+                run.id,
+                epoch=run.epoch,
+                status=run.status,
+                old_due=run.due_at or 0,
+                due_at=due_at,
             )
-            return True
-        except ClientError as e:
-            if conditional_failed(e):
-                return False
-            raise
+        )
 
 
 __all__ = ["MAX_LIST_LIMIT", "Page", "Store", "list_sk"]

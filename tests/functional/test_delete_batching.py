@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator import faults
 from orchestrator.local.worker_thread import BackgroundWorker
-from tests.helpers import wait_for, wait_status
+from tests.helpers import queued, wait_for, wait_status
 from tests.workflows import ALL
 
 
@@ -38,16 +38,6 @@ def sqs_requests(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
     yield sent
 
 
-def _in_queue(stack: Any) -> int:
-    attrs = stack.sqs.get_queue_attributes(
-        QueueUrl=stack.settings.queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(
-        attrs["ApproximateNumberOfMessagesNotVisible"]
-    )
-
-
 def test_thirty_runs_take_a_few_delete_batches_and_leave_the_queue_empty(
     stack: Any, sqs_requests: Counter[str]
 ) -> None:
@@ -55,7 +45,7 @@ def test_thirty_runs_take_a_few_delete_batches_and_leave_the_queue_empty(
     with BackgroundWorker(ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=10):
         for run_id in runs:
             wait_status(stack, run_id, "completed")
-        wait_for(lambda: _in_queue(stack) == 0, timeout=5)  # deleted within max_wait
+        wait_for(lambda: queued(stack) == 0, timeout=5)  # deleted within max_wait
     assert sqs_requests["DeleteMessage"] == 0
     # Ten slots, runs finishing in bursts: a batch carries several deletes.
     assert 3 <= sqs_requests["DeleteMessageBatch"] <= len(runs) // 3, sqs_requests
@@ -69,9 +59,9 @@ def test_stopping_the_worker_sends_the_deletes_still_waiting(
         for run_id in runs:
             wait_status(stack, run_id, "completed")
         # Fewer than 10 and long before max_wait: held, the messages still in flight.
-        assert _in_queue(stack) == 3
+        assert queued(stack) == 3
         assert sqs_requests["DeleteMessageBatch"] == 0
-    assert _in_queue(stack) == 0  # sent by the stop, before the client closed
+    assert queued(stack) == 0  # sent by the stop, before the client closed
     assert sqs_requests["DeleteMessageBatch"] == 1
 
 

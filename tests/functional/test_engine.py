@@ -9,7 +9,7 @@ from orchestrator import Client
 from orchestrator.local.worker_thread import BackgroundWorker
 from orchestrator.model import Status
 from tests.conftest import executions
-from tests.helpers import wait_for, wait_status
+from tests.helpers import queued, wait_for, wait_status
 from tests.workflows import ALL
 
 
@@ -95,20 +95,9 @@ def test_a_message_delivered_twice_runs_the_steps_once(stack, exec_log: Path) ->
         wait_status(stack, run.id, "completed")
         # Late duplicates for the terminal run are deleted, not run.
         stack.dispatcher.send(run.id, "late")
-        wait_for(lambda: _queue_empty(stack), timeout=10)
+        wait_for(lambda: queued(stack) == 0, timeout=10)
     assert sorted(executions(exec_log)) == [f"{run.id}:s{i}" for i in range(4)]
     assert stack.store.get(run.id).epoch == 1
-
-
-def _queue_empty(stack) -> bool:
-    attrs = stack.sqs.get_queue_attributes(
-        QueueUrl=stack.settings.queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (
-        attrs["ApproximateNumberOfMessages"] == "0"
-        and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
-    )
 
 
 def test_a_send_lost_after_the_start_write_is_repaired_by_the_sweeper(

@@ -21,7 +21,7 @@ from orchestrator.model import Status
 from orchestrator.store import requests as q
 from orchestrator.store.codec import list_sk, run_key, shard
 from orchestrator.sweeper import RUNNING_RECHECK_MS, Sweeper
-from tests.helpers import wait_status
+from tests.helpers import queued, wait_status
 from tests.workflows import ALL
 
 GRACE_S = 1  # TEST_SETTINGS.sweep_grace_ms
@@ -42,16 +42,6 @@ def _raw(stack: Any, workflow_id: str) -> dict[str, Any]:
         TableName=stack.settings.table, Key=run_key(workflow_id), ConsistentRead=True
     )["Item"]
     return item
-
-
-def _queued(stack: Any) -> int:
-    attrs = stack.sqs.get_queue_attributes(
-        QueueUrl=stack.settings.queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(
-        attrs["ApproximateNumberOfMessagesNotVisible"]
-    )
 
 
 def _lost_starts(stack: Any, n: int) -> list[str]:
@@ -86,7 +76,7 @@ def test_a_run_finished_within_the_grace_is_walked_once_and_never_indexed(quiet:
 
 def test_a_lost_start_is_promoted_and_sent_once_after_the_grace(quiet: Any) -> None:
     (wid,) = _lost_starts(quiet, 1)
-    assert quiet.sweeper.sweep_once().sent == [] and _queued(quiet) == 0
+    assert quiet.sweeper.sweep_once().sent == [] and queued(quiet) == 0
 
     quiet.clock.advance(GRACE_S + 1)
     now = quiet.clock.now_ms()
@@ -96,7 +86,7 @@ def test_a_lost_start_is_promoted_and_sent_once_after_the_grace(quiet: Any) -> N
     assert stored.status == Status.PENDING and stored.dispatches == 1
     assert stored.due_at == now + quiet.settings.sweep_grace_ms  # the first backoff step
     assert _raw(quiet, wid)[r.BY_DUE.partition_key]["S"].startswith("DUE#")
-    assert _queued(quiet) == 1
+    assert queued(quiet) == 1
     # Not sent again before its backoff ends: the walk has passed it, by_due has it.
     again = quiet.sweeper.sweep_once()
     assert again.walked == 0 and again.sent == []
@@ -196,7 +186,7 @@ def test_a_stale_read_is_decided_again_on_a_strongly_consistent_read(
     stored = quiet.store.get(wid)
     assert stored.status == Status.RUNNING and stored.epoch == 1
     assert stored.due_at is not None and stored.due_at >= stored.lease_until
-    assert stored.dispatches == 0 and _queued(quiet) == 0
+    assert stored.dispatches == 0 and queued(quiet) == 0
 
 
 def test_two_sweepers_walking_at_once_promote_and_send_each_run_once(quiet: Any) -> None:
@@ -219,7 +209,7 @@ def test_two_sweepers_walking_at_once_promote_and_send_each_run_once(quiet: Any)
     promoted = Counter(w for rep in reports for w in rep.promoted)
     sent = Counter(w for rep in reports for w in rep.sent)
     assert promoted == Counter(ids) and sent == Counter(ids)
-    assert _queued(quiet) == 30
+    assert queued(quiet) == 30
     assert all(quiet.store.get(w).dispatches == 1 for w in ids)
 
 
