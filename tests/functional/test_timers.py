@@ -12,7 +12,7 @@ import pytest
 from orchestrator.dispatch import schedule_name
 from orchestrator.local.worker_thread import BackgroundWorker
 from orchestrator.model import Status
-from tests.conftest import executions, worker_env
+from tests.conftest import TEST_SETTINGS, executions, worker_env
 from tests.helpers import WorkerProcess, wait_for, wait_status
 from tests.workflows import ALL
 
@@ -59,7 +59,9 @@ def test_a_two_second_sleep_wakes_through_sqs_delay_on_the_real_clock(
 ) -> None:
     from orchestrator.clock import SystemClock
 
-    stack = make_stack(clock=SystemClock())
+    # A grace longer than the test's load can delay anything: the sweeper must
+    # have no reason to send, so the wake-up is the delayed message's alone.
+    stack = make_stack(clock=SystemClock(), settings=TEST_SETTINGS.with_(sweep_grace_ms=10_000))
     with BackgroundWorker(ALL, stack.settings):
         t0 = time.monotonic()
         run, _ = stack.service.start("sleeper", {"seconds": 2})
