@@ -266,12 +266,7 @@ class Sweeper:
                 if self._store.promote(run, due_at=due_at, dispatch=send):
                     report.promoted.append(run.id)
                     if send:
-                        try:
-                            self._dispatcher.send(run.id, "sweep")
-                            report.sent.append(run.id)
-                        except Exception:
-                            # It is in by_due now, due again after the backoff.
-                            log.exception("sweeper send failed for %s; by_due retries", run.id)
+                        self._send(run.id, report)
                     return
             try:
                 run = self._store.get(run.id)
@@ -294,11 +289,17 @@ class Sweeper:
             return  # it moved: whoever moved it owns the way forward
         report.rearmed += 1
         if send:
-            try:
-                self._dispatcher.send(workflow_id, "sweep")
-                report.sent.append(workflow_id)
-            except Exception:
-                log.exception("sweeper send failed for %s; next sweep retries", workflow_id)
+            self._send(workflow_id, report)
+
+    def _send(self, workflow_id: str, report: SweepReport) -> None:
+        """Send a run the sweeper has just re-armed or promoted. A failed send is
+        only logged: the run is in `by_due` with its new due time, so a later
+        sweep sends it again."""
+        try:
+            self._dispatcher.send(workflow_id, "sweep")
+            report.sent.append(workflow_id)
+        except Exception:
+            log.exception("sweeper send failed for %s; a later sweep retries", workflow_id)
 
     # --- the dead-letter queue ------------------------------------------------------------
     def drain_dead_letters(self, report: SweepReport | None = None) -> SweepReport:

@@ -54,8 +54,9 @@ _NAMES = {
 }
 
 
-def _due(workflow_id: str, due_at: int, values: dict[str, Any]) -> str:
-    """The SET clause that puts a run in the sweeper's index (or moves it there).
+def _due(workflow_id: str, due_at: int, values: dict[str, Any], *, keep: bool = False) -> str:
+    """The SET clause that puts a run in the sweeper's index (or moves it there;
+    with `keep`, a due time already set stays).
 
     Both keys are set every time: a run starts outside `by_due` (no due_pk), so
     whichever write puts it in first must write the partition key too. Writing
@@ -63,7 +64,7 @@ def _due(workflow_id: str, due_at: int, values: dict[str, Any]) -> str:
     """
     values[":dpk"] = r.due_pk(shard(workflow_id, r.DUE_SHARDS))
     values[":due"] = due_at
-    return "#dp = :dpk, #da = :due"
+    return "#dp = :dpk, #da = " + ("if_not_exists(#da, :due)" if keep else ":due")
 
 
 def _names(*expressions: str) -> dict[str, str]:
@@ -281,12 +282,11 @@ def release(table: str, workflow_id: str, *, epoch: int, due_at: int) -> dict[st
     # The run enters the sweeper's index if it is not there yet (a run past the
     # sweeper's walk would otherwise depend on the message alone).
     values: dict[str, Any] = {":zero": 0, ":epoch": epoch, ":running": Status.RUNNING.value}
-    values[":dpk"] = r.due_pk(shard(workflow_id, r.DUE_SHARDS))
-    values[":due"] = due_at
+    due = _due(workflow_id, due_at, values, keep=True)
     return _update(
         table,
         run_key(workflow_id),
-        "SET #lu = :zero, #dp = :dpk, #da = if_not_exists(#da, :due) REMOVE #ow",
+        f"SET #lu = :zero, {due} REMOVE #ow",
         "#ep = :epoch AND #st = :running",
         values,
     )
