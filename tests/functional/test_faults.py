@@ -399,6 +399,8 @@ async def test_an_owner_whose_lease_runs_out_while_a_step_write_waits_sends_noth
     (which no condition fences) landed: a step record by a fenced-off owner. The
     owner now checks its lease view again right before each HTTP attempt."""
     from worker._context import WorkflowContext
+    from worker._parking import Parker
+    from worker._scope import start_root
     from worker._state import LeaseLost, RunState
     from worker._store import AsyncStore
 
@@ -426,7 +428,8 @@ async def test_an_owner_whose_lease_runs_out_while_a_step_write_waits_sends_noth
             clock=stack.clock,
             lease_ms=600,
         )
+        state.parker = Parker(state)
         with pytest.raises(LeaseLost):
-            await WorkflowContext(state).step("s0", lambda: 1)
+            await start_root(state, WorkflowContext(state).step("s0", lambda: 1))
     assert faults.stats() == {"latency": 1}
     assert stack.store.steps(run.id) == []  # never sent
