@@ -64,6 +64,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="latency probe: this many runs one at a time, engine and floor (default 20; 0: none)",
     )
     p.add_argument("--no-sweeps", action="store_true", help="skip the S and K sweeps")
+    p.add_argument(
+        "--fanout-items",
+        type=int,
+        default=1000,
+        help="fan-out figure: one run's ctx.map of this many one-step items, next to the "
+        "same steps in sequence (default 1000; 0: none)",
+    )
     p.add_argument("--s-sweep", default="1,10,100,1000", help="values of S (default 1,10,100,1000)")
     p.add_argument("--k-sweep", default="1,2,4", help="values of K (default 1,2,4)")
     p.add_argument(
@@ -139,6 +146,26 @@ def growth_entry(s: dict[str, Any]) -> dict[str, Any]:
         "steps_per_s": s["steps_per_s"],
         "dollars_per_million_steps": s["dollars_per_million_steps"],
         "step_to_step_p50_ms": s["latency"]["step_to_step"]["p50_ms"],
+    }
+
+
+def fanout_entry(fan: dict[str, Any], seq: dict[str, Any], items: int) -> dict[str, Any]:
+    """One run's ctx.map of `items` one-step items next to the same steps in sequence."""
+
+    def side(s: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "wall_s": s["wall_s"],
+            "writes_per_item": s["dynamodb_writes"] / items,
+            "wru_per_item": s["wru_per_step"],
+            "reads_per_item": s["dynamodb_reads"] / items,
+            "dollars_per_million_items": s["dollars_per_million_steps"],
+        }
+
+    return {
+        "items": items,
+        "map": side(fan),
+        "sequential": side(seq),
+        "wall_ratio_map_to_sequential": fan["wall_s"] / seq["wall_s"] if seq["wall_s"] else None,
     }
 
 
@@ -259,6 +286,20 @@ def main(argv: list[str] | None = None) -> int:
             probe["ours"] = summarize(harness.run_ours("probe", pw, sequential=True))
             if not args.no_floor:
                 probe["floor"] = summarize(harness.run_floor("probe-floor", pw, sequential=True))
+        fanout: dict[str, Any] | None = None
+        if args.fanout_items > 0:
+            log("fan-out in one run")
+            fw = Workload(
+                workflows=1,
+                steps=args.fanout_items,
+                workers=1,
+                concurrency=1,
+                result_bytes=args.result_bytes,
+            )
+            fan = summarize(harness.run_ours("fanout-map", replace(fw, fanout=True)))
+            seq = summarize(harness.run_ours("fanout-seq", fw))
+            phases["fanout-map"], phases["fanout-seq"] = fan, seq
+            fanout = fanout_entry(fan, seq, args.fanout_items)
         s_values = [] if args.no_sweeps else _ints(args.s_sweep)
         k_values = [] if args.no_sweeps else _ints(args.k_sweep)
         if s_values:
@@ -346,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             f"K={args.sweep_workers} x {args.sweep_concurrency} slots, "
             f"W = max({slots}, min({args.workflows}, {args.sweep_steps}/S)) workflows per point"
         ),
+        "fanout_inline": fanout,
         "scaling": scaling,
         "scaling_note": f"{main_w.workflows} workflows x {main_w.steps} steps, "
         f"{main_w.concurrency} slots per worker process",

@@ -39,6 +39,7 @@ class Workload:
     result_bytes: int = 100
     mix: bool = False
     sleep_seconds: float = 1.0
+    fanout: bool = False  # each workflow's steps are the items of one ctx.map
 
     @property
     def steps_total(self) -> int:
@@ -318,6 +319,7 @@ class Harness:
                 "result_bytes": w.result_bytes,
                 "mix": w.mix,
                 "sleep_seconds": w.sleep_seconds,
+                "fanout": w.fanout,
             }
             ids = [f"{name}-{i:06d}-{uuid.uuid4().hex[:8]}" for i in range(w.workflows)]
 

@@ -406,6 +406,25 @@ def render(result: dict[str, Any]) -> str:
             )
         )
         out.append("")
+    fan = result.get("fanout_inline")
+    if fan:
+        out.append(f"Fan-out in one run: {fan['items']} one-step items (fanout_inline)")
+        rows = [
+            [
+                label,
+                _f(side["wall_s"], 2),
+                _f(side["writes_per_item"], 3),
+                _f(side["wru_per_item"], 3),
+                _f(side["reads_per_item"], 3),
+                _f(side["dollars_per_million_items"], 3),
+            ]
+            for label, side in (("ctx.map", fan["map"]), ("sequential", fan["sequential"]))
+        ]
+        out.append(
+            _table(rows, ["shape", "wall s", "writes/item", "WRU/item", "reads/item", "$/M items"])
+        )
+        out.append(f"map wall time / sequential: {_f(fan['wall_ratio_map_to_sequential'], 2)}x")
+        out.append("")
     if result.get("scaling"):
         out.append(f"Throughput in K ({result['scaling_note']})")
         rows = [

@@ -16,6 +16,7 @@ class BenchInput(BaseModel):
     result_bytes: int = 100
     mix: bool = False
     sleep_seconds: float = 1.0
+    fanout: bool = False  # the steps as the items of one ctx.map instead of a sequence
 
 
 def make_result(position: int, size: int) -> str:
@@ -26,6 +27,14 @@ def make_result(position: int, size: int) -> str:
 
 @workflow("bench")
 async def bench(ctx, input: BenchInput) -> dict[str, int]:
+    if input.fanout:
+
+        async def item(c, position: int, index: int) -> str:  # type: ignore[no-untyped-def]
+            return await c.step(f"s{position}", make_result, position, input.result_bytes)
+
+        batch = await ctx.map("items", list(range(input.steps)), item)
+        batch.throw_if_error()
+        return {"steps": input.steps}
     sleep_at = input.steps // 3
     wait_at = (2 * input.steps) // 3
     for i in range(input.steps):

@@ -251,20 +251,20 @@ def _follow(client: Any, workflow_id: str, interval: float, as_json: bool) -> in
     else:
         _print_run(run, traceback=False)
     status = run["status"]
-    shown: dict[int, str] = {}
+    shown: dict[str, str] = {}
     try:
         with err.status("following… (Ctrl-C to stop)") as spinner:
             while True:
                 steps = _call(client.steps, workflow_id)
                 for s in steps:
                     snapshot = json.dumps(s, sort_keys=True)
-                    if shown.get(s["position"]) == snapshot:
+                    if shown.get(s["id"]) == snapshot:
                         continue
-                    shown[s["position"]] = snapshot
+                    shown[s["id"]] = snapshot
                     if as_json:
                         _print_json({"event": "step", "step": s})
                     else:
-                        line = f"  #{s['position']} {s['kind']} {s['name']}: {_outcome(s)}"
+                        line = f"  #{s['id']} {s['kind']} {s['name']}: {_outcome(s)}"
                         out.print(Text(line, style="red" if s.get("error") else ""), soft_wrap=True)
                 run = _call(client.get, workflow_id)
                 if run["status"] != status:
@@ -291,8 +291,16 @@ def _follow(client: Any, workflow_id: str, interval: float, as_json: bool) -> in
 
 
 @app.command()
-def steps(workflow_id: RunId, as_json: JsonFlag = False) -> None:
-    """List a run's durable calls in order: steps, sleeps and signal waits.
+def steps(
+    workflow_id: RunId,
+    as_json: JsonFlag = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Expand batches of more than 10 branches.")
+    ] = False,
+) -> None:
+    """List a run's durable operations by id, nested: steps, sleeps, signal waits,
+    child contexts and batches (a batch of many branches shows its counts and
+    its failed branches first; --all shows everything).
 
     Examples:
 
@@ -306,7 +314,7 @@ def steps(workflow_id: RunId, as_json: JsonFlag = False) -> None:
     elif not found:
         out.print("no steps recorded yet")
     else:
-        out.print(_steps_table(found))
+        out.print(_steps_table(found, expand=show_all))
 
 
 @app.command()

@@ -118,6 +118,16 @@ def _detail(run: dict[str, Any]) -> str:
 
 def _outcome(step: dict[str, Any]) -> str:
     kind = step["kind"]
+    if kind in ("parallel", "map"):
+        return _batch_summary(step)
+    if kind in ("context", "branch"):
+        if step.get("error"):
+            return f"{step['error']['type']}: {step['error']['message']}"
+        if step.get("replay_children"):
+            return "completed (result too large to keep: replayed from its operations)"
+        return _compact(step.get("result"), 100)
+    if kind == "cancel":
+        return f"cancel delivered: {step.get('reason')}"
     if kind == "step":
         if step.get("retry_at"):
             return f"attempt failed; next attempt {_until(step['retry_at'])}"
@@ -168,20 +178,93 @@ def _runs_table(runs: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _steps_table(steps: list[dict[str, Any]]) -> Table:
+def _batch_summary(step: dict[str, Any]) -> str:
+    items = step.get("items") or []
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item["status"]] = counts.get(item["status"], 0) + 1
+    parts = [f"{n} {status}" for status, n in sorted(counts.items())]
+    reason = step.get("completion_reason") or "running"
+    return f"{len(items)} branches: " + (", ".join(parts) or "none") + f" ({reason})"
+
+
+COLLAPSE_OVER = 10  # a batch with more branches shows its failed branches only
+SHOWN_FAILED = 5
+
+
+def _visible_steps(steps: list[dict[str, Any]], expand: bool) -> list[dict[str, Any] | str]:
+    """The steps to print, in order; a batch of many branches is collapsed into a
+    line of counts, with the operations of its first failed branches kept
+    (failures first). Strings are summary lines."""
+    if expand:
+        return list(steps)
+    batches = {
+        s["id"]: s
+        for s in steps
+        if s["kind"] in ("parallel", "map") and len(s.get("items") or []) > COLLAPSE_OVER
+    }
+    # An unfinished batch has no items yet: count its branches from their operation ids.
+    for s in steps:
+        if s["kind"] in ("parallel", "map") and s["id"] not in batches:
+            branches = {
+                o["id"][len(s["id"]) + 1 :].split(".")[0]
+                for o in steps
+                if o["id"].startswith(s["id"] + ".")
+            }
+            if len(branches) > COLLAPSE_OVER:
+                batches[s["id"]] = s
+    out_rows: list[dict[str, Any] | str] = []
+    for s in steps:
+        owner = next((b for b in batches if s["id"].startswith(b + ".")), None)
+        if owner is None:
+            out_rows.append(s)
+            if s["id"] in batches:
+                out_rows.extend(_failed_first(s, steps))
+    return out_rows
+
+
+def _failed_first(batch: dict[str, Any], steps: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
+    prefix = batch["id"] + "."
+    inside = [o for o in steps if o["id"].startswith(prefix)]
+    failed = [str(i["index"]) for i in batch.get("items") or [] if i["status"] == "failed"]
+    if not failed:  # still running: branches whose operations failed
+        failed = sorted(
+            {o["id"][len(prefix) :].split(".")[0] for o in inside if o.get("error")}, key=int
+        )
+    rows: list[dict[str, Any] | str] = []
+    for index in failed[:SHOWN_FAILED]:
+        rows.extend(o for o in inside if o["id"].startswith(f"{prefix}{index}."))
+    hidden = len(inside) - sum(1 for r in rows if isinstance(r, dict))
+    if hidden:
+        more = (
+            f"{len(failed) - SHOWN_FAILED} more failed branches, "
+            if len(failed) > SHOWN_FAILED
+            else ""
+        )
+        rows.append(f"… {more}{hidden} operations of batch {batch['id']} hidden (--all shows them)")
+    return rows
+
+
+def _steps_table(steps: list[dict[str, Any]], *, expand: bool = False) -> Table:
+    """Operations in id order, nested by depth; big batches collapsed (see
+    `_visible_steps`)."""
     table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("#", no_wrap=True)
     table.add_column("KIND", no_wrap=True)
     table.add_column("NAME", no_wrap=True)
     table.add_column("STARTED", no_wrap=True)
     table.add_column("TOOK", no_wrap=True)
     table.add_column("OUTCOME", overflow="fold")
-    for s in steps:
+    for s in _visible_steps(steps, expand):
+        if isinstance(s, str):
+            table.add_row("", "", Text(s, style="dim"), "", "", "")
+            continue
         attempts = len(s.get("attempts") or [])
         outcome = _outcome(s) + (f"  ({attempts} attempts)" if attempts > 1 else "")
-        style = "red" if s.get("error") and not s.get("retry_at") else ""
+        failed = any(i["status"] == "failed" for i in s.get("items") or [])
+        style = "red" if (s.get("error") and not s.get("retry_at")) or failed else ""
         table.add_row(
-            str(s["position"]),
+            "  " * s["id"].count(".") + s["id"],
             s["kind"],
             s["name"],
             _local(s.get("started_at"))[11:],

@@ -126,11 +126,23 @@ def step_view(step: StepRecord) -> dict[str, Any]:
         view["wake_at"] = iso(step.wake_at)
     elif step.kind == "cancel":
         view["reason"] = step.result
-    elif step.kind in ("context", "parallel", "map", "branch"):
+    elif step.kind in ("parallel", "map"):
+        body = _json(step.result) or {}
+        view["completion_reason"] = body.get("reason")
+        view["items"] = [
+            {
+                "index": d["i"],
+                "status": d["s"],
+                "result": _json(d["r"]) if "r" in d else None,
+                "error": d.get("e"),
+            }
+            for d in body.get("items", [])
+        ]
+        view["replay_children"] = step.replay_children
+    elif step.kind in ("context", "branch"):
         view["result"] = None if step.replay_children else _json(step.result)
         view["error"] = step.error.as_dict() if step.error else None
-        if step.replay_children:
-            view["replay_children"] = True
+        view["replay_children"] = step.replay_children
     else:
         view.update(
             signal=step.signal,

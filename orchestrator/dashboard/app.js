@@ -409,11 +409,32 @@
         took = null;
       } else if (s.error) {
         state = "bad";
-        body.push(errorBlock(s.error, open, `step-${s.position}`, false));
+        body.push(errorBlock(s.error, open, `step-${s.id}`, false));
       } else {
         body.push(jsonBlock(s.result));
       }
       if (s.attempts && s.attempts.length) body.push(attemptsTable(s.attempts));
+    } else if (s.kind === "parallel" || s.kind === "map") {
+      const items = s.items || [];
+      const counts = {};
+      for (const i of items) counts[i.status] = (counts[i.status] || 0) + 1;
+      const parts = Object.keys(counts).sort().map((k) => `${counts[k]} ${k}`);
+      if (counts.failed) state = "bad";
+      body.push(
+        h("div", { class: "line" }, `${items.length} branches: ${parts.join(", ") || "none"} · ${(s.completion_reason || "").replaceAll("_", " ")}`),
+      );
+    } else if (s.kind === "context" || s.kind === "branch") {
+      if (s.error) {
+        state = "bad";
+        body.push(errorBlock(s.error, open, `step-${s.id}`, false));
+      } else if (s.replay_children) {
+        body.push(h("div", { class: "line" }, "result too large to keep: replayed from its operations"));
+      } else {
+        body.push(jsonBlock(s.result));
+      }
+    } else if (s.kind === "cancel") {
+      state = "bad";
+      body.push(h("div", { class: "line" }, `cancel delivered: ${s.reason || ""}`));
     } else if (s.kind === "sleep") {
       const wake = toMs(s.wake_at);
       const pending = wake > Date.now();
@@ -442,13 +463,14 @@
         body.push(h("div", { class: "line" }, `waiting for signal “${s.signal}”`, deadline));
       }
     }
+    const depth = (s.id.match(/\./g) || []).length;
     return h(
       "li",
-      { class: state, "data-kind": s.kind, "data-position": s.position },
+      { class: state, "data-kind": s.kind, "data-id": s.id, "data-depth": Math.min(depth, 8) },
       h(
         "div",
         { class: "ev-head" },
-        h("span", { class: "pos" }, `#${s.position}`),
+        h("span", { class: "pos" }, `#${s.id}`),
         h("span", { class: "badge kind" }, s.kind),
         h("span", { class: "name" }, s.name),
         h(
@@ -503,9 +525,41 @@
     );
   }
 
+  // A batch of more than COLLAPSE_OVER branches shows the operations of its failed
+  // branches first; the rest sit in a closed <details> that opens on a click.
+  const COLLAPSE_OVER = 10;
+  function branchOf(batchId, opId) {
+    return opId.slice(batchId.length + 1).split(".")[0];
+  }
   function timeline(run, steps, open) {
     const items = [boundaryEvent("ok", "created", run.created_at)];
-    for (const s of steps) items.push(stepEvent(s, run, open));
+    const big = new Map();
+    for (const s of steps) {
+      if (s.kind !== "parallel" && s.kind !== "map") continue;
+      const inside = steps.filter((o) => o.id.startsWith(s.id + "."));
+      const branches = new Set(inside.map((o) => branchOf(s.id, o.id)));
+      if (branches.size > COLLAPSE_OVER || (s.items || []).length > COLLAPSE_OVER) big.set(s.id, inside);
+    }
+    const hidden = (s) => [...big.keys()].some((b) => s.id.startsWith(b + "."));
+    for (const s of steps) {
+      if (hidden(s)) continue;
+      items.push(stepEvent(s, run, open));
+      const inside = big.get(s.id);
+      if (!inside) continue;
+      const failed = new Set((s.items || []).filter((i) => i.status === "failed").map((i) => String(i.index)));
+      for (const o of inside) if (o.error) failed.add(branchOf(s.id, o.id));
+      const first = inside.filter((o) => failed.has(branchOf(s.id, o.id)));
+      const rest = inside.filter((o) => !failed.has(branchOf(s.id, o.id)));
+      for (const o of first) items.push(stepEvent(o, run, open));
+      if (rest.length) {
+        items.push(
+          h("li", { class: "collapsed", "data-kind": "collapsed" },
+            h("details", {},
+              h("summary", {}, `${rest.length} more operations of ${s.kind} ${s.name}`),
+              h("ol", { class: "timeline" }, rest.map((o) => stepEvent(o, run, open))))),
+        );
+      }
+    }
     const total = span(toMs(run.updated_at) - toMs(run.created_at));
     if (run.status === "completed") items.push(boundaryEvent("ok", "completed", run.updated_at, total));
     else if (run.status === "failed") items.push(boundaryEvent("bad", "failed", run.updated_at, total));

@@ -281,3 +281,29 @@ def test_opened_through_the_credentials_proxy(stack: LocalStack, page: Any) -> N
         expect(page.locator("#run-id")).to_have_text(run_id)
     finally:
         proxy.stop()
+
+
+def test_run_page_nests_branches_and_collapses_a_big_batch(
+    stack: LocalStack, worker: Any, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    client = Client(stack.api_url)
+    run = client.start(
+        "batch-rules",
+        {"n": 12, "fail": [5], "max_concurrency": None, "tolerated_failure_count": 5},
+    )["id"]
+    wait_status(stack, run, "completed", "sleeping")
+    page.goto(f"{stack.api_url}/#/runs/{run}")
+    batch = page.locator('#timeline li[data-kind="parallel"]')
+    expect(batch).to_contain_text("12 branches: 1 failed, 11 succeeded")
+    failed = page.locator('#timeline li[data-id="0.5.0"]')
+    expect(failed).to_be_visible()  # the failed branch first, outside the collapsed part
+    expect(failed).to_contain_text("ValueError: b5 failed")
+    expect(failed).to_have_attribute("data-depth", "2")
+    collapsed = page.locator("#timeline li.collapsed summary")
+    expect(collapsed).to_contain_text("11 more operations of parallel rules")
+    expect(page.locator('#timeline li[data-id="0.3.0"]')).to_be_hidden()
+    collapsed.click()
+    expect(page.locator('#timeline li[data-id="0.3.0"]')).to_be_visible()
+    shot(page, "run-batch")

@@ -26,10 +26,11 @@ REQUIRED_KEYS = {
 }
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(150)
 def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     args = ["-W", str(W), "-S", str(S), "-K", "1", "--no-sweeps", "--repeat", "1"]
+    args += ["--fanout-items", "20"]
     assert main([*args, "--probe-workflows", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Engine vs floor" in printed and "Dollars per million steps" in printed
@@ -44,6 +45,12 @@ def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     }
     assert data["anchors_dollars_per_million_steps"]["aws_step_functions_standard"] == 25.0
     assert data["growth"] == []
+    fan = data["fanout_inline"]
+    assert fan["items"] == 20 and "Fan-out in one run" in printed
+    # The map records each item's step and one batch decision: about one write
+    # more than the same steps in sequence (the worker registry may add one).
+    extra = (fan["map"]["writes_per_item"] - fan["sequential"]["writes_per_item"]) * 20
+    assert 0.5 <= extra <= 2.5, fan
     assert data["wall_ratio_to_floor"] > 0
 
     ours = data["ours"]

@@ -202,6 +202,7 @@ async def run_batch(
 ) -> BatchResult[Any]:
     check_batch_args(name, max_concurrency, completion)
     s, op_id, rec = await _core.enter(kind.value)
+    started = s.clock.now_ms()
     adapters = [_result_adapter(fn) for fn, _ in units]
     only: list[int] | None = None
     if rec is not None:
@@ -215,7 +216,7 @@ async def run_batch(
     )
     if rec is not None and rec.resolved:
         return _live_result(outcomes, json.loads(rec.result or "{}"), op_id, name, len(units))
-    done = _decision_record(s, op_id, name, kind, outcomes, reason, adapters)
+    done = _decision_record(s, op_id, name, kind, outcomes, reason, adapters, started)
     winner = await _core.record(s, done)
     if winner.replay_children:
         return _live_result(outcomes, json.loads(winner.result or "{}"), op_id, name, len(units))
@@ -295,6 +296,7 @@ def _decision_record(
     outcomes: dict[int, tuple[bool | None, Any]],
     reason: CompletionReason,
     adapters: list[Any],
+    started: int,
 ) -> StepRecord:
     items: list[dict[str, Any]] = []
     for i in sorted(outcomes):
@@ -318,9 +320,19 @@ def _decision_record(
         slim = {"reason": reason.value, "items": [{"i": d["i"], "s": d["s"]} for d in items]}
         text = json.dumps(slim, separators=(",", ":"))
         return StepRecord(
-            op_id, name, kind, s.epoch, now, result=text, resolved=True, replay_children=True
+            op_id,
+            name,
+            kind,
+            s.epoch,
+            now,
+            result=text,
+            resolved=True,
+            started_at=started,
+            replay_children=True,
         )
-    return StepRecord(op_id, name, kind, s.epoch, now, result=text, resolved=True)
+    return StepRecord(
+        op_id, name, kind, s.epoch, now, result=text, resolved=True, started_at=started
+    )
 
 
 def _error(name: str, op_id: str, e: dict[str, Any]) -> ChildContextError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from orchestrator.errors import ChildContextError, PayloadTooLargeError
@@ -35,13 +36,14 @@ async def run_in_child_context(
     if not callable(fn):
         raise TypeError("run_in_child_context needs a function fn(ctx, *args)")
     s, op_id, rec = await _core.enter("run_in_child_context")
+    started = s.clock.now_ms()
     adapter = _result_adapter(fn)
     if rec is not None:
         _core.check(s, rec, StepKind.CONTEXT, name)
         if rec.resolved and not rec.replay_children:
             return decode(rec, adapter)
     ok, value = await run_scoped(ctx, op_id, fn, args, kwargs)
-    done = outcome_record(s, op_id, name, StepKind.CONTEXT, ok, value, adapter)
+    done = outcome_record(s, op_id, name, StepKind.CONTEXT, ok, value, adapter, started)
     if rec is not None and rec.resolved:  # replay_children: the record stays as it is
         if not ok:
             raise _as_error(name, op_id, error_info(value))
@@ -71,16 +73,23 @@ async def run_scoped(
 
 
 def outcome_record(
-    s: Any, op_id: str, name: str, kind: StepKind, ok: bool, value: Any, adapter: Any
+    s: Any,
+    op_id: str,
+    name: str,
+    kind: StepKind,
+    ok: bool,
+    value: Any,
+    adapter: Any,
+    started: int,
 ) -> StepRecord:
     now = s.clock.now_ms()
+    rec = StepRecord(op_id, name, kind, s.epoch, now, resolved=True, started_at=started)
     if not ok:
-        return StepRecord(op_id, name, kind, s.epoch, now, error=error_info(value), resolved=True)
+        return replace(rec, error=error_info(value))
     try:
-        text = _encode_result(value, adapter)
+        return replace(rec, result=_encode_result(value, adapter))
     except PayloadTooLargeError:
-        return StepRecord(op_id, name, kind, s.epoch, now, resolved=True, replay_children=True)
-    return StepRecord(op_id, name, kind, s.epoch, now, result=text, resolved=True)
+        return replace(rec, replay_children=True)
 
 
 _MISSING = object()
