@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..model import (
+    RESERVED_SIGNAL_PREFIX,
     SIGNAL_NAME_RE,
     WORKFLOW_ID_RE,
     WORKFLOW_NAME_RE,
@@ -69,6 +70,8 @@ class SignalRequest(BaseModel):
                 "must start with a letter or digit and hold at most 128 letters, digits, "
                 "'_', '.', ':' or '-'"
             )
+        if v.startswith(RESERVED_SIGNAL_PREFIX):
+            raise ValueError(f"names starting with {RESERVED_SIGNAL_PREFIX!r} are the engine's own")
         return v
 
 

@@ -11,11 +11,11 @@ park fail and the branches look again (docs/architecture.md has the proof).
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from orchestrator.model import SIGNAL_NAME_RE, StepKind, StepRecord
+from orchestrator.model import RESERVED_SIGNAL_PREFIX, SIGNAL_NAME_RE, StepKind, StepRecord
 
 from .. import _core
 from .._outcomes import _check_marker, _wait_outcome
@@ -26,25 +26,39 @@ async def wait_for_signal(marker: str, name: str, *, timeout: timedelta | float 
     _check_marker(marker)
     if not isinstance(name, str) or not SIGNAL_NAME_RE.match(name):
         raise ValueError(f"{name!r} is not a valid signal name")
+    if name.startswith(RESERVED_SIGNAL_PREFIX):
+        raise ValueError(
+            f"signal names starting with {RESERVED_SIGNAL_PREFIX!r} are the engine's own"
+        )
     timeout_ms = None if timeout is None else duration_ms(timeout)
     s, op_id, rec = await _core.enter("wait_for_signal")
-    written = rec is not None
     if rec is not None:
         _core.check(s, rec, StepKind.WAIT, marker)
         if rec.resolved:
             return _wait_outcome(rec)
-    else:
-        now = s.clock.now_ms()
-        rec = StepRecord(
-            op_id,
-            marker,
-            StepKind.WAIT,
-            s.epoch,
-            now,
-            started_at=now,
-            signal=name,
-            wake_at=None if timeout_ms is None else now + timeout_ms,
-        )
+        return _wait_outcome(await receive(s, rec, written=True))
+    now = s.clock.now_ms()
+    rec = StepRecord(
+        op_id,
+        marker,
+        StepKind.WAIT,
+        s.epoch,
+        now,
+        started_at=now,
+        signal=name,
+        wake_at=None if timeout_ms is None else now + timeout_ms,
+    )
+    return _wait_outcome(await receive(s, rec, written=False))
+
+
+async def receive(s: RunState, rec: StepRecord, *, written: bool) -> StepRecord:
+    """Wait at `rec` (any kind: a signal wait, a child run's end, a callback's
+    completion) for the next signal named `rec.signal`, until `rec.wake_at` (None:
+    no deadline). Returns the resolved record: `result` holds the consumed
+    signal's payload, or `timed_out` is set. `written`: `rec` is already recorded
+    (its deadline fixed); otherwise it is recorded before the branch waits."""
+    op_id, name = rec.op_id, rec.signal
+    assert name is not None
     while True:
         deadline = rec.wake_at
         seen = s.signal_seq  # read before the inbox: the park is conditioned on it
@@ -56,19 +70,26 @@ async def wait_for_signal(marker: str, name: str, *, timeout: timedelta | float 
             sig = eligible[0]
             consumed = s.store.consume(s.workflow_id, wait=rec, signal=sig, now=s.clock.now_ms())
             if await _core.io(s, consumed):
-                s.history[op_id] = rec
-                return json.loads(sig.payload)
+                done = replace(
+                    rec,
+                    resolved=True,
+                    result=sig.payload,
+                    signal_seq=sig.seq,
+                    recorded_at=s.clock.now_ms(),
+                )
+                s.history[op_id] = done
+                return done
             current = await _core.io(s, _maybe_step(s, op_id))
             if current is not None and current.resolved:
                 s.history[op_id] = current
-                return _wait_outcome(current)
+                return current
             continue  # the signal went elsewhere meanwhile; look again
         if not written:
             # Fix the deadline durably before waiting on it.
             rec = await _core.record(s, rec)
             written = True
             if rec.resolved:
-                return _wait_outcome(rec)
+                return rec
             if rec.wake_at != deadline:
                 continue  # another writer fixed a different deadline: use theirs
         if deadline is not None and s.clock.now_ms() >= deadline:
@@ -77,8 +98,10 @@ async def wait_for_signal(marker: str, name: str, *, timeout: timedelta | float 
             ):
                 rec = await _core.io(s, s.store.get_step(s.workflow_id, op_id))
                 s.history[op_id] = rec
-                return _wait_outcome(rec)
-            return None
+                return rec
+            done = replace(rec, resolved=True, timed_out=True, recorded_at=s.clock.now_ms())
+            s.history[op_id] = done
+            return done
         await _core.wait_parked(op_id, wake_at=deadline, signal=name, seen_seq=seen)
 
 
