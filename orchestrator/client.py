@@ -96,7 +96,12 @@ class Client:
         name: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        parent_id: str | None = None,
     ) -> dict[str, Any]:
+        """Runs newest first; with `parent_id`, that run's children (ctx.invoke)."""
+        if parent_id is not None:
+            qs = urllib.parse.urlencode({"parent_id": parent_id})
+            return self._call("GET", f"/workflows?{qs}")
         params = {"status": status, "name": name, "limit": str(limit), "cursor": cursor}
         qs = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         return self._call("GET", f"/workflows?{qs}")

@@ -120,3 +120,17 @@ class ChildContextError(OrchestratorError):
         self.error_type = error_type
         self.error_message = message
         self.traceback = traceback
+
+
+class ChildWorkflowError(OrchestratorError):
+    """Raised into a parent by `ctx.invoke` when the child run did not complete:
+    it failed, was cancelled or timed out. Recorded, so a replay raises the same."""
+
+    code = "child_workflow_failed"
+
+    def __init__(self, child_id: str, status: str, error_type: str = "", message: str = "") -> None:
+        super().__init__(f"child run {child_id!r} {status}: {error_type}: {message}")
+        self.child_id = child_id
+        self.status = status
+        self.error_type = error_type
+        self.error_message = message

@@ -104,6 +104,7 @@ class StepKind(StrEnum):
     PARALLEL = "parallel"  # a batch of branches: the recorded decision and per-index outcomes
     MAP = "map"  # a batch over items: as parallel
     BRANCH = "branch"  # one branch or item of a batch: its outcome
+    INVOKE = "invoke"  # a child run: started, then its outcome once it ended
 
 
 # --- Operation ids ----------------------------------------------------------------------
@@ -115,6 +116,23 @@ def op_parent(op_id: str) -> str | None:
     """The id of the scope that holds `op_id` ("3.1.0" -> "3.1"), None at the root."""
     head, sep, _ = op_id.rpartition(".")
     return head if sep else None
+
+
+def child_run_id(parent_id: str, op_id: str) -> str:
+    """The id of the child run that operation `op_id` of run `parent_id` starts:
+    deterministic, so a replay or a duplicate never starts two. Readable when it
+    fits the id pattern's 128 characters, else a hash of both."""
+    readable = f"{parent_id}-{op_id}"
+    if len(readable) <= 128:
+        return readable
+    import hashlib
+
+    return "child-" + hashlib.sha256(readable.encode()).hexdigest()[:48]
+
+
+def child_signal(op_id: str) -> str:
+    """The engine's own signal that tells a parent its child at `op_id` ended."""
+    return f"{RESERVED_SIGNAL_PREFIX}child:{op_id}"
 
 
 def op_sort_key(op_id: str) -> str:
@@ -171,6 +189,9 @@ class Run:
     cancel_requested: str | None = None  # the reason, once a cancel reached a running run
     timer: str | None = None  # name of the schedule that will wake a parked run, if any
     traceparent: str | None = None  # W3C trace context of the start request, if the caller sent one
+    parent_id: str | None = None  # a child run (ctx.invoke): the parent run's id
+    parent_op: str | None = None  # ... and the operation id in the parent that started it
+    parent_notified: bool = False  # a child run's end was delivered to its parent
 
     @property
     def wait_signals(self) -> tuple[str, ...]:

@@ -76,6 +76,7 @@ class SweepReport:
     walked: int = 0  # runs the by_created walk looked at
     promoted: list[str] = field(default_factory=list)  # runs the walk put into by_due
     timed_out: list[str] = field(default_factory=list)  # unheld runs failed at their deadline
+    parents_notified: int = 0  # ended children whose end the sweeper delivered
 
     def merge(self, other: SweepReport) -> None:
         self.examined += other.examined
@@ -86,6 +87,7 @@ class SweepReport:
         self.walked += other.walked
         self.promoted += other.promoted
         self.timed_out += other.timed_out
+        self.parents_notified += other.parents_notified
 
     dead_letters: int = 0  # DLQ messages settled (deleted)
     poisoned: list[str] = field(default_factory=list)  # runs failed as poison messages
@@ -279,8 +281,12 @@ class Sweeper:
             run = self._store.get(workflow_id)
         except NotFoundError:
             return
-        if run.status.terminal or run.due_at is None or run.due_at > now:
+        if run.due_at is None or run.due_at > now:
             return  # moved since the index was read
+        if run.status.terminal:
+            if run.parent_id is not None and not run.parent_notified:
+                self._notify_parent(run, report)  # a child whose end did not reach its parent
+            return
         if past_deadline(run, now):
             self._expire(run, now, report)  # if it moved, whoever moved it owns the way forward
             return
@@ -290,6 +296,21 @@ class Sweeper:
         report.rearmed += 1
         if send:
             self._send(workflow_id, report)
+
+    def _notify_parent(self, child: Run, report: SweepReport) -> None:
+        try:
+            woke, timer = self._store.notify_parent(child, grace_ms=self._settings.sweep_grace_ms)
+        except Exception:
+            log.exception("could not tell the parent of %s that it ended", child.id)
+            return
+        report.parents_notified += 1
+        if woke and child.parent_id is not None:
+            if timer:
+                try:
+                    self._dispatcher.delete_schedule(timer)
+                except Exception:
+                    log.exception("could not delete the schedule %s", timer)
+            self._send(child.parent_id, report)
 
     def _send(self, workflow_id: str, report: SweepReport) -> None:
         """Send a run the sweeper has just re-armed or promoted. A failed send is

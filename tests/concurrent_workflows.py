@@ -209,3 +209,39 @@ async def retry_in_branch(ctx, input: dict[str, Any]) -> list[str]:
 
 
 CONCURRENT = [gather_multi, signal_and_sleep, map_bounded, batch_rules, child_ctx, retry_in_branch]
+
+
+class ChildInput(BaseModel):
+    value: str = "v"
+    fail: bool = False
+    sleep: float = 0  # seconds the child sleeps (durably) before its step
+
+
+@workflow("child-work")
+async def child_work(ctx, input: ChildInput) -> str:
+    if input.sleep:
+        await ctx.sleep("child-nap", input.sleep)
+    return await ctx.step("work", maybe_fail, ctx.workflow_id, "work", input.fail)
+
+
+class ParentInput(BaseModel):
+    children: list[ChildInput] = [ChildInput()]
+    after: float = 1  # the parent sleeps this long after its children (a replay)
+
+
+@workflow("parent")
+async def parent(ctx, input: ParentInput) -> list[str]:
+    from worker import ChildWorkflowError
+
+    async def one(i: int, spec: ChildInput) -> str:
+        try:
+            return await ctx.invoke(f"child-{i}", "child-work", spec)
+        except ChildWorkflowError as e:
+            return f"{e.status}: {e.error_type}"
+
+    results = list(await asyncio.gather(*(one(i, c) for i, c in enumerate(input.children))))
+    await ctx.sleep("after", input.after)
+    return results
+
+
+CONCURRENT += [child_work, parent]

@@ -13,6 +13,7 @@ async with Worker(workflows=[greet], max_concurrent_workflows=4) as w:
 
 from orchestrator.errors import (
     ChildContextError,
+    ChildWorkflowError,
     ExecutionTimeoutError,
     NonDeterminismError,
     NonRetryableError,
@@ -41,6 +42,7 @@ __all__ = [
     "BatchItemStatus",
     "BatchResult",
     "ChildContextError",
+    "ChildWorkflowError",
     "CompletionConfig",
     "CompletionReason",
     "ExecutionTimeoutError",

@@ -39,6 +39,7 @@ from ._scope import scope_var
 from ._state import RunState
 from .operations import batch as _batch
 from .operations import child as _child
+from .operations import invoke as _invoke
 from .operations import signal as _signal
 from .operations import sleep as _sleep
 from .operations import step as _step
@@ -134,6 +135,24 @@ class WorkflowContext:
         once it has completed, a replay returns the record without running `fn`.
         An error inside it is raised as ChildContextError naming the context."""
         return await _child.run_in_child_context(self, name, fn, args, kwargs)
+
+    async def invoke(
+        self,
+        name: str,
+        workflow: str,
+        input: Any = None,
+        *,
+        execution_timeout: timedelta | float | None = None,
+        result_type: Any = None,
+    ) -> Any:
+        """Start the workflow `workflow` as a child run with `input`, wait for its
+        end and return its output (validated into `result_type` if given). The
+        child's id is derived from this run's id and this operation, so it is
+        started once whatever happens. A child that fails, is cancelled or times
+        out raises ChildWorkflowError. Cancelling this run cancels the child."""
+        return await _invoke.invoke(
+            name, workflow, input, execution_timeout=execution_timeout, result_type=result_type
+        )
 
     async def parallel(
         self,

@@ -55,6 +55,8 @@ class RunState:
     lease_ms: int
     deadline_at: int | None = None
     cancel_requested: str | None = None  # reason, once the owner learned of a cancel
+    parent_id: str | None = None  # a child run (ctx.invoke): its parent, told of its end
+    parent_op: str | None = None
     cancel_delivered: bool = False  # to at least one task: the run ends as cancelled
     root: Scope = field(default_factory=lambda: Scope(""))
     lost: bool = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,9 @@ from orchestrator.model import ErrorInfo, Run, Signal, Status, StepRecord
 from orchestrator.settings import Settings
 from orchestrator.store import requests as q
 from orchestrator.store.codec import (
+    new_run_item,
     run_from_item,
+    run_key,
     run_pk,
     signal_from_item,
     step_from_item,
@@ -171,6 +174,7 @@ class AsyncStore:
         status: Status,
         output: str | None = None,
         error: ErrorInfo | None = None,
+        notify_due: int | None = None,
     ) -> bool:
         req = q.finish(
             self._table,
@@ -180,8 +184,61 @@ class AsyncStore:
             status=status,
             output=output,
             error=error,
+            notify_due=notify_due,
         )
         return await self._owner_write(req) is None
+
+    # --- other runs (children, parents) -----------------------------------------------------
+    async def get_run(self, workflow_id: str) -> Run | None:
+        resp = await self._ddb.get_item(
+            TableName=self._table, Key=run_key(workflow_id), ConsistentRead=True
+        )
+        return run_from_item(resp["Item"]) if "Item" in resp else None
+
+    async def create_run(self, run: Run) -> tuple[Run, bool]:
+        """Store a new run (a child): (stored run, created). An existing one is
+        returned as stored, whatever it holds: the caller decides."""
+        try:
+            await self._ddb.put_item(**q.put_new_run(self._table, new_run_item(run)))
+            return run, True
+        except ClientError as e:
+            if not conditional_failed(e):
+                raise
+            item = old_item(e)
+            existing = run_from_item(item) if item else await self.get_run(run.id)
+            assert existing is not None
+            return existing, False
+
+    async def transact(self, req: dict[str, Any]) -> str | None:
+        """Send a TransactWriteItems: None on success, else the cancellation
+        response (a dict with CancellationReasons) for the caller to read."""
+        try:
+            await self._ddb.transact_write_items(**req)
+            return None
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            return json.dumps(dict(e.response).get("CancellationReasons") or [], default=str)
+
+    async def update(self, req: dict[str, Any]) -> Run | None:
+        """An UpdateItem with ALL_NEW: the run after it, or None if its condition failed."""
+        try:
+            resp = await self._ddb.update_item(**req)
+            return run_from_item(resp["Attributes"]) if "Attributes" in resp else None
+        except ClientError as e:
+            if conditional_failed(e):
+                return None
+            raise
+
+    async def send(self, workflow_id: str, reason: str) -> None:
+        await self._sqs.send_message(**send_request(self.settings, workflow_id, reason))
+
+    async def delete_schedule(self, name: str) -> None:
+        try:
+            await self._scheduler.delete_schedule(Name=name, GroupName=self.settings.schedule_group)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
 
     async def release(self, workflow_id: str, *, epoch: int, now: int) -> bool:
         due = now + self.settings.sweep_grace_ms

@@ -28,12 +28,14 @@ from pydantic import ValidationError
 
 from orchestrator import faults
 from orchestrator.aws import RETRIES
+from orchestrator.children import NOTIFY_GRACE_MS
 from orchestrator.clock import SYSTEM_CLOCK, Clock
 from orchestrator.dispatch import parse_body
 from orchestrator.errors import ExecutionTimeoutError, NonDeterminismError, WorkflowCancelledError
 from orchestrator.model import MAX_OUTPUT_BYTES, ErrorInfo, Run, Status
 from orchestrator.settings import Settings
 
+from ._children import notify_parent
 from ._context import WorkflowContext, _current
 from ._deletes import DEFAULT_MAX_WAIT
 from ._logs import log_context, set_fields
@@ -409,6 +411,8 @@ class Worker:
             executor=self._executor,
             deadline_at=run.deadline_at,
             cancel_requested=run.cancel_requested,
+            parent_id=run.parent_id,
+            parent_op=run.parent_op,
             metrics=self.metrics,
             tracing=self._tracing,
         )
@@ -553,13 +557,16 @@ class Worker:
         store = self._store
         assert store is not None
         state.closing = True
+        now = self.clock.now_ms()
         ok = await store.finish(
             state.workflow_id,
             epoch=state.epoch,
-            now=self.clock.now_ms(),
+            now=now,
             status=status,
             output=output,
             error=error,
+            # A child stays in the sweeper's index until its parent is told.
+            notify_due=now + NOTIFY_GRACE_MS if state.parent_id else None,
         )
         if not ok:
             state.lost = True
@@ -582,6 +589,23 @@ class Worker:
             f": {error.type}: {error.message}" if error else "",
         )
         await store.delete_message(receipt)
+        if state.parent_id is not None and state.parent_op is not None:
+            child = Run(
+                id=state.workflow_id,
+                name=state.name,
+                status=status,
+                input="null",
+                created_at=now,
+                updated_at=now,
+                output=output,
+                error=error,
+                parent_id=state.parent_id,
+                parent_op=state.parent_op,
+            )
+            try:
+                await notify_parent(store, child, self.clock)
+            except Exception:
+                log.exception("could not tell the parent of %s; the sweeper will", child.id)
 
     async def _heartbeat(self, state: RunState, receipt: str, runner: asyncio.Task[None]) -> None:
         store = self._store

@@ -120,9 +120,15 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     @app.get("/workflows")
     def list_runs() -> dict[str, Any]:
         q = app.current_event.query_string_parameters or {}
-        unknown = set(q) - {"status", "name", "limit", "cursor"}
+        unknown = set(q) - {"status", "name", "limit", "cursor", "parent_id"}
         if unknown:
             raise BadInputError(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+        if "parent_id" in q:
+            # A run's children, from its own history: one page, in start order.
+            if set(q) - {"parent_id"}:
+                raise BadInputError("parent_id cannot be combined with other parameters")
+            children = service().children(q["parent_id"])
+            return {"workflows": [run_view(r) for r in children], "next_cursor": None}
         try:
             limit = int(q.get("limit", "50"))
         except ValueError:
@@ -150,7 +156,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     def get_steps(workflow_id: str) -> dict[str, Any]:
         return {
             "workflow_id": workflow_id,
-            "steps": [step_view(s) for s in service().steps(workflow_id)],
+            "steps": [step_view(s, workflow_id) for s in service().steps(workflow_id)],
         }
 
     @app.post("/workflows/<workflow_id>/signals")

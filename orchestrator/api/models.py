@@ -15,6 +15,7 @@ from ..model import (
     WORKFLOW_NAME_RE,
     Run,
     StepRecord,
+    child_run_id,
 )
 
 
@@ -106,13 +107,15 @@ def run_view(run: Run, served: set[str] | None = None) -> dict[str, Any]:
         "attempt": run.epoch,
         "deadline_at": iso(run.deadline_at),
         "cancel_requested": run.cancel_requested,
+        "parent_id": run.parent_id,
+        "parent_operation": run.parent_op,
     }
     if served is not None and not run.status.terminal:
         view["unserved"] = run.name not in served
     return view
 
 
-def step_view(step: StepRecord) -> dict[str, Any]:
+def step_view(step: StepRecord, workflow_id: str | None = None) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": step.op_id,
         "parent_id": step.parent_id,
@@ -142,6 +145,16 @@ def step_view(step: StepRecord) -> dict[str, Any]:
             for d in body.get("items", [])
         ]
         view["replay_children"] = step.replay_children
+    elif step.kind == "invoke":
+        outcome = _json(step.result) if step.resolved and not step.timed_out else None
+        view["child_id"] = (
+            outcome["child_id"]
+            if outcome
+            else (child_run_id(workflow_id, step.op_id) if workflow_id else None)
+        )
+        view["child_status"] = outcome["status"] if outcome else None
+        view["result"] = outcome.get("output") if outcome else None
+        view["error"] = outcome.get("error") if outcome else None
     elif step.kind in ("context", "branch"):
         view["result"] = None if step.replay_children else _json(step.result)
         view["error"] = step.error.as_dict() if step.error else None

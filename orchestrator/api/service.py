@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 import uuid
@@ -125,7 +126,35 @@ class Service:
                 # A leftover schedule only sends a message for a cancelled run,
                 # which a worker drops; the schedule deletes itself after firing.
                 log.exception("could not delete schedule %s", before.timer)
+        if outcome == "cancelled":
+            self._after_end(after, reason or "cancelled by request")
         return after, outcome
+
+    def _after_end(self, run: Run, reason: str) -> None:
+        """Effects of a run ended here (not by its worker): a child tells its
+        parent; a parent cancels its children that are still going. Each is
+        retried by the sweeper (a child stays due until its parent is told) or is
+        harmless to repeat."""
+        if run.parent_id is not None:
+            try:
+                woke, timer = self.store.notify_parent(run, grace_ms=self.settings.sweep_grace_ms)
+                if woke:
+                    self._send(run.parent_id, "child")
+                if timer:
+                    self.dispatcher.delete_schedule(timer)
+            except Exception:
+                log.exception("could not tell the parent of %s; the sweeper will", run.id)
+        for child_id in self.store.open_children(run.id):
+            try:
+                self.cancel(child_id, f"parent {run.id} ended: {reason}"[:500])
+            except Exception:
+                log.exception("could not cancel child %s of %s", child_id, run.id)
+
+    def children(self, workflow_id: str) -> builtins.list[Run]:
+        """The runs `ctx.invoke` started from this run, in the order it started them."""
+        _check_id(workflow_id)
+        self.store.get(workflow_id)  # 404 for an unknown run
+        return self.store.children(workflow_id)
 
     def signal(self, workflow_id: str, name: str, payload: Any) -> tuple[Signal, bool]:
         _check_id(workflow_id)

@@ -136,6 +136,9 @@ def run_from_item(item: dict[str, Any]) -> Run:
         cancel_requested=d.get("cancel_requested"),
         timer=d.get("timer"),
         traceparent=d.get("traceparent"),
+        parent_id=d.get("parent_id"),
+        parent_op=d.get("parent_op"),
+        parent_notified=bool(d.get("parent_notified", False)),
     )
 
 
@@ -156,6 +159,8 @@ def new_run_item(run: Run) -> dict[str, Any]:
             "signal_seq": 0,
             "deadline_at": run.deadline_at,
             "traceparent": run.traceparent,
+            "parent_id": run.parent_id,
+            "parent_op": run.parent_op,
             r.BY_CREATED.partition_key: r.list_pk(shard(run.id, r.LIST_SHARDS)),
             r.BY_CREATED.sort_key: list_sk(run.created_at, run.id),
         }

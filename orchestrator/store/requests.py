@@ -255,10 +255,12 @@ def finish(
     status: Status,
     output: str | None = None,
     error: ErrorInfo | None = None,
+    notify_due: int | None = None,
 ) -> dict[str, Any]:
     assert status.terminal
     # Closes: a stale owner completing a run it lost, and a second completion.
-    # The run leaves the sweeper's index (due_pk/due_at removed).
+    # The run leaves the sweeper's index (due_pk/due_at removed), unless it is a
+    # child run (`notify_due`): then it stays there until its parent is told.
     sets = ["#st = :status", "#ua = :now"]
     values: dict[str, Any] = {
         ":status": status.value,
@@ -272,8 +274,18 @@ def finish(
     if error is not None:
         sets.append("#err = :err")
         values[":err"] = error.as_dict()
-    update = "SET " + ", ".join(sets) + " REMOVE #ow, #lu, #dp, #da, #wa, #ws, #tm"
+    set_due, remove_due = _end_due(workflow_id, values, notify_due)
+    update = "SET " + ", ".join(sets) + f"{set_due} REMOVE #ow, #lu, {remove_due}#wa, #ws, #tm"
     return _update(table, run_key(workflow_id), update, "#ep = :epoch AND #st = :running", values)
+
+
+def _end_due(workflow_id: str, values: dict[str, Any], notify_due: int | None) -> tuple[str, str]:
+    """(SET part, REMOVE part) of a terminal write for the sweeper's index: a run
+    leaves it; a child run moves to `notify_due` instead, so that the sweeper
+    tells its parent if the worker that ended it could not (`notify_parent`)."""
+    if notify_due is None:
+        return "", "#dp, #da, "
+    return ", " + _due(workflow_id, notify_due, values), ""
 
 
 def release(table: str, workflow_id: str, *, epoch: int, due_at: int) -> dict[str, Any]:
@@ -506,7 +518,13 @@ def advance_sweep_mark(table: str, shard_no: int, *, mark: str, now: int) -> dic
 
 
 def fail_poisoned(
-    table: str, workflow_id: str, *, epoch: int, now: int, error: ErrorInfo
+    table: str,
+    workflow_id: str,
+    *,
+    epoch: int,
+    now: int,
+    error: ErrorInfo,
+    notify_due: int | None = None,
 ) -> dict[str, Any]:
     # The sweeper fails a run whose message reached the dead-letter queue while no
     # worker holds it: its workflow kept killing the worker process (or the claim
@@ -515,67 +533,143 @@ def fail_poisoned(
     # and an expired lease (an owner that was only slow and heartbeat since then is
     # alive). Closes: failing a run someone runs now, and two sweepers failing it
     # twice (the second finds the status changed).
+    values: dict[str, Any] = {
+        ":failed": Status.FAILED.value,
+        ":err": error.as_dict(),
+        ":now": now,
+        ":epoch": epoch,
+        ":running": Status.RUNNING.value,
+    }
+    set_due, remove_due = _end_due(workflow_id, values, notify_due)
     return _update(
         table,
         run_key(workflow_id),
-        "SET #st = :failed, #err = :err, #ua = :now REMOVE #ow, #lu, #dp, #da, #wa, #ws, #tm",
+        f"SET #st = :failed, #err = :err, #ua = :now{set_due} "
+        f"REMOVE #ow, #lu, {remove_due}#wa, #ws, #tm",
         "#ep = :epoch AND #st = :running AND #lu < :now",
-        {
-            ":failed": Status.FAILED.value,
-            ":err": error.as_dict(),
-            ":now": now,
-            ":epoch": epoch,
-            ":running": Status.RUNNING.value,
-        },
+        values,
     )
 
 
 def fail_timed_out(
-    table: str, workflow_id: str, *, epoch: int, seen: Status, now: int, error: ErrorInfo
+    table: str,
+    workflow_id: str,
+    *,
+    epoch: int,
+    seen: Status,
+    now: int,
+    error: ErrorInfo,
+    notify_due: int | None = None,
 ) -> dict[str, Any]:
     # The sweeper fails a run that no worker holds (pending, sleeping, waiting)
     # once its execution deadline has passed: a run of a name no worker serves
     # would otherwise stay pending forever. Conditioned on the status and epoch
     # as read and on the deadline: a claim since the read owns the run (and the
     # claim enforces the deadline itself).
+    values: dict[str, Any] = {
+        ":failed": Status.FAILED.value,
+        ":err": error.as_dict(),
+        ":now": now,
+        ":seen": seen.value,
+        ":epoch": epoch,
+    }
+    set_due, remove_due = _end_due(workflow_id, values, notify_due)
     return _update(
         table,
         run_key(workflow_id),
-        "SET #st = :failed, #err = :err, #ua = :now REMOVE #ow, #lu, #dp, #da, #wa, #ws, #tm",
+        f"SET #st = :failed, #err = :err, #ua = :now{set_due} "
+        f"REMOVE #ow, #lu, {remove_due}#wa, #ws, #tm",
         "#st = :seen AND #ep = :epoch AND #dl <= :now",
-        {
-            ":failed": Status.FAILED.value,
-            ":err": error.as_dict(),
-            ":now": now,
-            ":seen": seen.value,
-            ":epoch": epoch,
-        },
+        values,
     )
 
 
 def cancel_parked(
-    table: str, workflow_id: str, *, epoch: int, seen: Status, now: int, reason: str
+    table: str,
+    workflow_id: str,
+    *,
+    epoch: int,
+    seen: Status,
+    now: int,
+    reason: str,
+    notify_due: int | None = None,
 ) -> dict[str, Any]:
     # A run that no worker holds (pending, sleeping, waiting) is cancelled at once.
     # Closes: a claim racing the cancel. Conditioned on the status and epoch as
     # read: if a worker claimed the run meanwhile, this fails and the cancel is
     # delivered through the owner instead (`request_cancel`).
+    values: dict[str, Any] = {
+        ":cancelled": Status.CANCELLED.value,
+        ":err": ErrorInfo("Cancelled", reason).as_dict(),
+        ":now": now,
+        ":reason": reason,
+        ":seen": seen.value,
+        ":epoch": epoch,
+    }
+    set_due, remove_due = _end_due(workflow_id, values, notify_due)
     return _update(
         table,
         run_key(workflow_id),
-        "SET #st = :cancelled, #err = :err, #ua = :now, #cr = :reason "
-        "REMOVE #ow, #lu, #dp, #da, #wa, #ws, #tm",
+        f"SET #st = :cancelled, #err = :err, #ua = :now, #cr = :reason{set_due} "
+        f"REMOVE #ow, #lu, {remove_due}#wa, #ws, #tm",
         "#st = :seen AND #ep = :epoch",
-        {
-            ":cancelled": Status.CANCELLED.value,
-            ":err": ErrorInfo("Cancelled", reason).as_dict(),
-            ":now": now,
-            ":reason": reason,
-            ":seen": seen.value,
-            ":epoch": epoch,
-        },
+        values,
         return_values="ALL_NEW",
     )
+
+
+def notify_parent(
+    table: str,
+    child_id: str,
+    *,
+    parent_id: str,
+    signal: Signal | None,
+    prev_seq: int,
+    seen_status: Status,
+    epoch: int,
+    now: int,
+    wake: bool,
+    due_at: int,
+) -> dict[str, Any]:
+    """One transaction: mark the child's end delivered and store it in the
+    parent's inbox as the engine's signal `sys:child:<op>` (payload: the child's
+    outcome), waking the parent if it waits for it (the `send_signal` write).
+
+    Closes: delivering one child's end twice (the child item's
+    `parent_notified` is written once: a second notifier's transaction fails
+    whole, so the parent's inbox gets one item and one wake-up), and every race
+    `send_signal` closes on the parent's side. With `signal` None (the parent
+    has ended) only the child is marked. The child leaves the sweeper's index.
+    """
+    child = {
+        "Update": {
+            "TableName": table,
+            "Key": run_key(child_id),
+            "UpdateExpression": "SET #pn = :t REMOVE #dp, #da",
+            "ConditionExpression": "attribute_exists(#pk) AND attribute_not_exists(#pn)",
+            "ExpressionAttributeNames": {
+                "#pn": "parent_notified",
+                "#dp": r.BY_DUE.partition_key,
+                "#da": r.BY_DUE.sort_key,
+                "#pk": r.PK,
+            },
+            "ExpressionAttributeValues": {":t": to_attr(True)},
+        }
+    }
+    if signal is None:
+        return {"TransactItems": [child]}
+    parent = send_signal(
+        table,
+        parent_id,
+        signal=signal,
+        prev_seq=prev_seq,
+        seen_status=seen_status,
+        epoch=epoch,
+        now=now,
+        wake=wake,
+        due_at=due_at,
+    )
+    return {"TransactItems": [child, *parent["TransactItems"]]}
 
 
 def request_cancel(table: str, workflow_id: str, *, epoch: int, reason: str) -> dict[str, Any]:

@@ -16,9 +16,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .. import resources as r
+from ..children import NOTIFY_GRACE_MS, child_already_notified, notify_request
 from ..clock import Clock
 from ..errors import BadInputError, ConflictError, ExecutionTimeoutError, NotFoundError
-from ..model import ErrorInfo, Run, Signal, Status, StepRecord
+from ..model import ErrorInfo, Run, Signal, Status, StepKind, StepRecord, child_run_id
 from . import requests as q
 from .codec import (
     list_sk,
@@ -270,13 +271,15 @@ class Store:
                 req = q.request_cancel(self._table, workflow_id, epoch=run.epoch, reason=reason)
                 outcome = "requested"
             else:
+                now = self._clock.now_ms()
                 req = q.cancel_parked(
                     self._table,
                     workflow_id,
                     epoch=run.epoch,
                     seen=run.status,
-                    now=self._clock.now_ms(),
+                    now=now,
                     reason=reason,
+                    notify_due=_notify_due(run, now),
                 )
                 outcome = "cancelled"
             try:
@@ -389,7 +392,14 @@ class Store:
         PoisonMessageError. False if it moved since it was read."""
         error = ErrorInfo("PoisonMessageError", message)
         return self._applied(
-            q.fail_poisoned(self._table, run.id, epoch=run.epoch, now=now, error=error)
+            q.fail_poisoned(
+                self._table,
+                run.id,
+                epoch=run.epoch,
+                now=now,
+                error=error,
+                notify_due=_notify_due(run, now),
+            )
         )
 
     def fail_timed_out(self, run: Run, *, now: int) -> bool:
@@ -402,9 +412,60 @@ class Store:
         )
         return self._applied(
             q.fail_timed_out(
-                self._table, run.id, epoch=run.epoch, seen=run.status, now=now, error=error
+                self._table,
+                run.id,
+                epoch=run.epoch,
+                seen=run.status,
+                now=now,
+                error=error,
+                notify_due=_notify_due(run, now),
             )
         )
+
+    def open_children(self, workflow_id: str) -> list[str]:
+        """The ids of this run's children whose end it has not recorded (its
+        unresolved `invoke` operations): those a cancel of the run cancels."""
+        return [
+            child_run_id(workflow_id, s.op_id)
+            for s in self.steps(workflow_id)
+            if s.kind == StepKind.INVOKE and not s.resolved
+        ]
+
+    def children(self, workflow_id: str) -> list[Run]:
+        """The runs this run started with `ctx.invoke`, in operation order. Read
+        from the parent's own history (one Query) and a BatchGetItem: no index."""
+        ids = [
+            child_run_id(workflow_id, s.op_id)
+            for s in self.steps(workflow_id)
+            if s.kind == StepKind.INVOKE
+        ]
+        found = self._batch_get(ids)
+        return [found[i] for i in ids if i in found]
+
+    def notify_parent(self, child: Run, *, grace_ms: int) -> tuple[bool, str | None]:
+        """Deliver an ended child's outcome to its parent (orchestrator/children.py).
+        Returns (woke, timer): woke when the parent waited for it (the caller then
+        dispatches the parent), and the parent's wait timer to delete. Nothing
+        happens if it was delivered already."""
+        assert child.parent_id is not None
+        for _ in range(20):
+            try:
+                parent: Run | None = self.get(child.parent_id)
+            except NotFoundError:
+                parent = None
+            req, wake = notify_request(
+                self._table, child, parent, now=self._clock.now_ms(), grace_ms=grace_ms
+            )
+            try:
+                self._ddb.transact_write_items(**req)
+                return wake, (parent.timer if wake and parent is not None else None)
+            except ClientError as e:
+                if e.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                if child_already_notified(dict(e.response)):
+                    return False, None
+                # The parent moved (a signal, a claim, a park): read it again.
+        raise ConflictError(f"the parent of {child.id!r} is changing too fast; try again")
 
     def rearm(self, run: Run, *, due_at: int) -> bool:
         return self._applied(
@@ -417,6 +478,11 @@ class Store:
                 due_at=due_at,
             )
         )
+
+
+def _notify_due(run: Run, now: int) -> int | None:
+    """A child run's terminal write keeps it due until its parent is told."""
+    return now + NOTIFY_GRACE_MS if run.parent_id is not None else None
 
 
 __all__ = ["MAX_LIST_LIMIT", "Page", "Store", "list_sk"]

@@ -29,7 +29,9 @@ def test_branches_of_several_steps_replay_after_a_sleep(stack, exec_log: Path, k
     """The issue's example: branches finish their steps in an order that differs
     from run to run; the replay after the sleep still finds every step at its id."""
     seeds = list(range(20)) if kind == "gather" else [7, 8]
-    with BackgroundWorker(ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=10):
+    with BackgroundWorker(
+        ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=10
+    ) as bw:
         runs = [
             stack.service.start(
                 "gather-multi", {"seed": seed, "kind": kind, "max_delay": 0.03, "sleep": 3600}
@@ -40,13 +42,17 @@ def test_branches_of_several_steps_replay_after_a_sleep(stack, exec_log: Path, k
             wait_status(stack, run.id, "sleeping", timeout=30)
         stack.clock.advance(3601)
         done = [wait_status(stack, run.id, "completed", "failed", timeout=30) for run in runs]
+        lost = bw.worker.stats["lost"]
     log = executions(exec_log)
     for run, seed, d in zip(runs, seeds, done, strict=True):
         assert d.status == Status.COMPLETED, d.error
         assert json.loads(d.output) == _expected(seed)
         for b in "ABC":
             for i in range(4):
-                assert _step_count(log, run.id, f"{b}-{i}") == 1  # replayed, never re-run
+                # Replayed, never re-run; a lease lost under load (a starved loop on
+                # a busy machine) may run a step whose outcome was not recorded again.
+                count = _step_count(log, run.id, f"{b}-{i}")
+                assert count == 1 or (lost and count == 2), (run.id, b, i, count, lost)
         ops = {s.op_id: s for s in stack.store.steps(run.id)}
         # Each branch's steps live in its own task scope, in order.
         assert [ops[f"t{b}.{i}"].name for b in range(3) for i in range(4)] == [
