@@ -192,6 +192,7 @@ class Run:
     parent_id: str | None = None  # a child run (ctx.invoke): the parent run's id
     parent_op: str | None = None  # ... and the operation id in the parent that started it
     parent_notified: bool = False  # a child run's end was delivered to its parent
+    parent_polls: bool = False  # a distributed map's child: the parent polls, nobody notifies
 
     @property
     def wait_signals(self) -> tuple[str, ...]:

@@ -284,7 +284,7 @@ class Sweeper:
         if run.due_at is None or run.due_at > now:
             return  # moved since the index was read
         if run.status.terminal:
-            if run.parent_id is not None and not run.parent_notified:
+            if run.parent_id is not None and not run.parent_notified and not run.parent_polls:
                 self._notify_parent(run, report)  # a child whose end did not reach its parent
             return
         if past_deadline(run, now):

@@ -221,7 +221,7 @@ class ChildInput(BaseModel):
 async def child_work(ctx, input: ChildInput) -> str:
     if input.sleep:
         await ctx.sleep("child-nap", input.sleep)
-    return await ctx.step("work", maybe_fail, ctx.workflow_id, "work", input.fail)
+    return await ctx.step("work", maybe_fail, ctx.workflow_id, "work", input.fail, retry=NO_RETRY)
 
 
 class ParentInput(BaseModel):
@@ -245,3 +245,39 @@ async def parent(ctx, input: ParentInput) -> list[str]:
 
 
 CONCURRENT += [child_work, parent]
+
+
+class FanInput(BaseModel):
+    items: int = 5
+    fail: list[int] = []
+    max_concurrency: int | None = None
+    tolerated_failure_count: int | None = None
+    after: float = 0
+
+
+@workflow("fan-out")
+async def fan_out(ctx, input: FanInput) -> dict[str, Any]:
+    items = [{"value": f"v{i}", "fail": i in input.fail} for i in range(input.items)]
+    config = (
+        CompletionConfig(tolerated_failure_count=input.tolerated_failure_count)
+        if input.tolerated_failure_count is not None
+        else None
+    )
+    batch = await ctx.map(
+        "fan",
+        items,
+        workflow="child-work",
+        max_concurrency=input.max_concurrency,
+        completion=config,
+    )
+    if input.after:
+        await ctx.sleep("after", input.after)
+    return {
+        "results": batch.get_results(),
+        "reason": batch.completion_reason.value,
+        "statuses": [i.status.value for i in batch.all],
+        "errors": [e.error_type for e in batch.get_errors()],
+    }
+
+
+CONCURRENT.append(fan_out)

@@ -39,6 +39,7 @@ from ._scope import scope_var
 from ._state import RunState
 from .operations import batch as _batch
 from .operations import child as _child
+from .operations import distributed as _distributed
 from .operations import invoke as _invoke
 from .operations import signal as _signal
 from .operations import sleep as _sleep
@@ -179,12 +180,32 @@ class WorkflowContext:
         self,
         name: str,
         items: Sequence[Any],
-        fn: Callable[..., Awaitable[Any]],
+        fn: Callable[..., Awaitable[Any]] | None = None,
         *,
+        workflow: str | None = None,
         max_concurrency: int | None = None,
         completion: CompletionConfig | None = None,
+        execution_timeout: timedelta | float | None = None,
     ) -> BatchResult[Any]:
-        """Run `fn(ctx, item, index)` for each item, as `parallel` runs branches."""
+        """Run `fn(ctx, item, index)` for each item, as `parallel` runs branches.
+
+        With `workflow=` instead of `fn`, each item is the input of a child run of
+        that workflow (a distributed map: the items spread over every worker; each
+        child's output is the item's result, a child that did not complete is a
+        failed item). `execution_timeout` applies to each child."""
+        if workflow is not None:
+            if fn is not None:
+                raise TypeError("map takes either fn or workflow=, not both")
+            return await _distributed.distributed_map(
+                name,
+                items,
+                workflow,
+                max_concurrency=max_concurrency,
+                completion=completion,
+                execution_timeout=execution_timeout,
+            )
+        if fn is None:
+            raise TypeError("map needs fn(ctx, item, index) or workflow=")
         units = _batch.map_units(items, fn)
         return await _batch.run_batch(
             self, StepKind.MAP, name, units, max_concurrency=max_concurrency, completion=completion

@@ -57,6 +57,7 @@ class RunState:
     cancel_requested: str | None = None  # reason, once the owner learned of a cancel
     parent_id: str | None = None  # a child run (ctx.invoke): its parent, told of its end
     parent_op: str | None = None
+    parent_polls: bool = False  # a distributed map's child: nobody to notify
     cancel_delivered: bool = False  # to at least one task: the run ends as cancelled
     root: Scope = field(default_factory=lambda: Scope(""))
     lost: bool = False

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from orchestrator import resources as r
 from orchestrator.dispatch import (
     is_conflict,
+    message_body,
     schedule_name,
     schedule_request,
     send_request,
@@ -229,6 +230,38 @@ class AsyncStore:
             if conditional_failed(e):
                 return None
             raise
+
+    async def get_runs(self, ids: list[str], *, consistent: bool = False) -> dict[str, Run]:
+        """The runs that exist among `ids` (BatchGetItem, 100 keys a request)."""
+        found: dict[str, Run] = {}
+        for start in range(0, len(ids), 100):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [run_key(i) for i in ids[start : start + 100]],
+                    "ConsistentRead": consistent,
+                }
+            }
+            while request:
+                resp = await self._ddb.batch_get_item(RequestItems=request)
+                for item in resp.get("Responses", {}).get(self._table, []):
+                    run = run_from_item(item)
+                    found[run.id] = run
+                request = resp.get("UnprocessedKeys") or {}
+        return found
+
+    async def send_many(self, ids: list[str], reason: str) -> None:
+        """One SendMessageBatch per ten runs."""
+        for start in range(0, len(ids), 10):
+            entries = [
+                {"Id": str(n), "MessageBody": message_body(wid, reason)}
+                for n, wid in enumerate(ids[start : start + 10])
+            ]
+            resp = await self._sqs.send_message_batch(
+                QueueUrl=self.settings.queue_url, Entries=entries
+            )
+            for failed in resp.get("Failed", []):
+                # The sweeper's walk sends a run still pending after the grace.
+                raise RuntimeError(f"a send failed: {failed.get('Message', failed)}")
 
     async def send(self, workflow_id: str, reason: str) -> None:
         await self._sqs.send_message(**send_request(self.settings, workflow_id, reason))

@@ -413,6 +413,7 @@ class Worker:
             cancel_requested=run.cancel_requested,
             parent_id=run.parent_id,
             parent_op=run.parent_op,
+            parent_polls=run.parent_polls,
             metrics=self.metrics,
             tracing=self._tracing,
         )
@@ -566,7 +567,7 @@ class Worker:
             output=output,
             error=error,
             # A child stays in the sweeper's index until its parent is told.
-            notify_due=now + NOTIFY_GRACE_MS if state.parent_id else None,
+            notify_due=now + NOTIFY_GRACE_MS if _notifies(state) else None,
         )
         if not ok:
             state.lost = True
@@ -589,7 +590,7 @@ class Worker:
             f": {error.type}: {error.message}" if error else "",
         )
         await store.delete_message(receipt)
-        if state.parent_id is not None and state.parent_op is not None:
+        if _notifies(state) and state.parent_id is not None and state.parent_op is not None:
             child = Run(
                 id=state.workflow_id,
                 name=state.name,
@@ -656,6 +657,11 @@ def _lost_answer(old: Run | None, worker_id: str, now: int, lease_ms: int) -> Ty
         and old.updated_at == now
         and old.lease_until == now + lease_ms
     )
+
+
+def _notifies(state: RunState) -> bool:
+    """A child run tells its parent of its end (a distributed map's parent polls)."""
+    return state.parent_id is not None and not state.parent_polls
 
 
 async def _settle(state: RunState) -> None:

@@ -135,7 +135,7 @@ class Service:
         parent; a parent cancels its children that are still going. Each is
         retried by the sweeper (a child stays due until its parent is told) or is
         harmless to repeat."""
-        if run.parent_id is not None:
+        if run.parent_id is not None and not run.parent_polls:
             try:
                 woke, timer = self.store.notify_parent(run, grace_ms=self.settings.sweep_grace_ms)
                 if woke:

@@ -139,6 +139,7 @@ def run_from_item(item: dict[str, Any]) -> Run:
         parent_id=d.get("parent_id"),
         parent_op=d.get("parent_op"),
         parent_notified=bool(d.get("parent_notified", False)),
+        parent_polls=bool(d.get("parent_polls", False)),
     )
 
 
@@ -161,6 +162,7 @@ def new_run_item(run: Run) -> dict[str, Any]:
             "traceparent": run.traceparent,
             "parent_id": run.parent_id,
             "parent_op": run.parent_op,
+            "parent_polls": run.parent_polls or None,
             r.BY_CREATED.partition_key: r.list_pk(shard(run.id, r.LIST_SHARDS)),
             r.BY_CREATED.sort_key: list_sk(run.created_at, run.id),
         }

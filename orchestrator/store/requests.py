@@ -311,8 +311,8 @@ def put_step(table: str, workflow_id: str, rec: StepRecord) -> dict[str, Any]:
     or a duplicate delivery). First write wins; the loser gets the winner's
     record back (ALL_OLD) and uses it, without a read.
 
-    - A step's outcome (resolved) may replace an unresolved record of that
-      position (the step's retry state), never a resolved one.
+    - An outcome (resolved) may replace an unresolved record of that id (a
+      step's retry state, a distributed map's start), never a resolved one.
     - A retry state (unresolved step) may replace only a retry state with fewer
       attempts: a stale owner cannot move the attempt count back.
     - Anything else (a sleep's wake time, a wait's deadline) is written once:
@@ -320,7 +320,9 @@ def put_step(table: str, workflow_id: str, rec: StepRecord) -> dict[str, Any]:
     """
     names = {"#sk": r.SK}
     values: dict[str, Any] = {}
-    if rec.kind == "step" and rec.resolved:
+    if rec.resolved:
+        # An outcome replaces the operation's unresolved record (a step's retry
+        # state, a distributed map's start), never a resolved one.
         condition = "attribute_not_exists(#sk) OR attribute_not_exists(#res)"
         names["#res"] = "resolved"
     elif rec.kind == "step":

@@ -422,23 +422,33 @@ class Store:
             )
         )
 
+    def _child_ids(self, workflow_id: str, *, open_only: bool) -> list[str]:
+        """Children from the parent's own history: an `invoke` operation's child,
+        and a distributed map's items (its record names the workflow and count)."""
+        ids: list[str] = []
+        for s in self.steps(workflow_id):
+            if open_only and s.resolved:
+                continue
+            if s.kind == StepKind.INVOKE:
+                ids.append(child_run_id(workflow_id, s.op_id))
+            elif s.kind == StepKind.MAP and s.result and '"workflow"' in s.result:
+                total = int(json.loads(s.result).get("total", 0))
+                ids += [child_run_id(workflow_id, f"{s.op_id}.{i}") for i in range(total)]
+        return ids
+
     def open_children(self, workflow_id: str) -> list[str]:
         """The ids of this run's children whose end it has not recorded (its
-        unresolved `invoke` operations): those a cancel of the run cancels."""
-        return [
-            child_run_id(workflow_id, s.op_id)
-            for s in self.steps(workflow_id)
-            if s.kind == StepKind.INVOKE and not s.resolved
-        ]
+        unresolved `invoke` operations and distributed maps) and that have not
+        ended: those a cancel of the run cancels."""
+        ids = self._child_ids(workflow_id, open_only=True)
+        found = self._batch_get(ids)
+        return [i for i in ids if i in found and not found[i].status.terminal]
 
     def children(self, workflow_id: str) -> list[Run]:
-        """The runs this run started with `ctx.invoke`, in operation order. Read
-        from the parent's own history (one Query) and a BatchGetItem: no index."""
-        ids = [
-            child_run_id(workflow_id, s.op_id)
-            for s in self.steps(workflow_id)
-            if s.kind == StepKind.INVOKE
-        ]
+        """The runs this run started (`ctx.invoke`, distributed `ctx.map`), in
+        operation order. Read from the parent's own history (one Query) and
+        BatchGetItem: no index."""
+        ids = self._child_ids(workflow_id, open_only=False)
         found = self._batch_get(ids)
         return [found[i] for i in ids if i in found]
 
@@ -482,7 +492,8 @@ class Store:
 
 def _notify_due(run: Run, now: int) -> int | None:
     """A child run's terminal write keeps it due until its parent is told."""
-    return now + NOTIFY_GRACE_MS if run.parent_id is not None else None
+    notifies = run.parent_id is not None and not run.parent_polls
+    return now + NOTIFY_GRACE_MS if notifies else None
 
 
 __all__ = ["MAX_LIST_LIMIT", "Page", "Store", "list_sk"]

@@ -115,3 +115,48 @@ def test_the_end_of_a_child_is_delivered_once(stack, exec_log: Path) -> None:
         assert len(items) == 1 and "consumed_at" in items[0]  # one delivery, consumed once
     steps = {s.op_id: s for s in stack.store.steps(run.id)}
     assert steps["t0.0"].kind == StepKind.INVOKE and steps["t0.0"].resolved
+
+
+def test_a_distributed_map_runs_each_item_as_a_child_and_replays_from_its_record(
+    stack, exec_log: Path
+) -> None:
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=6):
+        run, _ = stack.service.start(
+            "fan-out",
+            {
+                "items": 6,
+                "fail": [4],
+                "max_concurrency": 3,
+                "tolerated_failure_count": 2,
+                "after": 3600,
+            },
+        )
+        wait_status(stack, run.id, "sleeping", timeout=60)
+        stack.clock.advance(3601)
+        done = wait_status(stack, run.id, "completed", "failed", timeout=30)
+    assert done.status == Status.COMPLETED, done.error
+    out = json.loads(done.output)
+    assert out["results"] == ["work"] * 5
+    assert out["statuses"] == ["succeeded"] * 4 + ["failed", "succeeded"]
+    assert out["errors"] == ["StepFailedError"] and out["reason"] == "all_completed"
+    kids = [child_run_id(run.id, f"0.{i}") for i in range(6)]
+    log = executions(exec_log)
+    assert all(log.count(f"{k}:work") == 1 for k in kids)  # each child ran once
+    for k in kids:
+        child = stack.store.get(k)
+        assert child.parent_id == run.id and child.parent_polls and child.due_at is None
+    assert [c.id for c in stack.store.children(run.id)] == kids
+    # Children did not write to the parent: its inbox is empty, its history small.
+    assert [s.op_id for s in stack.store.steps(run.id)] == ["0", "1"]
+
+
+def test_a_fail_fast_distributed_map_cancels_the_children_in_flight(stack, exec_log: Path) -> None:
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=6):
+        run, _ = stack.service.start("fan-out", {"items": 4, "fail": [0]})
+        done = wait_status(stack, run.id, "completed", "failed", timeout=60)
+        assert done.status == Status.COMPLETED, done.error
+        out = json.loads(done.output)
+        assert out["reason"] == "failure_tolerance_exceeded" and out["statuses"][0] == "failed"
+        for i, status in enumerate(out["statuses"]):
+            if status == "started":
+                wait_status(stack, child_run_id(run.id, f"0.{i}"), "cancelled", "completed")

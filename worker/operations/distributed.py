@@ -1,0 +1,270 @@
+"""`ctx.map(name, items, workflow=...)`: a distributed map, each item a child run.
+
+Items spread over every worker of the fleet instead of one worker's slots. The
+map takes one operation id; item `i` is the child run
+`child_run_id(parent, "<id>.<i>")`, started in index order (a conditional put
+each, one SendMessageBatch per ten), at most `max_concurrency` in flight. The
+map's start is recorded first (the workflow and the item count), so a cancel of
+the parent finds its children.
+
+Children do not notify the parent: the parent holds its lease while the map is
+in flight and collects its children's ends in windows, reading the runs still
+in flight with BatchGetItem every poll interval (0.2 s, growing to 5 s while
+nothing ends). So the parent is not woken once per child, and a child's end
+costs no write beyond its own terminal write. The completion rule and the
+recorded decision are those of the in-run map (worker/operations/batch.py); a
+replay of a decided map returns the record, and a replay of an unfinished one
+finds the children it started (they exist, in index order) and goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from orchestrator.errors import BadInputError
+from orchestrator.model import (
+    MAX_INPUT_BYTES,
+    WORKFLOW_NAME_RE,
+    Run,
+    Status,
+    StepKind,
+    StepRecord,
+    child_run_id,
+)
+from orchestrator.store.codec import check_size, dumps
+
+from .. import _core
+from .._children import cancel_run
+from .._registry import to_jsonable
+from .._state import duration_ms
+from .batch import (
+    BatchItem,
+    BatchItemStatus,
+    BatchResult,
+    CompletionConfig,
+    CompletionReason,
+    _Policy,
+    check_batch_args,
+)
+
+POLL_FIRST_S = 0.2
+POLL_MAX_S = 5.0
+START_CONCURRENCY = 16  # child puts in flight at once
+
+
+async def distributed_map(
+    name: str,
+    items: Sequence[Any],
+    workflow: str,
+    *,
+    max_concurrency: int | None,
+    completion: CompletionConfig | None,
+    execution_timeout: timedelta | float | None,
+) -> BatchResult[Any]:
+    check_batch_args(name, max_concurrency, completion)
+    if not isinstance(workflow, str) or not WORKFLOW_NAME_RE.match(workflow):
+        raise ValueError(f"{workflow!r} is not a workflow name")
+    if isinstance(items, (str, bytes, dict)):
+        raise TypeError("map takes a list of items")
+    inputs = []
+    for item in list(items):
+        try:
+            text = dumps(to_jsonable(item))
+            check_size(text, what="an item's input", limit=MAX_INPUT_BYTES)
+        except (TypeError, ValueError, BadInputError) as e:
+            raise ValueError(f"an item cannot be sent: {e}") from e
+        inputs.append(text)
+    timeout_ms = None if execution_timeout is None else duration_ms(execution_timeout)
+    s, op_id, rec = await _core.enter("map")
+    total = len(inputs)
+    if rec is not None:
+        _core.check(s, rec, StepKind.MAP, name)
+        if rec.resolved:
+            return await _from_record(s, rec, total)
+    else:
+        now = s.clock.now_ms()
+        start = StepRecord(
+            op_id,
+            name,
+            StepKind.MAP,
+            s.epoch,
+            now,
+            started_at=now,
+            result=json.dumps({"workflow": workflow, "total": total}),
+        )
+        rec = await _core.record(s, start)
+    ids = [child_run_id(s.workflow_id, f"{op_id}.{i}") for i in range(total)]
+    outcomes, reason = await _run(
+        s, op_id, ids, inputs, workflow, max_concurrency, _Policy(total, completion), timeout_ms
+    )
+    items_out = []
+    for i in sorted(outcomes):
+        run = outcomes[i]
+        if run is None:
+            items_out.append({"i": i, "s": BatchItemStatus.STARTED.value})
+        elif run.status == Status.COMPLETED:
+            items_out.append({"i": i, "s": "succeeded", "r": run.output or "null"})
+        else:
+            err = run.error.as_dict() if run.error else {"type": run.status.value, "message": ""}
+            err["type"] = err.get("type") or run.status.value
+            items_out.append({"i": i, "s": "failed", "e": {**err, "status": run.status.value}})
+    body = {"reason": reason.value, "workflow": workflow, "total": total, "items": items_out}
+    text = json.dumps(body, separators=(",", ":"))
+    replay_children = len(text.encode()) > 256 * 1024
+    if replay_children:
+        slim = [{"i": d["i"], "s": d["s"]} for d in items_out]
+        text = json.dumps({**body, "items": slim}, separators=(",", ":"))
+    done = StepRecord(
+        op_id,
+        name,
+        StepKind.MAP,
+        s.epoch,
+        s.clock.now_ms(),
+        started_at=rec.started_at,
+        result=text,
+        resolved=True,
+        replay_children=replay_children,
+    )
+    return await _from_record(s, await _core.record(s, done), total)
+
+
+async def _run(
+    s: Any,
+    op_id: str,
+    ids: list[str],
+    inputs: list[str],
+    workflow: str,
+    max_concurrency: int | None,
+    policy: _Policy,
+    timeout_ms: int | None,
+) -> tuple[dict[int, Run | None], CompletionReason]:
+    total = len(ids)
+    cap = max_concurrency or total or 1
+    outcomes: dict[int, Run | None] = {}  # started: None until it ended
+    reason = policy.decide(0, 0) if total == 0 else None
+    # A replay finds the children it started: they exist, in index order.
+    existing = await _core.io(s, s.store.get_runs(ids[: min(total, cap + 100)]))
+    cursor = 0
+    while cursor < total and ids[cursor] in existing:
+        outcomes[cursor] = None
+        cursor += 1
+    succeeded = failed = 0
+    poll = POLL_FIRST_S
+    while reason is None:
+        in_flight = [i for i, r in outcomes.items() if r is None]
+        fresh: list[int] = []
+        while cursor < total and len(in_flight) + len(fresh) < cap:
+            fresh.append(cursor)
+            cursor += 1
+        if fresh:
+            await _start(
+                s,
+                op_id,
+                [ids[i] for i in fresh],
+                [inputs[i] for i in fresh],
+                workflow,
+                timeout_ms,
+                fresh,
+            )
+            for i in fresh:
+                outcomes[i] = None
+            in_flight += fresh
+        runs = await _core.io(s, s.store.get_runs([ids[i] for i in in_flight]))
+        ended = sorted(i for i in in_flight if ids[i] in runs and runs[ids[i]].status.terminal)
+        for i in ended:
+            run = runs[ids[i]]
+            outcomes[i] = run
+            if run.status == Status.COMPLETED:
+                succeeded += 1
+            else:
+                failed += 1
+            reason = policy.decide(succeeded, failed)
+            if reason is not None:
+                break
+        if reason is not None:
+            break
+        poll = POLL_FIRST_S if ended else min(poll * 1.5, POLL_MAX_S)
+        s.enter_busy()  # the parent holds its lease while its children run
+        try:
+            await asyncio.sleep(poll)
+        finally:
+            s.leave_busy()
+        _core.check_lease(s)
+    for i, r in outcomes.items():
+        if r is None:
+            await _core.io(s, cancel_run(s.store, ids[i], "the map decided without it", s.clock))
+    return outcomes, reason
+
+
+async def _start(
+    s: Any,
+    op_id: str,
+    ids: list[str],
+    inputs: list[str],
+    workflow: str,
+    timeout_ms: int | None,
+    indexes: list[int],
+) -> None:
+    now = s.clock.now_ms()
+    gate = asyncio.Semaphore(START_CONCURRENCY)
+    to_send: list[str] = []
+
+    async def put(child_id: str, text: str, index: int) -> None:
+        child = Run(
+            id=child_id,
+            name=workflow,
+            status=Status.PENDING,
+            input=text,
+            created_at=now,
+            updated_at=now,
+            deadline_at=None if timeout_ms is None else now + timeout_ms,
+            parent_id=s.workflow_id,
+            parent_op=f"{op_id}.{index}",
+            parent_polls=True,
+        )
+        async with gate:
+            stored, created = await s.store.create_run(child)
+        if created or stored.status == Status.PENDING:
+            to_send.append(child_id)
+
+    async def put_all() -> None:
+        # Created inside the store call (`_core.io`): these tasks are the SDK's,
+        # not the workflow's, and take no task scope.
+        await asyncio.gather(*(put(c, t, i) for c, t, i in zip(ids, inputs, indexes, strict=True)))
+
+    _core.check_lease(s)
+    await _core.io(s, put_all())
+    await _core.io(s, s.store.send_many(sorted(to_send), "start"))
+
+
+async def _from_record(s: Any, rec: StepRecord, total: int) -> BatchResult[Any]:
+    from .batch import _error
+
+    body = json.loads(rec.result or "{}")
+    items: list[BatchItem[Any]] = []
+    reread: dict[str, Run] = {}
+    if rec.replay_children:
+        ids = [child_run_id(s.workflow_id, f"{rec.op_id}.{d['i']}") for d in body["items"]]
+        reread = await _core.io(s, s.store.get_runs(ids))
+    for d in body.get("items", []):
+        i, status = d["i"], BatchItemStatus(d["s"])
+        child_id = child_run_id(s.workflow_id, f"{rec.op_id}.{i}")
+        if status == BatchItemStatus.SUCCEEDED:
+            text = (
+                d.get("r")
+                if "r" in d
+                else (reread[child_id].output if child_id in reread else None)
+            )
+            items.append(BatchItem(i, status, result=json.loads(text or "null")))
+        elif status == BatchItemStatus.FAILED:
+            e = d.get("e")
+            if e is None and child_id in reread and reread[child_id].error is not None:
+                e = reread[child_id].error.as_dict()  # type: ignore[union-attr]
+            items.append(BatchItem(i, status, error=_error(f"{rec.name}[{i}]", child_id, e or {})))
+        else:
+            items.append(BatchItem(i, status))
+    return BatchResult(items, CompletionReason(body["reason"]), total)
