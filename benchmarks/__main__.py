@@ -65,6 +65,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-sweeps", action="store_true", help="skip the S and K sweeps")
     p.add_argument(
+        "--distributed-items",
+        type=int,
+        default=1000,
+        help="distributed fan-out figure: a ctx.map(workflow=...) of this many one-step child "
+        "runs over 2 worker processes, next to as many independent runs (default 1000; 0: none)",
+    )
+    p.add_argument(
         "--fanout-items",
         type=int,
         default=1000,
@@ -166,6 +173,32 @@ def fanout_entry(fan: dict[str, Any], seq: dict[str, Any], items: int) -> dict[s
         "map": side(fan),
         "sequential": side(seq),
         "wall_ratio_map_to_sequential": fan["wall_s"] / seq["wall_s"] if seq["wall_s"] else None,
+    }
+
+
+def distributed_entry(
+    dist: dict[str, Any], independent: dict[str, Any], items: int
+) -> dict[str, Any]:
+    """A distributed map of `items` one-step children next to `items` independent
+    one-step runs started through the API (the floor for that work)."""
+    sqs = dist["sqs_requests_per_workflow"] * dist["workload"]["workflows"]
+    return {
+        "items": items,
+        "wall_s": dist["wall_s"],
+        "floor_wall_s": independent["wall_s"],
+        "wall_ratio_to_floor": dist["wall_s"] / independent["wall_s"]
+        if independent["wall_s"]
+        else None,
+        "writes_per_item": dist["dynamodb_writes"] / items,
+        "wru_per_item": dist["wru_per_step"],
+        "reads_per_item": dist["dynamodb_reads"] / items,
+        "sqs_requests_per_item": sqs / items,
+        "dollars_per_million_items": dist["dollars_per_million_steps"],
+        "floor": {
+            "writes_per_item": independent["dynamodb_writes"] / items,
+            "sqs_requests_per_item": independent["sqs_requests_per_workflow"],
+            "dollars_per_million_items": independent["dollars_per_million_steps"],
+        },
     }
 
 
@@ -300,6 +333,16 @@ def main(argv: list[str] | None = None) -> int:
             seq = summarize(harness.run_ours("fanout-seq", fw))
             phases["fanout-map"], phases["fanout-seq"] = fan, seq
             fanout = fanout_entry(fan, seq, args.fanout_items)
+        distributed: dict[str, Any] | None = None
+        if args.distributed_items > 0:
+            log("distributed fan-out")
+            n = args.distributed_items
+            dw = Workload(workflows=1, steps=n, workers=2, concurrency=10, distributed=True)
+            floor_w = Workload(workflows=n, steps=1, workers=2, concurrency=10)
+            dist = summarize(harness.run_ours("distributed-map", dw))
+            independent = summarize(harness.run_ours("distributed-floor", floor_w))
+            phases["distributed-map"], phases["distributed-floor"] = dist, independent
+            distributed = distributed_entry(dist, independent, n)
         s_values = [] if args.no_sweeps else _ints(args.s_sweep)
         k_values = [] if args.no_sweeps else _ints(args.k_sweep)
         if s_values:
@@ -388,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             f"W = max({slots}, min({args.workflows}, {args.sweep_steps}/S)) workflows per point"
         ),
         "fanout_inline": fanout,
+        "fanout_distributed": distributed,
         "scaling": scaling,
         "scaling_note": f"{main_w.workflows} workflows x {main_w.steps} steps, "
         f"{main_w.concurrency} slots per worker process",

@@ -40,6 +40,7 @@ class Workload:
     mix: bool = False
     sleep_seconds: float = 1.0
     fanout: bool = False  # each workflow's steps are the items of one ctx.map
+    distributed: bool = False  # each workflow's steps are child runs of a distributed map
 
     @property
     def steps_total(self) -> int:
@@ -320,6 +321,7 @@ class Harness:
                 "mix": w.mix,
                 "sleep_seconds": w.sleep_seconds,
                 "fanout": w.fanout,
+                "distributed": w.distributed,
             }
             ids = [f"{name}-{i:06d}-{uuid.uuid4().hex[:8]}" for i in range(w.workflows)]
 

@@ -425,6 +425,34 @@ def render(result: dict[str, Any]) -> str:
         )
         out.append(f"map wall time / sequential: {_f(fan['wall_ratio_map_to_sequential'], 2)}x")
         out.append("")
+    dist = result.get("fanout_distributed")
+    if dist:
+        out.append(
+            f"Distributed map: {dist['items']} one-step child runs over 2 worker processes "
+            "(fanout_distributed), next to as many independent runs"
+        )
+        rows = [
+            [
+                "distributed map",
+                _f(dist["wall_s"], 2),
+                _f(dist["writes_per_item"], 3),
+                _f(dist["sqs_requests_per_item"], 3),
+                _f(dist["dollars_per_million_items"], 3),
+            ],
+            [
+                "independent runs",
+                _f(dist["floor_wall_s"], 2),
+                _f(dist["floor"]["writes_per_item"], 3),
+                _f(dist["floor"]["sqs_requests_per_item"], 3),
+                _f(dist["floor"]["dollars_per_million_items"], 3),
+            ],
+        ]
+        out.append(_table(rows, ["shape", "wall s", "writes/item", "SQS/item", "$/M items"]))
+        out.append(
+            f"wall time / independent runs: {_f(dist['wall_ratio_to_floor'], 2)}x "
+            "(targets: <= 1.3x, <= 4 writes and <= 3 SQS requests per item)"
+        )
+        out.append("")
     if result.get("scaling"):
         out.append(f"Throughput in K ({result['scaling_note']})")
         rows = [

@@ -17,6 +17,7 @@ class BenchInput(BaseModel):
     mix: bool = False
     sleep_seconds: float = 1.0
     fanout: bool = False  # the steps as the items of one ctx.map instead of a sequence
+    distributed: bool = False  # the steps as child runs of one distributed ctx.map
 
 
 def make_result(position: int, size: int) -> str:
@@ -27,6 +28,11 @@ def make_result(position: int, size: int) -> str:
 
 @workflow("bench")
 async def bench(ctx, input: BenchInput) -> dict[str, int]:
+    if input.distributed:
+        one = {"steps": 1, "result_bytes": input.result_bytes}
+        batch = await ctx.map("items", [one] * input.steps, workflow="bench")
+        batch.throw_if_error()
+        return {"steps": input.steps}
     if input.fanout:
 
         async def item(c, position: int, index: int) -> str:  # type: ignore[no-untyped-def]

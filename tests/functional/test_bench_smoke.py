@@ -30,7 +30,7 @@ REQUIRED_KEYS = {
 def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     args = ["-W", str(W), "-S", str(S), "-K", "1", "--no-sweeps", "--repeat", "1"]
-    args += ["--fanout-items", "20"]
+    args += ["--fanout-items", "20", "--distributed-items", "12"]
     assert main([*args, "--probe-workflows", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Engine vs floor" in printed and "Dollars per million steps" in printed
@@ -51,6 +51,12 @@ def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     # more than the same steps in sequence (the worker registry may add one).
     extra = (fan["map"]["writes_per_item"] - fan["sequential"]["writes_per_item"]) * 20
     assert 0.5 <= extra <= 2.5, fan
+    dist = data["fanout_distributed"]
+    assert dist["items"] == 12 and "Distributed map" in printed
+    # Each child: its start, claim, step and end (4 writes), plus per phase the
+    # parent's five, the worker registry's and the sweeper walk's marks.
+    assert 4 <= dist["writes_per_item"] <= 4 + 20 / 12, dist
+    assert dist["wall_ratio_to_floor"] > 0
     assert data["wall_ratio_to_floor"] > 0
 
     ours = data["ours"]
