@@ -128,6 +128,14 @@ def _outcome(step: dict[str, Any]) -> str:
         return _compact(step.get("result"), 100)
     if kind == "cancel":
         return f"cancel delivered: {step.get('reason')}"
+    if kind == "invoke":
+        child = step.get("child_id")
+        if not step.get("child_status"):
+            return f"waiting for child run {child}"
+        if step.get("error"):
+            err = step["error"]
+            return f"child run {child} {step['child_status']}: {err.get('type')}: {err.get('message')}"
+        return f"child run {child} completed: {_compact(step.get('result'), 80)}"
     if kind == "step":
         if step.get("retry_at"):
             return f"attempt failed; next attempt {_until(step['retry_at'])}"
@@ -291,6 +299,8 @@ def _print_run(run: dict[str, Any], *, traceback: bool = True) -> None:
         out.print(f"  execution deadline {_local(run['deadline_at'])}")
     if run.get("cancel_requested"):
         out.print(f"  cancel requested: {run['cancel_requested']}")
+    if run.get("parent_id"):
+        out.print(f"  child of run {run['parent_id']} (operation {run.get('parent_operation')})")
     if run.get("unserved"):
         out.print(
             Text(

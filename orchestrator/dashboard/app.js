@@ -432,6 +432,22 @@
       } else {
         body.push(jsonBlock(s.result));
       }
+    } else if (s.kind === "invoke") {
+      const link = s.child_id
+        ? h("a", { href: `#/runs/${enc(s.child_id)}`, class: "child-link" }, s.child_id)
+        : "";
+      if (s.child_status && s.child_status !== "completed") {
+        state = "bad";
+        body.push(h("div", { class: "line" }, "child run ", link, ` ${s.child_status}`));
+        if (s.error) body.push(errorBlock(s.error, open, `step-${s.id}`, false));
+      } else if (s.child_status) {
+        body.push(h("div", { class: "line" }, "child run ", link, " completed; output:"));
+        body.push(jsonBlock(s.result));
+      } else {
+        state = TERMINAL.has(run.status) ? "" : "open";
+        took = null;
+        body.push(h("div", { class: "line" }, "waiting for child run ", link));
+      }
     } else if (s.kind === "cancel") {
       state = "bad";
       body.push(h("div", { class: "line" }, `cancel delivered: ${s.reason || ""}`));
@@ -583,6 +599,9 @@
     }
     if (run.deadline_at) rows.push(["Execution deadline", [at(run.deadline_at), " (", untilEl(run.deadline_at), ")"]]);
     if (run.cancel_requested) rows.push(["Cancel requested", run.cancel_requested]);
+    if (run.parent_id) {
+      rows.push(["Parent run", h("a", { href: `#/runs/${enc(run.parent_id)}`, id: "parent-link" }, run.parent_id)]);
+    }
     return h("dl", { class: "facts" }, rows.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))));
   }
 

@@ -307,3 +307,19 @@ def test_run_page_nests_branches_and_collapses_a_big_batch(
     collapsed.click()
     expect(page.locator('#timeline li[data-id="0.3.0"]')).to_be_visible()
     shot(page, "run-batch")
+
+
+def test_parent_and_child_runs_link_both_ways(stack: LocalStack, worker: Any, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    client = Client(stack.api_url)
+    run = client.start("parent", {"children": [{"value": "a"}], "after": 3600})["id"]
+    wait_status(stack, run, "sleeping", timeout=30)
+    child = client.list(parent_id=run)["workflows"][0]["id"]
+    page.goto(f"{stack.api_url}/#/runs/{run}")
+    invoke = page.locator('#timeline li[data-kind="invoke"]')
+    expect(invoke).to_contain_text("completed")
+    invoke.locator("a.child-link").click()
+    expect(page.locator("#run-id")).to_have_text(child)
+    page.locator("#parent-link").click()
+    expect(page.locator("#run-id")).to_have_text(run)
