@@ -111,6 +111,9 @@ SHAPES = {
     "exhaust": 1,
     "crash": 1,
     "cancel": 2,
+    "gather": 2,
+    "batch": 1,
+    "invoke": 1,
 }
 
 
@@ -149,6 +152,24 @@ def make_plan(cfg: Config, rng: random.Random) -> list[Planned]:
             p = Planned(rid, shape, "chaos.exhaust", {}, at, "failed", error_type="StepFailedError")
         elif shape == "crash":
             p = Planned(rid, shape, "chaos.crash", {}, at, "failed", error_type="RuntimeError")
+        elif shape == "gather":
+            p = Planned(
+                rid,
+                shape,
+                "chaos.gather",
+                {"pause": rng.uniform(0.0, 1.0), "sleep": rng.uniform(0.3, 2.0)},
+                at,
+                "completed",
+            )
+            p.output = ["a", "b"]
+        elif shape == "batch":
+            p = Planned(
+                rid, shape, "chaos.batch", {"sleep": rng.uniform(0.3, 2.0)}, at, "completed"
+            )
+            p.output = [0, 1, 2]
+        elif shape == "invoke":
+            p = Planned(rid, shape, "chaos.invoke", {}, at, "completed")
+            p.output = [0, 1]
         else:
             p = Planned(
                 rid, shape, "chaos.cancel", {"pause": rng.uniform(0.5, 2.0)}, at, "cancelled"

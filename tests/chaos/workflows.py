@@ -182,5 +182,61 @@ async def poison(ctx, input: dict[str, Any]) -> None:
     await ctx.step("die", die, ctx.workflow_id, "die", retry=NO_RETRY)
 
 
-ALL = [steps, sleepy, signalled, retrying, exhaust, crash, cancellable, poison]
+class BranchInput(BaseModel):
+    pause: float = 0.2  # seconds the first branch's first step takes
+    sleep: float = 0.5
+
+
+@workflow("chaos.gather")
+async def gathered(ctx, input: BranchInput) -> list[str]:
+    """Two branches of two steps each; the first branch is slower, so the steps
+    are recorded out of creation order; then a sleep, so every run replays."""
+
+    async def branch(tag: str, pause: float) -> str:
+        if pause:
+            await ctx.step(f"{tag}0", slow, ctx.workflow_id, f"{tag}0", pause)
+        else:
+            await ctx.step(f"{tag}0", record, ctx.workflow_id, f"{tag}0")
+        return await ctx.step(f"{tag}1", record, ctx.workflow_id, f"{tag}1", tag)
+
+    import asyncio
+
+    out = await asyncio.gather(branch("a", input.pause), branch("b", 0.0))
+    await ctx.sleep("nap", timedelta(seconds=input.sleep))
+    return list(out)
+
+
+@workflow("chaos.batch")
+async def batched(ctx, input: BranchInput) -> list[int]:
+    """A parallel batch of three one-step branches, then a step: the decision is
+    recorded once and a replay rebuilds it."""
+
+    def branch(i: int) -> Any:
+        return lambda c: c.step(f"p{i}", record, ctx.workflow_id, f"p{i}", i)
+
+    batch = await ctx.parallel("fan", [branch(i) for i in range(3)], max_concurrency=2)
+    await ctx.sleep("nap", timedelta(seconds=input.sleep))
+    await ctx.step("after", record, ctx.workflow_id, "after")
+    return list(batch.get_results())
+
+
+@workflow("chaos.invoke")
+async def invoking(ctx, input: dict[str, Any]) -> list[int]:
+    """A child run (chaos.steps) whose end must reach the parent exactly once."""
+    return list(await ctx.invoke("child", "chaos.steps", {"n": 2}))
+
+
+ALL = [
+    steps,
+    sleepy,
+    signalled,
+    retrying,
+    exhaust,
+    crash,
+    cancellable,
+    poison,
+    gathered,
+    batched,
+    invoking,
+]
 WORKFLOWS = ALL
