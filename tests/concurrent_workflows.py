@@ -281,3 +281,23 @@ async def fan_out(ctx, input: FanInput) -> dict[str, Any]:
 
 
 CONCURRENT.append(fan_out)
+
+
+@workflow("cancel-branches")
+async def cancel_branches(ctx, input: dict[str, Any]) -> list[str]:
+    """Two branches in slow steps; a cancel reaches each, and each cleans up."""
+    from worker import WorkflowCancelledError
+
+    async def branch(tag: str) -> str:
+        try:
+            await ctx.step(f"{tag}-slow", timed, ctx.workflow_id, f"{tag}-slow", input["pause"])
+            await ctx.step(f"{tag}-next", record, ctx.workflow_id, f"{tag}-next")
+            return tag
+        except WorkflowCancelledError:
+            await ctx.step(f"{tag}-undo", record, ctx.workflow_id, f"{tag}-undo")
+            raise
+
+    return list(await asyncio.gather(branch("a"), branch("b"), return_exceptions=False))
+
+
+CONCURRENT.append(cancel_branches)

@@ -543,6 +543,11 @@ class Worker:
             parker.reset()
         if not root.done():
             await asyncio.wait({root}, timeout=1)
+        others = {t for t in state.tasks if not t.done()}
+        if others and state.cancel_requested is not None and state.unwinding is None:
+            # A cancel reaches every branch: the others get it at their next
+            # durable call (or where they wait) and may clean up, within a lease.
+            await asyncio.wait(others, timeout=self.settings.lease_seconds)
         cancel_tasks(state.tasks)  # tasks the workflow left running, or blocked elsewhere
         await _settle(state)
 

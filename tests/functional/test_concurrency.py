@@ -201,3 +201,38 @@ def test_a_child_context_is_recorded_once_and_not_run_again(stack, exec_log: Pat
     assert log.count(f"{bad.id}:body") == 1
     ops = {s.op_id: s for s in stack.store.steps(ok.id)}
     assert ops["0"].kind == StepKind.CONTEXT and ops["0.0"].name == "inner"
+
+
+def test_a_cancel_reaches_every_branch_and_each_cleans_up(stack, exec_log: Path) -> None:
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("cancel-branches", {"pause": 2.0})
+        wait_for(lambda: len(executions(exec_log)) >= 2)  # both slow steps started
+        _, outcome = stack.service.cancel(run.id, "stop")
+        assert outcome == "requested"
+        done = wait_status(stack, run.id, "cancelled", "completed", "failed", timeout=30)
+    assert done.status == Status.CANCELLED, done.error
+    log = executions(exec_log)
+    for tag in "ab":
+        assert log.count(f"{run.id}:{tag}-undo") == 1
+        assert log.count(f"{run.id}:{tag}-next") == 0
+    kinds = [s.kind for s in stack.store.steps(run.id)]
+    assert kinds.count(StepKind.CANCEL) == 2  # delivered once to each branch, recorded
+
+
+def test_a_parked_run_with_branches_is_cancelled_at_once(stack, exec_log: Path) -> None:
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("signal-and-sleep", {"sleep": 3600})
+        wait_status(stack, run.id, "waiting")
+        _, outcome = stack.service.cancel(run.id, "stop")
+        assert outcome == "cancelled"
+        assert stack.store.get(run.id).status == Status.CANCELLED
+
+
+def test_the_execution_timeout_holds_with_branches_in_flight(stack, exec_log: Path) -> None:
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("signal-and-sleep", {"sleep": 3600}, execution_timeout_s=600)
+        parked = wait_status(stack, run.id, "waiting")
+        assert parked.wake_at is not None and parked.wake_at <= parked.deadline_at
+        stack.clock.advance(601)
+        done = wait_status(stack, run.id, "failed", timeout=30)
+    assert done.error is not None and done.error.type == "ExecutionTimeoutError"
