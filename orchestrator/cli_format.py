@@ -134,7 +134,9 @@ def _outcome(step: dict[str, Any]) -> str:
             return f"waiting for child run {child}"
         if step.get("error"):
             err = step["error"]
-            return f"child run {child} {step['child_status']}: {err.get('type')}: {err.get('message')}"
+            return (
+                f"child run {child} {step['child_status']}: {err.get('type')}: {err.get('message')}"
+            )
         return f"child run {child} completed: {_compact(step.get('result'), 80)}"
     if kind == "step":
         if step.get("retry_at"):
