@@ -18,7 +18,7 @@ from typing import Any
 from .. import resources as r
 from .codec import from_item, to_attr, to_item
 
-REGISTRY_PK = "WORKERS"
+REGISTRY_PK = r.REGISTRY_PK
 REGISTRY_INTERVAL_S = 20
 LIVE_WINDOW_MS = 3 * REGISTRY_INTERVAL_S * 1000  # missed two beats: not live
 REGISTRY_TTL_S = 3600
@@ -47,7 +47,7 @@ def put_worker(table: str, info: WorkerInfo) -> dict[str, Any]:
     # Unconditional: the worker is the only writer of its own item.
     item = {
         r.PK: REGISTRY_PK,
-        r.SK: f"W#{info.id}",
+        r.SK: f"{r.WORKER_SK_PREFIX}{info.id}",
         **info.as_dict(),
         r.TTL_ATTRIBUTE: info.last_seen // 1000 + REGISTRY_TTL_S,
     }

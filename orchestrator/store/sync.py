@@ -298,7 +298,7 @@ class Store:
             ExpressionAttributeValues={":dp": to_attr(r.due_pk(shard)), ":now": to_attr(now)},
             Limit=limit,
         )
-        return [i[r.PK]["S"].removeprefix("WF#") for i in resp.get("Items", [])]
+        return [i[r.PK]["S"].removeprefix(r.RUN_PK_PREFIX) for i in resp.get("Items", [])]
 
     # --- the sweeper's walk of by_created --------------------------------------------
     def _applied(self, request: dict[str, Any]) -> bool:

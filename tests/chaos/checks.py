@@ -2,7 +2,7 @@
 
 `check(outcome)` reads what a finished campaign left behind: the stored runs
 and step histories, the step functions' execution log and the fault layer's
-write journal (orchestrator/_fault_journal.py). It returns a `Report`: the
+write journal (orchestrator/testing_faults/journal.py). It returns a `Report`: the
 violations found under each name in `CHECKS`, and facts about the campaign.
 It reads only the outcome (no AWS, no processes), so tests/chaos/test_checks.py
 plants violations in synthetic outcomes. docs/reliability.md says what each
