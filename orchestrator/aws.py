@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from . import resources as r
 from .settings import Settings
@@ -28,6 +29,42 @@ from .settings import Settings
 RETRIES: Any = {"mode": "standard", "total_max_attempts": 5}
 # The read timeout must outlast an SQS long poll (20 s).
 CLIENT_CONFIG = Config(retries=RETRIES, connect_timeout=5, read_timeout=40, max_pool_connections=50)
+
+
+# Error codes botocore's standard retry mode treats as throttling or transient.
+# A call that still fails with one after the SDK's retries is worth retrying
+# later: the worker retries the durable call, the API answers 503.
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "LimitExceededException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def is_transient(e: BaseException) -> bool:
+    """A failure of an AWS call that may pass if tried again later: a connection
+    error or timeout, an HTTP 5xx, or a throttling code. A refused condition and
+    a validation error are not."""
+    if isinstance(e, BotoCoreError):
+        return True  # connection errors, timeouts, a closed connection
+    if isinstance(e, ClientError):
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or e.response.get("Error", {}).get("Code") in TRANSIENT_CODES
+    return False
 
 
 def client(service: str, settings: Settings, session: boto3.session.Session | None = None) -> Any:
