@@ -79,11 +79,5 @@ def worker_from_item(item: dict[str, Any]) -> WorkerInfo:
 
 
 def list_workers(ddb: Any, table: str) -> list[WorkerInfo]:
-    req = query_workers(table)
-    out: list[WorkerInfo] = []
-    while True:
-        resp = ddb.query(**req)
-        out.extend(worker_from_item(i) for i in resp.get("Items", []))
-        if "LastEvaluatedKey" not in resp:
-            return out
-        req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
+    pages = ddb.get_paginator("query").paginate(**query_workers(table))
+    return [worker_from_item(i) for page in pages for i in page.get("Items", [])]

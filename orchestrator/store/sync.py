@@ -116,13 +116,8 @@ class Store:
         ]
 
     def _query_all(self, req: dict[str, Any]) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        while True:
-            resp = self._ddb.query(**req)
-            items.extend(resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                return items
-            req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
+        pages = self._ddb.get_paginator("query").paginate(**req)
+        return [item for page in pages for item in page.get("Items", [])]
 
     def list_runs(
         self,
