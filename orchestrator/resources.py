@@ -115,8 +115,11 @@ SWEEPER_PK = "SWEEPER"
 SWEEP_MARK_ATTRIBUTE = "mark"
 
 
+SWEEP_MARK_SK_PREFIX = "CREATED#"
+
+
 def sweep_mark_sk(shard: int) -> str:
-    return f"CREATED#{shard}"
+    return f"{SWEEP_MARK_SK_PREFIX}{shard}"
 
 
 # The worker registry: one partition, one item per worker ("W#<worker id>").

@@ -322,8 +322,8 @@ class Store:
         for item in items:
             sk = item[r.SK]["S"]
             mark = item.get(r.SWEEP_MARK_ATTRIBUTE, {}).get("S")
-            if sk.startswith("CREATED#") and mark:
-                marks[int(sk.removeprefix("CREATED#"))] = mark
+            if sk.startswith(r.SWEEP_MARK_SK_PREFIX) and mark:
+                marks[int(sk.removeprefix(r.SWEEP_MARK_SK_PREFIX))] = mark
         return marks
 
     def created_after(
