@@ -51,12 +51,16 @@ def send_request(
     return req
 
 
-def schedule_name(workflow_id: str, position: int, seq: int = 0) -> str:
+def schedule_name(workflow_id: str, op_id: str | int, seq: int = 0) -> str:
     """Deterministic, so that a retried park cannot create two schedules; `seq`
-    tells apart successive timers at one position (a step's retry attempts).
-    Scheduler names allow 64 characters of [0-9a-zA-Z-_.]."""
+    tells apart successive timers of one operation (a step's retry attempts).
+    Scheduler names allow 64 characters of [0-9a-zA-Z-_.]: a root operation's id
+    is kept as it is, a nested one (which can be long) is hashed."""
     digest = hashlib.sha256(workflow_id.encode()).hexdigest()[:40]
-    return f"wake-{digest}-{position}" + (f"-{seq}" if seq else "")
+    op = str(op_id)
+    if not op.isdigit():
+        op = "h" + hashlib.sha256(op.encode()).hexdigest()[:10]
+    return f"wake-{digest}-{op}" + (f"-{seq}" if seq else "")
 
 
 def at_expression(epoch_ms: int) -> str:

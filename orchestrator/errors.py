@@ -102,3 +102,21 @@ class WorkflowContextError(OrchestratorError):
     step function (a step is one side effect; it cannot sleep or wait)."""
 
     code = "context"
+
+
+class ChildContextError(OrchestratorError):
+    """A child context (`run_in_child_context`) or one branch or item of a batch
+    (`parallel`, `map`) failed. Carries the scope's name, the operation id and the
+    error it raised; recorded, so a replay raises the same error at the same point."""
+
+    code = "child_context_failed"
+
+    def __init__(
+        self, name: str, error_type: str, message: str, traceback: str = "", op_id: str = ""
+    ) -> None:
+        super().__init__(f"{name!r} failed: {error_type}: {message}")
+        self.name = name
+        self.op_id = op_id
+        self.error_type = error_type
+        self.error_message = message
+        self.traceback = traceback

@@ -87,6 +87,41 @@ class StepKind(StrEnum):
     SLEEP = "sleep"
     WAIT = "wait"
     CANCEL = "cancel"  # where a cancel was delivered, so a replay delivers it at the same point
+    CONTEXT = "context"  # run_in_child_context: the scope's result, recorded as one unit
+    PARALLEL = "parallel"  # a batch of branches: the recorded decision and per-index outcomes
+    MAP = "map"  # a batch over items: as parallel
+    BRANCH = "branch"  # one branch or item of a batch: its outcome
+
+
+# --- Operation ids ----------------------------------------------------------------------
+# An operation's id is its parent scope's id plus the parent's counter: "3" is the
+# root scope's fourth operation, "3.1.0" the first operation of branch 1 of the
+# batch at "3", "t0.2" the third operation of the first task the workflow created
+# itself. Ids are fixed when an operation starts, never when it finishes.
+def op_parent(op_id: str) -> str | None:
+    """The id of the scope that holds `op_id` ("3.1.0" -> "3.1"), None at the root."""
+    head, sep, _ = op_id.rpartition(".")
+    return head if sep else None
+
+
+def op_sort_key(op_id: str) -> str:
+    """The sort-key form of an id: numeric parts padded to six digits so that a
+    Query returns a run's operations in creation order within each scope. A root
+    id is exactly the key of the flat positions written before ids had parts."""
+    parts = []
+    for part in op_id.split("."):
+        if part.isdigit():
+            parts.append(f"{int(part):06d}")
+        else:  # a task scope: "t<k>"
+            parts.append(f"{part[0]}{int(part[1:]):05d}")
+    return ".".join(parts)
+
+
+def op_from_sort_key(key: str) -> str:
+    parts = []
+    for part in key.split("."):
+        parts.append(str(int(part)) if part.isdigit() else f"{part[0]}{int(part[1:])}")
+    return ".".join(parts)
 
 
 @dataclass(frozen=True)
@@ -114,7 +149,7 @@ class Run:
     owner: str | None = None
     lease_until: int | None = None
     wake_at: int | None = None
-    wait_signal: str | None = None
+    wait_signal: str | None = None  # the signal names a waiting run waits for, comma-joined
     due_at: int | None = None
     output: str | None = None  # JSON text
     error: ErrorInfo | None = None
@@ -124,13 +159,20 @@ class Run:
     timer: str | None = None  # name of the schedule that will wake a parked run, if any
     traceparent: str | None = None  # W3C trace context of the start request, if the caller sent one
 
+    @property
+    def wait_signals(self) -> tuple[str, ...]:
+        """Every signal name the parked run waits for (several when branches wait).
+        Signal names cannot hold a comma, so the stored form is the names joined by one."""
+        return tuple(self.wait_signal.split(",")) if self.wait_signal else ()
+
 
 @dataclass(frozen=True)
 class StepRecord:
-    """One durable call at one position of a run: a step's outcome, a sleep's
-    wake time, or a signal wait's deadline and (once known) outcome."""
+    """One durable operation of a run, at its operation id: a step's outcome, a
+    sleep's wake time, a signal wait's deadline and (once known) outcome, a child
+    context's or a batch's result."""
 
-    position: int
+    op_id: str
     name: str
     kind: StepKind
     epoch: int  # the writer's lease epoch (for audits; step writes are first-write-wins)
@@ -147,6 +189,11 @@ class StepRecord:
         default_factory=list
     )  # step: attempts, when more than one
     retry_at: int | None = None  # step between attempts: when the next attempt may start
+    replay_children: bool = False  # context/branch: result too large to keep; replay re-runs it
+
+    @property
+    def parent_id(self) -> str | None:
+        return op_parent(self.op_id)
 
 
 @dataclass(frozen=True)

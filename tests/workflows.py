@@ -258,3 +258,8 @@ async def chatty(ctx, input: dict[str, Any]) -> str:
 
 
 ALL.append(chatty)
+
+
+from tests.concurrent_workflows import CONCURRENT  # noqa: E402  (they import from here)
+
+ALL.extend(CONCURRENT)

@@ -12,6 +12,7 @@ async with Worker(workflows=[greet], max_concurrent_workflows=4) as w:
 """
 
 from orchestrator.errors import (
+    ChildContextError,
     ExecutionTimeoutError,
     NonDeterminismError,
     NonRetryableError,
@@ -25,10 +26,23 @@ from ._context import WorkflowContext
 from ._registry import workflow
 from ._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from ._worker import Worker
+from .operations.batch import (
+    BatchItem,
+    BatchItemStatus,
+    BatchResult,
+    CompletionConfig,
+    CompletionReason,
+)
 
 __all__ = [
     "DEFAULT_RETRY",
     "NO_RETRY",
+    "BatchItem",
+    "BatchItemStatus",
+    "BatchResult",
+    "ChildContextError",
+    "CompletionConfig",
+    "CompletionReason",
     "ExecutionTimeoutError",
     "NonDeterminismError",
     "NonRetryableError",

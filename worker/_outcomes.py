@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from orchestrator.aws import is_transient as _transient  # noqa: F401 (worker/_context.py)
+from orchestrator.aws import is_transient as _transient  # noqa: F401 (worker/_core.py)
 from orchestrator.dispatch import schedule_name, timer_plan
 from orchestrator.errors import PayloadTooLargeError, StepFailedError
 from orchestrator.model import MAX_STEP_RESULT_BYTES, STEP_NAME_RE, StepRecord
@@ -28,7 +28,7 @@ def _check_marker(marker: object) -> None:
         raise ValueError("a sleep or wait marker is 1 to 200 printable characters")
 
 
-def _timer_name(workflow_id: str, pos: int, seq: int, now: int, wake_at: int) -> str | None:
+def _timer_name(workflow_id: str, pos: str, seq: int, now: int, wake_at: int) -> str | None:
     kind, _ = timer_plan(now, wake_at)
     return schedule_name(workflow_id, pos, seq) if kind == "schedule" else None
 
@@ -54,7 +54,7 @@ def _adapter_for_function(fn: Callable[..., Any]) -> TypeAdapter[Any] | None:
 
 def _return_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any] | None:
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
     except Exception:
         return None
     return adapter_for(hints.get("return", inspect.Parameter.empty))

@@ -66,7 +66,7 @@ def workflow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..
         params = list(inspect.signature(fn).parameters.values())
         if not 1 <= len(params) <= 2:
             raise TypeError(f"@workflow({name!r}) function takes (ctx) or (ctx, input)")
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
         takes_input = len(params) == 2
         definition = WorkflowDefinition(
             name=name,

@@ -3,6 +3,7 @@ workflow coroutine. Internal to the worker."""
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 from orchestrator.clock import Clock
 from orchestrator.model import MAX_ERROR_BYTES, ErrorInfo, StepRecord
 
+from ._scope import Scope
 from ._store import AsyncStore
 
 
@@ -47,14 +49,14 @@ class RunState:
     epoch: int
     signal_seq: int
     lease_until: int
-    history: dict[int, StepRecord]
+    history: dict[str, StepRecord]
     store: AsyncStore
     clock: Clock
     lease_ms: int
     deadline_at: int | None = None
     cancel_requested: str | None = None  # reason, once the owner learned of a cancel
-    cancel_delivered: bool = False
-    position: int = 0
+    cancel_delivered: bool = False  # to at least one task: the run ends as cancelled
+    root: Scope = field(default_factory=lambda: Scope(""))
     lost: bool = False
     timed_out: bool = False
     closing: bool = False  # a park or terminal write is under way: heartbeats stop
@@ -64,6 +66,28 @@ class RunState:
     executor: Executor | None = None  # runs sync step functions
     metrics: Any = None  # WorkerMetrics
     tracing: Any = None  # Tracing
+    step_slots: asyncio.Semaphore | None = None  # the worker's cap on step functions at once
+    busy: int = 0  # durable calls in flight (step functions, store requests, retry delays)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)  # the run's asyncio tasks
+    parker: Any = None  # _parking.Parker, made when the run starts
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.add(task)
+        if self.parker is not None:
+            self.parker.poke()
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if self.parker is not None:
+            self.parker.poke()
+
+    def enter_busy(self) -> None:
+        self.busy += 1
+
+    def leave_busy(self) -> None:
+        self.busy -= 1
+        if self.busy == 0 and self.parker is not None:
+            self.parker.poke()
 
     def lease_valid(self) -> bool:
         return not self.lost and self.clock.now_ms() < self.lease_until - self.lease_ms // 6

@@ -189,14 +189,14 @@ class AsyncStore:
         return await self._owner_write(req) is None
 
     # --- history --------------------------------------------------------------------------
-    async def history(self, workflow_id: str) -> dict[int, StepRecord]:
+    async def history(self, workflow_id: str) -> dict[str, StepRecord]:
         req = q.query_history(self._table, workflow_id)
-        out: dict[int, StepRecord] = {}
+        out: dict[str, StepRecord] = {}
         while True:
             resp = await self._ddb.query(**req)
             for item in resp.get("Items", []):
                 rec = step_from_item(item)
-                out[rec.position] = rec
+                out[rec.op_id] = rec
             if "LastEvaluatedKey" not in resp:
                 return out
             req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
@@ -210,12 +210,12 @@ class AsyncStore:
             if not conditional_failed(e):
                 raise
             item = old_item(e)
-            return step_from_item(item) if item else await self.get_step(workflow_id, rec.position)
+            return step_from_item(item) if item else await self.get_step(workflow_id, rec.op_id)
 
-    async def get_step(self, workflow_id: str, position: int) -> StepRecord:
+    async def get_step(self, workflow_id: str, op_id: str) -> StepRecord:
         resp = await self._ddb.get_item(
             TableName=self._table,
-            Key=to_item({r.PK: run_pk(workflow_id), r.SK: step_sk(position)}),
+            Key=to_item({r.PK: run_pk(workflow_id), r.SK: step_sk(op_id)}),
             ConsistentRead=True,
         )
         return step_from_item(resp["Item"])
@@ -251,10 +251,10 @@ class AsyncStore:
                 return False
             raise
 
-    async def resolve_timeout(self, workflow_id: str, *, position: int, now: int) -> bool:
+    async def resolve_timeout(self, workflow_id: str, *, op_id: str, now: int) -> bool:
         try:
             await self._ddb.update_item(
-                **q.resolve_wait_timeout(self._table, workflow_id, position=position, now=now)
+                **q.resolve_wait_timeout(self._table, workflow_id, op_id=op_id, now=now)
             )
             return True
         except ClientError as e:
@@ -264,13 +264,13 @@ class AsyncStore:
 
     # --- queue and timers -------------------------------------------------------------------
     async def arrange_timer(
-        self, workflow_id: str, position: int, seq: int, *, now: int, wake_at: int
+        self, workflow_id: str, op_id: str, seq: int, *, now: int, wake_at: int
     ) -> str:
         kind, delay = timer_plan(now, wake_at)
         if kind == "delay":
             await self._sqs.send_message(**send_request(self.settings, workflow_id, "timer", delay))
             return kind
-        name = schedule_name(workflow_id, position, seq)
+        name = schedule_name(workflow_id, op_id, seq)
         try:
             await self._scheduler.create_schedule(
                 **schedule_request(self.settings, workflow_id, name, wake_at)

@@ -36,8 +36,10 @@ from ._context import WorkflowContext, _current
 from ._deletes import DEFAULT_MAX_WAIT
 from ._logs import log_context, set_fields
 from ._metrics import WorkerMetrics
+from ._parking import CANCEL, Parker, cancel_tasks, park_run
 from ._presence import Presence
 from ._registry import WorkflowDefinition, definition_of
+from ._scope import install_task_factory, start_root
 from ._state import ExecutionTimedOut, LeaseLost, RunState, Suspend
 from ._state import error_info as _error_info
 from ._store import AsyncStore, Refused
@@ -54,6 +56,11 @@ class Worker:
 
     async with Worker(workflows=[greet], max_concurrent_workflows=4) as w:
         await w.run_until_stopped()
+
+    `max_concurrent_steps`: how many step functions run at once in this worker,
+    over all its runs and their branches (default: max(4, max_concurrent_workflows));
+    the size of the thread pool for sync functions. One run's `ctx.map` over
+    10,000 items waits for slots here instead of starving the worker's other runs.
 
     `delete_max_wait`: the longest a handled message's delete waits to share a
     DeleteMessageBatch call with others (seconds, default 0.5; 0 sends each
@@ -74,6 +81,7 @@ class Worker:
         metrics: WorkerMetrics | None = None,
         tracing: bool | None = None,
         delete_max_wait: float = DEFAULT_MAX_WAIT,
+        max_concurrent_steps: int | None = None,
     ) -> None:
         if not workflows:
             raise ValueError("a Worker needs at least one @workflow function")
@@ -107,9 +115,12 @@ class Worker:
         self._poller: asyncio.Task[None] | None = None
         self._exit: contextlib.AsyncExitStack | None = None
         self._store: AsyncStore | None = None
-        self._executor = ThreadPoolExecutor(
-            max_workers=max(4, max_concurrent_workflows), thread_name_prefix="step"
-        )
+        steps = max_concurrent_steps or max(4, max_concurrent_workflows)
+        if steps < 1:
+            raise ValueError("max_concurrent_steps must be at least 1")
+        self._max_steps = steps
+        self._executor = ThreadPoolExecutor(max_workers=steps, thread_name_prefix="step")
+        self._step_slots: asyncio.Semaphore | None = None
         self.metrics = metrics or WorkerMetrics()
         self._tracing = Tracing(tracing)
         self._presence: Presence | None = None
@@ -134,6 +145,8 @@ class Worker:
         if self._store is not None:
             return
         self._exit = contextlib.AsyncExitStack()
+        install_task_factory(asyncio.get_running_loop())
+        self._step_slots = asyncio.Semaphore(self._max_steps)
         session = aioboto3.Session()
         instrument(session)  # fault injection, only when the test tooling asks for it
         kw = async_client_kwargs(self.settings, max_pool_connections=max(20, 2 * self._max))
@@ -428,20 +441,44 @@ class Worker:
             )
             return
         ctx = WorkflowContext(state)
-        token = _current.set(ctx)
+        state.parker = Parker(state)
+        state.step_slots = self._step_slots
+
+        async def root() -> Any:
+            token = _current.set(ctx)
+            try:
+                return await (d.fn(ctx, value) if d.takes_input else d.fn(ctx))
+            finally:
+                _current.reset(token)
+
+        install_task_factory(asyncio.get_running_loop())
+        task = start_root(state, root())
+        state.tasks.add(task)
+        try:
+            await self._drive(state, task)
+        except asyncio.CancelledError:
+            cancel_tasks(state.tasks)
+            await _settle(state)
+            raise
         result: Any = None
         failure: BaseException | None = None
-        try:
-            result = await (d.fn(ctx, value) if d.takes_input else d.fn(ctx))
-        except (Suspend, LeaseLost, ExecutionTimedOut, WorkflowCancelledError):
-            pass
-        except asyncio.CancelledError:
-            if state.unwinding is None:
-                raise
-        except Exception as e:
-            failure = e
-        finally:
-            _current.reset(token)
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is None:
+                result = task.result()
+            elif isinstance(exc, Exception):
+                failure = exc
+            elif not isinstance(
+                exc,
+                (
+                    Suspend,
+                    LeaseLost,
+                    ExecutionTimedOut,
+                    WorkflowCancelledError,
+                    asyncio.CancelledError,
+                ),
+            ):
+                raise exc
         unwinding = state.unwinding  # what the context raised, even if user code swallowed it
         if isinstance(unwinding, Suspend):
             self._count("parked", run.name, "orchestrator_runs_parked_total")
@@ -475,6 +512,22 @@ class Worker:
                 await self._finish(state, receipt, Status.FAILED, error=_error_info(e))
                 return
             await self._finish(state, receipt, Status.COMPLETED, output=text)
+
+    async def _drive(self, state: RunState, root: asyncio.Task[Any]) -> None:
+        """Wait for the workflow function to end, parking the run whenever every
+        branch waits (worker/_parking.py); then end the run's other tasks."""
+        parker = state.parker
+        while not root.done():
+            await asyncio.wait({root, parker.decided}, return_when=asyncio.FIRST_COMPLETED)
+            if root.done():
+                break
+            if await park_run(state):
+                break
+            parker.reset()
+        if not root.done():
+            await asyncio.wait({root}, timeout=1)
+        cancel_tasks(state.tasks)  # tasks the workflow left running, or blocked elsewhere
+        await _settle(state)
 
     async def _finish(
         self,
@@ -542,9 +595,12 @@ class Worker:
                 return
             state.lease_until = until
             if current.cancel_requested and state.cancel_requested is None:
-                state.cancel_requested = (
-                    current.cancel_requested
-                )  # delivered at the next durable call
+                # Delivered at each task's next durable call, and where branches wait.
+                state.cancel_requested = current.cancel_requested
+                if state.parker is not None:
+                    state.parker.resolve(CANCEL)
+            if state.parker is not None:
+                state.parker.signal_seq_moved(current.signal_seq)
             if state.past_deadline() and not state.closing:
                 state.timed_out = True  # interrupt whatever the run is awaiting
                 runner.cancel()
@@ -564,6 +620,17 @@ def _lost_answer(old: Run | None, worker_id: str, now: int, lease_ms: int) -> Ty
         and old.updated_at == now
         and old.lease_until == now + lease_ms
     )
+
+
+async def _settle(state: RunState) -> None:
+    """Let the run's tasks finish unwinding (bounded: a task that ignores its
+    cancellation is left behind; it can write nothing, the run is fenced)."""
+    pending = {t for t in state.tasks if not t.done()}
+    if pending:
+        await asyncio.wait(pending, timeout=5)
+    for t in state.tasks:
+        if t.done() and not t.cancelled():
+            t.exception()  # retrieved: no "exception was never retrieved" noise
 
 
 def _timeout_error(state: RunState) -> ErrorInfo:

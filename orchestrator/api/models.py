@@ -111,7 +111,9 @@ def run_view(run: Run, served: set[str] | None = None) -> dict[str, Any]:
 
 def step_view(step: StepRecord) -> dict[str, Any]:
     view: dict[str, Any] = {
-        "position": step.position,
+        "id": step.op_id,
+        "parent_id": step.parent_id,
+        "position": int(step.op_id.rpartition(".")[2].lstrip("t") or 0),
         "name": step.name,
         "kind": step.kind.value,
         "started_at": iso(step.started_at),
@@ -122,6 +124,13 @@ def step_view(step: StepRecord) -> dict[str, Any]:
         view["error"] = step.error.as_dict() if step.error else None
     elif step.kind == "sleep":
         view["wake_at"] = iso(step.wake_at)
+    elif step.kind == "cancel":
+        view["reason"] = step.result
+    elif step.kind in ("context", "parallel", "map", "branch"):
+        view["result"] = None if step.replay_children else _json(step.result)
+        view["error"] = step.error.as_dict() if step.error else None
+        if step.replay_children:
+            view["replay_children"] = True
     else:
         view.update(
             signal=step.signal,

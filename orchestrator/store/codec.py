@@ -1,7 +1,7 @@
 """Items to records and back. Key layout (see docs/architecture.md):
 
 pk = "WF#<id>"  sk = "RUN"                     the run record
-pk = "WF#<id>"  sk = "STEP#<position:06d>"     one durable call's record
+pk = "WF#<id>"  sk = "STEP#<op id, padded>"    one durable operation's record
 pk = "WF#<id>"  sk = "SIG#<name>#<seq:012d>"   one buffered signal
 """
 
@@ -16,7 +16,16 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from .. import resources as r
 from ..errors import BadInputError, PayloadTooLargeError
-from ..model import ErrorInfo, Run, Signal, Status, StepKind, StepRecord
+from ..model import (
+    ErrorInfo,
+    Run,
+    Signal,
+    Status,
+    StepKind,
+    StepRecord,
+    op_from_sort_key,
+    op_sort_key,
+)
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -50,8 +59,8 @@ def run_pk(workflow_id: str) -> str:
     return f"{r.RUN_PK_PREFIX}{workflow_id}"
 
 
-def step_sk(position: int) -> str:
-    return f"{r.STEP_SK_PREFIX}{position:06d}"
+def step_sk(op_id: str) -> str:
+    return f"{r.STEP_SK_PREFIX}{op_sort_key(op_id)}"
 
 
 def signal_prefix(name: str) -> str:
@@ -155,8 +164,11 @@ def new_run_item(run: Run) -> dict[str, Any]:
 
 def step_from_item(item: dict[str, Any]) -> StepRecord:
     d = from_item(item)
+    # Records written before operation ids had parts carry only "position": they
+    # are the root scope's operations, and their sort key is the root id's.
+    op_id = d.get("op") or op_from_sort_key(d[r.SK][len(r.STEP_SK_PREFIX) :])
     return StepRecord(
-        position=d["position"],
+        op_id=op_id,
         name=d["name"],
         kind=StepKind(d["kind"]),
         epoch=d.get("epoch", 0),
@@ -171,6 +183,7 @@ def step_from_item(item: dict[str, Any]) -> StepRecord:
         signal_seq=d.get("signal_seq"),
         attempts=d.get("attempts") or [],
         retry_at=d.get("retry_at"),
+        replay_children=bool(d.get("replay_children", False)),
     )
 
 
@@ -178,8 +191,8 @@ def step_item(workflow_id: str, rec: StepRecord) -> dict[str, Any]:
     return to_item(
         {
             r.PK: run_pk(workflow_id),
-            r.SK: step_sk(rec.position),
-            "position": rec.position,
+            r.SK: step_sk(rec.op_id),
+            "op": rec.op_id,
             "name": rec.name,
             "kind": rec.kind.value,
             "epoch": rec.epoch,
@@ -194,6 +207,7 @@ def step_item(workflow_id: str, rec: StepRecord) -> dict[str, Any]:
             "signal_seq": rec.signal_seq,
             "attempts": rec.attempts or None,
             "retry_at": rec.retry_at,
+            "replay_children": rec.replay_children or None,
         }
     )
 

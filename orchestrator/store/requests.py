@@ -329,14 +329,12 @@ def put_step(table: str, workflow_id: str, rec: StepRecord) -> dict[str, Any]:
     return req
 
 
-def resolve_wait_timeout(
-    table: str, workflow_id: str, *, position: int, now: int
-) -> dict[str, Any]:
+def resolve_wait_timeout(table: str, workflow_id: str, *, op_id: str, now: int) -> dict[str, Any]:
     # Closes: a timeout and a signal both resolving one wait. Whichever resolves
     # first wins; the other reads the winner's outcome back.
     return _update(
         table,
-        to_item({r.PK: run_pk(workflow_id), r.SK: step_sk(position)}),
+        to_item({r.PK: run_pk(workflow_id), r.SK: step_sk(op_id)}),
         "SET #res = :t, timed_out = :t, recorded_at = :now",
         "attribute_exists(#sk) AND attribute_not_exists(#res)",
         {":t": True, ":now": now},
@@ -352,7 +350,7 @@ def consume_signal(
     timeout or a second signal). Both conditions hold or neither write happens.
     """
     resolved = StepRecord(
-        position=wait.position,
+        op_id=wait.op_id,
         name=wait.name,
         kind=wait.kind,
         epoch=wait.epoch,

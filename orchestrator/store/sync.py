@@ -227,7 +227,7 @@ class Store:
                 )
             now = self._clock.now_ms()
             sig = Signal(name=name, seq=run.signal_seq + 1, payload=payload, sent_at=now)
-            wake = run.status == Status.WAITING and run.wait_signal == name
+            wake = run.status == Status.WAITING and name in run.wait_signals
             try:
                 self._ddb.transact_write_items(
                     **q.send_signal(

@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.model import TERMINAL, StepKind
+from orchestrator.model import TERMINAL, StepKind, op_sort_key
 from orchestrator.store.codec import run_pk, step_sk
 
 if TYPE_CHECKING:
@@ -110,10 +110,10 @@ def check(o: Outcome) -> Report:
 
     # 2. the history is the shape's, each durable call at one position
     for p in o.plan:
-        hist = sorted(o.histories.get(p.id, []), key=lambda s: s.position)
+        hist = sorted(o.histories.get(p.id, []), key=lambda s: op_sort_key(s.op_id))
         got = [(s.kind.value, s.name) for s in hist]
-        if [s.position for s in hist] != list(range(len(hist))):
-            v[CHECKS[1]].append(f"{p.id}: positions {[s.position for s in hist]} have gaps")
+        if [s.op_id for s in hist] != [str(i) for i in range(len(hist))]:
+            v[CHECKS[1]].append(f"{p.id}: operation ids {[s.op_id for s in hist]} have gaps")
         want = expected_history(p)
         if p.status == "cancelled":
             k = next((i for i, (kind, _) in enumerate(got) if kind == "cancel"), len(got))
@@ -177,7 +177,7 @@ def check(o: Outcome) -> Report:
         for s in o.histories.get(p.id, []):
             if s.kind != StepKind.STEP or not s.resolved:
                 continue
-            pk, sk = run_pk(p.id), step_sk(s.position)
+            pk, sk = run_pk(p.id), step_sk(s.op_id)
             acks = [w["t1"] for w in resolving.get((pk, sk), []) if w.get("t1")]
             done = min(acks) if acks else None
             for x in execs.get((p.id, s.name), []):

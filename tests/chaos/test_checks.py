@@ -50,8 +50,8 @@ def _clean() -> Outcome:
         output="[0,1]",
     )
     history = [
-        StepRecord(0, "s0", StepKind.STEP, 1, 1100, result="0", resolved=True),
-        StepRecord(1, "s1", StepKind.STEP, 2, 1250, result="1", resolved=True),
+        StepRecord("0", "s0", StepKind.STEP, 1, 1100, result="0", resolved=True),
+        StepRecord("1", "s1", StepKind.STEP, 2, 1250, result="1", resolved=True),
     ]
     executions = [
         {"run": RID, "step": "s0", "epoch": 1, "pid": 1, "t": 1090},
@@ -92,7 +92,7 @@ def _claim(epoch: int, t0: int, t1: int) -> dict[str, Any]:
 
 def _step(pos: int, epoch: int, recorded: int, t0: int, t1: int) -> dict[str, Any]:
     # A resolved step record as the worker puts it (first write wins).
-    item = {"pk": PK, "sk": step_sk(pos), "epoch": epoch, "recorded_at": recorded}
+    item = {"pk": PK, "sk": step_sk(str(pos)), "epoch": epoch, "recorded_at": recorded}
     req = {
         "TableName": TABLE,
         "Item": {**to_item(item), "resolved": {"BOOL": True}},
@@ -113,7 +113,9 @@ def _failed(o: Outcome) -> None:
 
 
 def _recorded_twice(o: Outcome) -> None:
-    o.histories[RID].append(StepRecord(2, "s1", StepKind.STEP, 2, 1260, result="1", resolved=True))
+    o.histories[RID].append(
+        StepRecord("2", "s1", StepKind.STEP, 2, 1260, result="1", resolved=True)
+    )
 
 
 def _resolved_twice(o: Outcome) -> None:

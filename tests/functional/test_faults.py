@@ -365,9 +365,11 @@ def test_a_lost_claim_answer_is_run_even_if_a_copy_of_the_message_arrives_meanwh
     run, _ = stack.service.start("count", {"steps": 2})
     with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
         # Applied; the answer is dropped and the SDK waits 1.5 s before re-sending.
-        wait_for(lambda: stack.store.get(run.id).status == Status.RUNNING, timeout=5)
+        wait_for(lambda: stack.store.get(run.id).status == Status.RUNNING, timeout=30)
         stack.dispatcher.send(run.id, "duplicate")  # a copy, claimed and refused meanwhile
-        done = wait_status(stack, run.id, "completed", timeout=6)
+        # The bug left the run unowned until the sweeper's 5-minute re-check (the
+        # clock is not advanced here); 30 s tells the two apart on a loaded machine.
+        done = wait_status(stack, run.id, "completed", timeout=30)
     assert faults.stats() == {"lost_retry": 1}
     assert done.epoch == 1
     assert sorted(executions(exec_log)) == [f"{run.id}:s0", f"{run.id}:s1"]
@@ -413,6 +415,8 @@ async def test_an_owner_whose_lease_runs_out_while_a_step_write_waits_sends_noth
     (which no condition fences) landed: a step record by a fenced-off owner. The
     owner now checks its lease view again right before each HTTP attempt."""
     from worker._context import WorkflowContext
+    from worker._parking import Parker
+    from worker._scope import start_root
     from worker._state import LeaseLost, RunState
     from worker._store import AsyncStore
 
@@ -440,7 +444,8 @@ async def test_an_owner_whose_lease_runs_out_while_a_step_write_waits_sends_noth
             clock=stack.clock,
             lease_ms=600,
         )
+        state.parker = Parker(state)
         with pytest.raises(LeaseLost):
-            await WorkflowContext(state).step("s0", lambda: 1)
+            await start_root(state, WorkflowContext(state).step("s0", lambda: 1))
     assert faults.stats() == {"latency": 1}
     assert stack.store.steps(run.id) == []  # never sent

@@ -124,7 +124,9 @@ def test_a_stale_owner_cannot_change_the_run_after_a_takeover(stack) -> None:
             )
             assert not isinstance(new, Refused) and new.epoch == old.epoch + 1
             # New owner records position 0.
-            mine = StepRecord(0, "s0", StepKind.STEP, new.epoch, now, result='"new"', resolved=True)
+            mine = StepRecord(
+                "0", "s0", StepKind.STEP, new.epoch, now, result='"new"', resolved=True
+            )
             assert await store.put_step(run.id, mine) == mine
             e = old.epoch
             refused = {
@@ -145,7 +147,7 @@ def test_a_stale_owner_cannot_change_the_run_after_a_takeover(stack) -> None:
                 "release": not await store.release(run.id, epoch=e, now=now),
             }
             # A stale step write at a recorded position gets the recorded outcome back.
-            stale = StepRecord(0, "s0", StepKind.STEP, e, now, result='"old"', resolved=True)
+            stale = StepRecord("0", "s0", StepKind.STEP, e, now, result='"old"', resolved=True)
             winner = await store.put_step(run.id, stale)
             return refused, winner, new
 

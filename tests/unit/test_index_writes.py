@@ -32,7 +32,7 @@ def test_the_happy_path_never_writes_by_due() -> None:
     assert r.BY_CREATED.partition_key in item  # the list index: once per run
     claim = q.claim(T, WID, owner="w", now=1, lease_ms=1000, names=["n"])
     beat = q.heartbeat(T, WID, epoch=1, lease_until=2)
-    step = q.put_step(T, WID, StepRecord(0, "s", StepKind.STEP, 1, 1, result="1", resolved=True))
+    step = q.put_step(T, WID, StepRecord("0", "s", StepKind.STEP, 1, 1, result="1", resolved=True))
     for req in (claim, beat):
         assert "#da" not in req["UpdateExpression"] and "#dp" not in req["UpdateExpression"]
     assert r.BY_DUE.sort_key not in step["Item"]

@@ -130,6 +130,12 @@ def test_public_names_are_pinned() -> None:
         [
             "DEFAULT_RETRY",
             "NO_RETRY",
+            "BatchItem",
+            "BatchItemStatus",
+            "BatchResult",
+            "ChildContextError",
+            "CompletionConfig",
+            "CompletionReason",
             "ExecutionTimeoutError",
             "NonDeterminismError",
             "NonRetryableError",

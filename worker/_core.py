@@ -1,0 +1,197 @@
+"""The core every durable operation goes through: taking an operation id,
+finding its record on replay, checking it, recording first-write-wins, store
+requests that unwind the run when they fail, delivering a cancel, and waiting
+where the run may park.
+
+Operations live one per module in `worker/operations/`; this module owns what
+they share, so that ids, replay checks and unwinding work the same everywhere.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import typing
+from collections.abc import Awaitable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from orchestrator.errors import NonDeterminismError, WorkflowCancelledError, WorkflowContextError
+from orchestrator.model import StepKind, StepRecord
+
+from ._outcomes import _transient
+from ._parking import CANCEL
+from ._scope import Scope, TaskFrame, frame_var, outside_var, run_var, scope_var
+from ._state import ExecutionTimedOut, LeaseLost, RunState, StoreUnavailable
+from ._store import OWNER_LEASE, LeaseExpiredBeforeSend
+
+_T = typing.TypeVar("_T")
+
+log = logging.getLogger("worker")
+
+# Set while a step function runs (its name), so that a durable call inside it is refused.
+in_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("in_step", default=None)
+
+
+def current() -> tuple[RunState, Scope, TaskFrame]:
+    s, scope, frame = run_var.get(), scope_var.get(), frame_var.get()
+    if s is None or scope is None or frame is None:
+        raise WorkflowContextError(
+            "durable calls are made from the workflow function (or a task it created), "
+            "not from another thread or task"
+        )
+    return s, scope, frame
+
+
+def unwind(s: RunState, exc: BaseException) -> typing.NoReturn:
+    s.unwinding = exc
+    raise exc
+
+
+async def io(s: RunState, call: Awaitable[_T]) -> _T:
+    """Await a store request. One that failed transiently after the SDK's retries
+    (throttling, 5xx, a connection error or a lost answer) unwinds the run
+    (StoreUnavailable) instead of reaching workflow code as an exception, which
+    would fail the run or be swallowed by `except Exception`."""
+    token = OWNER_LEASE.set(s.lease_valid)  # checked again before each HTTP attempt
+    outside = outside_var.set(True)  # tasks the SDK creates meanwhile are not the run's
+    s.enter_busy()
+    try:
+        return await call
+    except LeaseExpiredBeforeSend:
+        log.warning("run %s: lease ran out before a request was sent; abandoned", s.workflow_id)
+        s.lost = True
+        unwind(s, LeaseLost())
+    except (ClientError, BotoCoreError) as e:
+        if not _transient(e):
+            raise  # a request this code should not have made: fails the run, clearly
+        log.warning(
+            "run %s: %s; abandoning this claim (the run resumes after its lease)", s.workflow_id, e
+        )
+        unwind(s, StoreUnavailable(str(e)))
+    finally:
+        s.leave_busy()
+        outside_var.reset(outside)
+        OWNER_LEASE.reset(token)
+
+
+def check_lease(s: RunState) -> None:
+    try:
+        s.check_lease()
+    except LeaseLost as e:
+        unwind(s, e)
+
+
+async def record(s: RunState, rec: StepRecord) -> StepRecord:
+    check_lease(s)
+    winner = await io(s, s.store.put_step(s.workflow_id, rec))
+    s.history[rec.op_id] = winner
+    return winner
+
+
+async def enter(call: str) -> tuple[RunState, str, StepRecord | None]:
+    """Take the next operation id of the current scope: (run, id, its record if this
+    is a replay). Delivers a pending cancel, the execution timeout and a lost lease
+    first."""
+    inside = in_step.get()
+    if inside is not None:
+        raise WorkflowContextError(
+            f"ctx.{call} was called inside step {inside!r}: a step function is one side "
+            "effect and cannot make durable calls; call it from the workflow function"
+        )
+    s, scope, frame = current()
+    if s.unwinding is not None:
+        raise s.unwinding
+    if s.past_deadline():
+        unwind(s, ExecutionTimedOut())
+    op_id = scope.take()
+    rec = s.history.get(op_id)
+    if rec is not None and rec.kind == StepKind.CANCEL:
+        _delivered(s, frame)
+        raise WorkflowCancelledError(rec.result or "cancelled")
+    if rec is None and s.cancel_requested is not None and not frame.cancel_delivered:
+        winner = await _record_cancel(s, op_id)
+        if winner.kind == StepKind.CANCEL:
+            _delivered(s, frame)
+            raise WorkflowCancelledError(s.cancel_requested)
+        rec = winner  # another writer recorded this id first: replay it
+    return s, op_id, rec
+
+
+def _delivered(s: RunState, frame: TaskFrame) -> None:
+    frame.cancel_delivered = True
+    s.cancel_delivered = True
+
+
+async def _record_cancel(s: RunState, op_id: str) -> StepRecord:
+    marker = StepRecord(
+        op_id,
+        "cancel",
+        StepKind.CANCEL,
+        s.epoch,
+        s.clock.now_ms(),
+        result=s.cancel_requested,
+        resolved=True,
+    )
+    return await record(s, marker)
+
+
+async def deliver_cancel_here() -> typing.NoReturn:
+    """A cancel reached a parked branch: record it at the branch's next id (a
+    replay parks there again and meets the marker) and raise it."""
+    s, scope, frame = current()
+    op_id = scope.take()
+    rec = s.history.get(op_id)
+    if rec is None or rec.kind != StepKind.CANCEL:
+        rec = await _record_cancel(s, op_id)
+    _delivered(s, frame)
+    raise WorkflowCancelledError(rec.result or s.cancel_requested or "cancelled")
+
+
+def check(s: RunState, rec: StepRecord, kind: StepKind, name: str) -> None:
+    if rec.kind != kind or rec.name != name:
+        unwind(
+            s,
+            NonDeterminismError(
+                f"replay of run {s.workflow_id} reached {kind.value} {name!r} at operation "
+                f"{rec.op_id}, but the history records {rec.kind.value} {rec.name!r} there; "
+                "the workflow code changed under a running workflow or is not deterministic"
+            ),
+        )
+
+
+def refuse_park_after_cancel() -> None:
+    _, _, frame = current()
+    if frame.cancel_delivered:
+        raise WorkflowContextError(
+            "the run was cancelled: cleanup can run steps, but cannot sleep or wait for signals"
+        )
+
+
+async def wait_parked(
+    op_id: str,
+    *,
+    wake_at: int | None,
+    signal: str | None = None,
+    seq: int = 0,
+    seen_seq: int | None = None,
+) -> str:
+    """Block this branch until its wake time (WAKE), until a signal may have come in
+    (RECHECK), or until the run parks (Suspend is raised). A cancel requested
+    meanwhile is delivered here."""
+    refuse_park_after_cancel()
+    s, _, frame = current()
+    if s.cancel_requested is not None and not frame.cancel_delivered:
+        await deliver_cancel_here()
+    key = s.parker.add(op_id, wake_at, signal, seq, s.signal_seq if seen_seq is None else seen_seq)
+    try:
+        outcome = await s.parker.requests[key].future
+    finally:
+        s.parker.remove(key)
+    if outcome == CANCEL:
+        await deliver_cancel_here()
+    return outcome
+
+
+def replaying(s: RunState, scope: Scope) -> bool:
+    return scope.peek() in s.history

@@ -1,0 +1,8 @@
+"""One module per kind of durable operation, over the core in `worker/_core.py`:
+
+- `step`: `ctx.step` (retries, timeouts, attempts);
+- `sleep`: `ctx.sleep`, `ctx.sleep_until`;
+- `signal`: `ctx.wait_for_signal`;
+- `child`: `ctx.run_in_child_context`;
+- `batch`: `ctx.parallel`, `ctx.map`, `CompletionConfig`, `BatchResult`.
+"""

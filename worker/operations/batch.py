@@ -1,0 +1,386 @@
+"""`ctx.parallel` and `ctx.map`: batches of branches with completion rules.
+
+A batch takes one operation id in its scope; branch `i` runs in its own task
+in scope "<id>.<i>", so its operations get ids under it whatever order the
+branches run or finish in. Branches start in index order, at most
+`max_concurrency` at once. After each branch ends the completion rule decides
+(Lambda durable execution's semantics):
+
+- failures exceeding the tolerance (`tolerated_failure_count`, or
+  `tolerated_failure_percentage` of all branches; strictly greater) end the
+  batch with `failure_tolerance_exceeded`; with no completion config at all, the
+  first failure does;
+- `min_successful` successes end it with `min_successful_reached`;
+- otherwise it ends when every branch has ended: `all_completed`.
+
+Branches still running when the batch ends are cancelled; they count as
+`started`. The decision (which indexes, each outcome, why it ended) is recorded
+at the batch's id, so a replay returns the same BatchResult without running a
+branch. A batch whose results are too large for one record keeps only the
+decision (`replay_children`), and a replay runs the decided branches again,
+whose own operations replay from their records.
+
+A branch that parks keeps its slot; the run parks when every branch in flight
+(and everything else in the run) waits, and the replay resumes each branch
+where it was: the branches that had ended replay at once, in index order,
+which frees the same slots, so the same branches are in flight again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from orchestrator.errors import ChildContextError, PayloadTooLargeError
+from orchestrator.model import MAX_STEP_RESULT_BYTES, STEP_NAME_RE, ErrorInfo, StepKind, StepRecord
+
+from .. import _core
+from .._outcomes import _encode_result, _result_adapter
+from .._scope import Scope, spawn
+from .._state import error_info
+
+R = TypeVar("R")
+
+
+class CompletionReason(StrEnum):
+    ALL_COMPLETED = "all_completed"
+    MIN_SUCCESSFUL_REACHED = "min_successful_reached"
+    FAILURE_TOLERANCE_EXCEEDED = "failure_tolerance_exceeded"
+
+
+class BatchItemStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STARTED = "started"  # still running when the batch ended (cancelled)
+
+
+@dataclass(frozen=True)
+class CompletionConfig:
+    """When a batch may end before every branch has: see the module doc."""
+
+    min_successful: int | None = None
+    tolerated_failure_count: int | None = None
+    tolerated_failure_percentage: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_successful is not None and (
+            not isinstance(self.min_successful, int) or self.min_successful < 1
+        ):
+            raise ValueError("min_successful must be a positive integer")
+        if self.tolerated_failure_count is not None and (
+            not isinstance(self.tolerated_failure_count, int) or self.tolerated_failure_count < 0
+        ):
+            raise ValueError("tolerated_failure_count must be an integer of at least 0")
+        pct = self.tolerated_failure_percentage
+        if pct is not None and (isinstance(pct, bool) or not 0 <= pct <= 100):
+            raise ValueError("tolerated_failure_percentage must be between 0 and 100")
+
+
+@dataclass(frozen=True)
+class _Policy:
+    total: int
+    config: CompletionConfig | None
+
+    def tolerance_exceeded(self, failed: int) -> bool:
+        c = self.config
+        if c is None or (
+            c.min_successful is None
+            and c.tolerated_failure_count is None
+            and c.tolerated_failure_percentage is None
+        ):
+            return failed > 0
+        if c.tolerated_failure_count is not None and failed > c.tolerated_failure_count:
+            return True
+        pct = c.tolerated_failure_percentage
+        return pct is not None and self.total > 0 and failed * 100 / self.total > pct
+
+    def decide(self, succeeded: int, failed: int) -> CompletionReason | None:
+        if self.tolerance_exceeded(failed):
+            return CompletionReason.FAILURE_TOLERANCE_EXCEEDED
+        if succeeded + failed >= self.total:
+            return CompletionReason.ALL_COMPLETED
+        c = self.config
+        if c is not None and c.min_successful is not None and succeeded >= c.min_successful:
+            return CompletionReason.MIN_SUCCESSFUL_REACHED
+        return None
+
+
+@dataclass(frozen=True)
+class BatchItem(Generic[R]):
+    index: int
+    status: BatchItemStatus
+    result: R | None = None
+    error: ChildContextError | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult(Generic[R]):
+    """What a batch did: one item per branch started, in index order."""
+
+    all: list[BatchItem[R]]
+    completion_reason: CompletionReason
+    total: int  # branches the batch was given
+
+    def get_results(self) -> list[R]:
+        """The results of the branches that succeeded, in index order."""
+        return [i.result for i in self.all if i.status == BatchItemStatus.SUCCEEDED]  # type: ignore[misc]
+
+    def get_errors(self) -> list[ChildContextError]:
+        return [i.error for i in self.all if i.error is not None]
+
+    def throw_if_error(self) -> None:
+        """Raise the error of the first failed branch (by index), if any."""
+        for item in self.all:
+            if item.error is not None:
+                raise item.error
+
+    def succeeded(self) -> list[BatchItem[R]]:
+        return [i for i in self.all if i.status == BatchItemStatus.SUCCEEDED]
+
+    def failed(self) -> list[BatchItem[R]]:
+        return [i for i in self.all if i.status == BatchItemStatus.FAILED]
+
+    def started(self) -> list[BatchItem[R]]:
+        return [i for i in self.all if i.status == BatchItemStatus.STARTED]
+
+    @property
+    def success_count(self) -> int:
+        return len(self.succeeded())
+
+    @property
+    def failure_count(self) -> int:
+        return len(self.failed())
+
+    @property
+    def started_count(self) -> int:
+        return len(self.started())
+
+    @property
+    def total_count(self) -> int:
+        """Branches that were started (not those never started)."""
+        return len(self.all)
+
+    @property
+    def has_failure(self) -> bool:
+        return self.failure_count > 0
+
+    @property
+    def status(self) -> str:
+        """ "failed" if any branch failed, else "succeeded"."""
+        return "failed" if self.has_failure else "succeeded"
+
+
+Unit = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+def check_batch_args(name: str, max_concurrency: int | None, completion: Any) -> None:
+    if not isinstance(name, str) or not STEP_NAME_RE.match(name):
+        raise ValueError("a batch name is 1 to 200 printable characters")
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
+    ):
+        raise ValueError("max_concurrency must be a positive integer, or None for no limit")
+    if completion is not None and not isinstance(completion, CompletionConfig):
+        raise TypeError("completion must be a CompletionConfig")
+
+
+async def run_batch(
+    ctx: Any,
+    kind: StepKind,
+    name: str,
+    units: Sequence[Unit],
+    *,
+    max_concurrency: int | None,
+    completion: CompletionConfig | None,
+) -> BatchResult[Any]:
+    check_batch_args(name, max_concurrency, completion)
+    s, op_id, rec = await _core.enter(kind.value)
+    adapters = [_result_adapter(fn) for fn, _ in units]
+    only: list[int] | None = None
+    if rec is not None:
+        _core.check(s, rec, kind, name)
+        if rec.resolved and not rec.replay_children:
+            return _from_record(rec, adapters, len(units))
+        if rec.resolved:  # replay_children: run the decided branches again
+            only = [item["i"] for item in json.loads(rec.result or "{}").get("items", [])]
+    outcomes, reason = await _run(
+        ctx, s, op_id, units, max_concurrency, _Policy(len(units), completion), only
+    )
+    if rec is not None and rec.resolved:
+        return _live_result(outcomes, json.loads(rec.result or "{}"), op_id, name, len(units))
+    done = _decision_record(s, op_id, name, kind, outcomes, reason, adapters)
+    winner = await _core.record(s, done)
+    if winner.replay_children:
+        return _live_result(outcomes, json.loads(winner.result or "{}"), op_id, name, len(units))
+    return _from_record(winner, adapters, len(units))
+
+
+async def _branch(ctx: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+    try:
+        result = fn(ctx, *args)
+        if inspect.isawaitable(result):
+            result = await result
+        return True, result
+    except Exception as e:
+        return False, e
+
+
+async def _run(
+    ctx: Any,
+    s: Any,
+    op_id: str,
+    units: Sequence[Unit],
+    max_concurrency: int | None,
+    policy: _Policy,
+    only: list[int] | None,
+) -> tuple[dict[int, tuple[bool | None, Any]], CompletionReason]:
+    order = list(range(len(units))) if only is None else sorted(only)
+    cap = max_concurrency or len(order) or 1
+    outcomes: dict[int, tuple[bool | None, Any]] = {}
+    running: dict[asyncio.Task[tuple[bool, Any]], int] = {}
+    succeeded = failed = 0
+    reason: CompletionReason | None = policy.decide(0, 0) if not order else None
+    cursor = 0
+    escaping: BaseException | None = None
+    try:
+        while reason is None:
+            while cursor < len(order) and len(running) < cap:
+                i = order[cursor]
+                cursor += 1
+                fn, args = units[i]
+                task = spawn(s, _branch(ctx, fn, args), Scope(f"{op_id}.{i}"))
+                running[task] = i
+                outcomes[i] = (None, None)  # started
+            if not running:
+                reason = CompletionReason.ALL_COMPLETED
+                break
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=lambda t: running[t]):
+                i = running.pop(task)
+                if task.cancelled():
+                    continue
+                exc = task.exception()
+                if exc is not None:
+                    escaping = escaping or exc  # parking, a lost lease, a cancel
+                    continue
+                ok, value = task.result()
+                outcomes[i] = (ok, value)
+                succeeded += ok
+                failed += not ok
+            if escaping is not None:
+                raise escaping
+            reason = policy.decide(succeeded, failed)
+            if only is not None and reason is not None and (running or cursor < len(order)):
+                reason = None  # replaying a recorded decision: run every decided branch
+    finally:
+        if running:
+            for task in running:
+                task.cancel()
+            await asyncio.wait(running, timeout=5)
+    return outcomes, reason
+
+
+def _decision_record(
+    s: Any,
+    op_id: str,
+    name: str,
+    kind: StepKind,
+    outcomes: dict[int, tuple[bool | None, Any]],
+    reason: CompletionReason,
+    adapters: list[Any],
+) -> StepRecord:
+    items: list[dict[str, Any]] = []
+    for i in sorted(outcomes):
+        ok, value = outcomes[i]
+        if ok is None:
+            items.append({"i": i, "s": BatchItemStatus.STARTED.value})
+        elif ok:
+            try:
+                text = _encode_result(value, adapters[i])
+            except PayloadTooLargeError:
+                text = "x" * (MAX_STEP_RESULT_BYTES + 1)
+            items.append({"i": i, "s": BatchItemStatus.SUCCEEDED.value, "r": text})
+        else:
+            items.append(
+                {"i": i, "s": BatchItemStatus.FAILED.value, "e": error_info(value).as_dict()}
+            )
+    body = {"reason": reason.value, "items": items}
+    text = json.dumps(body, separators=(",", ":"))
+    now = s.clock.now_ms()
+    if len(text.encode()) > MAX_STEP_RESULT_BYTES:
+        slim = {"reason": reason.value, "items": [{"i": d["i"], "s": d["s"]} for d in items]}
+        text = json.dumps(slim, separators=(",", ":"))
+        return StepRecord(
+            op_id, name, kind, s.epoch, now, result=text, resolved=True, replay_children=True
+        )
+    return StepRecord(op_id, name, kind, s.epoch, now, result=text, resolved=True)
+
+
+def _error(name: str, op_id: str, e: dict[str, Any]) -> ChildContextError:
+    info = ErrorInfo(e.get("type", ""), e.get("message", ""), e.get("traceback", ""))
+    return ChildContextError(name, info.type, info.message, info.traceback, op_id=op_id)
+
+
+def _from_record(rec: StepRecord, adapters: list[Any], total: int) -> BatchResult[Any]:
+    body = json.loads(rec.result or "{}")
+    items: list[BatchItem[Any]] = []
+    for d in body.get("items", []):
+        i, status = d["i"], BatchItemStatus(d["s"])
+        branch_id = f"{rec.op_id}.{i}"
+        if status == BatchItemStatus.SUCCEEDED:
+            adapter = adapters[i] if i < len(adapters) else None
+            text = d.get("r", "null")
+            value = adapter.validate_json(text) if adapter is not None else json.loads(text)
+            items.append(BatchItem(i, status, result=value))
+        elif status == BatchItemStatus.FAILED:
+            items.append(BatchItem(i, status, error=_error(f"{rec.name}[{i}]", branch_id, d["e"])))
+        else:
+            items.append(BatchItem(i, status))
+    return BatchResult(items, CompletionReason(body["reason"]), total)
+
+
+def _live_result(
+    outcomes: dict[int, tuple[bool | None, Any]],
+    body: dict[str, Any],
+    op_id: str,
+    name: str,
+    total: int,
+) -> BatchResult[Any]:
+    items: list[BatchItem[Any]] = []
+    for d in body.get("items", []):
+        i, status = d["i"], BatchItemStatus(d["s"])
+        _, value = outcomes.get(i, (None, None))
+        if status == BatchItemStatus.SUCCEEDED:
+            items.append(BatchItem(i, status, result=value))
+        elif status == BatchItemStatus.FAILED:
+            info = error_info(value) if isinstance(value, BaseException) else ErrorInfo("", "")
+            items.append(
+                BatchItem(i, status, error=_error(f"{name}[{i}]", f"{op_id}.{i}", info.as_dict()))
+            )
+        else:
+            items.append(BatchItem(i, status))
+    return BatchResult(items, CompletionReason(body["reason"]), total)
+
+
+def parallel_units(branches: Sequence[Callable[..., Awaitable[Any]]]) -> list[Unit]:
+    units: list[Unit] = []
+    for b in branches:
+        if not callable(b):
+            raise TypeError("parallel takes a list of functions branch(ctx)")
+        units.append((b, ()))
+    return units
+
+
+def map_units(items: Sequence[Any], fn: Callable[..., Any]) -> list[Unit]:
+    if not callable(fn):
+        raise TypeError("map takes a function fn(ctx, item, index)")
+    if isinstance(items, (str, bytes, dict)):
+        raise TypeError("map takes a list of items")
+    return [(fn, (item, i)) for i, item in enumerate(list(items))]
