@@ -386,7 +386,7 @@ def dashboard(
     token: Annotated[
         str | None,
         typer.Option(
-            envvar="ORCHESTRATOR_API_TOKEN",
+            envvar=r.ENV_API_TOKEN,
             help="A bearer token (JWT) to send instead, for an API with a JWT authorizer.",
         ),
     ] = None,

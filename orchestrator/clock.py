@@ -5,11 +5,15 @@ The engine, the sweeper and the scheduler emulator read time only through a
 testing their own workflows) move workflow time forward by a day in an
 instant: durable timers compare against this clock, and the local stack's
 sweeper and scheduler emulator fire what became due.
+
+A clock only tells time; it does not wait. Waits (heartbeat intervals, short
+retry delays, SQS long polls) are real `asyncio.sleep`s: a lease, a visibility
+timeout and a poll are wall-time contracts with AWS that a skipped clock cannot
+shorten.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from datetime import timedelta
@@ -19,23 +23,17 @@ from typing import Protocol
 class Clock(Protocol):
     def now_ms(self) -> int: ...
 
-    async def sleep(self, seconds: float) -> None: ...
-
 
 class SystemClock:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
 
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
 
 class SkippingClock:
     """Real time plus an offset that only grows. `advance` skips ahead.
 
-    Waiting (`sleep`) is real: the clock never runs slower than wall time, so
-    leases and polls behave as usual while timers far in the future are reached
-    by `advance`.
+    The clock never runs slower than wall time, so leases and polls behave as
+    usual while timers far in the future are reached by `advance`.
     """
 
     def __init__(self) -> None:
@@ -52,9 +50,6 @@ class SkippingClock:
             raise ValueError("a clock cannot go backwards")
         with self._lock:
             self._offset_ms += int(seconds * 1000)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 SYSTEM_CLOCK = SystemClock()

@@ -1,7 +1,11 @@
 """The run's state machine and the records the store keeps, as plain data.
 
-Pure: standard library only. The allowed moves are data (`TRANSITIONS`), and
-every conditional write in the store asks DynamoDB to enforce one of them.
+Pure: standard library only. The allowed moves are data (`TRANSITIONS`, shown
+in docs/architecture.md). DynamoDB enforces them: each event is a conditional
+write in `store/requests.py` whose condition admits exactly the statuses the
+table lists for it; the sweeper's `past_deadline` reads the "expire" row.
+tests/functional/test_state_machine.py drives every event from every status
+through that code and holds it to this table.
 """
 
 from __future__ import annotations
@@ -60,20 +64,6 @@ TRANSITIONS: dict[str, dict[Status, Status]] = {
         Status.WAITING: Status.FAILED,
     },
 }
-
-
-class TransitionError(ValueError):
-    pass
-
-
-def transition(event: str, status: Status) -> Status:
-    """The status after `event`, or TransitionError if the move is not allowed."""
-    moves = TRANSITIONS.get(event)
-    if moves is None:
-        raise TransitionError(f"unknown event {event!r}")
-    if status not in moves:
-        raise TransitionError(f"{event} is not allowed from {status}")
-    return moves[status]
 
 
 # --- Names -------------------------------------------------------------------------------

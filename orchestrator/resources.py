@@ -22,6 +22,11 @@ ENV_LEASE_SECONDS = "ORCHESTRATOR_LEASE_SECONDS"
 ENV_API_URL = "ORCHESTRATOR_API_URL"
 ENV_API_AUTH = "ORCHESTRATOR_API_AUTH"  # "none" | "iam": how the Python client signs requests
 ENV_POLL_SECONDS = "ORCHESTRATOR_POLL_SECONDS"
+ENV_API_TOKEN = "ORCHESTRATOR_API_TOKEN"  # a bearer token the dashboard proxy sends
+ENV_TRACING = "ORCHESTRATOR_TRACING"  # "1": OpenTelemetry spans in the worker
+# Test tooling only: a fault-injection spec. When set, `orchestrator.aws.instrument`
+# loads `orchestrator.testing_faults` into every client; unset, nothing loads it.
+ENV_FAULTS = "ORCHESTRATOR_FAULTS"
 
 # --- Default physical names (the local stack uses them; CDK may prefix them) -------------
 DEFAULT_TABLE_NAME = "orchestrator-state"
@@ -37,6 +42,7 @@ PK = "pk"  # "WF#<workflow id>"
 SK = "sk"  # "RUN" | "STEP#<position:06d>" | "SIG#<name>#<seq:012d>"
 TTL_ATTRIBUTE = "expires_at"  # epoch seconds; set on consumed signals only
 
+RUN_PK_PREFIX = "WF#"  # a run's partition: "WF#<workflow id>"
 RUN_SK = "RUN"
 STEP_SK_PREFIX = "STEP#"
 SIGNAL_SK_PREFIX = "SIG#"
@@ -109,5 +115,13 @@ SWEEPER_PK = "SWEEPER"
 SWEEP_MARK_ATTRIBUTE = "mark"
 
 
+SWEEP_MARK_SK_PREFIX = "CREATED#"
+
+
 def sweep_mark_sk(shard: int) -> str:
-    return f"CREATED#{shard}"
+    return f"{SWEEP_MARK_SK_PREFIX}{shard}"
+
+
+# The worker registry: one partition, one item per worker ("W#<worker id>").
+REGISTRY_PK = "WORKERS"
+WORKER_SK_PREFIX = "W#"

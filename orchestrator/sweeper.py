@@ -44,7 +44,7 @@ from . import resources as r
 from .clock import Clock
 from .dispatch import Dispatcher, parse_body
 from .errors import NotFoundError
-from .model import Run, Status
+from .model import TRANSITIONS, Run, Status
 from .settings import Settings
 from .store import Store
 from .store.codec import list_sk
@@ -120,7 +120,7 @@ def past_deadline(run: Run, now: int) -> bool:
     """A run no worker holds whose execution deadline has passed: the sweeper
     fails it (a worker would, at its next claim, but there may be none)."""
     return (
-        run.status in (Status.PENDING, Status.SLEEPING, Status.WAITING)
+        run.status in TRANSITIONS["expire"]
         and run.deadline_at is not None
         and run.deadline_at <= now
     )

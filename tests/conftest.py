@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator import resources as r
 from orchestrator.clock import SkippingClock
 from orchestrator.local import LocalStack
 from orchestrator.local.aws import MotoServer
@@ -78,5 +79,5 @@ def executions(path: Path) -> list[str]:
 def worker_env(stack: LocalStack, exec_log: Path) -> dict[str, str]:
     env = {**os.environ, **stack.exports(), "TEST_EXEC_LOG": str(exec_log)}
     env["PYTHONPATH"] = str(ROOT)
-    env["ORCHESTRATOR_POLL_SECONDS"] = "1"
+    env[r.ENV_POLL_SECONDS] = "1"
     return env

@@ -1,6 +1,7 @@
 """What durable calls return and record: step results encoded and decoded
 (through the function's return annotation), signal outcomes, timer names,
-marker checks, and which store errors are transient."""
+marker checks. Which store errors are transient is `orchestrator.aws.is_transient`,
+shared with the API."""
 
 from __future__ import annotations
 
@@ -11,44 +12,14 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import TypeAdapter
 
+from orchestrator.aws import is_transient as _transient  # noqa: F401 (worker/_core.py)
 from orchestrator.dispatch import schedule_name, timer_plan
 from orchestrator.errors import PayloadTooLargeError, StepFailedError
 from orchestrator.model import MAX_STEP_RESULT_BYTES, STEP_NAME_RE, StepRecord
 
 from ._registry import adapter_for, to_jsonable
-
-# Codes botocore's standard retry mode treats as throttling or transient.
-_TRANSIENT_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "LimitExceededException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "PriorRequestNotComplete",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
-
-
-def _transient(e: Exception) -> bool:
-    if isinstance(e, BotoCoreError):
-        return True  # connection errors, timeouts, a closed connection
-    if isinstance(e, ClientError):
-        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return status >= 500 or e.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
-    return False
 
 
 def _check_marker(marker: object) -> None:

@@ -12,7 +12,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-ENV_TRACING = "ORCHESTRATOR_TRACING"
+from orchestrator import resources as r
+
+ENV_TRACING = r.ENV_TRACING
 
 
 class Tracing:

@@ -23,11 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeGuard
 
 import aioboto3
-from aiobotocore.config import AioConfig
 from pydantic import ValidationError
 
-from orchestrator import faults
-from orchestrator.aws import RETRIES
+from orchestrator.aws import async_client_kwargs, instrument
 from orchestrator.children import NOTIFY_GRACE_MS
 from orchestrator.clock import SYSTEM_CLOCK, Clock
 from orchestrator.dispatch import parse_body
@@ -152,18 +150,8 @@ class Worker:
         install_task_factory(asyncio.get_running_loop())
         self._step_slots = asyncio.Semaphore(self._max_steps)
         session = aioboto3.Session()
-        faults.install(session)  # no-op unless ORCHESTRATOR_FAULTS is set
-        config = AioConfig(
-            retries=RETRIES,
-            connect_timeout=5,
-            read_timeout=40,
-            max_pool_connections=max(20, 2 * self._max),
-        )
-        kw = {
-            "region_name": self.settings.region,
-            "endpoint_url": self.settings.endpoint_url,
-            "config": config,
-        }
+        instrument(session)  # fault injection, only when the test tooling asks for it
+        kw = async_client_kwargs(self.settings, max_pool_connections=max(20, 2 * self._max))
         ddb = await self._exit.enter_async_context(session.client("dynamodb", **kw))
         sqs = await self._exit.enter_async_context(session.client("sqs", **kw))
         scheduler = await self._exit.enter_async_context(session.client("scheduler", **kw))

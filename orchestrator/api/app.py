@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from ..aws import is_transient
 from ..errors import BadInputError, NotFoundError, OrchestratorError, PayloadTooLargeError
 from .models import CancelRequest, SignalRequest, StartRequest, run_view, step_view
 from .service import Service
@@ -23,13 +24,6 @@ from .service import Service
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 512 * 1024
-_THROTTLES = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-}
 
 ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("GET", re.compile(r"^/$")),
@@ -196,10 +190,13 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         return error_response(400, "bad_input", _validation_message(e))
 
     @app.exception_handler(ClientError)
-    def _aws(e: ClientError) -> Response[Any]:
-        code = e.response.get("Error", {}).get("Code", "")
-        if code in _THROTTLES:
-            return error_response(503, "unavailable", f"the store is busy ({code}); retry")
+    @app.exception_handler(BotoCoreError)
+    def _aws(e: ClientError | BotoCoreError) -> Response[Any]:
+        # Still failing after the SDK's retries: transient ones are worth a retry.
+        if is_transient(e):
+            code = e.response.get("Error", {}).get("Code", "") if isinstance(e, ClientError) else ""
+            why = code or type(e).__name__
+            return error_response(503, "unavailable", f"the store is busy ({why}); retry")
         log.exception("AWS error")
         return error_response(500, "internal", "internal error")
 

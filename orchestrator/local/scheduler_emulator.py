@@ -49,9 +49,8 @@ class SchedulerEmulator:
     def fire_due(self) -> int:
         fired = 0
         now = self._clock.now_ms()
-        kwargs: dict[str, Any] = {"GroupName": self._group}
-        while True:
-            page = self._scheduler.list_schedules(**kwargs)
+        pages = self._scheduler.get_paginator("list_schedules").paginate(GroupName=self._group)
+        for page in pages:
             for summary in page.get("Schedules", []):
                 try:
                     sched = self._scheduler.get_schedule(
@@ -70,9 +69,5 @@ class SchedulerEmulator:
                 if sched.get("ActionAfterCompletion") == "DELETE":
                     with contextlib.suppress(ClientError):
                         self._scheduler.delete_schedule(Name=summary["Name"], GroupName=self._group)
-            token = page.get("NextToken")
-            if not token:
-                break
-            kwargs["NextToken"] = token
         self.fired += fired
         return fired

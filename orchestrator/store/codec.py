@@ -56,7 +56,7 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 # --- Keys ----------------------------------------------------------------------------------
 def run_pk(workflow_id: str) -> str:
-    return f"WF#{workflow_id}"
+    return f"{r.RUN_PK_PREFIX}{workflow_id}"
 
 
 def step_sk(op_id: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from .. import resources as r
 from .codec import from_item, to_attr, to_item
 
-REGISTRY_PK = "WORKERS"
+REGISTRY_PK = r.REGISTRY_PK
 REGISTRY_INTERVAL_S = 20
 LIVE_WINDOW_MS = 3 * REGISTRY_INTERVAL_S * 1000  # missed two beats: not live
 REGISTRY_TTL_S = 3600
@@ -47,7 +47,7 @@ def put_worker(table: str, info: WorkerInfo) -> dict[str, Any]:
     # Unconditional: the worker is the only writer of its own item.
     item = {
         r.PK: REGISTRY_PK,
-        r.SK: f"W#{info.id}",
+        r.SK: f"{r.WORKER_SK_PREFIX}{info.id}",
         **info.as_dict(),
         r.TTL_ATTRIBUTE: info.last_seen // 1000 + REGISTRY_TTL_S,
     }
@@ -79,11 +79,5 @@ def worker_from_item(item: dict[str, Any]) -> WorkerInfo:
 
 
 def list_workers(ddb: Any, table: str) -> list[WorkerInfo]:
-    req = query_workers(table)
-    out: list[WorkerInfo] = []
-    while True:
-        resp = ddb.query(**req)
-        out.extend(worker_from_item(i) for i in resp.get("Items", []))
-        if "LastEvaluatedKey" not in resp:
-            return out
-        req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
+    pages = ddb.get_paginator("query").paginate(**query_workers(table))
+    return [worker_from_item(i) for page in pages for i in page.get("Items", [])]

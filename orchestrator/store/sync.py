@@ -117,13 +117,8 @@ class Store:
         ]
 
     def _query_all(self, req: dict[str, Any]) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        while True:
-            resp = self._ddb.query(**req)
-            items.extend(resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                return items
-            req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
+        pages = self._ddb.get_paginator("query").paginate(**req)
+        return [item for page in pages for item in page.get("Items", [])]
 
     def list_runs(
         self,
@@ -301,7 +296,7 @@ class Store:
             ExpressionAttributeValues={":dp": to_attr(r.due_pk(shard)), ":now": to_attr(now)},
             Limit=limit,
         )
-        return [i[r.PK]["S"].removeprefix("WF#") for i in resp.get("Items", [])]
+        return [i[r.PK]["S"].removeprefix(r.RUN_PK_PREFIX) for i in resp.get("Items", [])]
 
     # --- the sweeper's walk of by_created --------------------------------------------
     def _applied(self, request: dict[str, Any]) -> bool:
@@ -330,8 +325,8 @@ class Store:
         for item in items:
             sk = item[r.SK]["S"]
             mark = item.get(r.SWEEP_MARK_ATTRIBUTE, {}).get("S")
-            if sk.startswith("CREATED#") and mark:
-                marks[int(sk.removeprefix("CREATED#"))] = mark
+            if sk.startswith(r.SWEEP_MARK_SK_PREFIX) and mark:
+                marks[int(sk.removeprefix(r.SWEEP_MARK_SK_PREFIX))] = mark
         return marks
 
     def created_after(

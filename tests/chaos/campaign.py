@@ -38,8 +38,8 @@ if str(ROOT) not in sys.path:
 
 import boto3  # noqa: E402
 
-from orchestrator import faults  # noqa: E402
 from orchestrator import resources as r  # noqa: E402
+from orchestrator import testing_faults as faults  # noqa: E402
 from orchestrator.clock import SYSTEM_CLOCK  # noqa: E402
 from orchestrator.local import LocalStack  # noqa: E402
 from orchestrator.local.stack import use_local_credentials  # noqa: E402

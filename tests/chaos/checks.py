@@ -2,7 +2,7 @@
 
 `check(outcome)` reads what a finished campaign left behind: the stored runs
 and step histories, the step functions' execution log and the fault layer's
-write journal (orchestrator/_fault_journal.py). It returns a `Report`: the
+write journal (orchestrator/testing_faults/journal.py). It returns a `Report`: the
 violations found under each name in `CHECKS`, and facts about the campaign.
 It reads only the outcome (no AWS, no processes), so tests/chaos/test_checks.py
 plants violations in synthetic outcomes. docs/reliability.md says what each
@@ -17,8 +17,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import resources as r
-from orchestrator.model import StepKind, op_sort_key
+from orchestrator.model import TERMINAL, StepKind, op_sort_key
+from orchestrator.store.codec import run_pk, step_sk
 
 if TYPE_CHECKING:
     from .campaign import Outcome, Planned
@@ -73,15 +73,27 @@ CHECKS = (
     "no step record by a fenced-off owner",
     "nothing written after the terminal write",
     "every recorded step executed at least once",
+    "the journal shows claims and epoch-conditioned run writes (the fencing checks ran)",
 )
+
+TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
+
+# The journal says what each write means (orchestrator/testing_faults/journal.py):
+# which record, whether it is a claim (the epoch incremented), the epoch its
+# condition requires, the status it sets. The checks read those facts, never the
+# expression text, so rewording a request cannot make a check pass unchecked.
 
 
 def _is_claim(e: dict[str, Any]) -> bool:
-    return e.get("op") == "dynamodb.UpdateItem" and "#ep = #ep + :one" in (e.get("update") or "")
+    return e.get("op") == "dynamodb.UpdateItem" and bool(e.get("claim"))
 
 
 def _is_run_key(e: dict[str, Any]) -> bool:
-    return e.get("sk") == r.RUN_SK
+    return e.get("record") == "run"
+
+
+def _is_step_key(e: dict[str, Any]) -> bool:
+    return e.get("record") == "step"
 
 
 def check(o: Outcome) -> Report:
@@ -165,7 +177,7 @@ def check(o: Outcome) -> Report:
     # 3. no outcome resolved twice (first write wins)
     resolving: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for w in writes:
-        if (w.get("sk") or "").startswith(r.STEP_SK_PREFIX) and w.get("resolved"):
+        if _is_step_key(w) and w.get("resolved"):
             resolving[(w["pk"], w["sk"])].append(w)
     for (pk, sk), ws in resolving.items():
         if len(ws) > 1:
@@ -179,7 +191,7 @@ def check(o: Outcome) -> Report:
         for s in o.histories.get(p.id, []):
             if s.kind != StepKind.STEP or not s.resolved:
                 continue
-            pk, sk = f"WF#{p.id}", f"{r.STEP_SK_PREFIX}{op_sort_key(s.op_id)}"
+            pk, sk = run_pk(p.id), step_sk(s.op_id)
             acks = [w["t1"] for w in resolving.get((pk, sk), []) if w.get("t1")]
             done = min(acks) if acks else None
             for x in execs.get((p.id, s.name), []):
@@ -202,7 +214,7 @@ def check(o: Outcome) -> Report:
                     f"{pk}: {w.get('update')!r} conditioned on epoch {w['epoch_cond']} applied, "
                     f"sent {w['t0'] - hit[1]} ms after epoch {hit[0]} claimed the run"
                 )
-        elif (w.get("sk") or "").startswith(r.STEP_SK_PREFIX) and w.get("item_epoch") is not None:
+        elif _is_step_key(w) and w.get("item_epoch") is not None:
             # From stored data alone: recorded_at is stamped before the put is sent.
             sent = max(w["t0"], w.get("recorded_at") or 0)
             hit = newer_claim_before(pk, w["item_epoch"], sent)
@@ -213,6 +225,18 @@ def check(o: Outcome) -> Report:
                     f"{sent - hit[1]} ms after epoch {hit[0]} claimed the run"
                 )
     facts["step records by a fenced-off owner"] = fenced_steps
+    owner_writes = sum(
+        1 for w in writes if _is_run_key(w) and w.get("epoch_cond") is not None and not _is_claim(w)
+    )
+    facts["run writes conditioned on an epoch"] = owner_writes
+    # 9. the fencing checks had something to check: a journal in which no claim or
+    # no epoch condition was recognised means the journal no longer understands
+    # the requests, and checks 5 and 6 would pass without looking at anything.
+    if writes and (not claims or not owner_writes):
+        v[CHECKS[8]].append(
+            f"{len(writes)} journaled writes, {facts['claims']} claims and {owner_writes} "
+            "epoch-conditioned run writes recognised"
+        )
     # Fencing at work: owner writes refused because a newer epoch had claimed the run.
     stale = 0
     for w in refused:
@@ -226,16 +250,11 @@ def check(o: Outcome) -> Report:
 
     # 7. terminal is final: nothing applied to a run after its terminal write
     for p in o.plan:
-        pk = f"WF#{p.id}"
+        pk = run_pk(p.id)
         ends = [
             w["t1"]
             for w in writes
-            if w.get("pk") == pk
-            and _is_run_key(w)
-            and any(
-                s in (w.get("update") or "")
-                for s in ("#st = :status", "#st = :cancelled", "#st = :failed")
-            )
+            if w.get("pk") == pk and _is_run_key(w) and w.get("sets_status") in TERMINAL_VALUES
         ]
         if not ends:
             continue
@@ -249,7 +268,7 @@ def check(o: Outcome) -> Report:
     # How long runs took, start write to terminal write (the slowest show the backstops).
     spans: dict[str, list[int]] = defaultdict(list)
     for w in writes:
-        if (w.get("pk") or "").startswith("WF#") and _is_run_key(w) and w.get("t1"):
+        if _is_run_key(w) and w.get("t1"):
             spans[w["pk"]].append(w["t1"])
     slowest = sorted(((max(t) - min(t), pk[3:]) for pk, t in spans.items()), reverse=True)[:3]
     facts["slowest runs (s, start to last write)"] = [f"{d / 1000:.0f} {rid}" for d, rid in slowest]

@@ -33,3 +33,9 @@ def test_a_short_chaos_campaign_breaks_no_invariant(tmp_path: Path) -> None:
     assert report.total_violations == 0, text
     assert outcome.kills >= 1 and outcome.pauses >= 1, text
     assert sum(report.facts["faults injected by kind"].values()) > 0, text
+    # The fencing checks looked at something: a completed run was claimed at
+    # least once and completed by a write conditioned on its owner's epoch.
+    completed = report.facts["runs by final status"].get("completed", 0)
+    assert completed > 0, text
+    assert report.facts["claims"] >= completed, text
+    assert report.facts["run writes conditioned on an epoch"] >= completed, text

@@ -1,5 +1,9 @@
 """The campaign's invariant checks catch what they claim to catch: a clean
-synthetic outcome passes, and each planted violation is reported by its check."""
+synthetic outcome passes, and each planted violation is reported by its check.
+
+The synthetic journals are made by the fault layer's own journal from the real
+requests (orchestrator/store/requests.py), so a reworded request that the
+journal no longer understands fails here, not silently in the campaign."""
 
 from __future__ import annotations
 
@@ -12,15 +16,25 @@ from typing import Any
 import pytest
 
 from orchestrator.model import Run, Status, StepKind, StepRecord
+from orchestrator.store import requests as q
+from orchestrator.store.codec import run_pk, step_sk, to_item
+from orchestrator.testing_faults.journal import _journal_entry
 from tests.chaos.campaign import Config, Outcome, Planned
 from tests.chaos.checks import CHECKS, check
 
 RID = "chaos-1-0000-steps"
-PK = f"WF#{RID}"
-CLAIM = (
-    "SET #st = :running, #ow = :owner, #lu = :lease, #ep = #ep + :one, #ua = :now REMOVE #wa, #ws"
-)
-FINISH = "SET #st = :status, #ua = :now, #out = :out REMOVE #ow, #lu, #dp, #da, #wa, #ws, #tm"
+PK = run_pk(RID)
+TABLE = "t"
+
+
+def _journaled(request: dict[str, Any], t0: int, t1: int, answer: Any = None) -> dict[str, Any]:
+    op = "dynamodb.PutItem" if "Item" in request else "dynamodb.UpdateItem"
+    return {**_journal_entry(op, request, answer or {}), "t0": t0, "t1": t1}
+
+
+def _finish(epoch: int, t0: int, t1: int) -> dict[str, Any]:
+    req = q.finish(TABLE, RID, epoch=epoch, now=t0, status=Status.COMPLETED, output="[0,1]")
+    return _journaled(req, t0, t1)
 
 
 def _clean() -> Outcome:
@@ -45,20 +59,12 @@ def _clean() -> Outcome:
         {"run": RID, "step": "s1", "epoch": 2, "pid": 2, "t": 1240},
     ]
     journal = [
-        {"op": "dynamodb.PutItem", "pk": PK, "sk": "RUN", "t0": 1000, "t1": 1005},
+        _journaled(q.put_new_run(TABLE, to_item({"pk": PK, "sk": "RUN"})), 1000, 1005),
         _claim(1, 1010, 1015),
         _step(0, 1, 1100, 1101, 1105),
         _claim(2, 1200, 1205),
         _step(1, 2, 1250, 1251, 1255),
-        {
-            "op": "dynamodb.UpdateItem",
-            "pk": PK,
-            "sk": "RUN",
-            "update": FINISH,
-            "epoch_cond": 2,
-            "t0": 1300,
-            "t1": 1305,
-        },
+        _finish(2, 1300, 1305),
     ]
     return Outcome(
         cfg=Config(),
@@ -80,28 +86,20 @@ def _clean() -> Outcome:
 
 
 def _claim(epoch: int, t0: int, t1: int) -> dict[str, Any]:
-    return {
-        "op": "dynamodb.UpdateItem",
-        "pk": PK,
-        "sk": "RUN",
-        "update": CLAIM,
-        "new_epoch": epoch,
-        "t0": t0,
-        "t1": t1,
-    }
+    req = q.claim(TABLE, RID, owner=f"w{epoch}", now=t0, lease_ms=3000, names=["chaos.steps"])
+    return _journaled(req, t0, t1, {"Attributes": to_item({"epoch": epoch, "status": "running"})})
 
 
 def _step(pos: int, epoch: int, recorded: int, t0: int, t1: int) -> dict[str, Any]:
-    return {
-        "op": "dynamodb.PutItem",
-        "pk": PK,
-        "sk": f"STEP#{pos:06d}",
-        "item_epoch": epoch,
-        "recorded_at": recorded,
-        "resolved": True,
-        "t0": t0,
-        "t1": t1,
+    # A resolved step record as the worker puts it (first write wins).
+    item = {"pk": PK, "sk": step_sk(str(pos)), "epoch": epoch, "recorded_at": recorded}
+    req = {
+        "TableName": TABLE,
+        "Item": {**to_item(item), "resolved": {"BOOL": True}},
+        "ConditionExpression": "attribute_not_exists(#sk) OR attribute_not_exists(#res)",
+        "ExpressionAttributeNames": {"#sk": "sk", "#res": "resolved"},
     }
+    return _journaled(req, t0, t1)
 
 
 def test_a_clean_outcome_has_no_violation() -> None:
@@ -129,18 +127,8 @@ def _ran_after_recorded(o: Outcome) -> None:
 
 
 def _fenced_run_write(o: Outcome) -> None:
-    # epoch 1's owner parks the run after epoch 2 claimed it (the condition is gone)
-    o.journal.append(
-        {
-            "op": "dynamodb.UpdateItem",
-            "pk": PK,
-            "sk": "RUN",
-            "update": "SET #st = :sleeping",
-            "epoch_cond": 1,
-            "t0": 1220,
-            "t1": 1225,
-        }
-    )
+    # epoch 1's owner releases the run after epoch 2 claimed it (the condition is gone)
+    o.journal.append(_journaled(q.release(TABLE, RID, epoch=1, due_at=1220), 1220, 1225))
 
 
 def _fenced_step_write(o: Outcome) -> None:
@@ -156,6 +144,12 @@ def _never_executed(o: Outcome) -> None:
     o.executions = [x for x in o.executions if x["step"] != "s0"]
 
 
+def _journal_understands_nothing(o: Outcome) -> None:
+    # As if the requests were reworded past what the journal reads: no claim seen.
+    for e in o.journal:
+        e["claim"] = False
+
+
 @pytest.mark.parametrize(
     ("plant", "which"),
     [
@@ -167,6 +161,7 @@ def _never_executed(o: Outcome) -> None:
         (_fenced_step_write, 5),
         (_after_the_end, 6),
         (_never_executed, 7),
+        (_journal_understands_nothing, 8),
     ],
 )
 def test_each_check_reports_its_planted_violation(
@@ -176,3 +171,46 @@ def test_each_check_reports_its_planted_violation(
     plant(o)
     report = check(o)
     assert report.violations[CHECKS[which]], f"{CHECKS[which]} missed it: {report.violations}"
+
+
+def test_the_journal_reads_what_each_request_means_whatever_its_wording() -> None:
+    """Claims, epoch conditions and terminal statuses come from the requests'
+    meaning: placeholder names and wording do not matter."""
+    now = 1000
+    cases = [
+        (q.claim(TABLE, RID, owner="w", now=now, lease_ms=1, names=["n"]), (True, None, "running")),
+        (q.heartbeat(TABLE, RID, epoch=3, lease_until=now), (False, 3, None)),
+        (q.release(TABLE, RID, epoch=4, due_at=now), (False, 4, None)),
+        (q.finish(TABLE, RID, epoch=5, now=now, status=Status.FAILED), (False, 5, "failed")),
+        (q.request_cancel(TABLE, RID, epoch=6, reason="r"), (False, 6, None)),
+        (
+            q.cancel_parked(TABLE, RID, epoch=7, seen=Status.WAITING, now=now, reason="r"),
+            (False, 7, "cancelled"),
+        ),
+        (
+            q.rearm(TABLE, RID, epoch=8, status=Status.SLEEPING, old_due=1, due_at=2),
+            (False, 8, None),
+        ),
+    ]
+    for req, want in cases:
+        e = _journal_entry("dynamodb.UpdateItem", req, {})
+        assert (e["claim"], e["epoch_cond"], e["sets_status"]) == want, req
+        assert e["record"] == "run"
+    # The same meaning in other words: renamed placeholders, ADD instead of SET.
+    reworded = {
+        "Key": to_item({"pk": PK, "sk": "RUN"}),
+        "UpdateExpression": "ADD #fence :inc SET #state = :s",
+        "ConditionExpression": "(#state = :p) AND attribute_exists(#key)",
+        "ExpressionAttributeNames": {"#fence": "epoch", "#state": "status", "#key": "pk"},
+        "ExpressionAttributeValues": to_item({":inc": 1, ":s": "running", ":p": "pending"}),
+    }
+    e = _journal_entry("dynamodb.UpdateItem", reworded, {})
+    assert (e["claim"], e["sets_status"]) == (True, "running")
+    fenced = {
+        "Key": to_item({"pk": PK, "sk": "RUN"}),
+        "UpdateExpression": "SET lease_until = :until",
+        "ConditionExpression": ":mine = epoch AND (#s = :r)",
+        "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": to_item({":mine": 9, ":until": 1, ":r": "running"}),
+    }
+    assert _journal_entry("dynamodb.UpdateItem", fenced, {})["epoch_cond"] == 9

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from orchestrator import BadInputError, Client, PayloadTooLargeError
+from orchestrator import resources as r
 from orchestrator.dispatch import message_body, parse_body
 from orchestrator.local.worker_thread import BackgroundWorker
 from orchestrator.model import MAX_OUTPUT_BYTES, MAX_STEP_RESULT_BYTES, Status
@@ -31,7 +32,7 @@ def _queue_empty(stack: Any) -> bool:
 
 def _run_keys(stack: Any) -> set[str]:
     items = stack.ddb.scan(TableName=stack.settings.table)["Items"]
-    return {i["pk"]["S"] for i in items if i["pk"]["S"].startswith("WF#")}
+    return {i["pk"]["S"] for i in items if i["pk"]["S"].startswith(r.RUN_PK_PREFIX)}
 
 
 def _big_result() -> str:

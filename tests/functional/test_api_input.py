@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from orchestrator import BadInputError, Client, NotFoundError, PayloadTooLargeError
 from orchestrator.model import MAX_INPUT_BYTES, MAX_SIGNAL_PAYLOAD_BYTES
@@ -160,3 +161,33 @@ def test_listing_pages_newest_first_and_filters(stack) -> None:
         "run-5",
         "run-1",
     ]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (ClientError({"Error": {"Code": "ThrottlingException"}}, "GetItem"), 503, "unavailable"),
+        (
+            ClientError(
+                {"Error": {"Code": "Whatever"}, "ResponseMetadata": {"HTTPStatusCode": 502}},
+                "GetItem",
+            ),
+            503,
+            "unavailable",
+        ),
+        (EndpointConnectionError(endpoint_url="http://db"), 503, "unavailable"),
+        (ClientError({"Error": {"Code": "ValidationException"}}, "GetItem"), 500, "internal"),
+    ],
+)
+def test_a_store_failure_that_outlived_the_sdk_retries_is_503_if_transient(
+    stack, monkeypatch: pytest.MonkeyPatch, error: Exception, status: int, code: str
+) -> None:
+    """The API and the worker share one list of transient errors
+    (orchestrator.aws.is_transient): transient ones are a 503 to retry."""
+
+    def failing(_: str) -> None:
+        raise error
+
+    monkeypatch.setattr(stack.store, "get", failing)
+    got, body = _raw(stack, "GET", "/workflows/some-run")
+    assert (got, body["error"]["code"]) == (status, code)

@@ -13,7 +13,7 @@ from typing import Any
 import botocore.session
 import pytest
 
-from orchestrator import faults
+from orchestrator import testing_faults as faults
 from orchestrator.local.worker_thread import BackgroundWorker
 from tests.helpers import queued, wait_for, wait_status
 from tests.workflows import ALL

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator import resources as r
 from orchestrator.clock import SYSTEM_CLOCK
 from orchestrator.dispatch import message_body
 from orchestrator.local import LocalStack
@@ -62,7 +63,7 @@ def test_a_workflow_that_kills_its_worker_is_failed_as_a_poison_message(
     exec_log = tmp_path / "executions.jsonl"
     exec_log.touch()
     env = {**os.environ, **stack.exports(), "PYTHONPATH": str(ROOT)}
-    env.update({"ORCHESTRATOR_POLL_SECONDS": "1", ENV_EXEC_LOG: str(exec_log)})
+    env.update({r.ENV_POLL_SECONDS: "1", ENV_EXEC_LOG: str(exec_log)})
     run, _ = stack.service.start("chaos.poison", {}, "poison-1")
 
     deaths = 0

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import random
 import threading
-import time
 from pathlib import Path
 
 from orchestrator import Client
@@ -13,8 +11,9 @@ from orchestrator.dispatch import schedule_name
 from orchestrator.local.worker_thread import BackgroundWorker
 from orchestrator.model import Status
 from tests.conftest import executions, worker_env
-from tests.helpers import WorkerProcess, wait_for, wait_status
+from tests.helpers import WorkerProcess, queued, wait_for, wait_status
 from tests.workflows import ALL
+from worker import workflow
 
 
 def test_a_step_retried_until_it_succeeds_on_the_third_attempt_records_every_attempt(
@@ -159,7 +158,7 @@ def test_cancel_a_sleeping_run_deletes_its_schedule(stack, exec_log: Path) -> No
         )
         stack.clock.advance(86_400)
         stack.dispatcher.send(run["id"], "timer")  # a late wake-up is dropped
-        time.sleep(1)
+        wait_for(lambda: queued(stack) == 0)  # received and deleted, nothing run
     assert stack.store.get(run["id"]).status == Status.CANCELLED
     assert executions(exec_log).count(f"{run['id']}:after") == 0
 
@@ -194,29 +193,75 @@ def test_cancel_a_running_run_runs_its_cleanup_steps(stack, exec_log: Path, tmp_
     assert f"{run['id']}:undo" in log and f"{run['id']}:more" not in log
 
 
-def test_cancel_racing_completion_ends_in_exactly_one_terminal_state(stack, exec_log: Path) -> None:
+# --- cancel racing completion: both contested orders, forced -----------------------------------
+_GATES: dict[str, threading.Event] = {}
+_ENTERED: dict[str, threading.Event] = {}
+
+
+def _gate(key: str) -> str:
+    _ENTERED[key].set()
+    assert _GATES[key].wait(30), "the test never opened the gate"
+    return "gated"
+
+
+@workflow("gated_last_step")
+async def gated_last_step(ctx, input: dict[str, str]) -> str:
+    """One step that blocks until the test opens its gate, then the end: no
+    durable call after the step, so a cancel that arrives during it is never
+    delivered."""
+    return await ctx.step("only", _gate, input["gate"])
+
+
+def _gated_run(client: Client, key: str) -> str:
+    _GATES[key], _ENTERED[key] = threading.Event(), threading.Event()
+    run_id: str = client.start("gated_last_step", {"gate": key})["id"]
+    assert _ENTERED[key].wait(20), "the step never started"
+    return run_id
+
+
+def test_cancel_racing_completion_the_owner_finishes_between_the_apis_read_and_write(
+    stack, monkeypatch
+) -> None:
+    """The API reads the run as running; before its cancel request lands, the
+    owner completes. The request's condition (`status = running AND epoch = seen`)
+    refuses it, the API reads again and answers already_completed."""
     client = Client(stack.api_url)
-    rng = random.Random(3)
-    outcomes: dict[str, str] = {}
-    with BackgroundWorker(ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=8):
-        ids = [client.start("count", {"steps": 2})["id"] for _ in range(20)]
+    seen: list[str] = []
+    real_get = stack.store.get
 
-        def cancel(run_id: str, delay: float) -> None:
-            time.sleep(delay)
-            outcomes[run_id] = Client(stack.api_url).cancel(run_id)["outcome"]
+    def get_then_let_it_finish(workflow_id: str):
+        run = real_get(workflow_id)
+        seen.append(run.status.value)
+        if len(seen) == 1 and run.status == Status.RUNNING:
+            _GATES["read-then-finish"].set()  # the owner finishes now
+            wait_for(lambda: real_get(workflow_id).status == Status.COMPLETED)
+        return run  # the first answer is stale by the time the API writes
 
-        threads = [threading.Thread(target=cancel, args=(i, rng.uniform(0, 0.3))) for i in ids]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        finals = {i: wait_status(stack, i, "completed", "cancelled", timeout=30) for i in ids}
-    for i, run in finals.items():
-        if outcomes[i] == "cancelled":
-            assert run.status == Status.CANCELLED and run.output is None
-        elif outcomes[i] == "already_completed":
-            assert run.status == Status.COMPLETED
-        else:  # requested while running: either its next durable call saw it, or completion won
-            assert outcomes[i] == "requested"
-            assert run.status in (Status.CANCELLED, Status.COMPLETED)
-            assert (run.output is None) == (run.status == Status.CANCELLED)
+    with BackgroundWorker([gated_last_step], stack.settings, clock=stack.clock):
+        run_id = _gated_run(client, "read-then-finish")
+        monkeypatch.setattr(stack.store, "get", get_then_let_it_finish)
+        outcome = client.cancel(run_id)["outcome"]
+        monkeypatch.undo()
+    assert seen == ["running", "completed"]  # the request was refused, then read again
+    assert outcome == "already_completed"
+    done = stack.store.get(run_id)
+    assert done.status == Status.COMPLETED and json.loads(done.output or "null") == "gated"
+    assert done.cancel_requested is None  # the refused request wrote nothing
+
+
+def test_cancel_racing_completion_a_cancel_requested_after_the_last_durable_call_loses(
+    stack,
+) -> None:
+    """The cancel lands while the run's last step is executing: the API records
+    the request (outcome requested), but the function returns without another
+    durable call, so completion wins and the run keeps its output."""
+    client = Client(stack.api_url)
+    with BackgroundWorker([gated_last_step], stack.settings, clock=stack.clock):
+        run_id = _gated_run(client, "request-then-finish")
+        assert client.cancel(run_id)["outcome"] == "requested"
+        assert stack.store.get(run_id).cancel_requested is not None
+        _GATES["request-then-finish"].set()
+        done = wait_status(stack, run_id, "completed", "cancelled")
+    assert done.status == Status.COMPLETED and json.loads(done.output or "null") == "gated"
+    assert [s.kind.value for s in stack.store.steps(run_id)] == ["step"]  # never delivered
+    assert client.cancel(run_id)["outcome"] == "already_completed"

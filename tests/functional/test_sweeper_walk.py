@@ -97,13 +97,16 @@ def test_a_lost_start_is_promoted_and_sent_once_after_the_grace(quiet: Any) -> N
 
 def test_a_slow_run_is_promoted_unsent_and_rechecked_after_its_owner_dies(quiet: Any) -> None:
     (wid,) = _lost_starts(quiet, 1)
+    # The lease outlasts the grace on the skipping clock, whatever real time the
+    # test takes: only `advance` below moves the run past it.
+    lease_ms = (GRACE_S + 60) * 1000
     claimed = quiet.ddb.update_item(  # an owner that then dies (no message anywhere)
         **q.claim(
             quiet.settings.table,
             wid,
             owner="owner-that-dies",
             now=quiet.clock.now_ms(),
-            lease_ms=3000,
+            lease_ms=lease_ms,
             names=["count"],
         )
     )
@@ -116,7 +119,7 @@ def test_a_slow_run_is_promoted_unsent_and_rechecked_after_its_owner_dies(quiet:
     assert stored.due_at == max(lease_until, now + RUNNING_RECHECK_MS)
     assert stored.dispatches == 0
 
-    quiet.clock.advance(RUNNING_RECHECK_MS / 1000 + 1)
+    quiet.clock.advance(RUNNING_RECHECK_MS / 1000 + 1)  # past the re-check and the lease
     recheck = quiet.sweeper.sweep_once()
     assert recheck.walked == 0 and recheck.sent == [wid]  # by_due's re-check found it
     with BackgroundWorker(ALL, quiet.settings, clock=quiet.clock):

@@ -13,7 +13,7 @@ from orchestrator.dispatch import schedule_name
 from orchestrator.local.worker_thread import BackgroundWorker
 from orchestrator.model import Status
 from tests.conftest import TEST_SETTINGS, executions, worker_env
-from tests.helpers import WorkerProcess, wait_for, wait_status
+from tests.helpers import WorkerProcess, queued, wait_for, wait_status
 from tests.workflows import ALL
 
 
@@ -42,7 +42,8 @@ def test_a_one_day_sleep_completes_with_the_skipping_clock_through_a_schedule(
             and sched["ActionAfterCompletion"] == "DELETE"
         )
         assert sched["Target"]["Arn"] == stack.settings.queue_arn
-        time.sleep(0.5)
+        stack.tick()  # what would fire it early: the emulator and the sweeper, now
+        wait_for(lambda: queued(stack) == 0)  # the start message, deleted at the park
         assert stack.store.get(run.id).status == Status.SLEEPING  # nothing fires early
         stack.clock.advance(86_400)
         done = wait_status(stack, run.id, "completed", timeout=15)
@@ -137,7 +138,6 @@ def test_wake_up_is_not_early_when_the_message_arrives_early(stack, exec_log: Pa
         run, _ = stack.service.start("sleeper", {"seconds": 3600})
         wait_status(stack, run.id, "sleeping")
         stack.dispatcher.send(run.id, "early")
-        time.sleep(1.5)
+        wait_for(lambda: queued(stack) == 0)  # received, refused as not due, deleted
         assert stack.store.get(run.id).status == Status.SLEEPING
         assert executions(exec_log).count(f"{run.id}:after") == 0
-    _ = wait_for

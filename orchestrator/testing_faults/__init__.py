@@ -1,9 +1,13 @@
-"""Fault injection for the AWS clients of workers, the API and the sweeper.
+"""Fault injection for the AWS clients of workers, the API and the sweeper:
+test tooling, off the production path.
 
-Inactive unless the environment variable ``ORCHESTRATOR_FAULTS`` is set: then
-`install()` registers botocore event hooks on a client or a session (boto3's
-or aioboto3's; clients created from a session copy its hooks). Standard
-library and botocore only. The spec is JSON or ``key=value`` pairs:
+No production module imports this package. `orchestrator.aws.instrument` is
+the one hook: when the environment variable ``ORCHESTRATOR_FAULTS``
+(`resources.ENV_FAULTS`) is set, it imports this package and calls
+`install()`, which registers botocore event hooks on a client or a session
+(boto3's or aioboto3's; clients created from a session copy its hooks).
+Unset, nothing here is loaded. Standard library and botocore only. The spec
+is JSON or ``key=value`` pairs:
 
     ORCHESTRATOR_FAULTS='seed=7,throttle=0.02,5xx=0.01,conn=0.01,latency=0.05,lost=0.01,duplicate=0.05'
     ORCHESTRATOR_FAULTS='{"seed": 7, "lost": 0.02, "ops": ["dynamodb.*"], "log": "/tmp/faults.jsonl"}'
@@ -46,7 +50,7 @@ own), ``ops`` / ``exclude`` (fnmatch patterns on
 patterns with ``|``), ``log`` (a file that gets one JSON line per injected
 fault), ``journal`` (a file that gets one JSON line per DynamoDB write and
 SQS message call, for the chaos checks; its format is in
-`orchestrator/_fault_journal.py`), and ``rules``
+`orchestrator/testing_faults/journal.py`), and ``rules``
 (JSON only): targeted faults, each ``{"kind", "op", "match", "after", "times"}``:
 inject ``kind`` (a failure kind or latency) into calls of ``op`` whose request
 body contains ``match``, skipping the first ``after`` matching calls, at most
@@ -74,9 +78,10 @@ from typing import Any, cast
 from botocore.awsrequest import AWSResponse, HeadersDict
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 
-from ._fault_journal import _REFUSALS, _SQS_OPS, _WRITE_OPS, _journal_entry
+from .. import resources as r
+from .journal import _REFUSALS, _SQS_OPS, _WRITE_OPS, _journal_entry
 
-ENV_FAULTS = "ORCHESTRATOR_FAULTS"
+ENV_FAULTS = r.ENV_FAULTS
 FAILURE_KINDS = ("throttle", "5xx", "conn", "lost", "lost_retry")
 KINDS = (*FAILURE_KINDS, "latency", "duplicate", "duplicate_late")
 ATTEMPT_KINDS = ("throttle", "5xx", "conn")
