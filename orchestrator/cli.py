@@ -407,7 +407,8 @@ def dashboard(
         raise _fail(e.message) from None
     except OSError as e:
         raise _fail(f"cannot listen on port {port}: {e.strerror} (try --port)") from None
-    out.print(f"Dashboard: {proxy.url}  (proxy to {api_url}; Ctrl-C to stop)")
+    out.print(f"Dashboard: {proxy.open_url}  (proxy to {api_url}; Ctrl-C to stop)")
+    out.print("The URL carries a token: whoever has it acts with your credentials.")
     with contextlib.suppress(KeyboardInterrupt):
         proxy.serve_forever()
 
