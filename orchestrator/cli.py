@@ -472,6 +472,12 @@ def worker(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")
     ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            help="The address the metrics endpoint listens on (0.0.0.0 for a remote scraper)."
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Run a worker until SIGINT/SIGTERM.
 
@@ -506,8 +512,8 @@ def worker(
             shutdown_grace=grace,
         ) as w:
             if metrics_port is not None:
-                port = w.metrics.serve(metrics_port)
-                logging.getLogger("worker").info("metrics on :%d/metrics", port)
+                port = w.metrics.serve(metrics_port, host=metrics_host)
+                logging.getLogger("worker").info("metrics on %s:%d/metrics", metrics_host, port)
             await w.run_until_stopped()
 
     asyncio.run(main())
@@ -517,6 +523,13 @@ def worker(
 def dev(
     port: Annotated[int, typer.Option(help="The local API's port.")] = 8000,
     aws_port: Annotated[int, typer.Option(help="The moto server's port.")] = 5000,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A Host name the API accepts besides loopback ones (a name you point at "
+            "127.0.0.1 yourself); repeatable. Other names are refused (DNS rebinding).",
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded stack and the dashboard until Ctrl-C.
 
@@ -533,7 +546,9 @@ def dev(
 
     logging.basicConfig(level=logging.WARNING)
     try:
-        stack = LocalStack(aws_port=aws_port, api_port=port).start()
+        stack = LocalStack(
+            aws_port=aws_port, api_port=port, allowed_hosts=tuple(allowed_host or ())
+        ).start()
     except OSError as e:
         raise _fail(
             f"cannot start the local stack: {e} (is the port in use? try --port/--aws-port)"

@@ -3,7 +3,7 @@
 `serve(app, event, context)` is the one entry: the Lambda handler and the
 local server (`orchestrator.local.http`) both call it, so they answer alike.
 
-- HEAD is answered as the GET of the same path, without a body; OPTIONS with
+- HEAD is answered as the GET of the same path (the transport drops the body); OPTIONS with
   204 and an `Allow` header listing the methods of the path (no CORS headers:
   the API is not meant to be called from other origins' pages).
 - An exception that escapes the routes' handlers (a bug, or something the
@@ -97,9 +97,9 @@ def serve(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any) -> d
                 **event["requestContext"],
                 "http": {**event["requestContext"]["http"], "method": "GET"},
             }
+            # The body stays: the transport (API Gateway, the local server) sends
+            # the headers only, with the GET's Content-Length.
             result = dict(app.resolve(as_get, context))
-            result["body"] = ""
-            result["isBase64Encoded"] = False
         else:
             result = dict(app.resolve(event, context))
     except Exception:

@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .. import resources as r
+from .. import safejson
 from ..clock import Clock
 from ..errors import BadInputError, ConflictError, ExecutionTimeoutError, NotFoundError
 from ..model import ErrorInfo, Run, Signal, Status, StepRecord
@@ -56,11 +57,11 @@ def encode_cursor(before: str) -> str:
 def decode_cursor(cursor: str) -> str:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))["b"]
+        value = safejson.loads(base64.urlsafe_b64decode(padded.encode()), what="cursor")["b"]
         if not isinstance(value, str) or len(value) > 200:
             raise ValueError
         return value
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as e:
+    except (BadInputError, ValueError, KeyError, TypeError, binascii.Error) as e:
         raise BadInputError("cursor is not one this API returned") from e
 
 
