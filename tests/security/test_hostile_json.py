@@ -145,6 +145,7 @@ def test_the_worker_deletes_a_message_it_cannot_read(
     from orchestrator.local.worker_thread import BackgroundWorker
     from tests.workflows import ALL
 
+    sec_stack.sqs.purge_queue(QueueUrl=sec_stack.settings.queue_url)  # other tests' starts
     for body in (DEEP.decode(), "\x00 not json", '{"id": "' + "9" * 5000 + '"}'):
         sec_stack.sqs.send_message(QueueUrl=sec_stack.settings.queue_url, MessageBody=body)
     with caplog.at_level(logging.WARNING, logger="worker"):

@@ -15,7 +15,9 @@ from orchestrator.model import SIGNAL_NAME_RE, STEP_NAME_RE, WORKFLOW_ID_RE, WOR
 from tests.security._http import JSON, json_error, request
 
 
-@pytest.mark.parametrize("pattern", [WORKFLOW_NAME_RE, WORKFLOW_ID_RE, SIGNAL_NAME_RE, STEP_NAME_RE])
+@pytest.mark.parametrize(
+    "pattern", [WORKFLOW_NAME_RE, WORKFLOW_ID_RE, SIGNAL_NAME_RE, STEP_NAME_RE]
+)
 def test_no_pattern_matches_before_a_final_newline(pattern: Any) -> None:
     assert pattern.match("x1") and not pattern.match("x1\n")
 
