@@ -542,7 +542,7 @@ def dev(
 
       orchestrator dev --port 8080 --aws-port 5050
     """
-    from .local import LocalStack
+    LocalStack = _local_stack()
 
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -568,6 +568,19 @@ def dev(
         stack.stop()
 
 
+def _local_stack() -> Any:
+    """LocalStack, or a clear message: moto is in the [local] extra, not in the
+    base install that production workers use."""
+    try:
+        from .local import LocalStack
+    except ImportError as e:
+        raise _fail(
+            f"the embedded stack needs the [local] extra ({e.name} is missing): "
+            "pip install 'orchestrator[local]'"
+        ) from None
+    return LocalStack
+
+
 @app.command()
 def demo() -> None:
     """Run the example workflows end to end in one process.
@@ -579,6 +592,7 @@ def demo() -> None:
 
       orchestrator demo
     """
+    _local_stack()
     from .demo import run_demo
 
     with out.status("demo running… (the embedded stack, a worker, four example runs)"):
