@@ -216,9 +216,10 @@ def test_api_invoke_policy_names_each_route(template: Template) -> None:
         template,
         "AWS::IAM::ManagedPolicy",
         {
+            "Description": Match.string_like_regexp("every route"),
             "PolicyDocument": Match.object_like(
                 {"Statement": [Match.object_like({"Action": "execute-api:Invoke"})]}
-            )
+            ),
         },
     )
     (stmt,) = policy["Properties"]["PolicyDocument"]["Statement"]
@@ -285,8 +286,12 @@ def test_stack_outputs_what_a_worker_needs(template: Template) -> None:
         "DlqUrl",
         "ScheduleGroup",
         "SchedulerRoleArn",
-        "WorkerRoleArn",
         "WorkerPolicyArn",
+        "ApiInvokePolicyArn",
+        "ApiReadPolicyArn",
+        "ApiStartPolicyArn",
+        "ApiSignalPolicyArn",
+        "ApiOperatePolicyArn",
     }
 
 
