@@ -13,12 +13,12 @@ from aws_cdk import App, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Match, Template
 from cfn_helpers import API_HANDLER, SWEEPER_HANDLER, cdk_json_context, flat, only
-from conftest import SKIP_BUNDLING
 from test_nag_and_lint import violations
 
 from infra import ApiAuth, ApiLimits, Orchestrator
 from infra.api import ROUTE_GROUPS
 
+SKIP_BUNDLING: dict[str, Any] = {"aws:cdk:bundling-stacks": []}
 ANCHOR = "arn:aws:rolesanywhere:eu-west-1:111122223333:trust-anchor/abcd-1234"
 
 

@@ -11,6 +11,7 @@ import pytest
 from orchestrator.clock import SkippingClock
 from orchestrator.local import LocalStack
 from tests.conftest import TEST_SETTINGS
+from tests.security._state import footprint
 
 
 @pytest.fixture(scope="package")
@@ -20,20 +21,6 @@ def sec_stack() -> Iterator[LocalStack]:
     ).start()
     yield stack
     stack.stop()
-
-
-def footprint(stack: LocalStack) -> tuple[int, str, str]:
-    """Items in the table and messages in the queue (visible, in flight)."""
-    count = stack.ddb.scan(TableName=stack.settings.table, Select="COUNT")["Count"]
-    attrs = stack.sqs.get_queue_attributes(
-        QueueUrl=stack.settings.queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (
-        count,
-        attrs["ApproximateNumberOfMessages"],
-        attrs["ApproximateNumberOfMessagesNotVisible"],
-    )
 
 
 @pytest.fixture

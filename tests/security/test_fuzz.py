@@ -23,7 +23,7 @@ from schemathesis import GenerationMode
 
 from orchestrator.api.openapi import OPERATIONS, document
 from orchestrator.local import LocalStack
-from tests.security.conftest import footprint
+from tests.security._state import footprint
 
 EXAMPLES = 10
 SCHEMA = schemathesis.openapi.from_dict(document())
