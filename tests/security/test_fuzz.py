@@ -11,6 +11,7 @@ the tier stays fast and repeatable. Figures per route are printed with -s.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +26,8 @@ from orchestrator.api.openapi import OPERATIONS, document
 from orchestrator.local import LocalStack
 from tests.security._state import footprint
 
-EXAMPLES = 10
+# Per route and mode; ORCHESTRATOR_FUZZ_EXAMPLES=200 for a deeper run by hand.
+EXAMPLES = int(os.environ.get("ORCHESTRATOR_FUZZ_EXAMPLES", "10"))
 SCHEMA = schemathesis.openapi.from_dict(document())
 STATS: dict[str, Counter[int]] = defaultdict(Counter)
 
