@@ -28,7 +28,6 @@ class Operation:
     operation_id: str
     summary: str
     body: type[StartRequest] | type[SignalRequest] | type[CancelRequest] | None = None
-    body_required: bool = True
     ok: tuple[int, ...] = (200,)
     query: tuple[dict[str, Any], ...] = ()
     content_type: str = "application/json"
@@ -91,9 +90,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "/workflows/{workflow_id}/cancel",
         "cancelRun",
-        "Cancel a run",
+        "Cancel a run (send {} for no reason: every POST is application/json)",
         CancelRequest,
-        body_required=False,
         ok=(200, 202),
     ),
 )
@@ -142,7 +140,7 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.body is not None:
         responses.update({"413": error, "415": error})
         out["requestBody"] = {
-            "required": op.body_required,
+            "required": True,  # every POST carries a JSON body (415 otherwise)
             "content": {"application/json": {"schema": op.body.model_json_schema()}},
         }
     return out

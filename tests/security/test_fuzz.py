@@ -76,7 +76,11 @@ def test_every_route_answers_cleanly(
     @given(strategy)
     def run(case: Any) -> None:
         before = footprint(sec_stack) if method == "POST" else None
-        STATS[key][_check(sec_stack, case, before)] += 1
+        status = _check(sec_stack, case, before)
+        # A request the document allows is never refused for its form (the
+        # document once made the cancel body optional, which the API refuses: 415).
+        assert mode != GenerationMode.POSITIVE or status not in (405, 413, 415), key
+        STATS[key][status] += 1
 
     try:
         run()
