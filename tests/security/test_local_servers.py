@@ -17,7 +17,9 @@ import pytest
 
 from orchestrator.dashboard.proxy import TOKEN_HEADER, DashboardProxy
 from orchestrator.local import LocalStack
+from orchestrator.local.aws import RESET_HEADER, MotoServer
 from tests.security._http import JSON, json_error, raw, request
+from tests.security._state import CONFIGURED_HOST
 
 CSRF_BODY = b'{"name":"greet","id":"csrf-1"}'
 
@@ -70,11 +72,10 @@ def test_loopback_host_names_are_served(sec_stack: LocalStack, host: str) -> Non
     )
 
 
-def test_a_configured_host_name_is_served() -> None:
-    with LocalStack(allowed_hosts=("orchestrator.internal",), background_interval=3600) as stack:
-        host = {"Host": "orchestrator.internal:8000"}
-        assert request(stack.api_url, "GET", "/workers", headers=host)[0] == 200
-        assert request(stack.api_url, "GET", "/workers", headers={"Host": "other"})[0] == 403
+def test_a_configured_host_name_is_served(sec_stack: LocalStack) -> None:
+    host = {"Host": f"{CONFIGURED_HOST}:8000"}
+    assert request(sec_stack.api_url, "GET", "/workers", headers=host)[0] == 200
+    assert request(sec_stack.api_url, "GET", "/workers", headers={"Host": "other"})[0] == 403
 
 
 @pytest.mark.parametrize("length", ["abc", "-1", "1e3"])
@@ -225,16 +226,23 @@ def test_moto_refuses_a_rebound_host(sec_stack: LocalStack) -> None:
 
 
 def test_moto_reset_is_closed_outside_tests(sec_stack: LocalStack) -> None:
-    assert sec_stack.moto is not None
-    # The tier's own server allows resets, but only with its secret header.
-    assert request(sec_stack.moto.url, "POST", "/moto-api/reset")[0] == 403
-    with LocalStack(serve_api=False, background_interval=3600) as dev:  # as `orchestrator dev`
-        assert dev.moto is not None
-        assert request(dev.moto.url, "POST", "/moto-api/reset")[0] == 403
-        assert request(dev.moto.url, "GET", "/moto-api/data.json")[0] == 403
-        with pytest.raises(AssertionError):
-            dev.moto.reset()
-        assert dev.ddb.describe_table(TableName=dev.settings.table)["Table"]  # boto3 still works
+    dev = sec_stack.moto  # started as `orchestrator dev` starts it
+    assert dev is not None
+    assert request(dev.url, "POST", "/moto-api/reset")[0] == 403
+    assert request(dev.url, "GET", "/moto-api/data.json")[0] == 403
+    with pytest.raises(AssertionError):
+        dev.reset()
+    assert sec_stack.ddb.describe_table(TableName=sec_stack.settings.table)["Table"]
+
+
+def test_moto_reset_in_tests_needs_the_servers_secret() -> None:
+    server = MotoServer(allow_reset=True).start()
+    try:
+        assert request(server.url, "POST", "/moto-api/reset")[0] == 403
+        assert request(server.url, "POST", "/moto-api/reset", headers={RESET_HEADER: "x"})[0] == 403
+        server.reset()  # with its own secret
+    finally:
+        server.stop()
 
 
 # --- 8. smaller: headers, OPTIONS and HEAD, the metrics endpoint -------------------------------
