@@ -4,13 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 BENCH_ARGS ?=
+# The pip that installs everything is pinned too: a new pip can change resolution.
+PIP_VERSION := 26.3
 
 .PHONY: install demo test lint unit bench synth clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,cdk]'
+	@$(BIN)/python -m pip install -q 'pip==$(PIP_VERSION)'
+	$(BIN)/python -m pip install -q -e '.[local,dev,cdk]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -30,7 +32,7 @@ bench: install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 synth: install
-	npm install --no-audit --no-fund --silent
+	npm ci --no-audit --no-fund --silent
 	npx cdk synth
 
 clean:

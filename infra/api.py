@@ -31,17 +31,25 @@ from infra.function import OrchestratorFunction
 
 API_HANDLER = "orchestrator.api.lambda_handler.handler"
 STAGE = "$default"
-ROUTES: tuple[tuple[str, str], ...] = (
-    ("POST", "/workflows"),
-    ("GET", "/workflows"),
-    ("GET", "/workflows/{id}"),
-    ("GET", "/workflows/{id}/steps"),
-    ("POST", "/workflows/{id}/signals"),
-    ("POST", "/workflows/{id}/cancel"),
-    ("GET", "/workers"),
-    ("GET", "/"),
-    ("GET", "/dashboard/{file}"),
-)
+# Every route by group. A group is what a role may do: `read` (runs, steps, workers,
+# the dashboard and the OpenAPI document), `start`, `signal`, `operate` (cancel).
+ROUTE_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "read": (
+        ("GET", "/workflows"),
+        ("GET", "/workflows/{id}"),
+        ("GET", "/workflows/{id}/steps"),
+        ("GET", "/workers"),
+        ("GET", "/"),
+        ("GET", "/dashboard/{file}"),
+        ("GET", "/openapi.json"),
+    ),
+    "start": (("POST", "/workflows"),),
+    "signal": (("POST", "/workflows/{id}/signals"),),
+    "operate": (("POST", "/workflows/{id}/cancel"),),
+}
+ROUTES: tuple[tuple[str, str], ...] = tuple(r for rs in ROUTE_GROUPS.values() for r in rs)
+DEFAULT_SCOPE_PREFIX = "orchestrator/"
+ADMIN_GROUP = "admin"  # the JWT scope <prefix>admin is accepted on every route
 ROUTE_WILDCARD_REASON = (
     "Each route is named by method and shape; the '*' stands only for a path parameter "
     "(a workflow id, or a dashboard file name), which an execute-api ARN can only match by "
@@ -69,6 +77,15 @@ class ApiAuth:
     mode: Literal["iam", "jwt"] = "iam"
     jwt_issuer: str = ""
     jwt_audience: tuple[str, ...] = ()
+    # JWT: each route requires the scope <prefix><group> (or <prefix>admin) in the
+    # token's scope claim; None turns scopes off (any valid token may call any route).
+    scope_prefix: str | None = DEFAULT_SCOPE_PREFIX
+
+    def scopes(self, group: str) -> list[str]:
+        """The JWT scopes accepted on the routes of `group` (none in IAM mode)."""
+        if self.mode != "jwt" or self.scope_prefix is None:
+            return []
+        return [f"{self.scope_prefix}{group}", f"{self.scope_prefix}{ADMIN_GROUP}"]
 
     def __post_init__(self) -> None:
         if self.mode == "jwt" and not (self.jwt_issuer and self.jwt_audience):
@@ -82,9 +99,30 @@ class ApiAuth:
         return cls("iam")
 
     @classmethod
-    def jwt(cls, *, issuer: str, audience: Sequence[str]) -> ApiAuth:
-        """A bearer JWT from an OIDC issuer (Cognito, Auth0, Okta, ...)."""
-        return cls("jwt", issuer, tuple(audience))
+    def jwt(
+        cls,
+        *,
+        issuer: str,
+        audience: Sequence[str],
+        scope_prefix: str | None = DEFAULT_SCOPE_PREFIX,
+    ) -> ApiAuth:
+        """A bearer JWT from an OIDC issuer (Cognito, Auth0, Okta, ...); each route
+        requires its group's scope (`orchestrator/read`, `/start`, `/signal`,
+        `/operate`, or `orchestrator/admin`) unless `scope_prefix` is None."""
+        return cls("jwt", issuer, tuple(audience), scope_prefix)
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """Throttling: the stage's default route limits (requests per second, and
+    the burst above it), and the API function's reserved concurrency (also its
+    cap: a flood of requests cannot take the account's whole Lambda
+    concurrency, and cannot cost more than this many functions at once).
+    None leaves a limit off."""
+
+    rate_limit: float | None = 50.0
+    burst_limit: int | None = 100
+    reserved_concurrency: int | None = 20
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)
@@ -102,10 +140,13 @@ class _AccessLogs:
 
 
 class Api(Construct):
-    """The API function and its HTTP API: routes, authorizer, stage, access logs.
+    """The API function and its HTTP API: routes, authorizer, stage, access logs,
+    throttling.
 
-    `invoke_policy` (IAM mode only) grants `execute-api:Invoke` on exactly these
-    routes; attach it to the roles of the applications that call the API.
+    IAM mode: `policies[group]` is a managed policy granting `execute-api:Invoke`
+    on that group's routes (read, start, signal, operate); `grant_read(role)` and
+    its siblings attach one. `invoke_policy` covers every route (an admin).
+    JWT mode: each route requires its group's scope (`ApiAuth.scopes`).
     """
 
     def __init__(
@@ -118,8 +159,11 @@ class Api(Construct):
         auth: ApiAuth,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        limits: ApiLimits | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        limits = limits or ApiLimits()
+        self.auth = auth
         self.handler = OrchestratorFunction(
             self,
             "Handler",
@@ -132,6 +176,7 @@ class Api(Construct):
             timeout=Duration.seconds(10),  # well under the HTTP API's 30 s limit
             log_retention=log_retention,
             removal_policy=removal_policy,
+            reserved_concurrency=limits.reserved_concurrency,
         )
         authorizer: apigwv2.IHttpRouteAuthorizer = (
             authorizers.HttpIamAuthorizer()
@@ -158,25 +203,71 @@ class Api(Construct):
             stage_name=STAGE,
             auto_deploy=True,
             access_log_settings=_AccessLogs(self.access_logs),
+            throttle=apigwv2.ThrottleSettings(
+                rate_limit=limits.rate_limit, burst_limit=limits.burst_limit
+            )
+            if limits.rate_limit is not None or limits.burst_limit is not None
+            else None,
         )
         integration = integrations.HttpLambdaIntegration("Handler", self.handler.function)
-        for method, path in ROUTES:
-            self.api.add_routes(
-                path=path, methods=[apigwv2.HttpMethod(method)], integration=integration
-            )
+        for group, routes in ROUTE_GROUPS.items():
+            for method, path in routes:
+                self.api.add_routes(
+                    path=path,
+                    methods=[apigwv2.HttpMethod(method)],
+                    integration=integration,
+                    authorization_scopes=auth.scopes(group) or None,
+                )
+        self.policies: dict[str, iam.ManagedPolicy] = {}
         self.invoke_policy: iam.ManagedPolicy | None = None
         if auth.mode == "iam":
-            invoke = iam.PolicyStatement(
-                actions=["execute-api:Invoke"],
-                resources=[self.route_arn(method, path) for method, path in ROUTES],
-            )
-            self.invoke_policy = iam.ManagedPolicy(
-                self,
+            for group, routes in ROUTE_GROUPS.items():
+                self.policies[group] = self._invoke_policy(
+                    f"{group.title()}Policy",
+                    f"Orchestrator API, {group}: execute-api:Invoke on its {group} routes",
+                    routes,
+                )
+            self.invoke_policy = self._invoke_policy(
                 "InvokePolicy",
-                description="Call the orchestrator HTTP API (SigV4): execute-api:Invoke on its routes",
-                statements=[invoke],
+                "Orchestrator API, every route (an administrator): execute-api:Invoke",
+                ROUTES,
             )
-            nag.acknowledge_wildcards(self.invoke_policy, invoke, ROUTE_WILDCARD_REASON)
+
+    def _invoke_policy(
+        self, construct_id: str, description: str, routes: Sequence[tuple[str, str]]
+    ) -> iam.ManagedPolicy:
+        invoke = iam.PolicyStatement(
+            actions=["execute-api:Invoke"],
+            resources=[self.route_arn(method, path) for method, path in routes],
+        )
+        policy = iam.ManagedPolicy(self, construct_id, description=description, statements=[invoke])
+        nag.acknowledge_wildcards(policy, invoke, ROUTE_WILDCARD_REASON)
+        return policy
+
+    # --- authorization by role (IAM mode) ----------------------------------------------------
+    def grant(self, group: str, grantee: iam.IRole | iam.IUser | iam.IGroup) -> None:
+        """Attach the managed policy of a route group to a role, user or group."""
+        if group not in self.policies:
+            raise ValueError(
+                f"no IAM policy for {group!r}: the API uses {self.auth.mode} auth"
+                if self.auth.mode != "iam"
+                else f"unknown route group {group!r}; one of {', '.join(ROUTE_GROUPS)}"
+            )
+        grantee.add_managed_policy(self.policies[group])
+
+    def grant_read(self, grantee: iam.IRole | iam.IUser | iam.IGroup) -> None:
+        """Read runs, steps and workers; open the dashboard (an operator read-only role)."""
+        self.grant("read", grantee)
+
+    def grant_start(self, grantee: iam.IRole | iam.IUser | iam.IGroup) -> None:
+        self.grant("start", grantee)
+
+    def grant_signal(self, grantee: iam.IRole | iam.IUser | iam.IGroup) -> None:
+        self.grant("signal", grantee)
+
+    def grant_operate(self, grantee: iam.IRole | iam.IUser | iam.IGroup) -> None:
+        """Cancel runs."""
+        self.grant("operate", grantee)
 
     @property
     def url(self) -> str:

@@ -10,7 +10,8 @@ context (`-c key=value` or cdk.json):
 | `orchestrator:jwtIssuer`, `orchestrator:jwtAudience` | JWT issuer URL, audiences (comma separated) | |
 | `orchestrator:leaseSeconds` | workflow lease | `resources.DEFAULT_LEASE_SECONDS` |
 | `orchestrator:ephemeral` | `true`: destroy data with the stack, no deletion protection | `false` |
-| `orchestrator:workerPrincipals` | ARNs that may assume the worker role (comma separated) | this account |
+| `orchestrator:workerPrincipals` | ARNs that may assume the worker role (comma separated) | none |
+| `orchestrator:workerTrustAnchorArn` | an IAM Roles Anywhere trust anchor for the worker role | none (no role: attach WorkerPolicyArn) |
 | `orchestrator:namePrefix` | fixed physical names `<prefix>orchestrator-state`... | generated |
 | `orchestrator:nag` | run cdk-nag `AwsSolutionsChecks` during synth | `true` |
 | `orchestrator:bundle` | `false`: skip Lambda bundling (template checks without PyPI; never deploy that) | `true` |
@@ -64,6 +65,8 @@ def props_from_context(app: App) -> dict[str, Any]:
         props["retention"] = Retention.ephemeral()
     if principals := _list(_ctx(app, "workerPrincipals")):
         props["worker_principals"] = principals
+    if anchor := _ctx(app, "workerTrustAnchorArn"):
+        props["worker_trust_anchor_arn"] = str(anchor)
     if (prefix := _ctx(app, "namePrefix")) is not None:
         props["name_prefix"] = str(prefix)
     return props

@@ -8,14 +8,17 @@ for the Lambda platform whatever the host is, so `cdk synth` needs PyPI but no
 Docker engine. boto3 is not bundled: the runtime provides it.
 
 The versions are pinned to the ones installed next to the CDK app, so the functions
-run what the tests ran. The pins are part of the bundling command, which is part of
-the asset hash: a version change produces a new asset and a code update on deploy.
+run what the tests ran, and every package (transitive ones too) is installed from
+`lambda-requirements.txt` with `--require-hashes` (`python -m infra.lock` writes it).
+The lock's digest is part of the bundling command, which is part of the asset hash:
+a version change produces a new asset and a code update on deploy.
 
 Context `{"aws:cdk:bundling-stacks": []}` skips bundling (fast synth in tests).
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -29,6 +32,7 @@ from aws_cdk import BundlingOptions, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "orchestrator"
+LAMBDA_LOCK = Path(__file__).resolve().parent / "lambda-requirements.txt"
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_12
 LAMBDA_ARCHITECTURE = lambda_.Architecture.X86_64
 PIP_PLATFORM = "manylinux2014_x86_64"  # matches LAMBDA_ARCHITECTURE
@@ -59,8 +63,20 @@ def lambda_requirements() -> tuple[str, ...]:
     return tuple(reqs)
 
 
-def pip_command(target: str, requirements: Sequence[str]) -> list[str]:
-    """The pip arguments that fetch Lambda-platform wheels into `target`."""
+def locked_pins() -> dict[str, str]:
+    """name -> version of every package in the hash lock."""
+    pins = {}
+    for line in LAMBDA_LOCK.read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split(" ")[0].split("==")
+            pins[name] = version
+    return pins
+
+
+def pip_command(target: str, requirements: Sequence[str], *, lock: Path | None = None) -> list[str]:
+    """The pip arguments that fetch Lambda-platform wheels into `target`: from the
+    hash lock when given (every package pinned and hashed), else `requirements`."""
+    wanted = ["--require-hashes", "-r", str(lock)] if lock else list(requirements)
     return [
         "install",
         "--platform",
@@ -75,7 +91,7 @@ def pip_command(target: str, requirements: Sequence[str]) -> list[str]:
         "--quiet",
         "--target",
         target,
-        *requirements,
+        *wanted,
     ]
 
 
@@ -83,13 +99,25 @@ def pip_command(target: str, requirements: Sequence[str]) -> list[str]:
 class PipLocalBundling:
     """Bundles on the host with pip; never falls back to Docker."""
 
-    def __init__(self, *, requirements: Sequence[str], package_dir: Path = PACKAGE_DIR) -> None:
+    def __init__(
+        self,
+        *,
+        requirements: Sequence[str],
+        package_dir: Path = PACKAGE_DIR,
+        lock: Path | None = LAMBDA_LOCK,
+    ) -> None:
         self._requirements = tuple(requirements)
         self._package_dir = package_dir
+        self._lock = lock
 
     def try_bundle(self, output_dir: str, *_options: Any, **_kw: Any) -> bool:
         # jsii passes the BundlingOptions struct positionally; they are not needed here.
-        cmd = [sys.executable, "-m", "pip", *pip_command(output_dir, self._requirements)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            *pip_command(output_dir, self._requirements, lock=self._lock),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(
@@ -107,8 +135,10 @@ class PipLocalBundling:
 def lambda_code() -> lambda_.AssetCode:
     """One asset for both functions (the API and the sweeper share the package)."""
     reqs = lambda_requirements()
+    lock_digest = hashlib.sha256(LAMBDA_LOCK.read_bytes()).hexdigest()[:16]
     docker_equivalent = (
-        f"pip {' '.join(pip_command('/asset-output', reqs))}"
+        f"# lock {lock_digest} ({', '.join(reqs)})\n"
+        f"pip {' '.join(pip_command('/asset-output', reqs, lock=Path(LAMBDA_LOCK.name)))}"
         " && cp -r /asset-input /asset-output/orchestrator"
         " && rm -rf /asset-output/orchestrator/local"
         " && find /asset-output/orchestrator -name __pycache__ -prune -exec rm -rf {} +"

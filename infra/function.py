@@ -32,6 +32,7 @@ class OrchestratorFunction(Construct):
         timeout: Duration,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -57,6 +58,7 @@ class OrchestratorFunction(Construct):
             log_group=self.log_group,
             memory_size=memory_size,
             timeout=timeout,
+            reserved_concurrent_executions=reserved_concurrency,
             environment={**environment, "POWERTOOLS_SERVICE_NAME": service_name},
         )
 

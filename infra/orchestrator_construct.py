@@ -24,7 +24,7 @@ from constructs import Construct
 
 from infra import nag
 from infra.alarms import QueueAlarms
-from infra.api import Api, ApiAuth
+from infra.api import Api, ApiAuth, ApiLimits
 from infra.bundling import lambda_code
 from infra.function import OrchestratorFunction
 from infra.permissions import Grant, Resources, api_grants, sweeper_grants, worker_grants
@@ -69,7 +69,12 @@ class Orchestrator(Construct):
     - `lease_seconds`: the workflow lease, also the work queue's visibility timeout;
     - `api_auth`: `ApiAuth.iam()` (default, SigV4) or `ApiAuth.jwt(issuer=, audience=)`;
     - `retention`: removal policy, table deletion protection, log retention;
-    - `worker_principals`: ARNs allowed to assume the worker role (default: this account);
+    - `worker_principals`: ARNs allowed to assume the worker role;
+    - `worker_trust_anchor_arn`: an IAM Roles Anywhere trust anchor whose certificates
+      may assume it (with neither, there is no worker role: attach `worker_policy`);
+    - `worker_session_duration`: the worker role's maximum session (one hour);
+    - `api_limits`: stage throttling and the API function's reserved concurrency;
+    - `sweeper_reserved_concurrency`: the sweeper's (1: one sweep at a time);
     - `name_prefix`: `None` lets CloudFormation name resources (several deployments per
       account); a string gives `<prefix>orchestrator-state` and so on ("" gives the
       names the local stack uses);
@@ -86,6 +91,10 @@ class Orchestrator(Construct):
         api_auth: ApiAuth | None = None,
         retention: Retention | None = None,
         worker_principals: Sequence[str] | None = None,
+        worker_trust_anchor_arn: str | None = None,
+        worker_session_duration: Duration | None = None,
+        api_limits: ApiLimits | None = None,
+        sweeper_reserved_concurrency: int | None = 1,
         name_prefix: str | None = None,
         max_message_age: Duration | None = None,
     ) -> None:
@@ -130,6 +139,7 @@ class Orchestrator(Construct):
             auth=api_auth or ApiAuth.iam(),
             log_retention=retention.log_retention,
             removal_policy=retention.removal_policy,
+            limits=api_limits,
         )
         self.sweeper = Sweeper(
             self,
@@ -138,8 +148,15 @@ class Orchestrator(Construct):
             environment=self.runtime_environment(),
             log_retention=retention.log_retention,
             removal_policy=retention.removal_policy,
+            reserved_concurrency=sweeper_reserved_concurrency,
         )
-        self.worker_access = WorkerAccess(self, "WorkerAccess", principals=worker_principals)
+        self.worker_access = WorkerAccess(
+            self,
+            "WorkerAccess",
+            principals=worker_principals,
+            trust_anchor_arn=worker_trust_anchor_arn,
+            session_duration=worker_session_duration,
+        )
         self.alarms = QueueAlarms(
             self,
             "Alarms",
@@ -174,8 +191,24 @@ class Orchestrator(Construct):
         return self.api.url
 
     @property
-    def worker_role(self) -> iam.Role:
+    def worker_role(self) -> iam.Role | None:
+        """None unless `worker_principals` or `worker_trust_anchor_arn` was given."""
         return self.worker_access.role
+
+    # Authorization by role (IAM auth): attach a route group's managed policy.
+    def grant_read(self, grantee: iam.IRole | iam.IUser | iam.IGroup) -> None:
+        """Read runs, steps and workers, and open the dashboard: an operator read-only role."""
+        self.api.grant_read(grantee)
+
+    def grant_start(self, grantee: iam.IRole | iam.IUser | iam.IGroup) -> None:
+        self.api.grant_start(grantee)
+
+    def grant_signal(self, grantee: iam.IRole | iam.IUser | iam.IGroup) -> None:
+        self.api.grant_signal(grantee)
+
+    def grant_operate(self, grantee: iam.IRole | iam.IUser | iam.IGroup) -> None:
+        """Cancel runs."""
+        self.api.grant_operate(grantee)
 
     @property
     def worker_policy(self) -> iam.ManagedPolicy:

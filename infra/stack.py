@@ -48,12 +48,18 @@ class OrchestratorStack(Stack):
                 o.scheduling.role.role_arn,
                 "Role schedules assume (ORCHESTRATOR_SCHEDULER_ROLE_ARN)",
             ),
-            "WorkerRoleArn": (o.worker_role.role_arn, "Role for workers to assume"),
             "WorkerPolicyArn": (
                 o.worker_policy.managed_policy_arn,
                 "Managed policy with the worker permissions",
             ),
         }
+        if o.worker_role is not None:
+            outputs["WorkerRoleArn"] = (o.worker_role.role_arn, "Role for workers to assume")
+        for group, policy in o.api.policies.items():
+            outputs[f"Api{group.title()}PolicyArn"] = (
+                policy.managed_policy_arn,
+                f"Managed policy: call the API's {group} routes (IAM auth)",
+            )
         outputs["LeaseSeconds"] = (
             str(o.lease_seconds),
             "Workflow lease (ORCHESTRATOR_LEASE_SECONDS)",

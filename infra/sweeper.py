@@ -33,6 +33,7 @@ class Sweeper(Construct):
         environment: Mapping[str, str],
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        reserved_concurrency: int | None = 1,
     ) -> None:
         super().__init__(scope, construct_id)
         self.handler = OrchestratorFunction(
@@ -47,6 +48,8 @@ class Sweeper(Construct):
             timeout=Duration.seconds(55),
             log_retention=log_retention,
             removal_policy=removal_policy,
+            # One sweep at a time is enough (two at once are safe, but never needed).
+            reserved_concurrency=reserved_concurrency,
         )
         self.rule = events.Rule(
             self,

@@ -415,7 +415,8 @@ def dashboard(
         raise _fail(e.message) from None
     except OSError as e:
         raise _fail(f"cannot listen on port {port}: {e.strerror} (try --port)") from None
-    out.print(f"Dashboard: {proxy.url}  (proxy to {api_url}; Ctrl-C to stop)")
+    out.print(f"Dashboard: {proxy.open_url}  (proxy to {api_url}; Ctrl-C to stop)")
+    out.print("The URL carries a token: whoever has it acts with your credentials.")
     with contextlib.suppress(KeyboardInterrupt):
         proxy.serve_forever()
 
@@ -479,6 +480,12 @@ def worker(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")
     ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            help="The address the metrics endpoint listens on (0.0.0.0 for a remote scraper)."
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Run a worker until SIGINT/SIGTERM.
 
@@ -513,8 +520,8 @@ def worker(
             shutdown_grace=grace,
         ) as w:
             if metrics_port is not None:
-                port = w.metrics.serve(metrics_port)
-                logging.getLogger("worker").info("metrics on :%d/metrics", port)
+                port = w.metrics.serve(metrics_port, host=metrics_host)
+                logging.getLogger("worker").info("metrics on %s:%d/metrics", metrics_host, port)
             await w.run_until_stopped()
 
     asyncio.run(main())
@@ -524,6 +531,13 @@ def worker(
 def dev(
     port: Annotated[int, typer.Option(help="The local API's port.")] = 8000,
     aws_port: Annotated[int, typer.Option(help="The moto server's port.")] = 5000,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A Host name the API accepts besides loopback ones (a name you point at "
+            "127.0.0.1 yourself); repeatable. Other names are refused (DNS rebinding).",
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded stack and the dashboard until Ctrl-C.
 
@@ -536,11 +550,13 @@ def dev(
 
       orchestrator dev --port 8080 --aws-port 5050
     """
-    from .local import LocalStack
+    LocalStack = _local_stack()
 
     logging.basicConfig(level=logging.WARNING)
     try:
-        stack = LocalStack(aws_port=aws_port, api_port=port).start()
+        stack = LocalStack(
+            aws_port=aws_port, api_port=port, allowed_hosts=tuple(allowed_host or ())
+        ).start()
     except OSError as e:
         raise _fail(
             f"cannot start the local stack: {e} (is the port in use? try --port/--aws-port)"
@@ -560,6 +576,19 @@ def dev(
         stack.stop()
 
 
+def _local_stack() -> Any:
+    """LocalStack, or a clear message: moto is in the [local] extra, not in the
+    base install that production workers use."""
+    try:
+        from .local import LocalStack
+    except ImportError as e:
+        raise _fail(
+            f"the embedded stack needs the [local] extra ({e.name} is missing): "
+            "pip install 'orchestrator[local]'"
+        ) from None
+    return LocalStack
+
+
 @app.command()
 def demo() -> None:
     """Run the example workflows end to end in one process.
@@ -571,6 +600,7 @@ def demo() -> None:
 
       orchestrator demo
     """
+    _local_stack()
     from .demo import run_demo
 
     with out.status("demo running… (the embedded stack, a worker, four example runs)"):

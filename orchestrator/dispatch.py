@@ -19,6 +19,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import resources as r
+from . import safejson
+from .errors import BadInputError
 from .model import WORKFLOW_ID_RE
 from .settings import Settings
 
@@ -30,12 +32,13 @@ def message_body(workflow_id: str, reason: str) -> str:
 def parse_body(body: str) -> str | None:
     """The workflow id a message names, or None for a message that is not ours
     (not JSON, no "id", or an id no run can have: never sent on to DynamoDB,
-    where an oversize key is a ValidationException, not a clean miss)."""
+    where an oversize key is a ValidationException, not a clean miss).
+    Never raises, whatever the body (deep nesting, huge numbers, bad UTF-8)."""
     try:
-        data = json.loads(body)
+        data = safejson.loads(body, what="message body", max_depth=8)
         wid = data["id"]
-        return wid if isinstance(wid, str) and WORKFLOW_ID_RE.match(wid) else None
-    except (ValueError, KeyError, TypeError):
+        return wid if isinstance(wid, str) and WORKFLOW_ID_RE.fullmatch(wid) else None
+    except (BadInputError, KeyError, TypeError, IndexError):
         return None
 
 

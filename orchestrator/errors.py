@@ -34,6 +34,18 @@ class PayloadTooLargeError(BadInputError):
     http_status = 413
 
 
+class UnsupportedMediaTypeError(BadInputError):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class ForbiddenError(OrchestratorError):
+    """A local server refused a request from another origin or host."""
+
+    code = "forbidden"
+    http_status = 403
+
+
 class NotFoundError(OrchestratorError):
     code = "not_found"
     http_status = 404

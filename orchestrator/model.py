@@ -67,13 +67,13 @@ TRANSITIONS: dict[str, dict[Status, Status]] = {
 
 
 # --- Names -------------------------------------------------------------------------------
-WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
-WORKFLOW_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-SIGNAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
+WORKFLOW_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
+SIGNAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 # Signal names the engine uses itself (a child run's end, a callback's completion)
 # start with this; a user's signal may not.
 RESERVED_SIGNAL_PREFIX = "sys:"
-STEP_NAME_RE = re.compile(r"^[^\x00-\x1f]{1,200}$")
+STEP_NAME_RE = re.compile(r"^[^\x00-\x1f]{1,200}\Z")
 
 # --- Size limits (bytes of JSON text). A run record holds input + output + error and
 # must stay under DynamoDB's 400 KB item limit; a signal or a step outcome is its

@@ -66,6 +66,7 @@ DUE_BUDGET_S = 15.0
 
 DLQ_BATCHES = 5  # at most this many receives of 10 from the dead-letter queue per sweep
 DLQ_VISIBILITY_SECONDS = 30  # a dead letter not settled this round comes back after this
+DLQ_MAX_RECEIVES = 5  # a dead letter whose settling raised this many times is set aside
 
 
 @dataclass
@@ -360,8 +361,19 @@ class Sweeper:
                     settled = self._settle_dead_letter(m, report)
                 except Exception:
                     # Left for a later sweep; one message must not block the others.
-                    log.exception("settling dead letter %s failed", m.get("MessageId"))
-                    continue
+                    # One that keeps failing is set aside (logged, then deleted) so
+                    # that no message is retried every sweep forever.
+                    receives = m.get("Attributes", {}).get("ApproximateReceiveCount", "0")
+                    settled = receives.isdigit() and int(receives) >= DLQ_MAX_RECEIVES
+                    log.exception(
+                        "settling dead letter %s failed%s",
+                        m.get("MessageId"),
+                        f"; set aside after {receives} tries: {m.get('Body', '')[:200]!r}"
+                        if settled
+                        else "",
+                    )
+                    if not settled:
+                        continue
                 if settled:
                     self._sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
                     report.dead_letters += 1

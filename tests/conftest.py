@@ -29,7 +29,7 @@ TEST_SETTINGS = Settings(lease_seconds=3, poll_seconds=1, sweep_grace_ms=1000)
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer().start()
+    server = MotoServer(allow_reset=True).start()
     yield server
     server.stop()
 

@@ -104,8 +104,9 @@ class WorkerMetrics:
                         lines.append(f"{name}_count{_fmt(labels)} {h[-1]:g}")
         return "\n".join(lines) + "\n"
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> int:
-        """Serve /metrics on `port` (0: any free port); returns the port."""
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve /metrics on `port` (0: any free port); returns the port. Loopback
+        by default: pass host="0.0.0.0" (`--metrics-host`) for a remote scraper."""
         metrics = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -278,10 +278,13 @@ class Worker:
             self.metrics.inc(metric, workflow=run_name, status=status)
 
     async def _handle(self, message: dict[str, Any]) -> None:
-        workflow_id = parse_body(message.get("Body", ""))
-        if workflow_id is not None:
-            self._active[workflow_id] += 1
+        workflow_id = None
         try:
+            # parse_body never raises; a body it cannot read names no run, and
+            # _handle_message deletes it with a log line.
+            workflow_id = parse_body(message.get("Body", ""))
+            if workflow_id is not None:
+                self._active[workflow_id] += 1
             await self._handle_message(message)
         except asyncio.CancelledError:
             raise

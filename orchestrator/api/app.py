@@ -6,36 +6,38 @@ refused writes nothing: validation happens before the first write.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from .. import safejson
 from ..aws import is_transient
-from ..errors import BadInputError, NotFoundError, OrchestratorError, PayloadTooLargeError
+from ..errors import (
+    BadInputError,
+    NotFoundError,
+    OrchestratorError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from .models import CancelRequest, SignalRequest, StartRequest, run_view, step_view
+from .openapi import OPERATIONS, route_pattern
 from .service import Service
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 512 * 1024
 
-ROUTES: list[tuple[str, re.Pattern[str]]] = [
-    ("GET", re.compile(r"^/$")),
-    ("GET", re.compile(r"^/dashboard/[^/]+$")),
-    ("GET", re.compile(r"^/workers/?$")),
-    ("GET", re.compile(r"^/workflows/?$")),
-    ("POST", re.compile(r"^/workflows/?$")),
-    ("GET", re.compile(r"^/workflows/[^/]+/?$")),
-    ("GET", re.compile(r"^/workflows/[^/]+/steps/?$")),
-    ("POST", re.compile(r"^/workflows/[^/]+/signals/?$")),
-    ("POST", re.compile(r"^/workflows/[^/]+/cancel/?$")),
-]
+# Every route as (method, pattern), matched with fullmatch; from the one list.
+ROUTES: list[tuple[str, re.Pattern[str]]] = [(op.method, route_pattern(op)) for op in OPERATIONS]
 
 
 def error_response(status: int, code: str, message: str) -> Response[Any]:
@@ -54,6 +56,15 @@ def _validation_message(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def path_param(raw: str) -> str:
+    """A path parameter, percent-decoded. API Gateway's rawPath and the local
+    server's path are both as sent, so the routes decode here, once, alike."""
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise BadInputError(f"{raw!r} is not valid percent-encoded UTF-8") from None
+
+
 def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     """The resolver; `service` is called per request (lazily built in Lambda,
     injected by the local stack and tests)."""
@@ -64,17 +75,29 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         *,
         optional: bool = False,
     ) -> Any:
-        raw = app.current_event.decoded_body or ""
-        if len(raw.encode()) > MAX_BODY_BYTES:
+        event = app.current_event
+        media, _, params = (event.headers.get("content-type") or "").partition(";")
+        charset = params.strip().lower().removeprefix("charset=").strip('"')
+        if media.strip().lower() != "application/json" or charset not in ("", "utf-8"):
+            # Refusing every other type keeps cross-site "simple" requests
+            # (text/plain, forms) from reaching a route without a preflight.
+            raise UnsupportedMediaTypeError(
+                "send the request body as Content-Type: application/json"
+            )
+        raw: bytes | str = event.body or ""
+        if event.is_base64_encoded and raw:
+            try:
+                raw = base64.b64decode(str(raw), validate=True)
+            except binascii.Error:
+                raise BadInputError("request body is not valid base64") from None
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+        if size > MAX_BODY_BYTES:
             raise PayloadTooLargeError(f"request body is over {MAX_BODY_BYTES} bytes")
         if not raw.strip():
             if optional:
                 return model.model_validate({})
             raise BadInputError("request body is empty; send a JSON object")
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise BadInputError(f"request body is not valid JSON: {e}") from None
+        data = safejson.loads(raw, what="request body")
         if not isinstance(data, dict):
             raise BadInputError("request body must be a JSON object")
         return model.model_validate(data)
@@ -84,6 +107,12 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         from ..dashboard import page
 
         return Response(status_code=200, content_type="text/html; charset=utf-8", body=page())
+
+    @app.get("/openapi.json")
+    def openapi_document() -> dict[str, Any]:
+        from .openapi import document
+
+        return document()
 
     @app.get("/dashboard/<file>")
     def dashboard_asset(file: str) -> Response[Any]:
@@ -135,6 +164,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
 
     @app.get("/workflows/<workflow_id>")
     def get_run(workflow_id: str) -> dict[str, Any]:
+        workflow_id = path_param(workflow_id)
         run = service().get(workflow_id)
         return run_view(run, None if run.status.terminal else service().served_names())
 
@@ -148,6 +178,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
 
     @app.get("/workflows/<workflow_id>/steps")
     def get_steps(workflow_id: str) -> dict[str, Any]:
+        workflow_id = path_param(workflow_id)
         return {
             "workflow_id": workflow_id,
             "steps": [step_view(s, workflow_id) for s in service().steps(workflow_id)],
@@ -155,6 +186,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
 
     @app.post("/workflows/<workflow_id>/signals")
     def signal(workflow_id: str) -> Response[Any]:
+        workflow_id = path_param(workflow_id)
         req = body(SignalRequest)
         sig, woke = service().signal(workflow_id, req.name, req.payload)
         return Response(
@@ -167,6 +199,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
 
     @app.post("/workflows/<workflow_id>/cancel")
     def cancel(workflow_id: str) -> Response[Any]:
+        workflow_id = path_param(workflow_id)
         req = body(CancelRequest, optional=True)
         run, outcome = service().cancel(workflow_id, req.reason)
         messages = {
@@ -205,8 +238,8 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         path = app.current_event.path
         method = app.current_event.http_method
         for _m, pattern in ROUTES:
-            if pattern.match(path.removeprefix("/api")):
-                allowed = sorted({m for m, p in ROUTES if p.match(path.removeprefix("/api"))})
+            if pattern.fullmatch(path.removeprefix("/api")):
+                allowed = sorted({m for m, p in ROUTES if p.fullmatch(path.removeprefix("/api"))})
                 return error_response(
                     405,
                     "method_not_allowed",

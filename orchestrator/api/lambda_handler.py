@@ -10,6 +10,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from .app import build_app
+from .edge import serve
 from .service import Service
 
 logger = Logger(service="orchestrator-api")
@@ -39,10 +40,10 @@ app = build_app(_service)
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Each request: one structured log line (route, status, run id) and EMF
-    metrics: ApiRequests, ApiClientErrors / ApiServerErrors, RunsStarted,
+    """Each request, answered or not: one structured log line (route, status,
+    run id) and EMF metrics: ApiRequests, ApiClientErrors / ApiServerErrors, RunsStarted,
     SignalsSent, CancelsRequested."""
-    response = app.resolve(event, context)
+    response = serve(app, event, context)  # never raises: an unexpected error is a 500 JSON answer
     status = int(response.get("statusCode", 500))
     method = event.get("requestContext", {}).get("http", {}).get("method", "")
     path = event.get("rawPath", "")

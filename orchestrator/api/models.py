@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,12 +20,24 @@ from ..model import (
 )
 
 
-class StartRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _schema_pattern(pattern: re.Pattern[str]) -> str:
+    """The pattern as JSON Schema writes it (ECMA-262: `$` ends the string)."""
+    return pattern.pattern.replace("\\Z", "$")
 
-    name: str = Field(description="the workflow name a worker registered with @workflow")
+
+class StartRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(
+        description="the workflow name a worker registered with @workflow",
+        json_schema_extra={"pattern": _schema_pattern(WORKFLOW_NAME_RE)},
+    )
     input: Any = None
-    id: str | None = Field(default=None, description="idempotency key: the run's id")
+    id: str | None = Field(
+        default=None,
+        description="idempotency key: the run's id",
+        json_schema_extra={"pattern": _schema_pattern(WORKFLOW_ID_RE)},
+    )
     execution_timeout_seconds: float | None = Field(
         default=None,
         gt=0,
@@ -52,15 +65,15 @@ class StartRequest(BaseModel):
 
 
 class CancelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     reason: str | None = Field(default=None, max_length=1000)
 
 
 class SignalRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str
+    name: str = Field(json_schema_extra={"pattern": _schema_pattern(SIGNAL_NAME_RE)})
     payload: Any = None
 
     @field_validator("name")

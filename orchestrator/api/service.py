@@ -28,7 +28,7 @@ from ..store.registry import WorkerInfo, list_workers
 from ..store.sync import Page
 
 log = logging.getLogger(__name__)
-TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\Z")
 
 MAX_EXECUTION_TIMEOUT_S = 366 * 24 * 3600
 

@@ -202,7 +202,17 @@
     const raw = location.hash.replace(/^#/, "") || "/";
     const [path, query] = raw.split("?");
     const run = path.match(/^\/runs\/(.+)$/);
-    if (run) return { page: "run", id: decodeURIComponent(run[1]) };
+    if (run) {
+      // A malformed hash (a lone "%", bad UTF-8) shows the id as typed instead of
+      // blanking the page: the API then answers 400 or 404 for it.
+      let id = run[1];
+      try {
+        id = decodeURIComponent(run[1]);
+      } catch (e) {
+        id = run[1];
+      }
+      return { page: "run", id };
+    }
     const p = new URLSearchParams(query || "");
     return {
       page: "list",
@@ -228,9 +238,15 @@
   function route() {
     token += 1;
     clearTimeout(timer);
-    const where = parseHash();
-    if (where.page === "run") showRun(where.id);
-    else showList(where);
+    try {
+      const where = parseHash();
+      if (where.page === "run") showRun(where.id);
+      else showList(where);
+    } catch (e) {
+      // Whatever the hash holds, the page says so and links home instead of going blank.
+      const view = document.getElementById("view");
+      view.replaceChildren(h("p", {}, `cannot show ${location.hash}: ${e.message} `, h("a", { href: "#/" }, "all runs")));
+    }
   }
 
   // --- the runs list -----------------------------------------------------------------------------
@@ -346,7 +362,7 @@
 
     view.replaceChildren(
       h("div", { class: "toolbar" }, h("h1", {}, "Runs"), h("span", { class: "muted" }, "newest first")),
-      h("div", { class: "panel" }, h("div", { class: "toolbar", style: "margin:0; justify-content:space-between" }, filters, open)),
+      h("div", { class: "panel" }, h("div", { class: "toolbar flush" }, filters, open)),
       message,
       h("div", { class: "panel" }, table, h("div", { class: "pager" }, info, newest, newerBtn, older)),
     );

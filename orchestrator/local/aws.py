@@ -6,11 +6,21 @@ guarantees one winner, and the lease protocol relies on it, so this server
 runs DynamoDB requests one at a time, with the response body produced inside
 the lock. SQS and Scheduler requests stay concurrent (long polls must not
 block DynamoDB).
+
+It holds everything a run holds and checks no signature, so it refuses what a
+web page could send (`_BrowserGuard`): a request with an Origin header (a
+browser's; this also ends moto's CORS answers), one whose Host is not a
+loopback name (DNS rebinding), one not signed with SigV4 (boto3 always signs;
+a page's `fetch` does not), and `/moto-api/` (reset, state dumps) unless the
+server was started with `allow_reset=True` (tests), and then only with the
+server's own secret header.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import secrets
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -21,6 +31,8 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from .guard import Refusal, check_request
 
 
 class _SerializedDynamoDB:
@@ -42,18 +54,57 @@ class _SerializedDynamoDB:
         return [body]
 
 
-class MotoServer:
-    """Threaded moto server; `url` is its endpoint. `reset()` clears all state."""
+RESET_HEADER = "X-Orchestrator-Reset-Token"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+
+class _BrowserGuard:
+    def __init__(self, app: Any, reset_token: str | None) -> None:
+        self._app = app
+        self._reset_token = reset_token
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        headers = {
+            k[5:].replace("_", "-").title(): v for k, v in environ.items() if k.startswith("HTTP_")
+        }
+        refusal = check_request(headers)
+        path = environ.get("PATH_INFO", "")
+        if refusal is None and path.startswith("/moto-api"):
+            offered = environ.get("HTTP_" + RESET_HEADER.upper().replace("-", "_"), "")
+            if not (self._reset_token and hmac.compare_digest(offered, self._reset_token)):
+                refusal = Refusal(403, "forbidden", "the moto control API is closed here")
+        elif refusal is None and not environ.get("HTTP_AUTHORIZATION", "").startswith(
+            "AWS4-HMAC-SHA256 "
+        ):
+            refusal = Refusal(403, "forbidden", "requests must be signed with SigV4")
+        if refusal is None:
+            return self._app(environ, start_response)  # type: ignore[no-any-return]
+        body = refusal.body()
+        start_response(
+            f"{refusal.status} Refused",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+
+class MotoServer:
+    """Threaded moto server; `url` is its endpoint. `reset()` clears all state
+    (only with `allow_reset=True`: tests)."""
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, allow_reset: bool = False
+    ) -> None:
         self._host = host
         self._port = port
+        self._reset_token = secrets.token_urlsafe(16) if allow_reset else None
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> MotoServer:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        app = _SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
+        app = _BrowserGuard(
+            _SerializedDynamoDB(DomainDispatcherApplication(create_backend_app)),
+            self._reset_token,
+        )
         self._server = make_server(
             self._host, self._port, app, threaded=True, request_handler=MotoRequestHandler
         )
@@ -70,8 +121,10 @@ class MotoServer:
     def reset(self) -> None:
         import urllib.request
 
+        assert self._reset_token, "this server was started without allow_reset=True"
+        headers = {RESET_HEADER: self._reset_token}
         urllib.request.urlopen(
-            urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+            urllib.request.Request(f"{self.url}/moto-api/reset", method="POST", headers=headers)
         ).read()
 
     def stop(self) -> None:

@@ -8,11 +8,16 @@ import base64
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+from ..api.app import MAX_BODY_BYTES
+from ..api.edge import security_headers, serve
+from .guard import check_request, content_length
 
 
 class _Context:
@@ -28,6 +33,7 @@ def to_event(method: str, raw_path: str, headers: dict[str, str], body: bytes) -
     for k, v in parse_qsl(parts.query, keep_blank_values=True):
         query[k] = f"{query[k]},{v}" if k in query else v
     try:
+        # As API Gateway does, a body that is not text travels base64-encoded.
         text, b64 = body.decode(), False
     except UnicodeDecodeError:
         text, b64 = base64.b64encode(body).decode(), True
@@ -67,17 +73,45 @@ class _Server(ThreadingHTTPServer):
 
 
 class ApiServer:
-    def __init__(self, app: APIGatewayHttpResolver, host: str = "127.0.0.1", port: int = 0) -> None:
+    """The API on loopback. Requests pass `guard.check_request` first (Host,
+    Origin, Content-Length); `allowed_hosts` adds names besides loopback ones."""
+
+    def __init__(
+        self,
+        app: APIGatewayHttpResolver,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        allowed_hosts: Iterable[str] = (),
+    ) -> None:
         resolver = app
+        hosts = tuple(allowed_hosts)
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def _reply(self, status: int, headers: dict[str, str], data: bytes) -> None:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
+                refusal = check_request(
+                    self.headers, allowed_hosts=hosts, max_body=MAX_BODY_BYTES + 1024
+                )
+                if refusal is not None:
+                    self.close_connection = True
+                    headers = {"Content-Type": "application/json", "Connection": "close"}
+                    self._reply(refusal.status, headers | security_headers(), refusal.body())
+                    return
+                length = content_length(self.headers)
                 body = self.rfile.read(length) if length else b""
                 event = to_event(self.command, self.path, dict(self.headers.items()), body)
-                result = resolver.resolve(event, _Context())  # type: ignore[arg-type]
+                result = serve(resolver, event, _Context())
                 payload = result.get("body") or ""
                 data = (
                     base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
@@ -90,9 +124,10 @@ class ApiServer:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+            do_GET = do_HEAD = do_OPTIONS = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

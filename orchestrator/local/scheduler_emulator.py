@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from ..clock import Clock
 
 log = logging.getLogger(__name__)
-_AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
+_AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)\Z")
 
 
 def at_ms(expression: str) -> int | None:

@@ -60,7 +60,11 @@ class LocalStack:
         background_interval: float = 1.0,
         serve_api: bool = True,
         max_receive_count: int = r.MAX_RECEIVE_COUNT,  # the queue's redrive to the DLQ
+        allow_reset: bool = False,  # open moto's reset route (tests): see local.aws
+        allowed_hosts: tuple[str, ...] = (),  # Host names the API accepts besides loopback
     ) -> None:
+        self._allow_reset = allow_reset
+        self._allowed_hosts = allowed_hosts
         use_local_credentials()
         self.clock = clock
         self._base = settings or Settings()
@@ -86,7 +90,7 @@ class LocalStack:
         if self._external_endpoint:
             endpoint = self._external_endpoint
         else:
-            self.moto = MotoServer(port=self._aws_port).start()
+            self.moto = MotoServer(port=self._aws_port, allow_reset=self._allow_reset).start()
             endpoint = self.moto.url
         self.settings = bootstrap(
             self.session, endpoint, self._base, max_receive_count=self._max_receive_count
@@ -102,7 +106,11 @@ class LocalStack:
             self.scheduler, self.sqs, self.clock, self.settings.schedule_group
         )
         if self._serve_api:
-            self.api = ApiServer(build_app(lambda: self.service), port=self._api_port).start()
+            self.api = ApiServer(
+                build_app(lambda: self.service),
+                port=self._api_port,
+                allowed_hosts=self._allowed_hosts,
+            ).start()
             self.settings = self.settings.with_(api_url=self.api.url)
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="timers")

@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .. import resources as r
+from .. import safejson
 from ..children import NOTIFY_GRACE_MS, child_already_notified, notify_request
 from ..clock import Clock
 from ..errors import BadInputError, ConflictError, ExecutionTimeoutError, NotFoundError
@@ -32,6 +33,8 @@ from .codec import (
 )
 
 MAX_LIST_LIMIT = 200
+MAX_LIST_ROUNDS = 10
+MAX_LIST_EXAMINED = 400  # runs one list call may read (at least `limit`)
 SIGNAL_TTL_SECONDS = 7 * 24 * 3600  # consumed signals are kept a week, then expire
 
 
@@ -50,6 +53,11 @@ class Page:
     cursor: str | None
 
 
+def list_rounds(limit: int) -> int:
+    """Index rounds one list call may read: the bound on its cost."""
+    return max(1, min(MAX_LIST_ROUNDS, MAX_LIST_EXAMINED // limit))
+
+
 def encode_cursor(before: str) -> str:
     return base64.urlsafe_b64encode(json.dumps({"b": before}).encode()).decode().rstrip("=")
 
@@ -57,11 +65,11 @@ def encode_cursor(before: str) -> str:
 def decode_cursor(cursor: str) -> str:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))["b"]
+        value = safejson.loads(base64.urlsafe_b64decode(padded.encode()), what="cursor")["b"]
         if not isinstance(value, str) or len(value) > 200:
             raise ValueError
         return value
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as e:
+    except (BadInputError, ValueError, KeyError, TypeError, binascii.Error) as e:
         raise BadInputError("cursor is not one this API returned") from e
 
 
@@ -131,14 +139,17 @@ class Store:
         """Newest first, merged across the index shards.
 
         The cursor is the sort key of the last run examined; every shard is
-        queried for keys below it. With a status filter, at most 10 rounds are
-        read per call; a page may come back short with a cursor to go on.
+        queried for keys below it. A call examines at most
+        max(limit, MAX_LIST_EXAMINED) runs (`list_rounds`): with a status filter
+        a page may come back short, with a cursor to go on. Worst case per call:
+        rounds x LIST_SHARDS Queries (each at most `limit` index items) and
+        rounds x ceil(limit / 100) BatchGetItem calls (docs/security.md).
         """
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise BadInputError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
         before = decode_cursor(cursor) if cursor else None
         out: list[Run] = []
-        for _ in range(10):
+        for _ in range(list_rounds(limit)):
             keys, more = self._index_page(before=before, name=name, limit=limit)
             if not keys:
                 return Page(out, None)

@@ -275,7 +275,7 @@ def test_opened_through_the_credentials_proxy(stack: LocalStack, page: Any) -> N
     run_id = Client(stack.api_url).start("greet", {"name": "Ada"})["id"]
     proxy = DashboardProxy(stack.api_url, auth="iam").start()
     try:
-        page.goto(proxy.url)
+        page.goto(proxy.open_url)
         expect(page.locator(f'tr[data-id="{run_id}"]')).to_be_visible()
         page.click(f'tr[data-id="{run_id}"] td.id a')
         expect(page.locator("#run-id")).to_have_text(run_id)

@@ -15,13 +15,16 @@ from typing import Any
 import pytest
 
 from orchestrator.client import Client
-from orchestrator.dashboard.proxy import DashboardProxy
+from orchestrator.dashboard.proxy import TOKEN_HEADER, DashboardProxy
 from orchestrator.local import LocalStack
 
 
-def fetch(url: str, body: Any = None) -> tuple[int, str, bytes]:
+def fetch(url: str, body: Any = None, *, token: str | None = None) -> tuple[int, str, bytes]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers[TOKEN_HEADER] = token
+    req = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.headers["Content-Type"], resp.read()
@@ -57,16 +60,18 @@ def test_the_proxy_serves_the_page_and_the_api(stack: LocalStack) -> None:
     run = Client(stack.api_url).start("waiter", {"waits": 1})
     proxy = DashboardProxy(stack.api_url, auth="iam").start()
     try:
-        status, content_type, body = fetch(proxy.url)
+        status, content_type, body = fetch(proxy.url, token=proxy.secret)
         assert status == 200 and content_type.startswith("text/html")
         assert b"dashboard/app.js" in body
-        status, content_type, _ = fetch(proxy.url + "dashboard/app.js")
+        status, content_type, _ = fetch(proxy.url + "dashboard/app.js", token=proxy.secret)
         assert status == 200 and content_type.startswith("text/javascript")
-        status, _, body = fetch(proxy.url + "workflows?limit=5")
+        status, _, body = fetch(proxy.url + "workflows?limit=5", token=proxy.secret)
         assert [w["id"] for w in json.loads(body)["workflows"]] == [run["id"]]
-        status, _, body = fetch(proxy.url + f"workflows/{run['id']}/signals", {"name": "go"})
+        status, _, body = fetch(
+            proxy.url + f"workflows/{run['id']}/signals", {"name": "go"}, token=proxy.secret
+        )
         assert status == 202 and json.loads(body)["signal"] == "go"
-        status, _, body = fetch(proxy.url + "workflows/nope")
+        status, _, body = fetch(proxy.url + "workflows/nope", token=proxy.secret)
         assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
     finally:
         proxy.stop()
@@ -77,7 +82,7 @@ def test_requests_are_signed_or_carry_the_token(recorder: tuple[str, list]) -> N
     for kwargs in ({"auth": "iam"}, {"auth": "iam", "token": "t0ken"}, {"auth": "none"}):
         proxy = DashboardProxy(url + "/", **kwargs).start()
         try:
-            assert fetch(proxy.url + "workflows?status=failed")[0] == 200
+            assert fetch(proxy.url + "workflows?status=failed", token=proxy.secret)[0] == 200
         finally:
             proxy.stop()
     iam, jwt, none = seen
@@ -91,7 +96,7 @@ def test_requests_are_signed_or_carry_the_token(recorder: tuple[str, list]) -> N
 def test_an_unreachable_api_is_one_json_error() -> None:
     proxy = DashboardProxy("http://127.0.0.1:9", auth="none").start()
     try:
-        status, _, body = fetch(proxy.url + "workflows")
+        status, _, body = fetch(proxy.url + "workflows", token=proxy.secret)
     finally:
         proxy.stop()
     assert status == 502

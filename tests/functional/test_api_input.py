@@ -14,7 +14,8 @@ from orchestrator.model import MAX_INPUT_BYTES, MAX_SIGNAL_PAYLOAD_BYTES
 
 
 def _raw(stack, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(stack.api_url + path, data=body, method=method)
+    headers = {"Content-Type": "application/json"}
+    req = urllib.request.Request(stack.api_url + path, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req) as resp:
             return resp.status, json.loads(resp.read())

@@ -3,12 +3,14 @@ here, from the issue, rather than imported from the code under test."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
 from cfn_helpers import (
     API_HANDLER,
     SWEEPER_HANDLER,
+    WORKER_PRINCIPALS,
     grants_of_role,
     named,
     role_of_function,
@@ -51,17 +53,30 @@ def test_no_wildcard_actions_and_no_star_resource(template: Template) -> None:
         assert stmt["Resource"] != "*" and "*" not in stmt["Resource"], stmt
 
 
-def test_worker_policy_has_exactly_the_worker_statements(template: Template) -> None:
+def test_no_role_trusts_the_account_root_and_without_principals_there_is_no_worker_role(
+    template: Template,
+) -> None:
+    for role in template.find_resources("AWS::IAM::Role").values():
+        assert ":root" not in json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
+    assert not template.find_resources(
+        "AWS::IAM::Role",
+        {
+            "Properties": {
+                "AssumeRolePolicyDocument": Match.object_like(
+                    {"Statement": [Match.object_like({"Principal": {"AWS": Match.any_value()}})]}
+                )
+            }
+        },
+    )
+
+
+def test_worker_policy_has_exactly_the_worker_statements(custom_template: Template) -> None:
+    template = custom_template
     n = named(template)
     role_id, role = role_trusting(template, {"AWS": Match.any_value()})
-    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
-        "AWS": {
-            "Fn::Join": [
-                "",
-                ["arn:", {"Ref": "AWS::Partition"}, ":iam::", {"Ref": "AWS::AccountId"}, ":root"],
-            ]
-        }
-    }
+    statement = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+    assert sorted(statement["Principal"]["AWS"]) == sorted(WORKER_PRINCIPALS)
+    assert role["Properties"]["MaxSessionDuration"] == 3600
     assert grants_of_role(template, role_id) == {
         n["table"]: {
             "dynamodb:GetItem",

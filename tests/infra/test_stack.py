@@ -28,7 +28,7 @@ from cfn_helpers import (
 from infra import ApiAuth, Orchestrator, Retention
 from infra.api import ROUTES
 from infra.app import props_from_context
-from infra.bundling import EXCLUDE, lambda_requirements, pip_command
+from infra.bundling import EXCLUDE, LAMBDA_LOCK, lambda_requirements, locked_pins, pip_command
 from infra.nag import flatten_cfn_reference as flat
 from orchestrator import resources as r
 
@@ -216,9 +216,10 @@ def test_api_invoke_policy_names_each_route(template: Template) -> None:
         template,
         "AWS::IAM::ManagedPolicy",
         {
+            "Description": Match.string_like_regexp("every route"),
             "PolicyDocument": Match.object_like(
                 {"Statement": [Match.object_like({"Action": "execute-api:Invoke"})]}
-            )
+            ),
         },
     )
     (stmt,) = policy["Properties"]["PolicyDocument"]["Statement"]
@@ -285,8 +286,12 @@ def test_stack_outputs_what_a_worker_needs(template: Template) -> None:
         "DlqUrl",
         "ScheduleGroup",
         "SchedulerRoleArn",
-        "WorkerRoleArn",
         "WorkerPolicyArn",
+        "ApiInvokePolicyArn",
+        "ApiReadPolicyArn",
+        "ApiStartPolicyArn",
+        "ApiSignalPolicyArn",
+        "ApiOperatePolicyArn",
     }
 
 
@@ -347,6 +352,19 @@ def test_bundling_targets_the_lambda_platform_and_pins_versions() -> None:
     }
     assert all("==" in req for req in lambda_requirements())
     assert {"local", "tests", "__pycache__"} <= set(EXCLUDE)
+
+
+def test_the_bundle_installs_from_a_hash_lock_that_matches_the_tested_versions() -> None:
+    """`python -m infra.lock` regenerates the lock when this fails."""
+    cmd = " ".join(pip_command("/out", lambda_requirements(), lock=LAMBDA_LOCK))
+    assert f"--require-hashes -r {LAMBDA_LOCK}" in cmd
+    pins = locked_pins()
+    for req in lambda_requirements():
+        name, version = req.split("==")
+        assert pins[name] == version, f"{LAMBDA_LOCK.name} is stale for {name}"
+    assert {"pydantic-core", "typing-extensions", "jmespath"} <= set(pins)  # transitive too
+    lines = LAMBDA_LOCK.read_text().splitlines()
+    assert sum("--hash=sha256:" in line for line in lines) == len(pins)
 
 
 def test_cdk_context_selects_the_construct_props() -> None:

@@ -1,0 +1,171 @@
+"""The API's routes as data, and the OpenAPI 3.1 document built from them.
+
+`OPERATIONS` is the one list of routes: `app.ROUTES` (405 answers, OPTIONS)
+is derived from it, the request body schemas are the pydantic models' own
+(`model_json_schema`), and a test checks that every route the resolver serves
+is listed here. The document is served at GET /openapi.json and fuzzed by
+schemathesis in `tests/security/test_fuzz.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from ..model import WORKFLOW_ID_RE, Status
+from ..store.sync import MAX_LIST_LIMIT
+from .models import CancelRequest, SignalRequest, StartRequest
+
+STATUS_VALUES = [s.value for s in Status]
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str  # OpenAPI template, {workflow_id} for a path parameter
+    operation_id: str
+    summary: str
+    body: type[StartRequest] | type[SignalRequest] | type[CancelRequest] | None = None
+    ok: tuple[int, ...] = (200,)
+    query: tuple[dict[str, Any], ...] = ()
+    content_type: str = "application/json"
+    slash: bool = True  # a trailing slash is accepted too
+
+
+_ID = {
+    "name": "workflow_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": WORKFLOW_ID_RE.pattern.replace("\\Z", "$")},
+}
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("GET", "/", "dashboard", "The dashboard page", content_type="text/html", slash=False),
+    Operation("GET", "/openapi.json", "openapi", "This document", slash=False),
+    Operation(
+        "GET",
+        "/dashboard/{file}",
+        "dashboardAsset",
+        "A dashboard file (app.js, style.css)",
+        content_type="text/plain",
+        slash=False,
+    ),
+    Operation(
+        "GET",
+        "/workers",
+        "listWorkers",
+        "Live workers and the names they serve",
+        query=({"name": "all", "in": "query", "schema": {"type": "string"}},),
+    ),
+    Operation(
+        "GET",
+        "/workflows",
+        "listRuns",
+        "Runs, newest first (a bounded number of reads per call; see docs/security.md)",
+        query=(
+            {"name": "status", "in": "query", "schema": {"type": "string", "enum": STATUS_VALUES}},
+            {"name": "name", "in": "query", "schema": {"type": "string"}},
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT},
+            },
+            {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+            {
+                "name": "parent_id",
+                "in": "query",
+                "description": "list this run's children instead (no other parameter)",
+                "schema": {"type": "string"},
+            },
+        ),
+    ),
+    Operation("POST", "/workflows", "startRun", "Start a run", StartRequest, ok=(200, 201)),
+    Operation("GET", "/workflows/{workflow_id}", "getRun", "One run"),
+    Operation("GET", "/workflows/{workflow_id}/steps", "getSteps", "A run's steps"),
+    Operation(
+        "POST",
+        "/workflows/{workflow_id}/signals",
+        "signalRun",
+        "Send a signal",
+        SignalRequest,
+        ok=(202,),
+    ),
+    Operation(
+        "POST",
+        "/workflows/{workflow_id}/cancel",
+        "cancelRun",
+        "Cancel a run (send {} for no reason: every POST is application/json)",
+        CancelRequest,
+        ok=(200, 202),
+    ),
+)
+
+
+def route_pattern(op: Operation) -> re.Pattern[str]:
+    """The regex (for fullmatch) of the paths an operation serves."""
+    body = re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(op.path))
+    return re.compile(body + ("/?" if op.slash else ""))
+
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    params: list[dict[str, Any]] = list(op.query)
+    if "{workflow_id}" in op.path:
+        params.append(_ID)
+    if "{file}" in op.path:
+        params.append(
+            {"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}
+        )
+    error = {"description": "refused", "content": {"application/json": {"schema": _ERROR}}}
+    responses: dict[str, Any] = {
+        str(code): {"description": "ok", "content": {op.content_type: {"schema": {}}}}
+        for code in op.ok
+    }
+    for code in ("400", "404"):
+        responses[code] = error
+    out: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "parameters": params,
+        "responses": responses,
+    }
+    if op.body is not None:
+        responses.update({"413": error, "415": error})
+        out["requestBody"] = {
+            "required": True,  # every POST carries a JSON body (415 otherwise)
+            "content": {"application/json": {"schema": op.body.model_json_schema()}},
+        }
+    return out
+
+
+@cache
+def document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "orchestrator",
+            "version": "1",
+            "description": 'Errors are {"error": {"code", "message"}} with a 4xx/5xx status.',
+        },
+        "paths": paths,
+    }
+
+
+__all__ = ["OPERATIONS", "Operation", "document", "route_pattern"]
