@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 BENCH_ARGS ?=
 
-.PHONY: install demo test lint unit bench synth clean
+.PHONY: install demo test lint unit conformance bench synth clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,14 @@ lint: install
 	$(BIN)/ruff format --check orchestrator worker infra examples tests benchmarks
 	$(BIN)/mypy orchestrator worker
 
+# loadgroup: each conformance suite module runs in one process (it shares one stack);
+# every other test is spread as before.
 test: lint
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+# The conformance tier alone (docs/conformance.md), with one summary line per suite.
+conformance: install
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -p tests.conformance.summary tests/conformance
 
 bench: install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -8,10 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from orchestrator.local.worker_thread import BackgroundWorker
 from tests.conformance import workflows
 from tests.conftest import TEST_SETTINGS, worker_env
 from tests.helpers import ROOT, wait_status
+
+# One worker process runs the whole module (under `--dist loadgroup`): its
+# scenarios share one stack.
+pytestmark = pytest.mark.xdist_group("conformance-child")
 
 SCENARIOS = {
     "3-1": ("child-3-1", "in-3-1"),

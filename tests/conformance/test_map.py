@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+# One worker process runs the whole module (under `--dist loadgroup`): its
+# scenarios share one stack.
+pytestmark = pytest.mark.xdist_group("conformance-map")
+
 SCENARIOS = {
     "9-1": ("map-9-1", ["World", "Kiro"]),
     "9-3": ("map-9-3", [10, 20, 30]),

@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+# One worker process runs the whole module (under `--dist loadgroup`): its
+# scenarios share one stack.
+pytestmark = pytest.mark.xdist_group("conformance-parallel")
+
 SCENARIOS = {
     key: (f"parallel-{key}", None)
     for key in [

@@ -5,6 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 
+import pytest
+
+# One worker process runs the whole module (under `--dist loadgroup`): its
+# scenarios share one stack.
+pytestmark = pytest.mark.xdist_group("conformance-step")
+
 SCENARIOS = {
     "1-1": ("step-1-1", "World"),
     "1-2": ("step-1-2", "World"),

@@ -3,6 +3,12 @@ replay after the wake-up goes on."""
 
 from __future__ import annotations
 
+import pytest
+
+# One worker process runs the whole module (under `--dist loadgroup`): its
+# scenarios share one stack.
+pytestmark = pytest.mark.xdist_group("conformance-wait")
+
 SCENARIOS = {
     "2-1": ("wait-2-1", None),
     "2-2": ("wait-2-2", None),
