@@ -23,7 +23,7 @@ lint: install
 	$(BIN)/ruff format --check orchestrator worker infra examples tests benchmarks
 	$(BIN)/mypy orchestrator worker
 
-# loadgroup: each conformance suite module runs in one process (it shares one stack);
+# loadgroup: the conformance tier runs in one process (its scenarios share one stack);
 # every other test is spread as before.
 test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup

@@ -1,8 +1,8 @@
-"""The conformance tier's fixture: one stack and one worker per suite module.
+"""The conformance tier's fixture: one stack and one worker for every scenario.
 
-Each module lists its scenarios (`SCENARIOS`: requirement id -> workflow name
-and input). The module's `outcomes` fixture starts every scenario at once, then
-drives them all on the skipping clock: whenever every run has either ended or
+Each suite module lists its scenarios (`SCENARIOS`: requirement id -> workflow
+name and input). The session's `outcomes` fixture starts every scenario of the
+collected modules at once, then drives them all on the skipping clock: whenever every run has either ended or
 parked on a timer that is not yet due, it records each parked run (one round,
 the counterpart of one Lambda invocation ending in a suspend) and advances the
 clock past the latest wake time. It stops when every run has ended. Tests then
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,11 +101,15 @@ def drive(stack: LocalStack, started: dict[str, Run], timeout: float = 60.0) -> 
     return outcomes
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def outcomes(
     request: pytest.FixtureRequest, moto_server: MotoServer
 ) -> Iterator[dict[str, Outcome]]:
-    scenarios: dict[str, tuple[str, Any]] = request.module.SCENARIOS
+    """Every scenario of the conformance modules collected in this session, run at
+    once on one stack and one worker."""
+    scenarios: dict[str, tuple[str, Any]] = {}
+    for module in {item.module for item in request.session.items if hasattr(item, "module")}:
+        scenarios.update(getattr(module, "SCENARIOS", {}))
     moto_server.reset()
     stack = LocalStack(
         clock=SkippingClock(),
@@ -120,10 +125,10 @@ def outcomes(
             max_concurrent_workflows=len(scenarios) + 1,
             max_concurrent_steps=32,
         ):
-            started = {
-                key: stack.service.start(name, value)[0] for key, (name, value) in scenarios.items()
-            }
-            result = drive(stack, started)
+            with ThreadPoolExecutor(8) as pool:
+                runs = pool.map(lambda s: stack.service.start(*s)[0], scenarios.values())
+                started = dict(zip(scenarios, runs, strict=True))
+            result = drive(stack, started, timeout=90)
     finally:
         stack.stop()
     yield result

@@ -15,9 +15,9 @@ from tests.conformance import workflows
 from tests.conftest import TEST_SETTINGS, worker_env
 from tests.helpers import ROOT, wait_status
 
-# One worker process runs the whole module (under `--dist loadgroup`): its
-# scenarios share one stack.
-pytestmark = pytest.mark.xdist_group("conformance-child")
+# One process runs the whole tier (under `--dist loadgroup`): every scenario
+# shares one stack and one drive (tests/conformance/conftest.py).
+pytestmark = pytest.mark.xdist_group("conformance")
 
 SCENARIOS = {
     "3-1": ("child-3-1", "in-3-1"),

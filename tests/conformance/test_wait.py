@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-# One worker process runs the whole module (under `--dist loadgroup`): its
-# scenarios share one stack.
-pytestmark = pytest.mark.xdist_group("conformance-wait")
+# One process runs the whole tier (under `--dist loadgroup`): every scenario
+# shares one stack and one drive (tests/conformance/conftest.py).
+pytestmark = pytest.mark.xdist_group("conformance")
 
 SCENARIOS = {
     "2-1": ("wait-2-1", None),

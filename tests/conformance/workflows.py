@@ -547,8 +547,8 @@ def sleeping_step(value: str, seconds: float) -> Any:
 
 @workflow("parallel-8-11")
 async def parallel_concurrent(ctx) -> list[str]:
-    # r0 is the slowest: with two in flight, r1 (then r2) finish before it.
-    branches = [sleeping_step("r0", 0.6), sleeping_step("r1", 0.0), sleeping_step("r2", 0.1)]
+    # r0 is the slowest: with two in flight, r1 finishes (and r2 starts) before it.
+    branches = [sleeping_step("r0", 1.0), sleeping_step("r1", 0.0), sleeping_step("r2", 0.1)]
     return (await ctx.parallel("concurrent", branches, max_concurrency=2)).get_results()
 
 
@@ -716,7 +716,7 @@ async def map_percentage_exceeded(ctx) -> dict[str, Any]:
 
 @workflow("map-9-11")
 async def map_concurrent(ctx) -> list[str]:
-    delays = [0.6, 0.0, 0.1]
+    delays = [1.0, 0.0, 0.1]
 
     async def item_fn(c: Any, item: str, index: int) -> str:
         return await c.step(item, slow, c.workflow_id, item, delays[index])
