@@ -12,6 +12,7 @@ how many times each step function really ran.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -30,6 +31,10 @@ from tests.conformance import workflows
 from tests.conftest import TEST_SETTINGS
 
 _PARKED = (Status.SLEEPING, Status.WAITING)
+
+# A lease long enough that a loaded machine never loses one: a takeover would
+# replay a run's workflow code once more and blur the execution counts.
+SETTINGS = dataclasses.replace(TEST_SETTINGS, lease_seconds=30)
 
 
 @dataclass
@@ -94,7 +99,7 @@ def drive(stack: LocalStack, started: dict[str, Run], timeout: float = 60.0) -> 
         if not parked:
             break
         latest = max(r.wake_at or now for r in parked.values())
-        clock.advance((latest - now) / 1000 + TEST_SETTINGS.sweep_grace_ms / 1000 + 1)
+        clock.advance((latest - now) / 1000 + SETTINGS.sweep_grace_ms / 1000 + 1)
     for o in outcomes.values():
         o.run = stack.store.get(o.run.id)
         o.ops = {s.op_id: s for s in stack.store.steps(o.run.id)}
@@ -113,7 +118,7 @@ def outcomes(
     moto_server.reset()
     stack = LocalStack(
         clock=SkippingClock(),
-        settings=TEST_SETTINGS,
+        settings=SETTINGS,
         endpoint_url=moto_server.url,
         background_interval=0.2,
     ).start()

@@ -3,11 +3,11 @@
 They port the intent of the AWS durable execution conformance requirements
 (step, wait, child, parallel, map) to this engine's API. Step functions and
 bodies call `ran(run_id, label)` each time they really execute, so a test can
-tell a replay (the recorded outcome returned) from a re-execution. Timer
-durations are longer than the requirements' one or two seconds: a run then
-always parks (the skipping clock reaches the wake time), instead of sometimes
-waking in the worker; the durations a requirement is about (2-4, 2-5, 1-14)
-are kept.
+tell a replay (the recorded outcome returned) from a re-execution. Timers
+and retry delays last an hour rather than the requirements' one or two
+seconds: the run then parks on a schedule that only the skipping clock reaches,
+so each park is seen by the tier's driver however slow the machine is; the
+durations a requirement is about (2-4, 2-5, 1-14) are kept.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from worker import (
     workflow,
 )
 
-PARK = timedelta(seconds=30)  # a wait that always parks the run
+PARK = timedelta(hours=1)  # a wait that always parks the run
 
 _lock = threading.Lock()
 _executions: Counter[tuple[str, str]] = Counter()
@@ -172,7 +172,7 @@ async def step_replay_rethrows(ctx) -> dict[str, Any]:
     return {"caught": caught}
 
 
-_PARKING_RETRY = dict(initial_interval=timedelta(seconds=10), backoff=1.0, jitter=0.0)
+_PARKING_RETRY = dict(initial_interval=PARK, max_interval=PARK, backoff=1.0, jitter=0.0)
 
 
 @workflow("step-1-11")
