@@ -23,14 +23,13 @@ lint: install
 	$(BIN)/ruff format --check orchestrator worker infra examples tests benchmarks
 	$(BIN)/mypy orchestrator worker
 
-# loadgroup: the conformance tier runs in one process (its scenarios share one stack);
-# every other test is spread as before.
 test: lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2
 
 # The conformance tier alone (docs/conformance.md), with one summary line per suite.
+# loadfile: a suite module's scenarios share one stack, so each module runs in one process.
 conformance: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -p tests.conformance.summary tests/conformance
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -p tests.conformance.summary tests/conformance
 
 bench: install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

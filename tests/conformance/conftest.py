@@ -1,8 +1,8 @@
-"""The conformance tier's fixture: one stack and one worker for every scenario.
+"""The conformance tier's fixture: one stack and one worker per suite module.
 
 Each suite module lists its scenarios (`SCENARIOS`: requirement id -> workflow
-name and input). The session's `outcomes` fixture starts every scenario of the
-collected modules at once, then drives them all on the skipping clock: whenever every run has either ended or
+name and input). The module's `outcomes` fixture starts them all at once, then
+drives them on the skipping clock: whenever every run has either ended or
 parked on a timer that is not yet due, it records each parked run (one round,
 the counterpart of one Lambda invocation ending in a suspend) and advances the
 clock past the latest wake time. It stops when every run has ended. Tests then
@@ -106,15 +106,12 @@ def drive(stack: LocalStack, started: dict[str, Run], timeout: float = 60.0) -> 
     return outcomes
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def outcomes(
     request: pytest.FixtureRequest, moto_server: MotoServer
 ) -> Iterator[dict[str, Outcome]]:
-    """Every scenario of the conformance modules collected in this session, run at
-    once on one stack and one worker."""
-    scenarios: dict[str, tuple[str, Any]] = {}
-    for module in {item.module for item in request.session.items if hasattr(item, "module")}:
-        scenarios.update(getattr(module, "SCENARIOS", {}))
+    """The module's scenarios, run at once on one stack and one worker."""
+    scenarios: dict[str, tuple[str, Any]] = request.module.SCENARIOS
     moto_server.reset()
     stack = LocalStack(
         clock=SkippingClock(),

@@ -8,16 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from orchestrator.local.worker_thread import BackgroundWorker
 from tests.conformance import workflows
 from tests.conftest import TEST_SETTINGS, worker_env
 from tests.helpers import ROOT, wait_status
-
-# One process runs the whole tier (under `--dist loadgroup`): every scenario
-# shares one stack and one drive (tests/conformance/conftest.py).
-pytestmark = pytest.mark.xdist_group("conformance")
 
 SCENARIOS = {
     "3-1": ("child-3-1", "in-3-1"),

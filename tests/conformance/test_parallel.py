@@ -6,12 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-# One process runs the whole tier (under `--dist loadgroup`): every scenario
-# shares one stack and one drive (tests/conformance/conftest.py).
-pytestmark = pytest.mark.xdist_group("conformance")
-
 SCENARIOS = {
     key: (f"parallel-{key}", None)
     for key in [

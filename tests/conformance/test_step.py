@@ -5,12 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 
-import pytest
-
-# One process runs the whole tier (under `--dist loadgroup`): every scenario
-# shares one stack and one drive (tests/conformance/conftest.py).
-pytestmark = pytest.mark.xdist_group("conformance")
-
 SCENARIOS = {
     "1-1": ("step-1-1", "World"),
     "1-2": ("step-1-2", "World"),

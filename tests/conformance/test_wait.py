@@ -3,12 +3,6 @@ replay after the wake-up goes on."""
 
 from __future__ import annotations
 
-import pytest
-
-# One process runs the whole tier (under `--dist loadgroup`): every scenario
-# shares one stack and one drive (tests/conformance/conftest.py).
-pytestmark = pytest.mark.xdist_group("conformance")
-
 SCENARIOS = {
     "2-1": ("wait-2-1", None),
     "2-2": ("wait-2-2", None),
