@@ -14,6 +14,7 @@ SCENARIOS = {
         key: (f"map-{key}", None)
         for key in ["9-5", "9-6", "9-7", "9-8", "9-9", "9-10", "9-11", "9-14", "9-15", "9-16"]
     },
+    "9-16-early": ("map-9-16-early", None),
     "9-17": ("map-9-17", None),
     "9-18": ("map-9-18", None),
 }
@@ -147,6 +148,19 @@ def test_9_16_map_large_results_replay_children(outcomes) -> None:
     # The replay after the wait ran the items again to rebuild their results
     # (the workflow checks their sizes).
     assert _items_run(o, 4) == [2, 2, 2, 2]
+
+
+def test_large_results_replay_does_not_run_a_cancelled_item_again(outcomes) -> None:
+    """Beyond 9-16: the map ended early, so item 1 was cancelled mid-wait ("started");
+    the replay that rebuilds the large results runs the decided items only."""
+    o = outcomes["9-16-early"]
+    assert (o.status, o.output) == (
+        "completed",
+        {"reason": "min_successful_reached", "started": [1]},
+    )
+    assert o.ops["0"].replay_children
+    assert o.ran("item0") == 2  # run again on replay to rebuild its result
+    assert o.ran("late") == 0 and "0.1.1" not in o.ops  # the cancelled item never went on
 
 
 def test_9_17_map_then_wait_replays_the_recorded_map(outcomes) -> None:

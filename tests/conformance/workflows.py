@@ -765,6 +765,24 @@ async def map_large_results(ctx) -> dict[str, int]:
     return {"successCount": batch.success_count, "totalCount": batch.total_count}
 
 
+@workflow("map-9-16-early")
+async def map_large_results_early_completion(ctx) -> dict[str, Any]:
+    """As 9-16, but the map ends early (min_successful=1) while item 1 waits: the
+    replay that rebuilds the large result must not run the cancelled item on."""
+
+    async def item_fn(c: Any, item: str, index: int) -> str:
+        if index == 1:
+            await c.sleep("wait", PARK)
+            return await c.step("late", echo, c.workflow_id, "late", "late")
+        ran(c.workflow_id, f"item{index}")
+        return item * LARGE
+
+    completion = CompletionConfig(min_successful=1)
+    batch = await ctx.map("early", ["a", "b"], item_fn, completion=completion)
+    await ctx.sleep("wait", PARK)
+    return {"reason": batch.completion_reason.value, "started": [i.index for i in batch.started()]}
+
+
 @workflow("map-9-17")
 async def map_then_wait(ctx) -> list[str]:
     async def item_fn(c: Any, item: str, index: int) -> str:
