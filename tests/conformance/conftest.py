@@ -85,12 +85,15 @@ def drive(stack: LocalStack, started: dict[str, Run], timeout: float = 60.0) -> 
     clock = stack.clock
     assert isinstance(clock, SkippingClock)
     outcomes = {key: Outcome(run) for key, run in started.items()}
+    runs = dict(started)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = {key: stack.store.get(o.run.id) for key, o in outcomes.items()}
+        for key, r in runs.items():  # a run that ended stays ended: no need to read it again
+            if not r.status.terminal:
+                runs[key] = stack.store.get(r.id)
         now = clock.now_ms()
         if not all(_settled(r, now) for r in runs.values()):
-            time.sleep(0.05)
+            time.sleep(0.2)
             continue
         parked = {key: r for key, r in runs.items() if not r.status.terminal}
         for key, r in parked.items():

@@ -13,10 +13,12 @@ durations a requirement is about (2-4, 2-5, 1-14) are kept.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
@@ -377,9 +379,6 @@ async def child_interrupted(ctx, input: dict[str, str]) -> str:
 
 def crash_once(rid: str, marker: str, value: str) -> str:
     """Ends the worker process the first time (process.exit in the requirement)."""
-    import os
-    from pathlib import Path
-
     path = Path(marker)
     if not path.exists():
         path.write_text("crashed")
