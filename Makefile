@@ -7,7 +7,7 @@ BENCH_ARGS ?=
 # The pip that installs everything is pinned too: a new pip can change resolution.
 PIP_VERSION := 26.3
 
-.PHONY: install demo test lint unit bench synth clean
+.PHONY: install demo test lint unit conformance bench synth clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest -q -n 2
+
+# The conformance tier alone (docs/conformance.md), with one summary line per suite.
+# loadfile: a suite module's scenarios share one stack, so each module runs in one process.
+conformance: install
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -p tests.conformance.summary tests/conformance
 
 bench: install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -17,8 +17,9 @@ Branches still running when the batch ends are cancelled; they count as
 `started`. The decision (which indexes, each outcome, why it ended) is recorded
 at the batch's id, so a replay returns the same BatchResult without running a
 branch. A batch whose results are too large for one record keeps only the
-decision (`replay_children`), and a replay runs the decided branches again,
-whose own operations replay from their records.
+decision (`replay_children`), and a replay runs the branches that ended
+again (never those the batch cancelled), whose own operations replay from
+their records.
 
 A branch that parks keeps its slot; the run parks when every branch in flight
 (and everything else in the run) waits, and the replay resumes each branch
@@ -209,8 +210,10 @@ async def run_batch(
         _core.check(s, rec, kind, name)
         if rec.resolved and not rec.replay_children:
             return _from_record(rec, adapters, len(units))
-        if rec.resolved:  # replay_children: run the decided branches again
-            only = [item["i"] for item in json.loads(rec.result or "{}").get("items", [])]
+        if rec.resolved:  # replay_children: run the branches that ended again
+            items = json.loads(rec.result or "{}").get("items", [])
+            # Not those cancelled when the batch ended ("started"): they stay cancelled.
+            only = [d["i"] for d in items if d["s"] != BatchItemStatus.STARTED.value]
     outcomes, reason = await _run(
         ctx, s, op_id, units, max_concurrency, _Policy(len(units), completion), only
     )

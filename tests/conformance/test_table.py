@@ -1,0 +1,43 @@
+"""docs/conformance.md and the tests agree: every requirement of the ported
+suites has one row, naming an existing test or the reason it does not apply."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from tests.conformance.summary import SUITES, requirements
+
+HERE = Path(__file__).resolve().parent
+# Requirements per suite in aws-durable-execution-conformance-tests.
+SIZES = {"step": 20, "wait": 5, "child": 18, "parallel": 22, "map": 20}
+
+
+def _tests(suite: str) -> set[str]:
+    tree = ast.parse((HERE / f"test_{suite}.py").read_text())
+    return {
+        n.name
+        for n in tree.body
+        if isinstance(n, ast.FunctionDef) and re.match(r"test_\d+_\d+_", n.name)
+    }
+
+
+def test_every_requirement_has_one_row_with_a_test_or_a_reason() -> None:
+    reqs = requirements()
+    for suite, prefix in SUITES.items():
+        rows = [r for r in reqs if r.suite == suite]
+        ids = [r.id for r in rows]
+        assert ids == [f"{prefix}-{i}" for i in range(1, SIZES[suite] + 1)], suite
+        for r in rows:
+            assert r.test is not None or r.reason, r.id
+
+
+def test_rows_and_tests_name_each_other() -> None:
+    reqs = requirements()
+    for suite in SUITES:
+        named = {r.test for r in reqs if r.suite == suite and r.test is not None}
+        assert named == _tests(suite), suite
+        for r in reqs:
+            if r.suite == suite and r.test is not None:
+                assert r.test.startswith(f"test_{r.id.replace('-', '_')}_"), r.test
