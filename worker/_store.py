@@ -280,6 +280,13 @@ class AsyncStore:
                 raise
         return kind
 
+    @property
+    def sqs(self) -> Any:
+        return self._sqs
+
+    async def send(self, workflow_id: str, reason: str, delay_s: int = 0) -> None:
+        await self._sqs.send_message(**send_request(self.settings, workflow_id, reason, delay_s))
+
     async def delete_message(self, receipt: str) -> None:
         """Queue the delete and return: it goes out in a DeleteMessageBatch within
         the batcher's max_wait (see worker/_deletes.py). A stale receipt means the

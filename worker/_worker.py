@@ -36,6 +36,7 @@ from orchestrator.settings import Settings
 
 from ._context import WorkflowContext, _current
 from ._deletes import DEFAULT_MAX_WAIT
+from ._handoff import NameCache, ServedNames, kick_pending, plan
 from ._logs import log_context, set_fields
 from ._metrics import WorkerMetrics
 from ._presence import Presence
@@ -46,9 +47,6 @@ from ._store import AsyncStore, Refused
 from ._tracing import Tracing
 
 log = logging.getLogger("worker")
-
-UNSERVED_RETRY_SECONDS = 30  # a message for a name this worker does not serve comes back after this
-UNSERVED_MAX_RECEIVES = 10  # then it is dropped; the sweeper offers the run again, with backoff
 
 
 class Worker:
@@ -107,6 +105,8 @@ class Worker:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
+        self._receiving = False  # a long poll is in flight
+        self._receive_errors = 0  # consecutive failed receives
         self._exit: contextlib.AsyncExitStack | None = None
         self._store: AsyncStore | None = None
         self._executor = ThreadPoolExecutor(
@@ -115,6 +115,8 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self._tracing = Tracing(tracing)
         self._presence: Presence | None = None
+        self._served: ServedNames | None = None  # names other live workers serve
+        self._name_cache = NameCache()  # ids of runs of names this worker does not serve
         self.stats = {
             "claimed": 0,
             "completed": 0,
@@ -176,6 +178,10 @@ class Worker:
                 busy=lambda: len(self._tasks),
             )
             await self._presence.start()
+            self._served = ServedNames(
+                self._store.ddb, self.settings.table, self.clock, self_id=self.id
+            )
+            await self._kick_orphans()
             self._poller = asyncio.create_task(self._poll_loop(), name=f"poll-{self.id}")
             log.info(
                 "worker %s serving %s",
@@ -183,6 +189,24 @@ class Worker:
                 ", ".join(self._names),
                 extra={"worker_id": self.id},
             )
+
+    async def _kick_orphans(self) -> None:
+        """Runs of names no other live worker serves may have had their messages
+        hidden or dropped (worker/_handoff.py): send the recent pending ones now.
+        The registry read follows this worker's own registration, so a peer that
+        dropped a message before seeing this worker registered is covered."""
+        assert self._store is not None and self._served is not None
+        try:
+            others = await self._served.refresh()
+            orphans = set(self._names) - others
+            sent = await kick_pending(
+                self._store.ddb, self._store.sqs, self.settings, self.clock, orphans
+            )
+        except Exception:
+            log.warning("could not look for pending runs of newly served names", exc_info=True)
+            return
+        if sent:
+            log.info("sent %d pending run(s) of %s", len(sent), ", ".join(sorted(orphans)))
 
     async def run_until_stopped(self) -> None:
         """Run until `stop()` is called or the process gets SIGINT/SIGTERM."""
@@ -206,9 +230,7 @@ class Worker:
             return
         self._stopping = True
         if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+            await self._end_poll()
         if self._tasks:
             _, pending = await asyncio.wait(
                 set(self._tasks), timeout=self._grace if grace is None else grace
@@ -229,6 +251,26 @@ class Worker:
         self._stopped.set()
         log.info("worker %s stopped", self.id)
 
+    async def _end_poll(self) -> None:
+        """Let a long poll in flight return instead of dropping its connection: a
+        message SQS hands to a dropped poll would stay hidden for the whole
+        visibility timeout. What it returns is handed back at once (`_poll_loop`)."""
+        assert self._poller is not None
+        self._slot_freed.set()  # a poller waiting for a free slot exits
+        wait = self.settings.poll_seconds + 2
+        if self._receiving:
+            log.info(
+                "worker %s: waiting up to %d s for the current long poll to return, "
+                "so that no message is left hidden",
+                self.id,
+                self.settings.poll_seconds,
+            )
+        done, _ = await asyncio.wait({self._poller}, timeout=wait)
+        if not done:
+            self._poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._poller
+
     @property
     def busy(self) -> int:
         return len(self._tasks)
@@ -243,14 +285,26 @@ class Worker:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            self._receiving = True
             try:
                 messages = await self._store.receive(free, self.settings.poll_seconds, visibility)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("receive failed; retrying in 1 s")
+            except Exception as e:
+                if self._stopping:
+                    return
+                self._receive_failed(e)
                 await asyncio.sleep(1)
                 continue
+            finally:
+                self._receiving = False
+            if self._receive_errors:
+                log.info("receiving again after %d failed attempt(s)", self._receive_errors)
+                self._receive_errors = 0
+            if self._stopping:
+                for m in messages:  # stopping: another worker takes them now
+                    await self._store.set_visibility(m["ReceiptHandle"], 0)
+                return
             now = self.clock.now_ms()
             for m in messages:
                 sent = m.get("Attributes", {}).get("SentTimestamp")
@@ -261,6 +315,20 @@ class Worker:
                 task = asyncio.create_task(self._handle(m))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
+
+    def _receive_failed(self, e: Exception) -> None:
+        """One traceback for the first failure, then a line every minute: a dead
+        endpoint must not print a traceback every second forever."""
+        self._receive_errors += 1
+        if self._receive_errors == 1:
+            log.exception("receive failed; retrying every second")
+        elif self._receive_errors % 60 == 0:
+            log.warning(
+                "receive still failing after %d attempts: %s: %s",
+                self._receive_errors,
+                type(e).__name__,
+                e,
+            )
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -301,6 +369,10 @@ class Worker:
         if workflow_id is None:
             log.warning("dropping a message that names no run: %r", message.get("Body", "")[:200])
             await store.delete_message(receipt)
+            return
+        known = self._name_cache.get(workflow_id)
+        if known is not None and known not in self._defs:
+            await self._hand_off(message, workflow_id, known)  # no claim: it would be refused
             return
         now = self.clock.now_ms()
         self._claim_nows[workflow_id][now] += 1
@@ -345,13 +417,8 @@ class Worker:
             await store.delete_message(receipt)  # unknown run, or terminal: invariant 5
             return
         if old.name not in self._defs:
-            receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-            if receives < UNSERVED_MAX_RECEIVES:
-                await store.set_visibility(
-                    receipt, UNSERVED_RETRY_SECONDS
-                )  # for a worker that serves it
-            else:
-                await store.delete_message(receipt)  # the sweeper offers it again, with backoff
+            self._name_cache.put(old.id, old.name)
+            await self._hand_off(message, old.id, old.name)
             return
         if (
             old.status in (Status.SLEEPING, Status.WAITING)
@@ -378,6 +445,24 @@ class Worker:
         # for the first time cannot be that message), or parked on a signal (the
         # signal's delivery wakes it): this copy is a duplicate.
         await store.delete_message(receipt)
+
+    async def _hand_off(self, message: dict[str, Any], workflow_id: str, name: str) -> None:
+        """A message for a name this worker does not serve (worker/_handoff.py)."""
+        store = self._store
+        assert store is not None and self._served is not None
+        receipt = message["ReceiptHandle"]
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        h = plan(receives, await self._served.serves(name))
+        log.debug(
+            "run %s (%s), receive %d: %s %d s", workflow_id, name, receives, *vars(h).values()
+        )
+        if h.action == "visible":
+            await store.set_visibility(receipt, h.seconds)
+        elif h.action == "resend":
+            await store.send(workflow_id, "handoff", h.seconds)  # a fresh receive count
+            await store.delete_message(receipt)
+        else:
+            await store.delete_message(receipt)  # the sweeper offers it again, with backoff
 
     # --- running ------------------------------------------------------------------------------
     async def _execute(self, run: Run, receipt: str) -> None:

@@ -6,6 +6,11 @@ guarantees one winner, and the lease protocol relies on it, so this server
 runs DynamoDB requests one at a time, with the response body produced inside
 the lock. SQS and Scheduler requests stay concurrent (long polls must not
 block DynamoDB).
+
+moto's long poll is woken by a send but not by a visibility change: a message
+made visible again (a worker handing back a message for a name it does not
+serve) would wait up to a second for a poll already waiting, where AWS hands it
+over at once. After each ChangeMessageVisibility this server wakes the polls.
 """
 
 from __future__ import annotations
@@ -29,7 +34,12 @@ class _SerializedDynamoDB:
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("AmazonSQS.ChangeMessageVisibility"):
+            result = list(self._app(environ, start_response))
+            _wake_long_polls()
+            return result
+        if not target.startswith("DynamoDB"):
             return self._app(environ, start_response)  # type: ignore[no-any-return]
         with self._lock:
             result = self._app(environ, start_response)
@@ -40,6 +50,15 @@ class _SerializedDynamoDB:
                 if close:
                     close()
         return [body]
+
+
+def _wake_long_polls() -> None:
+    from moto.sqs.models import sqs_backends
+
+    for _, _, backend in sqs_backends.iter_backends():
+        for queue in list(getattr(backend, "queues", {}).values()):
+            with queue._messages_lock:
+                queue._messages_lock.notify_all()
 
 
 class MotoServer:
