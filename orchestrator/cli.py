@@ -15,6 +15,7 @@ import importlib
 import json
 import logging
 import os
+import signal as signals
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -497,19 +498,47 @@ def worker(
     except RuntimeError as e:
         raise _fail(str(e)) from None
 
+    w = Worker(
+        workflows=workflows,
+        max_concurrent_workflows=concurrency,
+        settings=settings,
+        shutdown_grace=grace,
+    )
+
     async def main() -> None:
-        async with Worker(
-            workflows=workflows,
-            max_concurrent_workflows=concurrency,
-            settings=settings,
-            shutdown_grace=grace,
-        ) as w:
+        async with w:
             if metrics_port is not None:
                 port = w.metrics.serve(metrics_port)
                 logging.getLogger("worker").info("metrics on :%d/metrics", port)
             await w.run_until_stopped()
+            _exit_on_next_signal(w)  # the loop's own handlers are gone by now
 
     asyncio.run(main())
+    if w.step_threads():
+        w.join_step_threads()
+
+
+def _exit_on_next_signal(w: Any) -> None:
+    """A sync step still running in a thread keeps the process alive (threads
+    cannot be interrupted). After a second signal, exit now; otherwise wait for
+    it, and exit at the next signal."""
+    if not w.step_threads():
+        return
+    log = logging.getLogger("worker")
+
+    def now(*_: Any) -> None:
+        log.warning("exiting now; step thread(s) abandoned: %s", ", ".join(w.step_threads()))
+        logging.shutdown()
+        os._exit(130)
+
+    for sig in (signals.SIGINT, signals.SIGTERM):
+        signals.signal(sig, now)
+    if w.forced:
+        now()
+    log.warning(
+        "the process exits when %s returns; Ctrl-C again to exit now",
+        ", ".join(w.step_threads()),
+    )
 
 
 @app.command()

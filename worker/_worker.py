@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import signal
 import socket
+import threading
 import uuid
+from asyncio import FIRST_COMPLETED
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeGuard
@@ -37,6 +40,7 @@ from orchestrator.settings import Settings
 from ._context import WorkflowContext, _current
 from ._deletes import DEFAULT_MAX_WAIT
 from ._handoff import NameCache, ServedNames, kick_pending, plan
+from ._logs import _fields as _log_fields
 from ._logs import log_context, set_fields
 from ._metrics import WorkerMetrics
 from ._presence import Presence
@@ -109,9 +113,11 @@ class Worker:
         self._receive_errors = 0  # consecutive failed receives
         self._exit: contextlib.AsyncExitStack | None = None
         self._store: AsyncStore | None = None
-        self._executor = ThreadPoolExecutor(
+        self._executor = _StepThreads(
             max_workers=max(4, max_concurrent_workflows), thread_name_prefix="step"
         )
+        self._force = asyncio.Event()  # a second SIGINT/SIGTERM: release everything now
+        self.forced = False
         self.metrics = metrics or WorkerMetrics()
         self._tracing = Tracing(tracing)
         self._presence: Presence | None = None
@@ -213,9 +219,18 @@ class Worker:
         await self.start()
         loop = asyncio.get_running_loop()
         installed = []
+
+        stopping: list[asyncio.Future[None]] = []
+
+        def on_signal() -> None:
+            if not self._stopping:
+                stopping.append(asyncio.ensure_future(self.stop()))
+            else:
+                self.force_stop()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+                loop.add_signal_handler(sig, on_signal)
                 installed.append(sig)
         try:
             await self._stopped.wait()
@@ -223,18 +238,55 @@ class Worker:
             for sig in installed:
                 loop.remove_signal_handler(sig)
 
+    def force_stop(self) -> None:
+        """End the grace now (the second SIGINT/SIGTERM): running runs are cancelled
+        and their leases released, best effort. A sync step's thread cannot be
+        stopped; `step_threads()` names what still runs, and the CLI exits without
+        waiting for it."""
+        self.forced = True
+        self._force.set()
+        if self._poller is not None:
+            self._poller.cancel()
+        log.warning("worker %s: stopping now; releasing %d run(s)", self.id, len(self._tasks))
+
+    def step_threads(self) -> list[str]:
+        """The sync step functions still running in the worker's threads."""
+        return self._executor.running()
+
+    def join_step_threads(self) -> None:
+        self._executor.join()
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop receiving; give running runs `grace` seconds, then release them."""
         if self._stopping:
             await self._stopped.wait()
             return
         self._stopping = True
-        if self._poller is not None:
-            await self._end_poll()
+        grace = self._grace if grace is None else grace
         if self._tasks:
-            _, pending = await asyncio.wait(
-                set(self._tasks), timeout=self._grace if grace is None else grace
+            log.info(
+                "worker %s stopping: %d run(s) in flight get up to %g s to finish, "
+                "then their leases are released (signal again to release them now)",
+                self.id,
+                len(self._tasks),
+                grace,
             )
+        # The open long poll and the runs' grace end side by side.
+        end_poll = asyncio.ensure_future(self._end_poll()) if self._poller is not None else None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        force = asyncio.ensure_future(self._force.wait())
+        while True:
+            left = {t for t in self._tasks if not t.done()}
+            remaining = deadline - loop.time()
+            if not left or force.done() or remaining <= 0:
+                break
+            await asyncio.wait({*left, force}, timeout=remaining, return_when=FIRST_COMPLETED)
+        force.cancel()
+        if end_poll is not None:
+            await end_poll
+        if self._tasks:
+            pending = {t for t in self._tasks if not t.done()}
             for t in pending:
                 t.cancel()
             if pending:
@@ -250,6 +302,15 @@ class Worker:
         self._poller = None
         self._stopped.set()
         log.info("worker %s stopped", self.id)
+        threads = self.step_threads()
+        if threads:
+            log.warning(
+                "worker %s: %d sync step function(s) still running in threads (%s); "
+                "a thread cannot be interrupted (their runs' leases are released)",
+                self.id,
+                len(threads),
+                ", ".join(threads),
+            )
 
     async def _end_poll(self) -> None:
         """Let a long poll in flight return instead of dropping its connection: a
@@ -265,8 +326,10 @@ class Worker:
                 self.id,
                 self.settings.poll_seconds,
             )
-        done, _ = await asyncio.wait({self._poller}, timeout=wait)
-        if not done:
+        force = asyncio.ensure_future(self._force.wait())
+        await asyncio.wait({self._poller, force}, timeout=wait, return_when=FIRST_COMPLETED)
+        force.cancel()
+        if not self._poller.done():
             self._poller.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._poller
@@ -647,6 +710,54 @@ class Worker:
                 runner.cancel()
                 return
             await store.set_visibility(receipt, self.settings.lease_seconds + 5)
+
+
+def _step_label(fn: Any, args: tuple[Any, ...]) -> str:
+    """ "run <id> step <name>" for a step submitted as `copy_context().run(call)`
+    (the context carries the log fields), else the function's name."""
+    ctx = getattr(fn, "__self__", None)
+    if isinstance(ctx, contextvars.Context):
+        fields = ctx.get(_log_fields, {})
+        if "step" in fields:
+            return f"run {fields.get('workflow_id')} step {fields['step']}"
+        fn = args[0] if args else fn
+    fn = getattr(fn, "func", fn)
+    return str(getattr(fn, "__qualname__", repr(fn)))
+
+
+class _StepThreads(ThreadPoolExecutor):
+    """The sync steps' thread pool, counting the functions running in it: at
+    shutdown a sync function cannot be interrupted, and the process lives until
+    it returns, so the worker says which ones it waits for."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._running: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        label = _step_label(fn, args)
+
+        def counted() -> Any:
+            with self._lock:
+                self._running[label] += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self._running[label] -= 1
+                    if not self._running[label]:
+                        del self._running[label]
+
+        return super().submit(counted)
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return sorted(self._running.elements())
+
+    def join(self) -> None:
+        for t in list(self._threads):
+            t.join()
 
 
 def _lost_answer(old: Run | None, worker_id: str, now: int, lease_ms: int) -> TypeGuard[Run]:
