@@ -240,7 +240,7 @@ def show(
     _print_run(run)
     if steps:
         out.print()
-        out.print(_steps_table(steps))
+        out.print(_steps_table(steps, run))
 
 
 def _follow(client: Any, workflow_id: str, interval: float, as_json: bool) -> int:
@@ -307,7 +307,7 @@ def steps(workflow_id: RunId, as_json: JsonFlag = False) -> None:
     elif not found:
         out.print("no steps recorded yet")
     else:
-        out.print(_steps_table(found))
+        out.print(_steps_table(found, _call(_client().get, workflow_id)))
 
 
 @app.command()

@@ -116,7 +116,7 @@ def _detail(run: dict[str, Any]) -> str:
     return ""
 
 
-def _outcome(step: dict[str, Any]) -> str:
+def _outcome(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
     kind = step["kind"]
     if kind == "step":
         if step.get("retry_at"):
@@ -131,16 +131,21 @@ def _outcome(step: dict[str, Any]) -> str:
         return f"signal {step['signal']!r} timed out{deadline}"
     if step.get("resolved"):
         return f"signal {step['signal']!r}: {_compact(step.get('payload'), 90)}"
+    if run is not None and run["status"] in TERMINAL:
+        return f"signal {step['signal']!r} never came: the run ended ({run['status']})"
     return f"waiting for signal {step['signal']!r}{deadline}"
 
 
-def _took(step: dict[str, Any]) -> str:
+def _took(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
+    """A wait still open lasts until now, unless its run ended: then until the end."""
     started = _ms(step.get("started_at"))
     if started is None:
         return ""
     if step["kind"] == "sleep":
         return _span((_ms(step.get("wake_at")) or started) - started)
     if step["kind"] == "wait" and not step.get("resolved"):
+        if run is not None and run["status"] in TERMINAL:
+            return _span((_ms(run.get("updated_at")) or started) - started)
         return _span(_now_ms() - started)
     return _span((_ms(step.get("recorded_at")) or started) - started)
 
@@ -168,7 +173,8 @@ def _runs_table(runs: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _steps_table(steps: list[dict[str, Any]]) -> Table:
+def _steps_table(steps: list[dict[str, Any]], run: dict[str, Any] | None = None) -> Table:
+    """`run` (its status and end) closes the waits a finished run left open."""
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("KIND", no_wrap=True)
@@ -178,14 +184,14 @@ def _steps_table(steps: list[dict[str, Any]]) -> Table:
     table.add_column("OUTCOME", overflow="fold")
     for s in steps:
         attempts = len(s.get("attempts") or [])
-        outcome = _outcome(s) + (f"  ({attempts} attempts)" if attempts > 1 else "")
+        outcome = _outcome(s, run) + (f"  ({attempts} attempts)" if attempts > 1 else "")
         style = "red" if s.get("error") and not s.get("retry_at") else ""
         table.add_row(
             str(s["position"]),
             s["kind"],
             s["name"],
             _local(s.get("started_at"))[11:],
-            _took(s),
+            _took(s, run),
             Text(outcome, style=style),
         )
     return table
@@ -194,10 +200,15 @@ def _steps_table(steps: list[dict[str, Any]]) -> Table:
 def _print_run(run: dict[str, Any], *, traceback: bool = True) -> None:
     head = Text.assemble((run["name"], "bold"), "  ", _status(run["status"]), "  ", run["id"])
     out.print(head)
-    took = "took" if run["status"] in TERMINAL else "running for"
+    if run["status"] in TERMINAL:
+        took = f"took {_duration(run)}"
+    elif run["status"] == "pending" and not run["attempt"]:
+        took = f"pending for {_duration(run)}, not claimed by a worker yet"
+    else:
+        took = f"{run['status']}, {_duration(run)} since it was created"
     out.print(
         f"  created {_local(run['created_at'])} ({_ago(run['created_at'])}), "
-        f"{took} {_duration(run)}, worker claims {run['attempt']}"
+        f"{took}, worker claims {run['attempt']}"
     )
     if run.get("waiting_for"):
         timeout = f", times out {_until(run['wake_at'])}" if run.get("wake_at") else ""

@@ -135,6 +135,16 @@ def step_view(step: StepRecord) -> dict[str, Any]:
             {**a, "started_at": iso(a.get("started_at")), "finished_at": iso(a.get("finished_at"))}
             for a in step.attempts
         ]
+    elif step.kind == "step":
+        # A step that succeeded at its first attempt records no attempt list (it
+        # would cost bytes on every step write); the view shows that one attempt.
+        view["attempts"] = [
+            {
+                "attempt": 1,
+                "started_at": iso(step.started_at),
+                "finished_at": iso(step.recorded_at),
+            }
+        ]
     if step.retry_at is not None and not step.resolved:
         view["retry_at"] = iso(step.retry_at)
     return view

@@ -241,6 +241,7 @@
   function runDetail(run) {
     if (run.error) return `${run.error.type}: ${run.error.message}`;
     if (run.cancel_requested && !TERMINAL.has(run.status)) return "cancel requested";
+    if (run.unserved) return `no live worker serves “${run.name}”`;
     if (run.status === "waiting") {
       return [`waiting for “${run.waiting_for}”`, run.wake_at ? ", times out " : "", run.wake_at ? untilEl(run.wake_at) : ""];
     }
@@ -413,7 +414,7 @@
       } else {
         body.push(jsonBlock(s.result));
       }
-      if (s.attempts && s.attempts.length) body.push(attemptsTable(s.attempts));
+      if (s.attempts && s.attempts.length > 1) body.push(attemptsTable(s.attempts));
     } else if (s.kind === "sleep") {
       const wake = toMs(s.wake_at);
       const pending = wake > Date.now();
@@ -436,8 +437,13 @@
       } else if (s.resolved) {
         body.push(h("div", { class: "line" }, `signal “${s.signal}” received; payload:`));
         body.push(jsonBlock(s.payload));
+      } else if (TERMINAL.has(run.status)) {
+        // The run ended while it waited: the wait lasted until the end, no longer.
+        state = "";
+        took = toMs(run.updated_at) - started;
+        body.push(h("div", { class: "line" }, `signal “${s.signal}” never came: the run ended (${run.status})`));
       } else {
-        state = TERMINAL.has(run.status) ? "bad" : "open";
+        state = "open";
         took = null;
         body.push(h("div", { class: "line" }, `waiting for signal “${s.signal}”`, deadline));
       }
@@ -520,7 +526,14 @@
       ["Status", badge(run.status)],
       ["Created", [at(run.created_at), " (", agoEl(run.created_at), ")"]],
       ["Updated", [at(run.updated_at), " (", agoEl(run.updated_at), ")"]],
-      [TERMINAL.has(run.status) ? "Took" : "Running for", runDuration(run)],
+      [
+        TERMINAL.has(run.status)
+          ? "Took"
+          : run.status === "pending" && !run.attempt
+            ? "Pending for (not claimed yet)"
+            : "Since created",
+        runDuration(run),
+      ],
       ["Worker claims", h("span", { title: "times a worker took the run; it replays after each sleep or wait" }, String(run.attempt))],
     ];
     if (run.waiting_for) rows.push(["Waiting for signal", run.waiting_for]);
