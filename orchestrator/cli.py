@@ -30,6 +30,7 @@ from rich.text import Text
 from . import resources as r
 from .cli_format import (
     TERMINAL,
+    _inbox_table,
     _outcome,
     _print_run,
     _runs_table,
@@ -241,6 +242,11 @@ def show(
     if steps:
         out.print()
         out.print(_steps_table(steps, run))
+    buffered = _call(client.inbox, workflow_id)
+    if buffered:
+        out.print()
+        out.print(f"inbox: {len(buffered)} buffered signal(s), not yet consumed by a wait")
+        out.print(_inbox_table(buffered))
 
 
 def _follow(client: Any, workflow_id: str, interval: float, as_json: bool) -> int:
@@ -335,6 +341,25 @@ def signal(
         return
     effect = "it woke the run" if sent["woke"] else "buffered until the run waits for it"
     out.print(f"signal {sent['signal']!r} sent to {workflow_id} (#{sent['seq']}): {effect}")
+    if sent.get("warning"):
+        err.print(f"warning: {sent['warning']} (see `orchestrator inbox {workflow_id}`)")
+
+
+@app.command()
+def inbox(workflow_id: RunId, as_json: JsonFlag = False) -> None:
+    """List a run's buffered signals: sent, not yet consumed by a wait.
+
+    Examples:
+
+      orchestrator inbox approval-ada
+    """
+    found = _call(_client().inbox, workflow_id)
+    if as_json:
+        _print_json(found)
+    elif not found:
+        out.print("no buffered signals")
+    else:
+        out.print(_inbox_table(found))
 
 
 @app.command()

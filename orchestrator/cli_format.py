@@ -197,6 +197,15 @@ def _steps_table(steps: list[dict[str, Any]], run: dict[str, Any] | None = None)
     return table
 
 
+def _inbox_table(signals: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for title in ("SEQ", "SIGNAL", "SENT", "PAYLOAD"):
+        table.add_column(title, no_wrap=title != "PAYLOAD", overflow="fold")
+    for sig in signals:
+        table.add_row(str(sig["seq"]), sig["name"], _ago(sig["sent_at"]), _compact(sig["payload"]))
+    return table
+
+
 def _print_run(run: dict[str, Any], *, traceback: bool = True) -> None:
     head = Text.assemble((run["name"], "bold"), "  ", _status(run["status"]), "  ", run["id"])
     out.print(head)

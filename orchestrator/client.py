@@ -106,6 +106,11 @@ class Client:
             "POST", f"/workflows/{_quote(workflow_id)}/signals", {"name": name, "payload": payload}
         )
 
+    def inbox(self, workflow_id: str) -> builtins.list[dict[str, Any]]:
+        """The run's buffered signals (not yet consumed by a wait), oldest first:
+        name, seq, payload, sent_at."""
+        return list(self._call("GET", f"/workflows/{_quote(workflow_id)}/signals")["signals"])
+
     def workers(self, *, include_stopped: bool = False) -> builtins.list[dict[str, Any]]:
         """Registered workers: id, host, the workflow names they serve,
         concurrency, busy slots, last seen, and whether they are live."""

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from ..errors import BadInputError, NotFoundError, OrchestratorError, PayloadTooLargeError
-from .models import CancelRequest, SignalRequest, StartRequest, run_view, step_view
+from .models import CancelRequest, SignalRequest, StartRequest, run_view, signal_view, step_view
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -156,14 +156,30 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     @app.post("/workflows/<workflow_id>/signals")
     def signal(workflow_id: str) -> Response[Any]:
         req = body(SignalRequest)
-        sig, woke = service().signal(workflow_id, req.name, req.payload)
+        svc = service()
+        sig, woke = svc.signal(workflow_id, req.name, req.payload)
+        reply: dict[str, Any] = {
+            "workflow_id": workflow_id,
+            "signal": sig.name,
+            "seq": sig.seq,
+            "woke": woke,
+        }
+        if not woke:
+            warning = svc.signal_warning(workflow_id, req.name)
+            if warning:
+                reply["warning"] = warning
         return Response(
             status_code=202,
             content_type=content_types.APPLICATION_JSON,
-            body=json.dumps(
-                {"workflow_id": workflow_id, "signal": sig.name, "seq": sig.seq, "woke": woke}
-            ),
+            body=json.dumps(reply),
         )
+
+    @app.get("/workflows/<workflow_id>/signals")
+    def inbox(workflow_id: str) -> dict[str, Any]:
+        return {
+            "workflow_id": workflow_id,
+            "signals": [signal_view(sig) for sig in service().inbox(workflow_id)],
+        }
 
     @app.post("/workflows/<workflow_id>/cancel")
     def cancel(workflow_id: str) -> Response[Any]:

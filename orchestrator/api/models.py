@@ -13,6 +13,7 @@ from ..model import (
     WORKFLOW_ID_RE,
     WORKFLOW_NAME_RE,
     Run,
+    Signal,
     StepRecord,
 )
 
@@ -107,6 +108,16 @@ def run_view(run: Run, served: set[str] | None = None) -> dict[str, Any]:
     if served is not None and not run.status.terminal:
         view["unserved"] = run.name not in served
     return view
+
+
+def signal_view(sig: Signal) -> dict[str, Any]:
+    """A buffered signal: name, arrival number, payload, when it was sent."""
+    return {
+        "name": sig.name,
+        "seq": sig.seq,
+        "payload": _json(sig.payload),
+        "sent_at": iso(sig.sent_at),
+    }
 
 
 def step_view(step: StepRecord) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 import uuid
@@ -126,6 +127,21 @@ class Service:
                 # which a worker drops; the schedule deletes itself after firing.
                 log.exception("could not delete schedule %s", before.timer)
         return after, outcome
+
+    def inbox(self, workflow_id: str) -> builtins.list[Signal]:
+        _check_id(workflow_id)
+        return self.store.inbox(workflow_id)
+
+    def signal_warning(self, workflow_id: str, name: str) -> str | None:
+        """Why a signal that woke nothing may be a mistake: the run waits for
+        another name now. (A signal sent before any wait is normal: buffered.)"""
+        run = self.store.get(workflow_id)
+        if run.status.value == "waiting" and run.wait_signal and run.wait_signal != name:
+            return (
+                f"the run is waiting for signal {run.wait_signal!r}, not {name!r}: "
+                f"this one stays in its inbox until the run waits for {name!r}"
+            )
+        return None
 
     def signal(self, workflow_id: str, name: str, payload: Any) -> tuple[Signal, bool]:
         _check_id(workflow_id)

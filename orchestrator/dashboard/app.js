@@ -598,7 +598,28 @@
     let shown = null;
     let done = false;
 
-    function render(run, steps) {
+    function inboxPanel(signals) {
+      if (!signals.length) return "";
+      return h(
+        "div",
+        { class: "panel", id: "inbox" },
+        h("h2", {}, "Inbox ", h("span", { class: "muted" }, `· ${signals.length} buffered, not yet consumed by a wait`)),
+        h(
+          "table",
+          { class: "attempts" },
+          h("thead", {}, h("tr", {}, ["#", "signal", "sent", "payload"].map((t) => h("th", {}, t)))),
+          h(
+            "tbody",
+            {},
+            signals.map((sig) =>
+              h("tr", {}, h("td", {}, String(sig.seq)), h("td", {}, sig.name), h("td", {}, agoEl(sig.sent_at)), h("td", { class: "mono" }, compact(sig.payload, 80))),
+            ),
+          ),
+        ),
+      );
+    }
+
+    function render(run, steps, signals) {
       document.title = `${run.name} ${run.status} · orchestrator`;
       done = TERMINAL.has(run.status);
       cancel.hidden = done;
@@ -628,18 +649,23 @@
           h("h2", {}, "Timeline ", h("span", { class: "muted" }, `· ${steps.length} durable call${steps.length === 1 ? "" : "s"}`)),
           timeline(run, steps, open),
         ),
+        inboxPanel(signals || []),
       );
     }
 
     async function load() {
       const mine = token;
       try {
-        const [run, steps] = await Promise.all([api("GET", path), api("GET", `${path}/steps`)]);
+        const [run, steps, inbox] = await Promise.all([
+          api("GET", path),
+          api("GET", `${path}/steps`),
+          api("GET", `${path}/signals`),
+        ]);
         if (mine !== token) return;
-        const snapshot = JSON.stringify([run, steps.steps]);
+        const snapshot = JSON.stringify([run, steps.steps, inbox.signals]);
         if (snapshot !== shown) {
           shown = snapshot;
-          render(run, steps.steps);
+          render(run, steps.steps, inbox.signals);
         }
         problem.replaceChildren();
         if (done) {
@@ -679,7 +705,10 @@
       try {
         const sent = await api("POST", `${path}/signals`, { name, payload: value });
         const effect = sent.woke ? "it woke the run" : "it is buffered until the run waits for it";
-        signalMessage.replaceChildren(banner("ok", `Signal “${sent.signal}” sent (#${sent.seq}); ${effect}.`));
+        signalMessage.replaceChildren(
+          banner("ok", `Signal “${sent.signal}” sent (#${sent.seq}); ${effect}.`),
+          sent.warning ? banner("warn", `Warning: ${sent.warning}.`) : "",
+        );
         payload.value = "";
       } catch (e) {
         signalMessage.replaceChildren(banner("error", e.message));

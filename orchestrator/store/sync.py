@@ -25,6 +25,7 @@ from .codec import (
     new_run_item,
     run_from_item,
     run_key,
+    run_pk,
     signal_from_item,
     step_from_item,
     to_attr,
@@ -114,6 +115,19 @@ class Store:
             signal_from_item(i)
             for i in self._query_all(q.query_inbox(self._table, workflow_id, name))
         ]
+
+    def inbox(self, workflow_id: str) -> list[Signal]:
+        """Every buffered (not yet consumed) signal of a run, by arrival (seq)."""
+        self.get(workflow_id)  # unknown id → NotFoundError
+        req = {
+            **q.query_inbox(self._table, workflow_id, ""),
+            "ExpressionAttributeValues": {
+                ":pk": to_attr(run_pk(workflow_id)),
+                ":prefix": to_attr(r.SIGNAL_SK_PREFIX),
+            },
+        }
+        found = [signal_from_item(i) for i in self._query_all(req)]
+        return sorted(found, key=lambda sig: sig.seq)
 
     def _query_all(self, req: dict[str, Any]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -246,14 +246,16 @@ def test_run_page_live_signal_cancel_and_error(stack: LocalStack, worker: Any, p
 
 
 def test_unserved_detail_and_a_cancelled_wait(stack: LocalStack, worker: Any, page: Any) -> None:
-    """Issue #17, items 3 and 5: an unserved run says so in the list; a cancelled
-    run's wait is not shown in progress; a multi-line error keeps its lines."""
+    """Issue #17, items 3, 4 and 5: an unserved run says so in the list; a
+    cancelled run's wait is not shown in progress; the inbox shows a buffered
+    signal; a multi-line error keeps its lines."""
     from playwright.sync_api import expect
 
     client = Client(stack.api_url)
     unserved = client.start("nobody-serves-this", {})["id"]
     approval = client.start("approval", {"user": "ada"})["id"]
     wait_status(stack, approval, "waiting")
+    client.signal(approval, "aproved", {"ok": True})  # misspelled: buffered, shown in the inbox
     client.cancel(approval)
     bad = client.start("greet", {"nom": "Ada"})["id"]  # fails the input model: pydantic's lines
     wait_status(stack, bad, "failed")
@@ -267,6 +269,7 @@ def test_unserved_detail_and_a_cancelled_wait(stack: LocalStack, worker: Any, pa
     wait = page.locator('#timeline li[data-kind="wait"]')
     expect(wait).to_contain_text("never came")
     expect(wait).not_to_contain_text("waiting for signal")
+    expect(page.locator("#inbox")).to_contain_text("aproved")
 
     page.goto(f"{stack.api_url}/#/runs/{bad}")
     line = page.locator("#outcome .error-line")
