@@ -55,7 +55,11 @@ err = Console(stderr=True, highlight=False)
 STATUSES = ("pending", "running", "sleeping", "waiting", "completed", "failed", "cancelled")
 _options: dict[str, Any] = {"api_url": None}
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
+# Flags take no value: no "<bool>" in --help (click 8.2+ shows one by default).
+FLAG = ""
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print the API's JSON instead of a table.", metavar=FLAG)
+]
 RunId = Annotated[str, typer.Argument(help="The run's id.", show_default=False, metavar="ID")]
 
 
@@ -134,7 +138,10 @@ def start(
         typer.Option("--timeout", help="Execution timeout in seconds: the run fails after it."),
     ] = None,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait until the run ends; exit 1 unless it completed.")
+        bool,
+        typer.Option(
+            "--wait", help="Wait until the run ends; exit 1 unless it completed.", metavar=FLAG
+        ),
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -199,7 +206,8 @@ def list_runs(
     if not page["workflows"]:
         out.print("no runs" + (" match" if status or name else ""))
     else:
-        out.print(_runs_table(page["workflows"]))
+        # Piped: no terminal width to fit, so nothing is cut (a console assumes 80).
+        out.print(_runs_table(page["workflows"]), width=None if out.is_terminal else 10_000)
     if page.get("next_cursor"):
         out.print(
             f"older runs: orchestrator list --cursor {page['next_cursor']}",
@@ -214,7 +222,10 @@ def show(
     follow: Annotated[
         bool,
         typer.Option(
-            "--follow", "-f", help="Tail the run until it ends; exit 1 unless it completed."
+            "--follow",
+            "-f",
+            help="Tail the run until it ends; exit 1 unless it completed.",
+            metavar=FLAG,
         ),
     ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between polls with --follow.")] = 0.5,
@@ -442,7 +453,7 @@ def dashboard(
 @app.command()
 def workers(
     include_stopped: Annotated[
-        bool, typer.Option("--all", help="Include stopped and silent workers.")
+        bool, typer.Option("--all", help="Include stopped and silent workers.", metavar=FLAG)
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:

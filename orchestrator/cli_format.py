@@ -150,27 +150,56 @@ def _took(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
     return _span((_ms(step.get("recorded_at")) or started) - started)
 
 
-def _runs_table(runs: list[dict[str, Any]]) -> Table:
-    """Every column keeps its full width (an id is never cut); DETAIL gets the
-    rest of the line, cut with an ellipsis, and is left out when none is left."""
+def _runs_table(runs: list[dict[str, Any]], width: int | None = None) -> Any:
+    """Every column keeps its full width (an id is never cut). DETAIL gets the
+    rest of the line, cut with an ellipsis; on a terminal too narrow for it
+    (80 columns) each run's detail goes on a line of its own below it. Piped
+    output is never cut (`width` None and not a terminal: no limit)."""
     rows = [
         [run["status"], run["name"], run["id"], _ago(run["created_at"]), _duration(run)]
         for run in runs
     ]
     titles = ["STATUS", "NAME", "ID", "STARTED", "DURATION"]
     widths = [max(len(t), *(len(row[i]) for row in rows)) for i, t in enumerate(titles)]
-    room = out.width - sum(widths) - 2 * len(widths)
+    if width is None:
+        width = out.width if out.is_terminal else 100_000
+    room = width - sum(widths) - 2 * len(widths)
+    if room < 20:
+        return _runs_stacked(runs, rows, titles, widths, width)
     table = Table(box=None, header_style="bold", pad_edge=False)
     for title, w in zip(titles, widths, strict=True):
         table.add_column(title, no_wrap=True, min_width=w)
-    if room >= 12:
-        table.add_column("DETAIL", no_wrap=True, overflow="ellipsis", style="dim", max_width=room)
+    table.add_column("DETAIL", no_wrap=True, overflow="ellipsis", style="dim", max_width=room)
     for run, row in zip(runs, rows, strict=True):
-        cells: list[Any] = [_status(run["status"]), *row[1:]]
-        if room >= 12:
-            cells.append(_detail(run))
-        table.add_row(*cells)
+        table.add_row(_status(run["status"]), *row[1:], _detail(run))
     return table
+
+
+def _runs_stacked(
+    runs: list[dict[str, Any]],
+    rows: list[list[str]],
+    titles: list[str],
+    widths: list[int],
+    width: int,
+) -> Text:
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    text = Text(line(titles) + "\n", style="bold")
+    for run, row in zip(runs, rows, strict=True):
+        text.append(row[0].ljust(widths[0]), style=STATUS_STYLE.get(run["status"], ""))
+        text.append("  " + _rest(row, widths) + "\n")
+        detail = _detail(run)
+        if detail:
+            room = max(20, width - 4)
+            cut = detail if len(detail) <= room else detail[: room - 1] + "…"
+            text.append(f"    {cut}\n", style="dim")
+    text.rstrip()
+    return text
+
+
+def _rest(row: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(row[1:], widths[1:], strict=True)).rstrip()
 
 
 def _steps_table(steps: list[dict[str, Any]], run: dict[str, Any] | None = None) -> Table:
