@@ -55,6 +55,8 @@ err = Console(stderr=True, highlight=False)
 STATUSES = ("pending", "running", "sleeping", "waiting", "completed", "failed", "cancelled")
 _options: dict[str, Any] = {"api_url": None}
 
+DEV_STATE_DIR = Path(".orchestrator") / "dev"  # under the project the stack runs in
+
 # Flags take no value: no "<bool>" in --help (click 8.2+ shows one by default).
 FLAG = ""
 JsonFlag = Annotated[
@@ -581,19 +583,30 @@ def _exit_on_next_signal(w: Any) -> None:
 def dev(
     port: Annotated[int, typer.Option(help="The local API's port.")] = 8000,
     aws_port: Annotated[int, typer.Option(help="The moto server's port.")] = 5000,
+    state_dir: Annotated[
+        Path,
+        typer.Option(help="Where the stack keeps its state across restarts."),
+    ] = DEV_STATE_DIR,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="Start empty (the saved state is replaced).", metavar=FLAG),
+    ] = False,
 ) -> None:
     """Run the embedded stack and the dashboard until Ctrl-C.
 
     moto, the API and the dashboard on localhost, the scheduler emulator and the
-    sweeper, in one process. It prints the exports a second terminal needs.
+    sweeper, in one process. It prints the exports a second terminal needs. Runs,
+    schedules, timers and inboxes are saved to --state-dir every few seconds and
+    at stop, and restored at the next start.
 
     Examples:
 
       orchestrator dev
 
-      orchestrator dev --port 8080 --aws-port 5050
+      orchestrator dev --port 8080 --aws-port 5050 --state-dir /tmp/orchestrator-dev --fresh
     """
     from .local import LocalStack
+    from .local.snapshot import FILE_NAME, StateFile, restore
 
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -602,11 +615,25 @@ def dev(
         raise _fail(
             f"cannot start the local stack: {e} (is the port in use? try --port/--aws-port)"
         ) from None
+    path = state_dir.resolve() / FILE_NAME
+    try:
+        restored = None if fresh else restore(stack, path)
+    except (ValueError, OSError) as e:
+        stack.stop()
+        raise _fail(f"cannot restore {path}: {e} (--fresh starts empty)") from None
+    saver = StateFile(stack, state_dir.resolve()).start()
     out.print("[bold]Embedded stack running.[/bold] In another terminal:\n")
     for k, v in stack.exports().items():
         print(f"export {k}={v}")
     out.print(f"\nAPI:       {stack.api_url}")
     out.print(f"Dashboard: {stack.api_url}/")
+    if restored:
+        out.print(
+            f"State:     {path}: restored {restored['runs']} run(s), "
+            f"{restored['unfinished']} unfinished, {restored['schedules']} schedule(s)"
+        )
+    else:
+        out.print(f"State:     {path} ({'--fresh: ' if fresh else ''}starting empty)")
     out.print("then: orchestrator worker examples.all   (Ctrl-C to stop)")
     try:
         while True:
@@ -614,7 +641,11 @@ def dev(
     except KeyboardInterrupt:
         pass
     finally:
-        stack.stop()
+        try:
+            saved = saver.stop()
+            out.print(f"\nstate saved to {path}: {saved['runs']} run(s)")
+        finally:
+            stack.stop()
 
 
 @app.command()
