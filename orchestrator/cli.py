@@ -359,6 +359,102 @@ def signal(
 
 
 @app.command()
+def terminate(
+    workflow_id: RunId,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why; recorded on the run.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """End a run now, with no cleanup (cancel lets a running run clean up first).
+
+    Examples:
+
+      orchestrator terminate order-42 --reason "stuck on a dead gateway"
+    """
+    res = _call(_client().terminate, workflow_id, reason=reason)
+    if as_json:
+        _print_json(res)
+        return
+    out.print(f"{workflow_id}: {res['message']}")
+
+
+@app.command()
+def export(
+    workflow_id: RunId,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file (default: stdout).")
+    ] = None,
+) -> None:
+    """Export a run's full history as JSON: the run, its steps, every signal.
+
+    Examples:
+
+      orchestrator export order-42 -o order-42.json
+    """
+    text = json.dumps(_call(_client().history, workflow_id), indent=2)
+    if output is None:
+        print(text)
+    else:
+        output.write_text(text + "\n")
+        err.print(f"wrote {output}")
+
+
+@app.command()
+def bulk(
+    action: Annotated[str, typer.Argument(help="cancel or terminate.", show_default=False)],
+    name: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only runs created at or after (ISO 8601).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Only runs created before (ISO 8601).")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why; recorded on each run.")] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Do it (default: a dry run that counts).", metavar=FLAG)
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cancel or terminate every unfinished run a filter matches.
+
+    A dry run by default: it prints how many runs match. --yes acts on them,
+    refused if the count changed since the dry run it makes first.
+
+    Examples:
+
+      orchestrator bulk cancel --name approval --status waiting --until 2026-11-01
+
+      orchestrator bulk terminate --name order --since 2026-11-26T09:00 --yes
+    """
+    client = _client()
+    filters = {
+        "name": name,
+        "status": status,
+        "created_after": since,
+        "created_before": until,
+        "reason": reason,
+    }
+    counted = _call(client.bulk, action, **filters)
+    more = " (the first 1000; narrow the filter for the rest)" if counted["truncated"] else ""
+    if not yes:
+        if as_json:
+            _print_json(counted)
+            return
+        out.print(
+            f"dry run: {counted['count']} unfinished run(s) match{more}; add --yes to {action} them"
+        )
+        for run_id in counted["sample"]:
+            out.print(f"  {run_id}")
+        return
+    done = _call(client.bulk, action, **filters, dry_run=False, confirm_count=counted["count"])
+    if as_json:
+        _print_json(done)
+        return
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(done["outcomes"].items()))
+    out.print(f"{action}: {done['count']} run(s){more}: {summary or 'nothing to do'}")
+
+
+@app.command()
 def inbox(workflow_id: RunId, as_json: JsonFlag = False) -> None:
     """List a run's buffered signals: sent, not yet consumed by a wait.
 

@@ -106,6 +106,45 @@ class Client:
             "POST", f"/workflows/{_quote(workflow_id)}/signals", {"name": name, "payload": payload}
         )
 
+    def terminate(self, workflow_id: str, *, reason: str | None = None) -> dict[str, Any]:
+        """End a run now, with no cleanup (cancel lets a running run clean up).
+        The reply's "outcome" is "terminated" or "already_<status>"."""
+        body = {"reason": reason} if reason else {}
+        return self._call("POST", f"/workflows/{_quote(workflow_id)}/terminate", body)
+
+    def history(self, workflow_id: str) -> dict[str, Any]:
+        """The run's full history as JSON: the run, its steps, every signal."""
+        return dict(self._call("GET", f"/workflows/{_quote(workflow_id)}/history"))
+
+    def bulk(
+        self,
+        action: str,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        dry_run: bool = True,
+        confirm_count: int | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Cancel or terminate ("cancel" / "terminate") the unfinished runs a filter
+        matches (times in ISO 8601). A dry run counts them; to act, pass
+        dry_run=False and confirm_count=<that count>."""
+        body = {
+            k: v
+            for k, v in {
+                "name": name,
+                "status": status,
+                "created_after": created_after,
+                "created_before": created_before,
+                "confirm_count": confirm_count,
+                "reason": reason,
+            }.items()
+            if v is not None
+        }
+        return dict(self._call("POST", f"/bulk/{_quote(action)}", {**body, "dry_run": dry_run}))
+
     def inbox(self, workflow_id: str) -> builtins.list[dict[str, Any]]:
         """The run's buffered signals (not yet consumed by a wait), oldest first:
         name, seq, payload, sent_at."""

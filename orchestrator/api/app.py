@@ -17,7 +17,15 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from ..errors import BadInputError, NotFoundError, OrchestratorError, PayloadTooLargeError
-from .models import CancelRequest, SignalRequest, StartRequest, run_view, signal_view, step_view
+from .models import (
+    BulkRequest,
+    CancelRequest,
+    SignalRequest,
+    StartRequest,
+    run_view,
+    signal_view,
+    step_view,
+)
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -66,7 +74,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(strip_prefixes=["/api"])
 
     def body(
-        model: type[StartRequest] | type[SignalRequest] | type[CancelRequest],
+        model: type[StartRequest] | type[SignalRequest] | type[CancelRequest] | type[BulkRequest],
         *,
         optional: bool = False,
     ) -> Any:
@@ -195,6 +203,49 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             status_code=202 if outcome in ("requested", "already_requested") else 200,
             content_type=content_types.APPLICATION_JSON,
             body=json.dumps({**run_view(run), "outcome": outcome, "message": message}),
+        )
+
+    @app.post("/workflows/<workflow_id>/terminate")
+    def terminate(workflow_id: str) -> Response[Any]:
+        req = body(CancelRequest, optional=True)
+        run, outcome = service().terminate(workflow_id, req.reason)
+        message = (
+            "the run is terminated (no cleanup)"
+            if outcome == "terminated"
+            else f"nothing to do: the run is already {run.status.value}"
+        )
+        return Response(
+            status_code=200,
+            content_type=content_types.APPLICATION_JSON,
+            body=json.dumps({**run_view(run), "outcome": outcome, "message": message}),
+        )
+
+    @app.get("/workflows/<workflow_id>/history")
+    def history(workflow_id: str) -> dict[str, Any]:
+        run, steps, signals = service().history(workflow_id)
+        return {
+            "format": "orchestrator.history/1",
+            "workflow": run_view(run),
+            "steps": [step_view(s) for s in steps],
+            "signals": [{**signal_view(s), "consumed": s.consumed} for s in signals],
+        }
+
+    @app.post("/bulk/<action>")
+    def bulk(action: str) -> dict[str, Any]:
+        req = body(BulkRequest)
+
+        def ms(value: Any) -> int | None:
+            return None if value is None else int(value.timestamp() * 1000)
+
+        return service().bulk(
+            action,
+            name=req.name,
+            status=req.status,
+            created_after=ms(req.created_after),
+            created_before=ms(req.created_before),
+            dry_run=req.dry_run,
+            confirm_count=req.confirm_count,
+            reason=req.reason,
         )
 
     @app.exception_handler(OrchestratorError)

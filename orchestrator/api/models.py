@@ -56,6 +56,21 @@ class CancelRequest(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
+class BulkRequest(BaseModel):
+    """Which unfinished runs a bulk cancel or terminate acts on. A dry run (the
+    default) counts them; `dry_run: false` needs `confirm_count` = that count."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=64)
+    status: str | None = None
+    created_after: datetime | None = None  # ISO 8601, inclusive
+    created_before: datetime | None = None  # ISO 8601, exclusive
+    dry_run: bool = True
+    confirm_count: int | None = Field(default=None, ge=0)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
 class SignalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

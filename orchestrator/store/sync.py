@@ -268,6 +268,45 @@ class Store:
                 # The run moved (another signal, a claim, a park): read it again.
         raise ConflictError(f"workflow run {workflow_id!r} is changing too fast; try again")
 
+    def history(self, workflow_id: str) -> tuple[Run, list[StepRecord], list[Signal]]:
+        """The run, its steps and every signal it got, consumed or not (export)."""
+        run = self.get(workflow_id)
+        req = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+            "ExpressionAttributeNames": {"#pk": r.PK, "#sk": r.SK},
+            "ExpressionAttributeValues": {
+                ":pk": to_attr(run_pk(workflow_id)),
+                ":prefix": to_attr(r.SIGNAL_SK_PREFIX),
+            },
+            "ConsistentRead": True,
+        }
+        signals = sorted((signal_from_item(i) for i in self._query_all(req)), key=lambda s: s.seq)
+        return run, self.steps(workflow_id), signals
+
+    def terminate(self, workflow_id: str, reason: str) -> tuple[Run, Run, str]:
+        """End a run now, with no cleanup: (before, after, "terminated"), or
+        "already_<status>" for a finished run."""
+        for _ in range(20):
+            run = self.get(workflow_id)
+            if run.status.terminal:
+                return run, run, f"already_{run.status.value}"
+            req = q.terminate(
+                self._table,
+                workflow_id,
+                epoch=run.epoch,
+                seen=run.status,
+                now=self._clock.now_ms(),
+                reason=reason,
+            )
+            try:
+                resp = self._ddb.update_item(**req)
+                return run, run_from_item(resp["Attributes"]), "terminated"
+            except ClientError as e:
+                if not conditional_failed(e):
+                    raise
+        raise ConflictError(f"workflow run {workflow_id!r} is changing too fast; try again")
+
     # --- cancel ------------------------------------------------------------------------
     def cancel(self, workflow_id: str, reason: str) -> tuple[Run, Run, str]:
         """Cancel a run. Returns (before, after, outcome) with outcome one of

@@ -9,6 +9,7 @@ docs/dashboard.png and docs/dashboard-run.png.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -270,6 +271,10 @@ def test_unserved_detail_and_a_cancelled_wait(stack: LocalStack, worker: Any, pa
     expect(wait).to_contain_text("never came")
     expect(wait).not_to_contain_text("waiting for signal")
     expect(page.locator("#inbox")).to_contain_text("aproved")
+    with page.expect_download() as download:  # the run's history as JSON
+        page.click("#export")
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert exported["workflow"]["id"] == approval and exported["signals"][0]["name"] == "aproved"
 
     page.goto(f"{stack.api_url}/#/runs/{bad}")
     line = page.locator("#outcome .error-line")
