@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 BENCH_ARGS ?=
 
-.PHONY: install demo test lint unit bench synth clean
+.PHONY: install demo test lint unit bench synth docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,cdk]'
+	$(BIN)/python -m pip install -q -e '.[dev,cdk,docs]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -29,9 +29,14 @@ test: lint
 bench: install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
+# The site with the SDK reference, built offline into site/ (strict: a broken
+# reference or link fails the build).
+docs: install
+	$(BIN)/mkdocs build --strict
+
 synth: install
 	npm install --no-audit --no-fund --silent
 	npx cdk synth
 
 clean:
-	rm -rf $(VENV) cdk.out benchmarks/out
+	rm -rf $(VENV) cdk.out benchmarks/out site
