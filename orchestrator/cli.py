@@ -145,6 +145,10 @@ def start(
             "--wait", help="Wait until the run ends; exit 1 unless it completed.", metavar=FLAG
         ),
     ] = False,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="A custom field key=value to list the run by (repeatable)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Start a run.
@@ -154,10 +158,17 @@ def start(
       orchestrator start greet --input '{"name": "World"}'
 
       orchestrator start approval --input @approval.json --id approval-ada --wait
+
+      orchestrator start order --input @order.json --tag customer=42
     """
     value = _json_arg(input, "--input")
     client = _client()
     kwargs: dict[str, Any] = {"id": id}
+    if tag:
+        pairs = [t.partition("=") for t in tag]
+        if any(not sep for _, sep, _ in pairs):
+            raise _fail("--tag is key=value")
+        kwargs["tags"] = {k: v for k, _, v in pairs}
     if timeout is not None:
         kwargs["execution_timeout"] = timeout
     run = _call(client.start, name, value, **kwargs)
@@ -189,6 +200,9 @@ def list_runs(
     cursor: Annotated[
         str | None, typer.Option(help="Start after this page: a previous page's next cursor.")
     ] = None,
+    tag: Annotated[
+        str | None, typer.Option(help="Only runs started with this tag key=value (alone).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List runs, newest first, a page at a time.
@@ -200,8 +214,10 @@ def list_runs(
       orchestrator list --status failed --name approval
 
       orchestrator list --json | jq -r '.workflows[].id'
+
+      orchestrator list --tag customer=42
     """
-    page = _call(_client().list, status=status, name=name, limit=limit, cursor=cursor)
+    page = _call(_client().list, status=status, name=name, limit=limit, cursor=cursor, tag=tag)
     if as_json:
         _print_json(page)
         return

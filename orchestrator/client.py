@@ -66,10 +66,14 @@ class Client:
         *,
         id: str | None = None,
         execution_timeout: float | None = None,
+        tags: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Start a run. `id` makes the start idempotent; `execution_timeout`
-        (seconds) fails the run as timed out when exceeded."""
+        (seconds) fails the run as timed out when exceeded; `tags` (up to 10
+        custom fields) let `list(tag="key=value")` find the run."""
         body: dict[str, Any] = {"name": name, "input": input}
+        if tags:
+            body["tags"] = tags
         if id is not None:
             body["id"] = id
         if execution_timeout is not None:
@@ -96,8 +100,17 @@ class Client:
         name: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        tag: str | None = None,
     ) -> dict[str, Any]:
-        params = {"status": status, "name": name, "limit": str(limit), "cursor": cursor}
+        """Runs newest first, a page at a time: by status and name, or by one tag
+        ("key=value", alone)."""
+        params = {
+            "status": status,
+            "name": name,
+            "limit": str(limit),
+            "cursor": cursor,
+            "tag": tag,
+        }
         qs = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         return self._call("GET", f"/workflows?{qs}")
 

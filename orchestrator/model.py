@@ -133,6 +133,7 @@ class Run:
     cancel_requested: str | None = None  # the reason, once a cancel reached a running run
     timer: str | None = None  # name of the schedule that will wake a parked run, if any
     traceparent: str | None = None  # W3C trace context of the start request, if the caller sent one
+    tags: dict[str, str] = field(default_factory=dict)  # custom fields set at start: list by tag
 
 
 @dataclass(frozen=True)
@@ -166,3 +167,8 @@ class Signal:
     payload: str  # JSON text
     sent_at: int
     consumed: bool = False
+
+
+TAG_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+MAX_TAGS = 10

@@ -38,6 +38,8 @@ SK = "sk"  # "RUN" | "STEP#<position:06d>" | "SIG#<name>#<seq:012d>"
 TTL_ATTRIBUTE = "expires_at"  # epoch seconds; set on consumed signals only
 
 RUN_SK = "RUN"
+# Tag index entries live in their own partitions: "TAG#<key>=<value>" (store/sync.py).
+TAG_PK_PREFIX = "TAG#"
 STEP_SK_PREFIX = "STEP#"
 SIGNAL_SK_PREFIX = "SIG#"
 

@@ -118,6 +118,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             req.id,
             execution_timeout_s=req.execution_timeout_seconds,
             traceparent=app.current_event.headers.get("traceparent"),
+            tags=req.tags,
         )
         return Response(
             status_code=201 if created else 200,
@@ -128,7 +129,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     @app.get("/workflows")
     def list_runs() -> dict[str, Any]:
         q = app.current_event.query_string_parameters or {}
-        unknown = set(q) - {"status", "name", "limit", "cursor"}
+        unknown = set(q) - {"status", "name", "limit", "cursor", "tag"}
         if unknown:
             raise BadInputError(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
         try:
@@ -136,7 +137,11 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         except ValueError:
             raise BadInputError("limit must be an integer") from None
         page = service().list(
-            status=q.get("status"), name=q.get("name"), limit=limit, cursor=q.get("cursor")
+            status=q.get("status"),
+            name=q.get("name"),
+            limit=limit,
+            cursor=q.get("cursor"),
+            tag=q.get("tag"),
         )
         served = service().served_names()
         return {"workflows": [run_view(r, served) for r in page.runs], "next_cursor": page.cursor}

@@ -29,6 +29,9 @@ class StartRequest(BaseModel):
         gt=0,
         description="the run fails as timed out after this long, whatever it is doing",
     )
+    tags: dict[str, str] | None = Field(
+        default=None, description="custom fields to list runs by: GET /workflows?tag=key=value"
+    )
 
     @field_validator("name")
     @classmethod
@@ -119,6 +122,7 @@ def run_view(run: Run, served: set[str] | None = None) -> dict[str, Any]:
         "attempt": run.epoch,
         "deadline_at": iso(run.deadline_at),
         "cancel_requested": run.cancel_requested,
+        "tags": run.tags,
     }
     if served is not None and not run.status.terminal:
         view["unserved"] = run.name not in served

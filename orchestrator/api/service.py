@@ -15,6 +15,9 @@ from ..errors import BadInputError, ConflictError
 from ..model import (
     MAX_INPUT_BYTES,
     MAX_SIGNAL_PAYLOAD_BYTES,
+    MAX_TAGS,
+    TAG_KEY_RE,
+    TAG_VALUE_RE,
     WORKFLOW_ID_RE,
     Run,
     Signal,
@@ -50,9 +53,12 @@ class Service:
         *,
         execution_timeout_s: float | None = None,
         traceparent: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> tuple[Run, bool]:
         """Create a run and dispatch it. Returns (run, created)."""
         text = encode_json(input, what="input", limit=MAX_INPUT_BYTES)
+        tags = dict(tags or {})
+        _check_tags(tags)
         if (
             execution_timeout_s is not None
             and not 0 < execution_timeout_s <= MAX_EXECUTION_TIMEOUT_S
@@ -73,6 +79,7 @@ class Service:
             else now + int(execution_timeout_s * 1000),
             # Kept only if well formed: it parents the worker's spans (tracing is optional).
             traceparent=traceparent if traceparent and TRACEPARENT_RE.match(traceparent) else None,
+            tags=tags,
         )
         stored, created = self.store.create(run)
         if stored.status == Status.PENDING:
@@ -108,7 +115,23 @@ class Service:
         _check_id(workflow_id)
         return self.store.steps(workflow_id)
 
-    def list(self, *, status: str | None, name: str | None, limit: int, cursor: str | None) -> Page:
+    def list(
+        self,
+        *,
+        status: str | None,
+        name: str | None,
+        limit: int,
+        cursor: str | None,
+        tag: str | None = None,
+    ) -> Page:
+        if tag is not None:
+            key, sep, value = tag.partition("=")
+            if not sep or status or name:
+                raise BadInputError(
+                    "tag is key=value, and lists by tag alone (no status or name filter)"
+                )
+            _check_tags({key: value})
+            return self.store.list_by_tag(key, value, limit=limit, cursor=cursor)
         st = None
         if status:
             try:
@@ -253,6 +276,16 @@ class Service:
             except Exception:
                 log.exception("could not delete schedule %s", timer)
         return sig, woke
+
+
+def _check_tags(tags: dict[str, str]) -> None:
+    if len(tags) > MAX_TAGS:
+        raise BadInputError(f"at most {MAX_TAGS} tags")
+    for key, value in tags.items():
+        if not isinstance(key, str) or not TAG_KEY_RE.match(key):
+            raise BadInputError(f"tag key {key!r}: a letter, then up to 63 of [A-Za-z0-9_.-]")
+        if not isinstance(value, str) or not TAG_VALUE_RE.match(value):
+            raise BadInputError(f"tag value {value!r}: 1 to 128 of [A-Za-z0-9_.:@-]")
 
 
 def _check_id(workflow_id: str) -> None:

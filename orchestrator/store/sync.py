@@ -29,9 +29,18 @@ from .codec import (
     signal_from_item,
     step_from_item,
     to_attr,
+    to_item,
 )
 
 MAX_LIST_LIMIT = 200
+
+
+def tag_pk(key: str, value: str) -> str:
+    """The partition of one tag value's index entries: `TAG#<key>=<value>`, one
+    item per run, sort key `<created ms>#<id>` (as in `by_created`)."""
+    return f"{r.TAG_PK_PREFIX}{key}={value}"
+
+
 SIGNAL_TTL_SECONDS = 7 * 24 * 3600  # consumed signals are kept a week, then expire
 
 
@@ -78,7 +87,22 @@ class Store:
     # --- runs -------------------------------------------------------------------------
     def create(self, run: Run) -> tuple[Run, bool]:
         """Store a new run. Returns (run, created). The same id with the same name
-        and input returns the stored run (idempotent start); different → ConflictError."""
+        and input returns the stored run (idempotent start); different → ConflictError.
+
+        Its tags' index entries are written first: a crash after them leaves an
+        entry without a run (skipped when listed), never a run missing from its
+        tag's list."""
+        for key, value in run.tags.items():
+            self._ddb.put_item(
+                TableName=self._table,
+                Item=to_item(
+                    {
+                        r.PK: tag_pk(key, value),
+                        r.SK: list_sk(run.created_at, run.id),
+                        "id": run.id,
+                    }
+                ),
+            )
         try:
             self._ddb.put_item(**q.put_new_run(self._table, new_run_item(run)))
             return run, True
@@ -92,6 +116,34 @@ class Store:
                 "with a different input"
             )
         return existing, False
+
+    def list_by_tag(
+        self, key: str, value: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        """Runs started with tag key=value, newest first: one Query of the tag's
+        partition and one BatchGetItem. An entry whose run does not carry the tag
+        (its start was refused as a conflicting id) is skipped."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise BadInputError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        cond = "#pk = :pk" + (" AND #sk < :before" if cursor else "")
+        values: dict[str, Any] = {":pk": to_attr(tag_pk(key, value))}
+        names = {"#pk": r.PK}
+        if cursor:
+            values[":before"] = to_attr(decode_cursor(cursor))
+            names["#sk"] = r.SK
+        resp = self._ddb.query(
+            TableName=self._table,
+            KeyConditionExpression=cond,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        keys = [(i[r.SK]["S"], i["id"]["S"]) for i in resp.get("Items", [])]
+        runs = self._batch_get([wid for _, wid in keys])
+        found = [runs[wid] for _, wid in keys if wid in runs and runs[wid].tags.get(key) == value]
+        more = "LastEvaluatedKey" in resp and keys
+        return Page(found, encode_cursor(keys[-1][0]) if more else None)
 
     def _get_item(self, workflow_id: str) -> dict[str, Any]:
         resp = self._ddb.get_item(

@@ -12,7 +12,7 @@ import pytest
 from orchestrator import resources as r
 from orchestrator.cli import main
 from orchestrator.client import Client
-from orchestrator.errors import ConflictError
+from orchestrator.errors import BadInputError, ConflictError
 from orchestrator.local.worker_thread import BackgroundWorker
 from tests.conftest import executions
 from tests.helpers import wait_for, wait_status
@@ -81,3 +81,29 @@ def test_export_writes_the_runs_full_history(
         ("go", True),
         ("extra", False),
     ]
+
+
+def test_runs_started_with_tags_are_listed_by_tag(
+    stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(r.ENV_API_URL, stack.api_url)
+    client = Client(stack.api_url)
+    mine = [client.start("count", {"n": i}, tags={"customer": "42"})["id"] for i in range(3)]
+    client.start("count", {}, tags={"customer": "7"})
+    client.start("count", {})
+    assert client.get(mine[0])["tags"] == {"customer": "42"}
+
+    first = client.list(tag="customer=42", limit=2)
+    assert [w["id"] for w in first["workflows"]] == mine[:0:-1]  # newest first
+    rest = client.list(tag="customer=42", limit=2, cursor=first["next_cursor"])
+    assert [w["id"] for w in rest["workflows"]] == mine[:1] and rest["next_cursor"] is None
+
+    # A refused start (the id exists with another input) leaves no run in the tag's list.
+    with pytest.raises(ConflictError):
+        client.start("count", {"other": True}, id=mine[0], tags={"customer": "9"})
+    assert client.list(tag="customer=9")["workflows"] == []
+
+    assert main(["list", "--tag", "customer=42", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["workflows"]) == 3
+    with pytest.raises(BadInputError):
+        client.start("count", {}, tags={"bad key": "x"})
