@@ -7,12 +7,12 @@ BENCH_ARGS ?=
 # The pip that installs everything is pinned too: a new pip can change resolution.
 PIP_VERSION := 26.3
 
-.PHONY: install demo test lint unit conformance bench synth clean
+.PHONY: install demo test lint unit conformance bench synth docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q 'pip==$(PIP_VERSION)'
-	$(BIN)/python -m pip install -q -e '.[local,dev,cdk]'
+	$(BIN)/python -m pip install -q -e '.[local,dev,cdk,docs]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -36,9 +36,14 @@ conformance: install
 bench: install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
+# The site with the SDK reference, built offline into site/ (strict: a broken
+# reference or link fails the build).
+docs: install
+	$(BIN)/mkdocs build --strict
+
 synth: install
 	npm ci --no-audit --no-fund --silent
 	npx cdk synth
 
 clean:
-	rm -rf $(VENV) cdk.out benchmarks/out
+	rm -rf $(VENV) cdk.out benchmarks/out site

@@ -15,6 +15,7 @@ import importlib
 import json
 import logging
 import os
+import signal as signals
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from rich.text import Text
 from . import resources as r
 from .cli_format import (
     TERMINAL,
+    _inbox_table,
     _outcome,
     _print_run,
     _runs_table,
@@ -53,7 +55,13 @@ err = Console(stderr=True, highlight=False)
 STATUSES = ("pending", "running", "sleeping", "waiting", "completed", "failed", "cancelled")
 _options: dict[str, Any] = {"api_url": None}
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
+DEV_STATE_DIR = Path(".orchestrator") / "dev"  # under the project the stack runs in
+
+# Flags take no value: no "<bool>" in --help (click 8.2+ shows one by default).
+FLAG = ""
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print the API's JSON instead of a table.", metavar=FLAG)
+]
 RunId = Annotated[str, typer.Argument(help="The run's id.", show_default=False, metavar="ID")]
 
 
@@ -132,8 +140,15 @@ def start(
         typer.Option("--timeout", help="Execution timeout in seconds: the run fails after it."),
     ] = None,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait until the run ends; exit 1 unless it completed.")
+        bool,
+        typer.Option(
+            "--wait", help="Wait until the run ends; exit 1 unless it completed.", metavar=FLAG
+        ),
     ] = False,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="A custom field key=value to list the run by (repeatable)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Start a run.
@@ -143,10 +158,17 @@ def start(
       orchestrator start greet --input '{"name": "World"}'
 
       orchestrator start approval --input @approval.json --id approval-ada --wait
+
+      orchestrator start order --input @order.json --tag customer=42
     """
     value = _json_arg(input, "--input")
     client = _client()
     kwargs: dict[str, Any] = {"id": id}
+    if tag:
+        pairs = [t.partition("=") for t in tag]
+        if any(not sep for _, sep, _ in pairs):
+            raise _fail("--tag is key=value")
+        kwargs["tags"] = {k: v for k, _, v in pairs}
     if timeout is not None:
         kwargs["execution_timeout"] = timeout
     run = _call(client.start, name, value, **kwargs)
@@ -178,6 +200,9 @@ def list_runs(
     cursor: Annotated[
         str | None, typer.Option(help="Start after this page: a previous page's next cursor.")
     ] = None,
+    tag: Annotated[
+        str | None, typer.Option(help="Only runs started with this tag key=value (alone).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List runs, newest first, a page at a time.
@@ -189,15 +214,18 @@ def list_runs(
       orchestrator list --status failed --name approval
 
       orchestrator list --json | jq -r '.workflows[].id'
+
+      orchestrator list --tag customer=42
     """
-    page = _call(_client().list, status=status, name=name, limit=limit, cursor=cursor)
+    page = _call(_client().list, status=status, name=name, limit=limit, cursor=cursor, tag=tag)
     if as_json:
         _print_json(page)
         return
     if not page["workflows"]:
         out.print("no runs" + (" match" if status or name else ""))
     else:
-        out.print(_runs_table(page["workflows"]))
+        # Piped: no terminal width to fit, so nothing is cut (a console assumes 80).
+        out.print(_runs_table(page["workflows"]), width=None if out.is_terminal else 10_000)
     if page.get("next_cursor"):
         out.print(
             f"older runs: orchestrator list --cursor {page['next_cursor']}",
@@ -212,7 +240,10 @@ def show(
     follow: Annotated[
         bool,
         typer.Option(
-            "--follow", "-f", help="Tail the run until it ends; exit 1 unless it completed."
+            "--follow",
+            "-f",
+            help="Tail the run until it ends; exit 1 unless it completed.",
+            metavar=FLAG,
         ),
     ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between polls with --follow.")] = 0.5,
@@ -239,7 +270,12 @@ def show(
     _print_run(run)
     if steps:
         out.print()
-        out.print(_steps_table(steps))
+        out.print(_steps_table(steps, run))
+    buffered = _call(client.inbox, workflow_id)
+    if buffered:
+        out.print()
+        out.print(f"inbox: {len(buffered)} buffered signal(s), not yet consumed by a wait")
+        out.print(_inbox_table(buffered))
 
 
 def _follow(client: Any, workflow_id: str, interval: float, as_json: bool) -> int:
@@ -314,7 +350,7 @@ def steps(
     elif not found:
         out.print("no steps recorded yet")
     else:
-        out.print(_steps_table(found, expand=show_all))
+        out.print(_steps_table(found, _call(_client().get, workflow_id), expand=show_all))
 
 
 @app.command()
@@ -342,6 +378,121 @@ def signal(
         return
     effect = "it woke the run" if sent["woke"] else "buffered until the run waits for it"
     out.print(f"signal {sent['signal']!r} sent to {workflow_id} (#{sent['seq']}): {effect}")
+    if sent.get("warning"):
+        err.print(f"warning: {sent['warning']} (see `orchestrator inbox {workflow_id}`)")
+
+
+@app.command()
+def terminate(
+    workflow_id: RunId,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why; recorded on the run.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """End a run now, with no cleanup (cancel lets a running run clean up first).
+
+    Examples:
+
+      orchestrator terminate order-42 --reason "stuck on a dead gateway"
+    """
+    res = _call(_client().terminate, workflow_id, reason=reason)
+    if as_json:
+        _print_json(res)
+        return
+    out.print(f"{workflow_id}: {res['message']}")
+
+
+@app.command()
+def export(
+    workflow_id: RunId,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file (default: stdout).")
+    ] = None,
+) -> None:
+    """Export a run's full history as JSON: the run, its steps, every signal.
+
+    Examples:
+
+      orchestrator export order-42 -o order-42.json
+    """
+    text = json.dumps(_call(_client().history, workflow_id), indent=2)
+    if output is None:
+        print(text)
+    else:
+        output.write_text(text + "\n")
+        err.print(f"wrote {output}")
+
+
+@app.command()
+def bulk(
+    action: Annotated[str, typer.Argument(help="cancel or terminate.", show_default=False)],
+    name: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only runs created at or after (ISO 8601).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Only runs created before (ISO 8601).")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why; recorded on each run.")] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Do it (default: a dry run that counts).", metavar=FLAG)
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cancel or terminate every unfinished run a filter matches.
+
+    A dry run by default: it prints how many runs match. --yes acts on them,
+    refused if the count changed since the dry run it makes first.
+
+    Examples:
+
+      orchestrator bulk cancel --name approval --status waiting --until 2026-11-01
+
+      orchestrator bulk terminate --name order --since 2026-11-26T09:00 --yes
+    """
+    client = _client()
+    filters = {
+        "name": name,
+        "status": status,
+        "created_after": since,
+        "created_before": until,
+        "reason": reason,
+    }
+    counted = _call(client.bulk, action, **filters)
+    more = " (the first 1000; narrow the filter for the rest)" if counted["truncated"] else ""
+    if not yes:
+        if as_json:
+            _print_json(counted)
+            return
+        out.print(
+            f"dry run: {counted['count']} unfinished run(s) match{more}; add --yes to {action} them"
+        )
+        for run_id in counted["sample"]:
+            out.print(f"  {run_id}")
+        return
+    done = _call(client.bulk, action, **filters, dry_run=False, confirm_count=counted["count"])
+    if as_json:
+        _print_json(done)
+        return
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(done["outcomes"].items()))
+    out.print(f"{action}: {done['count']} run(s){more}: {summary or 'nothing to do'}")
+
+
+@app.command()
+def inbox(workflow_id: RunId, as_json: JsonFlag = False) -> None:
+    """List a run's buffered signals: sent, not yet consumed by a wait.
+
+    Examples:
+
+      orchestrator inbox approval-ada
+    """
+    found = _call(_client().inbox, workflow_id)
+    if as_json:
+        _print_json(found)
+    elif not found:
+        out.print("no buffered signals")
+    else:
+        out.print(_inbox_table(found))
 
 
 @app.command()
@@ -425,7 +576,7 @@ def dashboard(
 @app.command()
 def workers(
     include_stopped: Annotated[
-        bool, typer.Option("--all", help="Include stopped and silent workers.")
+        bool, typer.Option("--all", help="Include stopped and silent workers.", metavar=FLAG)
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -512,19 +663,47 @@ def worker(
     except RuntimeError as e:
         raise _fail(str(e)) from None
 
+    w = Worker(
+        workflows=workflows,
+        max_concurrent_workflows=concurrency,
+        settings=settings,
+        shutdown_grace=grace,
+    )
+
     async def main() -> None:
-        async with Worker(
-            workflows=workflows,
-            max_concurrent_workflows=concurrency,
-            settings=settings,
-            shutdown_grace=grace,
-        ) as w:
+        async with w:
             if metrics_port is not None:
                 port = w.metrics.serve(metrics_port, host=metrics_host)
                 logging.getLogger("worker").info("metrics on %s:%d/metrics", metrics_host, port)
             await w.run_until_stopped()
+            _exit_on_next_signal(w)  # the loop's own handlers are gone by now
 
     asyncio.run(main())
+    if w.step_threads():
+        w.join_step_threads()
+
+
+def _exit_on_next_signal(w: Any) -> None:
+    """A sync step still running in a thread keeps the process alive (threads
+    cannot be interrupted). After a second signal, exit now; otherwise wait for
+    it, and exit at the next signal."""
+    if not w.step_threads():
+        return
+    log = logging.getLogger("worker")
+
+    def now(*_: Any) -> None:
+        log.warning("exiting now; step thread(s) abandoned: %s", ", ".join(w.step_threads()))
+        logging.shutdown()
+        os._exit(130)
+
+    for sig in (signals.SIGINT, signals.SIGTERM):
+        signals.signal(sig, now)
+    if w.forced:
+        now()
+    log.warning(
+        "the process exits when %s returns; Ctrl-C again to exit now",
+        ", ".join(w.step_threads()),
+    )
 
 
 @app.command()
@@ -538,19 +717,30 @@ def dev(
             "127.0.0.1 yourself); repeatable. Other names are refused (DNS rebinding).",
         ),
     ] = None,
+    state_dir: Annotated[
+        Path,
+        typer.Option(help="Where the stack keeps its state across restarts."),
+    ] = DEV_STATE_DIR,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="Start empty (the saved state is replaced).", metavar=FLAG),
+    ] = False,
 ) -> None:
     """Run the embedded stack and the dashboard until Ctrl-C.
 
     moto, the API and the dashboard on localhost, the scheduler emulator and the
-    sweeper, in one process. It prints the exports a second terminal needs.
+    sweeper, in one process. It prints the exports a second terminal needs. Runs,
+    schedules, timers and inboxes are saved to --state-dir every few seconds and
+    at stop, and restored at the next start.
 
     Examples:
 
       orchestrator dev
 
-      orchestrator dev --port 8080 --aws-port 5050
+      orchestrator dev --port 8080 --aws-port 5050 --state-dir /tmp/orchestrator-dev --fresh
     """
     LocalStack = _local_stack()
+    from .local.snapshot import FILE_NAME, StateFile, restore
 
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -561,11 +751,25 @@ def dev(
         raise _fail(
             f"cannot start the local stack: {e} (is the port in use? try --port/--aws-port)"
         ) from None
+    path = state_dir.resolve() / FILE_NAME
+    try:
+        restored = None if fresh else restore(stack, path)
+    except (ValueError, OSError) as e:
+        stack.stop()
+        raise _fail(f"cannot restore {path}: {e} (--fresh starts empty)") from None
+    saver = StateFile(stack, state_dir.resolve()).start()
     out.print("[bold]Embedded stack running.[/bold] In another terminal:\n")
     for k, v in stack.exports().items():
         print(f"export {k}={v}")
     out.print(f"\nAPI:       {stack.api_url}")
     out.print(f"Dashboard: {stack.api_url}/")
+    if restored:
+        out.print(
+            f"State:     {path}: restored {restored['runs']} run(s), "
+            f"{restored['unfinished']} unfinished, {restored['schedules']} schedule(s)"
+        )
+    else:
+        out.print(f"State:     {path} ({'--fresh: ' if fresh else ''}starting empty)")
     out.print("then: orchestrator worker examples.all   (Ctrl-C to stop)")
     try:
         while True:
@@ -573,7 +777,11 @@ def dev(
     except KeyboardInterrupt:
         pass
     finally:
-        stack.stop()
+        try:
+            saved = saver.stop()
+            out.print(f"\nstate saved to {path}: {saved['runs']} run(s)")
+        finally:
+            stack.stop()
 
 
 def _local_stack() -> Any:

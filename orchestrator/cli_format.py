@@ -116,7 +116,7 @@ def _detail(run: dict[str, Any]) -> str:
     return ""
 
 
-def _outcome(step: dict[str, Any]) -> str:
+def _outcome(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
     kind = step["kind"]
     if kind in ("parallel", "map"):
         return _batch_summary(step)
@@ -151,40 +151,47 @@ def _outcome(step: dict[str, Any]) -> str:
         return f"signal {step['signal']!r} timed out{deadline}"
     if step.get("resolved"):
         return f"signal {step['signal']!r}: {_compact(step.get('payload'), 90)}"
+    if run is not None and run["status"] in TERMINAL:
+        return f"signal {step['signal']!r} never came: the run ended ({run['status']})"
     return f"waiting for signal {step['signal']!r}{deadline}"
 
 
-def _took(step: dict[str, Any]) -> str:
+def _took(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
+    """A wait still open lasts until now, unless its run ended: then until the end."""
     started = _ms(step.get("started_at"))
     if started is None:
         return ""
     if step["kind"] == "sleep":
         return _span((_ms(step.get("wake_at")) or started) - started)
     if step["kind"] == "wait" and not step.get("resolved"):
+        if run is not None and run["status"] in TERMINAL:
+            return _span((_ms(run.get("updated_at")) or started) - started)
         return _span(_now_ms() - started)
     return _span((_ms(step.get("recorded_at")) or started) - started)
 
 
-def _runs_table(runs: list[dict[str, Any]]) -> Table:
-    """Every column keeps its full width (an id is never cut); DETAIL gets the
-    rest of the line, cut with an ellipsis, and is left out when none is left."""
+def _runs_table(runs: list[dict[str, Any]], width: int | None = None) -> Any:
+    """Every column keeps its full width (an id is never cut). DETAIL gets the
+    rest of the line, cut with an ellipsis; on a terminal too narrow for it
+    (80 columns) each run's detail goes on a line of its own below it. Piped
+    output is never cut (`width` None and not a terminal: no limit)."""
     rows = [
         [run["status"], run["name"], run["id"], _ago(run["created_at"]), _duration(run)]
         for run in runs
     ]
     titles = ["STATUS", "NAME", "ID", "STARTED", "DURATION"]
     widths = [max(len(t), *(len(row[i]) for row in rows)) for i, t in enumerate(titles)]
-    room = out.width - sum(widths) - 2 * len(widths)
+    if width is None:
+        width = out.width if out.is_terminal else 100_000
+    room = width - sum(widths) - 2 * len(widths)
+    if room < 20:
+        return _runs_stacked(runs, rows, titles, widths, width)
     table = Table(box=None, header_style="bold", pad_edge=False)
     for title, w in zip(titles, widths, strict=True):
         table.add_column(title, no_wrap=True, min_width=w)
-    if room >= 12:
-        table.add_column("DETAIL", no_wrap=True, overflow="ellipsis", style="dim", max_width=room)
+    table.add_column("DETAIL", no_wrap=True, overflow="ellipsis", style="dim", max_width=room)
     for run, row in zip(runs, rows, strict=True):
-        cells: list[Any] = [_status(run["status"]), *row[1:]]
-        if room >= 12:
-            cells.append(_detail(run))
-        table.add_row(*cells)
+        table.add_row(_status(run["status"]), *row[1:], _detail(run))
     return table
 
 
@@ -255,9 +262,39 @@ def _failed_first(batch: dict[str, Any], steps: list[dict[str, Any]]) -> list[di
     return rows
 
 
-def _steps_table(steps: list[dict[str, Any]], *, expand: bool = False) -> Table:
+def _runs_stacked(
+    runs: list[dict[str, Any]],
+    rows: list[list[str]],
+    titles: list[str],
+    widths: list[int],
+    width: int,
+) -> Text:
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    text = Text(line(titles) + "\n", style="bold")
+    for run, row in zip(runs, rows, strict=True):
+        text.append(row[0].ljust(widths[0]), style=STATUS_STYLE.get(run["status"], ""))
+        text.append("  " + _rest(row, widths) + "\n")
+        detail = _detail(run)
+        if detail:
+            room = max(20, width - 4)
+            cut = detail if len(detail) <= room else detail[: room - 1] + "…"
+            text.append(f"    {cut}\n", style="dim")
+    text.rstrip()
+    return text
+
+
+def _rest(row: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(row[1:], widths[1:], strict=True)).rstrip()
+
+
+def _steps_table(
+    steps: list[dict[str, Any]], run: dict[str, Any] | None = None, *, expand: bool = False
+) -> Table:
     """Operations in id order, nested by depth; big batches collapsed (see
-    `_visible_steps`)."""
+    `_visible_steps`). `run` (its status and end) closes the waits a finished run
+    left open."""
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("#", no_wrap=True)
     table.add_column("KIND", no_wrap=True)
@@ -270,7 +307,7 @@ def _steps_table(steps: list[dict[str, Any]], *, expand: bool = False) -> Table:
             table.add_row("", "", Text(s, style="dim"), "", "", "")
             continue
         attempts = len(s.get("attempts") or [])
-        outcome = _outcome(s) + (f"  ({attempts} attempts)" if attempts > 1 else "")
+        outcome = _outcome(s, run) + (f"  ({attempts} attempts)" if attempts > 1 else "")
         failed = any(i["status"] == "failed" for i in s.get("items") or [])
         style = "red" if (s.get("error") and not s.get("retry_at")) or failed else ""
         table.add_row(
@@ -278,19 +315,33 @@ def _steps_table(steps: list[dict[str, Any]], *, expand: bool = False) -> Table:
             s["kind"],
             s["name"],
             _local(s.get("started_at"))[11:],
-            _took(s),
+            _took(s, run),
             Text(outcome, style=style),
         )
+    return table
+
+
+def _inbox_table(signals: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for title in ("SEQ", "SIGNAL", "SENT", "PAYLOAD"):
+        table.add_column(title, no_wrap=title != "PAYLOAD", overflow="fold")
+    for sig in signals:
+        table.add_row(str(sig["seq"]), sig["name"], _ago(sig["sent_at"]), _compact(sig["payload"]))
     return table
 
 
 def _print_run(run: dict[str, Any], *, traceback: bool = True) -> None:
     head = Text.assemble((run["name"], "bold"), "  ", _status(run["status"]), "  ", run["id"])
     out.print(head)
-    took = "took" if run["status"] in TERMINAL else "running for"
+    if run["status"] in TERMINAL:
+        took = f"took {_duration(run)}"
+    elif run["status"] == "pending" and not run["attempt"]:
+        took = f"pending for {_duration(run)}, not claimed by a worker yet"
+    else:
+        took = f"{run['status']}, {_duration(run)} since it was created"
     out.print(
         f"  created {_local(run['created_at'])} ({_ago(run['created_at'])}), "
-        f"{took} {_duration(run)}, worker claims {run['attempt']}"
+        f"{took}, worker claims {run['attempt']}"
     )
     if run.get("waiting_for"):
         timeout = f", times out {_until(run['wake_at'])}" if run.get("wake_at") else ""

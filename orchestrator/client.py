@@ -66,10 +66,14 @@ class Client:
         *,
         id: str | None = None,
         execution_timeout: float | None = None,
+        tags: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Start a run. `id` makes the start idempotent; `execution_timeout`
-        (seconds) fails the run as timed out when exceeded."""
+        (seconds) fails the run as timed out when exceeded; `tags` (up to 10
+        custom fields) let `list(tag="key=value")` find the run."""
         body: dict[str, Any] = {"name": name, "input": input}
+        if tags:
+            body["tags"] = tags
         if id is not None:
             body["id"] = id
         if execution_timeout is not None:
@@ -97,12 +101,21 @@ class Client:
         limit: int = 50,
         cursor: str | None = None,
         parent_id: str | None = None,
+        tag: str | None = None,
     ) -> dict[str, Any]:
-        """Runs newest first; with `parent_id`, that run's children (ctx.invoke)."""
+        """Runs newest first, a page at a time: by status and name, or by one tag
+        ("key=value", alone); with `parent_id`, that run's children (ctx.invoke,
+        distributed map)."""
         if parent_id is not None:
             qs = urllib.parse.urlencode({"parent_id": parent_id})
             return self._call("GET", f"/workflows?{qs}")
-        params = {"status": status, "name": name, "limit": str(limit), "cursor": cursor}
+        params = {
+            "status": status,
+            "name": name,
+            "limit": str(limit),
+            "cursor": cursor,
+            "tag": tag,
+        }
         qs = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         return self._call("GET", f"/workflows?{qs}")
 
@@ -110,6 +123,50 @@ class Client:
         return self._call(
             "POST", f"/workflows/{_quote(workflow_id)}/signals", {"name": name, "payload": payload}
         )
+
+    def terminate(self, workflow_id: str, *, reason: str | None = None) -> dict[str, Any]:
+        """End a run now, with no cleanup (cancel lets a running run clean up).
+        The reply's "outcome" is "terminated" or "already_<status>"."""
+        body = {"reason": reason} if reason else {}
+        return self._call("POST", f"/workflows/{_quote(workflow_id)}/terminate", body)
+
+    def history(self, workflow_id: str) -> dict[str, Any]:
+        """The run's full history as JSON: the run, its steps, every signal."""
+        return dict(self._call("GET", f"/workflows/{_quote(workflow_id)}/history"))
+
+    def bulk(
+        self,
+        action: str,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        dry_run: bool = True,
+        confirm_count: int | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Cancel or terminate ("cancel" / "terminate") the unfinished runs a filter
+        matches (times in ISO 8601). A dry run counts them; to act, pass
+        dry_run=False and confirm_count=<that count>."""
+        body = {
+            k: v
+            for k, v in {
+                "name": name,
+                "status": status,
+                "created_after": created_after,
+                "created_before": created_before,
+                "confirm_count": confirm_count,
+                "reason": reason,
+            }.items()
+            if v is not None
+        }
+        return dict(self._call("POST", f"/bulk/{_quote(action)}", {**body, "dry_run": dry_run}))
+
+    def inbox(self, workflow_id: str) -> builtins.list[dict[str, Any]]:
+        """The run's buffered signals (not yet consumed by a wait), oldest first:
+        name, seq, payload, sent_at."""
+        return list(self._call("GET", f"/workflows/{_quote(workflow_id)}/signals")["signals"])
 
     def workers(self, *, include_stopped: bool = False) -> builtins.list[dict[str, Any]]:
         """Registered workers: id, host, the workflow names they serve,

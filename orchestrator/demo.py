@@ -116,4 +116,19 @@ def run_demo(out: Console) -> int:
         if ok
         else "\n[bold red]demo: some runs did not end as expected[/bold red]"
     )
+    out.print(NEXT_STEPS)
     return 0 if ok else 1
+
+
+# What a newcomer does after the demo (README, "Run it on your machine").
+NEXT_STEPS = """
+[bold]What to try next[/bold]
+  1. [cyan].venv/bin/orchestrator dev[/cyan]   the same stack, kept running, with the dashboard;
+     it prints the export lines for a second terminal
+  2. in the second terminal: [cyan]source .venv/bin/activate[/cyan], paste the exports, then
+     [cyan]orchestrator worker examples.all[/cyan]
+  3. in a third (same exports): [cyan]orchestrator start greet --input '{"name": "World"}'[/cyan],
+     [cyan]orchestrator list[/cyan], [cyan]orchestrator show <id>[/cyan]
+  4. write your own workflow: README, "A workflow"; test it without AWS:
+     README, "Testing your workflows"
+  5. deploy to AWS: docs/deploy.md"""

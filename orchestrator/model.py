@@ -183,6 +183,7 @@ class Run:
     parent_op: str | None = None  # ... and the operation id in the parent that started it
     parent_notified: bool = False  # a child run's end was delivered to its parent
     parent_polls: bool = False  # a distributed map's child: the parent polls, nobody notifies
+    tags: dict[str, str] = field(default_factory=dict)  # custom fields set at start: list by tag
 
     @property
     def wait_signals(self) -> tuple[str, ...]:
@@ -228,3 +229,8 @@ class Signal:
     payload: str  # JSON text
     sent_at: int
     consumed: bool = False
+
+
+TAG_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+MAX_TAGS = 10

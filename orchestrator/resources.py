@@ -44,6 +44,8 @@ TTL_ATTRIBUTE = "expires_at"  # epoch seconds; set on consumed signals only
 
 RUN_PK_PREFIX = "WF#"  # a run's partition: "WF#<workflow id>"
 RUN_SK = "RUN"
+# Tag index entries live in their own partitions: "TAG#<key>=<value>" (store/sync.py).
+TAG_PK_PREFIX = "TAG#"
 STEP_SK_PREFIX = "STEP#"
 SIGNAL_SK_PREFIX = "SIG#"
 

@@ -2,7 +2,8 @@
 
 The context (worker id, workflow id and name, run status, step name and
 position, attempt) lives in a ContextVar, so concurrent runs in one worker
-never mix their fields. `JsonFormatter` renders one JSON object per line;
+never mix their fields. `json_formatter()` (Powertools' formatter, as in the Lambdas) renders one JSON
+object per line;
 `configure_logging` installs it (or a text format for people).
 """
 
@@ -10,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import logging
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 _fields: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_fields", default={})  # noqa: B039
@@ -44,28 +43,26 @@ class ContextFilter(logging.Filter):
         for k, v in _fields.get().items():
             if not hasattr(record, k):
                 setattr(record, k, v)
+        if not hasattr(record, "logger"):
+            record.logger = record.name  # the documented "logger" field
         return True
 
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+def json_formatter() -> logging.Formatter:
+    """Powertools' JSON formatter (the Lambdas' logger), with this project's
+    documented fields: timestamp (RFC 3339, ms), level, logger, message, the
+    run context and any `extra=` fields, and `exception` (plus Powertools'
+    `exception_name`) for errors."""
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "timestamp": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for k, v in vars(record).items():
-            if k not in _STANDARD and not k.startswith("_"):
-                out[k] = v
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+    formatter = LambdaPowertoolsFormatter(
+        use_rfc3339=True,
+        json_default=str,
+        serialize_stacktrace=False,
+        log_record_order=["timestamp", "level", "logger", "message"],
+    )
+    formatter.remove_keys(["location", "service", "sampling_rate", "xray_trace_id"])
+    return formatter
 
 
 def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
@@ -73,7 +70,7 @@ def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter())
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(json_formatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()

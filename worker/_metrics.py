@@ -1,7 +1,9 @@
 """Worker metrics: counters and histograms kept in process, exported in the
 Prometheus text format (`WorkerMetrics.render()`), optionally on an HTTP
-endpoint (`serve(port)`, or `orchestrator worker --metrics-port`). No
-dependency: the exposition format is small and stable.
+endpoint (`serve(port)`, or `orchestrator worker --metrics-port`). Built on
+prometheus_client, the standard library for the format, with one registry per
+worker (two workers in one process keep their own numbers); counters and
+histograms also carry prometheus_client's usual `_created` series.
 
 | metric | type | labels |
 | --- | --- | --- |
@@ -18,110 +20,89 @@ dependency: the exposition format is small and stable.
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import MetricsHandler
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
-_HELP = {
-    "orchestrator_runs_claimed_total": ("counter", "Runs claimed by this worker"),
+# name: (kind, help, label names)
+_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "orchestrator_runs_claimed_total": ("counter", "Runs claimed by this worker", ("workflow",)),
     "orchestrator_runs_finished_total": (
         "counter",
         "Runs this worker finished, by terminal status",
+        ("workflow", "status"),
     ),
     "orchestrator_runs_parked_total": (
         "counter",
         "Runs parked (sleep, signal wait, long retry delay)",
+        ("workflow",),
     ),
-    "orchestrator_lease_losses_total": ("counter", "Runs abandoned because their lease was lost"),
-    "orchestrator_steps_total": ("counter", "Step calls by outcome"),
-    "orchestrator_step_seconds": ("histogram", "Step attempt duration"),
-    "orchestrator_queue_wait_seconds": ("histogram", "Time from message sent to received"),
-    "orchestrator_runs_in_flight": ("gauge", "Runs this worker is handling now"),
+    "orchestrator_lease_losses_total": (
+        "counter",
+        "Runs abandoned because their lease was lost",
+        ("workflow",),
+    ),
+    "orchestrator_steps_total": ("counter", "Step calls by outcome", ("workflow", "outcome")),
+    "orchestrator_step_seconds": ("histogram", "Step attempt duration", ("workflow",)),
+    "orchestrator_queue_wait_seconds": ("histogram", "Time from message sent to received", ()),
+    "orchestrator_runs_in_flight": ("gauge", "Runs this worker is handling now", ()),
 }
-
-Labels = tuple[tuple[str, str], ...]
 
 
 class WorkerMetrics:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counters: dict[str, dict[Labels, float]] = defaultdict(lambda: defaultdict(float))
-        self._hist: dict[str, dict[Labels, list[float]]] = defaultdict(
-            dict
-        )  # buckets..., sum, count
-        self._gauges: dict[str, float] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._metrics: dict[str, Any] = {}
+        for name, (kind, text, labels) in _METRICS.items():
+            if kind == "counter":
+                self._metrics[name] = Counter(
+                    name.removesuffix("_total"), text, labels, registry=self.registry
+                )
+            elif kind == "histogram":
+                self._metrics[name] = Histogram(
+                    name, text, labels, buckets=BUCKETS, registry=self.registry
+                )
+            else:
+                self._metrics[name] = Gauge(name, text, labels, registry=self.registry)
         self._server: ThreadingHTTPServer | None = None
 
+    def _child(self, name: str, labels: dict[str, str]) -> Any:
+        metric = self._metrics[name]
+        return metric.labels(**labels) if labels else metric
+
     def inc(self, name: str, by: float = 1.0, **labels: str) -> None:
-        with self._lock:
-            self._counters[name][tuple(sorted(labels.items()))] += by
+        self._child(name, labels).inc(by)
 
     def observe(self, name: str, value: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            h = self._hist[name].setdefault(key, [0.0] * (len(BUCKETS) + 2))
-            for i, bound in enumerate(BUCKETS):
-                if value <= bound:
-                    h[i] += 1
-            h[-2] += value
-            h[-1] += 1
+        self._child(name, labels).observe(value)
 
     def set_gauge(self, name: str, value: float) -> None:
-        with self._lock:
-            self._gauges[name] = value
+        self._metrics[name].set(value)
+
+    def _sample(self, sample_name: str, labels: dict[str, str]) -> float:
+        value = self.registry.get_sample_value(sample_name, labels)
+        return 0.0 if value is None else value
 
     def value(self, name: str, **labels: str) -> float:
         """A counter's value (tests, diagnostics)."""
-        with self._lock:
-            return self._counters[name].get(tuple(sorted(labels.items())), 0.0)
+        return self._sample(name, labels)
 
     def count(self, name: str, **labels: str) -> int:
         """How many observations a histogram has."""
-        with self._lock:
-            h = self._hist[name].get(tuple(sorted(labels.items())))
-            return int(h[-1]) if h else 0
+        return int(self._sample(f"{name}_count", labels))
 
     def render(self) -> str:
-        lines: list[str] = []
-        with self._lock:
-            for name, (kind, text) in _HELP.items():
-                lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-                if kind == "counter":
-                    for labels, v in sorted(self._counters[name].items()):
-                        lines.append(f"{name}{_fmt(labels)} {v:g}")
-                elif kind == "gauge":
-                    lines.append(f"{name} {self._gauges.get(name, 0):g}")
-                else:
-                    for labels, h in sorted(self._hist[name].items()):
-                        for bound, n in zip(BUCKETS, h, strict=False):
-                            lines.append(
-                                f"{name}_bucket{_fmt((*labels, ('le', f'{bound:g}')))} {n:g}"
-                            )
-                        lines.append(f"{name}_bucket{_fmt((*labels, ('le', '+Inf')))} {h[-1]:g}")
-                        lines.append(f"{name}_sum{_fmt(labels)} {h[-2]:g}")
-                        lines.append(f"{name}_count{_fmt(labels)} {h[-1]:g}")
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve /metrics on `port` (0: any free port); returns the port. Loopback
         by default: pass host="0.0.0.0" (`--metrics-host`) for a remote scraper."""
-        metrics = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = metrics.render().encode()
-                self.send_response(200 if self.path.startswith("/metrics") else 404)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        handler = MetricsHandler.factory(self.registry)
+        self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True, name="metrics").start()
         return int(self._server.server_address[1])
@@ -131,10 +112,3 @@ class WorkerMetrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-
-def _fmt(labels: Labels) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{v}"' for k, v in labels)
-    return "{" + inner + "}"

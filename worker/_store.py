@@ -263,9 +263,6 @@ class AsyncStore:
                 # The sweeper's walk sends a run still pending after the grace.
                 raise RuntimeError(f"a send failed: {failed.get('Message', failed)}")
 
-    async def send(self, workflow_id: str, reason: str) -> None:
-        await self._sqs.send_message(**send_request(self.settings, workflow_id, reason))
-
     async def delete_schedule(self, name: str) -> None:
         try:
             await self._scheduler.delete_schedule(Name=name, GroupName=self.settings.schedule_group)
@@ -369,6 +366,13 @@ class AsyncStore:
             if not is_conflict(e):  # the same name exists: a retry; one schedule is enough
                 raise
         return kind
+
+    @property
+    def sqs(self) -> Any:
+        return self._sqs
+
+    async def send(self, workflow_id: str, reason: str, delay_s: int = 0) -> None:
+        await self._sqs.send_message(**send_request(self.settings, workflow_id, reason, delay_s))
 
     async def delete_message(self, receipt: str) -> None:
         """Queue the delete and return: it goes out in a DeleteMessageBatch within

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import signal
 import socket
+import threading
 import uuid
+from asyncio import FIRST_COMPLETED
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeGuard
@@ -36,6 +39,8 @@ from orchestrator.settings import Settings
 from ._children import notify_parent
 from ._context import WorkflowContext, _current
 from ._deletes import DEFAULT_MAX_WAIT
+from ._handoff import NameCache, ServedNames, kick_pending, plan
+from ._logs import _fields as _log_fields
 from ._logs import log_context, set_fields
 from ._metrics import WorkerMetrics
 from ._parking import CANCEL, Parker, cancel_tasks, park_run
@@ -48,9 +53,6 @@ from ._store import AsyncStore, Refused
 from ._tracing import Tracing
 
 log = logging.getLogger("worker")
-
-UNSERVED_RETRY_SECONDS = 30  # a message for a name this worker does not serve comes back after this
-UNSERVED_MAX_RECEIVES = 10  # then it is dropped; the sweeper offers the run again, with backoff
 
 
 class Worker:
@@ -115,17 +117,23 @@ class Worker:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
+        self._receiving = False  # a long poll is in flight
+        self._receive_errors = 0  # consecutive failed receives
         self._exit: contextlib.AsyncExitStack | None = None
         self._store: AsyncStore | None = None
         steps = max_concurrent_steps or max(4, max_concurrent_workflows)
         if steps < 1:
             raise ValueError("max_concurrent_steps must be at least 1")
         self._max_steps = steps
-        self._executor = ThreadPoolExecutor(max_workers=steps, thread_name_prefix="step")
+        self._executor = _StepThreads(max_workers=steps, thread_name_prefix="step")
         self._step_slots: asyncio.Semaphore | None = None
+        self._force = asyncio.Event()  # a second SIGINT/SIGTERM: release everything now
+        self.forced = False
         self.metrics = metrics or WorkerMetrics()
         self._tracing = Tracing(tracing)
         self._presence: Presence | None = None
+        self._served: ServedNames | None = None  # names other live workers serve
+        self._name_cache = NameCache()  # ids of runs of names this worker does not serve
         self.stats = {
             "claimed": 0,
             "completed": 0,
@@ -179,6 +187,10 @@ class Worker:
                 busy=lambda: len(self._tasks),
             )
             await self._presence.start()
+            self._served = ServedNames(
+                self._store.ddb, self.settings.table, self.clock, self_id=self.id
+            )
+            await self._kick_orphans()
             self._poller = asyncio.create_task(self._poll_loop(), name=f"poll-{self.id}")
             log.info(
                 "worker %s serving %s",
@@ -187,14 +199,41 @@ class Worker:
                 extra={"worker_id": self.id},
             )
 
+    async def _kick_orphans(self) -> None:
+        """Runs of names no other live worker serves may have had their messages
+        hidden or dropped (worker/_handoff.py): send the recent pending ones now.
+        The registry read follows this worker's own registration, so a peer that
+        dropped a message before seeing this worker registered is covered."""
+        assert self._store is not None and self._served is not None
+        try:
+            others = await self._served.refresh()
+            orphans = set(self._names) - others
+            sent = await kick_pending(
+                self._store.ddb, self._store.sqs, self.settings, self.clock, orphans
+            )
+        except Exception:
+            log.warning("could not look for pending runs of newly served names", exc_info=True)
+            return
+        if sent:
+            log.info("sent %d pending run(s) of %s", len(sent), ", ".join(sorted(orphans)))
+
     async def run_until_stopped(self) -> None:
         """Run until `stop()` is called or the process gets SIGINT/SIGTERM."""
         await self.start()
         loop = asyncio.get_running_loop()
         installed = []
+
+        stopping: list[asyncio.Future[None]] = []
+
+        def on_signal() -> None:
+            if not self._stopping:
+                stopping.append(asyncio.ensure_future(self.stop()))
+            else:
+                self.force_stop()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+                loop.add_signal_handler(sig, on_signal)
                 installed.append(sig)
         try:
             await self._stopped.wait()
@@ -202,20 +241,55 @@ class Worker:
             for sig in installed:
                 loop.remove_signal_handler(sig)
 
+    def force_stop(self) -> None:
+        """End the grace now (the second SIGINT/SIGTERM): running runs are cancelled
+        and their leases released, best effort. A sync step's thread cannot be
+        stopped; `step_threads()` names what still runs, and the CLI exits without
+        waiting for it."""
+        self.forced = True
+        self._force.set()
+        if self._poller is not None:
+            self._poller.cancel()
+        log.warning("worker %s: stopping now; releasing %d run(s)", self.id, len(self._tasks))
+
+    def step_threads(self) -> list[str]:
+        """The sync step functions still running in the worker's threads."""
+        return self._executor.running()
+
+    def join_step_threads(self) -> None:
+        self._executor.join()
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop receiving; give running runs `grace` seconds, then release them."""
         if self._stopping:
             await self._stopped.wait()
             return
         self._stopping = True
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        grace = self._grace if grace is None else grace
         if self._tasks:
-            _, pending = await asyncio.wait(
-                set(self._tasks), timeout=self._grace if grace is None else grace
+            log.info(
+                "worker %s stopping: %d run(s) in flight get up to %g s to finish, "
+                "then their leases are released (signal again to release them now)",
+                self.id,
+                len(self._tasks),
+                grace,
             )
+        # The open long poll and the runs' grace end side by side.
+        end_poll = asyncio.ensure_future(self._end_poll()) if self._poller is not None else None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        force = asyncio.ensure_future(self._force.wait())
+        while True:
+            left = {t for t in self._tasks if not t.done()}
+            remaining = deadline - loop.time()
+            if not left or force.done() or remaining <= 0:
+                break
+            await asyncio.wait({*left, force}, timeout=remaining, return_when=FIRST_COMPLETED)
+        force.cancel()
+        if end_poll is not None:
+            await end_poll
+        if self._tasks:
+            pending = {t for t in self._tasks if not t.done()}
             for t in pending:
                 t.cancel()
             if pending:
@@ -231,6 +305,37 @@ class Worker:
         self._poller = None
         self._stopped.set()
         log.info("worker %s stopped", self.id)
+        threads = self.step_threads()
+        if threads:
+            log.warning(
+                "worker %s: %d sync step function(s) still running in threads (%s); "
+                "a thread cannot be interrupted (their runs' leases are released)",
+                self.id,
+                len(threads),
+                ", ".join(threads),
+            )
+
+    async def _end_poll(self) -> None:
+        """Let a long poll in flight return instead of dropping its connection: a
+        message SQS hands to a dropped poll would stay hidden for the whole
+        visibility timeout. What it returns is handed back at once (`_poll_loop`)."""
+        assert self._poller is not None
+        self._slot_freed.set()  # a poller waiting for a free slot exits
+        wait = self.settings.poll_seconds + 2
+        if self._receiving:
+            log.info(
+                "worker %s: waiting up to %d s for the current long poll to return, "
+                "so that no message is left hidden",
+                self.id,
+                self.settings.poll_seconds,
+            )
+        force = asyncio.ensure_future(self._force.wait())
+        await asyncio.wait({self._poller, force}, timeout=wait, return_when=FIRST_COMPLETED)
+        force.cancel()
+        if not self._poller.done():
+            self._poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._poller
 
     @property
     def busy(self) -> int:
@@ -246,14 +351,26 @@ class Worker:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            self._receiving = True
             try:
                 messages = await self._store.receive(free, self.settings.poll_seconds, visibility)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("receive failed; retrying in 1 s")
+            except Exception as e:
+                if self._stopping:
+                    return
+                self._receive_failed(e)
                 await asyncio.sleep(1)
                 continue
+            finally:
+                self._receiving = False
+            if self._receive_errors:
+                log.info("receiving again after %d failed attempt(s)", self._receive_errors)
+                self._receive_errors = 0
+            if self._stopping:
+                for m in messages:  # stopping: another worker takes them now
+                    await self._store.set_visibility(m["ReceiptHandle"], 0)
+                return
             now = self.clock.now_ms()
             for m in messages:
                 sent = m.get("Attributes", {}).get("SentTimestamp")
@@ -264,6 +381,20 @@ class Worker:
                 task = asyncio.create_task(self._handle(m))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
+
+    def _receive_failed(self, e: Exception) -> None:
+        """One traceback for the first failure, then a line every minute: a dead
+        endpoint must not print a traceback every second forever."""
+        self._receive_errors += 1
+        if self._receive_errors == 1:
+            log.exception("receive failed; retrying every second")
+        elif self._receive_errors % 60 == 0:
+            log.warning(
+                "receive still failing after %d attempts: %s: %s",
+                self._receive_errors,
+                type(e).__name__,
+                e,
+            )
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -308,6 +439,10 @@ class Worker:
             log.warning("dropping a message that names no run: %r", message.get("Body", "")[:200])
             await store.delete_message(receipt)
             return
+        known = self._name_cache.get(workflow_id)
+        if known is not None and known not in self._defs:
+            await self._hand_off(message, workflow_id, known)  # no claim: it would be refused
+            return
         now = self.clock.now_ms()
         self._claim_nows[workflow_id][now] += 1
         result = await store.claim(
@@ -351,13 +486,8 @@ class Worker:
             await store.delete_message(receipt)  # unknown run, or terminal: invariant 5
             return
         if old.name not in self._defs:
-            receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-            if receives < UNSERVED_MAX_RECEIVES:
-                await store.set_visibility(
-                    receipt, UNSERVED_RETRY_SECONDS
-                )  # for a worker that serves it
-            else:
-                await store.delete_message(receipt)  # the sweeper offers it again, with backoff
+            self._name_cache.put(old.id, old.name)
+            await self._hand_off(message, old.id, old.name)
             return
         if (
             old.status in (Status.SLEEPING, Status.WAITING)
@@ -384,6 +514,24 @@ class Worker:
         # for the first time cannot be that message), or parked on a signal (the
         # signal's delivery wakes it): this copy is a duplicate.
         await store.delete_message(receipt)
+
+    async def _hand_off(self, message: dict[str, Any], workflow_id: str, name: str) -> None:
+        """A message for a name this worker does not serve (worker/_handoff.py)."""
+        store = self._store
+        assert store is not None and self._served is not None
+        receipt = message["ReceiptHandle"]
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        h = plan(receives, await self._served.serves(name))
+        log.debug(
+            "run %s (%s), receive %d: %s %d s", workflow_id, name, receives, *vars(h).values()
+        )
+        if h.action == "visible":
+            await store.set_visibility(receipt, h.seconds)
+        elif h.action == "resend":
+            await store.send(workflow_id, "handoff", h.seconds)  # a fresh receive count
+            await store.delete_message(receipt)
+        else:
+            await store.delete_message(receipt)  # the sweeper offers it again, with backoff
 
     # --- running ------------------------------------------------------------------------------
     async def _execute(self, run: Run, receipt: str) -> None:
@@ -639,6 +787,54 @@ class Worker:
                 runner.cancel()
                 return
             await store.set_visibility(receipt, self.settings.lease_seconds + 5)
+
+
+def _step_label(fn: Any, args: tuple[Any, ...]) -> str:
+    """ "run <id> step <name>" for a step submitted as `copy_context().run(call)`
+    (the context carries the log fields), else the function's name."""
+    ctx = getattr(fn, "__self__", None)
+    if isinstance(ctx, contextvars.Context):
+        fields = ctx.get(_log_fields, {})
+        if "step" in fields:
+            return f"run {fields.get('workflow_id')} step {fields['step']}"
+        fn = args[0] if args else fn
+    fn = getattr(fn, "func", fn)
+    return str(getattr(fn, "__qualname__", repr(fn)))
+
+
+class _StepThreads(ThreadPoolExecutor):
+    """The sync steps' thread pool, counting the functions running in it: at
+    shutdown a sync function cannot be interrupted, and the process lives until
+    it returns, so the worker says which ones it waits for."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._running: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        label = _step_label(fn, args)
+
+        def counted() -> Any:
+            with self._lock:
+                self._running[label] += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self._running[label] -= 1
+                    if not self._running[label]:
+                        del self._running[label]
+
+        return super().submit(counted)
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return sorted(self._running.elements())
+
+    def join(self) -> None:
+        for t in list(self._threads):
+            t.join()
 
 
 def _lost_answer(old: Run | None, worker_id: str, now: int, lease_ms: int) -> TypeGuard[Run]:

@@ -28,7 +28,15 @@ from ..errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from .models import CancelRequest, SignalRequest, StartRequest, run_view, step_view
+from .models import (
+    BulkRequest,
+    CancelRequest,
+    SignalRequest,
+    StartRequest,
+    run_view,
+    signal_view,
+    step_view,
+)
 from .openapi import OPERATIONS, route_pattern
 from .service import Service
 
@@ -71,7 +79,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(strip_prefixes=["/api"])
 
     def body(
-        model: type[StartRequest] | type[SignalRequest] | type[CancelRequest],
+        model: type[StartRequest] | type[SignalRequest] | type[CancelRequest] | type[BulkRequest],
         *,
         optional: bool = False,
     ) -> Any:
@@ -133,6 +141,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             req.id,
             execution_timeout_s=req.execution_timeout_seconds,
             traceparent=app.current_event.headers.get("traceparent"),
+            tags=req.tags,
         )
         return Response(
             status_code=201 if created else 200,
@@ -143,7 +152,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     @app.get("/workflows")
     def list_runs() -> dict[str, Any]:
         q = app.current_event.query_string_parameters or {}
-        unknown = set(q) - {"status", "name", "limit", "cursor", "parent_id"}
+        unknown = set(q) - {"status", "name", "limit", "cursor", "parent_id", "tag"}
         if unknown:
             raise BadInputError(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
         if "parent_id" in q:
@@ -157,7 +166,11 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         except ValueError:
             raise BadInputError("limit must be an integer") from None
         page = service().list(
-            status=q.get("status"), name=q.get("name"), limit=limit, cursor=q.get("cursor")
+            status=q.get("status"),
+            name=q.get("name"),
+            limit=limit,
+            cursor=q.get("cursor"),
+            tag=q.get("tag"),
         )
         served = service().served_names()
         return {"workflows": [run_view(r, served) for r in page.runs], "next_cursor": page.cursor}
@@ -188,14 +201,30 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     def signal(workflow_id: str) -> Response[Any]:
         workflow_id = path_param(workflow_id)
         req = body(SignalRequest)
-        sig, woke = service().signal(workflow_id, req.name, req.payload)
+        svc = service()
+        sig, woke = svc.signal(workflow_id, req.name, req.payload)
+        reply: dict[str, Any] = {
+            "workflow_id": workflow_id,
+            "signal": sig.name,
+            "seq": sig.seq,
+            "woke": woke,
+        }
+        if not woke:
+            warning = svc.signal_warning(workflow_id, req.name)
+            if warning:
+                reply["warning"] = warning
         return Response(
             status_code=202,
             content_type=content_types.APPLICATION_JSON,
-            body=json.dumps(
-                {"workflow_id": workflow_id, "signal": sig.name, "seq": sig.seq, "woke": woke}
-            ),
+            body=json.dumps(reply),
         )
+
+    @app.get("/workflows/<workflow_id>/signals")
+    def inbox(workflow_id: str) -> dict[str, Any]:
+        return {
+            "workflow_id": workflow_id,
+            "signals": [signal_view(sig) for sig in service().inbox(workflow_id)],
+        }
 
     @app.post("/workflows/<workflow_id>/cancel")
     def cancel(workflow_id: str) -> Response[Any]:
@@ -212,6 +241,49 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             status_code=202 if outcome in ("requested", "already_requested") else 200,
             content_type=content_types.APPLICATION_JSON,
             body=json.dumps({**run_view(run), "outcome": outcome, "message": message}),
+        )
+
+    @app.post("/workflows/<workflow_id>/terminate")
+    def terminate(workflow_id: str) -> Response[Any]:
+        req = body(CancelRequest, optional=True)
+        run, outcome = service().terminate(workflow_id, req.reason)
+        message = (
+            "the run is terminated (no cleanup)"
+            if outcome == "terminated"
+            else f"nothing to do: the run is already {run.status.value}"
+        )
+        return Response(
+            status_code=200,
+            content_type=content_types.APPLICATION_JSON,
+            body=json.dumps({**run_view(run), "outcome": outcome, "message": message}),
+        )
+
+    @app.get("/workflows/<workflow_id>/history")
+    def history(workflow_id: str) -> dict[str, Any]:
+        run, steps, signals = service().history(workflow_id)
+        return {
+            "format": "orchestrator.history/1",
+            "workflow": run_view(run),
+            "steps": [step_view(s) for s in steps],
+            "signals": [{**signal_view(s), "consumed": s.consumed} for s in signals],
+        }
+
+    @app.post("/bulk/<action>")
+    def bulk(action: str) -> dict[str, Any]:
+        req = body(BulkRequest)
+
+        def ms(value: Any) -> int | None:
+            return None if value is None else int(value.timestamp() * 1000)
+
+        return service().bulk(
+            action,
+            name=req.name,
+            status=req.status,
+            created_after=ms(req.created_after),
+            created_before=ms(req.created_before),
+            dry_run=req.dry_run,
+            confirm_count=req.confirm_count,
+            reason=req.reason,
         )
 
     @app.exception_handler(OrchestratorError)

@@ -15,6 +15,7 @@ from ..model import (
     WORKFLOW_ID_RE,
     WORKFLOW_NAME_RE,
     Run,
+    Signal,
     StepRecord,
     child_run_id,
 )
@@ -43,6 +44,9 @@ class StartRequest(BaseModel):
         gt=0,
         description="the run fails as timed out after this long, whatever it is doing",
     )
+    tags: dict[str, str] | None = Field(
+        default=None, description="custom fields to list runs by: GET /workflows?tag=key=value"
+    )
 
     @field_validator("name")
     @classmethod
@@ -67,6 +71,21 @@ class StartRequest(BaseModel):
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class BulkRequest(BaseModel):
+    """Which unfinished runs a bulk cancel or terminate acts on. A dry run (the
+    default) counts them; `dry_run: false` needs `confirm_count` = that count."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=64)
+    status: str | None = None
+    created_after: datetime | None = None  # ISO 8601, inclusive
+    created_before: datetime | None = None  # ISO 8601, exclusive
+    dry_run: bool = True
+    confirm_count: int | None = Field(default=None, ge=0)
     reason: str | None = Field(default=None, max_length=1000)
 
 
@@ -122,10 +141,21 @@ def run_view(run: Run, served: set[str] | None = None) -> dict[str, Any]:
         "cancel_requested": run.cancel_requested,
         "parent_id": run.parent_id,
         "parent_operation": run.parent_op,
+        "tags": run.tags,
     }
     if served is not None and not run.status.terminal:
         view["unserved"] = run.name not in served
     return view
+
+
+def signal_view(sig: Signal) -> dict[str, Any]:
+    """A buffered signal: name, arrival number, payload, when it was sent."""
+    return {
+        "name": sig.name,
+        "seq": sig.seq,
+        "payload": _json(sig.payload),
+        "sent_at": iso(sig.sent_at),
+    }
 
 
 def step_view(step: StepRecord, workflow_id: str | None = None) -> dict[str, Any]:
@@ -184,6 +214,16 @@ def step_view(step: StepRecord, workflow_id: str | None = None) -> dict[str, Any
         view["attempts"] = [
             {**a, "started_at": iso(a.get("started_at")), "finished_at": iso(a.get("finished_at"))}
             for a in step.attempts
+        ]
+    elif step.kind == "step":
+        # A step that succeeded at its first attempt records no attempt list (it
+        # would cost bytes on every step write); the view shows that one attempt.
+        view["attempts"] = [
+            {
+                "attempt": 1,
+                "started_at": iso(step.started_at),
+                "finished_at": iso(step.recorded_at),
+            }
         ]
     if step.retry_at is not None and not step.resolved:
         view["retry_at"] = iso(step.retry_at)

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from pydantic import BaseModel
+
 from ..model import WORKFLOW_ID_RE, Status
 from ..store.sync import MAX_LIST_LIMIT
-from .models import CancelRequest, SignalRequest, StartRequest
+from .models import BulkRequest, CancelRequest, SignalRequest, StartRequest
 
 STATUS_VALUES = [s.value for s in Status]
 
@@ -27,7 +29,7 @@ class Operation:
     path: str  # OpenAPI template, {workflow_id} for a path parameter
     operation_id: str
     summary: str
-    body: type[StartRequest] | type[SignalRequest] | type[CancelRequest] | None = None
+    body: type[BaseModel] | None = None
     ok: tuple[int, ...] = (200,)
     query: tuple[dict[str, Any], ...] = ()
     content_type: str = "application/json"
@@ -100,6 +102,22 @@ OPERATIONS: tuple[Operation, ...] = (
         CancelRequest,
         ok=(200, 202),
     ),
+    Operation("GET", "/workflows/{workflow_id}/signals", "getInbox", "A run's buffered signals"),
+    Operation(
+        "POST",
+        "/workflows/{workflow_id}/terminate",
+        "terminateRun",
+        "End a run now, with no cleanup (send {} for no reason)",
+        CancelRequest,
+    ),
+    Operation("GET", "/workflows/{workflow_id}/history", "exportHistory", "A run's whole history"),
+    Operation(
+        "POST",
+        "/bulk/{action}",
+        "bulkAction",
+        "Cancel or terminate the unfinished runs a filter matches (dry run by default)",
+        BulkRequest,
+    ),
 )
 
 
@@ -126,10 +144,11 @@ def _operation(op: Operation) -> dict[str, Any]:
     params: list[dict[str, Any]] = list(op.query)
     if "{workflow_id}" in op.path:
         params.append(_ID)
-    if "{file}" in op.path:
-        params.append(
-            {"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}
-        )
+    for name in re.findall(r"\{(\w+)\}", op.path):
+        if name != "workflow_id":
+            params.append(
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            )
     error = {"description": "refused", "content": {"application/json": {"schema": _ERROR}}}
     responses: dict[str, Any] = {
         str(code): {"description": "ok", "content": {op.content_type: {"schema": {}}}}

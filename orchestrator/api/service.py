@@ -11,10 +11,13 @@ from typing import Any
 
 from ..clock import Clock
 from ..dispatch import Dispatcher
-from ..errors import BadInputError
+from ..errors import BadInputError, ConflictError
 from ..model import (
     MAX_INPUT_BYTES,
     MAX_SIGNAL_PAYLOAD_BYTES,
+    MAX_TAGS,
+    TAG_KEY_RE,
+    TAG_VALUE_RE,
     WORKFLOW_ID_RE,
     Run,
     Signal,
@@ -28,6 +31,8 @@ from ..store.registry import WorkerInfo, list_workers
 from ..store.sync import Page
 
 log = logging.getLogger(__name__)
+
+BULK_MAX = 1000  # runs one bulk call acts on; narrow the filter for more
 TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\Z")
 
 MAX_EXECUTION_TIMEOUT_S = 366 * 24 * 3600
@@ -48,9 +53,12 @@ class Service:
         *,
         execution_timeout_s: float | None = None,
         traceparent: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> tuple[Run, bool]:
         """Create a run and dispatch it. Returns (run, created)."""
         text = encode_json(input, what="input", limit=MAX_INPUT_BYTES)
+        tags = dict(tags or {})
+        _check_tags(tags)
         if (
             execution_timeout_s is not None
             and not 0 < execution_timeout_s <= MAX_EXECUTION_TIMEOUT_S
@@ -71,6 +79,7 @@ class Service:
             else now + int(execution_timeout_s * 1000),
             # Kept only if well formed: it parents the worker's spans (tracing is optional).
             traceparent=traceparent if traceparent and TRACEPARENT_RE.match(traceparent) else None,
+            tags=tags,
         )
         stored, created = self.store.create(run)
         if stored.status == Status.PENDING:
@@ -106,7 +115,23 @@ class Service:
         _check_id(workflow_id)
         return self.store.steps(workflow_id)
 
-    def list(self, *, status: str | None, name: str | None, limit: int, cursor: str | None) -> Page:
+    def list(
+        self,
+        *,
+        status: str | None,
+        name: str | None,
+        limit: int,
+        cursor: str | None,
+        tag: str | None = None,
+    ) -> Page:
+        if tag is not None:
+            key, sep, value = tag.partition("=")
+            if not sep or status or name:
+                raise BadInputError(
+                    "tag is key=value, and lists by tag alone (no status or name filter)"
+                )
+            _check_tags({key: value})
+            return self.store.list_by_tag(key, value, limit=limit, cursor=cursor)
         st = None
         if status:
             try:
@@ -156,6 +181,113 @@ class Service:
         self.store.get(workflow_id)  # 404 for an unknown run
         return self.store.children(workflow_id)
 
+    def terminate(self, workflow_id: str, reason: str | None = None) -> tuple[Run, str]:
+        """End the run now, with no cleanup (unlike cancel, which lets a running
+        run clean up at its next durable call)."""
+        _check_id(workflow_id)
+        before, after, outcome = self.store.terminate(
+            workflow_id, reason or "terminated by request"
+        )
+        if outcome == "terminated" and before.timer:
+            try:
+                self.dispatcher.delete_schedule(before.timer)
+            except Exception:
+                log.exception("could not delete schedule %s", before.timer)
+        return after, outcome
+
+    def history(
+        self, workflow_id: str
+    ) -> tuple[Run, builtins.list[StepRecord], builtins.list[Signal]]:
+        _check_id(workflow_id)
+        return self.store.history(workflow_id)
+
+    def select(
+        self,
+        *,
+        name: str | None,
+        status: str | None,
+        created_after: int | None,
+        created_before: int | None,
+    ) -> tuple[builtins.list[Run], bool]:
+        """Unfinished runs matching the filter, newest first, at most BULK_MAX
+        (then True: there are more). Walks the `by_created` listing, so it reads
+        every run created in the range, not only the matches."""
+        found: builtins.list[Run] = []
+        cursor: str | None = None
+        while True:
+            page = self.list(status=status, name=name, limit=200, cursor=cursor)
+            for run in page.runs:
+                if created_before is not None and run.created_at >= created_before:
+                    continue
+                if created_after is not None and run.created_at < created_after:
+                    return found, False
+                if run.status.terminal:
+                    continue
+                if len(found) == BULK_MAX:
+                    return found, True
+                found.append(run)
+            if not page.cursor:
+                return found, False
+            cursor = page.cursor
+
+    def bulk(
+        self,
+        action: str,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        dry_run: bool = True,
+        confirm_count: int | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Cancel or terminate every unfinished run a filter matches. A dry run
+        (the default) only counts them; doing it needs `confirm_count` equal to
+        what matches now, so a filter that grew since the dry run is refused."""
+        if action not in ("cancel", "terminate"):
+            raise BadInputError(f"unknown bulk action {action!r}; one of: cancel, terminate")
+        runs, more = self.select(
+            name=name, status=status, created_after=created_after, created_before=created_before
+        )
+        reply: dict[str, Any] = {
+            "action": action,
+            "dry_run": dry_run,
+            "count": len(runs),
+            "truncated": more,
+            "sample": [run.id for run in runs[:20]],
+        }
+        if dry_run:
+            return reply
+        if confirm_count != len(runs):
+            raise ConflictError(
+                f"{len(runs)} runs match now, not {confirm_count}: check with a dry run, "
+                f"then confirm with that count"
+            )
+        outcomes: dict[str, int] = {}
+        for run in runs:
+            if action == "cancel":
+                _, outcome = self.cancel(run.id, reason)
+            else:
+                _, outcome = self.terminate(run.id, reason)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        return {**reply, "outcomes": outcomes}
+
+    def inbox(self, workflow_id: str) -> builtins.list[Signal]:
+        _check_id(workflow_id)
+        return self.store.inbox(workflow_id)
+
+    def signal_warning(self, workflow_id: str, name: str) -> str | None:
+        """Why a signal that woke nothing may be a mistake: the run waits for
+        another name now. (A signal sent before any wait is normal: buffered.)"""
+        run = self.store.get(workflow_id)
+        if run.status.value == "waiting" and run.wait_signals and name not in run.wait_signals:
+            return (
+                f"the run is waiting for signal {run.wait_signal!r}, not {name!r}: "
+                f"this one stays in its inbox until the run waits for {name!r}"
+            )
+        return None
+
     def signal(self, workflow_id: str, name: str, payload: Any) -> tuple[Signal, bool]:
         _check_id(workflow_id)
         text = encode_json(payload, what="signal payload", limit=MAX_SIGNAL_PAYLOAD_BYTES)
@@ -172,6 +304,16 @@ class Service:
             except Exception:
                 log.exception("could not delete schedule %s", timer)
         return sig, woke
+
+
+def _check_tags(tags: dict[str, str]) -> None:
+    if len(tags) > MAX_TAGS:
+        raise BadInputError(f"at most {MAX_TAGS} tags")
+    for key, value in tags.items():
+        if not isinstance(key, str) or not TAG_KEY_RE.match(key):
+            raise BadInputError(f"tag key {key!r}: a letter, then up to 63 of [A-Za-z0-9_.-]")
+        if not isinstance(value, str) or not TAG_VALUE_RE.match(value):
+            raise BadInputError(f"tag value {value!r}: 1 to 128 of [A-Za-z0-9_.:@-]")
 
 
 def _check_id(workflow_id: str) -> None:

@@ -257,6 +257,7 @@
   function runDetail(run) {
     if (run.error) return `${run.error.type}: ${run.error.message}`;
     if (run.cancel_requested && !TERMINAL.has(run.status)) return "cancel requested";
+    if (run.unserved) return `no live worker serves “${run.name}”`;
     if (run.status === "waiting") {
       return [`waiting for “${run.waiting_for}”`, run.wake_at ? ", times out " : "", run.wake_at ? untilEl(run.wake_at) : ""];
     }
@@ -429,7 +430,7 @@
       } else {
         body.push(jsonBlock(s.result));
       }
-      if (s.attempts && s.attempts.length) body.push(attemptsTable(s.attempts));
+      if (s.attempts && s.attempts.length > 1) body.push(attemptsTable(s.attempts));
     } else if (s.kind === "parallel" || s.kind === "map") {
       const items = s.items || [];
       const counts = {};
@@ -489,8 +490,13 @@
       } else if (s.resolved) {
         body.push(h("div", { class: "line" }, `signal “${s.signal}” received; payload:`));
         body.push(jsonBlock(s.payload));
+      } else if (TERMINAL.has(run.status)) {
+        // The run ended while it waited: the wait lasted until the end, no longer.
+        state = "";
+        took = toMs(run.updated_at) - started;
+        body.push(h("div", { class: "line" }, `signal “${s.signal}” never came: the run ended (${run.status})`));
       } else {
-        state = TERMINAL.has(run.status) ? "bad" : "open";
+        state = "open";
         took = null;
         body.push(h("div", { class: "line" }, `waiting for signal “${s.signal}”`, deadline));
       }
@@ -606,7 +612,14 @@
       ["Status", badge(run.status)],
       ["Created", [at(run.created_at), " (", agoEl(run.created_at), ")"]],
       ["Updated", [at(run.updated_at), " (", agoEl(run.updated_at), ")"]],
-      [TERMINAL.has(run.status) ? "Took" : "Running for", runDuration(run)],
+      [
+        TERMINAL.has(run.status)
+          ? "Took"
+          : run.status === "pending" && !run.attempt
+            ? "Pending for (not claimed yet)"
+            : "Since created",
+        runDuration(run),
+      ],
       ["Worker claims", h("span", { title: "times a worker took the run; it replays after each sleep or wait" }, String(run.attempt))],
     ];
     if (run.waiting_for) rows.push(["Waiting for signal", run.waiting_for]);
@@ -674,7 +687,28 @@
     let shown = null;
     let done = false;
 
-    function render(run, steps) {
+    function inboxPanel(signals) {
+      if (!signals.length) return "";
+      return h(
+        "div",
+        { class: "panel", id: "inbox" },
+        h("h2", {}, "Inbox ", h("span", { class: "muted" }, `· ${signals.length} buffered, not yet consumed by a wait`)),
+        h(
+          "table",
+          { class: "attempts" },
+          h("thead", {}, h("tr", {}, ["#", "signal", "sent", "payload"].map((t) => h("th", {}, t)))),
+          h(
+            "tbody",
+            {},
+            signals.map((sig) =>
+              h("tr", {}, h("td", {}, String(sig.seq)), h("td", {}, sig.name), h("td", {}, agoEl(sig.sent_at)), h("td", { class: "mono" }, compact(sig.payload, 80))),
+            ),
+          ),
+        ),
+      );
+    }
+
+    function render(run, steps, signals) {
       document.title = `${run.name} ${run.status} · orchestrator`;
       done = TERMINAL.has(run.status);
       cancel.hidden = done;
@@ -688,7 +722,13 @@
           "div",
           { class: "run-head" },
           h("h1", {}, h("span", { id: "run-name" }, run.name), badge(run.status, "run-status")),
-          h("div", { class: "actions" }, cancel),
+          h(
+            "div",
+            { class: "actions" },
+            h("a", { class: "button", id: "export", href: `${path}/history`, download: `${run.id}.json` }, "Export JSON"),
+            " ",
+            cancel,
+          ),
         ),
         h("div", { class: "run-id mono", id: "run-id" }, run.id),
         h("div", { class: "panel" }, facts(run)),
@@ -704,18 +744,23 @@
           h("h2", {}, "Timeline ", h("span", { class: "muted" }, `· ${steps.length} durable call${steps.length === 1 ? "" : "s"}`)),
           timeline(run, steps, open),
         ),
+        inboxPanel(signals || []),
       );
     }
 
     async function load() {
       const mine = token;
       try {
-        const [run, steps] = await Promise.all([api("GET", path), api("GET", `${path}/steps`)]);
+        const [run, steps, inbox] = await Promise.all([
+          api("GET", path),
+          api("GET", `${path}/steps`),
+          api("GET", `${path}/signals`),
+        ]);
         if (mine !== token) return;
-        const snapshot = JSON.stringify([run, steps.steps]);
+        const snapshot = JSON.stringify([run, steps.steps, inbox.signals]);
         if (snapshot !== shown) {
           shown = snapshot;
-          render(run, steps.steps);
+          render(run, steps.steps, inbox.signals);
         }
         problem.replaceChildren();
         if (done) {
@@ -755,7 +800,10 @@
       try {
         const sent = await api("POST", `${path}/signals`, { name, payload: value });
         const effect = sent.woke ? "it woke the run" : "it is buffered until the run waits for it";
-        signalMessage.replaceChildren(banner("ok", `Signal “${sent.signal}” sent (#${sent.seq}); ${effect}.`));
+        signalMessage.replaceChildren(
+          banner("ok", `Signal “${sent.signal}” sent (#${sent.seq}); ${effect}.`),
+          sent.warning ? banner("warn", `Warning: ${sent.warning}.`) : "",
+        );
         payload.value = "";
       } catch (e) {
         signalMessage.replaceChildren(banner("error", e.message));

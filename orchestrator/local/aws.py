@@ -14,6 +14,11 @@ loopback name (DNS rebinding), one not signed with SigV4 (boto3 always signs;
 a page's `fetch` does not), and `/moto-api/` (reset, state dumps) unless the
 server was started with `allow_reset=True` (tests), and then only with the
 server's own secret header.
+
+moto's long poll is woken by a send but not by a visibility change: a message
+made visible again (a worker handing back a message for a name it does not
+serve) would wait up to a second for a poll already waiting, where AWS hands it
+over at once. After each ChangeMessageVisibility this server wakes the polls.
 """
 
 from __future__ import annotations
@@ -41,7 +46,12 @@ class _SerializedDynamoDB:
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("AmazonSQS.ChangeMessageVisibility"):
+            result = list(self._app(environ, start_response))
+            _wake_long_polls()
+            return result
+        if not target.startswith("DynamoDB"):
             return self._app(environ, start_response)  # type: ignore[no-any-return]
         with self._lock:
             result = self._app(environ, start_response)
@@ -55,6 +65,15 @@ class _SerializedDynamoDB:
 
 
 RESET_HEADER = "X-Orchestrator-Reset-Token"
+
+
+def _wake_long_polls() -> None:
+    from moto.sqs.models import sqs_backends
+
+    for _, _, backend in sqs_backends.iter_backends():
+        for queue in list(getattr(backend, "queues", {}).values()):
+            with queue._messages_lock:
+                queue._messages_lock.notify_all()
 
 
 class _BrowserGuard:

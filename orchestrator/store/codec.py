@@ -140,6 +140,7 @@ def run_from_item(item: dict[str, Any]) -> Run:
         parent_op=d.get("parent_op"),
         parent_notified=bool(d.get("parent_notified", False)),
         parent_polls=bool(d.get("parent_polls", False)),
+        tags=dict(d.get("tags") or {}),
     )
 
 
@@ -163,6 +164,7 @@ def new_run_item(run: Run) -> dict[str, Any]:
             "parent_id": run.parent_id,
             "parent_op": run.parent_op,
             "parent_polls": run.parent_polls or None,
+            "tags": run.tags or None,
             r.BY_CREATED.partition_key: r.list_pk(shard(run.id, r.LIST_SHARDS)),
             r.BY_CREATED.sort_key: list_sk(run.created_at, run.id),
         }

@@ -718,3 +718,30 @@ def query_inbox(table: str, workflow_id: str, name: str) -> dict[str, Any]:
         },
         "ConsistentRead": True,
     }
+
+
+def terminate(
+    table: str, workflow_id: str, *, epoch: int, seen: Status, now: int, reason: str
+) -> dict[str, Any]:
+    # Terminate: end the run now, whatever it is doing, with no cleanup. The epoch
+    # moves on, so an owner still running it is fenced off: its next write (a
+    # heartbeat, a park, the finish) fails and it abandons the run. Closes: two
+    # state changes racing (a claim, a park, a finish since the read): conditioned
+    # on the status and epoch as read; the caller reads again and retries.
+    return _update(
+        table,
+        run_key(workflow_id),
+        "SET #st = :cancelled, #err = :err, #ua = :now, #cr = :reason, #ep = :next "
+        "REMOVE #ow, #lu, #dp, #da, #wa, #ws, #tm",
+        "#st = :seen AND #ep = :epoch",
+        {
+            ":cancelled": Status.CANCELLED.value,
+            ":err": ErrorInfo("Terminated", reason).as_dict(),
+            ":now": now,
+            ":reason": reason,
+            ":seen": seen.value,
+            ":epoch": epoch,
+            ":next": epoch + 1,
+        },
+        return_values="ALL_NEW",
+    )

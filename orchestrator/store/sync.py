@@ -27,14 +27,24 @@ from .codec import (
     new_run_item,
     run_from_item,
     run_key,
+    run_pk,
     signal_from_item,
     step_from_item,
     to_attr,
+    to_item,
 )
 
 MAX_LIST_LIMIT = 200
 MAX_LIST_ROUNDS = 10
 MAX_LIST_EXAMINED = 400  # runs one list call may read (at least `limit`)
+
+
+def tag_pk(key: str, value: str) -> str:
+    """The partition of one tag value's index entries: `TAG#<key>=<value>`, one
+    item per run, sort key `<created ms>#<id>` (as in `by_created`)."""
+    return f"{r.TAG_PK_PREFIX}{key}={value}"
+
+
 SIGNAL_TTL_SECONDS = 7 * 24 * 3600  # consumed signals are kept a week, then expire
 
 
@@ -86,7 +96,22 @@ class Store:
     # --- runs -------------------------------------------------------------------------
     def create(self, run: Run) -> tuple[Run, bool]:
         """Store a new run. Returns (run, created). The same id with the same name
-        and input returns the stored run (idempotent start); different → ConflictError."""
+        and input returns the stored run (idempotent start); different → ConflictError.
+
+        Its tags' index entries are written first: a crash after them leaves an
+        entry without a run (skipped when listed), never a run missing from its
+        tag's list."""
+        for key, value in run.tags.items():
+            self._ddb.put_item(
+                TableName=self._table,
+                Item=to_item(
+                    {
+                        r.PK: tag_pk(key, value),
+                        r.SK: list_sk(run.created_at, run.id),
+                        "id": run.id,
+                    }
+                ),
+            )
         try:
             self._ddb.put_item(**q.put_new_run(self._table, new_run_item(run)))
             return run, True
@@ -100,6 +125,34 @@ class Store:
                 "with a different input"
             )
         return existing, False
+
+    def list_by_tag(
+        self, key: str, value: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        """Runs started with tag key=value, newest first: one Query of the tag's
+        partition and one BatchGetItem. An entry whose run does not carry the tag
+        (its start was refused as a conflicting id) is skipped."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise BadInputError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        cond = "#pk = :pk" + (" AND #sk < :before" if cursor else "")
+        values: dict[str, Any] = {":pk": to_attr(tag_pk(key, value))}
+        names = {"#pk": r.PK}
+        if cursor:
+            values[":before"] = to_attr(decode_cursor(cursor))
+            names["#sk"] = r.SK
+        resp = self._ddb.query(
+            TableName=self._table,
+            KeyConditionExpression=cond,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        keys = [(i[r.SK]["S"], i["id"]["S"]) for i in resp.get("Items", [])]
+        runs = self._batch_get([wid for _, wid in keys])
+        found = [runs[wid] for _, wid in keys if wid in runs and runs[wid].tags.get(key) == value]
+        more = "LastEvaluatedKey" in resp and keys
+        return Page(found, encode_cursor(keys[-1][0]) if more else None)
 
     def _get_item(self, workflow_id: str) -> dict[str, Any]:
         resp = self._ddb.get_item(
@@ -123,6 +176,19 @@ class Store:
             signal_from_item(i)
             for i in self._query_all(q.query_inbox(self._table, workflow_id, name))
         ]
+
+    def inbox(self, workflow_id: str) -> list[Signal]:
+        """Every buffered (not yet consumed) signal of a run, by arrival (seq)."""
+        self.get(workflow_id)  # unknown id → NotFoundError
+        req = {
+            **q.query_inbox(self._table, workflow_id, ""),
+            "ExpressionAttributeValues": {
+                ":pk": to_attr(run_pk(workflow_id)),
+                ":prefix": to_attr(r.SIGNAL_SK_PREFIX),
+            },
+        }
+        found = [signal_from_item(i) for i in self._query_all(req)]
+        return sorted(found, key=lambda sig: sig.seq)
 
     def _query_all(self, req: dict[str, Any]) -> list[dict[str, Any]]:
         pages = self._ddb.get_paginator("query").paginate(**req)
@@ -259,6 +325,45 @@ class Store:
                 if e.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
                 # The run moved (another signal, a claim, a park): read it again.
+        raise ConflictError(f"workflow run {workflow_id!r} is changing too fast; try again")
+
+    def history(self, workflow_id: str) -> tuple[Run, list[StepRecord], list[Signal]]:
+        """The run, its steps and every signal it got, consumed or not (export)."""
+        run = self.get(workflow_id)
+        req = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+            "ExpressionAttributeNames": {"#pk": r.PK, "#sk": r.SK},
+            "ExpressionAttributeValues": {
+                ":pk": to_attr(run_pk(workflow_id)),
+                ":prefix": to_attr(r.SIGNAL_SK_PREFIX),
+            },
+            "ConsistentRead": True,
+        }
+        signals = sorted((signal_from_item(i) for i in self._query_all(req)), key=lambda s: s.seq)
+        return run, self.steps(workflow_id), signals
+
+    def terminate(self, workflow_id: str, reason: str) -> tuple[Run, Run, str]:
+        """End a run now, with no cleanup: (before, after, "terminated"), or
+        "already_<status>" for a finished run."""
+        for _ in range(20):
+            run = self.get(workflow_id)
+            if run.status.terminal:
+                return run, run, f"already_{run.status.value}"
+            req = q.terminate(
+                self._table,
+                workflow_id,
+                epoch=run.epoch,
+                seen=run.status,
+                now=self._clock.now_ms(),
+                reason=reason,
+            )
+            try:
+                resp = self._ddb.update_item(**req)
+                return run, run_from_item(resp["Attributes"]), "terminated"
+            except ClientError as e:
+                if not conditional_failed(e):
+                    raise
         raise ConflictError(f"workflow run {workflow_id!r} is changing too fast; try again")
 
     # --- cancel ------------------------------------------------------------------------

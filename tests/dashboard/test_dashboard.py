@@ -9,6 +9,7 @@ docs/dashboard.png and docs/dashboard-run.png.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -243,6 +244,42 @@ def test_run_page_live_signal_cancel_and_error(stack: LocalStack, worker: Any, p
     # An unknown id: one clear message, no crash.
     page.goto(f"{stack.api_url}/#/runs/no-such-run")
     expect(page.locator(".banner.error")).to_contain_text("no-such-run")
+
+
+def test_unserved_detail_and_a_cancelled_wait(stack: LocalStack, worker: Any, page: Any) -> None:
+    """Issue #17, items 3, 4 and 5: an unserved run says so in the list; a
+    cancelled run's wait is not shown in progress; the inbox shows a buffered
+    signal; a multi-line error keeps its lines."""
+    from playwright.sync_api import expect
+
+    client = Client(stack.api_url)
+    unserved = client.start("nobody-serves-this", {})["id"]
+    approval = client.start("approval", {"user": "ada"})["id"]
+    wait_status(stack, approval, "waiting")
+    client.signal(approval, "aproved", {"ok": True})  # misspelled: buffered, shown in the inbox
+    client.cancel(approval)
+    bad = client.start("greet", {"nom": "Ada"})["id"]  # fails the input model: pydantic's lines
+    wait_status(stack, bad, "failed")
+
+    page.goto(stack.api_url + "/")
+    row = page.locator(f'tr[data-id="{unserved}"]')
+    expect(row).to_contain_text("no live worker serves “nobody-serves-this”")
+
+    page.goto(f"{stack.api_url}/#/runs/{approval}")
+    expect(page.locator("#run-status")).to_have_text("cancelled")
+    wait = page.locator('#timeline li[data-kind="wait"]')
+    expect(wait).to_contain_text("never came")
+    expect(wait).not_to_contain_text("waiting for signal")
+    expect(page.locator("#inbox")).to_contain_text("aproved")
+    with page.expect_download() as download:  # the run's history as JSON
+        page.click("#export")
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert exported["workflow"]["id"] == approval and exported["signals"][0]["name"] == "aproved"
+
+    page.goto(f"{stack.api_url}/#/runs/{bad}")
+    line = page.locator("#outcome .error-line")
+    expect(line).to_contain_text("validation error")
+    assert line.evaluate("e => getComputedStyle(e).whiteSpace") == "pre-wrap"
 
 
 def test_served_under_a_stage_prefix(stack: LocalStack, page: Any) -> None:

@@ -215,7 +215,22 @@ def test_a_missing_setting_or_an_unreachable_api_is_one_line(
 
 @pytest.mark.parametrize(
     "command",
-    ["start", "list", "show", "steps", "signal", "cancel", "dashboard", "worker", "dev", "demo"],
+    [
+        "start",
+        "list",
+        "show",
+        "steps",
+        "signal",
+        "inbox",
+        "cancel",
+        "terminate",
+        "bulk",
+        "export",
+        "dashboard",
+        "worker",
+        "dev",
+        "demo",
+    ],
 )
 def test_every_command_has_help_with_examples(
     capsys: pytest.CaptureFixture[str], command: str

@@ -14,7 +14,7 @@ from orchestrator import Client
 from orchestrator.local.worker_thread import BackgroundWorker
 from tests.helpers import wait_for, wait_status
 from tests.workflows import ALL, count
-from worker._logs import ContextFilter, JsonFormatter
+from worker._logs import ContextFilter, json_formatter
 
 
 def test_workers_register_and_runs_no_live_worker_serves_are_flagged(stack) -> None:
@@ -45,7 +45,7 @@ def json_log() -> io.StringIO:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(ContextFilter())
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(json_formatter())
     root = logging.getLogger()
     old_level = root.level
     root.addHandler(handler)

@@ -83,7 +83,7 @@ def test_python_m_infra_synthesizes_with_nag_on(tmp_path: Path) -> None:
     no AWS credentials. Bundling off: that needs PyPI (docs/deploy.md)."""
     context = {**cdk_json_context(), "orchestrator:bundle": "false"}
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))},
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_", "JSII_"))},
         "CDK_OUTDIR": str(tmp_path),
         "CDK_CONTEXT_JSON": json.dumps(context),
     }
@@ -97,6 +97,7 @@ def test_python_m_infra_synthesizes_with_nag_on(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "b'" not in done.stderr, done.stderr[-3000:]  # jsii's banner as byte literals
     template = json.loads((tmp_path / "Orchestrator.template.json").read_text())
     assert "AWS::DynamoDB::Table" in {res["Type"] for res in template["Resources"].values()}
     report = json.loads((tmp_path / "validation-report.json").read_text())

@@ -1,0 +1,178 @@
+"""Messages for workflow names this worker does not serve.
+
+Workers that serve different names may share one queue (the first thing
+people try, and the state of a rolling deploy that adds a workflow). SQS
+cannot route, so a worker sometimes receives another fleet's message. It hands
+the message back without delaying the run:
+
+- Served by another live worker (the registry says so, read at most once a
+  second): make it visible again at once, twice, then after 1, 1 and 2 s; the
+  next receive sends a fresh copy (delayed 2 s) and deletes this one, so that
+  its receive count never reaches the redrive to the dead-letter queue. With
+  two fleets the right one gets it within a receive or two; while that fleet
+  is saturated the message costs at most about one receive and one visibility
+  change a second, not a hot loop.
+- Served by no live worker: hidden ever longer (1, 2, 4 ... 60 s), then
+  dropped after UNSERVED_MAX_RECEIVES; the sweeper offers the run again with
+  its backoff. A worker that starts serving a name nobody served kicks the
+  runs of that name created in the last KICK_WINDOW_MS (`kick_pending`).
+
+The claim's refusal names the run's workflow; the worker remembers it
+(`NameCache`), so a message that comes back costs no DynamoDB write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from orchestrator import resources as r
+from orchestrator.clock import Clock
+from orchestrator.dispatch import send_request
+from orchestrator.model import Status
+from orchestrator.settings import Settings
+from orchestrator.store.codec import run_from_item, run_key, to_attr
+from orchestrator.store.registry import query_workers, worker_from_item
+
+log = logging.getLogger("worker")
+
+# Visibility by receive count (1-based) for a message another live worker serves.
+HANDOFF_VISIBILITY = (0, 0, 1, 1, 2)
+RESEND_DELAY_S = 2
+# ... and for a message no live worker serves; dropped after the last one.
+UNSERVED_VISIBILITY = (1, 2, 4, 8, 15, 30, 60, 60)
+UNSERVED_MAX_RECEIVES = len(UNSERVED_VISIBILITY) + 1
+REGISTRY_MAX_AGE_MS = 1000  # a "nobody serves it" answer is at most this old
+REGISTRY_POSITIVE_AGE_MS = 10_000  # a "someone serves it" answer, at most this
+KICK_WINDOW_MS = 5 * 60 * 1000
+KICK_MAX_RUNS = 1000
+
+
+@dataclass(frozen=True)
+class Handoff:
+    action: Literal["visible", "resend", "drop"]
+    seconds: int
+
+
+def plan(receives: int, served_elsewhere: bool) -> Handoff:
+    """What to do with a message this worker cannot run, by its receive count. Pure."""
+    n = max(1, receives)
+    if served_elsewhere:
+        if n <= len(HANDOFF_VISIBILITY):
+            return Handoff("visible", HANDOFF_VISIBILITY[n - 1])
+        return Handoff("resend", RESEND_DELAY_S)
+    if n < UNSERVED_MAX_RECEIVES:
+        return Handoff("visible", UNSERVED_VISIBILITY[n - 1])
+    return Handoff("drop", 0)
+
+
+class NameCache:
+    """Run id -> workflow name for runs this worker refused (names never change)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._names: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, workflow_id: str) -> str | None:
+        name = self._names.get(workflow_id)
+        if name is not None:
+            self._names.move_to_end(workflow_id)
+        return name
+
+    def put(self, workflow_id: str, name: str) -> None:
+        self._names[workflow_id] = name
+        self._names.move_to_end(workflow_id)
+        while len(self._names) > self._size:
+            self._names.popitem(last=False)
+
+
+class ServedNames:
+    """The names live workers other than this one serve, from the registry."""
+
+    def __init__(self, ddb: Any, table: str, clock: Clock, *, self_id: str) -> None:
+        self._ddb = ddb
+        self._table = table
+        self._clock = clock
+        self._self_id = self_id
+        self._names: set[str] = set()
+        self._read_at: int | None = None
+
+    async def refresh(self) -> set[str]:
+        req = {**query_workers(self._table), "ConsistentRead": True}
+        now = self._clock.now_ms()
+        names: set[str] = set()
+        while True:
+            resp = await self._ddb.query(**req)
+            for item in resp.get("Items", []):
+                w = worker_from_item(item)
+                if w.id != self._self_id and w.live(now):
+                    names.update(w.names)
+            if "LastEvaluatedKey" not in resp:
+                break
+            req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
+        self._names, self._read_at = names, now
+        return names
+
+    async def serves(self, name: str) -> bool:
+        age = None if self._read_at is None else self._clock.now_ms() - self._read_at
+        limit = REGISTRY_POSITIVE_AGE_MS if name in self._names else REGISTRY_MAX_AGE_MS
+        if age is None or age > limit:
+            try:
+                await self.refresh()
+            except Exception:
+                log.warning("could not read the worker registry", exc_info=True)
+                return True  # assume a peer: hand the message back rather than hide it
+        return name in self._names
+
+
+async def kick_pending(
+    ddb: Any, sqs: Any, settings: Settings, clock: Clock, names: set[str]
+) -> list[str]:
+    """Send the pending runs of `names` created in the last KICK_WINDOW_MS.
+
+    Called when a worker starts serving names no other live worker serves: their
+    messages may be hidden by the backoff above, or dropped (the sweeper would
+    offer them again only after its own backoff). One `by_created` Query per
+    shard (the index projects the name, so other names cost no read of the run),
+    one BatchGetItem per 100 candidates; a duplicate message is harmless.
+    """
+    if not names:
+        return []
+    now = clock.now_ms()
+    low = f"{now - KICK_WINDOW_MS:013d}"
+    candidates: list[str] = []
+    for shard in range(r.LIST_SHARDS):
+        req: dict[str, Any] = {
+            "TableName": settings.table,
+            "IndexName": r.BY_CREATED.name,
+            "KeyConditionExpression": "#lp = :lp AND #ls > :lo",
+            "ExpressionAttributeNames": {
+                "#lp": r.BY_CREATED.partition_key,
+                "#ls": r.BY_CREATED.sort_key,
+            },
+            "ExpressionAttributeValues": {":lp": to_attr(r.list_pk(shard)), ":lo": to_attr(low)},
+        }
+        while len(candidates) < KICK_MAX_RUNS:
+            resp = await ddb.query(**req)
+            for item in resp.get("Items", []):
+                if item.get("name", {}).get("S") in names:
+                    candidates.append(item[r.BY_CREATED.sort_key]["S"].split("#", 1)[1])
+            if "LastEvaluatedKey" not in resp:
+                break
+            req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
+    sent: list[str] = []
+    for start in range(0, len(candidates), 100):
+        request: dict[str, Any] = {
+            settings.table: {"Keys": [run_key(i) for i in candidates[start : start + 100]]}
+        }
+        while request:
+            resp = await ddb.batch_get_item(RequestItems=request)
+            for item in resp.get("Responses", {}).get(settings.table, []):
+                run = run_from_item(item)
+                if run.status == Status.PENDING:
+                    await sqs.send_message(**send_request(settings, run.id, "served"))
+                    sent.append(run.id)
+            request = resp.get("UnprocessedKeys") or {}
+    return sent
