@@ -18,7 +18,7 @@ def _iso(ms: int) -> str:
 
 
 def test_a_step_that_succeeded_at_once_lists_its_one_attempt() -> None:
-    rec = StepRecord(0, "s", StepKind.STEP, 1, T0 + 20, result="1", started_at=T0, resolved=True)
+    rec = StepRecord("0", "s", StepKind.STEP, 1, T0 + 20, result="1", started_at=T0, resolved=True)
     view = step_view(rec)
     assert view["attempts"] == [
         {"attempt": 1, "started_at": _iso(T0), "finished_at": _iso(T0 + 20)}
@@ -38,6 +38,7 @@ def _cancelled_run() -> dict:
 
 def test_an_open_wait_of_a_finished_run_lasts_until_the_run_ended() -> None:
     wait = {
+        "id": "0",
         "position": 0,
         "name": "approval",
         "kind": "wait",
