@@ -38,14 +38,17 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/workflows/{id}/steps"),
     ("POST", "/workflows/{id}/signals"),
     ("POST", "/workflows/{id}/cancel"),
+    ("POST", "/callbacks/{id}/succeed"),
+    ("POST", "/callbacks/{id}/fail"),
+    ("POST", "/callbacks/{id}/heartbeat"),
     ("GET", "/workers"),
     ("GET", "/"),
     ("GET", "/dashboard/{file}"),
 )
 ROUTE_WILDCARD_REASON = (
     "Each route is named by method and shape; the '*' stands only for a path parameter "
-    "(a workflow id, or a dashboard file name), which an execute-api ARN can only match by "
-    "wildcard."
+    "(a workflow id, a callback id, or a dashboard file name), which an execute-api ARN can "
+    "only match by wildcard."
 )
 _ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",

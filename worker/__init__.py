@@ -12,7 +12,10 @@ async with Worker(workflows=[greet], max_concurrent_workflows=4) as w:
 """
 
 from orchestrator.errors import (
+    CallbackFailedError,
+    CallbackTimeoutError,
     ChildContextError,
+    ConditionNotMetError,
     ExecutionTimeoutError,
     NonDeterminismError,
     NonRetryableError,
@@ -33,6 +36,8 @@ from .operations.batch import (
     CompletionConfig,
     CompletionReason,
 )
+from .operations.callback import Callback
+from .operations.condition import backoff_until
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -40,9 +45,13 @@ __all__ = [
     "BatchItem",
     "BatchItemStatus",
     "BatchResult",
+    "Callback",
+    "CallbackFailedError",
+    "CallbackTimeoutError",
     "ChildContextError",
     "CompletionConfig",
     "CompletionReason",
+    "ConditionNotMetError",
     "ExecutionTimeoutError",
     "NonDeterminismError",
     "NonRetryableError",
@@ -53,5 +62,6 @@ __all__ = [
     "WorkflowCancelledError",
     "WorkflowContext",
     "WorkflowContextError",
+    "backoff_until",
     "workflow",
 ]

@@ -14,9 +14,10 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from botocore.exceptions import ClientError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..errors import BadInputError, NotFoundError, OrchestratorError, PayloadTooLargeError
+from . import callbacks
 from .models import CancelRequest, SignalRequest, StartRequest, run_view, step_view
 from .service import Service
 
@@ -41,6 +42,7 @@ ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("GET", re.compile(r"^/workflows/[^/]+/steps/?$")),
     ("POST", re.compile(r"^/workflows/[^/]+/signals/?$")),
     ("POST", re.compile(r"^/workflows/[^/]+/cancel/?$")),
+    ("POST", re.compile(r"^/callbacks/[^/]+/(succeed|fail|heartbeat)/?$")),
 ]
 
 
@@ -66,7 +68,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(strip_prefixes=["/api"])
 
     def body(
-        model: type[StartRequest] | type[SignalRequest] | type[CancelRequest],
+        model: type[BaseModel],
         *,
         optional: bool = False,
     ) -> Any:
@@ -180,6 +182,8 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             content_type=content_types.APPLICATION_JSON,
             body=json.dumps({**run_view(run), "outcome": outcome, "message": message}),
         )
+
+    callbacks.register(app, service, body)
 
     @app.exception_handler(OrchestratorError)
     def _domain(e: OrchestratorError) -> Response[Any]:

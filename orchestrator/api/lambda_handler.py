@@ -46,6 +46,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     status = int(response.get("statusCode", 500))
     method = event.get("requestContext", {}).get("http", {}).get("method", "")
     path = event.get("rawPath", "")
+    if path.startswith("/callbacks/"):  # the token is a capability: log its prefix only
+        token, _, action = path.removeprefix("/callbacks/").partition("/")
+        path = f"/callbacks/{token[:6]}…/{action}"
     params = event.get("pathParameters") or {}
     logger.info(
         "request",

@@ -153,9 +153,13 @@ def test_public_names_are_pinned() -> None:
             "BatchItem",
             "BatchItemStatus",
             "BatchResult",
+            "Callback",
+            "CallbackFailedError",
+            "CallbackTimeoutError",
             "ChildContextError",
             "CompletionConfig",
             "CompletionReason",
+            "ConditionNotMetError",
             "ExecutionTimeoutError",
             "NonDeterminismError",
             "NonRetryableError",
@@ -166,6 +170,7 @@ def test_public_names_are_pinned() -> None:
             "WorkflowCancelledError",
             "WorkflowContext",
             "WorkflowContextError",
+            "backoff_until",
             "workflow",
         ]
     )
