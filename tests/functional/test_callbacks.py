@@ -92,37 +92,32 @@ def _raw(stack, path: str, body: bytes | None) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-def test_a_callback_succeeds_and_a_second_completion_is_refused(stack) -> None:
+def test_callbacks_succeed_or_fail_and_a_second_completion_is_refused(stack) -> None:
     client = Client(stack.api_url)
     with BackgroundWorker(FLOWS, stack.settings, clock=stack.clock):
-        run = client.start("cb-approval", {"timeout": 3 * 86_400})
-        wait_status(stack, run["id"], "waiting")
-        token = _token(stack, run["id"])
+        ok = client.start("cb-approval", {"timeout": 3 * 86_400})
+        bad = client.start("cb-approval", {"timeout": 3 * 86_400})
+        wait_status(stack, ok["id"], "waiting")
+        wait_status(stack, bad["id"], "waiting")
+        token = _token(stack, ok["id"])
         assert len(token) >= 22  # at least 128 random bits
-        assert client.get(run["id"])["waiting_for"].startswith("sys:cb:")
+        assert client.get(ok["id"])["waiting_for"] == "sys:cb:0"
         assert client.callback_succeed(token, {"approved": True}) == {
             "outcome": "succeeded",
             "woke": True,
         }
-        done = wait_status(stack, run["id"], "completed")
+        assert client.callback_fail(_token(stack, bad["id"]), "Rejected", "over budget")["woke"]
+        done = wait_status(stack, ok["id"], "completed")
+        failed = wait_status(stack, bad["id"], "completed")
     assert json.loads(done.output) == {"ok": {"approved": True}}
+    assert json.loads(failed.output) == {"failed": ["Rejected", "over budget"]}
     with pytest.raises(ConflictError, match="already completed"):
         client.callback_succeed(token, 2)
     with pytest.raises(ConflictError, match="already completed"):
         client.callback_fail(token, "Late", "too late")
-    step = next(s for s in client.steps(run["id"]) if s["kind"] == "callback")
+    step = next(s for s in client.steps(ok["id"]) if s["kind"] == "callback")
     assert step["resolved"] and step["payload"] == {"ok": True, "result": {"approved": True}}
     assert step["callback_id"] == token[:6] + "…"  # never shown in full
-
-
-def test_a_failed_callback_raises_its_type_and_message(stack) -> None:
-    client = Client(stack.api_url)
-    with BackgroundWorker(FLOWS, stack.settings, clock=stack.clock):
-        run = client.start("cb-approval", {"timeout": 3 * 86_400})
-        wait_status(stack, run["id"], "waiting")
-        assert client.callback_fail(_token(stack, run["id"]), "Rejected", "over budget")["woke"]
-        done = wait_status(stack, run["id"], "completed")
-    assert json.loads(done.output) == {"failed": ["Rejected", "over budget"]}
 
 
 def test_a_callback_times_out_and_a_late_completion_is_refused(stack) -> None:
@@ -136,7 +131,7 @@ def test_a_callback_times_out_and_a_late_completion_is_refused(stack) -> None:
         assert json.loads(done.output) == {"timeout": "timeout"}
         with pytest.raises(ConflictError, match="timed out"):
             client.callback_succeed(token, 1)
-    assert stack.store.signals(run["id"], f"sys:cb:{0}") == []
+    assert stack.store.signals(run["id"], "sys:cb:0") == []
 
 
 def test_heartbeats_keep_a_callback_alive_until_they_stop(stack) -> None:
