@@ -166,7 +166,10 @@ async def _wait(s: RunState, rec: StepRecord, heartbeat_ms: int | None) -> StepR
     beat = None if heartbeat_ms is None else rec.started_at + heartbeat_ms
     while beat is not None and (overall is None or beat < overall):
         if s.clock.now_ms() < beat:
-            done = await receive(s, rec, written=True, until=beat)
+            # Each heartbeat deadline gets its own schedule name: the schedule of the
+            # previous one may not be deleted yet when the run parks again.
+            seq = (beat // 1000) % 1_000_000 or 1
+            done = await receive(s, rec, written=True, until=beat, seq=seq)
             if done.resolved:
                 return done
         # At the heartbeat deadline this wait knew: did a heartbeat move it?

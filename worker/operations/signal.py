@@ -52,7 +52,7 @@ async def wait_for_signal(marker: str, name: str, *, timeout: timedelta | float 
 
 
 async def receive(
-    s: RunState, rec: StepRecord, *, written: bool, until: int | None = None
+    s: RunState, rec: StepRecord, *, written: bool, until: int | None = None, seq: int = 0
 ) -> StepRecord:
     """Wait at `rec` (any kind: a signal wait, a child run's end, a callback's
     completion) for the next signal named `rec.signal`, until `rec.wake_at` (None:
@@ -60,7 +60,8 @@ async def receive(
     signal's payload, or `timed_out` is set. `written`: `rec` is already recorded
     (its deadline fixed); otherwise it is recorded before the branch waits.
     `until`: stop waiting then and return `rec` unresolved, for the caller to
-    decide (a callback checks whether a heartbeat moved its deadline)."""
+    decide (a callback checks whether a heartbeat moved its deadline). `seq` tells
+    apart the timers of successive waits at one record (it names the schedule)."""
     op_id, name = rec.op_id, rec.signal
     assert name is not None
     while True:
@@ -109,7 +110,7 @@ async def receive(
         if until is not None and s.clock.now_ms() >= until:
             return rec
         wake = deadline if until is None else until if deadline is None else min(deadline, until)
-        await _core.wait_parked(op_id, wake_at=wake, signal=name, seen_seq=seen)
+        await _core.wait_parked(op_id, wake_at=wake, signal=name, seq=seq, seen_seq=seen)
 
 
 async def _maybe_step(s: RunState, op_id: str) -> StepRecord | None:
