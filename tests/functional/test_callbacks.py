@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import threading
 import time
@@ -92,7 +93,8 @@ def _raw(stack, path: str, body: bytes | None) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-def test_callbacks_succeed_or_fail_and_a_second_completion_is_refused(stack) -> None:
+def test_callbacks_succeed_or_fail_and_a_second_completion_is_refused(stack, caplog) -> None:
+    caplog.set_level(logging.INFO)
     client = Client(stack.api_url)
     with BackgroundWorker(FLOWS, stack.settings, clock=stack.clock):
         ok = client.start("cb-approval", {"timeout": 3 * 86_400})
@@ -118,6 +120,7 @@ def test_callbacks_succeed_or_fail_and_a_second_completion_is_refused(stack) -> 
     step = next(s for s in client.steps(ok["id"]) if s["kind"] == "callback")
     assert step["resolved"] and step["payload"] == {"ok": True, "result": {"approved": True}}
     assert step["callback_id"] == token[:6] + "…"  # never shown in full
+    assert f"{token[:6]}…" in caplog.text and token not in caplog.text  # nor logged
 
 
 def test_a_callback_times_out_and_a_late_completion_is_refused(stack) -> None:
@@ -357,3 +360,23 @@ def test_completions_racing_the_park_are_never_missed(stack) -> None:
             value = json.loads(done.output)["ok"]
             assert value in accepted and value.startswith(i)
     assert len(accepted) == n  # exactly one completion per callback was accepted
+
+
+def test_the_cli_completes_and_heartbeats_callbacks(stack, capsys, monkeypatch) -> None:
+    from orchestrator.cli import main
+
+    monkeypatch.setenv("ORCHESTRATOR_API_URL", stack.api_url)
+    with BackgroundWorker(FLOWS, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("cb-approval", {"timeout": 86_400, "heartbeat": HOUR})
+        wait_status(stack, run.id, "waiting")
+        token = _token(stack, run.id)
+        assert main(["callback", "heartbeat", token]) == 0
+        assert "heartbeat recorded" in capsys.readouterr().out
+        assert main(["callback", "succeed", token, "--result", '{"n": 1}']) == 0
+        assert "callback succeeded: it woke the run" in capsys.readouterr().out
+        done = wait_status(stack, run.id, "completed")
+    assert json.loads(done.output) == {"ok": {"n": 1}}
+    assert main(["callback", "fail", token, "--type", "Late"]) == 1
+    assert "already completed" in capsys.readouterr().err
+    assert main(["callback", "succeed", "A" * 32]) == 1
+    assert "no callback with that id" in capsys.readouterr().err
