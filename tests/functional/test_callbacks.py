@@ -380,3 +380,29 @@ def test_the_cli_completes_and_heartbeats_callbacks(stack, capsys, monkeypatch) 
     assert "already completed" in capsys.readouterr().err
     assert main(["callback", "succeed", "A" * 32]) == 1
     assert "no callback with that id" in capsys.readouterr().err
+
+
+def test_a_losing_create_writes_neither_item(stack) -> None:
+    """Two writers creating the callback at one id: the first wins both items;
+    the second writes nothing, so no lookup item names a token that was not
+    recorded."""
+    from botocore.exceptions import ClientError
+
+    run, _ = stack.service.start("cb-approval", {})
+    now = stack.clock.now_ms()
+
+    def create(token: str) -> None:
+        rec = StepRecord(
+            "0", "approval", StepKind.CALLBACK, 1, now, started_at=now,
+            signal="sys:cb:0", wake_at=now + 1000, callback_id=token,
+        )  # fmt: skip
+        stack.ddb.transact_write_items(
+            **cbstore.create(stack.settings.table, run.id, rec, heartbeat_ms=0)
+        )
+
+    create("first" * 5)
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        create("second" * 5)
+    assert _lookup(stack, "first" * 5)["op_id"] == "0"
+    assert _lookup(stack, "second" * 5) == {}
+    assert stack.store.steps(run.id)[0].callback_id == "first" * 5
