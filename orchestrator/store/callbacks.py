@@ -50,13 +50,16 @@ _NAMES = {
     "#hd": "heartbeat_deadline",
     "#ha": "heartbeat_at",
     "#ttl": r.TTL_ATTRIBUTE,
+    "#cl": "closed_at",
 }
 # Open: the item exists (unknown or expired tokens have none), nobody completed it,
-# and neither its deadline nor its heartbeat deadline has passed.
+# the worker has not closed it (at a timeout), and neither its deadline nor its
+# heartbeat deadline has passed on the caller's clock.
 _OPEN = (
-    "attribute_exists(#pk) AND attribute_not_exists(#cat) "
+    "attribute_exists(#pk) AND attribute_not_exists(#cat) AND attribute_not_exists(#cl) "
     "AND (#dl = :zero OR #dl > :now) AND (#hm = :zero OR #hd > :now)"
 )
+_OPEN_NAMES = ("#pk", "#cat", "#cl", "#dl", "#hm", "#hd")
 
 
 def callback_signal(op_id: str) -> str:
@@ -85,6 +88,7 @@ class CallbackRef:
     heartbeat_ms: int  # 0: no heartbeat timeout
     heartbeat_deadline: int
     completed_at: int | None
+    closed_at: int | None = None
 
     @staticmethod
     def from_item(item: dict[str, Any]) -> CallbackRef:
@@ -98,16 +102,20 @@ class CallbackRef:
             heartbeat_ms=d.get("heartbeat_ms", 0),
             heartbeat_deadline=d.get("heartbeat_deadline", 0),
             completed_at=d.get("completed_at"),
+            closed_at=d.get("closed_at"),
         )
 
     def refusal(self, now: int) -> str | None:
         """Why a completion or heartbeat at `now` is refused (None: it is open)."""
         if self.completed_at is not None:
             return "the callback was already completed"
-        if self.deadline_at and now >= self.deadline_at:
-            return "the callback timed out"
-        if self.heartbeat_ms and now >= self.heartbeat_deadline:
+        at = now if self.closed_at is None else min(now, self.closed_at)
+        overall = bool(self.deadline_at) and at >= self.deadline_at
+        beat = bool(self.heartbeat_ms) and at >= self.heartbeat_deadline
+        if beat and not overall:
             return "the callback timed out: no heartbeat within its heartbeat timeout"
+        if overall or beat or self.closed_at is not None:
+            return "the callback timed out"
         return None
 
 
@@ -172,9 +180,7 @@ def complete(table: str, token: str, *, now: int) -> dict[str, Any]:
             "Key": lookup_key(token),
             "UpdateExpression": "SET #cat = :now, #ttl = :ttl",
             "ConditionExpression": _OPEN,
-            "ExpressionAttributeNames": {
-                k: _NAMES[k] for k in ("#pk", "#cat", "#dl", "#hm", "#hd", "#ttl")
-            },
+            "ExpressionAttributeNames": {k: _NAMES[k] for k in (*_OPEN_NAMES, "#ttl")},
             "ExpressionAttributeValues": {
                 ":now": to_attr(now),
                 ":zero": to_attr(0),
@@ -192,11 +198,27 @@ def heartbeat(table: str, token: str, *, now: int) -> dict[str, Any]:
         "Key": lookup_key(token),
         "UpdateExpression": "SET #ha = :now, #hd = :now + #hm",
         "ConditionExpression": _OPEN,
-        "ExpressionAttributeNames": {
-            k: _NAMES[k] for k in ("#pk", "#cat", "#dl", "#hm", "#hd", "#ha")
-        },
+        "ExpressionAttributeNames": {k: _NAMES[k] for k in (*_OPEN_NAMES, "#ha")},
         "ExpressionAttributeValues": {":now": to_attr(now), ":zero": to_attr(0)},
         "ReturnValues": "ALL_NEW",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+def close(table: str, token: str, *, now: int) -> dict[str, Any]:
+    # The worker closes a callback whose deadline (or heartbeat deadline) it saw
+    # pass, before it records the timeout. Closes: a completion stamped before the
+    # deadline whose write lands after the worker looked at its inbox (latency
+    # between the API's clock read and its commit). Whichever commits first wins:
+    # refused here (ALL_OLD shows completed_at), the worker takes the completion
+    # from the inbox instead; applied, the API refuses the completion (409).
+    return {
+        "TableName": table,
+        "Key": lookup_key(token),
+        "UpdateExpression": "SET #cl = if_not_exists(#cl, :now)",
+        "ConditionExpression": "attribute_exists(#pk) AND attribute_not_exists(#cat)",
+        "ExpressionAttributeNames": {k: _NAMES[k] for k in ("#pk", "#cat", "#cl")},
+        "ExpressionAttributeValues": {":now": to_attr(now)},
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
 

@@ -406,3 +406,30 @@ def test_a_losing_create_writes_neither_item(stack) -> None:
     assert _lookup(stack, "first" * 5)["op_id"] == "0"
     assert _lookup(stack, "second" * 5) == {}
     assert stack.store.steps(run.id)[0].callback_id == "first" * 5
+
+
+def test_the_close_at_a_timeout_and_a_completion_exclude_each_other(stack) -> None:
+    """A completion stamped before the deadline but committed after the worker
+    looked at its inbox: the worker's close and the completion cannot both win."""
+    from botocore.exceptions import ClientError
+
+    run, _ = stack.service.start("cb-approval", {})
+    now = stack.clock.now_ms()
+    for op, token in (("0", "a" * 32), ("1", "b" * 32)):
+        rec = StepRecord(
+            op, "approval", StepKind.CALLBACK, 1, now, started_at=now,
+            signal=f"sys:cb:{op}", wake_at=now + 3_600_000, callback_id=token,
+        )  # fmt: skip
+        stack.ddb.transact_write_items(
+            **cbstore.create(stack.settings.table, run.id, rec, heartbeat_ms=0)
+        )
+    # The worker closes first: the completion is refused though its clock is early.
+    stack.ddb.update_item(**cbstore.close(stack.settings.table, "a" * 32, now=now))
+    with pytest.raises(ConflictError, match="timed out"):
+        cbstore.send_completion(stack.store, "a" * 32, '{"ok":true}', grace_ms=1000)
+    assert stack.store.signals(run.id, "sys:cb:0") == []
+    # The completion commits first: the close is refused, the signal is in the inbox.
+    cbstore.send_completion(stack.store, "b" * 32, '{"ok":true}', grace_ms=1000)
+    with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+        stack.ddb.update_item(**cbstore.close(stack.settings.table, "b" * 32, now=now))
+    assert len(stack.store.signals(run.id, "sys:cb:1")) == 1

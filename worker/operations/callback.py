@@ -16,6 +16,13 @@ deadline, or at the heartbeat deadline (the last heartbeat, or the creation,
 plus the heartbeat timeout). Heartbeats only move that deadline in the lookup
 item: the wait, woken at the heartbeat deadline it knew, reads the lookup
 item once and waits again if a heartbeat moved it. No schedule per heartbeat.
+
+At a deadline the wait first closes the lookup item (`closed_at`, unless
+`completed_at` is there), then records the timeout. A completion is stamped by
+the API's clock before its write commits; the close makes the two exclusive
+whatever the latency: a completion that committed first wins (the close is
+refused and the wait takes it from the inbox), one that comes after is refused
+(409), so a 202 from the API always means the workflow gets the result.
 """
 
 from __future__ import annotations
@@ -161,28 +168,57 @@ async def _result(cb: Callback) -> Any:
 
 
 async def _wait(s: RunState, rec: StepRecord, heartbeat_ms: int | None) -> StepRecord:
+    """Wait for the completion until the deadline or the heartbeat deadline, then
+    close the callback and record the timeout (or take a completion that won)."""
     overall = rec.wake_at
     assert rec.started_at is not None and rec.callback_id is not None
     beat = None if heartbeat_ms is None else rec.started_at + heartbeat_ms
-    while beat is not None and (overall is None or beat < overall):
-        if s.clock.now_ms() < beat:
+    while True:
+        ends = [t for t in (overall, beat) if t is not None]
+        if not ends:
+            return await receive(s, rec, written=True)
+        until = min(ends)
+        if s.clock.now_ms() < until:
             # Each heartbeat deadline gets its own schedule name: the schedule of the
             # previous one may not be deleted yet when the run parks again.
-            seq = (beat // 1000) % 1_000_000 or 1
-            done = await receive(s, rec, written=True, until=beat, seq=seq)
+            seq = 0 if until == overall else (until // 1000) % 1_000_000 or 1
+            done = await receive(s, rec, written=True, until=until, seq=seq)
             if done.resolved:
                 return done
-        # At the heartbeat deadline this wait knew: did a heartbeat move it?
-        moved = await _core.io(s, _heartbeat_deadline(s, rec.callback_id))
-        if moved is not None and moved > beat:
-            beat = moved
-            continue
-        # No: the callback times out now, unless its completion is in the inbox.
-        done = await receive(s, replace(rec, wake_at=beat), written=True)
-        done = replace(done, wake_at=overall)
+        if until != overall:
+            # At the heartbeat deadline this wait knew: did a heartbeat move it?
+            assert beat is not None
+            moved = await _core.io(s, _heartbeat_deadline(s, rec.callback_id))
+            if moved is not None and moved > beat:
+                beat = moved
+                continue
+        _core.check_lease(s)
+        now = s.clock.now_ms()
+        if not await _core.io(s, _close(s, rec.callback_id, now)):
+            # A completion committed first: its signal is in the inbox.
+            return await receive(s, rec, written=True)
+        if not await _core.io(s, s.store.resolve_timeout(s.workflow_id, op_id=rec.op_id, now=now)):
+            rec = await _core.io(s, s.store.get_step(s.workflow_id, rec.op_id))
+            s.history[rec.op_id] = rec
+            return rec
+        done = replace(rec, resolved=True, timed_out=True, recorded_at=now)
         s.history[rec.op_id] = done
         return done
-    return await receive(s, rec, written=True)
+
+
+async def _close(s: RunState, token: str, now: int) -> bool:
+    """Close the callback to completions: True, or False if one committed first."""
+    from botocore.exceptions import ClientError
+
+    try:
+        await s.store.ddb.update_item(**cbstore.close(s.store.settings.table, token, now=now))
+        return True
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        item: Any = e.response.get("Item")
+    # No item: it expired, and nobody can complete it any more.
+    return not (item and "completed_at" in item)
 
 
 def _outcome(rec: StepRecord, heartbeat_ms: int | None) -> Any:

@@ -59,8 +59,9 @@ async def receive(
     no deadline). Returns the resolved record: `result` holds the consumed
     signal's payload, or `timed_out` is set. `written`: `rec` is already recorded
     (its deadline fixed); otherwise it is recorded before the branch waits.
-    `until`: stop waiting then and return `rec` unresolved, for the caller to
-    decide (a callback checks whether a heartbeat moved its deadline). `seq` tells
+    `until`: stop waiting then (even at or past the deadline) and return `rec`
+    unresolved, for the caller to decide (a callback checks whether a heartbeat
+    moved its deadline, and closes itself before it times out). `seq` tells
     apart the timers of successive waits at one record (it names the schedule)."""
     op_id, name = rec.op_id, rec.signal
     assert name is not None
@@ -97,6 +98,8 @@ async def receive(
                 return rec
             if rec.wake_at != deadline:
                 continue  # another writer fixed a different deadline: use theirs
+        if until is not None and s.clock.now_ms() >= until:
+            return rec
         if deadline is not None and s.clock.now_ms() >= deadline:
             if not await _core.io(
                 s, s.store.resolve_timeout(s.workflow_id, op_id=op_id, now=s.clock.now_ms())
@@ -107,8 +110,6 @@ async def receive(
             done = replace(rec, resolved=True, timed_out=True, recorded_at=s.clock.now_ms())
             s.history[op_id] = done
             return done
-        if until is not None and s.clock.now_ms() >= until:
-            return rec
         wake = deadline if until is None else until if deadline is None else min(deadline, until)
         await _core.wait_parked(op_id, wake_at=wake, signal=name, seq=seq, seen_seq=seen)
 
