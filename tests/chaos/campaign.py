@@ -110,7 +110,7 @@ SHAPES = {
     "signal": 2,
     "signal_timeout": 1,
     "callback": 2,
-    "callback_timeout": 1,
+    "callback_timeout": 2,
     "retry": 2,
     "exhaust": 1,
     "crash": 1,
@@ -155,7 +155,7 @@ def make_plan(cfg: Config, rng: random.Random) -> list[Planned]:
             t = rng.uniform(0.5, 3.0)
             p = Planned(rid, shape, "chaos.callback", {"timeout": t}, at, "completed")
             p.output = {"v": i}
-            p.complete_at = [at + t + rng.uniform(-0.5, 1.0)]
+            p.complete_at = [at + t + rng.uniform(-1.0, 1.0)]
         elif shape == "retry":
             p = Planned(
                 rid, shape, "chaos.retry", {"fail_times": rng.randint(1, 2)}, at, "completed"

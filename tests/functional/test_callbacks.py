@@ -370,6 +370,8 @@ def test_the_cli_completes_and_heartbeats_callbacks(stack, capsys, monkeypatch) 
         run, _ = stack.service.start("cb-approval", {"timeout": 86_400, "heartbeat": HOUR})
         wait_status(stack, run.id, "waiting")
         token = _token(stack, run.id)
+        assert main(["steps", run.id]) == 0
+        assert f"waiting for callback {token[:6]}…" in capsys.readouterr().out
         assert main(["callback", "heartbeat", token]) == 0
         assert "heartbeat recorded" in capsys.readouterr().out
         assert main(["callback", "succeed", token, "--result", '{"n": 1}']) == 0
