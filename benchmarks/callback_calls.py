@@ -6,9 +6,10 @@ A `before-call` hook on each client counts calls per operation: the worker's
 three clients (DynamoDB, SQS, Scheduler) and the API's own clients (the
 completion runs the API route's code, `orchestrator.api.callbacks.complete`,
 on clients that nothing else uses, so the local stack's sweeper is not
-counted). Three workflows of the same shape are measured, each completed after
-it parked: a `wait_for_signal` (the baseline), a callback, and a callback
-with a heartbeat timeout that gets one heartbeat. The worker's idle long polls
+counted). Workflows of the same shape are measured, each completed after it
+parked: a `wait_for_signal` (the baseline), a callback, a callback with a
+heartbeat timeout that gets one heartbeat, and a callback that times out (the
+run then fails with CallbackTimeoutError). The worker's idle long polls
 (empty ReceiveMessage) and its registry beats are printed apart: they do not
 depend on the run.
 """
@@ -90,7 +91,12 @@ def measure() -> dict[str, dict[str, Counter[str]]]:
             store = bw.worker._store
             asyncio.run_coroutine_threadsafe(asyncio.sleep(0), bw._loop).result()
             worker_calls.watch(store._ddb, store._sqs, store._scheduler)
-            for label in ("wait_for_signal", "callback", "callback + 1 heartbeat"):
+            for label in (
+                "wait_for_signal",
+                "callback",
+                "callback + 1 heartbeat",
+                "callback, timed out",
+            ):
                 api_calls.counts.clear()
                 worker_calls.counts.clear()
                 api_calls.on = worker_calls.on = True
@@ -100,14 +106,21 @@ def measure() -> dict[str, dict[str, Counter[str]]]:
                 wait_status(stack, run.id, "waiting")
                 if label == "wait_for_signal":
                     service.signal(run.id, "done", 1)
+                elif "timed out" in label:
+                    stack.clock.advance(86_400)  # the scheduler emulator fires the timer
                 else:
                     token = next(x for x in stack.store.steps(run.id) if x.callback_id)
                     assert token.callback_id is not None
                     if beat:
                         api_callbacks.heartbeat(service, token.callback_id)
                     api_callbacks.complete(service, token.callback_id, {"ok": True, "result": 1})
-                done = wait_status(stack, run.id, "completed")
-                assert json.loads(done.output or "null") == 1
+                if "timed out" in label:
+                    failed = wait_status(stack, run.id, "failed")
+                    assert failed.error is not None
+                    assert failed.error.type == "CallbackTimeoutError"
+                else:
+                    done = wait_status(stack, run.id, "completed")
+                    assert json.loads(done.output or "null") == 1
                 time.sleep(1.5)  # the batched message deletes go out
                 api_calls.on = worker_calls.on = False
                 out[label] = {
