@@ -41,7 +41,7 @@ app = build_app(_service)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Each request: one structured log line (route, status, run id) and EMF
     metrics: ApiRequests, ApiClientErrors / ApiServerErrors, RunsStarted,
-    SignalsSent, CancelsRequested."""
+    SignalsSent, CancelsRequested, CallbacksCompleted."""
     response = app.resolve(event, context)
     status = int(response.get("statusCode", 500))
     method = event.get("requestContext", {}).get("http", {}).get("method", "")
@@ -71,4 +71,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             metrics.add_metric(name="SignalsSent", unit=MetricUnit.Count, value=1)
         elif path.endswith("/cancel"):
             metrics.add_metric(name="CancelsRequested", unit=MetricUnit.Count, value=1)
+        elif path.startswith("/callbacks/") and not path.endswith("/heartbeat"):
+            metrics.add_metric(name="CallbacksCompleted", unit=MetricUnit.Count, value=1)
     return response

@@ -435,3 +435,28 @@ def test_the_close_at_a_timeout_and_a_completion_exclude_each_other(stack) -> No
     with pytest.raises(ClientError, match="ConditionalCheckFailed"):
         stack.ddb.update_item(**cbstore.close(stack.settings.table, "b" * 32, now=now))
     assert len(stack.store.signals(run.id, "sys:cb:1")) == 1
+
+
+def test_the_api_lambda_logs_a_callback_path_with_the_token_cut(stack, monkeypatch, capsys) -> None:
+    from orchestrator.api import lambda_handler
+    from orchestrator.local.http import to_event
+
+    for k, v in stack.exports().items():
+        monkeypatch.setenv(k, v)
+    lambda_handler._service.cache_clear()
+
+    class Context:
+        function_name = "orchestrator-api"
+        memory_limit_in_mb = 256
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:orchestrator-api"
+        aws_request_id = "req-1"
+
+    token = "Zq" * 16
+    event = to_event("POST", f"/callbacks/{token}/succeed", {}, b"{}")
+    try:
+        assert lambda_handler.handler(event, Context())["statusCode"] == 404
+    finally:
+        lambda_handler._service.cache_clear()
+    out = capsys.readouterr().out
+    log = next(json.loads(x) for x in out.splitlines() if '"message":"request"' in x)
+    assert log["path"] == f"/callbacks/{token[:6]}…/succeed" and token not in out
