@@ -21,6 +21,7 @@ never without its signal (a crash cannot leave one without the other).
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,7 @@ _NAMES = {
     "#ha": "heartbeat_at",
     "#ttl": r.TTL_ATTRIBUTE,
     "#cl": "closed_at",
+    "#cid": "completion_id",
 }
 # Open: the item exists (unknown or expired tokens have none), nobody completed it,
 # the worker has not closed it (at a timeout), and neither its deadline nor its
@@ -89,6 +91,7 @@ class CallbackRef:
     heartbeat_deadline: int
     completed_at: int | None
     closed_at: int | None = None
+    completion_id: str | None = None  # which request completed it
 
     @staticmethod
     def from_item(item: dict[str, Any]) -> CallbackRef:
@@ -103,6 +106,7 @@ class CallbackRef:
             heartbeat_deadline=d.get("heartbeat_deadline", 0),
             completed_at=d.get("completed_at"),
             closed_at=d.get("closed_at"),
+            completion_id=d.get("completion_id"),
         )
 
     def refusal(self, now: int) -> str | None:
@@ -170,7 +174,7 @@ def create(table: str, workflow_id: str, rec: StepRecord, *, heartbeat_ms: int) 
     }
 
 
-def complete(table: str, token: str, *, now: int) -> dict[str, Any]:
+def complete(table: str, token: str, *, now: int, completion_id: str) -> dict[str, Any]:
     # Closes: two completions of one callback (completed_at), a completion after
     # the callback timed out (the deadlines), and one for a token whose item
     # expired. Sent inside the signal's transaction: both happen or neither.
@@ -178,13 +182,14 @@ def complete(table: str, token: str, *, now: int) -> dict[str, Any]:
         "Update": {
             "TableName": table,
             "Key": lookup_key(token),
-            "UpdateExpression": "SET #cat = :now, #ttl = :ttl",
+            "UpdateExpression": "SET #cat = :now, #cid = :cid, #ttl = :ttl",
             "ConditionExpression": _OPEN,
-            "ExpressionAttributeNames": {k: _NAMES[k] for k in (*_OPEN_NAMES, "#ttl")},
+            "ExpressionAttributeNames": {k: _NAMES[k] for k in (*_OPEN_NAMES, "#cid", "#ttl")},
             "ExpressionAttributeValues": {
                 ":now": to_attr(now),
                 ":zero": to_attr(0),
                 ":ttl": to_attr(now // 1000 + COMPLETED_TTL_S),
+                ":cid": to_attr(completion_id),
             },
         }
     }
@@ -245,6 +250,9 @@ def send_completion(
     token. ConflictError: already completed, timed out, or the run is finished."""
     ref = _lookup(store, token)
     name = callback_signal(ref.op_id)
+    # Tells this request's write apart: the SDK may re-send a transaction whose
+    # answer was lost, and the re-send is refused because the first one applied.
+    completion_id = secrets.token_hex(8)
     for _ in range(20):
         now = store.clock.now_ms()
         why = ref.refusal(now)
@@ -271,7 +279,9 @@ def send_completion(
             wake=wake,
             due_at=now + grace_ms,
         )
-        req["TransactItems"].append(complete(store.table, token, now=now))
+        req["TransactItems"].append(
+            complete(store.table, token, now=now, completion_id=completion_id)
+        )
         try:
             store.ddb.transact_write_items(**req)
             return ref, wake, (run.timer if wake else None)
@@ -281,6 +291,8 @@ def send_completion(
             reasons = e.response.get("CancellationReasons") or []
             if len(reasons) == 3 and reasons[2].get("Code") == "ConditionalCheckFailed":
                 ref = _lookup(store, token)  # completed or timed out meanwhile: say which
+                if ref.completion_id == completion_id:  # by this request, answer lost
+                    return ref, wake, (run.timer if wake else None)
             # Otherwise the run moved (another signal, a claim, a park): read it again.
     raise ConflictError("the callback's run is changing too fast; try again")
 

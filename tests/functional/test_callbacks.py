@@ -460,3 +460,36 @@ def test_the_api_lambda_logs_a_callback_path_with_the_token_cut(stack, monkeypat
     out = capsys.readouterr().out
     log = next(json.loads(x) for x in out.splitlines() if '"message":"request"' in x)
     assert log["path"] == f"/callbacks/{token[:6]}…/succeed" and token not in out
+
+
+def test_a_completion_resent_after_a_lost_answer_is_still_accepted(stack) -> None:
+    """The SDK re-sends a transaction whose answer was lost; the re-send is refused
+    because the first one applied. The API sees its own completion id and answers
+    202, not 409."""
+    from orchestrator import faults
+    from orchestrator.aws import client as aws_client
+    from orchestrator.store import Store
+
+    run, _ = stack.service.start("cb-approval", {})
+    now = stack.clock.now_ms()
+    rec = StepRecord(
+        "0", "approval", StepKind.CALLBACK, 1, now, started_at=now,
+        signal="sys:cb:0", wake_at=now + 3_600_000, callback_id="c" * 32,
+    )  # fmt: skip
+    stack.ddb.transact_write_items(
+        **cbstore.create(stack.settings.table, run.id, rec, heartbeat_ms=0)
+    )
+    ddb = aws_client("dynamodb", stack.settings)
+    faults.install(
+        ddb, json.dumps({"rules": [{"kind": "lost_retry", "op": "dynamodb.TransactWriteItems"}]})
+    )
+    try:
+        store = Store(ddb, stack.settings.table, stack.clock)
+        ref, woke, _ = cbstore.send_completion(store, "c" * 32, '{"ok":true}', grace_ms=1000)
+        assert faults.stats() == {"lost_retry": 1}
+    finally:
+        faults.reset()
+    assert ref.completed_at is not None and woke is False
+    assert len(stack.store.signals(run.id, "sys:cb:0")) == 1  # stored once
+    with pytest.raises(ConflictError, match="already completed"):  # a second request: 409
+        cbstore.send_completion(stack.store, "c" * 32, '{"ok":true}', grace_ms=1000)
