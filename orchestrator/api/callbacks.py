@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 PATHS = ("/callbacks/{id}/succeed", "/callbacks/{id}/fail", "/callbacks/{id}/heartbeat")
 
 
+def loggable_path(path: str) -> str:
+    """A request path as logs may show it: a callback's token cut to its prefix."""
+    if not path.startswith("/callbacks/"):
+        return path
+    token, _, action = path.removeprefix("/callbacks/").partition("/")
+    return f"/callbacks/{cb.token_prefix(token)}/{action}"
+
+
 def complete(service: Service, token: str, outcome: dict[str, Any]) -> dict[str, Any]:
     text = encode_json(outcome, what="callback result", limit=MAX_SIGNAL_PAYLOAD_BYTES)
     ref, woke, timer = cb.send_completion(

@@ -10,6 +10,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from .app import build_app
+from .callbacks import loggable_path
 from .service import Service
 
 logger = Logger(service="orchestrator-api")
@@ -45,10 +46,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     response = app.resolve(event, context)
     status = int(response.get("statusCode", 500))
     method = event.get("requestContext", {}).get("http", {}).get("method", "")
-    path = event.get("rawPath", "")
-    if path.startswith("/callbacks/"):  # the token is a capability: log its prefix only
-        token, _, action = path.removeprefix("/callbacks/").partition("/")
-        path = f"/callbacks/{token[:6]}…/{action}"
+    path = loggable_path(event.get("rawPath", ""))  # a callback token: its prefix only
     params = event.get("pathParameters") or {}
     logger.info(
         "request",

@@ -55,8 +55,12 @@ def _run_to_the_end(stack, run_id: str) -> Any:
 def test_wait_for_condition_polls_with_backoff_until_the_state_is_ready(stack) -> None:
     with BackgroundWorker([poll_ready], stack.settings, clock=stack.clock):
         run, _ = stack.service.start("poll-ready", {"ready_at": 4})
+        gives_up, _ = stack.service.start("poll-ready", {"ready_at": 10, "max_attempts": 2})
         output, skips = _run_to_the_end(stack, run.id)
-    assert output == {"n": 4} and skips == 3
+        assert output == {"n": 4} and skips == 3
+        # The other run ran out of attempts after two checks (during the first skip).
+        assert _run_to_the_end(stack, gives_up.id)[0] == {"gave_up": "ConditionNotMetError"}
+    assert len([s for s in stack.store.steps(gives_up.id) if s.kind == "step"]) == 2
     steps = {s.op_id: s for s in stack.store.steps(run.id)}
     assert steps["0"].kind == "condition" and json.loads(steps["0"].result) == {"n": 4}
     checks = [s for s in steps.values() if s.kind == "step" and s.name.startswith("ready-")]
@@ -66,13 +70,6 @@ def test_wait_for_condition_polls_with_backoff_until_the_state_is_ready(stack) -
     delays = [(w.wake_at - w.started_at) // 1000 for w in waits]
     assert delays == [20 * MINUTE, 40 * MINUTE, 60 * MINUTE]  # doubled, capped at an hour
     assert steps["1"].name == "after"
-
-
-def test_wait_for_condition_gives_up_after_max_attempts(stack) -> None:
-    with BackgroundWorker([poll_ready], stack.settings, clock=stack.clock):
-        run, _ = stack.service.start("poll-ready", {"ready_at": 10, "max_attempts": 2})
-        output, skips = _run_to_the_end(stack, run.id)
-    assert output == {"gave_up": "ConditionNotMetError"} and skips == 1
 
 
 def test_backoff_until_delays() -> None:
