@@ -31,29 +31,42 @@ from infra.function import OrchestratorFunction
 
 API_HANDLER = "orchestrator.api.lambda_handler.handler"
 STAGE = "$default"
-# Every route by group. A group is what a role may do: `read` (runs, steps, workers,
-# the dashboard and the OpenAPI document), `start`, `signal`, `operate` (cancel).
+# Every route by group. A group is what a role may do: `read` (runs, steps, inboxes,
+# histories, workers, the dashboard and the OpenAPI document), `start`, `signal`
+# (signals, and callback completions from outside systems), `operate` (cancel,
+# terminate, bulk actions).
 ROUTE_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
     "read": (
         ("GET", "/workflows"),
         ("GET", "/workflows/{id}"),
         ("GET", "/workflows/{id}/steps"),
+        ("GET", "/workflows/{id}/signals"),
+        ("GET", "/workflows/{id}/history"),
         ("GET", "/workers"),
         ("GET", "/"),
         ("GET", "/dashboard/{file}"),
         ("GET", "/openapi.json"),
     ),
     "start": (("POST", "/workflows"),),
-    "signal": (("POST", "/workflows/{id}/signals"),),
-    "operate": (("POST", "/workflows/{id}/cancel"),),
+    "signal": (
+        ("POST", "/workflows/{id}/signals"),
+        ("POST", "/callbacks/{id}/succeed"),
+        ("POST", "/callbacks/{id}/fail"),
+        ("POST", "/callbacks/{id}/heartbeat"),
+    ),
+    "operate": (
+        ("POST", "/workflows/{id}/cancel"),
+        ("POST", "/workflows/{id}/terminate"),
+        ("POST", "/bulk/{id}"),
+    ),
 }
 ROUTES: tuple[tuple[str, str], ...] = tuple(r for rs in ROUTE_GROUPS.values() for r in rs)
 DEFAULT_SCOPE_PREFIX = "orchestrator/"
 ADMIN_GROUP = "admin"  # the JWT scope <prefix>admin is accepted on every route
 ROUTE_WILDCARD_REASON = (
     "Each route is named by method and shape; the '*' stands only for a path parameter "
-    "(a workflow id, or a dashboard file name), which an execute-api ARN can only match by "
-    "wildcard."
+    "(a workflow id, a callback id, or a dashboard file name), which an execute-api ARN can "
+    "only match by wildcard."
 )
 _ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",

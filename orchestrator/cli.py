@@ -524,6 +524,76 @@ def cancel(
     out.print(Text.assemble(f"{workflow_id}: ", _status(result["status"]), f"  {message}"))
 
 
+callback_app = typer.Typer(
+    help="Complete or heartbeat a callback a workflow created (by its id, the token).",
+    no_args_is_help=True,
+)
+app.add_typer(callback_app, name="callback")
+CallbackId = Annotated[
+    str, typer.Argument(help="The callback's id (cb.id).", show_default=False, metavar="ID")
+]
+
+
+@callback_app.command("succeed")
+def callback_succeed(
+    callback_id: CallbackId,
+    result: Annotated[
+        str | None,
+        typer.Option("--result", "-r", help="JSON result, or @FILE to read it from a file."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Complete a callback with a result.
+
+    Example:
+
+      orchestrator callback succeed ID --result '{"approved": true}'
+    """
+    value = _json_arg(result, "--result")
+    reply = _call(_client().callback_succeed, callback_id, value)
+    _callback_done(reply, as_json)
+
+
+@callback_app.command("fail")
+def callback_fail(
+    callback_id: CallbackId,
+    error_type: Annotated[
+        str, typer.Option("--type", help="The error's type, e.g. Rejected.")
+    ] = "Error",
+    message: Annotated[str, typer.Option("--message", "-m", help="The error message.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Complete a callback with a failure (the workflow gets CallbackFailedError).
+
+    Example:
+
+      orchestrator callback fail ID --type Rejected --message "over budget"
+    """
+    reply = _call(_client().callback_fail, callback_id, error_type, message)
+    _callback_done(reply, as_json)
+
+
+@callback_app.command("heartbeat")
+def callback_heartbeat(callback_id: CallbackId, as_json: JsonFlag = False) -> None:
+    """Keep a callback with a heartbeat timeout alive."""
+    reply = _call(_client().callback_heartbeat, callback_id)
+    if as_json:
+        _print_json(reply)
+        return
+    deadline = reply.get("heartbeat_deadline")
+    out.print(
+        f"heartbeat recorded; next one due by {deadline}" if deadline else "heartbeat recorded"
+    )
+
+
+def _callback_done(reply: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(reply)
+        return
+    effect = "it woke the run" if reply["woke"] else "kept until the run waits for it"
+    out.print(f"callback {reply['outcome']}: {effect}")
+
+
 @app.command()
 def dashboard(
     port: Annotated[int, typer.Option(help="The local port to serve on.")] = 8001,

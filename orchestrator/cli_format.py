@@ -120,7 +120,7 @@ def _outcome(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
     kind = step["kind"]
     if kind in ("parallel", "map"):
         return _batch_summary(step)
-    if kind in ("context", "branch"):
+    if kind in ("context", "branch", "condition"):
         if step.get("error"):
             return f"{step['error']['type']}: {step['error']['message']}"
         if step.get("replay_children"):
@@ -147,6 +147,12 @@ def _outcome(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
     if kind == "sleep":
         return f"sleep until {_local(step['wake_at'])} ({_until(step['wake_at'])})"
     deadline = f", deadline {_local(step['deadline'])}" if step.get("deadline") else ""
+    if kind == "callback":
+        if step.get("timed_out"):
+            return f"callback {step.get('callback_id')} timed out{deadline}"
+        if step.get("resolved"):
+            return f"callback completed: {_compact(step.get('payload'), 90)}"
+        return f"waiting for callback {step.get('callback_id')}{deadline}"
     if step.get("timed_out"):
         return f"signal {step['signal']!r} timed out{deadline}"
     if step.get("resolved"):
@@ -163,7 +169,7 @@ def _took(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
         return ""
     if step["kind"] == "sleep":
         return _span((_ms(step.get("wake_at")) or started) - started)
-    if step["kind"] == "wait" and not step.get("resolved"):
+    if step["kind"] in ("wait", "callback") and not step.get("resolved"):
         if run is not None and run["status"] in TERMINAL:
             return _span((_ms(run.get("updated_at")) or started) - started)
         return _span(_now_ms() - started)

@@ -168,6 +168,19 @@ class Client:
         name, seq, payload, sent_at."""
         return list(self._call("GET", f"/workflows/{_quote(workflow_id)}/signals")["signals"])
 
+    def callback_succeed(self, callback_id: str, result: Any = None) -> dict[str, Any]:
+        """Complete a callback with a result (an outside system's answer)."""
+        return self._call("POST", f"/callbacks/{_quote(callback_id)}/succeed", {"result": result})
+
+    def callback_fail(self, callback_id: str, error_type: str, message: str = "") -> dict[str, Any]:
+        """Complete a callback with a failure: the workflow gets CallbackFailedError."""
+        body = {"error": {"type": error_type, "message": message}}
+        return self._call("POST", f"/callbacks/{_quote(callback_id)}/fail", body)
+
+    def callback_heartbeat(self, callback_id: str) -> dict[str, Any]:
+        """Tell a callback with a heartbeat timeout that the work goes on."""
+        return self._call("POST", f"/callbacks/{_quote(callback_id)}/heartbeat", {})
+
     def workers(self, *, include_stopped: bool = False) -> builtins.list[dict[str, Any]]:
         """Registered workers: id, host, the workflow names they serve,
         concurrency, busy slots, last seen, and whether they are live."""

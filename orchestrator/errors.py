@@ -146,3 +146,49 @@ class ChildWorkflowError(OrchestratorError):
         self.status = status
         self.error_type = error_type
         self.error_message = message
+
+
+class CallbackTimeoutError(OrchestratorError):
+    """A callback was not completed in time: `kind` is "timeout" (its overall
+    timeout, counted from its creation) or "heartbeat" (no heartbeat within its
+    heartbeat timeout)."""
+
+    code = "callback_timeout"
+
+    def __init__(self, name: str, kind: str) -> None:
+        what = (
+            "no heartbeat came within its heartbeat timeout"
+            if kind == "heartbeat"
+            else ("it was not completed within its timeout")
+        )
+        super().__init__(f"callback {name!r} timed out: {what}")
+        self.name = name
+        self.kind = kind
+
+    @property
+    def heartbeat(self) -> bool:
+        return self.kind == "heartbeat"
+
+
+class CallbackFailedError(OrchestratorError):
+    """The outside system completed a callback with a failure (`POST
+    /callbacks/{id}/fail`): its error type and message."""
+
+    code = "callback_failed"
+
+    def __init__(self, name: str, error_type: str, message: str) -> None:
+        super().__init__(f"callback {name!r} failed: {error_type}: {message}")
+        self.name = name
+        self.error_type = error_type
+        self.error_message = message
+
+
+class ConditionNotMetError(OrchestratorError):
+    """`wait_for_condition` with a strategy from `backoff_until` ran out of attempts
+    before its predicate held."""
+
+    code = "condition_not_met"
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(f"the condition did not hold after {attempts} checks")
+        self.attempts = attempts

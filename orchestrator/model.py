@@ -95,6 +95,8 @@ class StepKind(StrEnum):
     MAP = "map"  # a batch over items: as parallel
     BRANCH = "branch"  # one branch or item of a batch: its outcome
     INVOKE = "invoke"  # a child run: started, then its outcome once it ended
+    CALLBACK = "callback"  # create_callback: its token, deadline and (once known) completion
+    CONDITION = "condition"  # wait_for_condition: the final state, recorded as one unit
 
 
 # --- Operation ids ----------------------------------------------------------------------
@@ -216,6 +218,7 @@ class StepRecord:
     )  # step: attempts, when more than one
     retry_at: int | None = None  # step between attempts: when the next attempt may start
     replay_children: bool = False  # context/branch: result too large to keep; replay re-runs it
+    callback_id: str | None = None  # callback: the token the outside system completes it with
 
     @property
     def parent_id(self) -> str | None:

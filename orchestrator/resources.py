@@ -49,6 +49,11 @@ TAG_PK_PREFIX = "TAG#"
 STEP_SK_PREFIX = "STEP#"
 SIGNAL_SK_PREFIX = "SIG#"
 
+# A callback's token lookup: pk = "CB#<token>", sk = "CB" (its own partition: the API
+# finds the run from the token alone). In no index.
+CALLBACK_PK_PREFIX = "CB#"
+CALLBACK_SK = "CB"
+
 
 @dataclass(frozen=True)
 class IndexSpec:

@@ -12,8 +12,11 @@ async with Worker(workflows=[greet], max_concurrent_workflows=4) as w:
 """
 
 from orchestrator.errors import (
+    CallbackFailedError,
+    CallbackTimeoutError,
     ChildContextError,
     ChildWorkflowError,
+    ConditionNotMetError,
     ExecutionTimeoutError,
     NonDeterminismError,
     NonRetryableError,
@@ -34,6 +37,8 @@ from .operations.batch import (
     CompletionConfig,
     CompletionReason,
 )
+from .operations.callback import Callback
+from .operations.condition import backoff_until
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -41,10 +46,14 @@ __all__ = [
     "BatchItem",
     "BatchItemStatus",
     "BatchResult",
+    "Callback",
+    "CallbackFailedError",
+    "CallbackTimeoutError",
     "ChildContextError",
     "ChildWorkflowError",
     "CompletionConfig",
     "CompletionReason",
+    "ConditionNotMetError",
     "ExecutionTimeoutError",
     "NonDeterminismError",
     "NonRetryableError",
@@ -55,5 +64,6 @@ __all__ = [
     "WorkflowCancelledError",
     "WorkflowContext",
     "WorkflowContextError",
+    "backoff_until",
     "workflow",
 ]

@@ -1,6 +1,7 @@
 """The workflow context: the durable calls a workflow makes.
 
 `ctx.step`, `ctx.sleep`, `ctx.sleep_until`, `ctx.wait_for_signal`,
+`ctx.create_callback`, `ctx.wait_for_callback`, `ctx.wait_for_condition`,
 `ctx.run_in_child_context`, `ctx.parallel` and `ctx.map`, each implemented in
 its own module under `worker/operations/` over the core in `worker/_core.py`.
 
@@ -38,13 +39,17 @@ from ._retry import RetryPolicy
 from ._scope import scope_var
 from ._state import RunState
 from .operations import batch as _batch
+from .operations import callback as _callback
 from .operations import child as _child
+from .operations import condition as _condition
 from .operations import distributed as _distributed
 from .operations import invoke as _invoke
 from .operations import signal as _signal
 from .operations import sleep as _sleep
 from .operations import step as _step
 from .operations.batch import BatchResult, CompletionConfig
+from .operations.callback import Callback
+from .operations.condition import WaitStrategy
 
 log = logging.getLogger("worker")
 
@@ -128,6 +133,63 @@ class WorkflowContext:
         fixed when `marker` is first reached.
         """
         return await _signal.wait_for_signal(marker, name, timeout=timeout)
+
+    async def create_callback(
+        self,
+        name: str,
+        *,
+        timeout: timedelta | float | None = None,
+        heartbeat_timeout: timedelta | float | None = None,
+    ) -> Callback:
+        """Create a callback an outside system completes: give it `cb.id` (an
+        unguessable token, the same on every replay), then `await cb.result()`.
+        `timeout` counts from the creation; with `heartbeat_timeout` the outside
+        system must also heartbeat (`POST /callbacks/{id}/heartbeat`) at least
+        that often. Raises CallbackTimeoutError / CallbackFailedError from `result()`."""
+        return await _callback.create_callback(
+            name, timeout=timeout, heartbeat_timeout=heartbeat_timeout
+        )
+
+    async def wait_for_callback(
+        self,
+        name: str,
+        submitter: Callable[..., Any],
+        *,
+        timeout: timedelta | float | None = None,
+        heartbeat_timeout: timedelta | float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Any:
+        """Create a callback, run `submitter(callback_id)` as the step `<name>-submit`
+        (it hands the id to the outside system), and return the callback's result."""
+        return await _callback.wait_for_callback(
+            self,
+            name,
+            submitter,
+            timeout=timeout,
+            heartbeat_timeout=heartbeat_timeout,
+            retry=retry,
+        )
+
+    async def wait_for_condition(
+        self,
+        name: str,
+        check: Callable[[Any], Any],
+        *,
+        initial_state: Any = None,
+        wait_strategy: WaitStrategy,
+        retry: RetryPolicy | None = None,
+    ) -> Any:
+        """Poll: run `check(state) -> state` as the step `<name>-<attempt>`, ask
+        `wait_strategy(state, attempt)` for the delay before the next check
+        (None: done), and sleep durably in between. Returns the final state."""
+        return await _condition.wait_for_condition(
+            self,
+            name,
+            check,
+            initial_state=initial_state,
+            wait_strategy=wait_strategy,
+            retry=retry,
+        )
 
     async def run_in_child_context(
         self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .. import safejson
 from ..aws import is_transient
@@ -28,6 +28,7 @@ from ..errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
+from . import callbacks
 from .models import (
     BulkRequest,
     CancelRequest,
@@ -79,7 +80,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(strip_prefixes=["/api"])
 
     def body(
-        model: type[StartRequest] | type[SignalRequest] | type[CancelRequest] | type[BulkRequest],
+        model: type[BaseModel],
         *,
         optional: bool = False,
     ) -> Any:
@@ -221,6 +222,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
 
     @app.get("/workflows/<workflow_id>/signals")
     def inbox(workflow_id: str) -> dict[str, Any]:
+        workflow_id = path_param(workflow_id)
         return {
             "workflow_id": workflow_id,
             "signals": [signal_view(sig) for sig in service().inbox(workflow_id)],
@@ -245,6 +247,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
 
     @app.post("/workflows/<workflow_id>/terminate")
     def terminate(workflow_id: str) -> Response[Any]:
+        workflow_id = path_param(workflow_id)
         req = body(CancelRequest, optional=True)
         run, outcome = service().terminate(workflow_id, req.reason)
         message = (
@@ -260,11 +263,12 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
 
     @app.get("/workflows/<workflow_id>/history")
     def history(workflow_id: str) -> dict[str, Any]:
+        workflow_id = path_param(workflow_id)
         run, steps, signals = service().history(workflow_id)
         return {
             "format": "orchestrator.history/1",
             "workflow": run_view(run),
-            "steps": [step_view(s) for s in steps],
+            "steps": [step_view(s, workflow_id) for s in steps],
             "signals": [{**signal_view(s), "consumed": s.consumed} for s in signals],
         }
 
@@ -276,7 +280,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             return None if value is None else int(value.timestamp() * 1000)
 
         return service().bulk(
-            action,
+            path_param(action),
             name=req.name,
             status=req.status,
             created_after=ms(req.created_after),
@@ -285,6 +289,8 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             confirm_count=req.confirm_count,
             reason=req.reason,
         )
+
+    callbacks.register(app, service, body)
 
     @app.exception_handler(OrchestratorError)
     def _domain(e: OrchestratorError) -> Response[Any]:

@@ -10,6 +10,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from .app import build_app
+from .callbacks import loggable_path
 from .edge import serve
 from .service import Service
 
@@ -42,11 +43,11 @@ app = build_app(_service)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Each request, answered or not: one structured log line (route, status,
     run id) and EMF metrics: ApiRequests, ApiClientErrors / ApiServerErrors, RunsStarted,
-    SignalsSent, CancelsRequested."""
+    SignalsSent, CancelsRequested, CallbacksCompleted."""
     response = serve(app, event, context)  # never raises: an unexpected error is a 500 JSON answer
     status = int(response.get("statusCode", 500))
     method = event.get("requestContext", {}).get("http", {}).get("method", "")
-    path = event.get("rawPath", "")
+    path = loggable_path(event.get("rawPath", ""))  # a callback token: its prefix only
     params = event.get("pathParameters") or {}
     logger.info(
         "request",
@@ -69,4 +70,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             metrics.add_metric(name="SignalsSent", unit=MetricUnit.Count, value=1)
         elif path.endswith("/cancel"):
             metrics.add_metric(name="CancelsRequested", unit=MetricUnit.Count, value=1)
+        elif path.startswith("/callbacks/") and not path.endswith("/heartbeat"):
+            metrics.add_metric(name="CallbacksCompleted", unit=MetricUnit.Count, value=1)
     return response

@@ -198,7 +198,15 @@ def step_view(step: StepRecord, workflow_id: str | None = None) -> dict[str, Any
         view["child_status"] = outcome["status"] if outcome else None
         view["result"] = outcome.get("output") if outcome else None
         view["error"] = outcome.get("error") if outcome else None
-    elif step.kind in ("context", "branch"):
+    elif step.kind == "callback":
+        view.update(
+            callback_id=(step.callback_id or "")[:6] + "…",  # a capability: a prefix only
+            deadline=iso(step.wake_at),
+            resolved=step.resolved,
+            timed_out=step.timed_out,
+            payload=_json(step.result) if step.resolved and not step.timed_out else None,
+        )
+    elif step.kind in ("context", "branch", "condition"):
         view["result"] = None if step.replay_children else _json(step.result)
         view["error"] = step.error.as_dict() if step.error else None
         view["replay_children"] = step.replay_children
@@ -228,3 +236,26 @@ def step_view(step: StepRecord, workflow_id: str | None = None) -> dict[str, Any
     if step.retry_at is not None and not step.resolved:
         view["retry_at"] = iso(step.retry_at)
     return view
+
+
+class CallbackSucceedRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    result: Any = None
+
+
+class CallbackError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=200)
+    message: str = Field(default="", max_length=16 * 1024)
+
+
+class CallbackFailRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    error: CallbackError
+
+
+class CallbackHeartbeatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")

@@ -18,7 +18,15 @@ from pydantic import BaseModel
 
 from ..model import WORKFLOW_ID_RE, Status
 from ..store.sync import MAX_LIST_LIMIT
-from .models import BulkRequest, CancelRequest, SignalRequest, StartRequest
+from .models import (
+    BulkRequest,
+    CallbackFailRequest,
+    CallbackHeartbeatRequest,
+    CallbackSucceedRequest,
+    CancelRequest,
+    SignalRequest,
+    StartRequest,
+)
 
 STATUS_VALUES = [s.value for s in Status]
 
@@ -117,6 +125,29 @@ OPERATIONS: tuple[Operation, ...] = (
         "bulkAction",
         "Cancel or terminate the unfinished runs a filter matches (dry run by default)",
         BulkRequest,
+    ),
+    Operation(
+        "POST",
+        "/callbacks/{token}/succeed",
+        "succeedCallback",
+        "Complete a callback with a result",
+        CallbackSucceedRequest,
+        ok=(202,),
+    ),
+    Operation(
+        "POST",
+        "/callbacks/{token}/fail",
+        "failCallback",
+        "Complete a callback with a failure",
+        CallbackFailRequest,
+        ok=(202,),
+    ),
+    Operation(
+        "POST",
+        "/callbacks/{token}/heartbeat",
+        "heartbeatCallback",
+        "Tell a callback the work goes on",
+        CallbackHeartbeatRequest,
     ),
 )
 

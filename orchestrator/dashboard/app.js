@@ -440,7 +440,7 @@
       body.push(
         h("div", { class: "line" }, `${items.length} branches: ${parts.join(", ") || "none"} · ${(s.completion_reason || "").replaceAll("_", " ")}`),
       );
-    } else if (s.kind === "context" || s.kind === "branch") {
+    } else if (s.kind === "context" || s.kind === "branch" || s.kind === "condition") {
       if (s.error) {
         state = "bad";
         body.push(errorBlock(s.error, open, `step-${s.id}`, false));
@@ -484,11 +484,12 @@
       const deadline = s.deadline
         ? [", deadline ", at(s.deadline), " (", untilEl(s.deadline), ")"]
         : ", no deadline";
+      const what = s.kind === "callback" ? `callback ${s.callback_id}` : `signal “${s.signal}”`;
       if (s.timed_out) {
         state = "timer";
-        body.push(h("div", { class: "line" }, `signal “${s.signal}” timed out`, deadline));
+        body.push(h("div", { class: "line" }, `${what} timed out`, deadline));
       } else if (s.resolved) {
-        body.push(h("div", { class: "line" }, `signal “${s.signal}” received; payload:`));
+        body.push(h("div", { class: "line" }, `${what} received; payload:`));
         body.push(jsonBlock(s.payload));
       } else if (TERMINAL.has(run.status)) {
         // The run ended while it waited: the wait lasted until the end, no longer.
@@ -498,7 +499,7 @@
       } else {
         state = "open";
         took = null;
-        body.push(h("div", { class: "line" }, `waiting for signal “${s.signal}”`, deadline));
+        body.push(h("div", { class: "line" }, `waiting for ${what}`, deadline));
       }
     }
     const depth = (s.id.match(/\./g) || []).length;

@@ -193,6 +193,7 @@ def step_from_item(item: dict[str, Any]) -> StepRecord:
         attempts=d.get("attempts") or [],
         retry_at=d.get("retry_at"),
         replay_children=bool(d.get("replay_children", False)),
+        callback_id=d.get("callback_id"),
     )
 
 
@@ -217,6 +218,7 @@ def step_item(workflow_id: str, rec: StepRecord) -> dict[str, Any]:
             "attempts": rec.attempts or None,
             "retry_at": rec.retry_at,
             "replay_children": rec.replay_children or None,
+            "callback_id": rec.callback_id,
         }
     )
 

@@ -10,6 +10,7 @@ change nothing.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .. import resources as r
@@ -363,18 +364,9 @@ def consume_signal(
     Closes: one signal consumed by two waits, and one wait resolved twice (by a
     timeout or a second signal). Both conditions hold or neither write happens.
     """
-    resolved = StepRecord(
-        op_id=wait.op_id,
-        name=wait.name,
-        kind=wait.kind,
-        epoch=wait.epoch,
-        recorded_at=now,
-        started_at=wait.started_at,
-        wake_at=wait.wake_at,
-        signal=wait.signal,
-        resolved=True,
-        result=signal.payload,
-        signal_seq=signal.seq,
+    # Every attribute of the wait is kept (a callback's token among them).
+    resolved = replace(
+        wait, recorded_at=now, resolved=True, result=signal.payload, signal_seq=signal.seq
     )
     return {
         "TransactItems": [

@@ -93,6 +93,14 @@ class Store:
     def ddb(self) -> Any:
         return self._ddb
 
+    @property
+    def table(self) -> str:
+        return self._table
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
     # --- runs -------------------------------------------------------------------------
     def create(self, run: Run) -> tuple[Run, bool]:
         """Store a new run. Returns (run, created). The same id with the same name

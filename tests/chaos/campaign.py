@@ -100,6 +100,8 @@ class Planned:
     error_type: str | None = None  # for failed
     signal_at: float | None = None
     cancel_at: float | None = None
+    complete_at: list[float] = field(default_factory=list)  # callback completions (duplicates)
+    accepted: bool = False  # the API answered 202 to one of them
 
 
 SHAPES = {
@@ -107,6 +109,8 @@ SHAPES = {
     "sleepy": 2,
     "signal": 2,
     "signal_timeout": 1,
+    "callback": 2,
+    "callback_timeout": 2,
     "retry": 2,
     "exhaust": 1,
     "crash": 1,
@@ -143,6 +147,18 @@ def make_plan(cfg: Config, rng: random.Random) -> list[Planned]:
             t = rng.uniform(0.5, 3.0)
             p = Planned(rid, shape, "chaos.signal", {"timeout": t}, at, "completed")
             p.output = "timed out"
+        elif shape == "callback":
+            # Completed twice (a duplicate, as an outside system retrying), around the park.
+            p = Planned(rid, shape, "chaos.callback", {"timeout": None}, at, "completed")
+            p.output = {"v": i}
+            first = at + rng.uniform(0.0, 6.0)
+            p.complete_at = [first, first + rng.uniform(0.0, 0.5)]
+        elif shape == "callback_timeout":
+            # Completed around its timeout: it ends either way, but a 202 must win.
+            t = rng.uniform(0.5, 3.0)
+            p = Planned(rid, shape, "chaos.callback", {"timeout": t}, at, "completed")
+            p.output = {"v": i}
+            p.complete_at = [at + t + rng.uniform(-1.0, 1.0)]
         elif shape == "retry":
             p = Planned(
                 rid, shape, "chaos.retry", {"fail_times": rng.randint(1, 2)}, at, "completed"
@@ -312,6 +328,35 @@ def _retry(what: str, fn: Callable[[], Any], errors: Counter[str], attempts: int
     return None
 
 
+def _complete_later(p: Planned, checker: Store, svc: Any, errors: Counter[str]) -> threading.Thread:
+    """Complete the run's callback through the API (with faults) as soon as the
+    run has created it: its token is read from the run's records."""
+
+    def go() -> None:
+        from orchestrator.api import callbacks
+
+        give_up = time.monotonic() + 60
+        token = None
+        while token is None and time.monotonic() < give_up:
+            try:
+                token = next((s.callback_id for s in checker.steps(p.id) if s.callback_id), None)
+            except Exception:
+                token = None
+            if token is None:
+                time.sleep(0.1)
+        if token is None:
+            errors["complete: no callback to complete"] += 1
+            return
+        value = {"v": int(p.id.split("-")[2])}
+        outcome = {"ok": True, "result": value}
+        if _retry("complete", lambda: callbacks.complete(svc, token, outcome), errors):
+            p.accepted = True
+
+    th = threading.Thread(target=go, daemon=True, name=f"complete-{p.id}")
+    th.start()
+    return th
+
+
 def fault_spec(cfg: Config, seed: int, workdir: Path) -> str:
     spec: dict[str, Any] = {
         "seed": seed,
@@ -381,12 +426,15 @@ def run_campaign(cfg: Config) -> Outcome:
                 events.append((p.signal_at, "signal", p))
             if p.cancel_at is not None:
                 events.append((p.cancel_at, "cancel", p))
+            for when in p.complete_at:
+                events.append((when, "complete", p))
         t = rng.uniform(*cfg.kill_interval)
         while t < cfg.chaos_seconds:
             events.append((t, "kill", None))
             t += rng.uniform(*cfg.kill_interval)
         events.sort(key=lambda e: (e[0], e[1] != "start"))
         started: set[str] = set()
+        completers: list[threading.Thread] = []
         for at, kind, p in events:
             wait = at - (time.monotonic() - t0)
             if wait > 0:
@@ -410,6 +458,10 @@ def run_campaign(cfg: Config) -> Outcome:
                 )
             elif kind == "cancel" and p.id in started:
                 _retry("cancel", lambda p=p, svc=svc: svc.cancel(p.id, "chaos"), api_errors)
+            elif kind == "complete" and p.id in started:
+                completers.append(_complete_later(p, checker, svc, api_errors))
+        for th in completers:
+            th.join(timeout=cfg.settle_seconds)
         deadline = time.monotonic() + cfg.settle_seconds
         pending = {p.id for p in plan}
         while time.monotonic() < deadline:

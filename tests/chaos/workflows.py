@@ -20,7 +20,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from worker import NO_RETRY, RetryPolicy, WorkflowCancelledError, workflow
+from worker import (
+    NO_RETRY,
+    CallbackFailedError,
+    CallbackTimeoutError,
+    RetryPolicy,
+    WorkflowCancelledError,
+    workflow,
+)
 from worker._context import current_context
 
 ENV_EXEC_LOG = "CHAOS_EXEC_LOG"
@@ -132,6 +139,24 @@ async def signalled(ctx, input: SignalInput) -> Any:
     return got if got is not None else "timed out"
 
 
+class CallbackInput(BaseModel):
+    timeout: float | None = None
+
+
+@workflow("chaos.callback")
+async def called_back(ctx, input: CallbackInput) -> Any:
+    await ctx.step("a", record, ctx.workflow_id, "a")
+    cb = await ctx.create_callback("cb", timeout=input.timeout)
+    try:
+        got = await cb.result()
+    except CallbackTimeoutError:
+        got = "timed out"
+    except CallbackFailedError as e:
+        got = f"failed: {e.error_type}"
+    await ctx.step("b", record, ctx.workflow_id, "b", got)
+    return got
+
+
 class RetryInput(BaseModel):
     fail_times: int = 2
 
@@ -230,6 +255,7 @@ ALL = [
     steps,
     sleepy,
     signalled,
+    called_back,
     retrying,
     exhaust,
     crash,

@@ -133,10 +133,14 @@ def test_public_names_are_pinned() -> None:
             "BatchItem",
             "BatchItemStatus",
             "BatchResult",
+            "Callback",
+            "CallbackFailedError",
+            "CallbackTimeoutError",
             "ChildContextError",
             "ChildWorkflowError",
             "CompletionConfig",
             "CompletionReason",
+            "ConditionNotMetError",
             "ExecutionTimeoutError",
             "NonDeterminismError",
             "NonRetryableError",
@@ -147,6 +151,7 @@ def test_public_names_are_pinned() -> None:
             "WorkflowCancelledError",
             "WorkflowContext",
             "WorkflowContextError",
+            "backoff_until",
             "workflow",
         ]
     )

@@ -51,12 +51,18 @@ async def wait_for_signal(marker: str, name: str, *, timeout: timedelta | float 
     return _wait_outcome(await receive(s, rec, written=False))
 
 
-async def receive(s: RunState, rec: StepRecord, *, written: bool) -> StepRecord:
+async def receive(
+    s: RunState, rec: StepRecord, *, written: bool, until: int | None = None, seq: int = 0
+) -> StepRecord:
     """Wait at `rec` (any kind: a signal wait, a child run's end, a callback's
     completion) for the next signal named `rec.signal`, until `rec.wake_at` (None:
     no deadline). Returns the resolved record: `result` holds the consumed
     signal's payload, or `timed_out` is set. `written`: `rec` is already recorded
-    (its deadline fixed); otherwise it is recorded before the branch waits."""
+    (its deadline fixed); otherwise it is recorded before the branch waits.
+    `until`: stop waiting then (even at or past the deadline) and return `rec`
+    unresolved, for the caller to decide (a callback checks whether a heartbeat
+    moved its deadline, and closes itself before it times out). `seq` tells
+    apart the timers of successive waits at one record (it names the schedule)."""
     op_id, name = rec.op_id, rec.signal
     assert name is not None
     while True:
@@ -92,6 +98,8 @@ async def receive(s: RunState, rec: StepRecord, *, written: bool) -> StepRecord:
                 return rec
             if rec.wake_at != deadline:
                 continue  # another writer fixed a different deadline: use theirs
+        if until is not None and s.clock.now_ms() >= until:
+            return rec
         if deadline is not None and s.clock.now_ms() >= deadline:
             if not await _core.io(
                 s, s.store.resolve_timeout(s.workflow_id, op_id=op_id, now=s.clock.now_ms())
@@ -102,7 +110,8 @@ async def receive(s: RunState, rec: StepRecord, *, written: bool) -> StepRecord:
             done = replace(rec, resolved=True, timed_out=True, recorded_at=s.clock.now_ms())
             s.history[op_id] = done
             return done
-        await _core.wait_parked(op_id, wake_at=deadline, signal=name, seen_seq=seen)
+        wake = deadline if until is None else until if deadline is None else min(deadline, until)
+        await _core.wait_parked(op_id, wake_at=wake, signal=name, seq=seq, seen_seq=seen)
 
 
 async def _maybe_step(s: RunState, op_id: str) -> StepRecord | None:
