@@ -195,11 +195,18 @@ def _operation(op: Operation) -> dict[str, Any]:
     }
     if op.body is not None:
         responses.update({"413": error, "415": error})
+        # Nested models are components (`$defs` inside a body schema would not
+        # resolve against the document's root).
+        schema = op.body.model_json_schema(ref_template="#/components/schemas/{model}")
+        _COMPONENTS.update(schema.pop("$defs", {}))
         out["requestBody"] = {
             "required": True,  # every POST carries a JSON body (415 otherwise)
-            "content": {"application/json": {"schema": op.body.model_json_schema()}},
+            "content": {"application/json": {"schema": schema}},
         }
     return out
+
+
+_COMPONENTS: dict[str, Any] = {}
 
 
 @cache
@@ -208,6 +215,7 @@ def document() -> dict[str, Any]:
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
     return {
+        "components": {"schemas": dict(_COMPONENTS)},
         "openapi": "3.1.0",
         "info": {
             "title": "orchestrator",

@@ -85,7 +85,8 @@ def _lookup(stack, token: str) -> dict[str, Any]:
 
 
 def _raw(stack, path: str, body: bytes | None) -> tuple[int, dict]:
-    req = urllib.request.Request(stack.api_url + path, data=body, method="POST")
+    headers = {"Content-Type": "application/json"}
+    req = urllib.request.Request(stack.api_url + path, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req) as resp:
             return resp.status, json.loads(resp.read())
