@@ -101,6 +101,7 @@ class StepKind(StrEnum):
     PARALLEL = "parallel"  # a batch of branches: the recorded decision and per-index outcomes
     MAP = "map"  # a batch over items: as parallel
     BRANCH = "branch"  # one branch or item of a batch: its outcome
+    PATCH = "patch"  # ctx.patched / deprecate_patch: this run took the patched code path
 
 
 # --- Operation ids ----------------------------------------------------------------------

@@ -89,16 +89,32 @@ async def record(s: RunState, rec: StepRecord) -> StepRecord:
     return winner
 
 
-async def enter(call: str) -> tuple[RunState, str, StepRecord | None]:
-    """Take the next operation id of the current scope: (run, id, its record if this
-    is a replay). Delivers a pending cancel, the execution timeout and a lost lease
-    first."""
+def peek(call: str) -> tuple[RunState, str, StepRecord | None]:
+    """The id the current scope's next operation would take, and its record, without
+    taking it (the scope's counter does not move). `ctx.patched` decides from this
+    whether it occupies the id."""
+    _refuse_in_step(call)
+    s, scope, _ = current()
+    if s.unwinding is not None:
+        raise s.unwinding
+    op_id = scope.peek()
+    return s, op_id, s.history.get(op_id)
+
+
+def _refuse_in_step(call: str) -> None:
     inside = in_step.get()
     if inside is not None:
         raise WorkflowContextError(
             f"ctx.{call} was called inside step {inside!r}: a step function is one side "
             "effect and cannot make durable calls; call it from the workflow function"
         )
+
+
+async def enter(call: str) -> tuple[RunState, str, StepRecord | None]:
+    """Take the next operation id of the current scope: (run, id, its record if this
+    is a replay). Delivers a pending cancel, the execution timeout and a lost lease
+    first."""
+    _refuse_in_step(call)
     s, scope, frame = current()
     if s.unwinding is not None:
         raise s.unwinding

@@ -4,5 +4,6 @@
 - `sleep`: `ctx.sleep`, `ctx.sleep_until`;
 - `signal`: `ctx.wait_for_signal`;
 - `child`: `ctx.run_in_child_context`;
-- `batch`: `ctx.parallel`, `ctx.map`, `CompletionConfig`, `BatchResult`.
+- `batch`: `ctx.parallel`, `ctx.map`, `CompletionConfig`, `BatchResult`;
+- `patch`: `ctx.patched`, `ctx.deprecate_patch` (versioning by marker).
 """
