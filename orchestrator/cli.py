@@ -37,6 +37,7 @@ from .cli_format import (
     _workers_table,
     out,
 )
+from .cli_versions import register as register_versions
 from .errors import OrchestratorError
 
 app = typer.Typer(
@@ -576,6 +577,9 @@ def demo() -> None:
 _USAGE_ERROR: type[Exception] = next(
     c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
 )
+
+
+register_versions(app)  # replay-check, redrive, fork (orchestrator/cli_versions.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
