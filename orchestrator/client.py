@@ -83,6 +83,31 @@ class Client:
         body = {"reason": reason} if reason else {}
         return self._call("POST", f"/workflows/{_quote(workflow_id)}/cancel", body)
 
+    def redrive(self, workflow_id: str) -> dict[str, Any]:
+        """Put a failed, timed-out or cancelled run back to pending under its id:
+        recorded successes replay, failed operations run again. ConflictError
+        (409) for a running or completed run."""
+        return self._call("POST", f"/workflows/{_quote(workflow_id)}/redrive", {})
+
+    _KEEP = object()
+
+    def fork(
+        self,
+        workflow_id: str,
+        *,
+        from_operation: str,
+        input: Any = _KEEP,
+        id: str | None = None,
+    ) -> dict[str, Any]:
+        """Start a new run with the records of `workflow_id` before `from_operation`
+        (an operation id from `steps`), with its input unless `input` is given."""
+        body: dict[str, Any] = {"from_operation": from_operation}
+        if input is not Client._KEEP:
+            body["input"] = input
+        if id is not None:
+            body["id"] = id
+        return self._call("POST", f"/workflows/{_quote(workflow_id)}/fork", body)
+
     def get(self, workflow_id: str) -> dict[str, Any]:
         return self._call("GET", f"/workflows/{_quote(workflow_id)}")
 

@@ -62,6 +62,14 @@ TRANSITIONS: dict[str, dict[Status, Status]] = {
 }
 
 
+# Operator actions that reopen a finished run (invariant 5 holds for everything a
+# run does by itself; these are explicit requests, each one conditional write).
+RECOVERY: dict[str, dict[Status, Status]] = {
+    # redrive: a failed (timed-out included) or cancelled run runs again under its id
+    "redrive": {Status.FAILED: Status.PENDING, Status.CANCELLED: Status.PENDING},
+}
+
+
 class TransitionError(ValueError):
     pass
 
@@ -169,6 +177,10 @@ class Run:
     cancel_requested: str | None = None  # the reason, once a cancel reached a running run
     timer: str | None = None  # name of the schedule that will wake a parked run, if any
     traceparent: str | None = None  # W3C trace context of the start request, if the caller sent one
+    redrive_count: int = 0  # redrives so far
+    outcomes: tuple[dict[str, Any], ...] = ()  # earlier outcomes, one per redrive, oldest first
+    forked_from: dict[str, str] | None = None  # {"id", "operation"} of the run it was forked from
+    generation: int = 0  # continue-as-new: which history is current
 
     @property
     def wait_signals(self) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from ..errors import BadInputError, NotFoundError, OrchestratorError, PayloadTooLargeError
 from .models import CancelRequest, SignalRequest, StartRequest, run_view, step_view
+from .recovery import add_routes as add_recovery_routes
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("GET", re.compile(r"^/workflows/[^/]+/steps/?$")),
     ("POST", re.compile(r"^/workflows/[^/]+/signals/?$")),
     ("POST", re.compile(r"^/workflows/[^/]+/cancel/?$")),
+    ("POST", re.compile(r"^/workflows/[^/]+/redrive/?$")),
+    ("POST", re.compile(r"^/workflows/[^/]+/fork/?$")),
 ]
 
 
@@ -70,12 +73,16 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         *,
         optional: bool = False,
     ) -> Any:
+        data = json_object(optional=optional)
+        return model.model_validate(data)
+
+    def json_object(*, optional: bool = False) -> dict[str, Any]:
         raw = app.current_event.decoded_body or ""
         if len(raw.encode()) > MAX_BODY_BYTES:
             raise PayloadTooLargeError(f"request body is over {MAX_BODY_BYTES} bytes")
         if not raw.strip():
             if optional:
-                return model.model_validate({})
+                return {}
             raise BadInputError("request body is empty; send a JSON object")
         try:
             data = json.loads(raw)
@@ -83,7 +90,9 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             raise BadInputError(f"request body is not valid JSON: {e}") from None
         if not isinstance(data, dict):
             raise BadInputError("request body must be a JSON object")
-        return model.model_validate(data)
+        return data
+
+    add_recovery_routes(app, service, json_object)
 
     @app.get("/")
     def dashboard() -> Response[Any]:

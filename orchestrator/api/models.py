@@ -103,7 +103,13 @@ def run_view(run: Run, served: set[str] | None = None) -> dict[str, Any]:
         "attempt": run.epoch,
         "deadline_at": iso(run.deadline_at),
         "cancel_requested": run.cancel_requested,
+        "redrive_count": run.redrive_count,
+        "generation": run.generation,
     }
+    if run.outcomes:
+        view["earlier_outcomes"] = list(run.outcomes)
+    if run.forked_from:
+        view["forked_from"] = run.forked_from
     if served is not None and not run.status.terminal:
         view["unserved"] = run.name not in served
     return view

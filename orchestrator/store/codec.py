@@ -136,6 +136,10 @@ def run_from_item(item: dict[str, Any]) -> Run:
         cancel_requested=d.get("cancel_requested"),
         timer=d.get("timer"),
         traceparent=d.get("traceparent"),
+        redrive_count=d.get("redrive_count", 0),
+        outcomes=tuple(d.get("outcomes") or ()),
+        forked_from=d.get("forked_from"),
+        generation=d.get("generation", 0),
     )
 
 
