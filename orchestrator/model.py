@@ -123,6 +123,14 @@ def op_parent(op_id: str) -> str | None:
     return head if sep else None
 
 
+def generation_scope(generation: int) -> str:
+    """The root scope of a continue-as-new generation: "" for the first (its ids
+    are "0", "1", ... as always), "~g" for generation g > 0 (ids "~g.0", ...), so
+    each generation's records have their own sort-key prefix and a claim's Query
+    loads only the current one."""
+    return f"~{generation}" if generation > 0 else ""
+
+
 def op_sort_key(op_id: str) -> str:
     """The sort-key form of an id: numeric parts padded to six digits so that a
     Query returns a run's operations in creation order within each scope. A root
@@ -131,7 +139,7 @@ def op_sort_key(op_id: str) -> str:
     for part in op_id.split("."):
         if part.isdigit():
             parts.append(f"{int(part):06d}")
-        else:  # a task scope: "t<k>"
+        else:  # a task scope "t<k>", a generation "~<g>"
             parts.append(f"{part[0]}{int(part[1:]):05d}")
     return ".".join(parts)
 

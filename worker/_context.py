@@ -40,6 +40,7 @@ from ._scope import scope_var
 from ._state import RunState
 from .operations import batch as _batch
 from .operations import child as _child
+from .operations import continue_as_new as _continue
 from .operations import patch as _patch
 from .operations import signal as _signal
 from .operations import sleep as _sleep
@@ -172,6 +173,13 @@ class WorkflowContext:
         return await _batch.run_batch(
             self, StepKind.MAP, name, units, max_concurrency=max_concurrency, completion=completion
         )
+
+    async def continue_as_new(self, next_input: Any) -> Any:
+        """End this history and go on with a fresh one under the same run id:
+        `return await ctx.continue_as_new(next_input)`. The workflow function starts
+        again from the top with `next_input`; the run's generation goes up by one.
+        Never returns."""
+        await _continue.continue_as_new(next_input)
 
     # --- versioning ---------------------------------------------------------------------
     async def patched(self, patch_id: str) -> bool:

@@ -32,13 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import NonDeterminismError, WorkflowCancelledError
-from orchestrator.model import Run, StepRecord
+from orchestrator.model import Run, StepRecord, generation_scope
 
 from ._context import WorkflowContext, _current
 from ._parking import Parker, cancel_tasks
 from ._registry import WorkflowDefinition
-from ._scope import install_task_factory, start_root
-from ._state import ReadOnlyReplayError, RunState
+from ._scope import Scope, install_task_factory, start_root
+from ._state import ContinueAsNew, ReadOnlyReplayError, RunState
 
 _FAR = 2**62
 
@@ -123,6 +123,7 @@ async def replay(
         clock=_FixedClock(max([run.updated_at, *(r.recorded_at for r in history.values())])),
         lease_ms=30_000,
         read_only=True,
+        root=Scope(generation_scope(run.generation)),
         recorded_scopes={p for op in history for p in _ancestors(op)},
     )
     ctx = WorkflowContext(state)
@@ -161,6 +162,8 @@ async def replay(
         verdict.ok = False
         verdict.outcome = "replay error"
         verdict.message = str(unwinding or exc)
+    elif isinstance(unwinding, ContinueAsNew):
+        verdict.outcome = "continues as new"
     elif done and exc is None:
         verdict.outcome = "returned"
     elif done and isinstance(exc, WorkflowCancelledError):
@@ -194,12 +197,16 @@ def _operation_of(message: str) -> str | None:
     return message.split(marker, 1)[1].split(",", 1)[0]
 
 
-def load_history(ddb: Any, table: str, workflow_id: str, report: Report) -> dict[str, StepRecord]:
-    """One strongly consistent Query (more only past 1 MB), as a claim reads it."""
+def load_history(ddb: Any, table: str, run: Run, report: Report) -> dict[str, StepRecord]:
+    """One strongly consistent Query of the current generation (more only past
+    1 MB), as a claim reads it."""
     from orchestrator.store import requests as q
     from orchestrator.store.codec import step_from_item
 
-    req = {**q.query_history(table, workflow_id), "ReturnConsumedCapacity": "TOTAL"}
+    req = {
+        **q.query_history(table, run.id, run.generation),
+        "ReturnConsumedCapacity": "TOTAL",
+    }
     out: dict[str, StepRecord] = {}
     while True:
         resp = ddb.query(**req)
@@ -228,7 +235,7 @@ async def check(
         if d is None:
             continue
         t0 = time.perf_counter()
-        history = await asyncio.to_thread(load_history, ddb, table, run.id, report)
+        history = await asyncio.to_thread(load_history, ddb, table, run, report)
         report.read_seconds += time.perf_counter() - t0
         verdict = await replay(d, run, history, timeout=timeout)
         report.replay_seconds += verdict.seconds

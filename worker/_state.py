@@ -39,6 +39,15 @@ class ReadOnlyReplayError(BaseException):
     safety net: the check stops every branch at its first unrecorded operation)."""
 
 
+class ContinueAsNew(BaseException):
+    """`ctx.continue_as_new`: the run ends its history and goes on, under its id,
+    with a fresh one and this input (JSON text)."""
+
+    def __init__(self, input_text: str) -> None:
+        super().__init__("continue as new")
+        self.input_text = input_text
+
+
 class ExecutionTimedOut(BaseException):
     """The run's execution timeout passed; the run fails."""
 

@@ -31,7 +31,7 @@ from orchestrator.aws import RETRIES
 from orchestrator.clock import SYSTEM_CLOCK, Clock
 from orchestrator.dispatch import parse_body
 from orchestrator.errors import ExecutionTimeoutError, NonDeterminismError, WorkflowCancelledError
-from orchestrator.model import MAX_OUTPUT_BYTES, ErrorInfo, Run, Status
+from orchestrator.model import MAX_OUTPUT_BYTES, ErrorInfo, Run, Status, generation_scope
 from orchestrator.settings import Settings
 
 from ._context import WorkflowContext, _current
@@ -41,8 +41,8 @@ from ._metrics import WorkerMetrics
 from ._parking import CANCEL, Parker, cancel_tasks, park_run
 from ._presence import Presence
 from ._registry import WorkflowDefinition, definition_of
-from ._scope import install_task_factory, start_root
-from ._state import ExecutionTimedOut, LeaseLost, RunState, Suspend
+from ._scope import Scope, install_task_factory, start_root
+from ._state import ContinueAsNew, ExecutionTimedOut, LeaseLost, RunState, Suspend
 from ._state import error_info as _error_info
 from ._store import AsyncStore, Refused
 from ._tracing import Tracing
@@ -393,10 +393,10 @@ class Worker:
         await store.delete_message(receipt)
 
     # --- running ------------------------------------------------------------------------------
-    async def _execute(self, run: Run, receipt: str) -> None:
+    def _state_for(self, run: Run) -> RunState:
         store = self._store
         assert store is not None
-        state = RunState(
+        return RunState(
             workflow_id=run.id,
             name=run.name,
             epoch=run.epoch,
@@ -411,15 +411,29 @@ class Worker:
             cancel_requested=run.cancel_requested,
             metrics=self.metrics,
             tracing=self._tracing,
+            root=Scope(generation_scope(run.generation)),
         )
+
+    async def _execute(self, run: Run, receipt: str) -> None:
+        store = self._store
+        assert store is not None
+        state = self._state_for(run)
         runner = asyncio.current_task()
         assert runner is not None
         beat = asyncio.create_task(self._heartbeat(state, receipt, runner))
         try:
             # Epoch 1 is the first claim ever: no owner before it, and only owners
             # write step records, so there is no history to load.
-            state.history = {} if run.epoch == 1 else await store.history(run.id)
-            await self._run(self._defs[run.name], run, state, receipt)
+            state.history = {} if run.epoch == 1 else await store.history(run.id, run.generation)
+            while True:
+                following = await self._run(self._defs[run.name], run, state, receipt)
+                if following is None:
+                    break
+                # continue-as-new: the next generation, at once, still holding the lease
+                # (its history is empty: the write that started it is this worker's).
+                beat.cancel()
+                run, state = following, self._state_for(following)
+                beat = asyncio.create_task(self._heartbeat(state, receipt, runner))
         except asyncio.CancelledError:
             if state.timed_out and not state.lost:
                 await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
@@ -439,19 +453,23 @@ class Worker:
         finally:
             beat.cancel()
 
-    async def _run(self, d: WorkflowDefinition, run: Run, state: RunState, receipt: str) -> None:
+    async def _run(
+        self, d: WorkflowDefinition, run: Run, state: RunState, receipt: str
+    ) -> Run | None:
+        """Run the workflow function to its end or its park; the run's next
+        generation if it continued as new."""
         store = self._store
         assert store is not None
         if state.past_deadline():
             await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
-            return
+            return None
         try:
             value = d.parse_input(run.input)
         except (ValidationError, ValueError) as e:
             await self._finish(
                 state, receipt, Status.FAILED, error=ErrorInfo("InputValidationError", str(e))
             )
-            return
+            return None
         ctx = WorkflowContext(state)
         state.parker = Parker(state)
         state.step_slots = self._step_slots
@@ -484,6 +502,7 @@ class Worker:
                 exc,
                 (
                     Suspend,
+                    ContinueAsNew,
                     LeaseLost,
                     ExecutionTimedOut,
                     WorkflowCancelledError,
@@ -505,6 +524,8 @@ class Worker:
             await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
         elif isinstance(unwinding, NonDeterminismError):
             await self._finish(state, receipt, Status.FAILED, error=_error_info(unwinding))
+        elif isinstance(unwinding, ContinueAsNew) and not state.cancel_delivered:
+            return await self._continue(run, state, receipt, unwinding.input_text)
         elif state.cancel_delivered:
             # Delivered: the run ends as cancelled, whatever the function did after.
             reason = state.cancel_requested or "cancelled"
@@ -522,8 +543,43 @@ class Worker:
                     )
             except Exception as e:
                 await self._finish(state, receipt, Status.FAILED, error=_error_info(e))
-                return
+                return None
             await self._finish(state, receipt, Status.COMPLETED, output=text)
+        return None
+
+    async def _continue(
+        self, run: Run, state: RunState, receipt: str, input_text: str
+    ) -> Run | None:
+        store = self._store
+        assert store is not None
+        state.closing = True
+        now = self.clock.now_ms()
+        result = await store.continue_run(
+            run.id,
+            epoch=state.epoch,
+            now=now,
+            lease_until=now + self._lease_ms,
+            input_text=input_text,
+            generation=run.generation + 1,
+        )
+        if isinstance(result, Refused):
+            old = result.old
+            if old is not None and old.epoch == state.epoch and old.cancel_requested:
+                # a cancel came first: the run ends as cancelled instead
+                error = ErrorInfo("Cancelled", old.cancel_requested)
+                await self._finish(state, receipt, Status.CANCELLED, error=error)
+            else:
+                state.lost = True
+                self._count("lost", run.name, "orchestrator_lease_losses_total")
+                log.warning("run %s: could not continue as new (lease lost); abandoned", run.id)
+            return None
+        self.stats["continued"] = self.stats.get("continued", 0) + 1
+        log.info("run %s continued as new: generation %d", run.id, result.generation)
+        try:  # effect after the write: the ended generation expires by TTL
+            await store.expire_records(run.id, list(state.history.values()), now)
+        except Exception:
+            log.exception("run %s: could not set the TTL of generation %d", run.id, run.generation)
+        return result
 
     async def _drive(self, state: RunState, root: asyncio.Task[Any]) -> None:
         """Wait for the workflow function to end, parking the run whenever every

@@ -157,10 +157,11 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
 
     @app.get("/workflows/<workflow_id>/steps")
     def get_steps(workflow_id: str) -> dict[str, Any]:
-        return {
-            "workflow_id": workflow_id,
-            "steps": [step_view(s) for s in service().steps(workflow_id)],
-        }
+        generation = (app.current_event.query_string_parameters or {}).get("generation")
+        if generation is not None and not generation.isdigit():
+            raise BadInputError("generation must be a non-negative integer")
+        steps = service().steps(workflow_id, None if generation is None else int(generation))
+        return {"workflow_id": workflow_id, "steps": [step_view(s) for s in steps]}
 
     @app.post("/workflows/<workflow_id>/signals")
     def signal(workflow_id: str) -> Response[Any]:

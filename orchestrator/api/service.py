@@ -101,9 +101,10 @@ class Service:
         _check_id(workflow_id)
         return self.store.get(workflow_id)
 
-    def steps(self, workflow_id: str) -> list[StepRecord]:
+    def steps(self, workflow_id: str, generation: int | None = None) -> list[StepRecord]:
+        """The current generation's records (continue-as-new), or `generation`'s."""
         _check_id(workflow_id)
-        return self.store.steps(workflow_id)
+        return self.store.steps(workflow_id, generation)
 
     def list(self, *, status: str | None, name: str | None, limit: int, cursor: str | None) -> Page:
         st = None

@@ -197,7 +197,7 @@ def _run_and_history(ddb: Any, table: str, workflow_id: str) -> tuple[Run, list[
     if "Item" not in resp:
         raise NotFoundError(f"no workflow run with id {workflow_id!r}")
     run = run_from_item(resp["Item"])
-    req = q.query_history(table, workflow_id)
+    req = q.query_history(table, workflow_id, run.generation)
     history: list[StepRecord] = []
     while True:
         page = ddb.query(**req)

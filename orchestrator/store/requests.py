@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import resources as r
-from ..model import ErrorInfo, Signal, Status, StepRecord
+from ..model import ErrorInfo, Signal, Status, StepRecord, generation_scope
 from .codec import (
     run_key,
     run_pk,
@@ -593,16 +593,23 @@ def request_cancel(table: str, workflow_id: str, *, epoch: int, reason: str) -> 
     )
 
 
-def query_history(table: str, workflow_id: str) -> dict[str, Any]:
+def query_history(table: str, workflow_id: str, generation: int = 0) -> dict[str, Any]:
     # Strongly consistent: a claim must see every step the previous owner recorded.
+    # One generation (continue-as-new) only: generation 0's keys are "STEP#" and a
+    # digit or "t" (below "STEP#~"); generation g's begin "STEP#~<g:05d>.".
+    values: dict[str, Any] = {":pk": to_attr(run_pk(workflow_id))}
+    if generation == 0:
+        key = "#pk = :pk AND #sk BETWEEN :lo AND :hi"
+        values[":lo"] = to_attr(r.STEP_SK_PREFIX)
+        values[":hi"] = to_attr(r.STEP_SK_PREFIX + "~")
+    else:
+        key = "#pk = :pk AND begins_with(#sk, :prefix)"
+        values[":prefix"] = to_attr(step_sk(generation_scope(generation)) + ".")
     return {
         "TableName": table,
-        "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+        "KeyConditionExpression": key,
         "ExpressionAttributeNames": {"#pk": r.PK, "#sk": r.SK},
-        "ExpressionAttributeValues": {
-            ":pk": to_attr(run_pk(workflow_id)),
-            ":prefix": to_attr(r.STEP_SK_PREFIX),
-        },
+        "ExpressionAttributeValues": values,
         "ConsistentRead": True,
     }
 

@@ -103,11 +103,13 @@ class Store:
     def get(self, workflow_id: str) -> Run:
         return run_from_item(self._get_item(workflow_id))
 
-    def steps(self, workflow_id: str) -> list[StepRecord]:
-        self.get(workflow_id)  # unknown id → NotFoundError
-        return [
-            step_from_item(i) for i in self._query_all(q.query_history(self._table, workflow_id))
-        ]
+    def steps(self, workflow_id: str, generation: int | None = None) -> list[StepRecord]:
+        """The records of the run's current generation (continue-as-new), or of
+        `generation`."""
+        run = self.get(workflow_id)  # unknown id → NotFoundError
+        gen = run.generation if generation is None else generation
+        req = q.query_history(self._table, workflow_id, gen)
+        return [step_from_item(i) for i in self._query_all(req)]
 
     def signals(self, workflow_id: str, name: str) -> list[Signal]:
         return [
