@@ -129,6 +129,7 @@ def test_redrive_is_fenced_against_the_old_attempt_and_a_concurrent_redrive(
 
 
 def test_redrive_of_a_cancelled_waiting_run_waits_again(stack) -> None:
+    from orchestrator.cli import main
     from tests.workflows import waiter
 
     with BackgroundWorker([waiter], stack.settings, clock=stack.clock):
@@ -136,7 +137,7 @@ def test_redrive_of_a_cancelled_waiting_run_waits_again(stack) -> None:
         wait_status(stack, "r3", "waiting")
         stack.service.cancel("r3")
         wait_status(stack, "r3", "cancelled")
-        Client(stack.api_url).redrive("r3")
+        assert main(["--api-url", stack.api_url, "redrive", "r3"]) == 0
         wait_status(stack, "r3", "waiting")
         stack.service.signal("r3", "go", {"ok": True})
         assert wait_status(stack, "r3", "completed").redrive_count == 1

@@ -69,6 +69,7 @@ def test_worker_policy_has_exactly_the_worker_statements(template: Template) -> 
             "dynamodb:UpdateItem",
             "dynamodb:Query",
             "dynamodb:ConditionCheckItem",
+            "dynamodb:BatchWriteItem",
         },
         **index_query(n),
         n["queue"]: {
@@ -121,6 +122,8 @@ def test_api_function_has_exactly_the_api_statements(template: Template) -> None
             "dynamodb:Query",
             "dynamodb:BatchGetItem",
             "dynamodb:ConditionCheckItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:DeleteItem",
         },
         **index_query(n),
         n["queue"]: {"sqs:SendMessage"},
