@@ -175,6 +175,9 @@ def list_runs(
         str | None, typer.Option(help=f"Only runs in this status: {', '.join(STATUSES)}.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    build_id: Annotated[
+        str | None, typer.Option(help="Only runs first claimed by workers of this build.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Runs per page (1-200).")] = 20,
     cursor: Annotated[
         str | None, typer.Option(help="Start after this page: a previous page's next cursor.")
@@ -191,7 +194,8 @@ def list_runs(
 
       orchestrator list --json | jq -r '.workflows[].id'
     """
-    page = _call(_client().list, status=status, name=name, limit=limit, cursor=cursor)
+    kwargs = {"build_id": build_id} if build_id else {}
+    page = _call(_client().list, status=status, name=name, limit=limit, cursor=cursor, **kwargs)
     if as_json:
         _print_json(page)
         return
@@ -472,6 +476,13 @@ def worker(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")
     ] = None,
+    build_id: Annotated[
+        str | None,
+        typer.Option(
+            envvar=r.ENV_BUILD_ID,
+            help="This worker's build id, recorded on the runs it claims first.",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker until SIGINT/SIGTERM.
 
@@ -504,6 +515,7 @@ def worker(
             max_concurrent_workflows=concurrency,
             settings=settings,
             shutdown_grace=grace,
+            build_id=build_id,
         ) as w:
             if metrics_port is not None:
                 port = w.metrics.serve(metrics_port)

@@ -121,8 +121,15 @@ class Client:
         name: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        build_id: str | None = None,
     ) -> dict[str, Any]:
-        params = {"status": status, "name": name, "limit": str(limit), "cursor": cursor}
+        params = {
+            "status": status,
+            "name": name,
+            "limit": str(limit),
+            "cursor": cursor,
+            "build_id": build_id,
+        }
         qs = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         return self._call("GET", f"/workflows?{qs}")
 

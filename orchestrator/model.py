@@ -89,6 +89,7 @@ WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 WORKFLOW_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 SIGNAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 STEP_NAME_RE = re.compile(r"^[^\x00-\x1f]{1,200}$")
+BUILD_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$")
 
 # --- Size limits (bytes of JSON text). A run record holds input + output + error and
 # must stay under DynamoDB's 400 KB item limit; a signal or a step outcome is its
@@ -189,6 +190,7 @@ class Run:
     outcomes: tuple[dict[str, Any], ...] = ()  # earlier outcomes, one per redrive, oldest first
     forked_from: dict[str, str] | None = None  # {"id", "operation"} of the run it was forked from
     generation: int = 0  # continue-as-new: which history is current
+    build_id: str | None = None  # the build id of the worker that first claimed the run
 
     @property
     def wait_signals(self) -> tuple[str, ...]:

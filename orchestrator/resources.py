@@ -22,6 +22,9 @@ ENV_LEASE_SECONDS = "ORCHESTRATOR_LEASE_SECONDS"
 ENV_API_URL = "ORCHESTRATOR_API_URL"
 ENV_API_AUTH = "ORCHESTRATOR_API_AUTH"  # "none" | "iam": how the Python client signs requests
 ENV_POLL_SECONDS = "ORCHESTRATOR_POLL_SECONDS"
+ENV_BUILD_ID = (
+    "ORCHESTRATOR_BUILD_ID"  # the worker's build id, recorded on the runs it claims first
+)
 
 # --- Default physical names (the local stack uses them; CDK may prefix them) -------------
 DEFAULT_TABLE_NAME = "orchestrator-state"

@@ -91,12 +91,25 @@ class AsyncStore:
 
     # --- runs -------------------------------------------------------------------------
     async def claim(
-        self, workflow_id: str, *, owner: str, now: int, lease_ms: int, names: list[str]
+        self,
+        workflow_id: str,
+        *,
+        owner: str,
+        now: int,
+        lease_ms: int,
+        names: list[str],
+        build_id: str | None = None,
     ) -> Run | Refused:
         try:
             resp = await self._ddb.update_item(
                 **q.claim(
-                    self._table, workflow_id, owner=owner, now=now, lease_ms=lease_ms, names=names
+                    self._table,
+                    workflow_id,
+                    owner=owner,
+                    now=now,
+                    lease_ms=lease_ms,
+                    names=names,
+                    build_id=build_id,
                 )
             )
             return run_from_item(resp["Attributes"])

@@ -31,7 +31,15 @@ from orchestrator.aws import RETRIES
 from orchestrator.clock import SYSTEM_CLOCK, Clock
 from orchestrator.dispatch import parse_body
 from orchestrator.errors import ExecutionTimeoutError, NonDeterminismError, WorkflowCancelledError
-from orchestrator.model import MAX_OUTPUT_BYTES, ErrorInfo, Run, Status, generation_scope
+from orchestrator.model import (
+    BUILD_ID_RE,
+    MAX_OUTPUT_BYTES,
+    ErrorInfo,
+    Run,
+    Status,
+    generation_scope,
+)
+from orchestrator.resources import ENV_BUILD_ID
 from orchestrator.settings import Settings
 
 from ._context import WorkflowContext, _current
@@ -84,6 +92,7 @@ class Worker:
         tracing: bool | None = None,
         delete_max_wait: float = DEFAULT_MAX_WAIT,
         max_concurrent_steps: int | None = None,
+        build_id: str | None = None,
     ) -> None:
         if not workflows:
             raise ValueError("a Worker needs at least one @workflow function")
@@ -101,6 +110,10 @@ class Worker:
         self.settings.require_queue()
         self.clock = clock or SYSTEM_CLOCK
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # Recorded on every run this worker claims first (ORCHESTRATOR_BUILD_ID by default).
+        self.build_id = build_id or os.environ.get(ENV_BUILD_ID) or None
+        if self.build_id is not None and not BUILD_ID_RE.match(self.build_id):
+            raise ValueError("a build id is 1 to 64 of letters, digits, '_', '.', ':', '+' or '-'")
         self._max = max_concurrent_workflows
         self._grace = shutdown_grace
         self._delete_max_wait = delete_max_wait
@@ -318,7 +331,12 @@ class Worker:
         now = self.clock.now_ms()
         self._claim_nows[workflow_id][now] += 1
         result = await store.claim(
-            workflow_id, owner=self.id, now=now, lease_ms=self._lease_ms, names=self._names
+            workflow_id,
+            owner=self.id,
+            now=now,
+            lease_ms=self._lease_ms,
+            names=self._names,
+            build_id=self.build_id,
         )
         if (
             isinstance(result, Refused)

@@ -129,7 +129,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     @app.get("/workflows")
     def list_runs() -> dict[str, Any]:
         q = app.current_event.query_string_parameters or {}
-        unknown = set(q) - {"status", "name", "limit", "cursor"}
+        unknown = set(q) - {"status", "name", "limit", "cursor", "build_id"}
         if unknown:
             raise BadInputError(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
         try:
@@ -137,7 +137,11 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         except ValueError:
             raise BadInputError("limit must be an integer") from None
         page = service().list(
-            status=q.get("status"), name=q.get("name"), limit=limit, cursor=q.get("cursor")
+            status=q.get("status"),
+            name=q.get("name"),
+            limit=limit,
+            cursor=q.get("cursor"),
+            build_id=q.get("build_id"),
         )
         served = service().served_names()
         return {"workflows": [run_view(r, served) for r in page.runs], "next_cursor": page.cursor}

@@ -105,6 +105,7 @@ def run_view(run: Run, served: set[str] | None = None) -> dict[str, Any]:
         "cancel_requested": run.cancel_requested,
         "redrive_count": run.redrive_count,
         "generation": run.generation,
+        "build_id": run.build_id,
     }
     if run.outcomes:
         view["earlier_outcomes"] = list(run.outcomes)

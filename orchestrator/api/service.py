@@ -106,7 +106,15 @@ class Service:
         _check_id(workflow_id)
         return self.store.steps(workflow_id, generation)
 
-    def list(self, *, status: str | None, name: str | None, limit: int, cursor: str | None) -> Page:
+    def list(
+        self,
+        *,
+        status: str | None,
+        name: str | None,
+        limit: int,
+        cursor: str | None,
+        build_id: str | None = None,
+    ) -> Page:
         st = None
         if status:
             try:
@@ -114,7 +122,9 @@ class Service:
             except ValueError:
                 allowed = ", ".join(s.value for s in Status)
                 raise BadInputError(f"unknown status {status!r}; one of: {allowed}") from None
-        return self.store.list_runs(status=st, name=name, limit=limit, cursor=cursor)
+        return self.store.list_runs(
+            status=st, name=name, limit=limit, cursor=cursor, build_id=build_id
+        )
 
     def cancel(self, workflow_id: str, reason: str | None = None) -> tuple[Run, str]:
         _check_id(workflow_id)

@@ -140,6 +140,7 @@ def run_from_item(item: dict[str, Any]) -> Run:
         outcomes=tuple(d.get("outcomes") or ()),
         forked_from=d.get("forked_from"),
         generation=d.get("generation", 0),
+        build_id=d.get("build_id"),
     )
 
 

@@ -51,6 +51,7 @@ _NAMES = {
     "#tm": "timer",
     "#att": "attempts",
     "#dl": "deadline_at",
+    "#bid": "build_id",
 }
 
 
@@ -109,7 +110,14 @@ def put_new_run(table: str, item: dict[str, Any]) -> dict[str, Any]:
 
 
 def claim(
-    table: str, workflow_id: str, *, owner: str, now: int, lease_ms: int, names: list[str]
+    table: str,
+    workflow_id: str,
+    *,
+    owner: str,
+    now: int,
+    lease_ms: int,
+    names: list[str],
+    build_id: str | None = None,
 ) -> dict[str, Any]:
     if not 1 <= len(names) <= 99:
         raise ValueError("a worker serves between 1 and 99 workflow names")
@@ -140,6 +148,9 @@ def claim(
         ":owner": owner,
         **name_values,
     }
+    if build_id is not None:  # the first claiming build is kept: a run is "of" that build
+        update = update.replace(" REMOVE", ", #bid = if_not_exists(#bid, :bid) REMOVE")
+        values[":bid"] = build_id
     return _update(table, run_key(workflow_id), update, condition, values, return_values="ALL_NEW")
 
 

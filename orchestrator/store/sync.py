@@ -133,8 +133,10 @@ class Store:
         name: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        build_id: str | None = None,
     ) -> Page:
-        """Newest first, merged across the index shards.
+        """Newest first, merged across the index shards. `build_id` filters like
+        `status` (after the read): the build that first claimed the run.
 
         The cursor is the sort key of the last run examined; every shard is
         queried for keys below it. With a status filter, at most 10 rounds are
@@ -153,6 +155,8 @@ class Store:
                 before = sort_key
                 run = runs.get(wid)
                 if run is None or (status is not None and run.status != status):
+                    continue
+                if build_id is not None and run.build_id != build_id:
                     continue
                 out.append(run)
                 if len(out) == limit:

@@ -97,3 +97,25 @@ def test_patched_deprecated_removed_across_three_deploys_with_runs_in_flight(sta
             out = _output(stack, run_id)
             assert out == {"charge": "cents", "labels": ["new", "new"], "version": 4}
             assert "patch" not in {k for _, k, _ in _steps(stack, run_id)}
+
+
+def test_the_first_claiming_build_id_is_recorded_shown_and_filtered(stack, capsys) -> None:
+    from orchestrator import Client
+    from orchestrator.cli import main
+    from tests.workflows import sleeper
+
+    client = Client(stack.api_url)
+    with BackgroundWorker([sleeper], stack.settings, clock=stack.clock, build_id="2026.11.1"):
+        stack.service.start("sleeper", {"seconds": 3600}, "b1")
+        wait_status(stack, "b1", "sleeping")
+    stack.service.start("sleeper", {"seconds": 3600}, "b2")  # not claimed yet
+    with BackgroundWorker([sleeper], stack.settings, clock=stack.clock, build_id="2026.11.2"):
+        stack.clock.advance(7200)
+        wait_status(stack, "b1", "completed")
+        wait_status(stack, "b2", "sleeping")
+    assert stack.store.get("b1").build_id == "2026.11.1"  # the first claim's, kept
+    assert stack.store.get("b2").build_id == "2026.11.2"
+    assert [r["id"] for r in client.list(build_id="2026.11.1")["workflows"]] == ["b1"]
+    assert main(["--api-url", stack.api_url, "list", "--build-id", "2026.11.2"]) == 0
+    listed = capsys.readouterr().out
+    assert "BUILD" in listed and "b2" in listed and "b1 " not in listed
