@@ -20,6 +20,7 @@ sees them; the new run names its origin in `forked_from`.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -33,6 +34,7 @@ from ..model import (
     Status,
     StepKind,
     StepRecord,
+    generation_scope,
     op_sort_key,
 )
 from . import requests as q
@@ -241,8 +243,8 @@ def redrive(ddb: Any, table: str, clock: Clock, workflow_id: str, *, grace_ms: i
                 "(a concurrent redrive?); nothing was written"
             ) from None
         raise
-    after, _ = _run_and_history(ddb, table, workflow_id)
-    return after
+    resp = ddb.get_item(TableName=table, Key=run_key(workflow_id), ConsistentRead=True)
+    return run_from_item(resp["Item"])
 
 
 def fork(
@@ -260,13 +262,22 @@ def fork(
     if new_id is not None and not WORKFLOW_ID_RE.match(new_id):
         raise BadInputError(f"{new_id!r} is not a valid workflow id")
     run, history = _run_and_history(ddb, table, workflow_id)
+    # A run that continued as new: its current generation's ids carry the
+    # generation's scope ("~2.3"); the fork is a generation 0 ("3").
+    prefix = generation_scope(run.generation) + "." if run.generation else ""
+    shown = from_operation
+    if prefix and not from_operation.startswith(prefix):
+        from_operation = prefix + from_operation
     ids = {rec.op_id for rec in history}
     if from_operation not in ids and not any(op.startswith(from_operation + ".") for op in ids):
         raise BadInputError(
-            f"workflow run {workflow_id!r} has no operation {from_operation!r}; "
+            f"workflow run {workflow_id!r} has no operation {shown!r}; "
             "see GET /workflows/{id}/steps for the ids"
         )
-    kept = fork_prefix(history, from_operation)
+    kept = [
+        dataclasses.replace(rec, op_id=rec.op_id[len(prefix) :])
+        for rec in fork_prefix(history, from_operation)
+    ]
     target = new_id or f"{workflow_id[:100]}-fork-{uuid.uuid4().hex[:8]}"
     now = clock.now_ms()
     new = Run(
@@ -279,7 +290,7 @@ def fork(
         deadline_at=None
         if run.deadline_at is None
         else now + max(1000, run.deadline_at - run.created_at),
-        forked_from={"id": workflow_id, "operation": from_operation},
+        forked_from={"id": workflow_id, "operation": shown},
     )
     # The records first: a worker that claims the new run must find them. A
     # leftover (the run's put below refused) is harmless: no run owns it. An id

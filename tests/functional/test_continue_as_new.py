@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import pytest
 
+from orchestrator import Client
 from orchestrator import resources as r
 from orchestrator.local.worker_thread import BackgroundWorker
 from orchestrator.store import requests as q
 from tests.helpers import wait_status
 from worker import workflow
+from worker._registry import definition_of
+from worker._replay import check
 
 
 def tick(n: int) -> int:
@@ -32,6 +36,12 @@ def _loop(stack: Any, generations: int) -> None:
         stack.service.start("looper", {"n": 1, "until": generations}, "loop")
         run = wait_status(stack, "loop", "completed", "failed", timeout=60 + generations / 5)
         elapsed = time.monotonic() - t0
+        # A fork of the last generation: its ids ("~g.0") become a new run's ("0").
+        fork = Client(stack.api_url).fork(
+            "loop", from_operation="0", input={"n": 7, "until": 8}, id="loop-fork"
+        )
+        assert fork["forked_from"] == {"id": "loop", "operation": "0"}
+        assert wait_status(stack, "loop-fork", "completed").output == "8"
     assert run.status.value == "completed", run.error
     assert run.output == str(generations) and run.generation == generations - 1
     print(f"{generations} generations in {elapsed:.1f} s")
@@ -55,6 +65,10 @@ def _loop(stack: Any, generations: int) -> None:
     old = stack.ddb.query(**q.query_history(stack.settings.table, "loop", 1))["Items"]
     assert r.TTL_ATTRIBUTE in old[0]
     assert r.TTL_ATTRIBUTE not in resp["Items"][0]
+    # The replay check reads and replays the current generation.
+    d = definition_of(looper)
+    report = asyncio.run(check({d.name: d}, [run], stack.ddb, stack.settings.table))
+    assert [(v.ok, v.outcome, v.replayed) for v in report.verdicts] == [(True, "returned", 1)]
 
 
 def test_continue_as_new_keeps_one_generation_per_history(stack) -> None:
