@@ -529,6 +529,15 @@
     }
     if (run.deadline_at) rows.push(["Execution deadline", [at(run.deadline_at), " (", untilEl(run.deadline_at), ")"]]);
     if (run.cancel_requested) rows.push(["Cancel requested", run.cancel_requested]);
+    if (run.build_id) rows.push(["Build", run.build_id]);
+    if (run.generation) rows.push(["Generation", `${run.generation} (continued as new)`]);
+    if (run.redrive_count) {
+      const last = (run.earlier_outcomes || [])[run.earlier_outcomes.length - 1] || {};
+      rows.push(["Redriven", `${run.redrive_count}× (last after ${last.status || "?"}${last.error ? `: ${last.error.type}` : ""})`]);
+    }
+    if (run.forked_from) {
+      rows.push(["Forked from", [h("a", { href: `#/runs/${enc(run.forked_from.id)}` }, run.forked_from.id), ` at operation ${run.forked_from.operation}`]]);
+    }
     return h("dl", { class: "facts" }, rows.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))));
   }
 
@@ -571,6 +580,9 @@
     );
     const cancel = h("button", { type: "button", class: "danger", id: "cancel", disabled: true }, "Cancel run");
     cancel.addEventListener("click", cancelRun);
+    // A failed or cancelled run can run again under its id (POST .../redrive).
+    const redrive = h("button", { type: "button", class: "primary", id: "redrive", hidden: true }, "Redrive run");
+    redrive.addEventListener("click", redriveRun);
     let nameTouched = false;
     signalName.addEventListener("input", () => (nameTouched = true));
 
@@ -591,6 +603,8 @@
       cancel.hidden = done;
       cancel.disabled = done || Boolean(run.cancel_requested);
       cancel.textContent = run.cancel_requested ? "Cancel requested" : "Cancel run";
+      redrive.hidden = !(run.status === "failed" || run.status === "cancelled");
+      redrive.disabled = false;
       signalForm.hidden = done;
       signalClosed.hidden = !done;
       if (!nameTouched && !signalName.value && run.waiting_for) signalName.value = run.waiting_for;
@@ -599,7 +613,7 @@
           "div",
           { class: "run-head" },
           h("h1", {}, h("span", { id: "run-name" }, run.name), badge(run.status, "run-status")),
-          h("div", { class: "actions" }, cancel),
+          h("div", { class: "actions" }, cancel, redrive),
         ),
         h("div", { class: "run-id mono", id: "run-id" }, run.id),
         h("div", { class: "panel" }, facts(run)),
@@ -672,6 +686,19 @@
         signalMessage.replaceChildren(banner("error", e.message));
       } finally {
         send.disabled = false;
+      }
+      load();
+    }
+
+    async function redriveRun() {
+      if (!window.confirm(`Redrive run ${id}? Recorded steps replay; failed ones run again.`)) return;
+      redrive.disabled = true;
+      try {
+        const res = await api("POST", `${path}/redrive`, {});
+        message.replaceChildren(banner("ok", `run is ${res.status} again (redrive ${res.redrive_count})`));
+      } catch (e) {
+        message.replaceChildren(banner("error", e.message));
+        redrive.disabled = false;
       }
       load();
     }
