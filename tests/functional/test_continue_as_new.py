@@ -72,7 +72,7 @@ def _loop(stack: Any, generations: int) -> None:
 
 
 def test_continue_as_new_keeps_one_generation_per_history(stack) -> None:
-    _loop(stack, 100)
+    _loop(stack, 50)
 
 
 @pytest.mark.slow

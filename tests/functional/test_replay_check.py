@@ -67,7 +67,7 @@ def _in_flight(stack: Any) -> None:
 
 
 def test_replay_check_catches_reordered_renamed_and_removed_steps_and_passes_a_patch(
-    stack, exec_log: Path
+    stack, exec_log: Path, capsys, monkeypatch
 ) -> None:
     _in_flight(stack)
     before = {i: stack.store.steps(i) for i in ("waiting", "mid-map")}
@@ -99,16 +99,9 @@ def test_replay_check_catches_reordered_renamed_and_removed_steps_and_passes_a_p
     early = _check(stack, make(3))
     assert [v.operation for v in early.failed] == ["1", "1"]
 
-    # Nothing ran and nothing was written.
-    assert executions(exec_log) == []
-    assert {i: stack.store.steps(i) for i in ("waiting", "mid-map")} == before
-    assert stack.store.get("waiting").status.value == "waiting"
-
-
-def test_replay_check_cli_exit_status_gates_a_deploy(stack, capsys, monkeypatch) -> None:
+    # The command: its exit status gates a deploy.
     from orchestrator.cli import main
 
-    _in_flight(stack)
     for key, value in stack.exports().items():
         monkeypatch.setenv(key, value)
 
@@ -122,3 +115,8 @@ def test_replay_check_cli_exit_status_gates_a_deploy(stack, capsys, monkeypatch)
     assert code == 1
     assert report["failed"] == 2 and report["queries"] == 2
     assert {r["operation"] for r in report["runs"]} == {"1"}
+
+    # Nothing ran and nothing was written.
+    assert executions(exec_log) == []
+    assert {i: stack.store.steps(i) for i in ("waiting", "mid-map")} == before
+    assert stack.store.get("waiting").status.value == "waiting"
