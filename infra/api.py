@@ -58,6 +58,8 @@ ROUTE_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
         ("POST", "/workflows/{id}/cancel"),
         ("POST", "/workflows/{id}/terminate"),
         ("POST", "/bulk/{id}"),
+        ("POST", "/workflows/{id}/redrive"),
+        ("POST", "/workflows/{id}/fork"),
     ),
 }
 ROUTES: tuple[tuple[str, str], ...] = tuple(r for rs in ROUTE_GROUPS.values() for r in rs)

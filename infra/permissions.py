@@ -24,8 +24,13 @@ WORKER_ITEM_ACTIONS = (
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:ConditionCheckItem",
+    "dynamodb:BatchWriteItem",  # continue-as-new: the ended generation's TTL
 )
-API_ITEM_ACTIONS = (*WORKER_ITEM_ACTIONS, "dynamodb:BatchGetItem")
+API_ITEM_ACTIONS = (
+    *WORKER_ITEM_ACTIONS,  # BatchWriteItem: fork copies records
+    "dynamodb:BatchGetItem",
+    "dynamodb:DeleteItem",  # redrive deletes failed records in its transaction
+)
 SWEEPER_ITEM_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
 QUERY_ACTIONS = ("dynamodb:Query",)
 WORKER_QUEUE_ACTIONS = (

@@ -39,6 +39,7 @@ from .cli_format import (
     _workers_table,
     out,
 )
+from .cli_versions import register as register_versions
 from .errors import OrchestratorError
 
 app = typer.Typer(
@@ -196,6 +197,9 @@ def list_runs(
         str | None, typer.Option(help=f"Only runs in this status: {', '.join(STATUSES)}.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    build_id: Annotated[
+        str | None, typer.Option(help="Only runs first claimed by workers of this build.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Runs per page (1-200).")] = 20,
     cursor: Annotated[
         str | None, typer.Option(help="Start after this page: a previous page's next cursor.")
@@ -217,7 +221,10 @@ def list_runs(
 
       orchestrator list --tag customer=42
     """
-    page = _call(_client().list, status=status, name=name, limit=limit, cursor=cursor, tag=tag)
+    kwargs = {"build_id": build_id} if build_id else {}
+    page = _call(
+        _client().list, status=status, name=name, limit=limit, cursor=cursor, tag=tag, **kwargs
+    )
     if as_json:
         _print_json(page)
         return
@@ -707,6 +714,13 @@ def worker(
             help="The address the metrics endpoint listens on (0.0.0.0 for a remote scraper)."
         ),
     ] = "127.0.0.1",
+    build_id: Annotated[
+        str | None,
+        typer.Option(
+            envvar=r.ENV_BUILD_ID,
+            help="This worker's build id, recorded on the runs it claims first.",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker until SIGINT/SIGTERM.
 
@@ -738,6 +752,7 @@ def worker(
         max_concurrent_workflows=concurrency,
         settings=settings,
         shutdown_grace=grace,
+        build_id=build_id,
     )
 
     async def main() -> None:
@@ -892,6 +907,9 @@ def demo() -> None:
 _USAGE_ERROR: type[Exception] = next(
     c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
 )
+
+
+register_versions(app)  # replay-check, redrive, fork (orchestrator/cli_versions.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -186,6 +186,10 @@ def _runs_table(runs: list[dict[str, Any]], width: int | None = None) -> Any:
         for run in runs
     ]
     titles = ["STATUS", "NAME", "ID", "STARTED", "DURATION"]
+    if any(run.get("build_id") for run in runs):  # workers declare build ids
+        titles.append("BUILD")
+        for run, row in zip(runs, rows, strict=True):
+            row.append(run.get("build_id") or "-")
     widths = [max(len(t), *(len(row[i]) for row in rows)) for i, t in enumerate(titles)]
     if width is None:
         width = out.width if out.is_terminal else 100_000
@@ -336,6 +340,27 @@ def _inbox_table(signals: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _print_lineage(run: dict[str, Any]) -> None:
+    """Build, generation, redrives and fork origin, when there are any."""
+    if run.get("build_id"):
+        out.print(f"  build {run['build_id']}")
+    if run.get("generation"):
+        out.print(f"  generation {run['generation']} (continued as new)")
+    for earlier in run.get("earlier_outcomes") or []:
+        error = earlier.get("error") or {}
+        out.print(
+            f"  redriven after {earlier['status']} {_local(_iso(earlier['ended_at']))}"
+            + (f": {error.get('type')}: {error.get('message')}" if error else "")
+        )
+    if run.get("forked_from"):
+        origin = run["forked_from"]
+        out.print(f"  forked from {origin['id']} at operation {origin['operation']}")
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).astimezone().isoformat()
+
+
 def _print_run(run: dict[str, Any], *, traceback: bool = True) -> None:
     head = Text.assemble((run["name"], "bold"), "  ", _status(run["status"]), "  ", run["id"])
     out.print(head)
@@ -360,6 +385,7 @@ def _print_run(run: dict[str, Any], *, traceback: bool = True) -> None:
         out.print(f"  cancel requested: {run['cancel_requested']}")
     if run.get("parent_id"):
         out.print(f"  child of run {run['parent_id']} (operation {run.get('parent_operation')})")
+    _print_lineage(run)
     if run.get("unserved"):
         out.print(
             Text(

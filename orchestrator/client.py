@@ -87,6 +87,31 @@ class Client:
         body = {"reason": reason} if reason else {}
         return self._call("POST", f"/workflows/{_quote(workflow_id)}/cancel", body)
 
+    def redrive(self, workflow_id: str) -> dict[str, Any]:
+        """Put a failed, timed-out or cancelled run back to pending under its id:
+        recorded successes replay, failed operations run again. ConflictError
+        (409) for a running or completed run."""
+        return self._call("POST", f"/workflows/{_quote(workflow_id)}/redrive", {})
+
+    _KEEP = object()
+
+    def fork(
+        self,
+        workflow_id: str,
+        *,
+        from_operation: str,
+        input: Any = _KEEP,
+        id: str | None = None,
+    ) -> dict[str, Any]:
+        """Start a new run with the records of `workflow_id` before `from_operation`
+        (an operation id from `steps`), with its input unless `input` is given."""
+        body: dict[str, Any] = {"from_operation": from_operation}
+        if input is not Client._KEEP:
+            body["input"] = input
+        if id is not None:
+            body["id"] = id
+        return self._call("POST", f"/workflows/{_quote(workflow_id)}/fork", body)
+
     def get(self, workflow_id: str) -> dict[str, Any]:
         return self._call("GET", f"/workflows/{_quote(workflow_id)}")
 
@@ -102,10 +127,11 @@ class Client:
         cursor: str | None = None,
         parent_id: str | None = None,
         tag: str | None = None,
+        build_id: str | None = None,
     ) -> dict[str, Any]:
-        """Runs newest first, a page at a time: by status and name, or by one tag
-        ("key=value", alone); with `parent_id`, that run's children (ctx.invoke,
-        distributed map)."""
+        """Runs newest first, a page at a time: by status, name and build id, or by
+        one tag ("key=value", alone); with `parent_id`, that run's children
+        (ctx.invoke, distributed map)."""
         if parent_id is not None:
             qs = urllib.parse.urlencode({"parent_id": parent_id})
             return self._call("GET", f"/workflows?{qs}")
@@ -115,6 +141,7 @@ class Client:
             "limit": str(limit),
             "cursor": cursor,
             "tag": tag,
+            "build_id": build_id,
         }
         qs = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         return self._call("GET", f"/workflows?{qs}")

@@ -66,6 +66,14 @@ TRANSITIONS: dict[str, dict[Status, Status]] = {
 }
 
 
+# Operator actions that reopen a finished run (invariant 5 holds for everything a
+# run does by itself; these are explicit requests, each one conditional write).
+RECOVERY: dict[str, dict[Status, Status]] = {
+    # redrive: a failed (timed-out included) or cancelled run runs again under its id
+    "redrive": {Status.FAILED: Status.PENDING, Status.CANCELLED: Status.PENDING},
+}
+
+
 # --- Names -------------------------------------------------------------------------------
 WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
 WORKFLOW_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
@@ -74,6 +82,7 @@ SIGNAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 # start with this; a user's signal may not.
 RESERVED_SIGNAL_PREFIX = "sys:"
 STEP_NAME_RE = re.compile(r"^[^\x00-\x1f]{1,200}\Z")
+BUILD_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}\Z")
 
 # --- Size limits (bytes of JSON text). A run record holds input + output + error and
 # must stay under DynamoDB's 400 KB item limit; a signal or a step outcome is its
@@ -97,6 +106,7 @@ class StepKind(StrEnum):
     INVOKE = "invoke"  # a child run: started, then its outcome once it ended
     CALLBACK = "callback"  # create_callback: its token, deadline and (once known) completion
     CONDITION = "condition"  # wait_for_condition: the final state, recorded as one unit
+    PATCH = "patch"  # ctx.patched / deprecate_patch: this run took the patched code path
 
 
 # --- Operation ids ----------------------------------------------------------------------
@@ -127,6 +137,14 @@ def child_signal(op_id: str) -> str:
     return f"{RESERVED_SIGNAL_PREFIX}child:{op_id}"
 
 
+def generation_scope(generation: int) -> str:
+    """The root scope of a continue-as-new generation: "" for the first (its ids
+    are "0", "1", ... as always), "~g" for generation g > 0 (ids "~g.0", ...), so
+    each generation's records have their own sort-key prefix and a claim's Query
+    loads only the current one."""
+    return f"~{generation}" if generation > 0 else ""
+
+
 def op_sort_key(op_id: str) -> str:
     """The sort-key form of an id: numeric parts padded to six digits so that a
     Query returns a run's operations in creation order within each scope. A root
@@ -135,7 +153,7 @@ def op_sort_key(op_id: str) -> str:
     for part in op_id.split("."):
         if part.isdigit():
             parts.append(f"{int(part):06d}")
-        else:  # a task scope: "t<k>"
+        else:  # a task scope "t<k>", a generation "~<g>"
             parts.append(f"{part[0]}{int(part[1:]):05d}")
     return ".".join(parts)
 
@@ -186,6 +204,11 @@ class Run:
     parent_notified: bool = False  # a child run's end was delivered to its parent
     parent_polls: bool = False  # a distributed map's child: the parent polls, nobody notifies
     tags: dict[str, str] = field(default_factory=dict)  # custom fields set at start: list by tag
+    redrive_count: int = 0  # redrives so far
+    outcomes: tuple[dict[str, Any], ...] = ()  # earlier outcomes, one per redrive, oldest first
+    forked_from: dict[str, str] | None = None  # {"id", "operation"} of the run it was forked from
+    generation: int = 0  # continue-as-new: which history is current
+    build_id: str | None = None  # the build id of the worker that first claimed the run
 
     @property
     def wait_signals(self) -> tuple[str, ...]:

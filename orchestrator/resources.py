@@ -27,6 +27,9 @@ ENV_TRACING = "ORCHESTRATOR_TRACING"  # "1": OpenTelemetry spans in the worker
 # Test tooling only: a fault-injection spec. When set, `orchestrator.aws.instrument`
 # loads `orchestrator.testing_faults` into every client; unset, nothing loads it.
 ENV_FAULTS = "ORCHESTRATOR_FAULTS"
+ENV_BUILD_ID = (
+    "ORCHESTRATOR_BUILD_ID"  # the worker's build id, recorded on the runs it claims first
+)
 
 # --- Default physical names (the local stack uses them; CDK may prefix them) -------------
 DEFAULT_TABLE_NAME = "orchestrator-state"

@@ -2,7 +2,8 @@
 
 `ctx.step`, `ctx.sleep`, `ctx.sleep_until`, `ctx.wait_for_signal`,
 `ctx.create_callback`, `ctx.wait_for_callback`, `ctx.wait_for_condition`,
-`ctx.run_in_child_context`, `ctx.parallel` and `ctx.map`, each implemented in
+`ctx.run_in_child_context`, `ctx.parallel`, `ctx.map`, `ctx.invoke`,
+`ctx.patched` and `ctx.deprecate_patch`, each implemented in
 its own module under `worker/operations/` over the core in `worker/_core.py`.
 
 Every operation takes the next id of the scope it runs in (`worker/_scope.py`):
@@ -42,8 +43,10 @@ from .operations import batch as _batch
 from .operations import callback as _callback
 from .operations import child as _child
 from .operations import condition as _condition
+from .operations import continue_as_new as _continue
 from .operations import distributed as _distributed
 from .operations import invoke as _invoke
+from .operations import patch as _patch
 from .operations import signal as _signal
 from .operations import sleep as _sleep
 from .operations import step as _step
@@ -272,6 +275,27 @@ class WorkflowContext:
         return await _batch.run_batch(
             self, StepKind.MAP, name, units, max_concurrency=max_concurrency, completion=completion
         )
+
+    async def continue_as_new(self, next_input: Any) -> Any:
+        """End this history and go on with a fresh one under the same run id:
+        `return await ctx.continue_as_new(next_input)`. The workflow function starts
+        again from the top with `next_input`; the run's generation goes up by one.
+        Never returns."""
+        await _continue.continue_as_new(next_input)
+
+    # --- versioning ---------------------------------------------------------------------
+    async def patched(self, patch_id: str) -> bool:
+        """True if this run takes the code guarded by `patch_id`: runs that reach this
+        point for the first time (and record a marker here), and runs that recorded
+        the marker before. False for runs that passed this point under the code
+        before the patch; they replay the old path, and nothing is recorded or taken.
+        See "Changing workflows" in the README."""
+        return await _patch.patched(patch_id)
+
+    async def deprecate_patch(self, patch_id: str) -> None:
+        """The second deploy of a patch: the guard is gone and only the new code is
+        left. Runs that recorded the marker skip it here; new runs record nothing."""
+        await _patch.deprecate_patch(patch_id)
 
 
 def current_context() -> WorkflowContext:

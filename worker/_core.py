@@ -22,7 +22,7 @@ from orchestrator.model import StepKind, StepRecord
 from ._outcomes import _transient
 from ._parking import CANCEL
 from ._scope import Scope, TaskFrame, frame_var, outside_var, run_var, scope_var
-from ._state import ExecutionTimedOut, LeaseLost, RunState, StoreUnavailable
+from ._state import ExecutionTimedOut, LeaseLost, ReadOnlyReplayError, RunState, StoreUnavailable
 from ._store import OWNER_LEASE, LeaseExpiredBeforeSend
 
 _T = typing.TypeVar("_T")
@@ -76,29 +76,60 @@ async def io(s: RunState, call: Awaitable[_T]) -> _T:
 
 
 def check_lease(s: RunState) -> None:
+    """Called before every step attempt and every record: a replay check never gets
+    past it."""
+    if s.read_only:
+        unwind(s, ReadOnlyReplayError("a replay check reached a step function or a write"))
     try:
         s.check_lease()
     except LeaseLost as e:
         unwind(s, e)
 
 
+async def stop_replay(s: RunState, op_id: str) -> typing.NoReturn:
+    """A replay check stops this branch where it would do new work (an operation
+    with no record, nor any under it; a record to write): everything before it
+    replayed. The branch waits there until the check ends."""
+    s.frontier.append(op_id)
+    while True:
+        await wait_parked(op_id, wake_at=None)
+
+
 async def record(s: RunState, rec: StepRecord) -> StepRecord:
+    if s.read_only:
+        await stop_replay(s, rec.op_id)
     check_lease(s)
     winner = await io(s, s.store.put_step(s.workflow_id, rec))
     s.history[rec.op_id] = winner
     return winner
 
 
-async def enter(call: str) -> tuple[RunState, str, StepRecord | None]:
-    """Take the next operation id of the current scope: (run, id, its record if this
-    is a replay). Delivers a pending cancel, the execution timeout and a lost lease
-    first."""
+def peek(call: str) -> tuple[RunState, str, StepRecord | None]:
+    """The id the current scope's next operation would take, and its record, without
+    taking it (the scope's counter does not move). `ctx.patched` decides from this
+    whether it occupies the id."""
+    _refuse_in_step(call)
+    s, scope, _ = current()
+    if s.unwinding is not None:
+        raise s.unwinding
+    op_id = scope.peek()
+    return s, op_id, s.history.get(op_id)
+
+
+def _refuse_in_step(call: str) -> None:
     inside = in_step.get()
     if inside is not None:
         raise WorkflowContextError(
             f"ctx.{call} was called inside step {inside!r}: a step function is one side "
             "effect and cannot make durable calls; call it from the workflow function"
         )
+
+
+async def enter(call: str) -> tuple[RunState, str, StepRecord | None]:
+    """Take the next operation id of the current scope: (run, id, its record if this
+    is a replay). Delivers a pending cancel, the execution timeout and a lost lease
+    first."""
+    _refuse_in_step(call)
     s, scope, frame = current()
     if s.unwinding is not None:
         raise s.unwinding
@@ -106,6 +137,8 @@ async def enter(call: str) -> tuple[RunState, str, StepRecord | None]:
         unwind(s, ExecutionTimedOut())
     op_id = scope.take()
     rec = s.history.get(op_id)
+    if rec is None and s.read_only and op_id not in s.recorded_scopes:
+        await stop_replay(s, op_id)
     if rec is not None and rec.kind == StepKind.CANCEL:
         _delivered(s, frame)
         raise WorkflowCancelledError(rec.result or "cancelled")

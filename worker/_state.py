@@ -34,6 +34,20 @@ class StoreUnavailable(LeaseLost):
     comes back."""
 
 
+class ReadOnlyReplayError(BaseException):
+    """A replay check reached code that would run a step function or write (a
+    safety net: the check stops every branch at its first unrecorded operation)."""
+
+
+class ContinueAsNew(BaseException):
+    """`ctx.continue_as_new`: the run ends its history and goes on, under its id,
+    with a fresh one and this input (JSON text)."""
+
+    def __init__(self, input_text: str) -> None:
+        super().__init__("continue as new")
+        self.input_text = input_text
+
+
 class ExecutionTimedOut(BaseException):
     """The run's execution timeout passed; the run fails."""
 
@@ -73,6 +87,11 @@ class RunState:
     busy: int = 0  # durable calls in flight (step functions, store requests, retry delays)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)  # the run's asyncio tasks
     parker: Any = None  # _parking.Parker, made when the run starts
+    # A replay check (worker/_replay.py): nothing runs or is written; a branch that
+    # reaches an operation with no record stops there (its id goes to `frontier`).
+    read_only: bool = False
+    frontier: list[str] = field(default_factory=list)
+    recorded_scopes: set[str] = field(default_factory=set)  # ids with records under them
 
     def track(self, task: asyncio.Task[Any]) -> None:
         self.tasks.add(task)

@@ -24,6 +24,7 @@ from orchestrator.dispatch import (
 )
 from orchestrator.model import ErrorInfo, Run, Signal, Status, StepRecord
 from orchestrator.settings import Settings
+from orchestrator.store import generations
 from orchestrator.store import requests as q
 from orchestrator.store.codec import (
     new_run_item,
@@ -94,12 +95,25 @@ class AsyncStore:
 
     # --- runs -------------------------------------------------------------------------
     async def claim(
-        self, workflow_id: str, *, owner: str, now: int, lease_ms: int, names: list[str]
+        self,
+        workflow_id: str,
+        *,
+        owner: str,
+        now: int,
+        lease_ms: int,
+        names: list[str],
+        build_id: str | None = None,
     ) -> Run | Refused:
         try:
             resp = await self._ddb.update_item(
                 **q.claim(
-                    self._table, workflow_id, owner=owner, now=now, lease_ms=lease_ms, names=names
+                    self._table,
+                    workflow_id,
+                    owner=owner,
+                    now=now,
+                    lease_ms=lease_ms,
+                    names=names,
+                    build_id=build_id,
                 )
             )
             return run_from_item(resp["Attributes"])
@@ -275,9 +289,44 @@ class AsyncStore:
         req = q.release(self._table, workflow_id, epoch=epoch, due_at=due)
         return await self._owner_write(req) is None
 
+    async def continue_run(
+        self,
+        workflow_id: str,
+        *,
+        epoch: int,
+        now: int,
+        lease_until: int,
+        input_text: str,
+        generation: int,
+    ) -> Run | Refused:
+        """Start the run's next generation (continue-as-new); the run as written."""
+        req = generations.continue_run(
+            self._table,
+            workflow_id,
+            epoch=epoch,
+            now=now,
+            lease_until=lease_until,
+            input_text=input_text,
+            generation=generation,
+        )
+        try:
+            resp = await self._ddb.update_item(**req)
+            return run_from_item(resp["Attributes"])
+        except ClientError as e:
+            if not conditional_failed(e):
+                raise
+            item = old_item(e)
+            return Refused(run_from_item(item) if item else None)
+
+    async def expire_records(self, workflow_id: str, records: list[StepRecord], now: int) -> None:
+        for req in generations.expire_batches(self._table, workflow_id, records, now=now):
+            while req["RequestItems"]:
+                resp = await self._ddb.batch_write_item(**req)
+                req = {"RequestItems": resp.get("UnprocessedItems") or {}}
+
     # --- history --------------------------------------------------------------------------
-    async def history(self, workflow_id: str) -> dict[str, StepRecord]:
-        req = q.query_history(self._table, workflow_id)
+    async def history(self, workflow_id: str, generation: int = 0) -> dict[str, StepRecord]:
+        req = q.query_history(self._table, workflow_id, generation)
         out: dict[str, StepRecord] = {}
         while True:
             resp = await self._ddb.query(**req)

@@ -33,7 +33,15 @@ from orchestrator.children import NOTIFY_GRACE_MS
 from orchestrator.clock import SYSTEM_CLOCK, Clock
 from orchestrator.dispatch import parse_body
 from orchestrator.errors import ExecutionTimeoutError, NonDeterminismError, WorkflowCancelledError
-from orchestrator.model import MAX_OUTPUT_BYTES, ErrorInfo, Run, Status
+from orchestrator.model import (
+    BUILD_ID_RE,
+    MAX_OUTPUT_BYTES,
+    ErrorInfo,
+    Run,
+    Status,
+    generation_scope,
+)
+from orchestrator.resources import ENV_BUILD_ID
 from orchestrator.settings import Settings
 
 from ._children import notify_parent
@@ -46,8 +54,8 @@ from ._metrics import WorkerMetrics
 from ._parking import CANCEL, Parker, cancel_tasks, park_run
 from ._presence import Presence
 from ._registry import WorkflowDefinition, definition_of
-from ._scope import install_task_factory, start_root
-from ._state import ExecutionTimedOut, LeaseLost, RunState, Suspend
+from ._scope import Scope, install_task_factory, start_root
+from ._state import ContinueAsNew, ExecutionTimedOut, LeaseLost, RunState, Suspend
 from ._state import error_info as _error_info
 from ._store import AsyncStore, Refused
 from ._tracing import Tracing
@@ -86,6 +94,7 @@ class Worker:
         tracing: bool | None = None,
         delete_max_wait: float = DEFAULT_MAX_WAIT,
         max_concurrent_steps: int | None = None,
+        build_id: str | None = None,
     ) -> None:
         if not workflows:
             raise ValueError("a Worker needs at least one @workflow function")
@@ -103,6 +112,10 @@ class Worker:
         self.settings.require_queue()
         self.clock = clock or SYSTEM_CLOCK
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # Recorded on every run this worker claims first (ORCHESTRATOR_BUILD_ID by default).
+        self.build_id = build_id or os.environ.get(ENV_BUILD_ID) or None
+        if self.build_id is not None and not BUILD_ID_RE.match(self.build_id):
+            raise ValueError("a build id is 1 to 64 of letters, digits, '_', '.', ':', '+' or '-'")
         self._max = max_concurrent_workflows
         self._grace = shutdown_grace
         self._delete_max_wait = delete_max_wait
@@ -446,7 +459,12 @@ class Worker:
         now = self.clock.now_ms()
         self._claim_nows[workflow_id][now] += 1
         result = await store.claim(
-            workflow_id, owner=self.id, now=now, lease_ms=self._lease_ms, names=self._names
+            workflow_id,
+            owner=self.id,
+            now=now,
+            lease_ms=self._lease_ms,
+            names=self._names,
+            build_id=self.build_id,
         )
         if (
             isinstance(result, Refused)
@@ -534,10 +552,10 @@ class Worker:
             await store.delete_message(receipt)  # the sweeper offers it again, with backoff
 
     # --- running ------------------------------------------------------------------------------
-    async def _execute(self, run: Run, receipt: str) -> None:
+    def _state_for(self, run: Run) -> RunState:
         store = self._store
         assert store is not None
-        state = RunState(
+        return RunState(
             workflow_id=run.id,
             name=run.name,
             epoch=run.epoch,
@@ -555,15 +573,29 @@ class Worker:
             parent_polls=run.parent_polls,
             metrics=self.metrics,
             tracing=self._tracing,
+            root=Scope(generation_scope(run.generation)),
         )
+
+    async def _execute(self, run: Run, receipt: str) -> None:
+        store = self._store
+        assert store is not None
+        state = self._state_for(run)
         runner = asyncio.current_task()
         assert runner is not None
         beat = asyncio.create_task(self._heartbeat(state, receipt, runner))
         try:
             # Epoch 1 is the first claim ever: no owner before it, and only owners
             # write step records, so there is no history to load.
-            state.history = {} if run.epoch == 1 else await store.history(run.id)
-            await self._run(self._defs[run.name], run, state, receipt)
+            state.history = {} if run.epoch == 1 else await store.history(run.id, run.generation)
+            while True:
+                following = await self._run(self._defs[run.name], run, state, receipt)
+                if following is None:
+                    break
+                # continue-as-new: the next generation, at once, still holding the lease
+                # (its history is empty: the write that started it is this worker's).
+                beat.cancel()
+                run, state = following, self._state_for(following)
+                beat = asyncio.create_task(self._heartbeat(state, receipt, runner))
         except asyncio.CancelledError:
             if state.timed_out and not state.lost:
                 await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
@@ -583,19 +615,23 @@ class Worker:
         finally:
             beat.cancel()
 
-    async def _run(self, d: WorkflowDefinition, run: Run, state: RunState, receipt: str) -> None:
+    async def _run(
+        self, d: WorkflowDefinition, run: Run, state: RunState, receipt: str
+    ) -> Run | None:
+        """Run the workflow function to its end or its park; the run's next
+        generation if it continued as new."""
         store = self._store
         assert store is not None
         if state.past_deadline():
             await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
-            return
+            return None
         try:
             value = d.parse_input(run.input)
         except (ValidationError, ValueError) as e:
             await self._finish(
                 state, receipt, Status.FAILED, error=ErrorInfo("InputValidationError", str(e))
             )
-            return
+            return None
         ctx = WorkflowContext(state)
         state.parker = Parker(state)
         state.step_slots = self._step_slots
@@ -628,6 +664,7 @@ class Worker:
                 exc,
                 (
                     Suspend,
+                    ContinueAsNew,
                     LeaseLost,
                     ExecutionTimedOut,
                     WorkflowCancelledError,
@@ -649,6 +686,8 @@ class Worker:
             await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
         elif isinstance(unwinding, NonDeterminismError):
             await self._finish(state, receipt, Status.FAILED, error=_error_info(unwinding))
+        elif isinstance(unwinding, ContinueAsNew) and not state.cancel_delivered:
+            return await self._continue(run, state, receipt, unwinding.input_text)
         elif state.cancel_delivered:
             # Delivered: the run ends as cancelled, whatever the function did after.
             reason = state.cancel_requested or "cancelled"
@@ -666,8 +705,43 @@ class Worker:
                     )
             except Exception as e:
                 await self._finish(state, receipt, Status.FAILED, error=_error_info(e))
-                return
+                return None
             await self._finish(state, receipt, Status.COMPLETED, output=text)
+        return None
+
+    async def _continue(
+        self, run: Run, state: RunState, receipt: str, input_text: str
+    ) -> Run | None:
+        store = self._store
+        assert store is not None
+        state.closing = True
+        now = self.clock.now_ms()
+        result = await store.continue_run(
+            run.id,
+            epoch=state.epoch,
+            now=now,
+            lease_until=now + self._lease_ms,
+            input_text=input_text,
+            generation=run.generation + 1,
+        )
+        if isinstance(result, Refused):
+            old = result.old
+            if old is not None and old.epoch == state.epoch and old.cancel_requested:
+                # a cancel came first: the run ends as cancelled instead
+                error = ErrorInfo("Cancelled", old.cancel_requested)
+                await self._finish(state, receipt, Status.CANCELLED, error=error)
+            else:
+                state.lost = True
+                self._count("lost", run.name, "orchestrator_lease_losses_total")
+                log.warning("run %s: could not continue as new (lease lost); abandoned", run.id)
+            return None
+        self.stats["continued"] = self.stats.get("continued", 0) + 1
+        log.info("run %s continued as new: generation %d", run.id, result.generation)
+        try:  # effect after the write: the ended generation expires by TTL
+            await store.expire_records(run.id, list(state.history.values()), now)
+        except Exception:
+            log.exception("run %s: could not set the TTL of generation %d", run.id, run.generation)
+        return result
 
     async def _drive(self, state: RunState, root: asyncio.Task[Any]) -> None:
         """Wait for the workflow function to end, parking the run whenever every

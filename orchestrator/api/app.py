@@ -39,6 +39,7 @@ from .models import (
     step_view,
 )
 from .openapi import OPERATIONS, route_pattern
+from .recovery import add_routes as add_recovery_routes
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,10 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         *,
         optional: bool = False,
     ) -> Any:
+        data = json_object(optional=optional)
+        return model.model_validate(data)
+
+    def json_object(*, optional: bool = False) -> dict[str, Any]:
         event = app.current_event
         media, _, params = (event.headers.get("content-type") or "").partition(";")
         charset = params.strip().lower().removeprefix("charset=").strip('"')
@@ -104,12 +109,14 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             raise PayloadTooLargeError(f"request body is over {MAX_BODY_BYTES} bytes")
         if not raw.strip():
             if optional:
-                return model.model_validate({})
+                return {}
             raise BadInputError("request body is empty; send a JSON object")
         data = safejson.loads(raw, what="request body")
         if not isinstance(data, dict):
             raise BadInputError("request body must be a JSON object")
-        return model.model_validate(data)
+        return data
+
+    add_recovery_routes(app, service, json_object)
 
     @app.get("/")
     def dashboard() -> Response[Any]:
@@ -153,7 +160,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     @app.get("/workflows")
     def list_runs() -> dict[str, Any]:
         q = app.current_event.query_string_parameters or {}
-        unknown = set(q) - {"status", "name", "limit", "cursor", "parent_id", "tag"}
+        unknown = set(q) - {"status", "name", "limit", "cursor", "parent_id", "tag", "build_id"}
         if unknown:
             raise BadInputError(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
         if "parent_id" in q:
@@ -172,6 +179,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             limit=limit,
             cursor=q.get("cursor"),
             tag=q.get("tag"),
+            build_id=q.get("build_id"),
         )
         served = service().served_names()
         return {"workflows": [run_view(r, served) for r in page.runs], "next_cursor": page.cursor}
@@ -193,10 +201,11 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     @app.get("/workflows/<workflow_id>/steps")
     def get_steps(workflow_id: str) -> dict[str, Any]:
         workflow_id = path_param(workflow_id)
-        return {
-            "workflow_id": workflow_id,
-            "steps": [step_view(s, workflow_id) for s in service().steps(workflow_id)],
-        }
+        generation = (app.current_event.query_string_parameters or {}).get("generation")
+        if generation is not None and not generation.isdigit():
+            raise BadInputError("generation must be a non-negative integer")
+        steps = service().steps(workflow_id, None if generation is None else int(generation))
+        return {"workflow_id": workflow_id, "steps": [step_view(s, workflow_id) for s in steps]}
 
     @app.post("/workflows/<workflow_id>/signals")
     def signal(workflow_id: str) -> Response[Any]:

@@ -142,7 +142,14 @@ def run_view(run: Run, served: set[str] | None = None) -> dict[str, Any]:
         "parent_id": run.parent_id,
         "parent_operation": run.parent_op,
         "tags": run.tags,
+        "redrive_count": run.redrive_count,
+        "generation": run.generation,
+        "build_id": run.build_id,
     }
+    if run.outcomes:
+        view["earlier_outcomes"] = list(run.outcomes)
+    if run.forked_from:
+        view["forked_from"] = run.forked_from
     if served is not None and not run.status.terminal:
         view["unserved"] = run.name not in served
     return view

@@ -27,6 +27,7 @@ from .models import (
     SignalRequest,
     StartRequest,
 )
+from .recovery import ForkRequest, RedriveRequest
 
 STATUS_VALUES = [s.value for s in Status]
 
@@ -125,6 +126,22 @@ OPERATIONS: tuple[Operation, ...] = (
         "bulkAction",
         "Cancel or terminate the unfinished runs a filter matches (dry run by default)",
         BulkRequest,
+    ),
+    Operation(
+        "POST",
+        "/workflows/{workflow_id}/redrive",
+        "redriveRun",
+        "Put a failed or cancelled run back to pending (send {})",
+        RedriveRequest,
+        ok=(202,),
+    ),
+    Operation(
+        "POST",
+        "/workflows/{workflow_id}/fork",
+        "forkRun",
+        "Start a new run with the records before an operation",
+        ForkRequest,
+        ok=(201,),
     ),
     Operation(
         "POST",

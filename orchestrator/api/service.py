@@ -111,9 +111,10 @@ class Service:
         _check_id(workflow_id)
         return self.store.get(workflow_id)
 
-    def steps(self, workflow_id: str) -> list[StepRecord]:
+    def steps(self, workflow_id: str, generation: int | None = None) -> list[StepRecord]:
+        """The current generation's records (continue-as-new), or `generation`'s."""
         _check_id(workflow_id)
-        return self.store.steps(workflow_id)
+        return self.store.steps(workflow_id, generation)
 
     def list(
         self,
@@ -123,10 +124,11 @@ class Service:
         limit: int,
         cursor: str | None,
         tag: str | None = None,
+        build_id: str | None = None,
     ) -> Page:
         if tag is not None:
             key, sep, value = tag.partition("=")
-            if not sep or status or name:
+            if not sep or status or name or build_id:
                 raise BadInputError(
                     "tag is key=value, and lists by tag alone (no status or name filter)"
                 )
@@ -139,7 +141,9 @@ class Service:
             except ValueError:
                 allowed = ", ".join(s.value for s in Status)
                 raise BadInputError(f"unknown status {status!r}; one of: {allowed}") from None
-        return self.store.list_runs(status=st, name=name, limit=limit, cursor=cursor)
+        return self.store.list_runs(
+            status=st, name=name, limit=limit, cursor=cursor, build_id=build_id
+        )
 
     def cancel(self, workflow_id: str, reason: str | None = None) -> tuple[Run, str]:
         _check_id(workflow_id)

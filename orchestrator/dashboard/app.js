@@ -632,6 +632,15 @@
     if (run.parent_id) {
       rows.push(["Parent run", h("a", { href: `#/runs/${enc(run.parent_id)}`, id: "parent-link" }, run.parent_id)]);
     }
+    if (run.build_id) rows.push(["Build", run.build_id]);
+    if (run.generation) rows.push(["Generation", `${run.generation} (continued as new)`]);
+    if (run.redrive_count) {
+      const last = (run.earlier_outcomes || [])[run.earlier_outcomes.length - 1] || {};
+      rows.push(["Redriven", `${run.redrive_count}× (last after ${last.status || "?"}${last.error ? `: ${last.error.type}` : ""})`]);
+    }
+    if (run.forked_from) {
+      rows.push(["Forked from", [h("a", { href: `#/runs/${enc(run.forked_from.id)}` }, run.forked_from.id), ` at operation ${run.forked_from.operation}`]]);
+    }
     return h("dl", { class: "facts" }, rows.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))));
   }
 
@@ -674,6 +683,9 @@
     );
     const cancel = h("button", { type: "button", class: "danger", id: "cancel", disabled: true }, "Cancel run");
     cancel.addEventListener("click", cancelRun);
+    // A failed or cancelled run can run again under its id (POST .../redrive).
+    const redrive = h("button", { type: "button", class: "primary", id: "redrive", hidden: true }, "Redrive run");
+    redrive.addEventListener("click", redriveRun);
     let nameTouched = false;
     signalName.addEventListener("input", () => (nameTouched = true));
 
@@ -715,6 +727,8 @@
       cancel.hidden = done;
       cancel.disabled = done || Boolean(run.cancel_requested);
       cancel.textContent = run.cancel_requested ? "Cancel requested" : "Cancel run";
+      redrive.hidden = !(run.status === "failed" || run.status === "cancelled");
+      redrive.disabled = false;
       signalForm.hidden = done;
       signalClosed.hidden = !done;
       if (!nameTouched && !signalName.value && run.waiting_for) signalName.value = run.waiting_for;
@@ -729,6 +743,8 @@
             h("a", { class: "button", id: "export", href: `${path}/history`, download: `${run.id}.json` }, "Export JSON"),
             " ",
             cancel,
+            " ",
+            redrive,
           ),
         ),
         h("div", { class: "run-id mono", id: "run-id" }, run.id),
@@ -810,6 +826,19 @@
         signalMessage.replaceChildren(banner("error", e.message));
       } finally {
         send.disabled = false;
+      }
+      load();
+    }
+
+    async function redriveRun() {
+      if (!window.confirm(`Redrive run ${id}? Recorded steps replay; failed ones run again.`)) return;
+      redrive.disabled = true;
+      try {
+        const res = await api("POST", `${path}/redrive`, {});
+        message.replaceChildren(banner("ok", `run is ${res.status} again (redrive ${res.redrive_count})`));
+      } catch (e) {
+        message.replaceChildren(banner("error", e.message));
+        redrive.disabled = false;
       }
       load();
     }

@@ -141,6 +141,11 @@ def run_from_item(item: dict[str, Any]) -> Run:
         parent_notified=bool(d.get("parent_notified", False)),
         parent_polls=bool(d.get("parent_polls", False)),
         tags=dict(d.get("tags") or {}),
+        redrive_count=d.get("redrive_count", 0),
+        outcomes=tuple(d.get("outcomes") or ()),
+        forked_from=d.get("forked_from"),
+        generation=d.get("generation", 0),
+        build_id=d.get("build_id"),
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from .. import resources as r
-from ..model import ErrorInfo, Signal, Status, StepRecord
+from ..model import ErrorInfo, Signal, Status, StepRecord, generation_scope
 from .codec import (
     run_key,
     run_pk,
@@ -52,6 +52,7 @@ _NAMES = {
     "#tm": "timer",
     "#att": "attempts",
     "#dl": "deadline_at",
+    "#bid": "build_id",
 }
 
 
@@ -110,7 +111,14 @@ def put_new_run(table: str, item: dict[str, Any]) -> dict[str, Any]:
 
 
 def claim(
-    table: str, workflow_id: str, *, owner: str, now: int, lease_ms: int, names: list[str]
+    table: str,
+    workflow_id: str,
+    *,
+    owner: str,
+    now: int,
+    lease_ms: int,
+    names: list[str],
+    build_id: str | None = None,
 ) -> dict[str, Any]:
     if not 1 <= len(names) <= 99:
         raise ValueError("a worker serves between 1 and 99 workflow names")
@@ -141,6 +149,9 @@ def claim(
         ":owner": owner,
         **name_values,
     }
+    if build_id is not None:  # the first claiming build is kept: a run is "of" that build
+        update = update.replace(" REMOVE", ", #bid = if_not_exists(#bid, :bid) REMOVE")
+        values[":bid"] = build_id
     return _update(table, run_key(workflow_id), update, condition, values, return_values="ALL_NEW")
 
 
@@ -681,16 +692,23 @@ def request_cancel(table: str, workflow_id: str, *, epoch: int, reason: str) -> 
     )
 
 
-def query_history(table: str, workflow_id: str) -> dict[str, Any]:
+def query_history(table: str, workflow_id: str, generation: int = 0) -> dict[str, Any]:
     # Strongly consistent: a claim must see every step the previous owner recorded.
+    # One generation (continue-as-new) only: generation 0's keys are "STEP#" and a
+    # digit or "t" (below "STEP#~"); generation g's begin "STEP#~<g:05d>.".
+    values: dict[str, Any] = {":pk": to_attr(run_pk(workflow_id))}
+    if generation == 0:
+        key = "#pk = :pk AND #sk BETWEEN :lo AND :hi"
+        values[":lo"] = to_attr(r.STEP_SK_PREFIX)
+        values[":hi"] = to_attr(r.STEP_SK_PREFIX + "~")
+    else:
+        key = "#pk = :pk AND begins_with(#sk, :prefix)"
+        values[":prefix"] = to_attr(step_sk(generation_scope(generation)) + ".")
     return {
         "TableName": table,
-        "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+        "KeyConditionExpression": key,
         "ExpressionAttributeNames": {"#pk": r.PK, "#sk": r.SK},
-        "ExpressionAttributeValues": {
-            ":pk": to_attr(run_pk(workflow_id)),
-            ":prefix": to_attr(r.STEP_SK_PREFIX),
-        },
+        "ExpressionAttributeValues": values,
         "ConsistentRead": True,
     }
 

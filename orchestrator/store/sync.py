@@ -173,11 +173,13 @@ class Store:
     def get(self, workflow_id: str) -> Run:
         return run_from_item(self._get_item(workflow_id))
 
-    def steps(self, workflow_id: str) -> list[StepRecord]:
-        self.get(workflow_id)  # unknown id → NotFoundError
-        return [
-            step_from_item(i) for i in self._query_all(q.query_history(self._table, workflow_id))
-        ]
+    def steps(self, workflow_id: str, generation: int | None = None) -> list[StepRecord]:
+        """The records of the run's current generation (continue-as-new), or of
+        `generation`."""
+        run = self.get(workflow_id)  # unknown id → NotFoundError
+        gen = run.generation if generation is None else generation
+        req = q.query_history(self._table, workflow_id, gen)
+        return [step_from_item(i) for i in self._query_all(req)]
 
     def signals(self, workflow_id: str, name: str) -> list[Signal]:
         return [
@@ -209,8 +211,10 @@ class Store:
         name: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        build_id: str | None = None,
     ) -> Page:
-        """Newest first, merged across the index shards.
+        """Newest first, merged across the index shards. `build_id` filters like
+        `status` (after the read): the build that first claimed the run.
 
         The cursor is the sort key of the last run examined; every shard is
         queried for keys below it. A call examines at most
@@ -232,6 +236,8 @@ class Store:
                 before = sort_key
                 run = runs.get(wid)
                 if run is None or (status is not None and run.status != status):
+                    continue
+                if build_id is not None and run.build_id != build_id:
                     continue
                 out.append(run)
                 if len(out) == limit:

@@ -84,6 +84,7 @@ def test_worker_policy_has_exactly_the_worker_statements(custom_template: Templa
             "dynamodb:UpdateItem",
             "dynamodb:Query",
             "dynamodb:ConditionCheckItem",
+            "dynamodb:BatchWriteItem",
         },
         **index_query(n),
         n["queue"]: {
@@ -136,6 +137,8 @@ def test_api_function_has_exactly_the_api_statements(template: Template) -> None
             "dynamodb:Query",
             "dynamodb:BatchGetItem",
             "dynamodb:ConditionCheckItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:DeleteItem",
         },
         **index_query(n),
         n["queue"]: {"sqs:SendMessage"},

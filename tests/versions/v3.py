@@ -1,0 +1,5 @@
+"""Deploy 3 of the "shipment" workflow (see tests/versions/__init__.py)."""
+
+from tests.versions import make
+
+WORKFLOWS = [make(3)]
