@@ -104,6 +104,11 @@ class Dispatcher:
         self._scheduler = scheduler
         self._settings = settings
 
+    @property
+    def scheduler(self) -> Any:
+        """The EventBridge Scheduler client (None when this dispatcher has none)."""
+        return self._scheduler
+
     def send(self, workflow_id: str, reason: str, delay_s: int = 0) -> None:
         self._sqs.send_message(**send_request(self._settings, workflow_id, reason, delay_s))
 

@@ -22,12 +22,19 @@ ENV_LEASE_SECONDS = "ORCHESTRATOR_LEASE_SECONDS"
 ENV_API_URL = "ORCHESTRATOR_API_URL"
 ENV_API_AUTH = "ORCHESTRATOR_API_AUTH"  # "none" | "iam": how the Python client signs requests
 ENV_POLL_SECONDS = "ORCHESTRATOR_POLL_SECONDS"
+ENV_TASK_QUEUES = "ORCHESTRATOR_TASK_QUEUES"  # comma-separated; "default" is always there
+# Recurring schedules: their own Scheduler group, the function they invoke (the API
+# Lambda; found from its context when unset) and the role they assume to invoke it.
+ENV_RECURRING_GROUP = "ORCHESTRATOR_RECURRING_GROUP"
+ENV_RECURRING_TARGET_ARN = "ORCHESTRATOR_RECURRING_TARGET_ARN"
+ENV_RECURRING_ROLE_ARN = "ORCHESTRATOR_RECURRING_ROLE_ARN"
 
 # --- Default physical names (the local stack uses them; CDK may prefix them) -------------
 DEFAULT_TABLE_NAME = "orchestrator-state"
 DEFAULT_QUEUE_NAME = "orchestrator-work"
 DEFAULT_DLQ_NAME = "orchestrator-work-dlq"
 DEFAULT_SCHEDULE_GROUP = "orchestrator"
+DEFAULT_RECURRING_GROUP = "orchestrator-recurring"
 DEFAULT_REGION = "us-east-1"
 
 # --- The state table ---------------------------------------------------------------------
@@ -111,3 +118,13 @@ SWEEP_MARK_ATTRIBUTE = "mark"
 
 def sweep_mark_sk(shard: int) -> str:
     return f"CREATED#{shard}"
+
+
+# Recurring schedules' definitions: one partition, so one Query lists them all
+# without reading EventBridge Scheduler. Each decision (a tick started, skipped,
+# buffered) is one write to its schedule's item.
+SCHEDULES_PK = "SCHEDULES"
+
+
+def schedule_sk(name: str) -> str:
+    return f"S#{name}"

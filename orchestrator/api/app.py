@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from ..errors import BadInputError, NotFoundError, OrchestratorError, PayloadTooLargeError
+from . import schedule_routes
 from .models import CancelRequest, SignalRequest, StartRequest, run_view, step_view
 from .service import Service
 
@@ -41,6 +42,7 @@ ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("GET", re.compile(r"^/workflows/[^/]+/steps/?$")),
     ("POST", re.compile(r"^/workflows/[^/]+/signals/?$")),
     ("POST", re.compile(r"^/workflows/[^/]+/cancel/?$")),
+    *schedule_routes.ROUTES,
 ]
 
 
@@ -180,6 +182,8 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             content_type=content_types.APPLICATION_JSON,
             body=json.dumps({**run_view(run), "outcome": outcome, "message": message}),
         )
+
+    schedule_routes.register(app, service)
 
     @app.exception_handler(OrchestratorError)
     def _domain(e: OrchestratorError) -> Response[Any]:

@@ -6,12 +6,14 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ..clock import Clock
 from ..dispatch import Dispatcher
 from ..errors import BadInputError
 from ..model import (
+    DEFAULT_TASK_QUEUE,
     MAX_INPUT_BYTES,
     MAX_SIGNAL_PAYLOAD_BYTES,
     WORKFLOW_ID_RE,
@@ -49,7 +51,33 @@ class Service:
         traceparent: str | None = None,
     ) -> tuple[Run, bool]:
         """Create a run and dispatch it. Returns (run, created)."""
+        run = self.new_run(
+            name,
+            input,
+            workflow_id,
+            execution_timeout_s=execution_timeout_s,
+            traceparent=traceparent,
+        )
+        stored, created = self.store.create(run)
+        if stored.status == Status.PENDING:
+            # A repeated start of a pending run sends again: harmless (the claim
+            # decides) and it repairs a start whose first send was lost.
+            self._send(stored.id, "start")
+        return stored, created
+
+    def new_run(
+        self,
+        name: str,
+        input: Any,
+        workflow_id: str | None = None,
+        *,
+        execution_timeout_s: float | None = None,
+        traceparent: str | None = None,
+        task_queue: str | None = None,
+    ) -> Run:
+        """The pending run a start creates, validated (shared by schedules' ticks)."""
         text = encode_json(input, what="input", limit=MAX_INPUT_BYTES)
+        self.check_task_queue(task_queue)
         if (
             execution_timeout_s is not None
             and not 0 < execution_timeout_s <= MAX_EXECUTION_TIMEOUT_S
@@ -58,7 +86,7 @@ class Service:
                 f"execution_timeout_seconds must be above 0 and at most {MAX_EXECUTION_TIMEOUT_S}"
             )
         now = self.clock.now_ms()
-        run = Run(
+        return Run(
             id=workflow_id or str(uuid.uuid4()),
             name=name,
             status=Status.PENDING,
@@ -70,13 +98,33 @@ class Service:
             else now + int(execution_timeout_s * 1000),
             # Kept only if well formed: it parents the worker's spans (tracing is optional).
             traceparent=traceparent if traceparent and TRACEPARENT_RE.match(traceparent) else None,
+            task_queue=None if task_queue in (None, DEFAULT_TASK_QUEUE) else task_queue,
         )
-        stored, created = self.store.create(run)
-        if stored.status == Status.PENDING:
-            # A repeated start of a pending run sends again: harmless (the claim
-            # decides) and it repairs a start whose first send was lost.
-            self._send(stored.id, "start")
-        return stored, created
+
+    def check_task_queue(self, task_queue: str | None) -> None:
+        """A task queue the deployment does not have is bad input (400), not a run
+        that would wait forever."""
+        if task_queue is not None and task_queue not in self.settings.task_queues:
+            raise BadInputError(
+                f"task queue {task_queue!r} is not one of this deployment's: "
+                + ", ".join(self.settings.task_queues)
+            )
+
+    @cached_property
+    def schedules(self) -> Any:
+        """The recurring schedules' service (`api/schedules.py`), sharing this one."""
+        from ..store.schedules import ScheduleStore
+        from .schedules import ScheduleService
+
+        return ScheduleService(
+            runs=self,
+            store=ScheduleStore(self.store.ddb, self.settings.table),
+            scheduler=self.dispatcher.scheduler,
+        )
+
+    def dispatch(self, workflow_id: str, reason: str) -> None:
+        """Send a run just created (or found pending); a lost send is the sweeper's."""
+        self._send(workflow_id, reason)
 
     def _send(self, workflow_id: str, reason: str) -> None:
         try:

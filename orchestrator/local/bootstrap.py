@@ -12,6 +12,10 @@ from .. import resources as r
 from ..settings import Settings
 
 SCHEDULER_ROLE_ARN = "arn:aws:iam::123456789012:role/orchestrator-scheduler"
+# Recurring schedules target the API "Lambda": locally the emulator hands their
+# events to the API's service in-process instead.
+API_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:orchestrator-api"
+RECURRING_ROLE_ARN = "arn:aws:iam::123456789012:role/orchestrator-recurring"
 
 
 def table_definition(table: str) -> dict[str, Any]:
@@ -95,15 +99,18 @@ def bootstrap(
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
-    try:
-        scheduler.create_schedule_group(Name=settings.schedule_group)
-    except ClientError as e:
-        if e.response["Error"]["Code"] != "ConflictException":
-            raise
+    for group in (settings.schedule_group, settings.recurring_group):
+        try:
+            scheduler.create_schedule_group(Name=group)
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ConflictException":
+                raise
     return settings.with_(
         queue_url=queue_url,
         queue_arn=queue_arn,
         dlq_url=dlq_url,
         scheduler_role_arn=SCHEDULER_ROLE_ARN,
+        recurring_target_arn=settings.recurring_target_arn or API_FUNCTION_ARN,
+        recurring_role_arn=settings.recurring_role_arn or RECURRING_ROLE_ARN,
         endpoint_url=endpoint_url,
     )

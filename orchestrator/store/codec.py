@@ -127,6 +127,7 @@ def run_from_item(item: dict[str, Any]) -> Run:
         cancel_requested=d.get("cancel_requested"),
         timer=d.get("timer"),
         traceparent=d.get("traceparent"),
+        task_queue=d.get("task_queue"),
     )
 
 
@@ -147,6 +148,7 @@ def new_run_item(run: Run) -> dict[str, Any]:
             "signal_seq": 0,
             "deadline_at": run.deadline_at,
             "traceparent": run.traceparent,
+            "task_queue": run.task_queue,
             r.BY_CREATED.partition_key: r.list_pk(shard(run.id, r.LIST_SHARDS)),
             r.BY_CREATED.sort_key: list_sk(run.created_at, run.id),
         }
