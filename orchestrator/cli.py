@@ -570,6 +570,15 @@ def demo() -> None:
     raise typer.Exit(code)
 
 
+def _add_subcommands() -> None:
+    from .cli_schedules import schedule_app
+
+    app.add_typer(schedule_app, name="schedule")
+
+
+_add_subcommands()
+
+
 # Click's usage errors (a missing argument, an unknown option or command): the
 # base class of typer.BadParameter, found this way because typer 0.29 vendors
 # click while earlier versions use click itself.
