@@ -39,12 +39,21 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/workflows/{id}/signals"),
     ("POST", "/workflows/{id}/cancel"),
     ("GET", "/workers"),
+    ("POST", "/schedules"),
+    ("GET", "/schedules"),
+    ("GET", "/schedules/{name}"),
+    ("DELETE", "/schedules/{name}"),
+    ("POST", "/schedules/{name}/pause"),
+    ("POST", "/schedules/{name}/resume"),
+    ("POST", "/schedules/{name}/trigger"),
+    ("POST", "/schedules/{name}/backfill"),
     ("GET", "/"),
     ("GET", "/dashboard/{file}"),
 )
 ROUTE_WILDCARD_REASON = (
     "Each route is named by method and shape; the '*' stands only for a path parameter "
-    "(a workflow id, or a dashboard file name), which an execute-api ARN can only match by "
+    "(a workflow id, a schedule name, or a dashboard file name), which an execute-api ARN "
+    "can only match by "
     "wildcard."
 )
 _ACCESS_LOG_FIELDS = {

@@ -29,7 +29,7 @@ from infra.bundling import lambda_code
 from infra.function import OrchestratorFunction
 from infra.permissions import Grant, Resources, api_grants, sweeper_grants, worker_grants
 from infra.queues import WorkQueues
-from infra.scheduling import Scheduling
+from infra.scheduling import RecurringScheduling, Scheduling
 from infra.state import StateTable, TableBilling
 from infra.sweeper import Sweeper
 from infra.worker_access import WorkerAccess
@@ -61,7 +61,7 @@ class Retention:
 
 
 class Orchestrator(Construct):
-    """The state table, the queues, the schedule group, the API, the sweeper, the
+    """The state table, the queues, the schedule groups, the API, the sweeper, the
     worker access and the alarms, wired together.
 
     Keyword-only props:
@@ -121,6 +121,12 @@ class Orchestrator(Construct):
             removal_policy=retention.removal_policy,
             group_name=name(r.DEFAULT_SCHEDULE_GROUP),
         )
+        self.recurring = RecurringScheduling(
+            self,
+            "Recurring",
+            removal_policy=retention.removal_policy,
+            group_name=name(r.DEFAULT_RECURRING_GROUP),
+        )
         code = lambda_code()  # one asset, bundled once, for both functions
         self.api = Api(
             self,
@@ -139,6 +145,8 @@ class Orchestrator(Construct):
             log_retention=retention.log_retention,
             removal_policy=retention.removal_policy,
         )
+        # Recurring schedules invoke the API function (their tick decides a start).
+        self.recurring.allow_invoke(self.api.handler.function.function_arn)
         self.worker_access = WorkerAccess(self, "WorkerAccess", principals=worker_principals)
         self.alarms = QueueAlarms(
             self,
@@ -159,6 +167,8 @@ class Orchestrator(Construct):
             dlq_arn=self.queues.dlq.queue_arn,
             schedules_arn=self.scheduling.schedules_arn(),
             scheduler_role_arn=self.scheduling.role.role_arn,
+            recurring_schedules_arn=self.recurring.schedules_arn(),
+            recurring_role_arn=self.recurring.role.role_arn,
         )
         _apply(worker_grants(res), self.worker_access.policy, self.worker_access.add_statements)
         for fn, grants in (
@@ -194,6 +204,8 @@ class Orchestrator(Construct):
             r.ENV_DLQ_URL: self.queues.dlq.queue_url,
             r.ENV_SCHEDULE_GROUP: self.scheduling.group_name,
             r.ENV_SCHEDULER_ROLE_ARN: self.scheduling.role.role_arn,
+            r.ENV_RECURRING_GROUP: self.recurring.group_name,
+            r.ENV_RECURRING_ROLE_ARN: self.recurring.role.role_arn,
             r.ENV_LEASE_SECONDS: str(self.lease_seconds),
         }
 

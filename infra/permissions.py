@@ -25,8 +25,16 @@ WORKER_ITEM_ACTIONS = (
     "dynamodb:UpdateItem",
     "dynamodb:ConditionCheckItem",
 )
-API_ITEM_ACTIONS = (*WORKER_ITEM_ACTIONS, "dynamodb:BatchGetItem")
-SWEEPER_ITEM_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
+# The API also deletes schedule definitions (DeleteItem).
+API_ITEM_ACTIONS = (*WORKER_ITEM_ACTIONS, "dynamodb:BatchGetItem", "dynamodb:DeleteItem")
+# The sweeper's schedule pass starts missed or buffered ticks: a transaction that
+# puts the run (PutItem) and updates the schedule (UpdateItem).
+SWEEPER_ITEM_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:PutItem",
+)
 QUERY_ACTIONS = ("dynamodb:Query",)
 WORKER_QUEUE_ACTIONS = (
     "sqs:ReceiveMessage",
@@ -43,11 +51,22 @@ WORKER_SCHEDULE_ACTIONS = (
     "scheduler:GetSchedule",
 )
 API_SCHEDULE_ACTIONS = ("scheduler:DeleteSchedule",)
+API_RECURRING_ACTIONS = (
+    "scheduler:CreateSchedule",
+    "scheduler:UpdateSchedule",
+    "scheduler:DeleteSchedule",
+)
 SWEEPER_SCHEDULE_ACTIONS = ("scheduler:DeleteSchedule",)
 
 SCHEDULES_REASON = (
     "Schedule names are derived at run time from workflow ids; access is scoped to "
     "the orchestrator's own schedule group (schedule/<group>/*)."
+)
+
+
+RECURRING_REASON = (
+    "Recurring schedules are named by users at run time (POST /schedules); access is "
+    "scoped to the orchestrator's recurring schedule group (schedule/<group>/*)."
 )
 
 
@@ -61,6 +80,8 @@ class Resources:
     dlq_arn: str
     schedules_arn: str  # schedule/<group>/*
     scheduler_role_arn: str
+    recurring_schedules_arn: str  # schedule/<recurring group>/*
+    recurring_role_arn: str
 
 
 @dataclass(frozen=True)
@@ -93,12 +114,21 @@ def worker_grants(res: Resources) -> list[Grant]:
 
 
 def api_grants(res: Resources) -> list[Grant]:
-    """The API starts, signals, cancels (deleting a pending wake-up), gets and lists."""
+    """The API starts, signals, cancels (deleting a pending wake-up), gets and lists;
+    it keeps recurring schedules (their definitions and their Scheduler schedules)."""
     return [
         Grant(_allow(API_ITEM_ACTIONS, [res.table_arn])),
         Grant(_allow(QUERY_ACTIONS, [res.table_arn, *res.index_arns])),
         Grant(_allow(SEND_ACTIONS, [res.queue_arn])),
         Grant(_allow(API_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
+        Grant(_allow(API_RECURRING_ACTIONS, [res.recurring_schedules_arn]), RECURRING_REASON),
+        Grant(
+            _allow(
+                ("iam:PassRole",),
+                [res.recurring_role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+            )
+        ),
     ]
 
 

@@ -121,10 +121,17 @@ def test_api_function_has_exactly_the_api_statements(template: Template) -> None
             "dynamodb:Query",
             "dynamodb:BatchGetItem",
             "dynamodb:ConditionCheckItem",
+            "dynamodb:DeleteItem",
         },
         **index_query(n),
         n["queue"]: {"sqs:SendMessage"},
         n["schedules"]: {"scheduler:DeleteSchedule"},
+        n["recurring_schedules"]: {
+            "scheduler:CreateSchedule",
+            "scheduler:UpdateSchedule",
+            "scheduler:DeleteSchedule",
+        },
+        n["recurring_role"]: {"iam:PassRole"},
     }
     assert len(grants) == len(without_logs(grants)) + 1  # its own log group, nothing else
 
@@ -138,6 +145,7 @@ def test_sweeper_function_has_exactly_the_sweeper_statements(template: Template)
             "dynamodb:GetItem",
             "dynamodb:BatchGetItem",
             "dynamodb:UpdateItem",
+            "dynamodb:PutItem",
         },
         **index_query(n),
         n["queue"]: {"sqs:SendMessage"},

@@ -22,6 +22,7 @@ from cfn_helpers import (
     named,
     only,
     role_trusting,
+    scheduler_role,
     work_queue,
 )
 
@@ -132,14 +133,21 @@ def test_both_queues_refuse_requests_without_tls(template: Template) -> None:
 
 
 def test_scheduler_role_only_sends_to_the_work_queue(template: Template) -> None:
-    group_id, _ = only(template, "AWS::Scheduler::ScheduleGroup")
-    role_id, role = role_trusting(template, {"Service": "scheduler.amazonaws.com"})
+    group_id, role_id, role = scheduler_role(template, "timer")
     condition = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
     assert condition == {
         "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
         "ArnLike": {"aws:SourceArn": {"Fn::GetAtt": [group_id, "Arn"]}},
     }
     assert grants_of_role(template, role_id) == {named(template)["queue"]: {"sqs:SendMessage"}}
+
+
+def test_recurring_schedules_role_only_invokes_the_api_function(template: Template) -> None:
+    group_id, role_id, role = scheduler_role(template, "recurring")
+    condition = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
+    assert condition["ArnLike"] == {"aws:SourceArn": {"Fn::GetAtt": [group_id, "Arn"]}}
+    api_fn, _ = only(template, "AWS::Lambda::Function", {"Handler": API_HANDLER})
+    assert grants_of_role(template, role_id) == {f"<{api_fn}.Arn>": {"lambda:InvokeFunction"}}
 
 
 # --- functions, API, sweeper ------------------------------------------------------------------
@@ -158,15 +166,18 @@ def test_functions_get_every_setting_from_the_environment(
     props = fn["Properties"]
     assert (props["Runtime"], props["Architectures"]) == ("python3.12", ["x86_64"])
     env = props["Environment"]["Variables"]
-    group = only(t, "AWS::Scheduler::ScheduleGroup")[1]["Properties"]["Name"]
-    scheduler_role = role_trusting(t, {"Service": "scheduler.amazonaws.com"})[0]
+    groups = t.find_resources("AWS::Scheduler::ScheduleGroup")
+    timer_group, timer_role, _ = scheduler_role(t, "timer")
+    recurring_group, recurring_role, _ = scheduler_role(t, "recurring")
     assert env == {
         r.ENV_TABLE: {"Ref": only(t, "AWS::DynamoDB::Table")[0]},
         r.ENV_QUEUE_URL: {"Ref": work_queue(t)},
         r.ENV_QUEUE_ARN: {"Fn::GetAtt": [work_queue(t), "Arn"]},
         r.ENV_DLQ_URL: {"Ref": dlq(t)},
-        r.ENV_SCHEDULE_GROUP: group,
-        r.ENV_SCHEDULER_ROLE_ARN: {"Fn::GetAtt": [scheduler_role, "Arn"]},
+        r.ENV_SCHEDULE_GROUP: groups[timer_group]["Properties"]["Name"],
+        r.ENV_SCHEDULER_ROLE_ARN: {"Fn::GetAtt": [timer_role, "Arn"]},
+        r.ENV_RECURRING_GROUP: groups[recurring_group]["Properties"]["Name"],
+        r.ENV_RECURRING_ROLE_ARN: {"Fn::GetAtt": [recurring_role, "Arn"]},
         r.ENV_LEASE_SECONDS: str(r.DEFAULT_LEASE_SECONDS),
         "POWERTOOLS_SERVICE_NAME": service,
     }
@@ -316,6 +327,7 @@ def test_construct_props_reach_the_resources(custom_template: Template) -> None:
     )
     t.has_resource_properties("AWS::SQS::Queue", {"QueueName": r.DEFAULT_DLQ_NAME})
     t.has_resource_properties("AWS::Scheduler::ScheduleGroup", {"Name": r.DEFAULT_SCHEDULE_GROUP})
+    t.has_resource_properties("AWS::Scheduler::ScheduleGroup", {"Name": r.DEFAULT_RECURRING_GROUP})
     t.has_resource_properties(
         "AWS::CloudWatch::Alarm", {"MetricName": "ApproximateAgeOfOldestMessage", "Threshold": 7200}
     )
