@@ -12,6 +12,7 @@ context (`-c key=value` or cdk.json):
 | `orchestrator:ephemeral` | `true`: destroy data with the stack, no deletion protection | `false` |
 | `orchestrator:workerPrincipals` | ARNs that may assume the worker role (comma separated) | this account |
 | `orchestrator:namePrefix` | fixed physical names `<prefix>orchestrator-state`... | generated |
+| `orchestrator:taskQueues` | task queues besides `default` (comma separated): one SQS queue and DLQ each | none |
 | `orchestrator:nag` | run cdk-nag `AwsSolutionsChecks` during synth | `true` |
 | `orchestrator:bundle` | `false`: skip Lambda bundling (template checks without PyPI; never deploy that) | `true` |
 """
@@ -66,6 +67,8 @@ def props_from_context(app: App) -> dict[str, Any]:
         props["worker_principals"] = principals
     if (prefix := _ctx(app, "namePrefix")) is not None:
         props["name_prefix"] = str(prefix)
+    if task_queues := _list(_ctx(app, "taskQueues")):
+        props["task_queues"] = task_queues
     return props
 
 

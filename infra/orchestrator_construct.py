@@ -15,7 +15,7 @@ environment variables from `worker_environment()` are enough.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
@@ -34,6 +34,7 @@ from infra.state import StateTable, TableBilling
 from infra.sweeper import Sweeper
 from infra.worker_access import WorkerAccess
 from orchestrator import resources as r
+from orchestrator.settings import parse_task_queues
 
 MAX_LEASE_SECONDS = 12 * 3600  # the SQS visibility timeout maximum
 RUNTIME_REASON = (
@@ -73,7 +74,10 @@ class Orchestrator(Construct):
     - `name_prefix`: `None` lets CloudFormation name resources (several deployments per
       account); a string gives `<prefix>orchestrator-state` and so on ("" gives the
       names the local stack uses);
-    - `max_message_age`: the oldest-message alarm threshold.
+    - `max_message_age`: the oldest-message alarm threshold;
+    - `task_queues`: task queues besides `default`, one SQS queue and DLQ each, named
+      `<work queue>-<task queue>` (`resources.task_queue_name`); workers and the API
+      find them from `ORCHESTRATOR_TASK_QUEUES`.
     """
 
     def __init__(
@@ -88,8 +92,10 @@ class Orchestrator(Construct):
         worker_principals: Sequence[str] | None = None,
         name_prefix: str | None = None,
         max_message_age: Duration | None = None,
+        task_queues: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
+        self.task_queue_names = parse_task_queues(",".join(task_queues))
         if not 1 <= lease_seconds <= MAX_LEASE_SECONDS:
             raise ValueError(f"lease_seconds must be within 1..{MAX_LEASE_SECONDS}")
         retention = retention or Retention()
@@ -114,10 +120,23 @@ class Orchestrator(Construct):
             queue_name=name(r.DEFAULT_QUEUE_NAME),
             dlq_name=name(r.DEFAULT_DLQ_NAME),
         )
+        # One more queue pair per task queue, named after the work queue (its fixed
+        # name, or the one CloudFormation generates for it).
+        self.task_queues: dict[str, WorkQueues] = {r.DEFAULT_TASK_QUEUE: self.queues}
+        base = name(r.DEFAULT_QUEUE_NAME) or self.queues.queue.queue_name
+        for tq in self.task_queue_names[1:]:
+            self.task_queues[tq] = WorkQueues(
+                self,
+                f"TaskQueue-{tq}",
+                lease_seconds=lease_seconds,
+                removal_policy=retention.removal_policy,
+                queue_name=r.task_queue_name(base, tq),
+                dlq_name=r.task_dlq_name(base, "", tq),
+            )
         self.scheduling = Scheduling(
             self,
             "Scheduling",
-            queue=self.queues.queue,
+            queues=[q.queue for q in self.task_queues.values()],
             removal_policy=retention.removal_policy,
             group_name=name(r.DEFAULT_SCHEDULE_GROUP),
         )
@@ -157,19 +176,22 @@ class Orchestrator(Construct):
         )
         self._grant()
 
-    def _grant(self) -> None:
-        """Every permission of the deployment (the scheduler role's own
-        sqs:SendMessage lives with that role in `Scheduling`)."""
-        res = Resources(
+    def _resources(self) -> Resources:
+        return Resources(
             table_arn=self.state.table.table_arn,
             index_arns=self.state.index_arns(),
-            queue_arn=self.queues.queue.queue_arn,
-            dlq_arn=self.queues.dlq.queue_arn,
+            queue_arns=[q.queue.queue_arn for q in self.task_queues.values()],
+            dlq_arns=[q.dlq.queue_arn for q in self.task_queues.values()],
             schedules_arn=self.scheduling.schedules_arn(),
             scheduler_role_arn=self.scheduling.role.role_arn,
             recurring_schedules_arn=self.recurring.schedules_arn(),
             recurring_role_arn=self.recurring.role.role_arn,
         )
+
+    def _grant(self) -> None:
+        """Every permission of the deployment (the scheduler role's own
+        sqs:SendMessage lives with that role in `Scheduling`)."""
+        res = self._resources()
         _apply(worker_grants(res), self.worker_access.policy, self.worker_access.add_statements)
         for fn, grants in (
             (self.api.handler, api_grants(res)),
@@ -207,7 +229,30 @@ class Orchestrator(Construct):
             r.ENV_RECURRING_GROUP: self.recurring.group_name,
             r.ENV_RECURRING_ROLE_ARN: self.recurring.role.role_arn,
             r.ENV_LEASE_SECONDS: str(self.lease_seconds),
+            **(
+                {r.ENV_TASK_QUEUES: ",".join(self.task_queue_names)}
+                if len(self.task_queue_names) > 1
+                else {}
+            ),
         }
+
+    def worker_policy_for(self, construct_id: str, task_queues: Sequence[str]) -> iam.ManagedPolicy:
+        """A worker policy limited to some task queues (a GPU-only fleet): the
+        worker's statements with only these queues' SQS actions. Attach it to the
+        fleet's identity instead of `worker_policy`."""
+        unknown = [q for q in task_queues if q not in self.task_queues]
+        if unknown:
+            raise ValueError(f"unknown task queue(s) {unknown}; add them to task_queues")
+        policy = iam.ManagedPolicy(
+            self,
+            construct_id,
+            description=f"Orchestrator worker serving task queue(s) {', '.join(task_queues)}",
+        )
+        res = replace(
+            self._resources(), queue_arns=[self.task_queues[q].queue.queue_arn for q in task_queues]
+        )
+        _apply(worker_grants(res), policy, policy.add_statements)
+        return policy
 
     def worker_environment(self) -> dict[str, str]:
         """Everything a worker or client outside AWS needs, besides credentials."""

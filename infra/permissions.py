@@ -76,8 +76,8 @@ class Resources:
 
     table_arn: str
     index_arns: list[str]
-    queue_arn: str
-    dlq_arn: str
+    queue_arns: list[str]  # the work queue of each task queue, default first
+    dlq_arns: list[str]
     schedules_arn: str  # schedule/<group>/*
     scheduler_role_arn: str
     recurring_schedules_arn: str  # schedule/<recurring group>/*
@@ -101,7 +101,7 @@ def worker_grants(res: Resources) -> list[Grant]:
     return [
         Grant(_allow(WORKER_ITEM_ACTIONS, [res.table_arn])),
         Grant(_allow(QUERY_ACTIONS, [res.table_arn, *res.index_arns])),
-        Grant(_allow(WORKER_QUEUE_ACTIONS, [res.queue_arn])),
+        Grant(_allow(WORKER_QUEUE_ACTIONS, res.queue_arns)),
         Grant(_allow(WORKER_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
         Grant(
             _allow(
@@ -119,7 +119,7 @@ def api_grants(res: Resources) -> list[Grant]:
     return [
         Grant(_allow(API_ITEM_ACTIONS, [res.table_arn])),
         Grant(_allow(QUERY_ACTIONS, [res.table_arn, *res.index_arns])),
-        Grant(_allow(SEND_ACTIONS, [res.queue_arn])),
+        Grant(_allow(SEND_ACTIONS, res.queue_arns)),
         Grant(_allow(API_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
         Grant(_allow(API_RECURRING_ACTIONS, [res.recurring_schedules_arn]), RECURRING_REASON),
         Grant(
@@ -139,7 +139,7 @@ def sweeper_grants(res: Resources) -> list[Grant]:
     return [
         Grant(_allow(SWEEPER_ITEM_ACTIONS, [res.table_arn])),
         Grant(_allow(QUERY_ACTIONS, [res.table_arn, *res.index_arns])),
-        Grant(_allow(SEND_ACTIONS, [res.queue_arn])),
-        Grant(_allow(SWEEPER_DLQ_ACTIONS, [res.dlq_arn])),
+        Grant(_allow(SEND_ACTIONS, res.queue_arns)),
+        Grant(_allow(SWEEPER_DLQ_ACTIONS, res.dlq_arns)),
         Grant(_allow(SWEEPER_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
     ]

@@ -27,7 +27,7 @@ class Scheduling(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        queue: sqs.IQueue,
+        queues: list[sqs.IQueue],
         removal_policy: RemovalPolicy,
         group_name: str | None = None,
     ) -> None:
@@ -49,7 +49,9 @@ class Scheduling(Construct):
             ),
         )
         self.role.add_to_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn])
+            iam.PolicyStatement(
+                actions=["sqs:SendMessage"], resources=[q.queue_arn for q in queues]
+            )
         )
 
     @property

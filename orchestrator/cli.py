@@ -131,6 +131,10 @@ def start(
         float | None,
         typer.Option("--timeout", help="Execution timeout in seconds: the run fails after it."),
     ] = None,
+    task_queue: Annotated[
+        str | None,
+        typer.Option("--task-queue", help="The task queue whose workers run it (default)."),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait until the run ends; exit 1 unless it completed.")
     ] = False,
@@ -149,6 +153,8 @@ def start(
     kwargs: dict[str, Any] = {"id": id}
     if timeout is not None:
         kwargs["execution_timeout"] = timeout
+    if task_queue is not None:
+        kwargs["task_queue"] = task_queue
     run = _call(client.start, name, value, **kwargs)
     if wait:
         with err.status(f"waiting for {run['id']} to end…"):
@@ -471,6 +477,14 @@ def worker(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")
     ] = None,
+    task_queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task-queue",
+            help="A task queue to poll (repeat for several). Default: the queues the "
+            "workflows declare, and default.",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker until SIGINT/SIGTERM.
 
@@ -481,6 +495,8 @@ def worker(
       orchestrator worker examples.all
 
       orchestrator worker myapp.workflows --concurrency 50 --metrics-port 9464
+
+      orchestrator worker myapp.training --task-queue gpu
     """
     from worker import Worker
     from worker._logs import configure_logging
@@ -491,19 +507,25 @@ def worker(
         raise _fail("--log-format is json or text")
     configure_logging(log_format)
     workflows = load_workflows(module)
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()
         settings.require_queue()
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:
         raise _fail(str(e)) from None
 
-    async def main() -> None:
-        async with Worker(
+    try:
+        made = Worker(
             workflows=workflows,
             max_concurrent_workflows=concurrency,
             settings=settings,
             shutdown_grace=grace,
-        ) as w:
+            task_queues=task_queue or None,
+        )
+    except ValueError as e:
+        raise _fail(str(e)) from None
+
+    async def main() -> None:
+        async with made as w:
             if metrics_port is not None:
                 port = w.metrics.serve(metrics_port)
                 logging.getLogger("worker").info("metrics on :%d/metrics", port)
@@ -516,6 +538,13 @@ def worker(
 def dev(
     port: Annotated[int, typer.Option(help="The local API's port.")] = 8000,
     aws_port: Annotated[int, typer.Option(help="The moto server's port.")] = 5000,
+    task_queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task-queue",
+            help=f"A task queue besides default (repeat; or {r.ENV_TASK_QUEUES}=gpu,bulk).",
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded stack and the dashboard until Ctrl-C.
 
@@ -529,10 +558,16 @@ def dev(
       orchestrator dev --port 8080 --aws-port 5050
     """
     from .local import LocalStack
+    from .settings import Settings, parse_task_queues
 
     logging.basicConfig(level=logging.WARNING)
+    names = ",".join([os.environ.get(r.ENV_TASK_QUEUES, ""), *(task_queue or [])])
     try:
-        stack = LocalStack(aws_port=aws_port, api_port=port).start()
+        settings = Settings(task_queues=parse_task_queues(names))
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    try:
+        stack = LocalStack(aws_port=aws_port, api_port=port, settings=settings).start()
     except OSError as e:
         raise _fail(
             f"cannot start the local stack: {e} (is the port in use? try --port/--aws-port)"

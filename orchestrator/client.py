@@ -66,12 +66,16 @@ class Client:
         *,
         id: str | None = None,
         execution_timeout: float | None = None,
+        task_queue: str | None = None,
     ) -> dict[str, Any]:
         """Start a run. `id` makes the start idempotent; `execution_timeout`
-        (seconds) fails the run as timed out when exceeded."""
+        (seconds) fails the run as timed out when exceeded; `task_queue` routes it
+        to the workers of that task queue (a queue the deployment lacks: 400)."""
         body: dict[str, Any] = {"name": name, "input": input}
         if id is not None:
             body["id"] = id
+        if task_queue is not None:
+            body["task_queue"] = task_queue
         if execution_timeout is not None:
             body["execution_timeout_seconds"] = execution_timeout
         return self._call("POST", "/workflows", body)

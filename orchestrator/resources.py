@@ -102,6 +102,27 @@ QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
 DEFAULT_LEASE_SECONDS = 30
 
 
+# --- Task queues ---------------------------------------------------------------------------
+# One SQS queue and one DLQ per task queue. "default" is the work queue itself
+# (DEFAULT_QUEUE_NAME, or the deployment's name for it); another task queue's
+# queues are named after it: "<work queue>-<task queue>" and "<...>-dlq". Workers
+# and the API derive a task queue's URL and ARN from the work queue's, so one
+# environment variable (ORCHESTRATOR_TASK_QUEUES) lists them all.
+DEFAULT_TASK_QUEUE = "default"
+
+
+def task_queue_name(work_queue_name: str, task_queue: str) -> str:
+    if task_queue == DEFAULT_TASK_QUEUE:
+        return work_queue_name
+    return f"{work_queue_name}-{task_queue}"
+
+
+def task_dlq_name(work_queue_name: str, dlq_name: str, task_queue: str) -> str:
+    if task_queue == DEFAULT_TASK_QUEUE:
+        return dlq_name
+    return f"{work_queue_name}-{task_queue}-dlq"
+
+
 def list_pk(shard: int) -> str:
     return f"RUNS#{shard}"
 

@@ -60,6 +60,28 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    # --- task queues: each one's SQS queue, derived from the work queue's -------------
+    def _queue_name(self) -> str:
+        return self.queue_url.rstrip("/").rsplit("/", 1)[-1]
+
+    def queue_url_for(self, task_queue: str | None) -> str:
+        if task_queue in (None, DEFAULT_TASK_QUEUE):
+            return self.queue_url
+        base, name = self.queue_url.rstrip("/").rsplit("/", 1)
+        return f"{base}/{r.task_queue_name(name, task_queue)}"
+
+    def queue_arn_for(self, task_queue: str | None) -> str:
+        if task_queue in (None, DEFAULT_TASK_QUEUE):
+            return self.queue_arn
+        base, name = self.queue_arn.rsplit(":", 1)
+        return f"{base}:{r.task_queue_name(name, task_queue)}"
+
+    def dlq_url_for(self, task_queue: str | None) -> str:
+        if task_queue in (None, DEFAULT_TASK_QUEUE):
+            return self.dlq_url
+        base = self.queue_url.rstrip("/").rsplit("/", 1)[0]
+        return f"{base}/{r.task_queue_name(self._queue_name(), task_queue)}-dlq"
+
     def require_queue(self) -> None:
         if not self.queue_url:
             raise RuntimeError(
@@ -79,6 +101,7 @@ class Settings:
             r.ENV_SCHEDULER_ROLE_ARN: self.scheduler_role_arn,
             r.ENV_RECURRING_GROUP: self.recurring_group,
             r.ENV_LEASE_SECONDS: str(self.lease_seconds),
+            r.ENV_TASK_QUEUES: ",".join(self.task_queues),
         }
         if self.endpoint_url:
             out["AWS_ENDPOINT_URL"] = self.endpoint_url

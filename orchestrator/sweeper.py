@@ -266,7 +266,7 @@ class Sweeper:
                 if self._store.promote(run, due_at=due_at, dispatch=send):
                     report.promoted.append(run.id)
                     if send:
-                        self._send(run.id, report)
+                        self._send(run.id, report, run.task_queue)
                     return
             try:
                 run = self._store.get(run.id)
@@ -289,14 +289,14 @@ class Sweeper:
             return  # it moved: whoever moved it owns the way forward
         report.rearmed += 1
         if send:
-            self._send(workflow_id, report)
+            self._send(workflow_id, report, run.task_queue)
 
-    def _send(self, workflow_id: str, report: SweepReport) -> None:
+    def _send(self, workflow_id: str, report: SweepReport, task_queue: str | None) -> None:
         """Send a run the sweeper has just re-armed or promoted. A failed send is
         only logged: the run is in `by_due` with its new due time, so a later
         sweep sends it again."""
         try:
-            self._dispatcher.send(workflow_id, "sweep")
+            self._dispatcher.send(workflow_id, "sweep", task_queue=task_queue)
             report.sent.append(workflow_id)
         except Exception:
             log.exception("sweeper send failed for %s; a later sweep retries", workflow_id)
@@ -322,9 +322,16 @@ class Sweeper:
         epoch, status and lease as read.
         """
         report = report if report is not None else SweepReport()
-        url = self._settings.dlq_url
-        if not url or self._sqs is None:
-            return report
+        for task_queue in self._settings.task_queues:
+            url = self._settings.dlq_url_for(task_queue)
+            if url and self._sqs is not None:
+                self._drain(url, report)
+        if report.poisoned:
+            log.warning("failed %d run(s) as poison messages", len(report.poisoned))
+        return report
+
+    def _drain(self, url: str, report: SweepReport) -> None:
+        assert self._sqs is not None
         for _ in range(DLQ_BATCHES):
             resp = self._sqs.receive_message(
                 QueueUrl=url,
@@ -346,9 +353,6 @@ class Sweeper:
                     report.dead_letters += 1
             if len(messages) < 10:
                 break
-        if report.poisoned:
-            log.warning("failed %d run(s) as poison messages", len(report.poisoned))
-        return report
 
     def _settle_dead_letter(self, message: dict[str, Any], report: SweepReport) -> bool:
         """True when the message can be deleted."""

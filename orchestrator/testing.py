@@ -25,7 +25,7 @@ from .client import Client
 from .clock import SkippingClock
 from .local import LocalStack
 from .local.worker_thread import BackgroundWorker
-from .settings import Settings
+from .settings import Settings, parse_task_queues
 
 
 class WorkflowTestEnvironment:
@@ -35,11 +35,17 @@ class WorkflowTestEnvironment:
         workflows: list[Any],
         max_concurrent_workflows: int = 8,
         lease_seconds: int = 10,
+        task_queues: list[str] | None = None,
     ) -> None:
         self.clock = SkippingClock()
         self._workflows = workflows
         self._max = max_concurrent_workflows
-        self._settings = Settings(lease_seconds=lease_seconds, poll_seconds=1, sweep_grace_ms=1000)
+        # The deployment's task queues (default is always one); the worker polls
+        # the ones its workflows declare, and default.
+        queues = parse_task_queues(",".join(task_queues or []))
+        self._settings = Settings(
+            lease_seconds=lease_seconds, poll_seconds=1, sweep_grace_ms=1000, task_queues=queues
+        )
         self.stack: LocalStack | None = None
         self._worker: BackgroundWorker | None = None
         self.client: Client

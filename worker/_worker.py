@@ -19,6 +19,7 @@ import signal
 import socket
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeGuard
 
@@ -31,7 +32,7 @@ from orchestrator.aws import RETRIES
 from orchestrator.clock import SYSTEM_CLOCK, Clock
 from orchestrator.dispatch import parse_body
 from orchestrator.errors import ExecutionTimeoutError, NonDeterminismError, WorkflowCancelledError
-from orchestrator.model import MAX_OUTPUT_BYTES, ErrorInfo, Run, Status
+from orchestrator.model import DEFAULT_TASK_QUEUE, MAX_OUTPUT_BYTES, ErrorInfo, Run, Status
 from orchestrator.settings import Settings
 
 from ._context import WorkflowContext, _current
@@ -76,6 +77,7 @@ class Worker:
         metrics: WorkerMetrics | None = None,
         tracing: bool | None = None,
         delete_max_wait: float = DEFAULT_MAX_WAIT,
+        task_queues: Sequence[str] | None = None,
     ) -> None:
         if not workflows:
             raise ValueError("a Worker needs at least one @workflow function")
@@ -98,15 +100,17 @@ class Worker:
         self._delete_max_wait = delete_max_wait
         self._lease_ms = self.settings.lease_seconds * 1000
         self._names = sorted(self._defs)
+        self.task_queues, self._served = _serve(self._defs, task_queues, self.settings)
         self._tasks: set[asyncio.Task[None]] = set()
         # Run id -> how many tasks of this worker are claiming or running it, and the
         # `now` of each of their claims (see _lost_answer).
         self._active: Counter[str] = Counter()
         self._claim_nows: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self._slot_freed = asyncio.Event()
+        self._reserved = 0  # slots held by receives in flight (one receiver per task queue)
         self._stopping = False
         self._stopped = asyncio.Event()
-        self._poller: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[Any] | None = None
         self._exit: contextlib.AsyncExitStack | None = None
         self._store: AsyncStore | None = None
         self._executor = ThreadPoolExecutor(
@@ -174,13 +178,20 @@ class Worker:
                 names=self._names,
                 concurrency=self._max,
                 busy=lambda: len(self._tasks),
+                task_queues=list(self.task_queues),
+                served=sorted(
+                    n if q == DEFAULT_TASK_QUEUE else f"{n}@{q}"
+                    for q, names in self._served.items()
+                    for n in names
+                ),
             )
             await self._presence.start()
-            self._poller = asyncio.create_task(self._poll_loop(), name=f"poll-{self.id}")
+            self._poller = asyncio.create_task(self._poll_all(), name=f"poll-{self.id}")
             log.info(
-                "worker %s serving %s",
+                "worker %s serving %s on task queue(s) %s",
                 self.id,
                 ", ".join(self._names),
+                ", ".join(self.task_queues),
                 extra={"worker_id": self.id},
             )
 
@@ -234,23 +245,34 @@ class Worker:
         return len(self._tasks)
 
     # --- receiving --------------------------------------------------------------------------
-    async def _poll_loop(self) -> None:
+    async def _poll_all(self) -> None:
+        """One long-poll receiver per task queue; they share the worker's slots."""
+        await asyncio.gather(*(self._poll_loop(q) for q in self.task_queues))
+
+    async def _poll_loop(self, task_queue: str = "default") -> None:
         assert self._store is not None
         visibility = self.settings.lease_seconds + 5
+        share = -(-self._max // len(self.task_queues))  # a fair share of the slots per queue
         while not self._stopping:
-            free = self._max - len(self._tasks)
+            free = min(share, self._max - len(self._tasks) - self._reserved)
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            self._reserved += free
             try:
-                messages = await self._store.receive(free, self.settings.poll_seconds, visibility)
+                messages = await self._store.receive(
+                    free, self.settings.poll_seconds, visibility, task_queue
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("receive failed; retrying in 1 s")
+                log.exception("receive from %s failed; retrying in 1 s", task_queue)
                 await asyncio.sleep(1)
                 continue
+            finally:
+                self._reserved -= free
+                self._slot_freed.set()
             now = self.clock.now_ms()
             for m in messages:
                 sent = m.get("Attributes", {}).get("SentTimestamp")
@@ -287,6 +309,11 @@ class Worker:
             # timeout; the claim then decides again.
             log.exception("handling message %s failed", message.get("MessageId"))
         finally:
+            if self._store is not None:
+                self._store.forget(
+                    message["ReceiptHandle"],
+                    workflow_id if workflow_id and self._active[workflow_id] == 1 else None,
+                )
             if workflow_id is not None:
                 self._active[workflow_id] -= 1
                 if not self._active[workflow_id]:
@@ -305,7 +332,12 @@ class Worker:
         now = self.clock.now_ms()
         self._claim_nows[workflow_id][now] += 1
         result = await store.claim(
-            workflow_id, owner=self.id, now=now, lease_ms=self._lease_ms, names=self._names
+            workflow_id,
+            owner=self.id,
+            now=now,
+            lease_ms=self._lease_ms,
+            names=self._names,
+            queues=self._served,
         )
         if (
             isinstance(result, Refused)
@@ -344,7 +376,14 @@ class Worker:
         if old is None or old.status.terminal:
             await store.delete_message(receipt)  # unknown run, or terminal: invariant 5
             return
-        if old.name not in self._defs:
+        queue = old.task_queue or DEFAULT_TASK_QUEUE
+        if queue not in self.task_queues:
+            # A message on the wrong queue (sent by a path that did not know the run's
+            # queue): pass it on to the run's own queue, whose workers claim it.
+            await store.send(old.id, "forward", old.task_queue)
+            await store.delete_message(receipt)
+            return
+        if old.name not in self._served.get(queue, ()):
             receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             if receives < UNSERVED_MAX_RECEIVES:
                 await store.set_visibility(
@@ -562,6 +601,39 @@ class Worker:
                 runner.cancel()
                 return
             await store.set_visibility(receipt, self.settings.lease_seconds + 5)
+
+
+def _serve(
+    defs: dict[str, WorkflowDefinition], task_queues: Sequence[str] | None, settings: Settings
+) -> tuple[tuple[str, ...], dict[str, list[str]]]:
+    """(the task queues to poll, task queue -> the names run from it).
+
+    A workflow declared on a task queue (`@workflow(..., task_queue=)`) runs from
+    that queue only; the others run from every queue polled. Without
+    `task_queues`, a worker polls the queues its workflows declare, and "default"
+    if one of them declares none."""
+    declared = {d.task_queue for d in defs.values() if d.task_queue}
+    if task_queues is None:
+        undeclared = any(d.task_queue is None for d in defs.values())
+        queues = sorted(declared) + ([DEFAULT_TASK_QUEUE] if undeclared else [])
+    else:
+        queues = list(dict.fromkeys(task_queues))
+        if not queues:
+            raise ValueError("a Worker serves at least one task queue")
+    for q in queues:
+        if q not in settings.task_queues:
+            raise ValueError(
+                f"task queue {q!r} is not one of the deployment's ({', '.join(settings.task_queues)}); "
+                "add it to ORCHESTRATOR_TASK_QUEUES and to the stack's task_queues"
+            )
+    served: dict[str, list[str]] = {q: [] for q in queues}
+    for d in defs.values():
+        for q in [d.task_queue] if d.task_queue else queues:
+            if q in served:
+                served[q].append(d.name)
+    if not any(served.values()):
+        raise ValueError("none of the workflows runs on the task queues this worker polls")
+    return tuple(queues), {q: sorted(names) for q, names in served.items()}
 
 
 def _lost_answer(old: Run | None, worker_id: str, now: int, lease_ms: int) -> TypeGuard[Run]:

@@ -112,6 +112,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             req.id,
             execution_timeout_s=req.execution_timeout_seconds,
             traceparent=app.current_event.headers.get("traceparent"),
+            task_queue=req.task_queue,
         )
         return Response(
             status_code=201 if created else 200,

@@ -28,6 +28,9 @@ class StartRequest(BaseModel):
         gt=0,
         description="the run fails as timed out after this long, whatever it is doing",
     )
+    task_queue: str | None = Field(
+        default=None, description="the task queue whose workers run it (default: default)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -104,9 +107,15 @@ def run_view(run: Run, served: set[str] | None = None) -> dict[str, Any]:
         "deadline_at": iso(run.deadline_at),
         "cancel_requested": run.cancel_requested,
     }
+    view["task_queue"] = run.task_queue or "default"
     if served is not None and not run.status.terminal:
-        view["unserved"] = run.name not in served
+        view["unserved"] = served_key(run.name, run.task_queue) not in served
     return view
+
+
+def served_key(name: str, task_queue: str | None) -> str:
+    """How `run_view`'s `served` set names a workflow on a task queue."""
+    return name if task_queue in (None, "default") else f"{name}@{task_queue}"
 
 
 def step_view(step: StepRecord) -> dict[str, Any]:

@@ -229,7 +229,7 @@ class ScheduleService:
                 skipped.append(run.id)  # the tick ran with an input the schedule no longer has
                 continue
             if created:
-                self.runs.dispatch(run.id, "backfill")
+                self.runs.dispatch(run.id, "backfill", run.task_queue)
                 started.append(run.id)
             else:
                 skipped.append(stored.id)
@@ -358,9 +358,9 @@ class ScheduleService:
             ):
                 return None
             if self.runs.store.get(run.id).status == Status.PENDING:
-                self.runs.dispatch(run.id, "schedule")
+                self.runs.dispatch(run.id, "schedule", run.task_queue)
             return Decision(TickOutcome.ALREADY_STARTED, tick, run.id)
-        self.runs.dispatch(run.id, "schedule")
+        self.runs.dispatch(run.id, "schedule", run.task_queue)
         return Decision(TickOutcome.STARTED, tick, run.id)
 
 

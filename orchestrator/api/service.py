@@ -27,6 +27,7 @@ from ..store import Store
 from ..store.codec import encode_json
 from ..store.registry import WorkerInfo, list_workers
 from ..store.sync import Page
+from .models import served_key
 
 log = logging.getLogger(__name__)
 TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -49,6 +50,7 @@ class Service:
         *,
         execution_timeout_s: float | None = None,
         traceparent: str | None = None,
+        task_queue: str | None = None,
     ) -> tuple[Run, bool]:
         """Create a run and dispatch it. Returns (run, created)."""
         run = self.new_run(
@@ -57,12 +59,13 @@ class Service:
             workflow_id,
             execution_timeout_s=execution_timeout_s,
             traceparent=traceparent,
+            task_queue=task_queue,
         )
         stored, created = self.store.create(run)
         if stored.status == Status.PENDING:
             # A repeated start of a pending run sends again: harmless (the claim
             # decides) and it repairs a start whose first send was lost.
-            self._send(stored.id, "start")
+            self._send(stored.id, "start", stored.task_queue)
         return stored, created
 
     def new_run(
@@ -122,13 +125,13 @@ class Service:
             scheduler=self.dispatcher.scheduler,
         )
 
-    def dispatch(self, workflow_id: str, reason: str) -> None:
+    def dispatch(self, workflow_id: str, reason: str, task_queue: str | None = None) -> None:
         """Send a run just created (or found pending); a lost send is the sweeper's."""
-        self._send(workflow_id, reason)
+        self._send(workflow_id, reason, task_queue)
 
-    def _send(self, workflow_id: str, reason: str) -> None:
+    def _send(self, workflow_id: str, reason: str, task_queue: str | None = None) -> None:
         try:
-            self.dispatcher.send(workflow_id, reason)
+            self.dispatcher.send(workflow_id, reason, task_queue=task_queue)
         except Exception:
             # The write is durable: the sweeper's walk of `by_created` finds the
             # run still pending after the grace period and sends it. The caller's
@@ -143,7 +146,12 @@ class Service:
         return [(w, w.live(now)) for w in found if include_stopped or w.live(now)]
 
     def served_names(self) -> set[str]:
-        return {n for w, live in self.workers() if live for n in w.names}
+        """What live workers serve, as `models.served_key` (name, or name@queue)."""
+        out: set[str] = set()
+        for w, live in self.workers():
+            if live:
+                out.update(w.served or (served_key(n, q) for q in w.task_queues for n in w.names))
+        return out
 
     def get(self, workflow_id: str) -> Run:
         _check_id(workflow_id)
@@ -182,7 +190,13 @@ class Service:
             workflow_id, name, text, grace_ms=self.settings.sweep_grace_ms
         )
         if woke:
-            self._send(workflow_id, "signal")
+            # Only a deployment with several task queues needs the run's (one read).
+            queue = (
+                self.store.get(workflow_id).task_queue
+                if len(self.settings.task_queues) > 1
+                else None
+            )
+            self._send(workflow_id, "signal", queue)
         if timer:
             # The wait's timeout schedule is moot now. Left alone it would fire
             # once later (one Scheduler invocation and a message a worker drops).

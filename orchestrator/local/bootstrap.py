@@ -75,30 +75,18 @@ def bootstrap(
     except ClientError as e:
         if e.response["Error"]["Code"] != "ResourceInUseException":
             raise
-    dlq_url = sqs.create_queue(QueueName=r.DEFAULT_DLQ_NAME)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    attributes = {
-        "VisibilityTimeout": str(settings.lease_seconds + 5),
-        "MessageRetentionPeriod": str(r.QUEUE_RETENTION_SECONDS),
-        "RedrivePolicy": json.dumps(
-            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
-        ),
-    }
-    try:
-        queue_url = sqs.create_queue(QueueName=r.DEFAULT_QUEUE_NAME, Attributes=attributes)[
-            "QueueUrl"
-        ]
-    except ClientError as e:
-        if "QueueAlreadyExists" not in e.response["Error"]["Code"]:
-            raise
-        # Same name, other settings (moto's state is shared by every server in a process).
-        queue_url = sqs.get_queue_url(QueueName=r.DEFAULT_QUEUE_NAME)["QueueUrl"]
-        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes=attributes)
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    queue_url, queue_arn, dlq_url = _queues(
+        sqs, settings, r.DEFAULT_QUEUE_NAME, r.DEFAULT_DLQ_NAME, max_receive_count
+    )
+    for task_queue in settings.task_queues:
+        if task_queue != r.DEFAULT_TASK_QUEUE:
+            _queues(
+                sqs,
+                settings,
+                r.task_queue_name(r.DEFAULT_QUEUE_NAME, task_queue),
+                r.task_dlq_name(r.DEFAULT_QUEUE_NAME, r.DEFAULT_DLQ_NAME, task_queue),
+                max_receive_count,
+            )
     for group in (settings.schedule_group, settings.recurring_group):
         try:
             scheduler.create_schedule_group(Name=group)
@@ -114,3 +102,32 @@ def bootstrap(
         recurring_role_arn=settings.recurring_role_arn or RECURRING_ROLE_ARN,
         endpoint_url=endpoint_url,
     )
+
+
+def _queues(
+    sqs: Any, settings: Settings, name: str, dlq_name: str, max_receive_count: int
+) -> tuple[str, str, str]:
+    """A work queue and its DLQ (idempotent): (queue URL, queue ARN, DLQ URL)."""
+    dlq_url = sqs.create_queue(QueueName=dlq_name)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    attributes = {
+        "VisibilityTimeout": str(settings.lease_seconds + 5),
+        "MessageRetentionPeriod": str(r.QUEUE_RETENTION_SECONDS),
+        "RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
+        ),
+    }
+    try:
+        queue_url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    except ClientError as e:
+        if "QueueAlreadyExists" not in e.response["Error"]["Code"]:
+            raise
+        # Same name, other settings (moto's state is shared by every server in a process).
+        queue_url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes=attributes)
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    return queue_url, queue_arn, dlq_url

@@ -381,3 +381,65 @@ def test_cdk_context_selects_the_construct_props() -> None:
         "name_prefix": "dev-",
     }
     assert props_from_context(App()) == {}  # defaults: IAM auth, retained data
+
+
+# --- task queues ---------------------------------------------------------------------------------
+def test_each_task_queue_gets_a_queue_and_dlq_named_by_the_resource_module(
+    custom_template: Template,
+) -> None:
+    t = custom_template
+    gpu = r.task_queue_name(r.DEFAULT_QUEUE_NAME, "gpu")
+    gpu_dlq = r.task_dlq_name(r.DEFAULT_QUEUE_NAME, r.DEFAULT_DLQ_NAME, "gpu")
+    queue_id, _ = only(t, "AWS::SQS::Queue", {"QueueName": gpu})
+    dlq_id, _ = only(t, "AWS::SQS::Queue", {"QueueName": gpu_dlq})
+    t.has_resource_properties(
+        "AWS::SQS::Queue",
+        {
+            "QueueName": gpu,
+            "RedrivePolicy": {
+                "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+                "maxReceiveCount": r.MAX_RECEIVE_COUNT,
+            },
+        },
+    )
+    t.all_resources_properties(
+        "AWS::Lambda::Function",
+        {"Environment": {"Variables": Match.object_like({r.ENV_TASK_QUEUES: "default,gpu"})}},
+    )
+    grants = grants_of_role(t, _worker_role_id(t))
+    assert "sqs:ReceiveMessage" in grants[f"<{queue_id}.Arn>"]
+
+
+def _worker_role_id(t: Template) -> str:
+    return role_trusting(t, {"AWS": Match.any_value()})[0]
+
+
+def test_a_fleet_policy_names_only_its_task_queues() -> None:
+    from aws_cdk import App, Stack
+
+    from tests.infra.conftest import SKIP_BUNDLING
+
+    app = App(context={**SKIP_BUNDLING})
+    stack = Stack(app, "Fleets")
+    orch = Orchestrator(stack, "O", name_prefix="", task_queues=["gpu"])
+    orch.worker_policy_for("GpuWorkers", ["gpu"])
+    with pytest.raises(ValueError, match="unknown task queue"):
+        orch.worker_policy_for("Nope", ["bulk"])
+    t = Template.from_stack(stack)
+    gpu_queue, _ = only(
+        t, "AWS::SQS::Queue", {"QueueName": r.task_queue_name(r.DEFAULT_QUEUE_NAME, "gpu")}
+    )
+    default_queue, _ = only(t, "AWS::SQS::Queue", {"QueueName": r.DEFAULT_QUEUE_NAME})
+    policies = t.find_resources(
+        "AWS::IAM::ManagedPolicy",
+        {"Properties": {"Description": Match.string_like_regexp("serving task queue")}},
+    )
+    (policy,) = policies.values()
+    resources = {
+        flat(res)
+        for stmt in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "sqs:ReceiveMessage" in stmt["Action"]
+        for res in (stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]])
+    }
+    assert resources == {f"<{gpu_queue}.Arn>"}
+    assert f"<{default_queue}.Arn>" not in resources
