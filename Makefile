@@ -28,6 +28,7 @@ test: lint
 
 bench: install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.flow_control
 
 synth: install
 	npm install --no-audit --no-fund --silent

@@ -47,6 +47,8 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/schedules/{name}/resume"),
     ("POST", "/schedules/{name}/trigger"),
     ("POST", "/schedules/{name}/backfill"),
+    ("GET", "/queues"),
+    ("POST", "/queues/{name}"),
     ("GET", "/"),
     ("GET", "/dashboard/{file}"),
 )

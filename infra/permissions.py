@@ -44,6 +44,7 @@ WORKER_QUEUE_ACTIONS = (
     "sqs:GetQueueAttributes",
 )
 SEND_ACTIONS = ("sqs:SendMessage",)
+API_QUEUE_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")  # GET /queues: depths
 SWEEPER_DLQ_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 WORKER_SCHEDULE_ACTIONS = (
     "scheduler:CreateSchedule",
@@ -119,7 +120,7 @@ def api_grants(res: Resources) -> list[Grant]:
     return [
         Grant(_allow(API_ITEM_ACTIONS, [res.table_arn])),
         Grant(_allow(QUERY_ACTIONS, [res.table_arn, *res.index_arns])),
-        Grant(_allow(SEND_ACTIONS, res.queue_arns)),
+        Grant(_allow(API_QUEUE_ACTIONS, res.queue_arns)),
         Grant(_allow(API_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
         Grant(_allow(API_RECURRING_ACTIONS, [res.recurring_schedules_arn]), RECURRING_REASON),
         Grant(

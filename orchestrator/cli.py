@@ -606,9 +606,29 @@ def demo() -> None:
 
 
 def _add_subcommands() -> None:
-    from .cli_schedules import schedule_app
+    from .cli_schedules import queue_app, schedule_app
 
     app.add_typer(schedule_app, name="schedule")
+    app.add_typer(queue_app, name="queue")
+
+
+@app.command()
+def queues(as_json: JsonFlag = False) -> None:
+    """List task queues: depth, runs in flight, flow-control limits.
+
+    Examples:
+
+      orchestrator queues
+
+      orchestrator queue set gpu --max-concurrency 4
+    """
+    from .cli_schedules import queues_table
+
+    found = _call(_client().queues)
+    if as_json:
+        _print_json(found)
+    else:
+        out.print(queues_table(found))
 
 
 _add_subcommands()

@@ -219,3 +219,55 @@ def delete(name: Name, as_json: JsonFlag = False) -> None:
     """Delete a schedule. Runs it started are left alone."""
     result = _call("delete_schedule", name)
     _print_json(result) if as_json else out.print(f"schedule {name} deleted")
+
+
+queue_app = typer.Typer(help="Task queues: flow control across every worker.", no_args_is_help=True)
+
+
+def queues_table(found: list[dict[str, Any]]) -> Table:
+    table = Table("queue", "depth", "in flight", "max concurrency", "rate limit")
+    for q in found:
+        rate = "-"
+        if q["rate_limit"] is not None:
+            rate = f"{q['rate_limit']} / {q['rate_period_seconds']:g} s"
+        table.add_row(
+            q["name"],
+            str(q["depth"]),
+            str(q["in_flight"]),
+            "-" if q["max_concurrency"] is None else str(q["max_concurrency"]),
+            rate,
+        )
+    return table
+
+
+@queue_app.command("set")
+def queue_set(
+    name: Annotated[str, typer.Argument(help="The task queue.", show_default=False)],
+    max_concurrency: Annotated[
+        int | None, typer.Option(help="At most this many runs hold a lease at once.")
+    ] = None,
+    rate_limit: Annotated[
+        int | None, typer.Option(help="At most this many claims per --per seconds.")
+    ] = None,
+    per: Annotated[float, typer.Option(help="The rate limit's period in seconds.")] = 1.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set a task queue's flow control at run time (a limit not given is removed).
+
+    Examples:
+
+      orchestrator queue set gpu --max-concurrency 4
+
+      orchestrator queue set partner --rate-limit 100 --per 60
+    """
+    q = _call(
+        "set_queue_limits",
+        name,
+        max_concurrency=max_concurrency,
+        rate_limit=rate_limit,
+        rate_period=per if rate_limit is not None else None,
+    )
+    if as_json:
+        _print_json(q)
+    else:
+        out.print(queues_table([q]))

@@ -116,6 +116,29 @@ class Client:
         suffix = "?all=true" if include_stopped else ""
         return list(self._call("GET", f"/workers{suffix}")["workers"])
 
+    # --- task queues -----------------------------------------------------------------
+    def queues(self) -> builtins.list[dict[str, Any]]:
+        """Each task queue: depth, runs in flight, and its flow-control limits."""
+        return list(self._call("GET", "/queues")["queues"])
+
+    def set_queue_limits(
+        self,
+        name: str,
+        *,
+        max_concurrency: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: float | None = None,
+    ) -> dict[str, Any]:
+        """Set a task queue's flow control (a limit left None is removed): at most
+        `max_concurrency` runs hold a lease, at most `rate_limit` claims per
+        `rate_period` seconds (default 1), across every worker."""
+        body = {
+            "max_concurrency": max_concurrency,
+            "rate_limit": rate_limit,
+            "rate_period_seconds": rate_period,
+        }
+        return self._call("POST", f"/queues/{_quote(name)}", body)
+
     # --- schedules -------------------------------------------------------------------
     def create_schedule(
         self,

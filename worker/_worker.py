@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 import uuid
@@ -37,6 +38,7 @@ from orchestrator.settings import Settings
 
 from ._context import WorkflowContext, _current
 from ._deletes import DEFAULT_MAX_WAIT
+from ._flow import FlowControl
 from ._logs import log_context, set_fields
 from ._metrics import WorkerMetrics
 from ._presence import Presence
@@ -113,6 +115,7 @@ class Worker:
         self._poller: asyncio.Task[Any] | None = None
         self._exit: contextlib.AsyncExitStack | None = None
         self._store: AsyncStore | None = None
+        self._flow: FlowControl | None = None
         self._executor = ThreadPoolExecutor(
             max_workers=max(4, max_concurrent_workflows), thread_name_prefix="step"
         )
@@ -159,6 +162,7 @@ class Worker:
         self._store = AsyncStore(
             ddb, sqs, scheduler, self.settings, delete_max_wait=self._delete_max_wait
         )
+        self._flow = FlowControl(ddb, self.settings.table, self.clock, self._lease_ms)
         # Unwound before the clients close (last in, first out): the pending deletes
         # are sent while the SQS client is still open.
         self._exit.push_async_callback(self._store.close)
@@ -280,7 +284,7 @@ class Worker:
                     self.metrics.observe(
                         "orchestrator_queue_wait_seconds", max(0, now - int(sent)) / 1000
                     )
-                task = asyncio.create_task(self._handle(m))
+                task = asyncio.create_task(self._handle(m, task_queue))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
 
@@ -296,12 +300,12 @@ class Worker:
         else:
             self.metrics.inc(metric, workflow=run_name, status=status)
 
-    async def _handle(self, message: dict[str, Any]) -> None:
+    async def _handle(self, message: dict[str, Any], task_queue: str = DEFAULT_TASK_QUEUE) -> None:
         workflow_id = parse_body(message.get("Body", ""))
         if workflow_id is not None:
             self._active[workflow_id] += 1
         try:
-            await self._handle_message(message)
+            await self._handle_message(message, task_queue)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -320,7 +324,9 @@ class Worker:
                     del self._active[workflow_id]
                     self._claim_nows.pop(workflow_id, None)
 
-    async def _handle_message(self, message: dict[str, Any]) -> None:
+    async def _handle_message(
+        self, message: dict[str, Any], task_queue: str = DEFAULT_TASK_QUEUE
+    ) -> None:
         store = self._store
         assert store is not None
         receipt = message["ReceiptHandle"]
@@ -329,6 +335,26 @@ class Worker:
             log.warning("dropping a message that names no run: %r", message.get("Body", "")[:200])
             await store.delete_message(receipt)
             return
+        assert self._flow is not None
+        go, slot = await self._flow.acquire(task_queue, workflow_id)
+        if not go:
+            # Over the queue's limit: the run waits, it is not dropped. A fresh
+            # message (not a visibility change) so waiting never counts toward the
+            # dead-letter queue's receive limit.
+            await store.send(workflow_id, "flow", task_queue, delay_s=1 + random.randint(0, 2))
+            await store.delete_message(receipt)
+            return
+        claimed = False
+        try:
+            claimed = await self._claim_and_run(message, workflow_id, receipt)
+        finally:
+            if slot is not None and (claimed or slot.created):
+                await self._flow.release(slot)
+
+    async def _claim_and_run(self, message: dict[str, Any], workflow_id: str, receipt: str) -> bool:
+        """Claim the run and run it; False when the claim was refused."""
+        store = self._store
+        assert store is not None
         now = self.clock.now_ms()
         self._claim_nows[workflow_id][now] += 1
         result = await store.claim(
@@ -350,7 +376,7 @@ class Worker:
             result = result.old
         if isinstance(result, Refused):
             await self._refused(result.old, message, now)
-            return
+            return False
         self._count("claimed", result.name, "orchestrator_runs_claimed_total")
         self.metrics.set_gauge("orchestrator_runs_in_flight", len(self._tasks))
         with (
@@ -367,6 +393,7 @@ class Worker:
             ),
         ):
             await self._execute(result, receipt)
+        return True
 
     async def _refused(self, old: Run | None, message: dict[str, Any], now: int) -> None:
         """The claim lost. Decide what the message is still good for."""

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from ..errors import BadInputError, NotFoundError, OrchestratorError, PayloadTooLargeError
-from . import schedule_routes
+from . import queue_routes, schedule_routes
 from .models import CancelRequest, SignalRequest, StartRequest, run_view, step_view
 from .service import Service
 
@@ -43,6 +43,7 @@ ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("POST", re.compile(r"^/workflows/[^/]+/signals/?$")),
     ("POST", re.compile(r"^/workflows/[^/]+/cancel/?$")),
     *schedule_routes.ROUTES,
+    *queue_routes.ROUTES,
 ]
 
 
@@ -185,6 +186,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         )
 
     schedule_routes.register(app, service)
+    queue_routes.register(app, service)
 
     @app.exception_handler(OrchestratorError)
     def _domain(e: OrchestratorError) -> Response[Any]:

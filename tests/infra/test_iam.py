@@ -124,7 +124,7 @@ def test_api_function_has_exactly_the_api_statements(template: Template) -> None
             "dynamodb:DeleteItem",
         },
         **index_query(n),
-        n["queue"]: {"sqs:SendMessage"},
+        n["queue"]: {"sqs:SendMessage", "sqs:GetQueueAttributes"},
         n["schedules"]: {"scheduler:DeleteSchedule"},
         n["recurring_schedules"]: {
             "scheduler:CreateSchedule",
