@@ -344,15 +344,21 @@ class Worker:
             await store.send(workflow_id, "flow", task_queue, delay_s=1 + random.randint(0, 2))
             await store.delete_message(receipt)
             return
-        claimed = False
+        outcome: bool | None = False
         try:
-            claimed = await self._claim_and_run(message, workflow_id, receipt)
+            outcome = await self._claim_and_run(message, workflow_id, receipt)
         finally:
-            if slot is not None and (claimed or slot.created):
+            # The slot goes back when this worker ended the lease, or when its claim
+            # was refused and the slot was its own. A lost lease's slot is the new
+            # owner's (inherited); one left by an error is purged after the lease.
+            if slot is not None and (outcome is True or (outcome is None and slot.created)):
                 await self._flow.release(slot)
 
-    async def _claim_and_run(self, message: dict[str, Any], workflow_id: str, receipt: str) -> bool:
-        """Claim the run and run it; False when the claim was refused."""
+    async def _claim_and_run(
+        self, message: dict[str, Any], workflow_id: str, receipt: str
+    ) -> bool | None:
+        """Claim the run and run it: None when the claim was refused, else whether
+        the lease ended by this worker's own write (see `_execute`)."""
         store = self._store
         assert store is not None
         now = self.clock.now_ms()
@@ -376,7 +382,7 @@ class Worker:
             result = result.old
         if isinstance(result, Refused):
             await self._refused(result.old, message, now)
-            return False
+            return None
         self._count("claimed", result.name, "orchestrator_runs_claimed_total")
         self.metrics.set_gauge("orchestrator_runs_in_flight", len(self._tasks))
         with (
@@ -392,8 +398,7 @@ class Worker:
                 worker_id=self.id,
             ),
         ):
-            await self._execute(result, receipt)
-        return True
+            return await self._execute(result, receipt)
 
     async def _refused(self, old: Run | None, message: dict[str, Any], now: int) -> None:
         """The claim lost. Decide what the message is still good for."""
@@ -446,7 +451,10 @@ class Worker:
         await store.delete_message(receipt)
 
     # --- running ------------------------------------------------------------------------------
-    async def _execute(self, run: Run, receipt: str) -> None:
+    async def _execute(self, run: Run, receipt: str) -> bool:
+        """Run it; True when this worker's own write ended the lease (a finish, a
+        park, a release), False when the lease was lost or the run left in
+        flight (an error: it comes back after the lease)."""
         store = self._store
         assert store is not None
         state = RunState(
@@ -473,21 +481,24 @@ class Worker:
             # write step records, so there is no history to load.
             state.history = {} if run.epoch == 1 else await store.history(run.id)
             await self._run(self._defs[run.name], run, state, receipt)
+            return not state.lost
         except asyncio.CancelledError:
             if state.timed_out and not state.lost:
                 await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
-                return
+                return not state.lost
             if state.lost:
                 self._count("lost", run.name, "orchestrator_lease_losses_total")
                 log.warning("run %s: lease lost; abandoned", run.id)
-                return
+                return False
             if self._stopping and not state.closing:
+                released = False
                 with contextlib.suppress(Exception):
                     if await store.release(run.id, epoch=state.epoch, now=self.clock.now_ms()):
+                        released = True
                         await store.set_visibility(receipt, 0)  # another worker takes it now
                         self.stats["released"] += 1
                         log.info("run %s: released at shutdown", run.id)
-                return
+                return released
             raise
         finally:
             beat.cancel()
