@@ -19,14 +19,16 @@ from aws_cdk import aws_iam as iam
 # There is no `dynamodb:TransactWriteItems` IAM action (cfn-lint W3037 flags it): a
 # transaction is authorized item by item with PutItem, UpdateItem, DeleteItem and
 # ConditionCheckItem, so those actions are what TransactWriteItems calls need.
+# BatchGetItem: flow control reads the runs of stale-looking slots (worker/_flow.py).
 WORKER_ITEM_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:ConditionCheckItem",
+    "dynamodb:BatchGetItem",
 )
 # The API also deletes schedule definitions (DeleteItem).
-API_ITEM_ACTIONS = (*WORKER_ITEM_ACTIONS, "dynamodb:BatchGetItem", "dynamodb:DeleteItem")
+API_ITEM_ACTIONS = (*WORKER_ITEM_ACTIONS, "dynamodb:DeleteItem")
 # The sweeper's schedule pass starts missed or buffered ticks: a transaction that
 # puts the run (PutItem) and updates the schedule (UpdateItem).
 SWEEPER_ITEM_ACTIONS = (

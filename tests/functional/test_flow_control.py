@@ -110,3 +110,53 @@ def test_a_killed_worker_holds_its_slot_no_longer_than_its_lease(
     done = [s for s, _ in _held(exec_log)]
     assert done and min(done) >= killed_at + stack.settings.lease_seconds - 0.5
     assert client.get(slow)["status"] in ("pending", "running", "completed")
+
+
+def _intervals_with_kills(path: Path, killed_at: float) -> list[tuple[float, float]]:
+    """Every step's (start, end); a step whose worker was killed ends at the kill."""
+    ended = {}
+    started = []
+    for line in executions(path):
+        parts = line.split(":")
+        if parts[1] == "held-start":
+            started.append(float(parts[2]))
+        elif parts[1] == "held":
+            ended[float(parts[2])] = float(parts[3])
+    return [(s, ended.get(s, killed_at)) for s in started]
+
+
+@pytest.mark.slow
+def test_200_runs_four_worker_processes_one_killed_never_exceed_three(
+    stack: LocalStack, exec_log: Path
+) -> None:
+    import os
+
+    client = Client(stack.api_url)
+    client.set_queue_limits("default", max_concurrency=3)
+    env = {**os.environ, **stack.exports(), "TEST_EXEC_LOG": str(exec_log)}
+    ids = [client.start("limited", {"seconds": 0.05})["id"] for _ in range(200)]
+    workers = [WorkerProcess(env) for _ in range(4)]
+    try:
+        wait_for(lambda: len(_held(exec_log)) >= 40, timeout=120, interval=0.2)
+        workers[0].kill()
+        killed_at = time.time()
+        workers[0] = WorkerProcess(env)
+        wait_for(lambda: _all_done(client, ids), timeout=600, interval=1)
+    finally:
+        for w in workers:
+            w.kill()
+    assert _max_overlap(_intervals_with_kills(exec_log, killed_at)) <= 3
+
+
+@pytest.mark.slow
+def test_100_starts_at_ten_per_second_take_about_ten_seconds(
+    stack: LocalStack, exec_log: Path
+) -> None:
+    client = Client(stack.api_url)
+    client.set_queue_limits("default", rate_limit=10, rate_period=1)
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=20):
+        ids = [client.start("limited", {"seconds": 0})["id"] for _ in range(100)]
+        wait_for(lambda: _all_done(client, ids), timeout=300, interval=0.5)
+    starts = sorted(s for s, _ in _held(exec_log))
+    assert len(starts) == 100  # nothing dropped
+    assert 8.0 <= starts[-1] - starts[0] <= 30.0  # about ten windows of ten claims

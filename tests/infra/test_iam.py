@@ -69,6 +69,7 @@ def test_worker_policy_has_exactly_the_worker_statements(template: Template) -> 
             "dynamodb:UpdateItem",
             "dynamodb:Query",
             "dynamodb:ConditionCheckItem",
+            "dynamodb:BatchGetItem",
         },
         **index_query(n),
         n["queue"]: {
