@@ -176,7 +176,7 @@ SCHEDULE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 SCHEDULE_RUN_PREFIX = "sched-"
 TASK_QUEUE_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")  # part of SQS queue names
 DEFAULT_TASK_QUEUE = "default"  # = resources.DEFAULT_TASK_QUEUE (the model imports nothing)
-RECENT_DECISIONS = 10  # the schedule item keeps its last decisions (started, skipped, ...)
+RECENT_DECISIONS = 5  # decisions kept on the schedule item (about 90 bytes each)
 
 
 class Overlap(StrEnum):

@@ -126,6 +126,7 @@ def _intervals_with_kills(path: Path, killed_at: float) -> list[tuple[float, flo
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_200_runs_four_worker_processes_one_killed_never_exceed_three(
     stack: LocalStack, exec_log: Path
 ) -> None:
