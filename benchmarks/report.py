@@ -78,9 +78,12 @@ def summarize(r: PhaseResult) -> dict[str, Any]:
             for p, n in st["purposes"].items():
                 purposes[p]["count"] += n
     load_history = purposes.get("load history", {}).get("count", 0)
+    # A worker's read of a task queue's flow-control limits: every 5 s, per worker.
+    queue_limits = purposes.get("get QUEUES", {}).get("count", 0)
     # Reads on a run's own path after its claim: the history load is the claim's,
-    # and the sweeper's reads are once per run (its walk), not per step.
-    reads_after_claim = reads - load_history - sweeper_reads
+    # the sweeper's reads are once per run (its walk), not per step, and the
+    # limits' reads are per worker and time, on no run's path.
+    reads_after_claim = reads - load_history - sweeper_reads - queue_limits
 
     # --- every call, from the hooks ---
     sent_by_service: dict[str, int] = defaultdict(int)

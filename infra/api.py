@@ -32,9 +32,9 @@ from infra.function import OrchestratorFunction
 API_HANDLER = "orchestrator.api.lambda_handler.handler"
 STAGE = "$default"
 # Every route by group. A group is what a role may do: `read` (runs, steps, inboxes,
-# histories, workers, the dashboard and the OpenAPI document), `start`, `signal`
-# (signals, and callback completions from outside systems), `operate` (cancel,
-# terminate, bulk actions).
+# histories, workers, schedules, queues, the dashboard and the OpenAPI document),
+# `start`, `signal` (signals, and callback completions from outside systems),
+# `operate` (cancel, terminate, bulk actions, redrive, fork, schedules, queue limits).
 ROUTE_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
     "read": (
         ("GET", "/workflows"),
@@ -43,6 +43,9 @@ ROUTE_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/workflows/{id}/signals"),
         ("GET", "/workflows/{id}/history"),
         ("GET", "/workers"),
+        ("GET", "/schedules"),
+        ("GET", "/schedules/{name}"),
+        ("GET", "/queues"),
         ("GET", "/"),
         ("GET", "/dashboard/{file}"),
         ("GET", "/openapi.json"),
@@ -60,6 +63,13 @@ ROUTE_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
         ("POST", "/bulk/{id}"),
         ("POST", "/workflows/{id}/redrive"),
         ("POST", "/workflows/{id}/fork"),
+        ("POST", "/schedules"),
+        ("DELETE", "/schedules/{name}"),
+        ("POST", "/schedules/{name}/pause"),
+        ("POST", "/schedules/{name}/resume"),
+        ("POST", "/schedules/{name}/trigger"),
+        ("POST", "/schedules/{name}/backfill"),
+        ("POST", "/queues/{name}"),
     ),
 }
 ROUTES: tuple[tuple[str, str], ...] = tuple(r for rs in ROUTE_GROUPS.values() for r in rs)
@@ -67,8 +77,8 @@ DEFAULT_SCOPE_PREFIX = "orchestrator/"
 ADMIN_GROUP = "admin"  # the JWT scope <prefix>admin is accepted on every route
 ROUTE_WILDCARD_REASON = (
     "Each route is named by method and shape; the '*' stands only for a path parameter "
-    "(a workflow id, a callback id, or a dashboard file name), which an execute-api ARN can "
-    "only match by wildcard."
+    "(a workflow id, a callback id, a schedule or queue name, or a dashboard file name), "
+    "which an execute-api ARN can only match by wildcard."
 )
 _ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",

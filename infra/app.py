@@ -13,6 +13,7 @@ context (`-c key=value` or cdk.json):
 | `orchestrator:workerPrincipals` | ARNs that may assume the worker role (comma separated) | none |
 | `orchestrator:workerTrustAnchorArn` | an IAM Roles Anywhere trust anchor for the worker role | none (no role: attach WorkerPolicyArn) |
 | `orchestrator:namePrefix` | fixed physical names `<prefix>orchestrator-state`... | generated |
+| `orchestrator:taskQueues` | task queues besides `default` (comma separated): one SQS queue and DLQ each | none |
 | `orchestrator:nag` | run cdk-nag `AwsSolutionsChecks` during synth | `true` |
 | `orchestrator:bundle` | `false`: skip Lambda bundling (template checks without PyPI; never deploy that) | `true` |
 """
@@ -69,6 +70,8 @@ def props_from_context(app: App) -> dict[str, Any]:
         props["worker_trust_anchor_arn"] = str(anchor)
     if (prefix := _ctx(app, "namePrefix")) is not None:
         props["name_prefix"] = str(prefix)
+    if task_queues := _list(_ctx(app, "taskQueues")):
+        props["task_queues"] = task_queues
     return props
 
 

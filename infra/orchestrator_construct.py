@@ -15,7 +15,7 @@ environment variables from `worker_environment()` are enough.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
@@ -29,11 +29,12 @@ from infra.bundling import lambda_code
 from infra.function import OrchestratorFunction
 from infra.permissions import Grant, Resources, api_grants, sweeper_grants, worker_grants
 from infra.queues import WorkQueues
-from infra.scheduling import Scheduling
+from infra.scheduling import RecurringScheduling, Scheduling
 from infra.state import StateTable, TableBilling
 from infra.sweeper import Sweeper
 from infra.worker_access import WorkerAccess
 from orchestrator import resources as r
+from orchestrator.settings import parse_task_queues
 
 MAX_LEASE_SECONDS = 12 * 3600  # the SQS visibility timeout maximum
 RUNTIME_REASON = (
@@ -61,7 +62,7 @@ class Retention:
 
 
 class Orchestrator(Construct):
-    """The state table, the queues, the schedule group, the API, the sweeper, the
+    """The state table, the queues, the schedule groups, the API, the sweeper, the
     worker access and the alarms, wired together.
 
     Keyword-only props:
@@ -78,7 +79,10 @@ class Orchestrator(Construct):
     - `name_prefix`: `None` lets CloudFormation name resources (several deployments per
       account); a string gives `<prefix>orchestrator-state` and so on ("" gives the
       names the local stack uses);
-    - `max_message_age`: the oldest-message alarm threshold.
+    - `max_message_age`: the oldest-message alarm threshold;
+    - `task_queues`: task queues besides `default`, one SQS queue and DLQ each, named
+      `<work queue>-<task queue>` (`resources.task_queue_name`); workers and the API
+      find them from `ORCHESTRATOR_TASK_QUEUES`.
     """
 
     def __init__(
@@ -97,8 +101,10 @@ class Orchestrator(Construct):
         sweeper_reserved_concurrency: int | None = 1,
         name_prefix: str | None = None,
         max_message_age: Duration | None = None,
+        task_queues: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
+        self.task_queue_names = parse_task_queues(",".join(task_queues))
         if not 1 <= lease_seconds <= MAX_LEASE_SECONDS:
             raise ValueError(f"lease_seconds must be within 1..{MAX_LEASE_SECONDS}")
         retention = retention or Retention()
@@ -123,12 +129,31 @@ class Orchestrator(Construct):
             queue_name=name(r.DEFAULT_QUEUE_NAME),
             dlq_name=name(r.DEFAULT_DLQ_NAME),
         )
+        # One more queue pair per task queue, named after the work queue (its fixed
+        # name, or the one CloudFormation generates for it).
+        self.task_queues: dict[str, WorkQueues] = {r.DEFAULT_TASK_QUEUE: self.queues}
+        base = name(r.DEFAULT_QUEUE_NAME) or self.queues.queue.queue_name
+        for tq in self.task_queue_names[1:]:
+            self.task_queues[tq] = WorkQueues(
+                self,
+                f"TaskQueue-{tq}",
+                lease_seconds=lease_seconds,
+                removal_policy=retention.removal_policy,
+                queue_name=r.task_queue_name(base, tq),
+                dlq_name=r.task_dlq_name(base, "", tq),
+            )
         self.scheduling = Scheduling(
             self,
             "Scheduling",
-            queue=self.queues.queue,
+            queues=[q.queue for q in self.task_queues.values()],
             removal_policy=retention.removal_policy,
             group_name=name(r.DEFAULT_SCHEDULE_GROUP),
+        )
+        self.recurring = RecurringScheduling(
+            self,
+            "Recurring",
+            removal_policy=retention.removal_policy,
+            group_name=name(r.DEFAULT_RECURRING_GROUP),
         )
         code = lambda_code()  # one asset, bundled once, for both functions
         self.api = Api(
@@ -157,6 +182,8 @@ class Orchestrator(Construct):
             trust_anchor_arn=worker_trust_anchor_arn,
             session_duration=worker_session_duration,
         )
+        # Recurring schedules invoke the API function (their tick decides a start).
+        self.recurring.allow_invoke(self.api.handler.function.function_arn)
         self.alarms = QueueAlarms(
             self,
             "Alarms",
@@ -166,17 +193,22 @@ class Orchestrator(Construct):
         )
         self._grant()
 
+    def _resources(self) -> Resources:
+        return Resources(
+            table_arn=self.state.table.table_arn,
+            index_arns=self.state.index_arns(),
+            queue_arns=[q.queue.queue_arn for q in self.task_queues.values()],
+            dlq_arns=[q.dlq.queue_arn for q in self.task_queues.values()],
+            schedules_arn=self.scheduling.schedules_arn(),
+            scheduler_role_arn=self.scheduling.role.role_arn,
+            recurring_schedules_arn=self.recurring.schedules_arn(),
+            recurring_role_arn=self.recurring.role.role_arn,
+        )
+
     def _grant(self) -> None:
         """Every permission of the deployment (the scheduler role's own
         sqs:SendMessage lives with that role in `Scheduling`)."""
-        res = Resources(
-            table_arn=self.state.table.table_arn,
-            index_arns=self.state.index_arns(),
-            queue_arn=self.queues.queue.queue_arn,
-            dlq_arn=self.queues.dlq.queue_arn,
-            schedules_arn=self.scheduling.schedules_arn(),
-            scheduler_role_arn=self.scheduling.role.role_arn,
-        )
+        res = self._resources()
         _apply(worker_grants(res), self.worker_access.policy, self.worker_access.add_statements)
         for fn, grants in (
             (self.api.handler, api_grants(res)),
@@ -227,8 +259,33 @@ class Orchestrator(Construct):
             r.ENV_DLQ_URL: self.queues.dlq.queue_url,
             r.ENV_SCHEDULE_GROUP: self.scheduling.group_name,
             r.ENV_SCHEDULER_ROLE_ARN: self.scheduling.role.role_arn,
+            r.ENV_RECURRING_GROUP: self.recurring.group_name,
+            r.ENV_RECURRING_ROLE_ARN: self.recurring.role.role_arn,
             r.ENV_LEASE_SECONDS: str(self.lease_seconds),
+            **(
+                {r.ENV_TASK_QUEUES: ",".join(self.task_queue_names)}
+                if len(self.task_queue_names) > 1
+                else {}
+            ),
         }
+
+    def worker_policy_for(self, construct_id: str, task_queues: Sequence[str]) -> iam.ManagedPolicy:
+        """A worker policy limited to some task queues (a GPU-only fleet): the
+        worker's statements with only these queues' SQS actions. Attach it to the
+        fleet's identity instead of `worker_policy`."""
+        unknown = [q for q in task_queues if q not in self.task_queues]
+        if unknown:
+            raise ValueError(f"unknown task queue(s) {unknown}; add them to task_queues")
+        policy = iam.ManagedPolicy(
+            self,
+            construct_id,
+            description=f"Orchestrator worker serving task queue(s) {', '.join(task_queues)}",
+        )
+        res = replace(
+            self._resources(), queue_arns=[self.task_queues[q].queue.queue_arn for q in task_queues]
+        )
+        _apply(worker_grants(res), policy, policy.add_statements)
+        return policy
 
     def worker_environment(self) -> dict[str, str]:
         """Everything a worker or client outside AWS needs, besides credentials."""

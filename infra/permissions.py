@@ -19,19 +19,27 @@ from aws_cdk import aws_iam as iam
 # There is no `dynamodb:TransactWriteItems` IAM action (cfn-lint W3037 flags it): a
 # transaction is authorized item by item with PutItem, UpdateItem, DeleteItem and
 # ConditionCheckItem, so those actions are what TransactWriteItems calls need.
+# BatchGetItem: flow control reads the runs of stale-looking slots (worker/_flow.py).
 WORKER_ITEM_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:ConditionCheckItem",
     "dynamodb:BatchWriteItem",  # continue-as-new: the ended generation's TTL
+    "dynamodb:BatchGetItem",
 )
 API_ITEM_ACTIONS = (
     *WORKER_ITEM_ACTIONS,  # BatchWriteItem: fork copies records
-    "dynamodb:BatchGetItem",
-    "dynamodb:DeleteItem",  # redrive deletes failed records in its transaction
+    "dynamodb:DeleteItem",  # redrive deletes failed records; schedule definitions are deleted
 )
-SWEEPER_ITEM_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
+# The sweeper's schedule pass starts missed or buffered ticks: a transaction that
+# puts the run (PutItem) and updates the schedule (UpdateItem).
+SWEEPER_ITEM_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:PutItem",
+)
 QUERY_ACTIONS = ("dynamodb:Query",)
 WORKER_QUEUE_ACTIONS = (
     "sqs:ReceiveMessage",
@@ -41,6 +49,7 @@ WORKER_QUEUE_ACTIONS = (
     "sqs:GetQueueAttributes",
 )
 SEND_ACTIONS = ("sqs:SendMessage",)
+API_QUEUE_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")  # GET /queues: depths
 SWEEPER_DLQ_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 WORKER_SCHEDULE_ACTIONS = (
     "scheduler:CreateSchedule",
@@ -48,11 +57,22 @@ WORKER_SCHEDULE_ACTIONS = (
     "scheduler:GetSchedule",
 )
 API_SCHEDULE_ACTIONS = ("scheduler:DeleteSchedule",)
+API_RECURRING_ACTIONS = (
+    "scheduler:CreateSchedule",
+    "scheduler:UpdateSchedule",
+    "scheduler:DeleteSchedule",
+)
 SWEEPER_SCHEDULE_ACTIONS = ("scheduler:DeleteSchedule",)
 
 SCHEDULES_REASON = (
     "Schedule names are derived at run time from workflow ids; access is scoped to "
     "the orchestrator's own schedule group (schedule/<group>/*)."
+)
+
+
+RECURRING_REASON = (
+    "Recurring schedules are named by users at run time (POST /schedules); access is "
+    "scoped to the orchestrator's recurring schedule group (schedule/<group>/*)."
 )
 
 
@@ -62,10 +82,12 @@ class Resources:
 
     table_arn: str
     index_arns: list[str]
-    queue_arn: str
-    dlq_arn: str
+    queue_arns: list[str]  # the work queue of each task queue, default first
+    dlq_arns: list[str]
     schedules_arn: str  # schedule/<group>/*
     scheduler_role_arn: str
+    recurring_schedules_arn: str  # schedule/<recurring group>/*
+    recurring_role_arn: str
 
 
 @dataclass(frozen=True)
@@ -85,7 +107,7 @@ def worker_grants(res: Resources) -> list[Grant]:
     return [
         Grant(_allow(WORKER_ITEM_ACTIONS, [res.table_arn])),
         Grant(_allow(QUERY_ACTIONS, [res.table_arn, *res.index_arns])),
-        Grant(_allow(WORKER_QUEUE_ACTIONS, [res.queue_arn])),
+        Grant(_allow(WORKER_QUEUE_ACTIONS, res.queue_arns)),
         Grant(_allow(WORKER_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
         Grant(
             _allow(
@@ -98,12 +120,21 @@ def worker_grants(res: Resources) -> list[Grant]:
 
 
 def api_grants(res: Resources) -> list[Grant]:
-    """The API starts, signals, cancels (deleting a pending wake-up), gets and lists."""
+    """The API starts, signals, cancels (deleting a pending wake-up), gets and lists;
+    it keeps recurring schedules (their definitions and their Scheduler schedules)."""
     return [
         Grant(_allow(API_ITEM_ACTIONS, [res.table_arn])),
         Grant(_allow(QUERY_ACTIONS, [res.table_arn, *res.index_arns])),
-        Grant(_allow(SEND_ACTIONS, [res.queue_arn])),
+        Grant(_allow(API_QUEUE_ACTIONS, res.queue_arns)),
         Grant(_allow(API_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
+        Grant(_allow(API_RECURRING_ACTIONS, [res.recurring_schedules_arn]), RECURRING_REASON),
+        Grant(
+            _allow(
+                ("iam:PassRole",),
+                [res.recurring_role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+            )
+        ),
     ]
 
 
@@ -114,7 +145,7 @@ def sweeper_grants(res: Resources) -> list[Grant]:
     return [
         Grant(_allow(SWEEPER_ITEM_ACTIONS, [res.table_arn])),
         Grant(_allow(QUERY_ACTIONS, [res.table_arn, *res.index_arns])),
-        Grant(_allow(SEND_ACTIONS, [res.queue_arn])),
-        Grant(_allow(SWEEPER_DLQ_ACTIONS, [res.dlq_arn])),
+        Grant(_allow(SEND_ACTIONS, res.queue_arns)),
+        Grant(_allow(SWEEPER_DLQ_ACTIONS, res.dlq_arns)),
         Grant(_allow(SWEEPER_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
     ]

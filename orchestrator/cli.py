@@ -140,6 +140,10 @@ def start(
         float | None,
         typer.Option("--timeout", help="Execution timeout in seconds: the run fails after it."),
     ] = None,
+    task_queue: Annotated[
+        str | None,
+        typer.Option("--task-queue", help="The task queue whose workers run it (default)."),
+    ] = None,
     wait: Annotated[
         bool,
         typer.Option(
@@ -172,6 +176,8 @@ def start(
         kwargs["tags"] = {k: v for k, _, v in pairs}
     if timeout is not None:
         kwargs["execution_timeout"] = timeout
+    if task_queue is not None:
+        kwargs["task_queue"] = task_queue
     run = _call(client.start, name, value, **kwargs)
     if wait:
         with err.status(f"waiting for {run['id']} to end…"):
@@ -721,6 +727,14 @@ def worker(
             help="This worker's build id, recorded on the runs it claims first.",
         ),
     ] = None,
+    task_queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task-queue",
+            help="A task queue to poll (repeat for several). Default: the queues the "
+            "workflows declare, and default.",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker until SIGINT/SIGTERM.
 
@@ -731,6 +745,8 @@ def worker(
       orchestrator worker examples.all
 
       orchestrator worker myapp.workflows --concurrency 50 --metrics-port 9464
+
+      orchestrator worker myapp.training --task-queue gpu
     """
     from worker import Worker
     from worker._logs import configure_logging
@@ -741,19 +757,23 @@ def worker(
         raise _fail("--log-format is json or text")
     configure_logging(log_format)
     workflows = load_workflows(module)
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()
         settings.require_queue()
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:
         raise _fail(str(e)) from None
 
-    w = Worker(
-        workflows=workflows,
-        max_concurrent_workflows=concurrency,
-        settings=settings,
-        shutdown_grace=grace,
-        build_id=build_id,
-    )
+    try:
+        w = Worker(
+            workflows=workflows,
+            max_concurrent_workflows=concurrency,
+            settings=settings,
+            shutdown_grace=grace,
+            build_id=build_id,
+            task_queues=task_queue or None,
+        )
+    except ValueError as e:
+        raise _fail(str(e)) from None
 
     async def main() -> None:
         async with w:
@@ -810,6 +830,13 @@ def dev(
         bool,
         typer.Option("--fresh", help="Start empty (the saved state is replaced).", metavar=FLAG),
     ] = False,
+    task_queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task-queue",
+            help=f"A task queue besides default (repeat; or {r.ENV_TASK_QUEUES}=gpu,bulk).",
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded stack and the dashboard until Ctrl-C.
 
@@ -826,11 +853,20 @@ def dev(
     """
     LocalStack = _local_stack()
     from .local.snapshot import FILE_NAME, StateFile, restore
+    from .settings import Settings, parse_task_queues
 
     logging.basicConfig(level=logging.WARNING)
+    names = ",".join([os.environ.get(r.ENV_TASK_QUEUES, ""), *(task_queue or [])])
+    try:
+        settings = Settings(task_queues=parse_task_queues(names))
+    except ValueError as e:
+        raise _fail(str(e)) from None
     try:
         stack = LocalStack(
-            aws_port=aws_port, api_port=port, allowed_hosts=tuple(allowed_host or ())
+            aws_port=aws_port,
+            api_port=port,
+            settings=settings,
+            allowed_hosts=tuple(allowed_host or ()),
         ).start()
     except OSError as e:
         raise _fail(
@@ -899,6 +935,35 @@ def demo() -> None:
     with out.status("demo running… (the embedded stack, a worker, four example runs)"):
         code = run_demo(out)
     raise typer.Exit(code)
+
+
+def _add_subcommands() -> None:
+    from .cli_schedules import queue_app, schedule_app
+
+    app.add_typer(schedule_app, name="schedule")
+    app.add_typer(queue_app, name="queue")
+
+
+@app.command()
+def queues(as_json: JsonFlag = False) -> None:
+    """List task queues: depth, runs in flight, flow-control limits.
+
+    Examples:
+
+      orchestrator queues
+
+      orchestrator queue set gpu --max-concurrency 4
+    """
+    from .cli_schedules import queues_table
+
+    found = _call(_client().queues)
+    if as_json:
+        _print_json(found)
+    else:
+        out.print(queues_table(found))
+
+
+_add_subcommands()
 
 
 # Click's usage errors (a missing argument, an unknown option or command): the

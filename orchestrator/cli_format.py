@@ -407,10 +407,11 @@ def _print_run(run: dict[str, Any], *, traceback: bool = True) -> None:
 
 
 def _workers_table(workers: list[dict[str, Any]]) -> Table:
-    table = Table("id", "host", "serves", "busy", "last seen", "live")
+    table = Table("id", "host", "serves", "queues", "busy", "last seen", "live")
     for w in workers:
         seen = datetime.fromtimestamp(w["last_seen"] / 1000).strftime("%H:%M:%S")
         busy = f"{w['busy']}/{w['concurrency']}"
         live = "yes" if w["live"] else "no"
-        table.add_row(w["id"], w["host"], ", ".join(w["names"]), busy, seen, live)
+        queues = ", ".join(w.get("task_queues") or ["default"])
+        table.add_row(w["id"], w["host"], ", ".join(w["names"]), queues, busy, seen, live)
     return table

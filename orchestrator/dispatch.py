@@ -43,10 +43,15 @@ def parse_body(body: str) -> str | None:
 
 
 def send_request(
-    settings: Settings, workflow_id: str, reason: str, delay_s: int = 0
+    settings: Settings,
+    workflow_id: str,
+    reason: str,
+    delay_s: int = 0,
+    task_queue: str | None = None,
 ) -> dict[str, Any]:
+    """The message that makes a run runnable, to its task queue's SQS queue."""
     req: dict[str, Any] = {
-        "QueueUrl": settings.queue_url,
+        "QueueUrl": settings.queue_url_for(task_queue),
         "MessageBody": message_body(workflow_id, reason),
     }
     if delay_s > 0:
@@ -73,7 +78,11 @@ def at_expression(epoch_ms: int) -> str:
 
 
 def schedule_request(
-    settings: Settings, workflow_id: str, name: str, wake_at_ms: int
+    settings: Settings,
+    workflow_id: str,
+    name: str,
+    wake_at_ms: int,
+    task_queue: str | None = None,
 ) -> dict[str, Any]:
     return {
         "Name": name,
@@ -83,7 +92,7 @@ def schedule_request(
         "FlexibleTimeWindow": {"Mode": "OFF"},
         "ActionAfterCompletion": "DELETE",
         "Target": {
-            "Arn": settings.queue_arn,
+            "Arn": settings.queue_arn_for(task_queue),
             "RoleArn": settings.scheduler_role_arn,
             "Input": message_body(workflow_id, "timer"),
         },
@@ -111,8 +120,17 @@ class Dispatcher:
         self._scheduler = scheduler
         self._settings = settings
 
-    def send(self, workflow_id: str, reason: str, delay_s: int = 0) -> None:
-        self._sqs.send_message(**send_request(self._settings, workflow_id, reason, delay_s))
+    @property
+    def scheduler(self) -> Any:
+        """The EventBridge Scheduler client (None when this dispatcher has none)."""
+        return self._scheduler
+
+    def send(
+        self, workflow_id: str, reason: str, delay_s: int = 0, task_queue: str | None = None
+    ) -> None:
+        self._sqs.send_message(
+            **send_request(self._settings, workflow_id, reason, delay_s, task_queue)
+        )
 
     def delete_schedule(self, name: str) -> None:
         if self._scheduler is None:

@@ -209,6 +209,7 @@ class Run:
     forked_from: dict[str, str] | None = None  # {"id", "operation"} of the run it was forked from
     generation: int = 0  # continue-as-new: which history is current
     build_id: str | None = None  # the build id of the worker that first claimed the run
+    task_queue: str | None = None  # the task queue its messages go to (None: "default")
 
     @property
     def wait_signals(self) -> tuple[str, ...]:
@@ -257,6 +258,73 @@ class Signal:
     consumed: bool = False
 
 
-TAG_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
-TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+TAG_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
+TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}\Z")
 MAX_TAGS = 10
+# --- Schedules -----------------------------------------------------------------------------
+# A schedule's name is also an EventBridge Scheduler schedule name (64 of
+# [0-9a-zA-Z-_.]) and part of its runs' ids: "sched-<name>-<tick>".
+SCHEDULE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
+SCHEDULE_RUN_PREFIX = "sched-"
+TASK_QUEUE_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}\Z")  # part of SQS queue names
+DEFAULT_TASK_QUEUE = "default"  # = resources.DEFAULT_TASK_QUEUE (the model imports nothing)
+RECENT_DECISIONS = 5  # decisions kept on the schedule item (about 90 bytes each)
+
+
+class Overlap(StrEnum):
+    """What a tick does while the schedule's previous run is not finished."""
+
+    SKIP = "skip"  # the tick is skipped (the default)
+    BUFFER_ONE = "buffer_one"  # one tick waits and starts when the previous run ends
+    ALLOW_ALL = "allow_all"  # every tick starts, runs overlap
+
+
+class TickOutcome(StrEnum):
+    STARTED = "started"
+    ALREADY_STARTED = "already_started"  # the tick's run exists (a second fire, a backfill)
+    SKIPPED = "skipped"  # overlap: the previous run is still going
+    BUFFERED = "buffered"  # overlap buffer_one: starts when the previous run ends
+    MISSED = "missed"  # fired later than the catch-up window allows
+    PAUSED = "paused"
+    DUPLICATE = "duplicate"  # a tick at or before the last one decided: decided already
+    NOT_FOUND = "not_found"  # the schedule was deleted
+
+
+def schedule_run_id(schedule: str, tick_ms: int) -> str:
+    """`sched-<schedule>-<tick>`, the tick in UTC in ISO 8601's basic format, whole
+    seconds (`sched-nightly-20261126T020000Z`). The basic format has no ':', so an
+    id needs no escaping in a URL path or a shell; every character fits
+    WORKFLOW_ID_RE. A tick's id is the same whoever fires it, so a tick starts at
+    most one run."""
+    from datetime import UTC, datetime
+
+    tick = datetime.fromtimestamp(tick_ms // 1000, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{SCHEDULE_RUN_PREFIX}{schedule}-{tick}"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A recurring schedule's definition and its decision state. Times are epoch ms.
+
+    `version` is bumped by every decision, so concurrent fires of one schedule (a
+    duplicate delivery, a trigger, the sweeper's catch-up) decide one at a time.
+    """
+
+    name: str
+    workflow: str
+    input: str  # JSON text
+    expression: str  # cron(...) or rate(...)
+    timezone: str
+    overlap: Overlap
+    catchup_window_s: int
+    created_at: int
+    updated_at: int
+    anchor_at: int  # rate(...) ticks are anchor + k * rate
+    task_queue: str | None = None
+    paused: bool = False
+    note: str | None = None
+    version: int = 0
+    last_tick: int | None = None  # the newest scheduled tick decided
+    last_run: str | None = None  # the run started last (overlap is decided against it)
+    buffered: int | None = None  # buffer_one: the tick waiting for last_run to end
+    recent: list[dict[str, Any]] = field(default_factory=list)  # newest first

@@ -30,12 +30,19 @@ ENV_FAULTS = "ORCHESTRATOR_FAULTS"
 ENV_BUILD_ID = (
     "ORCHESTRATOR_BUILD_ID"  # the worker's build id, recorded on the runs it claims first
 )
+ENV_TASK_QUEUES = "ORCHESTRATOR_TASK_QUEUES"  # comma-separated; "default" is always there
+# Recurring schedules: their own Scheduler group, the function they invoke (the API
+# Lambda; found from its context when unset) and the role they assume to invoke it.
+ENV_RECURRING_GROUP = "ORCHESTRATOR_RECURRING_GROUP"
+ENV_RECURRING_TARGET_ARN = "ORCHESTRATOR_RECURRING_TARGET_ARN"
+ENV_RECURRING_ROLE_ARN = "ORCHESTRATOR_RECURRING_ROLE_ARN"
 
 # --- Default physical names (the local stack uses them; CDK may prefix them) -------------
 DEFAULT_TABLE_NAME = "orchestrator-state"
 DEFAULT_QUEUE_NAME = "orchestrator-work"
 DEFAULT_DLQ_NAME = "orchestrator-work-dlq"
 DEFAULT_SCHEDULE_GROUP = "orchestrator"
+DEFAULT_RECURRING_GROUP = "orchestrator-recurring"
 DEFAULT_REGION = "us-east-1"
 
 # --- The state table ---------------------------------------------------------------------
@@ -111,6 +118,27 @@ QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
 DEFAULT_LEASE_SECONDS = 30
 
 
+# --- Task queues ---------------------------------------------------------------------------
+# One SQS queue and one DLQ per task queue. "default" is the work queue itself
+# (DEFAULT_QUEUE_NAME, or the deployment's name for it); another task queue's
+# queues are named after it: "<work queue>-<task queue>" and "<...>-dlq". Workers
+# and the API derive a task queue's URL and ARN from the work queue's, so one
+# environment variable (ORCHESTRATOR_TASK_QUEUES) lists them all.
+DEFAULT_TASK_QUEUE = "default"
+
+
+def task_queue_name(work_queue_name: str, task_queue: str) -> str:
+    if task_queue == DEFAULT_TASK_QUEUE:
+        return work_queue_name
+    return f"{work_queue_name}-{task_queue}"
+
+
+def task_dlq_name(work_queue_name: str, dlq_name: str, task_queue: str) -> str:
+    if task_queue == DEFAULT_TASK_QUEUE:
+        return dlq_name
+    return f"{work_queue_name}-{task_queue}-dlq"
+
+
 def list_pk(shard: int) -> str:
     return f"RUNS#{shard}"
 
@@ -135,3 +163,13 @@ def sweep_mark_sk(shard: int) -> str:
 # The worker registry: one partition, one item per worker ("W#<worker id>").
 REGISTRY_PK = "WORKERS"
 WORKER_SK_PREFIX = "W#"
+
+
+# Recurring schedules' definitions: one partition, so one Query lists them all
+# without reading EventBridge Scheduler. Each decision (a tick started, skipped,
+# buffered) is one write to its schedule's item.
+SCHEDULES_PK = "SCHEDULES"
+
+
+def schedule_sk(name: str) -> str:
+    return f"S#{name}"

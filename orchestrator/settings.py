@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from . import resources as r
+from .model import DEFAULT_TASK_QUEUE, TASK_QUEUE_RE
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,9 @@ class Settings:
     queue_arn: str = ""
     schedule_group: str = r.DEFAULT_SCHEDULE_GROUP
     scheduler_role_arn: str = ""
+    recurring_group: str = r.DEFAULT_RECURRING_GROUP
+    recurring_target_arn: str = ""
+    recurring_role_arn: str = ""
     lease_seconds: int = r.DEFAULT_LEASE_SECONDS
     region: str = r.DEFAULT_REGION
     endpoint_url: str | None = None  # AWS_ENDPOINT_URL: the local stack's moto server
@@ -27,6 +31,9 @@ class Settings:
     # How long after its due time the sweeper picks a run up. The normal paths
     # (send at start, SQS delay, schedules) come first; the sweeper is the backstop.
     sweep_grace_ms: int = 30_000
+    # The deployment's task queues (ORCHESTRATOR_TASK_QUEUES, comma-separated);
+    # "default" is always one of them.
+    task_queues: tuple[str, ...] = (DEFAULT_TASK_QUEUE,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -38,16 +45,42 @@ class Settings:
             queue_arn=env.get(r.ENV_QUEUE_ARN, ""),
             schedule_group=env.get(r.ENV_SCHEDULE_GROUP, r.DEFAULT_SCHEDULE_GROUP),
             scheduler_role_arn=env.get(r.ENV_SCHEDULER_ROLE_ARN, ""),
+            recurring_group=env.get(r.ENV_RECURRING_GROUP, r.DEFAULT_RECURRING_GROUP),
+            recurring_target_arn=env.get(r.ENV_RECURRING_TARGET_ARN, ""),
+            recurring_role_arn=env.get(r.ENV_RECURRING_ROLE_ARN, ""),
             lease_seconds=int(env.get(r.ENV_LEASE_SECONDS, r.DEFAULT_LEASE_SECONDS)),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or r.DEFAULT_REGION,
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             api_url=env.get(r.ENV_API_URL) or None,
             poll_seconds=int(env.get(r.ENV_POLL_SECONDS, 20)),
+            task_queues=parse_task_queues(env.get(r.ENV_TASK_QUEUES, "")),
         )
         return s
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    # --- task queues: each one's SQS queue, derived from the work queue's -------------
+    def _queue_name(self) -> str:
+        return self.queue_url.rstrip("/").rsplit("/", 1)[-1]
+
+    def queue_url_for(self, task_queue: str | None) -> str:
+        if task_queue in (None, DEFAULT_TASK_QUEUE):
+            return self.queue_url
+        base, name = self.queue_url.rstrip("/").rsplit("/", 1)
+        return f"{base}/{r.task_queue_name(name, task_queue)}"
+
+    def queue_arn_for(self, task_queue: str | None) -> str:
+        if task_queue in (None, DEFAULT_TASK_QUEUE):
+            return self.queue_arn
+        base, name = self.queue_arn.rsplit(":", 1)
+        return f"{base}:{r.task_queue_name(name, task_queue)}"
+
+    def dlq_url_for(self, task_queue: str | None) -> str:
+        if task_queue in (None, DEFAULT_TASK_QUEUE):
+            return self.dlq_url
+        base = self.queue_url.rstrip("/").rsplit("/", 1)[0]
+        return f"{base}/{r.task_queue_name(self._queue_name(), task_queue)}-dlq"
 
     def require_queue(self) -> None:
         if not self.queue_url:
@@ -66,10 +99,24 @@ class Settings:
             r.ENV_DLQ_URL: self.dlq_url,
             r.ENV_SCHEDULE_GROUP: self.schedule_group,
             r.ENV_SCHEDULER_ROLE_ARN: self.scheduler_role_arn,
+            r.ENV_RECURRING_GROUP: self.recurring_group,
             r.ENV_LEASE_SECONDS: str(self.lease_seconds),
+            r.ENV_TASK_QUEUES: ",".join(self.task_queues),
         }
         if self.endpoint_url:
             out["AWS_ENDPOINT_URL"] = self.endpoint_url
         if self.api_url:
             out[r.ENV_API_URL] = self.api_url
         return out
+
+
+def parse_task_queues(text: str) -> tuple[str, ...]:
+    """`default` first, then the other names in the order given, each once."""
+    names = [DEFAULT_TASK_QUEUE, *(n.strip() for n in text.split(",") if n.strip())]
+    for n in names:
+        if not TASK_QUEUE_RE.match(n):
+            raise ValueError(
+                f"task queue {n!r} in {r.ENV_TASK_QUEUES}: use a lowercase letter, then at most "
+                "39 lowercase letters, digits or '-'"
+            )
+    return tuple(dict.fromkeys(names))

@@ -32,6 +32,7 @@ conditional write, instead of cycling forever. See docs/reliability.md.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import time
@@ -269,7 +270,7 @@ class Sweeper:
                 if self._store.promote(run, due_at=due_at, dispatch=send):
                     report.promoted.append(run.id)
                     if send:
-                        self._send(run.id, report)
+                        self._send(run.id, report, run.task_queue)
                     return
             try:
                 run = self._store.get(run.id)
@@ -296,7 +297,7 @@ class Sweeper:
             return  # it moved: whoever moved it owns the way forward
         report.rearmed += 1
         if send:
-            self._send(workflow_id, report)
+            self._send(workflow_id, report, run.task_queue)
 
     def _notify_parent(self, child: Run, report: SweepReport) -> None:
         try:
@@ -311,14 +312,17 @@ class Sweeper:
                     self._dispatcher.delete_schedule(timer)
                 except Exception:
                     log.exception("could not delete the schedule %s", timer)
-            self._send(child.parent_id, report)
+            parent_queue = None
+            with contextlib.suppress(NotFoundError):
+                parent_queue = self._store.get(child.parent_id).task_queue
+            self._send(child.parent_id, report, parent_queue)
 
-    def _send(self, workflow_id: str, report: SweepReport) -> None:
+    def _send(self, workflow_id: str, report: SweepReport, task_queue: str | None) -> None:
         """Send a run the sweeper has just re-armed or promoted. A failed send is
         only logged: the run is in `by_due` with its new due time, so a later
         sweep sends it again."""
         try:
-            self._dispatcher.send(workflow_id, "sweep")
+            self._dispatcher.send(workflow_id, "sweep", task_queue=task_queue)
             report.sent.append(workflow_id)
         except Exception:
             log.exception("sweeper send failed for %s; a later sweep retries", workflow_id)
@@ -344,9 +348,16 @@ class Sweeper:
         epoch, status and lease as read.
         """
         report = report if report is not None else SweepReport()
-        url = self._settings.dlq_url
-        if not url or self._sqs is None:
-            return report
+        for task_queue in self._settings.task_queues:
+            url = self._settings.dlq_url_for(task_queue)
+            if url and self._sqs is not None:
+                self._drain(url, report)
+        if report.poisoned:
+            log.warning("failed %d run(s) as poison messages", len(report.poisoned))
+        return report
+
+    def _drain(self, url: str, report: SweepReport) -> None:
+        assert self._sqs is not None
         for _ in range(DLQ_BATCHES):
             resp = self._sqs.receive_message(
                 QueueUrl=url,
@@ -379,9 +390,6 @@ class Sweeper:
                     report.dead_letters += 1
             if len(messages) < 10:
                 break
-        if report.poisoned:
-            log.warning("failed %d run(s) as poison messages", len(report.poisoned))
-        return report
 
     def _settle_dead_letter(self, message: dict[str, Any], report: SweepReport) -> bool:
         """True when the message can be deleted."""
@@ -444,7 +452,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         settings,
     )
     report = sweeper.sweep_once()
+    ticks = _catch_up_schedules(settings, sweeper)
     result = {"examined": report.examined, "sent": len(report.sent), "rearmed": report.rearmed}
+    result["schedule_ticks"] = ticks
     result.update(
         walked=report.walked, promoted=len(report.promoted), timed_out=len(report.timed_out)
     )
@@ -460,3 +470,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(name="RunsTimedOut", unit=MetricUnit.Count, value=len(report.timed_out))
     metrics.flush_metrics()
     return result
+
+
+def _catch_up_schedules(settings: Settings, sweeper: Sweeper) -> int:
+    """The schedules' pass (`ScheduleService.catch_up`): buffered ticks whose
+    previous run ended, and ticks that EventBridge Scheduler did not deliver."""
+    from .api.service import Service
+
+    try:
+        service = Service(sweeper._store, sweeper._dispatcher, sweeper._clock, settings)
+        return len(service.schedules.catch_up(grace_ms=settings.sweep_grace_ms))
+    except Exception:
+        log.exception("the schedules' catch-up failed; the next sweep retries")
+        return 0

@@ -25,7 +25,7 @@ from .client import Client
 from .clock import SkippingClock
 from .local import LocalStack
 from .local.worker_thread import BackgroundWorker
-from .settings import Settings
+from .settings import Settings, parse_task_queues
 
 
 class WorkflowTestEnvironment:
@@ -35,11 +35,17 @@ class WorkflowTestEnvironment:
         workflows: list[Any],
         max_concurrent_workflows: int = 8,
         lease_seconds: int = 10,
+        task_queues: list[str] | None = None,
     ) -> None:
         self.clock = SkippingClock()
         self._workflows = workflows
         self._max = max_concurrent_workflows
-        self._settings = Settings(lease_seconds=lease_seconds, poll_seconds=1, sweep_grace_ms=1000)
+        # The deployment's task queues (default is always one); the worker polls
+        # the ones its workflows declare, and default.
+        queues = parse_task_queues(",".join(task_queues or []))
+        self._settings = Settings(
+            lease_seconds=lease_seconds, poll_seconds=1, sweep_grace_ms=1000, task_queues=queues
+        )
         self.stack: LocalStack | None = None
         self._worker: BackgroundWorker | None = None
         self.client: Client
@@ -63,9 +69,43 @@ class WorkflowTestEnvironment:
         if self.stack:
             self.stack.stop()
 
-    def skip(self, by: timedelta | float) -> None:
-        """Move workflow time forward; due timers fire within a fraction of a second."""
-        self.clock.advance(by)
+    def skip(self, by: timedelta | float, *, settle_timeout: float = 10.0) -> None:
+        """Move workflow time forward; due timers fire within a fraction of a second.
+
+        Recurring schedules are stepped through: the clock stops at each tick on
+        the way, the tick is delivered, and the run it started is given up to
+        `settle_timeout` seconds to finish or park before time moves on, so a
+        week skipped shows a nightly schedule's seven runs, each decided
+        against the one before (as the overlap policy would see them live).
+        """
+        assert self.stack is not None
+        seconds = by.total_seconds() if isinstance(by, timedelta) else float(by)
+        target = self.clock.now_ms() + int(seconds * 1000)
+        emulator = self.stack.emulator
+        while True:
+            tick = emulator.next_recurring_tick()
+            if tick is None or tick > target:
+                break
+            now = self.clock.now_ms()
+            if tick > now:
+                self.clock.advance((tick - now) / 1000)
+            before = emulator.delivered_total
+            emulator.fire_due()
+            self._settle(emulator.deliveries_since(before), settle_timeout)
+        now = self.clock.now_ms()
+        if target > now:
+            self.clock.advance((target - now) / 1000)
+
+    def _settle(self, deliveries: list[tuple[str, int, Any]], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for _, _, decision in deliveries:
+            run_id = getattr(decision, "run_id", None)
+            if run_id is None or getattr(decision.outcome, "value", "") != "started":
+                continue
+            while time.monotonic() < deadline:
+                if self.client.get(run_id)["status"] not in ("pending", "running"):
+                    break
+                time.sleep(0.02)
 
     def wait_for_status(
         self, workflow_id: str, *statuses: str, timeout: float = 30.0

@@ -260,6 +260,23 @@ async def chatty(ctx, input: dict[str, Any]) -> str:
 ALL.append(chatty)
 
 
+def timed(run_id: str, seconds: float) -> None:
+    """Logs "<run id>:held:<start>:<end>" (wall-clock seconds) around a sleep."""
+    start = time.time()
+    _log(f"{run_id}:held-start:{start:.6f}")
+    time.sleep(seconds)
+    _log(f"{run_id}:held:{start:.6f}:{time.time():.6f}")
+
+
+@workflow("limited")
+async def limited(ctx, input: dict[str, Any]) -> str:
+    await ctx.step("hold", timed, ctx.workflow_id, float(input.get("seconds", 0.05)))
+    return "done"
+
+
+ALL.append(limited)
+
+
 from tests.concurrent_workflows import CONCURRENT  # noqa: E402  (they import from here)
 
 ALL.extend(CONCURRENT)

@@ -210,14 +210,21 @@ class WorkflowContext:
         *,
         execution_timeout: timedelta | float | None = None,
         result_type: Any = None,
+        task_queue: str | None = None,
     ) -> Any:
         """Start the workflow `workflow` as a child run with `input`, wait for its
         end and return its output (validated into `result_type` if given). The
         child's id is derived from this run's id and this operation, so it is
         started once whatever happens. A child that fails, is cancelled or times
-        out raises ChildWorkflowError. Cancelling this run cancels the child."""
+        out raises ChildWorkflowError. Cancelling this run cancels the child.
+        `task_queue` routes the child to that queue's workers (default: "default")."""
         return await _invoke.invoke(
-            name, workflow, input, execution_timeout=execution_timeout, result_type=result_type
+            name,
+            workflow,
+            input,
+            execution_timeout=execution_timeout,
+            result_type=result_type,
+            task_queue=task_queue,
         )
 
     async def parallel(
@@ -248,6 +255,7 @@ class WorkflowContext:
         fn: Callable[..., Awaitable[Any]] | None = None,
         *,
         workflow: str | None = None,
+        task_queue: str | None = None,
         max_concurrency: int | None = None,
         completion: CompletionConfig | None = None,
         execution_timeout: timedelta | float | None = None,
@@ -268,6 +276,7 @@ class WorkflowContext:
                 max_concurrency=max_concurrency,
                 completion=completion,
                 execution_timeout=execution_timeout,
+                task_queue=task_queue,
             )
         if fn is None:
             raise TypeError("map needs fn(ctx, item, index) or workflow=")

@@ -28,6 +28,8 @@ class Presence:
         names: list[str],
         concurrency: int,
         busy: Callable[[], int],
+        task_queues: list[str] | None = None,
+        served: list[str] | None = None,
     ) -> None:
         self._ddb = ddb
         self._table = table
@@ -37,6 +39,8 @@ class Presence:
         self._id = worker_id
         self._names = names
         self._concurrency = concurrency
+        self._task_queues = task_queues or ["default"]
+        self._served = served or []
         self._task: asyncio.Task[None] | None = None
 
     def _info(self, *, stopped: bool = False) -> WorkerInfo:
@@ -50,6 +54,8 @@ class Presence:
             started_at=self._started,
             last_seen=self._clock.now_ms(),
             stopped=stopped,
+            task_queues=self._task_queues,
+            served=self._served,
         )
 
     async def beat(self, *, stopped: bool = False) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from orchestrator.model import WORKFLOW_NAME_RE
+from orchestrator.model import TASK_QUEUE_RE, WORKFLOW_NAME_RE
 
 _ATTR = "__workflow_definition__"
 
@@ -24,6 +24,7 @@ class WorkflowDefinition:
     takes_input: bool
     input_adapter: TypeAdapter[Any] | None
     output_adapter: TypeAdapter[Any] | None
+    task_queue: str | None = None  # the one task queue workers serve it on (None: any they poll)
 
     def parse_input(self, text: str) -> Any:
         """The run's input as the workflow's annotation asks (pydantic validation)."""
@@ -48,12 +49,23 @@ def adapter_for(annotation: Any) -> TypeAdapter[Any] | None:
     return TypeAdapter(annotation)
 
 
-def workflow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+def workflow(
+    name: str, *, task_queue: str | None = None
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     """Mark `async def fn(ctx, input)` (or `async def fn(ctx)`) as the workflow `name`.
 
     Annotations on `input` and the return value are validated and serialized
     with pydantic; without them, input and output are plain JSON.
+
+    `task_queue`: workers run it only from that task queue (and poll that queue
+    when it holds one of their workflows); start its runs with the same
+    `task_queue`. Without it, a worker runs it from every queue it polls.
     """
+    if task_queue is not None and not TASK_QUEUE_RE.match(task_queue):
+        raise ValueError(
+            f"task queue {task_queue!r} must be a lowercase letter, then at most 39 lowercase "
+            "letters, digits or '-'"
+        )
     if not isinstance(name, str) or not WORKFLOW_NAME_RE.match(name):
         raise ValueError(
             f"workflow name {name!r} must start with a letter and hold at most 64 letters, "
@@ -76,6 +88,7 @@ def workflow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..
             if takes_input
             else None,
             output_adapter=adapter_for(hints.get("return", inspect.Parameter.empty)),
+            task_queue=task_queue,
         )
         setattr(fn, _ATTR, definition)
         return fn

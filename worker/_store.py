@@ -87,7 +87,13 @@ class AsyncStore:
         self._scheduler = scheduler
         self.settings = settings
         self._table = settings.table
-        self._deletes = DeleteBatcher(sqs, settings.queue_url, max_wait=delete_max_wait)
+        self._delete_max_wait = delete_max_wait
+        # One delete batcher per SQS queue (task queue), made on first use.
+        self._deletes: dict[str, DeleteBatcher] = {}
+        # Where each message in hand came from (its deletes and visibility changes
+        # go back there), and each claimed run's task queue (its timers go there).
+        self._receipt_queue: dict[str, str] = {}
+        self._run_queue: dict[str, str | None] = {}
 
     @property
     def ddb(self) -> Any:
@@ -103,6 +109,7 @@ class AsyncStore:
         lease_ms: int,
         names: list[str],
         build_id: str | None = None,
+        queues: dict[str, list[str]] | None = None,
     ) -> Run | Refused:
         try:
             resp = await self._ddb.update_item(
@@ -114,9 +121,12 @@ class AsyncStore:
                     lease_ms=lease_ms,
                     names=names,
                     build_id=build_id,
+                    queues=queues,
                 )
             )
-            return run_from_item(resp["Attributes"])
+            run = run_from_item(resp["Attributes"])
+            self._run_queue[run.id] = run.task_queue
+            return run
         except ClientError as e:
             if not conditional_failed(e):
                 raise
@@ -263,15 +273,15 @@ class AsyncStore:
                 request = resp.get("UnprocessedKeys") or {}
         return found
 
-    async def send_many(self, ids: list[str], reason: str) -> None:
-        """One SendMessageBatch per ten runs."""
+    async def send_many(self, ids: list[str], reason: str, task_queue: str | None = None) -> None:
+        """One SendMessageBatch per ten runs (all of one task queue)."""
         for start in range(0, len(ids), 10):
             entries = [
                 {"Id": str(n), "MessageBody": message_body(wid, reason)}
                 for n, wid in enumerate(ids[start : start + 10])
             ]
             resp = await self._sqs.send_message_batch(
-                QueueUrl=self.settings.queue_url, Entries=entries
+                QueueUrl=self.settings.queue_url_for(task_queue), Entries=entries
             )
             for failed in resp.get("Failed", []):
                 # The sweeper's walk sends a run still pending after the grace.
@@ -403,13 +413,16 @@ class AsyncStore:
         self, workflow_id: str, op_id: str, seq: int, *, now: int, wake_at: int
     ) -> str:
         kind, delay = timer_plan(now, wake_at)
+        queue = self._run_queue.get(workflow_id)
         if kind == "delay":
-            await self._sqs.send_message(**send_request(self.settings, workflow_id, "timer", delay))
+            await self._sqs.send_message(
+                **send_request(self.settings, workflow_id, "timer", delay, queue)
+            )
             return kind
         name = schedule_name(workflow_id, op_id, seq)
         try:
             await self._scheduler.create_schedule(
-                **schedule_request(self.settings, workflow_id, name, wake_at)
+                **schedule_request(self.settings, workflow_id, name, wake_at, queue)
             )
         except ClientError as e:
             if not is_conflict(e):  # the same name exists: a retry; one schedule is enough
@@ -420,35 +433,56 @@ class AsyncStore:
     def sqs(self) -> Any:
         return self._sqs
 
-    async def send(self, workflow_id: str, reason: str, delay_s: int = 0) -> None:
-        await self._sqs.send_message(**send_request(self.settings, workflow_id, reason, delay_s))
-
     async def delete_message(self, receipt: str) -> None:
         """Queue the delete and return: it goes out in a DeleteMessageBatch within
         the batcher's max_wait (see worker/_deletes.py). A stale receipt means the
         message was redelivered; the claim path handles it."""
-        self._deletes.add(receipt)
+        url = self._receipt_queue.pop(receipt, self.settings.queue_url)
+        batcher = self._deletes.get(url)
+        if batcher is None:
+            batcher = DeleteBatcher(self._sqs, url, max_wait=self._delete_max_wait)
+            self._deletes[url] = batcher
+        batcher.add(receipt)
+
+    def forget(self, receipt: str, workflow_id: str | None = None) -> None:
+        """The message's handling ended without a delete (it comes back by itself)."""
+        self._receipt_queue.pop(receipt, None)
+        if workflow_id is not None:
+            self._run_queue.pop(workflow_id, None)
 
     async def close(self) -> None:
         """Send the pending deletes. Call before the SQS client closes."""
-        await self._deletes.close()
+        for batcher in self._deletes.values():
+            await batcher.close()
+
+    async def send(
+        self, workflow_id: str, reason: str, task_queue: str | None, *, delay_s: int = 0
+    ) -> None:
+        """A message for a run, to its task queue's SQS queue."""
+        await self._sqs.send_message(
+            **send_request(self.settings, workflow_id, reason, delay_s, task_queue=task_queue)
+        )
 
     async def set_visibility(self, receipt: str, seconds: int) -> None:
         with contextlib.suppress(ClientError):
             await self._sqs.change_message_visibility(
-                QueueUrl=self.settings.queue_url,
+                QueueUrl=self._receipt_queue.get(receipt, self.settings.queue_url),
                 ReceiptHandle=receipt,
                 VisibilityTimeout=max(0, min(seconds, 43_200)),
             )
 
     async def receive(
-        self, max_messages: int, wait_seconds: int, visibility: int
+        self, max_messages: int, wait_seconds: int, visibility: int, task_queue: str | None = None
     ) -> list[dict[str, Any]]:
+        url = self.settings.queue_url_for(task_queue)
         resp = await self._sqs.receive_message(
-            QueueUrl=self.settings.queue_url,
+            QueueUrl=url,
             MaxNumberOfMessages=max(1, min(10, max_messages)),
             WaitTimeSeconds=wait_seconds,
             VisibilityTimeout=visibility,
             MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         )
-        return list(resp.get("Messages", []))
+        messages = list(resp.get("Messages", []))
+        for m in messages:
+            self._receipt_queue[m["ReceiptHandle"]] = url
+        return messages

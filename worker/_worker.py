@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import os
+import random
 import signal
 import socket
-import threading
 import uuid
 from asyncio import FIRST_COMPLETED
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import Any, TypeGuard
 
 import aioboto3
@@ -35,6 +34,7 @@ from orchestrator.dispatch import parse_body
 from orchestrator.errors import ExecutionTimeoutError, NonDeterminismError, WorkflowCancelledError
 from orchestrator.model import (
     BUILD_ID_RE,
+    DEFAULT_TASK_QUEUE,
     MAX_OUTPUT_BYTES,
     ErrorInfo,
     Run,
@@ -47,16 +47,18 @@ from orchestrator.settings import Settings
 from ._children import notify_parent
 from ._context import WorkflowContext, _current
 from ._deletes import DEFAULT_MAX_WAIT
+from ._flow import FlowControl
 from ._handoff import NameCache, ServedNames, kick_pending, plan
-from ._logs import _fields as _log_fields
 from ._logs import log_context, set_fields
 from ._metrics import WorkerMetrics
 from ._parking import CANCEL, Parker, cancel_tasks, park_run
 from ._presence import Presence
 from ._registry import WorkflowDefinition, definition_of
 from ._scope import Scope, install_task_factory, start_root
+from ._serving import _serve
 from ._state import ContinueAsNew, ExecutionTimedOut, LeaseLost, RunState, Suspend
 from ._state import error_info as _error_info
+from ._step_threads import _StepThreads
 from ._store import AsyncStore, Refused
 from ._tracing import Tracing
 
@@ -95,6 +97,7 @@ class Worker:
         delete_max_wait: float = DEFAULT_MAX_WAIT,
         max_concurrent_steps: int | None = None,
         build_id: str | None = None,
+        task_queues: Sequence[str] | None = None,
     ) -> None:
         if not workflows:
             raise ValueError("a Worker needs at least one @workflow function")
@@ -121,19 +124,22 @@ class Worker:
         self._delete_max_wait = delete_max_wait
         self._lease_ms = self.settings.lease_seconds * 1000
         self._names = sorted(self._defs)
+        self.task_queues, self._served = _serve(self._defs, task_queues, self.settings)
         self._tasks: set[asyncio.Task[None]] = set()
         # Run id -> how many tasks of this worker are claiming or running it, and the
         # `now` of each of their claims (see _lost_answer).
         self._active: Counter[str] = Counter()
         self._claim_nows: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self._slot_freed = asyncio.Event()
+        self._reserved = 0  # slots held by receives in flight (one receiver per task queue)
         self._stopping = False
         self._stopped = asyncio.Event()
-        self._poller: asyncio.Task[None] | None = None
-        self._receiving = False  # a long poll is in flight
+        self._poller: asyncio.Task[Any] | None = None
+        self._receiving = 0  # long polls in flight (one receiver per task queue)
         self._receive_errors = 0  # consecutive failed receives
         self._exit: contextlib.AsyncExitStack | None = None
         self._store: AsyncStore | None = None
+        self._flow: FlowControl | None = None
         steps = max_concurrent_steps or max(4, max_concurrent_workflows)
         if steps < 1:
             raise ValueError("max_concurrent_steps must be at least 1")
@@ -145,7 +151,7 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self._tracing = Tracing(tracing)
         self._presence: Presence | None = None
-        self._served: ServedNames | None = None  # names other live workers serve
+        self._others: ServedNames | None = None  # names other live workers serve
         self._name_cache = NameCache()  # ids of runs of names this worker does not serve
         self.stats = {
             "claimed": 0,
@@ -179,6 +185,7 @@ class Worker:
         self._store = AsyncStore(
             ddb, sqs, scheduler, self.settings, delete_max_wait=self._delete_max_wait
         )
+        self._flow = FlowControl(ddb, self.settings.table, self.clock, self._lease_ms)
         # Unwound before the clients close (last in, first out): the pending deletes
         # are sent while the SQS client is still open.
         self._exit.push_async_callback(self._store.close)
@@ -198,17 +205,24 @@ class Worker:
                 names=self._names,
                 concurrency=self._max,
                 busy=lambda: len(self._tasks),
+                task_queues=list(self.task_queues),
+                served=sorted(
+                    n if q == DEFAULT_TASK_QUEUE else f"{n}@{q}"
+                    for q, names in self._served.items()
+                    for n in names
+                ),
             )
             await self._presence.start()
-            self._served = ServedNames(
+            self._others = ServedNames(
                 self._store.ddb, self.settings.table, self.clock, self_id=self.id
             )
             await self._kick_orphans()
-            self._poller = asyncio.create_task(self._poll_loop(), name=f"poll-{self.id}")
+            self._poller = asyncio.create_task(self._poll_all(), name=f"poll-{self.id}")
             log.info(
-                "worker %s serving %s",
+                "worker %s serving %s on task queue(s) %s",
                 self.id,
                 ", ".join(self._names),
+                ", ".join(self.task_queues),
                 extra={"worker_id": self.id},
             )
 
@@ -217,9 +231,9 @@ class Worker:
         hidden or dropped (worker/_handoff.py): send the recent pending ones now.
         The registry read follows this worker's own registration, so a peer that
         dropped a message before seeing this worker registered is covered."""
-        assert self._store is not None and self._served is not None
+        assert self._store is not None and self._others is not None
         try:
-            others = await self._served.refresh()
+            others = await self._others.refresh()
             orphans = set(self._names) - others
             sent = await kick_pending(
                 self._store.ddb, self._store.sqs, self.settings, self.clock, orphans
@@ -355,18 +369,26 @@ class Worker:
         return len(self._tasks)
 
     # --- receiving --------------------------------------------------------------------------
-    async def _poll_loop(self) -> None:
+    async def _poll_all(self) -> None:
+        """One long-poll receiver per task queue; they share the worker's slots."""
+        await asyncio.gather(*(self._poll_loop(q) for q in self.task_queues))
+
+    async def _poll_loop(self, task_queue: str = "default") -> None:
         assert self._store is not None
         visibility = self.settings.lease_seconds + 5
+        share = -(-self._max // len(self.task_queues))  # a fair share of the slots per queue
         while not self._stopping:
-            free = self._max - len(self._tasks)
+            free = min(share, self._max - len(self._tasks) - self._reserved)
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            self._receiving = True
+            self._receiving += 1
+            self._reserved += free
             try:
-                messages = await self._store.receive(free, self.settings.poll_seconds, visibility)
+                messages = await self._store.receive(
+                    free, self.settings.poll_seconds, visibility, task_queue
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -376,7 +398,9 @@ class Worker:
                 await asyncio.sleep(1)
                 continue
             finally:
-                self._receiving = False
+                self._receiving -= 1
+                self._reserved -= free
+                self._slot_freed.set()
             if self._receive_errors:
                 log.info("receiving again after %d failed attempt(s)", self._receive_errors)
                 self._receive_errors = 0
@@ -391,7 +415,7 @@ class Worker:
                     self.metrics.observe(
                         "orchestrator_queue_wait_seconds", max(0, now - int(sent)) / 1000
                     )
-                task = asyncio.create_task(self._handle(m))
+                task = asyncio.create_task(self._handle(m, task_queue))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
 
@@ -421,7 +445,7 @@ class Worker:
         else:
             self.metrics.inc(metric, workflow=run_name, status=status)
 
-    async def _handle(self, message: dict[str, Any]) -> None:
+    async def _handle(self, message: dict[str, Any], task_queue: str = DEFAULT_TASK_QUEUE) -> None:
         workflow_id = None
         try:
             # parse_body never raises; a body it cannot read names no run, and
@@ -429,7 +453,7 @@ class Worker:
             workflow_id = parse_body(message.get("Body", ""))
             if workflow_id is not None:
                 self._active[workflow_id] += 1
-            await self._handle_message(message)
+            await self._handle_message(message, task_queue)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -437,13 +461,20 @@ class Worker:
             # timeout; the claim then decides again.
             log.exception("handling message %s failed", message.get("MessageId"))
         finally:
+            if self._store is not None:
+                self._store.forget(
+                    message["ReceiptHandle"],
+                    workflow_id if workflow_id and self._active[workflow_id] == 1 else None,
+                )
             if workflow_id is not None:
                 self._active[workflow_id] -= 1
                 if not self._active[workflow_id]:
                     del self._active[workflow_id]
                     self._claim_nows.pop(workflow_id, None)
 
-    async def _handle_message(self, message: dict[str, Any]) -> None:
+    async def _handle_message(
+        self, message: dict[str, Any], task_queue: str = DEFAULT_TASK_QUEUE
+    ) -> None:
         store = self._store
         assert store is not None
         receipt = message["ReceiptHandle"]
@@ -456,6 +487,32 @@ class Worker:
         if known is not None and known not in self._defs:
             await self._hand_off(message, workflow_id, known)  # no claim: it would be refused
             return
+        assert self._flow is not None
+        go, slot = await self._flow.acquire(task_queue, workflow_id)
+        if not go:
+            # Over the queue's limit: the run waits, it is not dropped. A fresh
+            # message (not a visibility change) so waiting never counts toward the
+            # dead-letter queue's receive limit.
+            await store.send(workflow_id, "flow", task_queue, delay_s=1 + random.randint(0, 2))
+            await store.delete_message(receipt)
+            return
+        outcome: bool | None = False
+        try:
+            outcome = await self._claim_and_run(message, workflow_id, receipt)
+        finally:
+            # The slot goes back when this worker ended the lease, or when its claim
+            # was refused and the slot was its own. A lost lease's slot is the new
+            # owner's (inherited); one left by an error is purged after the lease.
+            if slot is not None and (outcome is True or (outcome is None and slot.created)):
+                await self._flow.release(slot)
+
+    async def _claim_and_run(
+        self, message: dict[str, Any], workflow_id: str, receipt: str
+    ) -> bool | None:
+        """Claim the run and run it: None when the claim was refused, else whether
+        the lease ended by this worker's own write (see `_execute`)."""
+        store = self._store
+        assert store is not None
         now = self.clock.now_ms()
         self._claim_nows[workflow_id][now] += 1
         result = await store.claim(
@@ -465,6 +522,7 @@ class Worker:
             lease_ms=self._lease_ms,
             names=self._names,
             build_id=self.build_id,
+            queues=self._served,
         )
         if (
             isinstance(result, Refused)
@@ -477,7 +535,7 @@ class Worker:
             result = result.old
         if isinstance(result, Refused):
             await self._refused(result.old, message, now)
-            return
+            return None
         self._count("claimed", result.name, "orchestrator_runs_claimed_total")
         self.metrics.set_gauge("orchestrator_runs_in_flight", len(self._tasks))
         with (
@@ -493,7 +551,7 @@ class Worker:
                 worker_id=self.id,
             ),
         ):
-            await self._execute(result, receipt)
+            return await self._execute(result, receipt)
 
     async def _refused(self, old: Run | None, message: dict[str, Any], now: int) -> None:
         """The claim lost. Decide what the message is still good for."""
@@ -503,9 +561,16 @@ class Worker:
         if old is None or old.status.terminal:
             await store.delete_message(receipt)  # unknown run, or terminal: invariant 5
             return
-        if old.name not in self._defs:
+        queue = old.task_queue or DEFAULT_TASK_QUEUE
+        if queue not in self.task_queues:
+            # A message on the wrong queue (sent by a path that did not know the run's
+            # queue): pass it on to the run's own queue, whose workers claim it.
+            await store.send(old.id, "forward", old.task_queue)
+            await store.delete_message(receipt)
+            return
+        if old.name not in self._served.get(queue, ()):
             self._name_cache.put(old.id, old.name)
-            await self._hand_off(message, old.id, old.name)
+            await self._hand_off(message, old.id, old.name, old.task_queue)
             return
         if (
             old.status in (Status.SLEEPING, Status.WAITING)
@@ -533,20 +598,22 @@ class Worker:
         # signal's delivery wakes it): this copy is a duplicate.
         await store.delete_message(receipt)
 
-    async def _hand_off(self, message: dict[str, Any], workflow_id: str, name: str) -> None:
+    async def _hand_off(
+        self, message: dict[str, Any], workflow_id: str, name: str, task_queue: str | None = None
+    ) -> None:
         """A message for a name this worker does not serve (worker/_handoff.py)."""
         store = self._store
-        assert store is not None and self._served is not None
+        assert store is not None and self._others is not None
         receipt = message["ReceiptHandle"]
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        h = plan(receives, await self._served.serves(name))
+        h = plan(receives, await self._others.serves(name))
         log.debug(
             "run %s (%s), receive %d: %s %d s", workflow_id, name, receives, *vars(h).values()
         )
         if h.action == "visible":
             await store.set_visibility(receipt, h.seconds)
         elif h.action == "resend":
-            await store.send(workflow_id, "handoff", h.seconds)  # a fresh receive count
+            await store.send(workflow_id, "handoff", task_queue, delay_s=h.seconds)  # fresh count
             await store.delete_message(receipt)
         else:
             await store.delete_message(receipt)  # the sweeper offers it again, with backoff
@@ -576,7 +643,10 @@ class Worker:
             root=Scope(generation_scope(run.generation)),
         )
 
-    async def _execute(self, run: Run, receipt: str) -> None:
+    async def _execute(self, run: Run, receipt: str) -> bool:
+        """Run it; True when this worker's own write ended the lease (a finish, a
+        park, a release), False when the lease was lost or the run left in
+        flight (an error: it comes back after the lease)."""
         store = self._store
         assert store is not None
         state = self._state_for(run)
@@ -596,21 +666,24 @@ class Worker:
                 beat.cancel()
                 run, state = following, self._state_for(following)
                 beat = asyncio.create_task(self._heartbeat(state, receipt, runner))
+            return not state.lost
         except asyncio.CancelledError:
             if state.timed_out and not state.lost:
                 await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
-                return
+                return not state.lost
             if state.lost:
                 self._count("lost", run.name, "orchestrator_lease_losses_total")
                 log.warning("run %s: lease lost; abandoned", run.id)
-                return
+                return False
             if self._stopping and not state.closing:
+                released = False
                 with contextlib.suppress(Exception):
                     if await store.release(run.id, epoch=state.epoch, now=self.clock.now_ms()):
+                        released = True
                         await store.set_visibility(receipt, 0)  # another worker takes it now
                         self.stats["released"] += 1
                         log.info("run %s: released at shutdown", run.id)
-                return
+                return released
             raise
         finally:
             beat.cancel()
@@ -861,54 +934,6 @@ class Worker:
                 runner.cancel()
                 return
             await store.set_visibility(receipt, self.settings.lease_seconds + 5)
-
-
-def _step_label(fn: Any, args: tuple[Any, ...]) -> str:
-    """ "run <id> step <name>" for a step submitted as `copy_context().run(call)`
-    (the context carries the log fields), else the function's name."""
-    ctx = getattr(fn, "__self__", None)
-    if isinstance(ctx, contextvars.Context):
-        fields = ctx.get(_log_fields, {})
-        if "step" in fields:
-            return f"run {fields.get('workflow_id')} step {fields['step']}"
-        fn = args[0] if args else fn
-    fn = getattr(fn, "func", fn)
-    return str(getattr(fn, "__qualname__", repr(fn)))
-
-
-class _StepThreads(ThreadPoolExecutor):
-    """The sync steps' thread pool, counting the functions running in it: at
-    shutdown a sync function cannot be interrupted, and the process lives until
-    it returns, so the worker says which ones it waits for."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self._running: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        label = _step_label(fn, args)
-
-        def counted() -> Any:
-            with self._lock:
-                self._running[label] += 1
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                with self._lock:
-                    self._running[label] -= 1
-                    if not self._running[label]:
-                        del self._running[label]
-
-        return super().submit(counted)
-
-    def running(self) -> list[str]:
-        with self._lock:
-            return sorted(self._running.elements())
-
-    def join(self) -> None:
-        for t in list(self._threads):
-            t.join()
 
 
 def _lost_answer(old: Run | None, worker_id: str, now: int, lease_ms: int) -> TypeGuard[Run]:

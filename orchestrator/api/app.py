@@ -28,7 +28,7 @@ from ..errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from . import callbacks
+from . import callbacks, queue_routes, schedule_routes
 from .models import (
     BulkRequest,
     CancelRequest,
@@ -150,6 +150,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             execution_timeout_s=req.execution_timeout_seconds,
             traceparent=app.current_event.headers.get("traceparent"),
             tags=req.tags,
+            task_queue=req.task_queue,
         )
         return Response(
             status_code=201 if created else 200,
@@ -300,6 +301,8 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         )
 
     callbacks.register(app, service, body)
+    schedule_routes.register(app, service)
+    queue_routes.register(app, service)
 
     @app.exception_handler(OrchestratorError)
     def _domain(e: OrchestratorError) -> Response[Any]:

@@ -9,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from ..recurring import parse_event
 from .app import build_app
 from .callbacks import loggable_path
 from .edge import serve
@@ -38,12 +39,39 @@ def _service() -> Service:
 app = build_app(_service)
 
 
+def _adopt_own_arn(context: Any) -> None:
+    """Recurring schedules invoke this function: its ARN comes from the invocation
+    context (an environment variable holding it would make the function depend on
+    itself in CloudFormation)."""
+    service = _service()
+    arn = getattr(context, "invoked_function_arn", None)
+    if not service.settings.recurring_target_arn and isinstance(arn, str) and arn:
+        service.settings = service.settings.with_(recurring_target_arn=arn)
+
+
+def _fire(name: str, tick_ms: int) -> dict[str, Any]:
+    decision = _service().schedules.fire(name, tick_ms)
+    logger.info("schedule tick", extra={"schedule": name, **decision.as_dict()})
+    started = decision.outcome.value == "started"
+    metrics.add_metric(
+        name="ScheduleRunsStarted" if started else "ScheduleTicksNotStarted",
+        unit=MetricUnit.Count,
+        value=1,
+    )
+    return {"schedule": name, **decision.as_dict()}
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Each request, answered or not: one structured log line (route, status,
     run id) and EMF metrics: ApiRequests, ApiClientErrors / ApiServerErrors, RunsStarted,
-    SignalsSent, CancelsRequested, CallbacksCompleted."""
+    SignalsSent, CancelsRequested, CallbacksCompleted. A recurring schedule's
+    invocation (not an HTTP event) decides its tick: ScheduleTicks with the outcome."""
+    _adopt_own_arn(context)
+    tick = parse_event(event)
+    if tick is not None:
+        return _fire(*tick)
     response = serve(app, event, context)  # never raises: an unexpected error is a 500 JSON answer
     status = int(response.get("statusCode", 500))
     method = event.get("requestContext", {}).get("http", {}).get("method", "")

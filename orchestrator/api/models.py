@@ -47,6 +47,9 @@ class StartRequest(BaseModel):
     tags: dict[str, str] | None = Field(
         default=None, description="custom fields to list runs by: GET /workflows?tag=key=value"
     )
+    task_queue: str | None = Field(
+        default=None, description="the task queue whose workers run it (default: default)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -150,8 +153,9 @@ def run_view(run: Run, served: set[str] | None = None) -> dict[str, Any]:
         view["earlier_outcomes"] = list(run.outcomes)
     if run.forked_from:
         view["forked_from"] = run.forked_from
+    view["task_queue"] = run.task_queue or "default"
     if served is not None and not run.status.terminal:
-        view["unserved"] = run.name not in served
+        view["unserved"] = served_key(run.name, run.task_queue) not in served
     return view
 
 
@@ -163,6 +167,11 @@ def signal_view(sig: Signal) -> dict[str, Any]:
         "payload": _json(sig.payload),
         "sent_at": iso(sig.sent_at),
     }
+
+
+def served_key(name: str, task_queue: str | None) -> str:
+    """How `run_view`'s `served` set names a workflow on a task queue."""
+    return name if task_queue in (None, "default") else f"{name}@{task_queue}"
 
 
 def step_view(step: StepRecord, workflow_id: str | None = None) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def fork(service: Service, workflow_id: str, req: ForkRequest, *, replace_input:
 
 
 def add_routes(
-    app: APIGatewayHttpResolver, service: Callable[[], Service], raw_body: Callable[[], Any]
+    app: APIGatewayHttpResolver, service: Callable[[], Service], raw_body: Callable[..., Any]
 ) -> None:
     def reply(status: int, run: Run) -> Response[Any]:
         return Response(

@@ -7,12 +7,14 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ..clock import Clock
 from ..dispatch import Dispatcher
 from ..errors import BadInputError, ConflictError
 from ..model import (
+    DEFAULT_TASK_QUEUE,
     MAX_INPUT_BYTES,
     MAX_SIGNAL_PAYLOAD_BYTES,
     MAX_TAGS,
@@ -29,6 +31,7 @@ from ..store import Store
 from ..store.codec import encode_json
 from ..store.registry import WorkerInfo, list_workers
 from ..store.sync import Page
+from .models import served_key
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +57,41 @@ class Service:
         execution_timeout_s: float | None = None,
         traceparent: str | None = None,
         tags: dict[str, str] | None = None,
+        task_queue: str | None = None,
     ) -> tuple[Run, bool]:
         """Create a run and dispatch it. Returns (run, created)."""
+        run = self.new_run(
+            name,
+            input,
+            workflow_id,
+            execution_timeout_s=execution_timeout_s,
+            traceparent=traceparent,
+            tags=tags,
+            task_queue=task_queue,
+        )
+        stored, created = self.store.create(run)
+        if stored.status == Status.PENDING:
+            # A repeated start of a pending run sends again: harmless (the claim
+            # decides) and it repairs a start whose first send was lost.
+            self._send(stored.id, "start", stored.task_queue)
+        return stored, created
+
+    def new_run(
+        self,
+        name: str,
+        input: Any,
+        workflow_id: str | None = None,
+        *,
+        execution_timeout_s: float | None = None,
+        traceparent: str | None = None,
+        tags: dict[str, str] | None = None,
+        task_queue: str | None = None,
+    ) -> Run:
+        """The pending run a start creates, validated (shared by schedules' ticks)."""
         text = encode_json(input, what="input", limit=MAX_INPUT_BYTES)
         tags = dict(tags or {})
         _check_tags(tags)
+        self.check_task_queue(task_queue)
         if (
             execution_timeout_s is not None
             and not 0 < execution_timeout_s <= MAX_EXECUTION_TIMEOUT_S
@@ -67,7 +100,7 @@ class Service:
                 f"execution_timeout_seconds must be above 0 and at most {MAX_EXECUTION_TIMEOUT_S}"
             )
         now = self.clock.now_ms()
-        run = Run(
+        return Run(
             id=workflow_id or str(uuid.uuid4()),
             name=name,
             status=Status.PENDING,
@@ -80,17 +113,37 @@ class Service:
             # Kept only if well formed: it parents the worker's spans (tracing is optional).
             traceparent=traceparent if traceparent and TRACEPARENT_RE.match(traceparent) else None,
             tags=tags,
+            task_queue=None if task_queue in (None, DEFAULT_TASK_QUEUE) else task_queue,
         )
-        stored, created = self.store.create(run)
-        if stored.status == Status.PENDING:
-            # A repeated start of a pending run sends again: harmless (the claim
-            # decides) and it repairs a start whose first send was lost.
-            self._send(stored.id, "start")
-        return stored, created
 
-    def _send(self, workflow_id: str, reason: str) -> None:
+    def check_task_queue(self, task_queue: str | None) -> None:
+        """A task queue the deployment does not have is bad input (400), not a run
+        that would wait forever."""
+        if task_queue is not None and task_queue not in self.settings.task_queues:
+            raise BadInputError(
+                f"task queue {task_queue!r} is not one of this deployment's: "
+                + ", ".join(self.settings.task_queues)
+            )
+
+    @cached_property
+    def schedules(self) -> Any:
+        """The recurring schedules' service (`api/schedules.py`), sharing this one."""
+        from ..store.schedules import ScheduleStore
+        from .schedules import ScheduleService
+
+        return ScheduleService(
+            runs=self,
+            store=ScheduleStore(self.store.ddb, self.settings.table),
+            scheduler=self.dispatcher.scheduler,
+        )
+
+    def dispatch(self, workflow_id: str, reason: str, task_queue: str | None = None) -> None:
+        """Send a run just created (or found pending); a lost send is the sweeper's."""
+        self._send(workflow_id, reason, task_queue)
+
+    def _send(self, workflow_id: str, reason: str, task_queue: str | None = None) -> None:
         try:
-            self.dispatcher.send(workflow_id, reason)
+            self.dispatcher.send(workflow_id, reason, task_queue=task_queue)
         except Exception:
             # The write is durable: the sweeper's walk of `by_created` finds the
             # run still pending after the grace period and sends it. The caller's
@@ -105,7 +158,12 @@ class Service:
         return [(w, w.live(now)) for w in found if include_stopped or w.live(now)]
 
     def served_names(self) -> set[str]:
-        return {n for w, live in self.workers() if live for n in w.names}
+        """What live workers serve, as `models.served_key` (name, or name@queue)."""
+        out: set[str] = set()
+        for w, live in self.workers():
+            if live:
+                out.update(w.served or (served_key(n, q) for q in w.task_queues for n in w.names))
+        return out
 
     def get(self, workflow_id: str) -> Run:
         _check_id(workflow_id)
@@ -299,7 +357,13 @@ class Service:
             workflow_id, name, text, grace_ms=self.settings.sweep_grace_ms
         )
         if woke:
-            self._send(workflow_id, "signal")
+            # Only a deployment with several task queues needs the run's (one read).
+            queue = (
+                self.store.get(workflow_id).task_queue
+                if len(self.settings.task_queues) > 1
+                else None
+            )
+            self._send(workflow_id, "signal", queue)
         if timer:
             # The wait's timeout schedule is moot now. Left alone it would fire
             # once later (one Scheduler invocation and a message a worker drops).

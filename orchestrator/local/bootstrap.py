@@ -12,6 +12,10 @@ from .. import resources as r
 from ..settings import Settings
 
 SCHEDULER_ROLE_ARN = "arn:aws:iam::123456789012:role/orchestrator-scheduler"
+# Recurring schedules target the API "Lambda": locally the emulator hands their
+# events to the API's service in-process instead.
+API_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:orchestrator-api"
+RECURRING_ROLE_ARN = "arn:aws:iam::123456789012:role/orchestrator-recurring"
 
 
 def table_definition(table: str) -> dict[str, Any]:
@@ -71,7 +75,40 @@ def bootstrap(
     except ClientError as e:
         if e.response["Error"]["Code"] != "ResourceInUseException":
             raise
-    dlq_url = sqs.create_queue(QueueName=r.DEFAULT_DLQ_NAME)["QueueUrl"]
+    queue_url, queue_arn, dlq_url = _queues(
+        sqs, settings, r.DEFAULT_QUEUE_NAME, r.DEFAULT_DLQ_NAME, max_receive_count
+    )
+    for task_queue in settings.task_queues:
+        if task_queue != r.DEFAULT_TASK_QUEUE:
+            _queues(
+                sqs,
+                settings,
+                r.task_queue_name(r.DEFAULT_QUEUE_NAME, task_queue),
+                r.task_dlq_name(r.DEFAULT_QUEUE_NAME, r.DEFAULT_DLQ_NAME, task_queue),
+                max_receive_count,
+            )
+    for group in (settings.schedule_group, settings.recurring_group):
+        try:
+            scheduler.create_schedule_group(Name=group)
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ConflictException":
+                raise
+    return settings.with_(
+        queue_url=queue_url,
+        queue_arn=queue_arn,
+        dlq_url=dlq_url,
+        scheduler_role_arn=SCHEDULER_ROLE_ARN,
+        recurring_target_arn=settings.recurring_target_arn or API_FUNCTION_ARN,
+        recurring_role_arn=settings.recurring_role_arn or RECURRING_ROLE_ARN,
+        endpoint_url=endpoint_url,
+    )
+
+
+def _queues(
+    sqs: Any, settings: Settings, name: str, dlq_name: str, max_receive_count: int
+) -> tuple[str, str, str]:
+    """A work queue and its DLQ (idempotent): (queue URL, queue ARN, DLQ URL)."""
+    dlq_url = sqs.create_queue(QueueName=dlq_name)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
@@ -83,27 +120,14 @@ def bootstrap(
         ),
     }
     try:
-        queue_url = sqs.create_queue(QueueName=r.DEFAULT_QUEUE_NAME, Attributes=attributes)[
-            "QueueUrl"
-        ]
+        queue_url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
     except ClientError as e:
         if "QueueAlreadyExists" not in e.response["Error"]["Code"]:
             raise
         # Same name, other settings (moto's state is shared by every server in a process).
-        queue_url = sqs.get_queue_url(QueueName=r.DEFAULT_QUEUE_NAME)["QueueUrl"]
+        queue_url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         sqs.set_queue_attributes(QueueUrl=queue_url, Attributes=attributes)
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
-    try:
-        scheduler.create_schedule_group(Name=settings.schedule_group)
-    except ClientError as e:
-        if e.response["Error"]["Code"] != "ConflictException":
-            raise
-    return settings.with_(
-        queue_url=queue_url,
-        queue_arn=queue_arn,
-        dlq_url=dlq_url,
-        scheduler_role_arn=SCHEDULER_ROLE_ARN,
-        endpoint_url=endpoint_url,
-    )
+    return queue_url, queue_arn, dlq_url

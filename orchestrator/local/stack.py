@@ -24,6 +24,7 @@ from ..api.service import Service
 from ..aws import client
 from ..clock import SYSTEM_CLOCK, Clock
 from ..dispatch import Dispatcher
+from ..recurring import parse_event
 from ..settings import Settings
 from ..store import Store
 from ..sweeper import Sweeper
@@ -103,7 +104,12 @@ class LocalStack:
         self.service = Service(self.store, self.dispatcher, self.clock, self.settings)
         self.sweeper = Sweeper(self.store, self.dispatcher, self.clock, self.settings)
         self.emulator = SchedulerEmulator(
-            self.scheduler, self.sqs, self.clock, self.settings.schedule_group
+            self.scheduler,
+            self.sqs,
+            self.clock,
+            self.settings.schedule_group,
+            recurring_group=self.settings.recurring_group,
+            deliver=self._deliver_tick,
         )
         if self._serve_api:
             self.api = ApiServer(
@@ -126,9 +132,17 @@ class LocalStack:
         try:
             self.emulator.fire_due()
             self.sweeper.sweep_once()
+            self.service.schedules.catch_up(grace_ms=self.settings.sweep_grace_ms)
         except Exception:
             if not self._stop.is_set():
                 log.exception("background round failed; retrying next round")
+
+    def _deliver_tick(self, payload: dict[str, Any]) -> Any:
+        """A recurring schedule's invocation, as the API Lambda receives it."""
+        event = parse_event(payload)
+        if event is None:
+            return None
+        return self.service.schedules.fire(*event)
 
     def reset(self) -> None:
         """Clear all state and recreate the resources (tests)."""

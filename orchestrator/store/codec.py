@@ -146,6 +146,7 @@ def run_from_item(item: dict[str, Any]) -> Run:
         forked_from=d.get("forked_from"),
         generation=d.get("generation", 0),
         build_id=d.get("build_id"),
+        task_queue=d.get("task_queue"),
     )
 
 
@@ -170,6 +171,7 @@ def new_run_item(run: Run) -> dict[str, Any]:
             "parent_op": run.parent_op,
             "parent_polls": run.parent_polls or None,
             "tags": run.tags or None,
+            "task_queue": run.task_queue,
             r.BY_CREATED.partition_key: r.list_pk(shard(run.id, r.LIST_SHARDS)),
             r.BY_CREATED.sort_key: list_sk(run.created_at, run.id),
         }

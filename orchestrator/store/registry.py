@@ -12,7 +12,7 @@ after a worker was last seen; a worker that stops cleanly marks itself stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import resources as r
@@ -35,6 +35,10 @@ class WorkerInfo:
     started_at: int
     last_seen: int
     stopped: bool = False
+    task_queues: list[str] = field(default_factory=lambda: ["default"])
+    # Exactly what it runs, as "name" (on default) or "name@queue": a workflow
+    # declared on one task queue runs from that queue only.
+    served: list[str] = field(default_factory=list)
 
     def live(self, now: int) -> bool:
         return not self.stopped and self.last_seen >= now - LIVE_WINDOW_MS
@@ -75,6 +79,8 @@ def worker_from_item(item: dict[str, Any]) -> WorkerInfo:
         started_at=d.get("started_at", 0),
         last_seen=d.get("last_seen", 0),
         stopped=bool(d.get("stopped", False)),
+        task_queues=list(d.get("task_queues") or ["default"]),
+        served=list(d.get("served") or []),
     )
 
 

@@ -10,6 +10,7 @@ change nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -53,6 +54,7 @@ _NAMES = {
     "#att": "attempts",
     "#dl": "deadline_at",
     "#bid": "build_id",
+    "#tq": "task_queue",
 }
 
 
@@ -110,6 +112,28 @@ def put_new_run(table: str, item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _served(names: list[str], queues: Mapping[str, list[str]] | None) -> tuple[str, dict[str, Any]]:
+    """The claim's "this worker runs it" clause: the run's name among the names the
+    worker serves on the run's task queue (a run without `task_queue` is on
+    "default"). Without `queues`, any task queue (callers that predate them)."""
+    name_values = {f":n{i}": n for i, n in enumerate(names)}
+    index = {n: k for k, n in name_values.items()}
+    if queues is None:
+        return "#nm IN (" + ", ".join(name_values) + ")", name_values
+    parts, values = [], dict(name_values)
+    for i, (queue, served) in enumerate(sorted(queues.items())):
+        if not served:
+            continue
+        match = "attribute_not_exists(#tq)" if queue == r.DEFAULT_TASK_QUEUE else f"#tq = :q{i}"
+        if queue != r.DEFAULT_TASK_QUEUE:
+            values[f":q{i}"] = queue
+        parts.append(f"{match} AND #nm IN (" + ", ".join(index[n] for n in served) + ")")
+    if not parts:
+        raise ValueError("a worker serves at least one workflow on one task queue")
+    # AND binds tighter than OR; DynamoDB refuses parentheses that change nothing.
+    return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")", values
+
+
 def claim(
     table: str,
     workflow_id: str,
@@ -119,18 +143,21 @@ def claim(
     lease_ms: int,
     names: list[str],
     build_id: str | None = None,
+    queues: Mapping[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     if not 1 <= len(names) <= 99:
         raise ValueError("a worker serves between 1 and 99 workflow names")
-    name_values = {f":n{i}": n for i, n in enumerate(names)}
+    served, name_values = _served(names, queues)
     # Closes: two workers claiming one run. Exactly one conditional update can see
     # the run runnable; it bumps the epoch, so the other's condition fails.
     # Runnable means: pending; running with an expired lease (its owner died or
     # released it); parked with a wake time that has passed. A parked run whose
     # time has not come, and a run another worker holds, are refused, and so is a
     # workflow name this worker does not serve. A terminal run never matches.
+    # The worker serves the run: its name, on its task queue (a run on "gpu" is never
+    # claimed by a worker that does not serve "gpu", whatever queue the message took).
     condition = (
-        "attribute_exists(#pk) AND #nm IN (" + ", ".join(name_values) + ") AND ("
+        f"attribute_exists(#pk) AND {served} AND ("
         "#st = :pending OR (#st = :running AND #lu < :now) "
         "OR ((#st = :sleeping OR #st = :waiting) AND #wa <= :now))"
     )

@@ -360,3 +360,24 @@ def test_parent_and_child_runs_link_both_ways(stack: LocalStack, worker: Any, pa
     expect(page.locator("#run-id")).to_have_text(child)
     page.locator("#parent-link").click()
     expect(page.locator("#run-id")).to_have_text(run)
+
+
+def test_schedules_page_lists_schedules_and_links_their_runs(
+    stack: LocalStack, worker: Any, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    client = Client(stack.api_url)
+    client.create_schedule(
+        "nightly", "count", {"steps": 1}, expression="cron(0 2 * * ? *)", timezone="Europe/Paris"
+    )
+    started = client.trigger_schedule("nightly")
+    wait_status(stack, started["run_id"], "completed")
+    page.goto(f"{stack.api_url}/#/schedules")
+    row = page.locator("table.schedules tbody tr[data-name='nightly']")
+    expect(row).to_contain_text("cron(0 2 * * ? *) Europe/Paris")
+    expect(row).to_contain_text("active")
+    row.locator("a").first.click()
+    expect(page.locator("#run-name")).to_have_text("count")
+    assert started["run_id"] in page.url
+    shot(page, "schedules")

@@ -77,18 +77,46 @@ def grants_of_role(t: Template, role_id: str) -> dict[str, set[str]]:
     return out
 
 
+def scheduler_role(t: Template, kind: str) -> tuple[str, str, dict[str, Any]]:
+    """(group id, role id, role) of the "timer" group (one-time wake-ups, the role
+    sends to the work queue) or the "recurring" one (the role invokes the API)."""
+    doc = {
+        "Statement": Match.array_with(
+            [Match.object_like({"Principal": {"Service": "scheduler.amazonaws.com"}})]
+        )
+    }
+    roles = t.find_resources(
+        "AWS::IAM::Role", {"Properties": {"AssumeRolePolicyDocument": Match.object_like(doc)}}
+    )
+    found = []
+    for role_id, role in roles.items():
+        condition = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
+        group_id = condition["ArnLike"]["aws:SourceArn"]["Fn::GetAtt"][0]
+        actions = {a for acts in grants_of_role(t, role_id).values() for a in acts}
+        if ("sqs:SendMessage" in actions) == (kind == "timer"):
+            found.append((group_id, role_id, dict(role)))
+    assert len(found) == 1, f"expected one {kind} scheduler role, found {found}"
+    return found[0]
+
+
 def named(t: Template) -> dict[str, str]:
     """The resources statements should name, as cdk-nag-style flattened strings."""
     table = only(t, "AWS::DynamoDB::Table")[0]
-    _, group = only(t, "AWS::Scheduler::ScheduleGroup")
-    group_name = group["Properties"]["Name"]
+    groups = t.find_resources("AWS::Scheduler::ScheduleGroup")
+    timer_group, timer_role, _ = scheduler_role(t, "timer")
+    recurring_group, recurring_role, _ = scheduler_role(t, "recurring")
+    group_name = groups[timer_group]["Properties"]["Name"]
+    recurring_name = groups[recurring_group]["Properties"]["Name"]
     return {
+        "recurring_schedules": f"{PARTITION_ARN}:scheduler:<AWS::Region>:<AWS::AccountId>:"
+        f"schedule/{recurring_name}/*",
+        "recurring_role": f"<{recurring_role}.Arn>",
         "table": f"<{table}.Arn>",
         **{ix.name: f"<{table}.Arn>/index/{ix.name}" for ix in r.INDEXES},
         "queue": f"<{work_queue(t)}.Arn>",
         "dlq": f"<{dlq(t)}.Arn>",
         "schedules": f"{PARTITION_ARN}:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/{group_name}/*",
-        "scheduler_role": f"<{role_trusting(t, {'Service': 'scheduler.amazonaws.com'})[0]}.Arn>",
+        "scheduler_role": f"<{timer_role}.Arn>",
     }
 
 

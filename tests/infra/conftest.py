@@ -51,6 +51,7 @@ def custom_stack() -> Stack:
         worker_principals=WORKER_PRINCIPALS,
         name_prefix="",
         max_message_age=Duration.hours(2),
+        task_queues=["gpu"],
     )
     return stack
 

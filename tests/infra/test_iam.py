@@ -85,6 +85,7 @@ def test_worker_policy_has_exactly_the_worker_statements(custom_template: Templa
             "dynamodb:Query",
             "dynamodb:ConditionCheckItem",
             "dynamodb:BatchWriteItem",
+            "dynamodb:BatchGetItem",
         },
         **index_query(n),
         n["queue"]: {
@@ -141,8 +142,14 @@ def test_api_function_has_exactly_the_api_statements(template: Template) -> None
             "dynamodb:DeleteItem",
         },
         **index_query(n),
-        n["queue"]: {"sqs:SendMessage"},
+        n["queue"]: {"sqs:SendMessage", "sqs:GetQueueAttributes"},
         n["schedules"]: {"scheduler:DeleteSchedule"},
+        n["recurring_schedules"]: {
+            "scheduler:CreateSchedule",
+            "scheduler:UpdateSchedule",
+            "scheduler:DeleteSchedule",
+        },
+        n["recurring_role"]: {"iam:PassRole"},
     }
     assert len(grants) == len(without_logs(grants)) + 1  # its own log group, nothing else
 
@@ -156,6 +163,7 @@ def test_sweeper_function_has_exactly_the_sweeper_statements(template: Template)
             "dynamodb:GetItem",
             "dynamodb:BatchGetItem",
             "dynamodb:UpdateItem",
+            "dynamodb:PutItem",
         },
         **index_query(n),
         n["queue"]: {"sqs:SendMessage"},

@@ -22,6 +22,7 @@ from cfn_helpers import (
     named,
     only,
     role_trusting,
+    scheduler_role,
     work_queue,
 )
 
@@ -132,14 +133,21 @@ def test_both_queues_refuse_requests_without_tls(template: Template) -> None:
 
 
 def test_scheduler_role_only_sends_to_the_work_queue(template: Template) -> None:
-    group_id, _ = only(template, "AWS::Scheduler::ScheduleGroup")
-    role_id, role = role_trusting(template, {"Service": "scheduler.amazonaws.com"})
+    group_id, role_id, role = scheduler_role(template, "timer")
     condition = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
     assert condition == {
         "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
         "ArnLike": {"aws:SourceArn": {"Fn::GetAtt": [group_id, "Arn"]}},
     }
     assert grants_of_role(template, role_id) == {named(template)["queue"]: {"sqs:SendMessage"}}
+
+
+def test_recurring_schedules_role_only_invokes_the_api_function(template: Template) -> None:
+    group_id, role_id, role = scheduler_role(template, "recurring")
+    condition = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
+    assert condition["ArnLike"] == {"aws:SourceArn": {"Fn::GetAtt": [group_id, "Arn"]}}
+    api_fn, _ = only(template, "AWS::Lambda::Function", {"Handler": API_HANDLER})
+    assert grants_of_role(template, role_id) == {f"<{api_fn}.Arn>": {"lambda:InvokeFunction"}}
 
 
 # --- functions, API, sweeper ------------------------------------------------------------------
@@ -158,15 +166,18 @@ def test_functions_get_every_setting_from_the_environment(
     props = fn["Properties"]
     assert (props["Runtime"], props["Architectures"]) == ("python3.12", ["x86_64"])
     env = props["Environment"]["Variables"]
-    group = only(t, "AWS::Scheduler::ScheduleGroup")[1]["Properties"]["Name"]
-    scheduler_role = role_trusting(t, {"Service": "scheduler.amazonaws.com"})[0]
+    groups = t.find_resources("AWS::Scheduler::ScheduleGroup")
+    timer_group, timer_role, _ = scheduler_role(t, "timer")
+    recurring_group, recurring_role, _ = scheduler_role(t, "recurring")
     assert env == {
         r.ENV_TABLE: {"Ref": only(t, "AWS::DynamoDB::Table")[0]},
         r.ENV_QUEUE_URL: {"Ref": work_queue(t)},
         r.ENV_QUEUE_ARN: {"Fn::GetAtt": [work_queue(t), "Arn"]},
         r.ENV_DLQ_URL: {"Ref": dlq(t)},
-        r.ENV_SCHEDULE_GROUP: group,
-        r.ENV_SCHEDULER_ROLE_ARN: {"Fn::GetAtt": [scheduler_role, "Arn"]},
+        r.ENV_SCHEDULE_GROUP: groups[timer_group]["Properties"]["Name"],
+        r.ENV_SCHEDULER_ROLE_ARN: {"Fn::GetAtt": [timer_role, "Arn"]},
+        r.ENV_RECURRING_GROUP: groups[recurring_group]["Properties"]["Name"],
+        r.ENV_RECURRING_ROLE_ARN: {"Fn::GetAtt": [recurring_role, "Arn"]},
         r.ENV_LEASE_SECONDS: str(r.DEFAULT_LEASE_SECONDS),
         "POWERTOOLS_SERVICE_NAME": service,
     }
@@ -321,6 +332,7 @@ def test_construct_props_reach_the_resources(custom_template: Template) -> None:
     )
     t.has_resource_properties("AWS::SQS::Queue", {"QueueName": r.DEFAULT_DLQ_NAME})
     t.has_resource_properties("AWS::Scheduler::ScheduleGroup", {"Name": r.DEFAULT_SCHEDULE_GROUP})
+    t.has_resource_properties("AWS::Scheduler::ScheduleGroup", {"Name": r.DEFAULT_RECURRING_GROUP})
     t.has_resource_properties(
         "AWS::CloudWatch::Alarm", {"MetricName": "ApproximateAgeOfOldestMessage", "Threshold": 7200}
     )
@@ -387,3 +399,65 @@ def test_cdk_context_selects_the_construct_props() -> None:
         "name_prefix": "dev-",
     }
     assert props_from_context(App()) == {}  # defaults: IAM auth, retained data
+
+
+# --- task queues ---------------------------------------------------------------------------------
+def test_each_task_queue_gets_a_queue_and_dlq_named_by_the_resource_module(
+    custom_template: Template,
+) -> None:
+    t = custom_template
+    gpu = r.task_queue_name(r.DEFAULT_QUEUE_NAME, "gpu")
+    gpu_dlq = r.task_dlq_name(r.DEFAULT_QUEUE_NAME, r.DEFAULT_DLQ_NAME, "gpu")
+    queue_id, _ = only(t, "AWS::SQS::Queue", {"QueueName": gpu})
+    dlq_id, _ = only(t, "AWS::SQS::Queue", {"QueueName": gpu_dlq})
+    t.has_resource_properties(
+        "AWS::SQS::Queue",
+        {
+            "QueueName": gpu,
+            "RedrivePolicy": {
+                "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+                "maxReceiveCount": r.MAX_RECEIVE_COUNT,
+            },
+        },
+    )
+    t.all_resources_properties(
+        "AWS::Lambda::Function",
+        {"Environment": {"Variables": Match.object_like({r.ENV_TASK_QUEUES: "default,gpu"})}},
+    )
+    grants = grants_of_role(t, _worker_role_id(t))
+    assert "sqs:ReceiveMessage" in grants[f"<{queue_id}.Arn>"]
+
+
+def _worker_role_id(t: Template) -> str:
+    return role_trusting(t, {"AWS": Match.any_value()})[0]
+
+
+def test_a_fleet_policy_names_only_its_task_queues() -> None:
+    from aws_cdk import App, Stack
+
+    from tests.infra.conftest import SKIP_BUNDLING
+
+    app = App(context={**SKIP_BUNDLING})
+    stack = Stack(app, "Fleets")
+    orch = Orchestrator(stack, "O", name_prefix="", task_queues=["gpu"])
+    orch.worker_policy_for("GpuWorkers", ["gpu"])
+    with pytest.raises(ValueError, match="unknown task queue"):
+        orch.worker_policy_for("Nope", ["bulk"])
+    t = Template.from_stack(stack)
+    gpu_queue, _ = only(
+        t, "AWS::SQS::Queue", {"QueueName": r.task_queue_name(r.DEFAULT_QUEUE_NAME, "gpu")}
+    )
+    default_queue, _ = only(t, "AWS::SQS::Queue", {"QueueName": r.DEFAULT_QUEUE_NAME})
+    policies = t.find_resources(
+        "AWS::IAM::ManagedPolicy",
+        {"Properties": {"Description": Match.string_like_regexp("serving task queue")}},
+    )
+    (policy,) = policies.values()
+    resources = {
+        flat(res)
+        for stmt in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "sqs:ReceiveMessage" in stmt["Action"]
+        for res in (stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]])
+    }
+    assert resources == {f"<{gpu_queue}.Arn>"}
+    assert f"<{default_queue}.Arn>" not in resources

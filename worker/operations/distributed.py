@@ -50,6 +50,7 @@ from .batch import (
     _Policy,
     check_batch_args,
 )
+from .invoke import check_task_queue
 
 POLL_FIRST_S = 0.2
 POLL_MAX_S = 5.0
@@ -64,8 +65,10 @@ async def distributed_map(
     max_concurrency: int | None,
     completion: CompletionConfig | None,
     execution_timeout: timedelta | float | None,
+    task_queue: str | None = None,
 ) -> BatchResult[Any]:
     check_batch_args(name, max_concurrency, completion)
+    check_task_queue(task_queue)
     if not isinstance(workflow, str) or not WORKFLOW_NAME_RE.match(workflow):
         raise ValueError(f"{workflow!r} is not a workflow name")
     if isinstance(items, (str, bytes, dict)):
@@ -99,7 +102,15 @@ async def distributed_map(
         rec = await _core.record(s, start)
     ids = [child_run_id(s.workflow_id, f"{op_id}.{i}") for i in range(total)]
     outcomes, reason = await _run(
-        s, op_id, ids, inputs, workflow, max_concurrency, _Policy(total, completion), timeout_ms
+        s,
+        op_id,
+        ids,
+        inputs,
+        workflow,
+        max_concurrency,
+        _Policy(total, completion),
+        timeout_ms,
+        task_queue,
     )
     items_out = []
     for i in sorted(outcomes):
@@ -141,6 +152,7 @@ async def _run(
     max_concurrency: int | None,
     policy: _Policy,
     timeout_ms: int | None,
+    task_queue: str | None,
 ) -> tuple[dict[int, Run | None], CompletionReason]:
     total = len(ids)
     cap = max_concurrency or total or 1
@@ -169,6 +181,7 @@ async def _run(
                 workflow,
                 timeout_ms,
                 fresh,
+                task_queue,
             )
             for i in fresh:
                 outcomes[i] = None
@@ -208,6 +221,7 @@ async def _start(
     workflow: str,
     timeout_ms: int | None,
     indexes: list[int],
+    task_queue: str | None,
 ) -> None:
     now = s.clock.now_ms()
     gate = asyncio.Semaphore(START_CONCURRENCY)
@@ -225,6 +239,7 @@ async def _start(
             parent_id=s.workflow_id,
             parent_op=f"{op_id}.{index}",
             parent_polls=True,
+            task_queue=task_queue,
         )
         async with gate:
             stored, created = await s.store.create_run(child)
@@ -238,7 +253,7 @@ async def _start(
 
     _core.check_lease(s)
     await _core.io(s, put_all())
-    await _core.io(s, s.store.send_many(sorted(to_send), "start"))
+    await _core.io(s, s.store.send_many(sorted(to_send), "start", task_queue))
 
 
 async def _from_record(s: Any, rec: StepRecord, total: int) -> BatchResult[Any]:

@@ -40,6 +40,20 @@ from .._state import duration_ms
 from .signal import receive
 
 
+def check_task_queue(task_queue: str | None) -> None:
+    """A child's task queue must be one the deployment has (as a start's is)."""
+    from .._core import current
+
+    if task_queue is None:
+        return
+    s, _, _ = current()
+    if task_queue not in s.store.settings.task_queues:
+        raise ValueError(
+            f"task queue {task_queue!r} is not one of the deployment's "
+            f"({', '.join(s.store.settings.task_queues)})"
+        )
+
+
 async def invoke(
     name: str,
     workflow: str,
@@ -47,11 +61,13 @@ async def invoke(
     *,
     execution_timeout: timedelta | float | None,
     result_type: Any,
+    task_queue: str | None = None,
 ) -> Any:
     if not isinstance(name, str) or not STEP_NAME_RE.match(name):
         raise ValueError("an invoke name is 1 to 200 printable characters")
     if not isinstance(workflow, str) or not WORKFLOW_NAME_RE.match(workflow):
         raise ValueError(f"{workflow!r} is not a workflow name")
+    check_task_queue(task_queue)
     try:
         text = dumps(to_jsonable(input))
         check_size(text, what="a child's input", limit=MAX_INPUT_BYTES)
@@ -76,6 +92,7 @@ async def invoke(
         deadline_at=None if timeout_ms is None else now + timeout_ms,
         parent_id=s.workflow_id,
         parent_op=op_id,
+        task_queue=task_queue,
     )
     _core.check_lease(s)
     stored, created = await _core.io(s, s.store.create_run(child))
@@ -84,7 +101,7 @@ async def invoke(
             child_id, "conflict", "ConflictError", "a run with the child's id exists already"
         )
     if created or stored.status == Status.PENDING:
-        await _core.io(s, s.store.send(child_id, "start"))
+        await _core.io(s, s.store.send(child_id, "start", stored.task_queue))
     pending = StepRecord(
         op_id,
         name,

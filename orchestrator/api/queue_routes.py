@@ -1,0 +1,109 @@
+"""The `/queues` routes: each task queue's depth, runs in flight and limits, and
+flow control changed at run time (`orchestrator queue set`).
+
+    GET  /queues                 {"queues": [{"name", "depth", "in_flight", "max_concurrency", ...}]}
+    POST /queues/{name}          {"max_concurrency"?, "rate_limit"?, "rate_period_seconds"?}
+
+A limit left out (or null) is removed. See `orchestrator/store/flow.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import BadInputError, NotFoundError
+from ..store import flow as f
+from .service import Service
+
+ROUTES: list[tuple[str, re.Pattern[str]]] = [
+    ("GET", re.compile(r"^/queues/?$")),
+    ("POST", re.compile(r"^/queues/[^/]+/?$")),
+]
+
+
+class LimitsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
+    rate_limit: int | None = Field(default=None, ge=1, le=1_000_000)
+    rate_period_seconds: float | None = Field(default=None, gt=0, le=86_400)
+
+
+def queue_view(service: Service, name: str) -> dict[str, Any]:
+    resp = service.store.ddb.get_item(
+        TableName=service.settings.table, Key=f.flow_key(name), ConsistentRead=True
+    )
+    state = f.flow_from_item(name, resp.get("Item"))
+    attrs: dict[str, str] = {}
+    sqs = getattr(service.dispatcher, "_sqs", None)
+    if sqs is not None:
+        try:
+            attrs = sqs.get_queue_attributes(
+                QueueUrl=service.settings.queue_url_for(name),
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )["Attributes"]
+        except Exception:
+            attrs = {}
+    visible = int(attrs.get("ApproximateNumberOfMessages", 0))
+    delayed = int(attrs.get("ApproximateNumberOfMessagesDelayed", 0))
+    return {
+        "name": name,
+        "depth": visible + delayed,  # runnable messages waiting (delayed: timers, waits)
+        "in_flight": state.in_flight
+        if state.max_concurrency is not None
+        else int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+        "max_concurrency": state.max_concurrency,
+        "rate_limit": state.rate_limit,
+        "rate_period_seconds": None
+        if state.rate_period_ms is None
+        else state.rate_period_ms / 1000,
+    }
+
+
+def register(app: APIGatewayHttpResolver, service: Callable[[], Service]) -> None:
+    @app.get("/queues")
+    def list_queues() -> dict[str, Any]:
+        s = service()
+        return {"queues": [queue_view(s, q) for q in s.settings.task_queues]}
+
+    @app.post("/queues/<name>")
+    def set_limits(name: str) -> dict[str, Any]:
+        s = service()
+        if name not in s.settings.task_queues:
+            raise NotFoundError(
+                f"no task queue {name!r}; this deployment has {', '.join(s.settings.task_queues)}"
+            )
+        raw = app.current_event.decoded_body or "{}"
+        try:
+            data = json.loads(raw or "{}")
+        except json.JSONDecodeError as e:
+            raise BadInputError(f"request body is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise BadInputError("request body must be a JSON object")
+        req = LimitsRequest.model_validate(data)
+        if req.rate_period_seconds is not None and req.rate_limit is None:
+            raise BadInputError("rate_period_seconds needs a rate_limit")
+        period = None
+        if req.rate_limit is not None:
+            period = int((req.rate_period_seconds or 1) * 1000)
+        s.store.ddb.update_item(
+            **f.set_limits(
+                s.settings.table,
+                name,
+                max_concurrency=req.max_concurrency,
+                rate_limit=req.rate_limit,
+                rate_period_ms=period,
+                now=s.clock.now_ms(),
+            )
+        )
+        return queue_view(s, name)

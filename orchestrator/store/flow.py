@@ -1,0 +1,196 @@
+"""Flow control per task queue: a concurrency limit and a rate limit that hold
+across every worker, kept in one item per task queue.
+
+    pk = "QUEUES"   sk = "Q#<task queue>"
+    max_concurrency, rate_limit, rate_period_ms     the limits (absent: none)
+    holders       {run id: when the slot was taken (ms)}
+    window_start, window_count                      the current rate window
+
+A worker that claims a run of a limited queue first takes a slot with one
+conditional update (`acquire`): the run joins `holders` only if fewer than
+`max_concurrency` hold one, and the window's count goes up only if it is under
+`rate_limit` (or a new window starts). The condition compares the item's own
+attributes, so changing a limit is one write (`orchestrator queue set`) that
+every worker obeys at its next claim, with no redeploy and no read per claim.
+Work over a limit is not dropped: its message comes back a little later.
+
+A slot is given back (`release`, an unconditional REMOVE, so a repeat is
+harmless) when the lease ends: completion or failure, a park, a release at
+shutdown, a refused claim. A killed worker gives nothing back; its slot is
+purged by the next worker that finds the queue full: a holder whose run is no
+longer running, or whose lease has expired, is removed with a write conditioned on the holder being unchanged. So a killed
+worker holds a slot at most until its lease expires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import resources as r
+from .codec import from_item, to_attr, to_item
+
+FLOW_PK = "QUEUES"
+
+
+def flow_key(task_queue: str) -> dict[str, Any]:
+    return to_item({r.PK: FLOW_PK, r.SK: f"Q#{task_queue}"})
+
+
+@dataclass(frozen=True)
+class FlowState:
+    task_queue: str
+    max_concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_period_ms: int | None = None
+    holders: dict[str, int] | None = None
+    window_start: int = 0
+    window_count: int = 0
+
+    @property
+    def limited(self) -> bool:
+        return self.max_concurrency is not None or self.rate_limit is not None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.holders or {})
+
+
+def flow_from_item(task_queue: str, item: dict[str, Any] | None) -> FlowState:
+    if not item:
+        return FlowState(task_queue)
+    d = from_item(item)
+    return FlowState(
+        task_queue=task_queue,
+        max_concurrency=d.get("max_concurrency"),
+        rate_limit=d.get("rate_limit"),
+        rate_period_ms=d.get("rate_period_ms"),
+        holders={k: int(v) for k, v in (d.get("holders") or {}).items()},
+        window_start=d.get("window_start", 0),
+        window_count=d.get("window_count", 0),
+    )
+
+
+def acquire(
+    table: str,
+    task_queue: str,
+    *,
+    run_id: str,
+    now: int,
+    period_ms: int,
+    new_window: bool,
+) -> dict[str, Any]:
+    """Take a slot for `run_id`; its value is `now`, the time it was taken.
+
+    Closes: more than `max_concurrency` runs holding a lease on the queue, and
+    more than `rate_limit` claims in a window, whatever the number of workers:
+    the counts and the limits are in one item, and the condition reads them all.
+    A run taken over after its owner died takes its own slot again (the key is
+    the run id), so it never counts twice. `new_window`: the caller saw the
+    window expire; it starts a new one, conditioned on the window having
+    expired still (two workers cannot both restart it)."""
+    concurrency = "(attribute_not_exists(#max) OR size(#h) < #max OR attribute_exists(#h.#run))"
+    values: dict[str, Any] = {":now": now, ":one": 1, ":expired": now - period_ms}
+    if new_window:
+        rate = "(attribute_not_exists(#rl) OR #ws <= :expired)"
+        window = "#ws = :now, #wc = :one"
+    else:
+        rate = "(attribute_not_exists(#rl) OR (#ws > :expired AND #wc < #rl))"
+        window = "#wc = #wc + :one"
+    return {
+        "TableName": table,
+        "Key": flow_key(task_queue),
+        # An existing holder keeps its value: the run's live owner (a duplicate
+        # message's refused claim must not give it back) or a dead one's that a
+        # takeover inherits (and gives back with that value).
+        "UpdateExpression": f"SET #h.#run = if_not_exists(#h.#run, :now), {window}",
+        "ConditionExpression": f"attribute_exists(#h) AND {concurrency} AND {rate}",
+        "ExpressionAttributeNames": {
+            "#h": "holders",
+            "#run": run_id,
+            "#max": "max_concurrency",
+            "#rl": "rate_limit",
+            "#ws": "window_start",
+            "#wc": "window_count",
+        },
+        "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+def release(table: str, task_queue: str, run_id: str, taken_at: int) -> dict[str, Any]:
+    # Closes: giving back a slot that a newer claim of the same run took (the run
+    # parked, woke and was claimed elsewhere before this release): only the
+    # holder this worker wrote is removed.
+    return {
+        "TableName": table,
+        "Key": flow_key(task_queue),
+        "UpdateExpression": "REMOVE #h.#run",
+        "ConditionExpression": "#h.#run = :t",
+        "ExpressionAttributeNames": {"#h": "holders", "#run": run_id},
+        "ExpressionAttributeValues": {":t": to_attr(taken_at)},
+    }
+
+
+def purge(table: str, task_queue: str, stale: dict[str, int]) -> dict[str, Any]:
+    # Closes: purging a slot that its run took again since it was read (a new
+    # claim writes a new epoch): each holder is removed only if unchanged.
+    names = {"#h": "holders"}
+    values: dict[str, Any] = {}
+    removes, conditions = [], []
+    for i, (run_id, epoch) in enumerate(stale.items()):
+        names[f"#r{i}"] = run_id
+        values[f":e{i}"] = to_attr(epoch)
+        removes.append(f"#h.#r{i}")
+        conditions.append(f"#h.#r{i} = :e{i}")
+    return {
+        "TableName": table,
+        "Key": flow_key(task_queue),
+        "UpdateExpression": "REMOVE " + ", ".join(removes),
+        "ConditionExpression": " AND ".join(conditions),
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+
+
+def set_limits(
+    table: str,
+    task_queue: str,
+    *,
+    max_concurrency: int | None,
+    rate_limit: int | None,
+    rate_period_ms: int | None,
+    now: int,
+) -> dict[str, Any]:
+    """Set (or, with None, remove) the limits; the holders and the window stay."""
+    sets = ["#ua = :now", "#h = if_not_exists(#h, :empty)", "#ws = if_not_exists(#ws, :zero)"]
+    sets.append("#wc = if_not_exists(#wc, :zero)")
+    values: dict[str, Any] = {":now": now, ":empty": {}, ":zero": 0}
+    removes = []
+    for attr, placeholder, value in (
+        ("max_concurrency", "#max", max_concurrency),
+        ("rate_limit", "#rl", rate_limit),
+        ("rate_period_ms", "#rp", rate_period_ms),
+    ):
+        if value is None:
+            removes.append(placeholder)
+        else:
+            sets.append(f"{placeholder} = :{attr}")
+            values[f":{attr}"] = value
+    update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+    return {
+        "TableName": table,
+        "Key": flow_key(task_queue),
+        "UpdateExpression": update,
+        "ExpressionAttributeNames": {
+            "#ua": "updated_at",
+            "#h": "holders",
+            "#ws": "window_start",
+            "#wc": "window_count",
+            "#max": "max_concurrency",
+            "#rl": "rate_limit",
+            "#rp": "rate_period_ms",
+        },
+        "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
+        "ReturnValues": "ALL_NEW",
+    }

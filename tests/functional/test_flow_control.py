@@ -1,0 +1,163 @@
+"""Flow control per task queue: a concurrency limit that holds across every
+worker, a rate limit, limits changed at run time, and slots that a killed
+worker leaves behind coming back after its lease."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.client import Client
+from orchestrator.local import LocalStack
+from orchestrator.local.worker_thread import BackgroundWorker
+from tests.conftest import executions
+from tests.helpers import WorkerProcess, wait_for
+from tests.workflows import ALL
+
+
+def _held(path: Path) -> list[tuple[float, float]]:
+    """(start, end) of every step that ran to its end."""
+    out = []
+    for line in executions(path):
+        parts = line.split(":")
+        if parts[1] == "held":
+            out.append((float(parts[2]), float(parts[3])))
+    return out
+
+
+def _max_overlap(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    level = peak = 0
+    for _, delta in events:  # an end sorts before a start at the same instant
+        level += delta
+        peak = max(peak, level)
+    return peak
+
+
+def _all_done(client: Client, ids: list[str]) -> bool:
+    return all(client.get(i)["status"] == "completed" for i in ids)
+
+
+def test_max_concurrency_holds_across_four_workers(stack: LocalStack, exec_log: Path) -> None:
+    client = Client(stack.api_url)
+    queue = client.set_queue_limits("default", max_concurrency=3)
+    assert queue["max_concurrency"] == 3 and queue["in_flight"] == 0
+    workers = [
+        BackgroundWorker(ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=4).start()
+        for _ in range(4)
+    ]
+    try:
+        ids = [client.start("limited", {"seconds": 0.03})["id"] for _ in range(60)]
+        wait_for(lambda: _all_done(client, ids), timeout=90, interval=0.5)
+    finally:
+        for w in workers:
+            w.stop(grace=1)
+    held = _held(exec_log)
+    assert len(held) == 60
+    assert _max_overlap(held) <= 3
+    assert _max_overlap(held) >= 2  # the limit, not a single worker, was the bound
+    assert client.queues()[0]["in_flight"] == 0  # every slot given back
+
+
+def test_a_rate_limit_spaces_claims_and_drops_nothing(stack: LocalStack, exec_log: Path) -> None:
+    client = Client(stack.api_url)
+    client.set_queue_limits("default", rate_limit=5, rate_period=1)
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=8):
+        ids = [client.start("limited", {"seconds": 0})["id"] for _ in range(15)]
+        wait_for(lambda: _all_done(client, ids), timeout=60, interval=0.3)
+    starts = sorted(s for s, _ in _held(exec_log))
+    assert len(starts) == 15
+    # 15 claims at 5 per one-second window span at least two window boundaries.
+    assert starts[-1] - starts[0] >= 1.0
+
+
+def test_limits_change_at_run_time_and_unknown_queues_are_refused(stack: LocalStack) -> None:
+    client = Client(stack.api_url)
+    client.set_queue_limits("default", max_concurrency=2, rate_limit=100, rate_period=60)
+    (q,) = client.queues()
+    assert (q["max_concurrency"], q["rate_limit"], q["rate_period_seconds"]) == (2, 100, 60)
+    client.set_queue_limits("default")  # every limit removed
+    (q,) = client.queues()
+    assert q["max_concurrency"] is None and q["rate_limit"] is None
+    from orchestrator.errors import BadInputError, NotFoundError
+
+    with pytest.raises(NotFoundError):
+        client.set_queue_limits("gpu", max_concurrency=1)
+    with pytest.raises(BadInputError):
+        client.set_queue_limits("default", max_concurrency=0)
+
+
+def test_a_killed_worker_holds_its_slot_no_longer_than_its_lease(
+    stack: LocalStack, exec_log: Path
+) -> None:
+    client = Client(stack.api_url)
+    client.set_queue_limits("default", max_concurrency=1)
+    env = {**stack.exports(), "TEST_EXEC_LOG": str(exec_log), "PYTHONPATH": str(Path.cwd())}
+    import os
+
+    env = {**os.environ, **env}
+    slow = client.start("limited", {"seconds": 30})["id"]
+    with WorkerProcess(env) as first:
+        wait_for(lambda: any(":held-start:" in x for x in executions(exec_log)), timeout=30)
+        first.kill()
+        killed_at = time.time()
+    fast = client.start("limited", {"seconds": 0})["id"]
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        # The killed worker's slot comes back once its lease (3 s) has expired.
+        wait_for(lambda: client.get(fast)["status"] == "completed", timeout=60, interval=0.3)
+    done = [s for s, _ in _held(exec_log)]
+    assert done and min(done) >= killed_at + stack.settings.lease_seconds - 0.5
+    assert client.get(slow)["status"] in ("pending", "running", "completed")
+
+
+def _intervals_with_kills(path: Path, killed_at: float) -> list[tuple[float, float]]:
+    """Every step's (start, end); a step whose worker was killed ends at the kill."""
+    ended = {}
+    started = []
+    for line in executions(path):
+        parts = line.split(":")
+        if parts[1] == "held-start":
+            started.append(float(parts[2]))
+        elif parts[1] == "held":
+            ended[float(parts[2])] = float(parts[3])
+    return [(s, ended.get(s, killed_at)) for s in started]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_200_runs_four_worker_processes_one_killed_never_exceed_three(
+    stack: LocalStack, exec_log: Path
+) -> None:
+    import os
+
+    client = Client(stack.api_url)
+    client.set_queue_limits("default", max_concurrency=3)
+    env = {**os.environ, **stack.exports(), "TEST_EXEC_LOG": str(exec_log)}
+    ids = [client.start("limited", {"seconds": 0.05})["id"] for _ in range(200)]
+    workers = [WorkerProcess(env) for _ in range(4)]
+    try:
+        wait_for(lambda: len(_held(exec_log)) >= 40, timeout=120, interval=0.2)
+        workers[0].kill()
+        killed_at = time.time()
+        workers[0] = WorkerProcess(env)
+        wait_for(lambda: _all_done(client, ids), timeout=600, interval=1)
+    finally:
+        for w in workers:
+            w.kill()
+    assert _max_overlap(_intervals_with_kills(exec_log, killed_at)) <= 3
+
+
+@pytest.mark.slow
+def test_100_starts_at_ten_per_second_take_about_ten_seconds(
+    stack: LocalStack, exec_log: Path
+) -> None:
+    client = Client(stack.api_url)
+    client.set_queue_limits("default", rate_limit=10, rate_period=1)
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=20):
+        ids = [client.start("limited", {"seconds": 0})["id"] for _ in range(100)]
+        wait_for(lambda: _all_done(client, ids), timeout=300, interval=0.5)
+    starts = sorted(s for s, _ in _held(exec_log))
+    assert len(starts) == 100  # nothing dropped
+    assert 8.0 <= starts[-1] - starts[0] <= 30.0  # about ten windows of ten claims

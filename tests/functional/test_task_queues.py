@@ -1,0 +1,69 @@
+"""Task queues: one SQS queue per task queue, runs routed by their record,
+workers that poll only the queues they serve."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from orchestrator.errors import BadInputError
+from orchestrator.local.worker_thread import BackgroundWorker
+from orchestrator.testing import WorkflowTestEnvironment
+from worker import Worker, workflow
+
+
+@workflow("anywhere")
+async def anywhere(ctx, input) -> str:
+    return await ctx.step("where", lambda: "ran")
+
+
+@workflow("train", task_queue="gpu")
+async def train(ctx, input) -> str:
+    return await ctx.step("fit", lambda: "trained")
+
+
+def test_a_gpu_run_is_untouched_by_default_queue_workers() -> None:
+    with WorkflowTestEnvironment(workflows=[anywhere], task_queues=["gpu"]) as env:
+        stack = env.stack
+        assert stack is not None
+        # The environment's worker polls default only (no workflow declares a queue).
+        normal = env.client.start("anywhere", None)
+        assert env.client.wait(normal["id"], timeout=20)["status"] == "completed"
+        run = env.client.start("anywhere", None, id="on-gpu", task_queue="gpu")
+        assert run["task_queue"] == "gpu"
+        # A stray copy of its message on the default queue: forwarded, never claimed.
+        stack.dispatcher.send("on-gpu", "test")
+        time.sleep(1.5)
+        held = env.client.get("on-gpu")
+        assert held["status"] == "pending" and held["attempt"] == 0
+        assert held["unserved"] is True  # no live worker serves anywhere on gpu
+        with BackgroundWorker([anywhere], stack.settings, clock=env.clock, task_queues=["gpu"]):
+            done = env.client.wait("on-gpu", timeout=20)
+        assert done["status"] == "completed" and done["task_queue"] == "gpu"
+        workers = env.client.workers()
+        assert sorted(q for w in workers for q in w["task_queues"]) == ["default"]
+
+
+def test_a_declared_queue_routes_the_worker_and_an_undeclared_one_is_refused() -> None:
+    with WorkflowTestEnvironment(workflows=[anywhere, train], task_queues=["gpu"]) as env:
+        # The worker polls gpu (train declares it) and default (anywhere declares none).
+        run = env.client.start("train", None, task_queue="gpu")
+        assert env.client.wait(run["id"], timeout=20)["output"] == "trained"
+        (info,) = env.client.workers()
+        assert sorted(info["task_queues"]) == ["default", "gpu"]
+        # train runs from gpu only: a start on default waits, flagged unserved.
+        stray = env.client.start("train", None)
+        assert env.client.get(stray["id"])["unserved"] is True
+        with pytest.raises(BadInputError, match="not one of this deployment's"):
+            env.client.start("anywhere", None, task_queue="bulk")
+        assert env.client.list(limit=10)["workflows"][0]["id"] == stray["id"]  # nothing written
+
+
+def test_a_worker_refuses_a_queue_the_deployment_lacks() -> None:
+    with WorkflowTestEnvironment(workflows=[anywhere]) as env:
+        assert env.stack is not None
+        with pytest.raises(ValueError, match="not one of the deployment's"):
+            Worker(workflows=[anywhere], settings=env.stack.settings, task_queues=["gpu"])
+        with pytest.raises(ValueError, match="none of the workflows"):
+            Worker(workflows=[train], settings=env.stack.settings, task_queues=["default"])

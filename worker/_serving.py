@@ -1,0 +1,43 @@
+"""Which task queues a worker polls, and which workflow names it runs from each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from orchestrator.model import DEFAULT_TASK_QUEUE
+from orchestrator.settings import Settings
+
+from ._registry import WorkflowDefinition
+
+
+def _serve(
+    defs: dict[str, WorkflowDefinition], task_queues: Sequence[str] | None, settings: Settings
+) -> tuple[tuple[str, ...], dict[str, list[str]]]:
+    """(the task queues to poll, task queue -> the names run from it).
+
+    A workflow declared on a task queue (`@workflow(..., task_queue=)`) runs from
+    that queue only; the others run from every queue polled. Without
+    `task_queues`, a worker polls the queues its workflows declare, and "default"
+    if one of them declares none."""
+    declared = {d.task_queue for d in defs.values() if d.task_queue}
+    if task_queues is None:
+        undeclared = any(d.task_queue is None for d in defs.values())
+        queues = sorted(declared) + ([DEFAULT_TASK_QUEUE] if undeclared else [])
+    else:
+        queues = list(dict.fromkeys(task_queues))
+        if not queues:
+            raise ValueError("a Worker serves at least one task queue")
+    for q in queues:
+        if q not in settings.task_queues:
+            raise ValueError(
+                f"task queue {q!r} is not one of the deployment's ({', '.join(settings.task_queues)}); "
+                "add it to ORCHESTRATOR_TASK_QUEUES and to the stack's task_queues"
+            )
+    served: dict[str, list[str]] = {q: [] for q in queues}
+    for d in defs.values():
+        for q in [d.task_queue] if d.task_queue else queues:
+            if q in served:
+                served[q].append(d.name)
+    if not any(served.values()):
+        raise ValueError("none of the workflows runs on the task queues this worker polls")
+    return tuple(queues), {q: sorted(names) for q, names in served.items()}
