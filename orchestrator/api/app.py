@@ -301,8 +301,8 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         )
 
     callbacks.register(app, service, body)
-    schedule_routes.register(app, service)
-    queue_routes.register(app, service)
+    schedule_routes.register(app, service, body)
+    queue_routes.register(app, service, body)
 
     @app.exception_handler(OrchestratorError)
     def _domain(e: OrchestratorError) -> Response[Any]:

@@ -27,7 +27,9 @@ from .models import (
     SignalRequest,
     StartRequest,
 )
+from .queue_routes import LimitsRequest
 from .recovery import ForkRequest, RedriveRequest
+from .schedules import BackfillRequest, NoteRequest, ScheduleRequest
 
 STATUS_VALUES = [s.value for s in Status]
 
@@ -142,6 +144,38 @@ OPERATIONS: tuple[Operation, ...] = (
         "Start a new run with the records before an operation",
         ForkRequest,
         ok=(201,),
+    ),
+    Operation("GET", "/schedules", "listSchedules", "Recurring schedules, with next fire times"),
+    Operation(
+        "POST",
+        "/schedules",
+        "createSchedule",
+        "Create a recurring schedule",
+        ScheduleRequest,
+        ok=(200, 201),
+    ),
+    Operation("GET", "/schedules/{name}", "getSchedule", "One schedule"),
+    Operation("DELETE", "/schedules/{name}", "deleteSchedule", "Delete a schedule"),
+    Operation("POST", "/schedules/{name}/pause", "pauseSchedule", "Pause", NoteRequest),
+    Operation("POST", "/schedules/{name}/resume", "resumeSchedule", "Resume", NoteRequest),
+    Operation(
+        "POST",
+        "/schedules/{name}/trigger",
+        "triggerSchedule",
+        "Start a run now (send {})",
+        NoteRequest,
+        ok=(200, 201),
+    ),
+    Operation(
+        "POST",
+        "/schedules/{name}/backfill",
+        "backfillSchedule",
+        "Start the ticks of a past range (idempotent)",
+        BackfillRequest,
+    ),
+    Operation("GET", "/queues", "listQueues", "Task queues: depth, in flight, limits"),
+    Operation(
+        "POST", "/queues/{name}", "setQueueLimits", "Set a task queue's limits", LimitsRequest
     ),
     Operation(
         "POST",

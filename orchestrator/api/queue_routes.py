@@ -9,8 +9,6 @@ A limit left out (or null) is removed. See `orchestrator/store/flow.py`.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -20,11 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import BadInputError, NotFoundError
 from ..store import flow as f
 from .service import Service
-
-ROUTES: list[tuple[str, re.Pattern[str]]] = [
-    ("GET", re.compile(r"^/queues/?$")),
-    ("POST", re.compile(r"^/queues/[^/]+/?$")),
-]
 
 
 class LimitsRequest(BaseModel):
@@ -70,7 +63,11 @@ def queue_view(service: Service, name: str) -> dict[str, Any]:
     }
 
 
-def register(app: APIGatewayHttpResolver, service: Callable[[], Service]) -> None:
+def register(
+    app: APIGatewayHttpResolver, service: Callable[[], Service], body: Callable[..., Any]
+) -> None:
+    """`body` is the application's one body reader (JSON only, hardened decoding)."""
+
     @app.get("/queues")
     def list_queues() -> dict[str, Any]:
         s = service()
@@ -83,14 +80,7 @@ def register(app: APIGatewayHttpResolver, service: Callable[[], Service]) -> Non
             raise NotFoundError(
                 f"no task queue {name!r}; this deployment has {', '.join(s.settings.task_queues)}"
             )
-        raw = app.current_event.decoded_body or "{}"
-        try:
-            data = json.loads(raw or "{}")
-        except json.JSONDecodeError as e:
-            raise BadInputError(f"request body is not valid JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise BadInputError("request body must be a JSON object")
-        req = LimitsRequest.model_validate(data)
+        req = body(LimitsRequest, optional=True)
         if req.rate_period_seconds is not None and req.rate_limit is None:
             raise BadInputError("rate_period_seconds needs a rate_limit")
         period = None

@@ -15,27 +15,13 @@ Errors go through the application's one error table (`app.py`).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from pydantic import BaseModel
 
-from ..errors import BadInputError, PayloadTooLargeError
 from .schedules import BackfillRequest, NoteRequest, ScheduleRequest, schedule_view
 from .service import Service
-
-MAX_BODY_BYTES = 512 * 1024
-M = TypeVar("M", bound=BaseModel)
-
-ROUTES: list[tuple[str, re.Pattern[str]]] = [
-    ("GET", re.compile(r"^/schedules/?$")),
-    ("POST", re.compile(r"^/schedules/?$")),
-    ("GET", re.compile(r"^/schedules/[^/]+/?$")),
-    ("DELETE", re.compile(r"^/schedules/[^/]+/?$")),
-    ("POST", re.compile(r"^/schedules/[^/]+/(pause|resume|trigger|backfill)/?$")),
-]
 
 
 def _json(status: int, value: Any) -> Response[Any]:
@@ -44,22 +30,10 @@ def _json(status: int, value: Any) -> Response[Any]:
     )
 
 
-def register(app: APIGatewayHttpResolver, service: Callable[[], Service]) -> None:
-    def body(model: type[M], *, optional: bool = False) -> M:
-        raw = app.current_event.decoded_body or ""
-        if len(raw.encode()) > MAX_BODY_BYTES:
-            raise PayloadTooLargeError(f"request body is over {MAX_BODY_BYTES} bytes")
-        if not raw.strip():
-            if optional:
-                return model.model_validate({})
-            raise BadInputError("request body is empty; send a JSON object")
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise BadInputError(f"request body is not valid JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise BadInputError("request body must be a JSON object")
-        return model.model_validate(data)
+def register(
+    app: APIGatewayHttpResolver, service: Callable[[], Service], body: Callable[..., Any]
+) -> None:
+    """`body` is the application's one body reader (JSON only, hardened decoding)."""
 
     def view(name: str) -> dict[str, Any]:
         sched = service().schedules
@@ -103,6 +77,7 @@ def register(app: APIGatewayHttpResolver, service: Callable[[], Service]) -> Non
 
     @app.post("/schedules/<name>/trigger")
     def trigger(name: str) -> Response[Any]:
+        body(NoteRequest, optional=True)  # JSON only: no cross-site POST
         decision = service().schedules.trigger(name)
         started = decision.outcome.value == "started"
         return _json(201 if started else 200, {"schedule": name, **decision.as_dict()})
