@@ -205,9 +205,14 @@ class Harness:
         return procs
 
     def _terminate(self, procs: list[tuple[subprocess.Popen[bytes], Path]]) -> list[dict[str, Any]]:
-        for proc, _ in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+        # Every run has ended by now: two signals stop a worker at once (the second
+        # ends the drain, which would otherwise let the open 20 s long poll return).
+        for n in range(2):
+            for proc, _ in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            if n == 0:
+                time.sleep(0.2)  # the first signal's handler is installed and running
         dumps = []
         for proc, counts in procs:
             try:

@@ -83,7 +83,16 @@ def summarize(r: PhaseResult) -> dict[str, Any]:
     # Reads on a run's own path after its claim: the history load is the claim's,
     # the sweeper's reads are once per run (its walk), not per step, and the
     # limits' reads are per worker and time, on no run's path.
-    reads_after_claim = reads - load_history - sweeper_reads - queue_limits
+    # A worker's start reads (the registry, and the recent pending runs of names no
+    # other worker serves: worker/_handoff.py) are once per worker, not per step.
+    worker_start_reads = sum(
+        st["purposes"].get(p, 0)
+        for who, ops in r.meter.get("ops", {}).items()
+        if who != "sweeper"
+        for st in ops.values()
+        for p in ("query WORKERS", "query index by_created")
+    )
+    reads_after_claim = reads - load_history - sweeper_reads - queue_limits - worker_start_reads
 
     # --- every call, from the hooks ---
     sent_by_service: dict[str, int] = defaultdict(int)

@@ -18,7 +18,9 @@ from tests.workflows import ALL
 
 
 def _stack(clock: SkippingClock) -> LocalStack:
-    return LocalStack(clock=clock, settings=TEST_SETTINGS, background_interval=0.2).start()
+    return LocalStack(
+        clock=clock, settings=TEST_SETTINGS, background_interval=0.2, allow_reset=True
+    ).start()
 
 
 def test_runs_inboxes_and_schedules_survive_a_restart(tmp_path: Path) -> None:

@@ -36,13 +36,28 @@ def only(t: Template, type_: str, props: Any = None) -> tuple[str, dict[str, Any
     return logical_id, dict(resource)
 
 
+def _main_queues(t: Template) -> dict[str, Any]:
+    """The work queue and its DLQ: not the per-task-queue pairs (`TaskQueue<name>`)."""
+    return {k: v for k, v in t.find_resources("AWS::SQS::Queue").items() if "TaskQueue" not in k}
+
+
 def work_queue(t: Template) -> str:
-    return only(t, "AWS::SQS::Queue", {"RedrivePolicy": Match.any_value()})[0]
+    (queue_id,) = [k for k, v in _main_queues(t).items() if "RedrivePolicy" in v["Properties"]]
+    return queue_id
 
 
 def dlq(t: Template) -> str:
-    (queue_id,) = set(t.find_resources("AWS::SQS::Queue")) - {work_queue(t)}
+    (queue_id,) = set(_main_queues(t)) - {work_queue(t)}
     return queue_id
+
+
+def task_queues(t: Template) -> list[str]:
+    """The work queues of the task queues besides default (with a RedrivePolicy)."""
+    return sorted(
+        k
+        for k, v in t.find_resources("AWS::SQS::Queue").items()
+        if "TaskQueue" in k and "RedrivePolicy" in v["Properties"]
+    )
 
 
 def role_of_function(t: Template, handler: str) -> str:

@@ -15,6 +15,7 @@ from cfn_helpers import (
     named,
     role_of_function,
     role_trusting,
+    task_queues,
     without_logs,
 )
 
@@ -88,12 +89,15 @@ def test_worker_policy_has_exactly_the_worker_statements(custom_template: Templa
             "dynamodb:BatchGetItem",
         },
         **index_query(n),
-        n["queue"]: {
-            "sqs:ReceiveMessage",
-            "sqs:DeleteMessage",
-            "sqs:ChangeMessageVisibility",
-            "sqs:SendMessage",
-            "sqs:GetQueueAttributes",
+        **{
+            queue: {
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:SendMessage",
+                "sqs:GetQueueAttributes",
+            }
+            for queue in [n["queue"], *(f"<{q}.Arn>" for q in task_queues(template))]
         },
         n["schedules"]: {
             "scheduler:CreateSchedule",
