@@ -64,6 +64,8 @@ from ._tracing import Tracing
 
 log = logging.getLogger("worker")
 
+HANDOFF_YIELD_S = 0.3  # after handing a message back, this worker's receives wait this long
+
 
 class Worker:
     """Runs the given workflows until stopped.
@@ -136,6 +138,7 @@ class Worker:
         self._stopped = asyncio.Event()
         self._poller: asyncio.Task[Any] | None = None
         self._receiving = 0  # long polls in flight (one receiver per task queue)
+        self._yield_until = 0.0  # loop time before which this worker does not receive
         self._receive_errors = 0  # consecutive failed receives
         self._exit: contextlib.AsyncExitStack | None = None
         self._store: AsyncStore | None = None
@@ -383,6 +386,10 @@ class Worker:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            pause = self._yield_until - asyncio.get_running_loop().time()
+            if pause > 0:
+                await asyncio.sleep(pause)  # a message handed back: let its worker take it
+                continue
             self._receiving += 1
             self._reserved += free
             try:
@@ -611,6 +618,11 @@ class Worker:
             "run %s (%s), receive %d: %s %d s", workflow_id, name, receives, *vars(h).values()
         )
         if h.action == "visible":
+            if h.seconds == 0:
+                # Sit out the next receive: a long poll of this worker waiting on the
+                # queue could take the message straight back (SQS hands a visible
+                # message to any waiting poll); the worker that serves it should.
+                self._yield_until = asyncio.get_running_loop().time() + HANDOFF_YIELD_S
             await store.set_visibility(receipt, h.seconds)
         elif h.action == "resend":
             await store.send(workflow_id, "handoff", task_queue, delay_s=h.seconds)  # fresh count

@@ -17,15 +17,20 @@ from tests.helpers import wait_status
 from tests.workflows import ALL
 
 
-def _stack(clock: SkippingClock) -> LocalStack:
-    return LocalStack(
+def _stack(clock: SkippingClock, *, empty: bool = False) -> LocalStack:
+    stack = LocalStack(
         clock=clock, settings=TEST_SETTINGS, background_interval=0.2, allow_reset=True
     ).start()
+    if empty:
+        # moto's state is per process: tests run before this one in the same
+        # process left their items. Start from nothing, resources recreated.
+        stack.reset()
+    return stack
 
 
 def test_runs_inboxes_and_schedules_survive_a_restart(tmp_path: Path) -> None:
     clock = SkippingClock()
-    first = _stack(clock)
+    first = _stack(clock, empty=True)
     try:
         state = StateFile(first, tmp_path).start()
         with BackgroundWorker(ALL, first.settings, clock=clock):
