@@ -73,7 +73,7 @@ def test_cancelling_a_parent_cancels_its_children(stack, exec_log: Path) -> None
 def test_a_lost_delivery_of_a_childs_end_is_made_by_the_sweeper(
     stack, exec_log: Path, monkeypatch
 ) -> None:
-    import worker._worker as worker_module
+    import worker._runner as worker_module
 
     async def lost(*args, **kwargs) -> None:
         raise ConnectionError("the delivery was lost")

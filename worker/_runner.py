@@ -1,0 +1,394 @@
+"""Running a claimed run: the workflow function as the run's root task, the
+driver that parks the run when every branch waits (worker/_parking.py), the
+terminal write and the effects after it (a child's end delivered to its
+parent), continue-as-new, and the heartbeat that keeps the lease and brings
+cancels and signals in. A mixin of `Worker` (worker/_worker.py), which owns
+receiving, claiming and the lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.children import NOTIFY_GRACE_MS
+from orchestrator.clock import Clock
+from orchestrator.errors import ExecutionTimeoutError, NonDeterminismError, WorkflowCancelledError
+from orchestrator.model import MAX_OUTPUT_BYTES, ErrorInfo, Run, Status, generation_scope
+from orchestrator.settings import Settings
+
+from ._children import notify_parent
+from ._context import WorkflowContext, _current
+from ._logs import set_fields
+from ._metrics import WorkerMetrics
+from ._parking import CANCEL, Parker, cancel_tasks, park_run
+from ._registry import WorkflowDefinition
+from ._scope import Scope, install_task_factory, start_root
+from ._state import ContinueAsNew, ExecutionTimedOut, LeaseLost, RunState, Suspend
+from ._state import error_info as _error_info
+from ._store import AsyncStore, Refused
+from ._tracing import Tracing
+
+log = logging.getLogger("worker")
+
+
+class _Runs:
+    """The run-driving half of Worker. The attributes below are Worker's."""
+
+    settings: Settings
+    clock: Clock
+    metrics: WorkerMetrics
+    stats: dict[str, int]
+    _store: AsyncStore | None
+    _defs: dict[str, WorkflowDefinition]
+    _executor: Any  # _StepThreads
+    _lease_ms: int
+    _step_slots: asyncio.Semaphore | None
+    _stopping: bool
+    _tracing: Tracing
+
+    def _count(self, stat: str, run_name: str, metric: str, status: str | None = None) -> None:
+        raise NotImplementedError  # Worker's
+
+    def _state_for(self, run: Run) -> RunState:
+        store = self._store
+        assert store is not None
+        return RunState(
+            workflow_id=run.id,
+            name=run.name,
+            epoch=run.epoch,
+            signal_seq=run.signal_seq,
+            lease_until=run.lease_until or 0,
+            history={},
+            store=store,
+            clock=self.clock,
+            lease_ms=self._lease_ms,
+            executor=self._executor,
+            deadline_at=run.deadline_at,
+            cancel_requested=run.cancel_requested,
+            parent_id=run.parent_id,
+            parent_op=run.parent_op,
+            parent_polls=run.parent_polls,
+            metrics=self.metrics,
+            tracing=self._tracing,
+            root=Scope(generation_scope(run.generation)),
+        )
+
+    async def _execute(self, run: Run, receipt: str) -> bool:
+        """Run it; True when this worker's own write ended the lease (a finish, a
+        park, a release), False when the lease was lost or the run left in
+        flight (an error: it comes back after the lease)."""
+        store = self._store
+        assert store is not None
+        state = self._state_for(run)
+        runner = asyncio.current_task()
+        assert runner is not None
+        beat = asyncio.create_task(self._heartbeat(state, receipt, runner))
+        try:
+            # Epoch 1 is the first claim ever: no owner before it, and only owners
+            # write step records, so there is no history to load.
+            state.history = {} if run.epoch == 1 else await store.history(run.id, run.generation)
+            while True:
+                following = await self._run(self._defs[run.name], run, state, receipt)
+                if following is None:
+                    break
+                # continue-as-new: the next generation, at once, still holding the lease
+                # (its history is empty: the write that started it is this worker's).
+                beat.cancel()
+                run, state = following, self._state_for(following)
+                beat = asyncio.create_task(self._heartbeat(state, receipt, runner))
+            return not state.lost
+        except asyncio.CancelledError:
+            if state.timed_out and not state.lost:
+                await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
+                return not state.lost
+            if state.lost:
+                self._count("lost", run.name, "orchestrator_lease_losses_total")
+                log.warning("run %s: lease lost; abandoned", run.id)
+                return False
+            if self._stopping and not state.closing:
+                released = False
+                with contextlib.suppress(Exception):
+                    if await store.release(run.id, epoch=state.epoch, now=self.clock.now_ms()):
+                        released = True
+                        await store.set_visibility(receipt, 0)  # another worker takes it now
+                        self.stats["released"] += 1
+                        log.info("run %s: released at shutdown", run.id)
+                return released
+            raise
+        finally:
+            beat.cancel()
+
+    async def _run(
+        self, d: WorkflowDefinition, run: Run, state: RunState, receipt: str
+    ) -> Run | None:
+        """Run the workflow function to its end or its park; the run's next
+        generation if it continued as new."""
+        store = self._store
+        assert store is not None
+        if state.past_deadline():
+            await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
+            return None
+        try:
+            value = d.parse_input(run.input)
+        except (ValidationError, ValueError) as e:
+            await self._finish(
+                state, receipt, Status.FAILED, error=ErrorInfo("InputValidationError", str(e))
+            )
+            return None
+        ctx = WorkflowContext(state)
+        state.parker = Parker(state)
+        state.step_slots = self._step_slots
+
+        async def root() -> Any:
+            token = _current.set(ctx)
+            try:
+                return await (d.fn(ctx, value) if d.takes_input else d.fn(ctx))
+            finally:
+                _current.reset(token)
+
+        install_task_factory(asyncio.get_running_loop())
+        task = start_root(state, root())
+        state.tasks.add(task)
+        try:
+            await self._drive(state, task)
+        except asyncio.CancelledError:
+            cancel_tasks(state.tasks)
+            await _settle(state)
+            raise
+        result: Any = None
+        failure: BaseException | None = None
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is None:
+                result = task.result()
+            elif isinstance(exc, Exception):
+                failure = exc
+            elif not isinstance(
+                exc,
+                (
+                    Suspend,
+                    ContinueAsNew,
+                    LeaseLost,
+                    ExecutionTimedOut,
+                    WorkflowCancelledError,
+                    asyncio.CancelledError,
+                ),
+            ):
+                raise exc
+        unwinding = state.unwinding  # what the context raised, even if user code swallowed it
+        if isinstance(unwinding, Suspend):
+            self._count("parked", run.name, "orchestrator_runs_parked_total")
+            set_fields(status="parked")
+            log.info("run %s parked", run.id)
+            await store.delete_message(receipt)
+        elif isinstance(unwinding, LeaseLost):
+            state.lost = True
+            self._count("lost", run.name, "orchestrator_lease_losses_total")
+            log.warning("run %s: lease lost; abandoned", run.id)
+        elif isinstance(unwinding, ExecutionTimedOut):
+            await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
+        elif isinstance(unwinding, NonDeterminismError):
+            await self._finish(state, receipt, Status.FAILED, error=_error_info(unwinding))
+        elif isinstance(unwinding, ContinueAsNew) and not state.cancel_delivered:
+            return await self._continue(run, state, receipt, unwinding.input_text)
+        elif state.cancel_delivered:
+            # Delivered: the run ends as cancelled, whatever the function did after.
+            reason = state.cancel_requested or "cancelled"
+            await self._finish(
+                state, receipt, Status.CANCELLED, error=ErrorInfo("Cancelled", reason)
+            )
+        elif failure is not None:
+            await self._finish(state, receipt, Status.FAILED, error=_error_info(failure))
+        else:
+            try:
+                text = d.dump_output(result)
+                if len(text.encode()) > MAX_OUTPUT_BYTES:
+                    raise ValueError(
+                        f"workflow output is {len(text.encode())} bytes; the limit is {MAX_OUTPUT_BYTES}"
+                    )
+            except Exception as e:
+                await self._finish(state, receipt, Status.FAILED, error=_error_info(e))
+                return None
+            await self._finish(state, receipt, Status.COMPLETED, output=text)
+        return None
+
+    async def _continue(
+        self, run: Run, state: RunState, receipt: str, input_text: str
+    ) -> Run | None:
+        store = self._store
+        assert store is not None
+        state.closing = True
+        now = self.clock.now_ms()
+        result = await store.continue_run(
+            run.id,
+            epoch=state.epoch,
+            now=now,
+            lease_until=now + self._lease_ms,
+            input_text=input_text,
+            generation=run.generation + 1,
+        )
+        if isinstance(result, Refused):
+            old = result.old
+            if old is not None and old.epoch == state.epoch and old.cancel_requested:
+                # a cancel came first: the run ends as cancelled instead
+                error = ErrorInfo("Cancelled", old.cancel_requested)
+                await self._finish(state, receipt, Status.CANCELLED, error=error)
+            else:
+                state.lost = True
+                self._count("lost", run.name, "orchestrator_lease_losses_total")
+                log.warning("run %s: could not continue as new (lease lost); abandoned", run.id)
+            return None
+        self.stats["continued"] = self.stats.get("continued", 0) + 1
+        log.info("run %s continued as new: generation %d", run.id, result.generation)
+        try:  # effect after the write: the ended generation expires by TTL
+            await store.expire_records(run.id, list(state.history.values()), now)
+        except Exception:
+            log.exception("run %s: could not set the TTL of generation %d", run.id, run.generation)
+        return result
+
+    async def _drive(self, state: RunState, root: asyncio.Task[Any]) -> None:
+        """Wait for the workflow function to end, parking the run whenever every
+        branch waits (worker/_parking.py); then end the run's other tasks."""
+        parker = state.parker
+        while not root.done():
+            await asyncio.wait({root, parker.decided}, return_when=asyncio.FIRST_COMPLETED)
+            if root.done():
+                break
+            if await park_run(state):
+                break
+            parker.reset()
+        if not root.done():
+            await asyncio.wait({root}, timeout=1)
+        others = {t for t in state.tasks if not t.done()}
+        if others and state.cancel_requested is not None and state.unwinding is None:
+            # A cancel reaches every branch: the others get it at their next
+            # durable call (or where they wait) and may clean up, within a lease.
+            await asyncio.wait(others, timeout=self.settings.lease_seconds)
+        cancel_tasks(state.tasks)  # tasks the workflow left running, or blocked elsewhere
+        await _settle(state)
+
+    async def _finish(
+        self,
+        state: RunState,
+        receipt: str,
+        status: Status,
+        *,
+        output: str | None = None,
+        error: ErrorInfo | None = None,
+    ) -> None:
+        store = self._store
+        assert store is not None
+        state.closing = True
+        now = self.clock.now_ms()
+        ok = await store.finish(
+            state.workflow_id,
+            epoch=state.epoch,
+            now=now,
+            status=status,
+            output=output,
+            error=error,
+            # A child stays in the sweeper's index until its parent is told.
+            notify_due=now + NOTIFY_GRACE_MS if _notifies(state) else None,
+        )
+        if not ok:
+            state.lost = True
+            self._count("lost", state.name, "orchestrator_lease_losses_total")
+            log.warning(
+                "run %s: could not record %s (lease lost); abandoned",
+                state.workflow_id,
+                status.value,
+            )
+            return
+        self._count(
+            status.value, state.name, "orchestrator_runs_finished_total", status=status.value
+        )
+        set_fields(status=status.value)
+        log.log(
+            logging.INFO if status == Status.COMPLETED else logging.WARNING,
+            "run %s %s%s",
+            state.workflow_id,
+            status.value,
+            f": {error.type}: {error.message}" if error else "",
+        )
+        await store.delete_message(receipt)
+        if _notifies(state) and state.parent_id is not None and state.parent_op is not None:
+            child = Run(
+                id=state.workflow_id,
+                name=state.name,
+                status=status,
+                input="null",
+                created_at=now,
+                updated_at=now,
+                output=output,
+                error=error,
+                parent_id=state.parent_id,
+                parent_op=state.parent_op,
+            )
+            try:
+                await notify_parent(store, child, self.clock)
+            except Exception:
+                log.exception("could not tell the parent of %s; the sweeper will", child.id)
+
+    async def _heartbeat(self, state: RunState, receipt: str, runner: asyncio.Task[None]) -> None:
+        store = self._store
+        assert store is not None
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            if state.closing:
+                continue
+            until = self.clock.now_ms() + self._lease_ms
+            try:
+                current = await store.heartbeat(
+                    state.workflow_id, epoch=state.epoch, lease_until=until
+                )
+            except Exception:
+                log.exception("heartbeat of %s failed; retrying", state.workflow_id)
+                continue
+            if current is None:
+                if state.closing:
+                    continue
+                state.lost = True
+                runner.cancel()
+                return
+            state.lease_until = until
+            if current.cancel_requested and state.cancel_requested is None:
+                # Delivered at each task's next durable call, and where branches wait.
+                state.cancel_requested = current.cancel_requested
+                if state.parker is not None:
+                    state.parker.resolve(CANCEL)
+            if state.parker is not None:
+                state.parker.signal_seq_moved(current.signal_seq)
+            if state.past_deadline() and not state.closing:
+                state.timed_out = True  # interrupt whatever the run is awaiting
+                runner.cancel()
+                return
+            await store.set_visibility(receipt, self.settings.lease_seconds + 5)
+
+
+def _notifies(state: RunState) -> bool:
+    """A child run tells its parent of its end (a distributed map's parent polls)."""
+    return state.parent_id is not None and not state.parent_polls
+
+
+async def _settle(state: RunState) -> None:
+    """Let the run's tasks finish unwinding (bounded: a task that ignores its
+    cancellation is left behind; it can write nothing, the run is fenced)."""
+    pending = {t for t in state.tasks if not t.done()}
+    if pending:
+        await asyncio.wait(pending, timeout=5)
+    for t in state.tasks:
+        if t.done() and not t.cancelled():
+            t.exception()  # retrieved: no "exception was never retrieved" noise
+
+
+def _timeout_error(state: RunState) -> ErrorInfo:
+    return ErrorInfo(
+        ExecutionTimeoutError.__name__,
+        f"the run's execution timeout passed (deadline {state.deadline_at} ms since the epoch)",
+    )
