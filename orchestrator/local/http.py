@@ -19,6 +19,8 @@ from ..api.app import MAX_BODY_BYTES
 from ..api.edge import security_headers, serve
 from .guard import check_request, content_length
 
+DRAIN_MAX_BYTES = 8 * 1024 * 1024  # a refused body up to this size is read and dropped
+
 
 class _Context:
     function_name = "orchestrator-api-local"
@@ -99,11 +101,28 @@ class ApiServer:
                 if self.command != "HEAD":
                     self.wfile.write(data)
 
+            def _drain(self) -> None:
+                """Read and drop a refused body of at most DRAIN_MAX_BYTES (an HTTP
+                client reads the answer only after it has sent its body)."""
+                try:
+                    left = int(self.headers.get("Content-Length", "0"))
+                except ValueError:
+                    return
+                if left > DRAIN_MAX_BYTES:
+                    return
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 65536))
+                    if not chunk:
+                        return
+                    left -= len(chunk)
+
             def _serve(self) -> None:
                 refusal = check_request(
                     self.headers, allowed_hosts=hosts, max_body=MAX_BODY_BYTES + 1024
                 )
                 if refusal is not None:
+                    if refusal.status == 413:
+                        self._drain()  # a client still sending would get a broken pipe
                     self.close_connection = True
                     headers = {"Content-Type": "application/json", "Connection": "close"}
                     self._reply(refusal.status, headers | security_headers(), refusal.body())
