@@ -441,7 +441,7 @@ def test_a_completion_resent_after_a_lost_answer_is_still_accepted(stack) -> Non
     """The SDK re-sends a transaction whose answer was lost; the re-send is refused
     because the first one applied. The API sees its own completion id and answers
     202, not 409."""
-    from orchestrator import faults
+    from orchestrator import testing_faults as faults
     from orchestrator.aws import client as aws_client
     from orchestrator.store import Store
 
