@@ -455,6 +455,7 @@ def test_a_completion_resent_after_a_lost_answer_is_still_accepted(stack) -> Non
         **cbstore.create(stack.settings.table, run.id, rec, heartbeat_ms=0)
     )
     ddb = aws_client("dynamodb", stack.settings)
+    faults.reset()  # plans are per process: another test's would count here
     faults.install(
         ddb, json.dumps({"rules": [{"kind": "lost_retry", "op": "dynamodb.TransactWriteItems"}]})
     )

@@ -337,6 +337,7 @@ def test_a_claim_whose_answer_was_lost_is_run_by_its_claimer(
     that for a live owner's duplicate, deleted the message, and the run sat
     unowned until the sweeper's 5-minute re-check of running runs."""
     rule = {"kind": "lost_retry", "op": "dynamodb.UpdateItem", "match": "#ep = #ep + :one"}
+    faults.reset()  # plans are per process and keyed by spec: start from a fresh one
     monkeypatch.setenv(faults.ENV_FAULTS, json.dumps({"rules": [rule]}))
     run, _ = stack.service.start("count", {"steps": 2})
     with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
