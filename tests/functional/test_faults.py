@@ -341,8 +341,10 @@ def test_a_claim_whose_answer_was_lost_is_run_by_its_claimer(
     monkeypatch.setenv(faults.ENV_FAULTS, json.dumps({"rules": [rule]}))
     run, _ = stack.service.start("count", {"steps": 2})
     with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
-        # Well within the lease (3 s) + visibility: only the claimer itself could run it.
-        done = wait_status(stack, run.id, "completed", timeout=4)
+        # The bug left the run unowned until the sweeper's 5-minute re-check (the
+        # clock is not advanced here), so it could not complete at all; a second
+        # claim after the lease would show as epoch 2.
+        done = wait_status(stack, run.id, "completed", timeout=30)
     assert faults.stats() == {"lost_retry": 1}
     assert done.epoch == 1  # one claim: its own
     assert sorted(executions(exec_log)) == [f"{run.id}:s0", f"{run.id}:s1"]
@@ -362,11 +364,14 @@ def test_a_lost_claim_answer_is_run_even_if_a_copy_of_the_message_arrives_meanwh
         "match": "#ep = #ep + :one",
         "retry_after_ms": 1500,
     }
+    faults.reset()
     monkeypatch.setenv(faults.ENV_FAULTS, json.dumps({"rules": [rule]}))
     run, _ = stack.service.start("count", {"steps": 2})
     with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
-        # Applied; the answer is dropped and the SDK waits 1.5 s before re-sending.
-        wait_for(lambda: stack.store.get(run.id).status == Status.RUNNING, timeout=30)
+        # Applied; the answer is dropped (counted in this process at that moment)
+        # and the SDK waits 1.5 s before re-sending. Waiting on the count, not on
+        # the stored status, cannot miss that window on a loaded machine.
+        wait_for(lambda: faults.stats().get("lost_retry") == 1, timeout=30)
         stack.dispatcher.send(run.id, "duplicate")  # a copy, claimed and refused meanwhile
         # The bug left the run unowned until the sweeper's 5-minute re-check (the
         # clock is not advanced here); 30 s tells the two apart on a loaded machine.
