@@ -15,7 +15,7 @@ credentials, so it trusts no one by position alone:
   request with `?token=` sets a cookie (HttpOnly, SameSite=Strict) and every
   request without the cookie, the query parameter or the header
   `X-Orchestrator-Proxy-Token` is refused (403);
-- Host and Origin are checked as by every local server (`local.guard`), so
+- Host and Origin are checked as by every local server (`orchestrator.loopback`), so
   neither a cross-site page nor a DNS-rebound name gets through;
 - the path must start with a single "/" and is appended to the target's own
   scheme, host and base path: no request line can send the credentials to
@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..api.edge import security_headers
 from ..errors import BadInputError
-from ..local.guard import check_request, content_length
+from ..loopback import check_request, content_length
 
 _FORWARDED_HEADERS = ("Content-Type", "Accept")
 TOKEN_HEADER = "X-Orchestrator-Proxy-Token"

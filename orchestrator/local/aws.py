@@ -37,7 +37,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from .guard import Refusal, check_request
+from ..loopback import Refusal, check_request
 
 
 class _SerializedDynamoDB:

@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
 from ..api.app import MAX_BODY_BYTES
 from ..api.edge import security_headers, serve
-from .guard import check_request, content_length
+from ..loopback import check_request, content_length
 
 DRAIN_MAX_BYTES = 8 * 1024 * 1024  # a refused body up to this size is read and dropped
 

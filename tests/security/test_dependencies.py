@@ -25,7 +25,7 @@ def test_the_base_install_has_no_local_stack_packages() -> None:
 def test_workers_the_client_and_the_lambda_import_nothing_of_the_local_stack() -> None:
     code = (
         "import sys, worker, orchestrator.client, orchestrator.api.lambda_handler, "
-        "orchestrator.sweeper, orchestrator.cli\n"
+        "orchestrator.sweeper, orchestrator.cli, orchestrator.dashboard.proxy\n"
         f"print([m for m in sys.modules if m.split('.')[0] in {LOCAL_ONLY!r}])"
     )
     out = subprocess.run(
