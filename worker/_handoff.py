@@ -15,7 +15,8 @@ the message back without delaying the run:
 - Served by no live worker: hidden ever longer (1, 2, 4 ... 60 s), then
   dropped after UNSERVED_MAX_RECEIVES; the sweeper offers the run again with
   its backoff. A worker that starts serving a name nobody served kicks the
-  runs of that name created in the last KICK_WINDOW_MS (`kick_pending`).
+  runs of that name created before it started that are still pending
+  KICK_DELAY_S later (`kick_pending`).
 
 The claim's refusal names the run's workflow; the worker remembers it
 (`NameCache`), so a message that comes back costs no DynamoDB write.
@@ -47,6 +48,7 @@ UNSERVED_MAX_RECEIVES = len(UNSERVED_VISIBILITY) + 1
 REGISTRY_MAX_AGE_MS = 1000  # a "nobody serves it" answer is at most this old
 REGISTRY_POSITIVE_AGE_MS = 10_000  # a "someone serves it" answer, at most this
 KICK_WINDOW_MS = 5 * 60 * 1000
+KICK_DELAY_S = 2.0  # a run still pending this long after the start: its message is hidden
 KICK_MAX_RUNS = 1000
 
 
@@ -128,31 +130,40 @@ class ServedNames:
 
 
 async def kick_pending(
-    ddb: Any, sqs: Any, settings: Settings, clock: Clock, names: set[str]
+    ddb: Any, sqs: Any, settings: Settings, clock: Clock, names: set[str], *, before: int
 ) -> list[str]:
-    """Send the pending runs of `names` created in the last KICK_WINDOW_MS.
+    """Send the runs of `names` created in the KICK_WINDOW_MS up to `before` (the
+    worker's start) that are still pending.
 
-    Called when a worker starts serving names no other live worker serves: their
-    messages may be hidden by the backoff above, or dropped (the sweeper would
-    offer them again only after its own backoff). One `by_created` Query per
-    shard (the index projects the name, so other names cost no read of the run),
-    one BatchGetItem per 100 candidates; a duplicate message is harmless.
+    Called KICK_DELAY_S after a worker starts serving names no other live worker
+    serves: the messages of runs created before then may be hidden by the backoff
+    above, or dropped (the sweeper would offer them again only after its own
+    backoff). A run still pending that long after the start is such a run; one
+    whose message was visible has been claimed by then, so the kick rarely sends
+    a duplicate (harmless anyway). Runs created later found this worker
+    registered. One `by_created` Query per shard (the index projects the name, so
+    other names cost no read of the run), one BatchGetItem per 100 candidates.
     """
     if not names:
         return []
     now = clock.now_ms()
     low = f"{now - KICK_WINDOW_MS:013d}"
+    high = f"{before:013d}~"  # "~" sorts after "#": every id created at `before`
     candidates: list[str] = []
     for shard in range(r.LIST_SHARDS):
         req: dict[str, Any] = {
             "TableName": settings.table,
             "IndexName": r.BY_CREATED.name,
-            "KeyConditionExpression": "#lp = :lp AND #ls > :lo",
+            "KeyConditionExpression": "#lp = :lp AND #ls BETWEEN :lo AND :hi",
             "ExpressionAttributeNames": {
                 "#lp": r.BY_CREATED.partition_key,
                 "#ls": r.BY_CREATED.sort_key,
             },
-            "ExpressionAttributeValues": {":lp": to_attr(r.list_pk(shard)), ":lo": to_attr(low)},
+            "ExpressionAttributeValues": {
+                ":lp": to_attr(r.list_pk(shard)),
+                ":lo": to_attr(low),
+                ":hi": to_attr(high),
+            },
         }
         while len(candidates) < KICK_MAX_RUNS:
             resp = await ddb.query(**req)

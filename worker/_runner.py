@@ -111,6 +111,11 @@ class _Runs:
                 log.warning("run %s: lease lost; abandoned", run.id)
                 return False
             if self._stopping and not state.closing:
+                # The heartbeat first: one landing after the release would extend
+                # the lease again, and the next worker would wait for it.
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await beat
                 released = False
                 with contextlib.suppress(Exception):
                     if await store.release(run.id, epoch=state.epoch, now=self.clock.now_ms()):

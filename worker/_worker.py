@@ -40,7 +40,7 @@ from orchestrator.settings import Settings
 
 from ._deletes import DEFAULT_MAX_WAIT
 from ._flow import FlowControl
-from ._handoff import NameCache, ServedNames, kick_pending, plan
+from ._handoff import KICK_DELAY_S, NameCache, ServedNames, kick_pending, plan
 from ._logs import log_context
 from ._metrics import WorkerMetrics
 from ._presence import Presence
@@ -145,6 +145,7 @@ class Worker(_Runs):
         self._tracing = Tracing(tracing)
         self._presence: Presence | None = None
         self._others: ServedNames | None = None  # names other live workers serve
+        self._kicker: asyncio.Task[None] | None = None
         self._name_cache = NameCache()  # ids of runs of names this worker does not serve
         self.stats = {
             "claimed": 0,
@@ -209,7 +210,7 @@ class Worker(_Runs):
             self._others = ServedNames(
                 self._store.ddb, self.settings.table, self.clock, self_id=self.id
             )
-            await self._kick_orphans()
+            self._kicker = asyncio.create_task(self._kick_orphans(), name="kick")
             self._poller = asyncio.create_task(self._poll_all(), name=f"poll-{self.id}")
             log.info(
                 "worker %s serving %s on task queue(s) %s",
@@ -225,12 +226,18 @@ class Worker(_Runs):
         The registry read follows this worker's own registration, so a peer that
         dropped a message before seeing this worker registered is covered."""
         assert self._store is not None and self._others is not None
+        started = self.clock.now_ms()
         try:
             others = await self._others.refresh()
             orphans = set(self._names) - others
+            if not orphans:
+                return
+            await asyncio.sleep(KICK_DELAY_S)
             sent = await kick_pending(
-                self._store.ddb, self._store.sqs, self.settings, self.clock, orphans
+                self._store.ddb, self._store.sqs, self.settings, self.clock, orphans, before=started
             )
+        except asyncio.CancelledError:
+            return
         except Exception:
             log.warning("could not look for pending runs of newly served names", exc_info=True)
             return
@@ -314,6 +321,11 @@ class Worker(_Runs):
                 t.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+        if self._kicker is not None:
+            self._kicker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._kicker
+            self._kicker = None
         if self._presence is not None:
             await self._presence.stop()
             self._presence = None
