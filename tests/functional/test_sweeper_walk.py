@@ -2,8 +2,9 @@
 walk looks at each run once, a grace period after its start, putting a run that
 is still pending or running into `by_due` (and sending a pending one).
 
-The stacks here have no background sweeper (interval of an hour): each test
-drives the sweeps itself, with the clock it advances.
+The stacks here have no background sweeper (interval of an hour) and a grace of
+a minute: each test drives the sweeps itself, and only the skipping clock it
+advances moves a run past the grace (real time never does).
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from orchestrator.model import Status
 from orchestrator.store import requests as q
 from orchestrator.store.codec import list_sk, run_key, shard
 from orchestrator.sweeper import RUNNING_RECHECK_MS, Sweeper
+from tests.conftest import TEST_SETTINGS
 from tests.helpers import queued, wait_status
 from tests.workflows import ALL
 
-GRACE_S = 1  # TEST_SETTINGS.sweep_grace_ms
+# A grace no real delay reaches, even under -n 4 on two cores: a run is past it
+# only when a test advances the skipping clock.
+GRACE_S = 60
 
 
 class LostSend:
@@ -34,7 +38,7 @@ class LostSend:
 
 @pytest.fixture
 def quiet(make_stack: Any) -> Any:
-    return make_stack(interval=3600)
+    return make_stack(interval=3600, settings=TEST_SETTINGS.with_(sweep_grace_ms=GRACE_S * 1000))
 
 
 def _raw(stack: Any, workflow_id: str) -> dict[str, Any]:
@@ -177,7 +181,7 @@ def test_a_stale_read_is_decided_again_on_a_strongly_consistent_read(
             wid,
             owner="live-owner",
             now=quiet.clock.now_ms(),
-            lease_ms=60_000,
+            lease_ms=(GRACE_S + 60) * 1000,  # still live after the grace is skipped
             names=["count"],
         )
     )
@@ -237,7 +241,7 @@ def test_a_wait_without_timeout_stays_out_of_by_due_until_its_signal(quiet: Any)
 def test_a_pending_run_no_worker_serves_is_failed_by_the_sweeper_at_its_deadline(
     quiet: Any,
 ) -> None:
-    run, _ = quiet.service.start("nobody-serves-this", {}, execution_timeout_s=20)
+    run, _ = quiet.service.start("nobody-serves-this", {}, execution_timeout_s=GRACE_S + 20)
     quiet.clock.advance(GRACE_S + 1)
     first = quiet.sweeper.sweep_once()
     assert first.promoted == [run.id] and first.timed_out == []
