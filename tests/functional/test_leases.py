@@ -46,6 +46,7 @@ def _claim_round(clients, table: str, workflow_id: str, now: int) -> list[int | 
     return answers
 
 
+@pytest.mark.timeout(600)  # 1,700 serialized requests: slow, not stuck, on a loaded machine
 @pytest.mark.parametrize(
     "rounds", [100, pytest.param(1000, marks=pytest.mark.slow, id="1000-rounds")]
 )
