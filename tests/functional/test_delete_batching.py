@@ -15,8 +15,16 @@ import pytest
 
 from orchestrator import testing_faults as faults
 from orchestrator.local.worker_thread import BackgroundWorker
+from tests.conftest import TEST_SETTINGS
 from tests.helpers import queued, wait_for, wait_status
 from tests.workflows import ALL
+
+
+@pytest.fixture
+def stack(make_stack: Any) -> Any:
+    """A sweeper grace no real delay reaches: the queue holds the worker's
+    messages only (under load a 1 s grace let the sweeper send copies)."""
+    return make_stack(settings=TEST_SETTINGS.with_(sweep_grace_ms=60_000))
 
 
 @pytest.fixture

@@ -94,12 +94,15 @@ def test_an_hour_long_backoff_waits_on_a_schedule_named_for_the_attempt(
     with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
         run, _ = stack.service.start("retrying", {"fail_times": 2, "interval": 3600})
         wait_status(stack, run.id, "sleeping")
-        (sched,) = wait_for(lambda: stack.scheduler.list_schedules(GroupName=group)["Schedules"])
-        assert sched["Name"] == schedule_name(run.id, 0, 1)
+
+        def schedules() -> list[str]:
+            return [s["Name"] for s in stack.scheduler.list_schedules(GroupName=group)["Schedules"]]
+
+        wait_for(lambda: schedules() == [schedule_name(run.id, 0, 1)])
         stack.clock.advance(3600)
         wait_for(lambda: len(stack.store.steps(run.id)[0].attempts) == 2)
-        (sched,) = wait_for(lambda: stack.scheduler.list_schedules(GroupName=group)["Schedules"])
-        assert sched["Name"] == schedule_name(run.id, 0, 2)  # a new timer for the second delay
+        # A new timer for the second delay (the first deletes itself once fired).
+        wait_for(lambda: schedules() == [schedule_name(run.id, 0, 2)])
         stack.clock.advance(7200)
         done = wait_status(stack, run.id, "completed")
     assert json.loads(done.output) == "ok after 3"
