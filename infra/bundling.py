@@ -37,7 +37,7 @@ LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_12
 LAMBDA_ARCHITECTURE = lambda_.Architecture.X86_64
 PIP_PLATFORM = "manylinux2014_x86_64"  # matches LAMBDA_ARCHITECTURE
 PIP_PYTHON_VERSION = "3.12"  # matches LAMBDA_RUNTIME; without it pip picks the host's wheels
-BUNDLED_DISTRIBUTIONS = ("pydantic", "aws-lambda-powertools")
+BUNDLED_DISTRIBUTIONS = ("pydantic", "pydantic-settings", "aws-lambda-powertools")
 # Left out of the asset: the local stack (moto, typer, rich are not in the asset),
 # tests and every kind of cache.
 EXCLUDE = (

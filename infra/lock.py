@@ -1,7 +1,7 @@
 """Write `infra/lambda-requirements.txt`: every package of the Lambda bundle,
 direct and transitive, pinned with the sha256 of its Lambda-platform wheel.
 
-    python -m infra.lock     # after changing pydantic or aws-lambda-powertools
+    python -m infra.lock     # after changing pydantic, pydantic-settings or powertools
 
 The bundle installs with `pip install --require-hashes -r` that file, so a
 wheel that changed on the index, or a transitive package that moved, fails the

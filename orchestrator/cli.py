@@ -41,6 +41,7 @@ from .cli_format import (
 )
 from .cli_versions import register as register_versions
 from .errors import OrchestratorError
+from .settings import ConfigError
 
 app = typer.Typer(
     help="Durable workflows on DynamoDB, SQS and EventBridge Scheduler.\n\n"
@@ -992,6 +993,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(getattr(e, "exit_code", 2))
     except typer.Abort:
         return 130
+    except ConfigError as e:
+        _fail(str(e), code=2)
+        return 2
     return code if isinstance(code, int) else 0
 
 

@@ -4,12 +4,68 @@ deployment by changing only these variables."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from . import resources as r
 from .model import DEFAULT_TASK_QUEUE, TASK_QUEUE_RE
+
+
+class EnvConfig(BaseSettings):
+    """The environment's variables, read and checked by pydantic-settings: a
+    malformed value (a lease of "ten", a bad task queue name) stops the process
+    with the variable's name instead of a traceback deep in a worker. An empty
+    variable counts as unset."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", env_ignore_empty=True)
+
+    table: str = Field(r.DEFAULT_TABLE_NAME, validation_alias=r.ENV_TABLE, min_length=3)
+    queue_url: str = Field("", validation_alias=r.ENV_QUEUE_URL)
+    dlq_url: str = Field("", validation_alias=r.ENV_DLQ_URL)
+    queue_arn: str = Field("", validation_alias=r.ENV_QUEUE_ARN)
+    schedule_group: str = Field(r.DEFAULT_SCHEDULE_GROUP, validation_alias=r.ENV_SCHEDULE_GROUP)
+    scheduler_role_arn: str = Field("", validation_alias=r.ENV_SCHEDULER_ROLE_ARN)
+    recurring_group: str = Field(r.DEFAULT_RECURRING_GROUP, validation_alias=r.ENV_RECURRING_GROUP)
+    recurring_target_arn: str = Field("", validation_alias=r.ENV_RECURRING_TARGET_ARN)
+    recurring_role_arn: str = Field("", validation_alias=r.ENV_RECURRING_ROLE_ARN)
+    lease_seconds: int = Field(
+        r.DEFAULT_LEASE_SECONDS, validation_alias=r.ENV_LEASE_SECONDS, ge=1, le=43_200
+    )
+    region: str = Field(
+        r.DEFAULT_REGION, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    endpoint_url: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL")
+    api_url: str | None = Field(None, validation_alias=r.ENV_API_URL)
+    poll_seconds: int = Field(20, validation_alias=r.ENV_POLL_SECONDS, ge=0, le=20)
+    task_queues: str = Field("", validation_alias=r.ENV_TASK_QUEUES)
+
+    @field_validator("task_queues")
+    @classmethod
+    def _queues(cls, v: str) -> str:
+        parse_task_queues(v)
+        return v
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the project cannot use."""
+
+
+def _config_error(e: ValidationError) -> ConfigError:
+    parts = []
+    for err in e.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        info = EnvConfig.model_fields.get(field)
+        alias = info.validation_alias if info is not None else None
+        name = (
+            " or ".join(str(c) for c in alias.choices)
+            if isinstance(alias, AliasChoices)
+            else str(alias or field)
+        )
+        parts.append(f"{name}: {err['msg']}")
+    return ConfigError("bad configuration in the environment: " + "; ".join(parts))
 
 
 @dataclass(frozen=True)
@@ -37,25 +93,17 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        s = cls(
-            table=env.get(r.ENV_TABLE, r.DEFAULT_TABLE_NAME),
-            queue_url=env.get(r.ENV_QUEUE_URL, ""),
-            dlq_url=env.get(r.ENV_DLQ_URL, ""),
-            queue_arn=env.get(r.ENV_QUEUE_ARN, ""),
-            schedule_group=env.get(r.ENV_SCHEDULE_GROUP, r.DEFAULT_SCHEDULE_GROUP),
-            scheduler_role_arn=env.get(r.ENV_SCHEDULER_ROLE_ARN, ""),
-            recurring_group=env.get(r.ENV_RECURRING_GROUP, r.DEFAULT_RECURRING_GROUP),
-            recurring_target_arn=env.get(r.ENV_RECURRING_TARGET_ARN, ""),
-            recurring_role_arn=env.get(r.ENV_RECURRING_ROLE_ARN, ""),
-            lease_seconds=int(env.get(r.ENV_LEASE_SECONDS, r.DEFAULT_LEASE_SECONDS)),
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or r.DEFAULT_REGION,
-            endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-            api_url=env.get(r.ENV_API_URL) or None,
-            poll_seconds=int(env.get(r.ENV_POLL_SECONDS, 20)),
-            task_queues=parse_task_queues(env.get(r.ENV_TASK_QUEUES, "")),
-        )
-        return s
+        """From os.environ (read by pydantic-settings), or from `env` when given."""
+        try:
+            # A mapping given directly: empty means unset, as env_ignore_empty does
+            # for os.environ.
+            given = None if env is None else {k: v for k, v in env.items() if v != ""}
+            c = EnvConfig() if given is None else EnvConfig.model_validate(given)
+        except ValidationError as e:
+            raise _config_error(e) from None
+        fields = c.model_dump()
+        fields["task_queues"] = parse_task_queues(fields["task_queues"])
+        return cls(**fields)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
