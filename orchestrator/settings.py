@@ -22,25 +22,29 @@ class EnvConfig(BaseSettings):
 
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", env_ignore_empty=True)
 
-    table: str = Field(r.DEFAULT_TABLE_NAME, validation_alias=r.ENV_TABLE, min_length=3)
-    queue_url: str = Field("", validation_alias=r.ENV_QUEUE_URL)
-    dlq_url: str = Field("", validation_alias=r.ENV_DLQ_URL)
-    queue_arn: str = Field("", validation_alias=r.ENV_QUEUE_ARN)
-    schedule_group: str = Field(r.DEFAULT_SCHEDULE_GROUP, validation_alias=r.ENV_SCHEDULE_GROUP)
-    scheduler_role_arn: str = Field("", validation_alias=r.ENV_SCHEDULER_ROLE_ARN)
-    recurring_group: str = Field(r.DEFAULT_RECURRING_GROUP, validation_alias=r.ENV_RECURRING_GROUP)
-    recurring_target_arn: str = Field("", validation_alias=r.ENV_RECURRING_TARGET_ARN)
-    recurring_role_arn: str = Field("", validation_alias=r.ENV_RECURRING_ROLE_ARN)
+    table: str = Field(default=r.DEFAULT_TABLE_NAME, validation_alias=r.ENV_TABLE, min_length=3)
+    queue_url: str = Field(default="", validation_alias=r.ENV_QUEUE_URL)
+    dlq_url: str = Field(default="", validation_alias=r.ENV_DLQ_URL)
+    queue_arn: str = Field(default="", validation_alias=r.ENV_QUEUE_ARN)
+    schedule_group: str = Field(
+        default=r.DEFAULT_SCHEDULE_GROUP, validation_alias=r.ENV_SCHEDULE_GROUP
+    )
+    scheduler_role_arn: str = Field(default="", validation_alias=r.ENV_SCHEDULER_ROLE_ARN)
+    recurring_group: str = Field(
+        default=r.DEFAULT_RECURRING_GROUP, validation_alias=r.ENV_RECURRING_GROUP
+    )
+    recurring_target_arn: str = Field(default="", validation_alias=r.ENV_RECURRING_TARGET_ARN)
+    recurring_role_arn: str = Field(default="", validation_alias=r.ENV_RECURRING_ROLE_ARN)
     lease_seconds: int = Field(
-        r.DEFAULT_LEASE_SECONDS, validation_alias=r.ENV_LEASE_SECONDS, ge=1, le=43_200
+        default=r.DEFAULT_LEASE_SECONDS, validation_alias=r.ENV_LEASE_SECONDS, ge=1, le=43_200
     )
     region: str = Field(
-        r.DEFAULT_REGION, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+        default=r.DEFAULT_REGION, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
     )
-    endpoint_url: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL")
-    api_url: str | None = Field(None, validation_alias=r.ENV_API_URL)
-    poll_seconds: int = Field(20, validation_alias=r.ENV_POLL_SECONDS, ge=0, le=20)
-    task_queues: str = Field("", validation_alias=r.ENV_TASK_QUEUES)
+    endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+    api_url: str | None = Field(default=None, validation_alias=r.ENV_API_URL)
+    poll_seconds: int = Field(default=20, validation_alias=r.ENV_POLL_SECONDS, ge=0, le=20)
+    task_queues: str = Field(default="", validation_alias=r.ENV_TASK_QUEUES)
 
     @field_validator("task_queues")
     @classmethod
