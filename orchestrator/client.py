@@ -23,22 +23,10 @@ from typing import Any
 from . import resources as r
 from .errors import (
     BadInputError,
-    ConflictError,
-    NotFoundError,
-    OrchestratorError,
-    PayloadTooLargeError,
     RetryableError,
+    error_class,
 )
 
-_BY_STATUS: dict[int, type[OrchestratorError]] = {
-    400: BadInputError,
-    404: NotFoundError,
-    405: BadInputError,
-    409: ConflictError,
-    413: PayloadTooLargeError,
-    429: RetryableError,
-    503: RetryableError,
-}
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
@@ -327,12 +315,13 @@ class Client:
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as e:
             raw = e.read()
+            code = None
             try:
                 err = json.loads(raw)["error"]
-                message = err["message"]
-            except (ValueError, KeyError, TypeError):
+                message, code = err["message"], err.get("code")
+            except (ValueError, KeyError, TypeError, AttributeError):
                 message = raw.decode(errors="replace") or e.reason
-            raise _BY_STATUS.get(e.code, OrchestratorError)(message) from None
+            raise error_class(e.code, code if isinstance(code, str) else None)(message) from None
         except urllib.error.URLError as e:
             raise RetryableError(f"cannot reach the API at {self._url}: {e.reason}") from None
 

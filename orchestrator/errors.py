@@ -1,7 +1,9 @@
 """The project's error hierarchy, grouped by what the caller does next.
 
 Standard library only, so the worker SDK, the API and user code can all import
-it. The API maps each class to one HTTP status in one table (`api/app.py`).
+it. Each class carries its HTTP status and error code: this module is the one
+table. The API answers with them (`api/app.py`), the local servers refuse with
+them (`loopback.py`), and the client maps an answer back (`error_class`).
 
 - BadInputError: the request is wrong; fix it. Nothing was written.
 - NotFoundError: the run (or route) does not exist. Nothing was written.
@@ -37,6 +39,16 @@ class PayloadTooLargeError(BadInputError):
 class UnsupportedMediaTypeError(BadInputError):
     code = "unsupported_media_type"
     http_status = 415
+
+
+class MethodNotAllowedError(BadInputError):
+    code = "method_not_allowed"
+    http_status = 405
+
+
+class LengthRequiredError(BadInputError):
+    code = "length_required"
+    http_status = 411
 
 
 class ForbiddenError(OrchestratorError):
@@ -192,3 +204,32 @@ class ConditionNotMetError(OrchestratorError):
     def __init__(self, attempts: int) -> None:
         super().__init__(f"the condition did not hold after {attempts} checks")
         self.attempts = attempts
+
+
+# Statuses a gateway in front of the API answers with a body of its own (API
+# Gateway's throttling and timeouts): what the caller does next.
+_GATEWAY_STATUSES: dict[int, type[OrchestratorError]] = {
+    429: RetryableError,
+    502: RetryableError,
+    504: RetryableError,
+}
+
+
+def _classes(base: type[OrchestratorError]) -> list[type[OrchestratorError]]:
+    out = [base]
+    for sub in base.__subclasses__():
+        out.extend(_classes(sub))
+    return out
+
+
+def error_class(status: int, code: str | None = None) -> type[OrchestratorError]:
+    """The error class of an HTTP answer: by the body's error code when the API
+    wrote one, else by the status (the most general class with it)."""
+    classes = [c for c in _classes(OrchestratorError) if c.http_status != 500]
+    for c in classes:
+        if code is not None and c.code == code:
+            return c
+    for c in classes:
+        if c.http_status == status:
+            return c
+    return _GATEWAY_STATUSES.get(status, OrchestratorError)

@@ -28,6 +28,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 
+from .errors import (
+    BadInputError,
+    ForbiddenError,
+    LengthRequiredError,
+    OrchestratorError,
+    PayloadTooLargeError,
+)
+
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -36,6 +44,11 @@ class Refusal:
     status: int
     code: str
     message: str
+
+    @classmethod
+    def of(cls, error: OrchestratorError) -> Refusal:
+        """The refusal for one of the project's errors: its status and code."""
+        return cls(error.http_status, error.code, error.message)
 
     def body(self) -> bytes:
         return json.dumps({"error": {"code": self.code, "message": self.message}}).encode()
@@ -60,22 +73,22 @@ def check_request(
     host = headers.get("Host") or headers.get("host") or ""
     allowed = LOOPBACK_HOSTS | {h.lower() for h in allowed_hosts}
     if host_name(host) not in allowed:
-        return Refusal(
-            403, "forbidden", f"Host {host[:100]!r} is not this server's (loopback only)"
+        return Refusal.of(
+            ForbiddenError(f"Host {host[:100]!r} is not this server's (loopback only)")
         )
     origin = headers.get("Origin") or headers.get("origin")
     if origin is not None and origin.rstrip("/").lower() != f"http://{host.strip().lower()}":
-        return Refusal(
-            403, "forbidden", f"requests from origin {origin[:100]!r} are refused (not this server)"
+        return Refusal.of(
+            ForbiddenError(f"requests from origin {origin[:100]!r} are refused (not this server)")
         )
     if headers.get("Transfer-Encoding") or headers.get("transfer-encoding"):
-        return Refusal(411, "length_required", "send a Content-Length, not a chunked body")
+        return Refusal.of(LengthRequiredError("send a Content-Length, not a chunked body"))
     length = headers.get("Content-Length") or headers.get("content-length")
     if length is not None:
         if not length.strip().isdigit():
-            return Refusal(400, "bad_input", f"Content-Length {length[:40]!r} is not a number")
+            return Refusal.of(BadInputError(f"Content-Length {length[:40]!r} is not a number"))
         if max_body is not None and int(length) > max_body:
-            return Refusal(413, "payload_too_large", f"request body is over {max_body} bytes")
+            return Refusal.of(PayloadTooLargeError(f"request body is over {max_body} bytes"))
     return None
 
 

@@ -1,4 +1,4 @@
-"""Routes, and the one table that maps errors to HTTP statuses.
+"""Routes, and the handlers that answer with the error table of `errors.py`.
 
 Every error is `{"error": {"code": ..., "message": ...}}`. A request that is
 refused writes nothing: validation happens before the first write.
@@ -23,9 +23,11 @@ from .. import safejson
 from ..aws import is_transient
 from ..errors import (
     BadInputError,
+    MethodNotAllowedError,
     NotFoundError,
     OrchestratorError,
     PayloadTooLargeError,
+    RetryableError,
     UnsupportedMediaTypeError,
 )
 from . import callbacks, queue_routes, schedule_routes
@@ -304,13 +306,15 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     schedule_routes.register(app, service, body)
     queue_routes.register(app, service, body)
 
+    # Every answer's status and code come from the error's class (errors.py):
+    # the handlers below only say which class a foreign exception is.
     @app.exception_handler(OrchestratorError)
     def _domain(e: OrchestratorError) -> Response[Any]:
         return error_response(e.http_status, e.code, e.message)
 
     @app.exception_handler(ValidationError)
     def _invalid(e: ValidationError) -> Response[Any]:
-        return error_response(400, "bad_input", _validation_message(e))
+        return _domain(BadInputError(_validation_message(e)))
 
     @app.exception_handler(ClientError)
     @app.exception_handler(BotoCoreError)
@@ -319,23 +323,22 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         if is_transient(e):
             code = e.response.get("Error", {}).get("Code", "") if isinstance(e, ClientError) else ""
             why = code or type(e).__name__
-            return error_response(503, "unavailable", f"the store is busy ({why}); retry")
+            return _domain(RetryableError(f"the store is busy ({why}); retry"))
         log.exception("AWS error")
-        return error_response(500, "internal", "internal error")
+        return _domain(OrchestratorError("internal error"))
 
     @app.not_found
     def _not_found(_: Exception) -> Response[Any]:
         path = app.current_event.path
         method = app.current_event.http_method
-        for _m, pattern in ROUTES:
-            if pattern.fullmatch(path.removeprefix("/api")):
-                allowed = sorted({m for m, p in ROUTES if p.fullmatch(path.removeprefix("/api"))})
-                return error_response(
-                    405,
-                    "method_not_allowed",
-                    f"{method} is not allowed on {path}; use {', '.join(allowed)}",
+        allowed = sorted({m for m, p in ROUTES if p.fullmatch(path.removeprefix("/api"))})
+        if allowed:
+            return _domain(
+                MethodNotAllowedError(
+                    f"{method} is not allowed on {path}; use {', '.join(allowed)}"
                 )
-        return error_response(404, "not_found", f"no route for {method} {path}")
+            )
+        return _domain(NotFoundError(f"no route for {method} {path}"))
 
     return app
 

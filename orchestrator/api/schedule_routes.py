@@ -9,7 +9,7 @@
     POST   /schedules/{name}/backfill     {"start", "end"} ISO 8601
     DELETE /schedules/{name}
 
-Errors go through the application's one error table (`app.py`).
+Errors go through the one error table (`errors.py`), answered by `app.py`.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from ..errors import ForbiddenError
 from ..loopback import Refusal, check_request
 
 
@@ -90,11 +91,11 @@ class _BrowserGuard:
         if refusal is None and path.startswith("/moto-api"):
             offered = environ.get("HTTP_" + RESET_HEADER.upper().replace("-", "_"), "")
             if not (self._reset_token and hmac.compare_digest(offered, self._reset_token)):
-                refusal = Refusal(403, "forbidden", "the moto control API is closed here")
+                refusal = Refusal.of(ForbiddenError("the moto control API is closed here"))
         elif refusal is None and not environ.get("HTTP_AUTHORIZATION", "").startswith(
             "AWS4-HMAC-SHA256 "
         ):
-            refusal = Refusal(403, "forbidden", "requests must be signed with SigV4")
+            refusal = Refusal.of(ForbiddenError("requests must be signed with SigV4"))
         if refusal is None:
             return self._app(environ, start_response)  # type: ignore[no-any-return]
         body = refusal.body()
