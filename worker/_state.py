@@ -14,7 +14,7 @@ from orchestrator.clock import Clock
 from orchestrator.model import MAX_ERROR_BYTES, ErrorInfo, StepRecord
 
 from ._scope import Scope
-from ._store import AsyncStore
+from ._store_api import RunStore
 
 
 class Suspend(BaseException):
@@ -64,7 +64,7 @@ class RunState:
     signal_seq: int
     lease_until: int
     history: dict[str, StepRecord]
-    store: AsyncStore
+    store: RunStore
     clock: Clock
     lease_ms: int
     deadline_at: int | None = None

@@ -1,0 +1,240 @@
+"""One contract for the store a run's worker uses (`worker/_store_api.RunStore`):
+each case runs against the DynamoDB store on the moto server and against the
+in-memory fake (`tests/fakes/memory_store.py`). The fake may only be used for
+unit tests because these cases hold for it exactly as for DynamoDB: what one
+refuses, the other refuses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aioboto3
+import pytest
+
+from orchestrator.model import ErrorInfo, Run, Status, StepKind, StepRecord
+from tests.fakes.memory_store import InMemoryStore
+from worker._store import AsyncStore, Refused
+from worker._store_api import RunStore
+
+LEASE = 3000
+
+
+@dataclass
+class Backend:
+    store: RunStore
+    deliver: Any  # (workflow_id, name, payload) -> woke
+    now: int
+
+    async def create(self, run_id: str, name: str = "count", task_queue: str | None = None) -> None:
+        run = Run(
+            id=run_id,
+            name=name,
+            status=Status.PENDING,
+            input="{}",
+            created_at=self.now,
+            updated_at=self.now,
+            task_queue=task_queue,
+        )
+        _, created = await self.store.create_run(run)
+        assert created
+
+    async def claim(self, run_id: str, owner: str, now: int, **kw: Any) -> Run | Refused:
+        kw.setdefault("names", ["count"])
+        return await self.store.claim(run_id, owner=owner, now=now, lease_ms=LEASE, **kw)
+
+
+@pytest.fixture(params=["fake", "moto"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if request.param == "fake":
+        fake = InMemoryStore()
+        yield Backend(fake, lambda i, n, p: fake.deliver_signal(i, n, p, now=10**12), now=10**12)
+        return
+    stack = request.getfixturevalue("stack")
+    s = stack.settings
+    kw = {"region_name": s.region, "endpoint_url": s.endpoint_url}
+    session = aioboto3.Session()
+    async with (
+        session.client("dynamodb", **kw) as ddb,
+        session.client("sqs", **kw) as sqs,
+        session.client("scheduler", **kw) as scheduler,
+    ):
+        store: RunStore = AsyncStore(ddb, sqs, scheduler, s)
+
+        def deliver(i: str, n: str, p: str) -> bool:
+            return stack.store.send_signal(i, n, p)[1]
+
+        yield Backend(store, deliver, stack.clock.now_ms())
+
+
+# --- claims -----------------------------------------------------------------------------------
+async def test_one_claim_wins_until_the_lease_ends(backend: Backend) -> None:
+    t = backend.now
+    await backend.create("r1")
+    won = await backend.claim("r1", "w1", t)
+    assert isinstance(won, Run)
+    assert (won.status, won.epoch, won.owner, won.lease_until) == (
+        Status.RUNNING,
+        1,
+        "w1",
+        t + LEASE,
+    )
+    lost = await backend.claim("r1", "w2", t + LEASE)  # the lease's last millisecond
+    assert isinstance(lost, Refused) and lost.old is not None
+    assert (lost.old.owner, lost.old.epoch) == ("w1", 1)  # the holder, without a read
+    taken = await backend.claim("r1", "w2", t + LEASE + 1)
+    assert isinstance(taken, Run) and (taken.epoch, taken.owner) == (2, "w2")
+
+
+async def test_a_claim_is_refused_for_a_missing_run_an_unserved_name_or_queue(
+    backend: Backend,
+) -> None:
+    t = backend.now
+    missing = await backend.claim("nope", "w1", t)
+    assert isinstance(missing, Refused) and missing.old is None
+    await backend.create("r1")
+    assert isinstance(await backend.claim("r1", "w1", t, names=["other"]), Refused)
+    await backend.create("r2", task_queue="gpu")
+    on_default = await backend.claim("r2", "w1", t, queues={"default": ["count"]})
+    assert isinstance(on_default, Refused)
+    on_gpu = await backend.claim("r2", "w1", t, queues={"gpu": ["count"]})
+    assert isinstance(on_gpu, Run) and on_gpu.epoch == 1
+
+
+# --- owner writes -----------------------------------------------------------------------------
+async def test_only_the_current_epoch_extends_the_lease(backend: Backend) -> None:
+    t = backend.now
+    await backend.create("r1")
+    await backend.claim("r1", "w1", t)
+    await backend.claim("r1", "w2", t + LEASE + 1)  # w1's lease lapsed: epoch 2
+    assert await backend.store.heartbeat("r1", epoch=1, lease_until=t + 10 * LEASE) is None
+    beat = await backend.store.heartbeat("r1", epoch=2, lease_until=t + 10 * LEASE)
+    assert beat is not None and beat.lease_until == t + 10 * LEASE
+
+
+async def test_a_sleeping_run_is_claimed_only_once_its_time_has_come(backend: Backend) -> None:
+    t = backend.now
+    await backend.create("r1")
+    await backend.claim("r1", "w1", t)
+    stale = await backend.store.park_sleep("r1", epoch=0, now=t, wake_at=t + 5000)
+    assert isinstance(stale, Refused)
+    assert await backend.store.park_sleep("r1", epoch=1, now=t, wake_at=t + 5000) is None
+    run = await backend.store.get_run("r1")
+    assert run is not None and (run.status, run.wake_at, run.owner) == (
+        Status.SLEEPING,
+        t + 5000,
+        None,
+    )
+    assert isinstance(await backend.claim("r1", "w2", t + 4999), Refused)
+    woke = await backend.claim("r1", "w2", t + 5000)
+    assert isinstance(woke, Run) and (woke.epoch, woke.wake_at) == (2, None)
+
+
+async def test_a_park_on_a_signal_is_refused_once_a_signal_arrived_since_the_look(
+    backend: Backend,
+) -> None:
+    t = backend.now
+    await backend.create("r1")
+    await backend.claim("r1", "w1", t)
+    assert backend.deliver("r1", "go", '"early"') is False  # running: stored, nothing woken
+    late = await backend.store.park_wait(
+        "r1", epoch=1, now=t, signal="go", seen_seq=0, deadline=None
+    )
+    assert isinstance(late, Refused) and late.old is not None and late.old.signal_seq == 1
+    parked = await backend.store.park_wait(
+        "r1", epoch=1, now=t, signal="go", seen_seq=1, deadline=None
+    )
+    assert parked is None
+    assert backend.deliver("r1", "other", '"x"') is False  # not what it waits for
+    assert backend.deliver("r1", "go", '"now"') is True  # wakes it: pending, claimable
+    run = await backend.store.get_run("r1")
+    assert run is not None and run.status == Status.PENDING
+    assert isinstance(await backend.claim("r1", "w2", t + 1), Run)
+
+
+async def test_an_ended_run_is_final(backend: Backend) -> None:
+    t = backend.now
+    await backend.create("r1")
+    await backend.claim("r1", "w1", t)
+    assert not await backend.store.finish("r1", epoch=2, now=t, status=Status.COMPLETED)
+    assert await backend.store.finish("r1", epoch=1, now=t, status=Status.COMPLETED, output="7")
+    err = ErrorInfo("Boom", "late")
+    assert not await backend.store.finish("r1", epoch=1, now=t, status=Status.FAILED, error=err)
+    run = await backend.store.get_run("r1")
+    assert run is not None and (run.status, run.output) == (Status.COMPLETED, "7")
+    assert isinstance(await backend.claim("r1", "w2", t + 10 * LEASE), Refused)
+
+
+async def test_a_released_run_is_claimed_at_once(backend: Backend) -> None:
+    t = backend.now
+    await backend.create("r1")
+    await backend.claim("r1", "w1", t)
+    assert not await backend.store.release("r1", epoch=3, now=t)
+    assert await backend.store.release("r1", epoch=1, now=t)
+    taken = await backend.claim("r1", "w2", t + 1)  # well inside the old lease
+    assert isinstance(taken, Run) and taken.epoch == 2
+
+
+# --- the history ------------------------------------------------------------------------------
+def _step(op: str, *, resolved: bool, attempts: int = 0, result: str | None = None) -> StepRecord:
+    return StepRecord(
+        op_id=op,
+        name=f"s{op}",
+        kind=StepKind.STEP,
+        epoch=1,
+        recorded_at=1,
+        result=result,
+        resolved=resolved,
+        attempts=[{"n": i} for i in range(attempts)],
+    )
+
+
+async def test_a_position_keeps_its_first_outcome(backend: Backend) -> None:
+    await backend.create("r1")
+    first = await backend.store.put_step("r1", _step("0", resolved=True, result="1"))
+    second = await backend.store.put_step("r1", _step("0", resolved=True, result="2"))
+    assert (first.result, second.result) == ("1", "1")  # the loser reads the winner's
+    assert (await backend.store.get_step("r1", "0")).result == "1"
+
+
+async def test_retry_states_only_move_forward_and_an_outcome_ends_them(backend: Backend) -> None:
+    await backend.create("r1")
+    s = backend.store
+    assert len((await s.put_step("r1", _step("1", resolved=False, attempts=2))).attempts) == 2
+    back = await s.put_step("r1", _step("1", resolved=False, attempts=1))  # a stale owner
+    assert len(back.attempts) == 2
+    assert len((await s.put_step("r1", _step("1", resolved=False, attempts=3))).attempts) == 3
+    done = await s.put_step("r1", _step("1", resolved=True, result="ok"))
+    assert done.resolved and done.result == "ok"
+    after = await s.put_step("r1", _step("1", resolved=False, attempts=9))
+    assert after.resolved and after.result == "ok"
+    history = await s.history("r1")
+    assert list(history) == ["1"] and history["1"].result == "ok"
+
+
+async def test_a_wait_is_resolved_once_by_a_signal_or_its_timeout(backend: Backend) -> None:
+    t = backend.now
+    await backend.create("r1")
+    await backend.claim("r1", "w1", t)
+    s = backend.store
+    wait = StepRecord(op_id="0", name="w", kind=StepKind.WAIT, epoch=1, recorded_at=t, signal="go")
+    other = StepRecord(
+        op_id="1", name="w2", kind=StepKind.WAIT, epoch=1, recorded_at=t, signal="go"
+    )
+    await s.put_step("r1", wait)
+    await s.put_step("r1", other)
+    backend.deliver("r1", "go", '"a"')
+    (sig,) = await s.inbox("r1", "go")
+    assert await s.consume("r1", wait=wait, signal=sig, now=t)
+    assert not await s.consume("r1", wait=other, signal=sig, now=t)  # one signal, one wait
+    assert await s.inbox("r1", "go") == []
+    assert not await s.resolve_timeout("r1", op_id="0", now=t)  # resolved by the signal
+    assert await s.resolve_timeout("r1", op_id="1", now=t)
+    assert not await s.resolve_timeout("r1", op_id="1", now=t)
+    backend.deliver("r1", "go", '"b"')
+    (sig2,) = await s.inbox("r1", "go")
+    assert not await s.consume("r1", wait=other, signal=sig2, now=t)  # timed out already
+    history = await s.history("r1")
+    assert (history["0"].result, history["0"].timed_out) == ('"a"', False)
+    assert (history["1"].timed_out, history["1"].resolved) == (True, True)

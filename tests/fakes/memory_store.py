@@ -1,0 +1,321 @@
+"""An in-memory `RunStore` (worker/_store_api.py) for fast tests of the worker's
+context and loop.
+
+It keeps the run lifecycle: runs, their history and inboxes, and the owner
+writes with the conditions of `orchestrator/store/requests.py`, written here a
+second time on purpose and held to the real ones by the contract suite
+(`tests/contract/test_store_contract.py`), which runs the same cases against
+this fake and against `AsyncStore` on the moto server. Messages, timers and
+deleted schedules are recorded in lists for tests to read.
+
+Not kept: continue-as-new generations other than 0, and the operations that
+send raw DynamoDB requests (callbacks, child runs' transactions): `ddb`,
+`transact` and `update` raise, so a test that reaches them says so at once.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Any
+
+from orchestrator.model import DEFAULT_TASK_QUEUE, ErrorInfo, Run, Signal, Status, StepRecord
+from orchestrator.settings import Settings
+from worker._store import Refused
+
+
+class NotInTheFake(NotImplementedError):
+    """The fake does not keep this part of the store: use the moto store."""
+
+
+class InMemoryStore:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.runs: dict[str, Run] = {}
+        self.steps: dict[str, dict[str, StepRecord]] = {}
+        self.signals: dict[str, list[Signal]] = {}
+        self.sent: list[tuple[str, str, str | None, int]] = []  # (id, reason, queue, delay)
+        self.timers: list[tuple[str, str, int]] = []  # (id, op_id, wake_at)
+        self.deleted_messages: list[str] = []
+        self.visibility: list[tuple[str, int]] = []
+        self.deleted_schedules: list[str] = []
+
+    # --- the run record ---------------------------------------------------------------
+    def _old(self, workflow_id: str) -> Refused:
+        run = self.runs.get(workflow_id)
+        return Refused(copy.deepcopy(run) if run is not None else None)
+
+    @staticmethod
+    def _served(run: Run, names: list[str], queues: dict[str, list[str]] | None) -> bool:
+        if queues is None:
+            return run.name in names
+        return run.name in queues.get(run.task_queue or DEFAULT_TASK_QUEUE, [])
+
+    async def claim(
+        self,
+        workflow_id: str,
+        *,
+        owner: str,
+        now: int,
+        lease_ms: int,
+        names: list[str],
+        build_id: str | None = None,
+        queues: dict[str, list[str]] | None = None,
+    ) -> Run | Refused:
+        run = self.runs.get(workflow_id)
+        if run is None or not self._served(run, names, queues):
+            return self._old(workflow_id)
+        parked = run.status in (Status.SLEEPING, Status.WAITING)
+        runnable = (
+            run.status == Status.PENDING
+            or (
+                run.status == Status.RUNNING
+                and run.lease_until is not None
+                and run.lease_until < now
+            )
+            or (parked and run.wake_at is not None and run.wake_at <= now)
+        )
+        if not runnable:
+            return self._old(workflow_id)
+        run = self.runs[workflow_id] = replace(
+            run,
+            status=Status.RUNNING,
+            owner=owner,
+            lease_until=now + lease_ms,
+            epoch=run.epoch + 1,
+            updated_at=now,
+            wake_at=None,
+            wait_signal=None,
+            build_id=run.build_id if run.build_id is not None else build_id,
+        )
+        return copy.deepcopy(run)
+
+    def _owns(self, workflow_id: str, epoch: int) -> Run | None:
+        run = self.runs.get(workflow_id)
+        if run is None or run.epoch != epoch or run.status != Status.RUNNING:
+            return None
+        return run
+
+    async def heartbeat(self, workflow_id: str, *, epoch: int, lease_until: int) -> Run | None:
+        run = self._owns(workflow_id, epoch)
+        if run is None:
+            return None
+        run = self.runs[workflow_id] = replace(run, lease_until=lease_until)
+        return copy.deepcopy(run)
+
+    async def park_sleep(
+        self, workflow_id: str, *, epoch: int, now: int, wake_at: int, timer: str | None = None
+    ) -> Refused | None:
+        run = self._owns(workflow_id, epoch)
+        if run is None or run.cancel_requested is not None:
+            return self._old(workflow_id)
+        self.runs[workflow_id] = replace(
+            run,
+            status=Status.SLEEPING,
+            wake_at=wake_at,
+            due_at=wake_at + self.settings.sweep_grace_ms,
+            updated_at=now,
+            timer=timer,
+            owner=None,
+            lease_until=None,
+        )
+        return None
+
+    async def park_wait(
+        self,
+        workflow_id: str,
+        *,
+        epoch: int,
+        now: int,
+        signal: str,
+        seen_seq: int,
+        deadline: int | None,
+        timer: str | None = None,
+    ) -> Refused | None:
+        run = self._owns(workflow_id, epoch)
+        if run is None or run.cancel_requested is not None or run.signal_seq != seen_seq:
+            return self._old(workflow_id)
+        due = None if deadline is None else deadline + self.settings.sweep_grace_ms
+        self.runs[workflow_id] = replace(
+            run,
+            status=Status.WAITING,
+            wait_signal=signal,
+            wake_at=deadline if deadline is not None else run.wake_at,
+            due_at=due,
+            updated_at=now,
+            timer=timer,
+            owner=None,
+            lease_until=None,
+        )
+        return None
+
+    async def finish(
+        self,
+        workflow_id: str,
+        *,
+        epoch: int,
+        now: int,
+        status: Status,
+        output: str | None = None,
+        error: ErrorInfo | None = None,
+        notify_due: int | None = None,
+    ) -> bool:
+        assert status.terminal
+        run = self._owns(workflow_id, epoch)
+        if run is None:
+            return False
+        self.runs[workflow_id] = replace(
+            run,
+            status=status,
+            updated_at=now,
+            output=output if output is not None else run.output,
+            error=error if error is not None else run.error,
+            due_at=notify_due,
+            owner=None,
+            lease_until=None,
+            wake_at=None,
+            wait_signal=None,
+            timer=None,
+        )
+        return True
+
+    async def release(self, workflow_id: str, *, epoch: int, now: int) -> bool:
+        run = self._owns(workflow_id, epoch)
+        if run is None:
+            return False
+        due = run.due_at if run.due_at is not None else now + self.settings.sweep_grace_ms
+        self.runs[workflow_id] = replace(run, lease_until=0, due_at=due, owner=None)
+        return True
+
+    async def get_run(self, workflow_id: str) -> Run | None:
+        run = self.runs.get(workflow_id)
+        return copy.deepcopy(run) if run is not None else None
+
+    async def create_run(self, run: Run) -> tuple[Run, bool]:
+        if run.id in self.runs:
+            return copy.deepcopy(self.runs[run.id]), False
+        self.runs[run.id] = copy.deepcopy(run)
+        return run, True
+
+    async def get_runs(self, ids: list[str], *, consistent: bool = False) -> dict[str, Run]:
+        return {i: copy.deepcopy(self.runs[i]) for i in ids if i in self.runs}
+
+    # --- the history ------------------------------------------------------------------
+    def _generation(self, generation: int) -> None:
+        if generation != 0:
+            raise NotInTheFake("continue-as-new generations are not kept by the fake")
+
+    async def history(self, workflow_id: str, generation: int = 0) -> dict[str, StepRecord]:
+        self._generation(generation)
+        return dict(self.steps.get(workflow_id, {}))
+
+    async def put_step(self, workflow_id: str, rec: StepRecord) -> StepRecord:
+        records = self.steps.setdefault(workflow_id, {})
+        old = records.get(rec.op_id)
+        if old is None:
+            free = True
+        elif rec.resolved:
+            free = not old.resolved  # an outcome replaces an unresolved record only
+        elif rec.kind == "step":
+            # A retry state replaces only a retry state with fewer attempts.
+            free = not old.resolved and len(old.attempts) < len(rec.attempts)
+        else:
+            free = False  # a sleep's wake time, a wait's deadline: written once
+        if free:
+            records[rec.op_id] = rec
+            return rec
+        return old  # type: ignore[return-value]
+
+    async def get_step(self, workflow_id: str, op_id: str) -> StepRecord:
+        return self.steps[workflow_id][op_id]
+
+    async def resolve_timeout(self, workflow_id: str, *, op_id: str, now: int) -> bool:
+        rec = self.steps.get(workflow_id, {}).get(op_id)
+        if rec is None or rec.resolved:
+            return False
+        self.steps[workflow_id][op_id] = replace(
+            rec, resolved=True, timed_out=True, recorded_at=now
+        )
+        return True
+
+    # --- signals ----------------------------------------------------------------------
+    def deliver_signal(self, workflow_id: str, name: str, payload: str, *, now: int) -> bool:
+        """What the API's signal does (`Store.send_signal`): store it, bump the
+        run's signal_seq, and flip a run waiting for the name to pending. True
+        when it woke the run."""
+        run = self.runs[workflow_id]
+        if run.status.terminal:
+            raise ValueError(f"run {workflow_id} is {run.status.value}")
+        sig = Signal(name=name, seq=run.signal_seq + 1, payload=payload, sent_at=now)
+        self.signals.setdefault(workflow_id, []).append(sig)
+        wake = run.status == Status.WAITING and name in run.wait_signals
+        changes: dict[str, Any] = {"signal_seq": sig.seq, "updated_at": now}
+        if wake:
+            changes.update(
+                status=Status.PENDING,
+                wait_signal=None,
+                wake_at=None,
+                timer=None,
+                due_at=now + self.settings.sweep_grace_ms,
+            )
+        self.runs[workflow_id] = replace(run, **changes)
+        return wake
+
+    async def inbox(self, workflow_id: str, name: str) -> list[Signal]:
+        return sorted(
+            (s for s in self.signals.get(workflow_id, []) if s.name == name and not s.consumed),
+            key=lambda s: s.seq,
+        )
+
+    async def consume(
+        self, workflow_id: str, *, wait: StepRecord, signal: Signal, now: int
+    ) -> bool:
+        records = self.steps.setdefault(workflow_id, {})
+        current = records.get(wait.op_id)
+        inbox = self.signals.get(workflow_id, [])
+        index = next(
+            (i for i, s in enumerate(inbox) if (s.name, s.seq) == (signal.name, signal.seq)), None
+        )
+        if (current is not None and current.resolved) or index is None or inbox[index].consumed:
+            return False  # both writes or neither, as in the transaction
+        records[wait.op_id] = replace(
+            wait, recorded_at=now, resolved=True, result=signal.payload, signal_seq=signal.seq
+        )
+        inbox[index] = replace(inbox[index], consumed=True)
+        return True
+
+    # --- messages and timers ----------------------------------------------------------
+    async def arrange_timer(
+        self, workflow_id: str, op_id: str, seq: int, *, now: int, wake_at: int
+    ) -> str:
+        self.timers.append((workflow_id, op_id, wake_at))
+        return "delay" if wake_at - now <= 900_000 else "schedule"
+
+    async def send(
+        self, workflow_id: str, reason: str, task_queue: str | None, *, delay_s: int = 0
+    ) -> None:
+        self.sent.append((workflow_id, reason, task_queue, delay_s))
+
+    async def send_many(self, ids: list[str], reason: str, task_queue: str | None = None) -> None:
+        for i in ids:
+            await self.send(i, reason, task_queue)
+
+    async def delete_message(self, receipt: str) -> None:
+        self.deleted_messages.append(receipt)
+
+    async def set_visibility(self, receipt: str, seconds: int) -> None:
+        self.visibility.append((receipt, seconds))
+
+    async def delete_schedule(self, name: str) -> None:
+        self.deleted_schedules.append(name)
+
+    # --- raw DynamoDB: not in the fake --------------------------------------------------
+    @property
+    def ddb(self) -> Any:
+        raise NotInTheFake("raw DynamoDB requests (callbacks, child runs) need the moto store")
+
+    async def transact(self, req: dict[str, Any]) -> str | None:
+        raise NotInTheFake("transactions (child runs, callbacks) need the moto store")
+
+    async def update(self, req: dict[str, Any]) -> Run | None:
+        raise NotInTheFake("raw updates (child runs, callbacks) need the moto store")

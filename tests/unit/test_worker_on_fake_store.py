@@ -1,0 +1,249 @@
+"""The worker's claim-and-run loop and the workflow context, unit-tested against
+the in-memory store (tests/fakes/memory_store.py, held to DynamoDB's conditions
+by tests/contract/). No moto, no SQS: each test drives one message through
+`Worker._claim_and_run` and reads the store's state after it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from orchestrator.clock import SkippingClock
+from orchestrator.model import Run, Status, StepKind, StepRecord
+from orchestrator.settings import Settings
+from tests.fakes.memory_store import InMemoryStore
+from worker import workflow
+from worker._worker import Worker
+
+CALLS: list[str] = []
+
+
+def _note(name: str, value: Any) -> Any:
+    CALLS.append(name)
+    return value
+
+
+@workflow("fake-two-steps")
+async def two_steps(ctx: Any, input: dict[str, Any]) -> dict[str, Any]:
+    a = await ctx.step("a", _note, "a", input["x"])
+    b = await ctx.step("b", _note, "b", a + 1)
+    return {"sum": a + b}
+
+
+@workflow("fake-sleeper")
+async def sleeper(ctx: Any, input: dict[str, Any]) -> str:
+    before = await ctx.step("before", _note, "before", 1)
+    await ctx.sleep("nap", timedelta(hours=2))
+    after = await ctx.step("after", _note, "after", before + 1)
+    return f"{before}-{after}"
+
+
+@workflow("fake-waiter")
+async def waiter(ctx: Any, input: dict[str, Any]) -> Any:
+    got = await ctx.wait_for_signal("w", "go", timeout=timedelta(minutes=5))
+    return {"got": got}
+
+
+@workflow("fake-renamed")
+async def renamed(ctx: Any, input: dict[str, Any]) -> int:
+    return int(await ctx.step("a-new-name", _note, "x", 1))
+
+
+@workflow("fake-raises")
+async def raises(ctx: Any, input: dict[str, Any]) -> None:
+    await ctx.step("ok", _note, "ok", 1)
+    raise ValueError("bad order")
+
+
+THIEF: dict[str, Any] = {}
+
+
+def _stall_then_lose(value: int) -> int:
+    """Stands for an owner stalled past its lease while another worker claims."""
+    h = THIEF["h"]
+    h.clock.advance(timedelta(seconds=31))
+    now = h.clock.now_ms()
+    taken = h.store.runs["r1"]
+    assert taken.lease_until is not None and taken.lease_until < now
+    h.store.runs["r1"] = replace(
+        taken, owner="thief", epoch=taken.epoch + 1, lease_until=now + 30_000
+    )
+    return value
+
+
+@workflow("fake-stalls")
+async def stalls(ctx: Any, input: dict[str, Any]) -> int:
+    v = await ctx.step("stall", _stall_then_lose, 1)
+    return int(await ctx.step("next", _note, "next", v))
+
+
+class Harness:
+    def __init__(self, worker: Worker, store: InMemoryStore, clock: SkippingClock) -> None:
+        self.worker, self.store, self.clock = worker, store, clock
+        self.receipts = 0
+
+    async def start(self, run_id: str, name: str, input: dict[str, Any]) -> None:
+        now = self.clock.now_ms()
+        run = Run(
+            id=run_id,
+            name=name,
+            status=Status.PENDING,
+            input=json.dumps(input),
+            created_at=now,
+            updated_at=now,
+        )
+        await self.store.create_run(run)
+
+    async def deliver(self, run_id: str) -> Run:
+        """One message for the run, handled as the worker's receive loop would."""
+        self.receipts += 1
+        receipt = f"rh-{self.receipts}"
+        message = {"Body": json.dumps({"id": run_id}), "ReceiptHandle": receipt}
+        await self.worker._claim_and_run(message, run_id, receipt)
+        run = await self.store.get_run(run_id)
+        assert run is not None
+        return run
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    CALLS.clear()
+    clock = SkippingClock()
+    store = InMemoryStore(Settings(lease_seconds=30, queue_url="http://unused.invalid/q"))
+    w = Worker(
+        workflows=[two_steps, sleeper, waiter, renamed, raises, stalls],
+        settings=store.settings,
+        clock=clock,
+    )
+    w._store = store  # type: ignore[assignment]  # the fake in place of AsyncStore
+    THIEF["h"] = harness = Harness(w, store, clock)
+    try:
+        yield harness
+    finally:
+        w._executor.shutdown(wait=False)
+
+
+def _recorded_step(name: str, result: str) -> StepRecord:
+    return StepRecord(
+        op_id="0",
+        name=name,
+        kind=StepKind.STEP,
+        epoch=1,
+        recorded_at=1,
+        result=result,
+        resolved=True,
+    )
+
+
+async def test_a_run_completes_and_records_each_step_once(h: Harness) -> None:
+    await h.start("r1", "fake-two-steps", {"x": 4})
+    run = await h.deliver("r1")
+    assert run.status == Status.COMPLETED, run.error
+    assert json.loads(run.output or "") == {"sum": 9}
+    assert CALLS == ["a", "b"]
+    history = await h.store.history("r1")
+    assert [(r.name, r.result) for r in history.values()] == [("a", "4"), ("b", "5")]
+    assert h.store.deleted_messages == ["rh-1"]  # the message goes once the run ended
+
+
+async def test_a_duplicate_message_after_the_end_runs_nothing(h: Harness) -> None:
+    await h.start("r1", "fake-two-steps", {"x": 1})
+    await h.deliver("r1")
+    run = await h.deliver("r1")  # refused: terminal, the message is dropped
+    assert run.epoch == 1 and CALLS == ["a", "b"]
+    assert h.store.deleted_messages == ["rh-1", "rh-2"]
+
+
+async def test_a_sleep_parks_the_run_and_its_replay_skips_recorded_steps(h: Harness) -> None:
+    await h.start("r1", "fake-sleeper", {})
+    run = await h.deliver("r1")
+    assert run.status == Status.SLEEPING and run.wake_at is not None
+    assert CALLS == ["before"]
+    assert [t[1] for t in h.store.timers] == ["1"]  # the sleep's timer, at its op id
+    early = await h.deliver("r1")  # its time has not come: refused, nothing runs
+    assert early.status == Status.SLEEPING and CALLS == ["before"]
+    h.clock.advance(timedelta(hours=2))
+    done = await h.deliver("r1")
+    assert done.status == Status.COMPLETED and json.loads(done.output or "") == "1-2"
+    assert CALLS == ["before", "after"]  # "before" replayed from its record
+    assert done.epoch == 2
+
+
+async def test_a_signal_wait_parks_and_a_delivered_signal_resumes_it(h: Harness) -> None:
+    await h.start("r1", "fake-waiter", {})
+    run = await h.deliver("r1")
+    assert (run.status, run.wait_signal) == (Status.WAITING, "go")
+    assert h.store.deliver_signal("r1", "go", '{"ok": 1}', now=h.clock.now_ms())
+    done = await h.deliver("r1")
+    assert done.status == Status.COMPLETED
+    assert json.loads(done.output or "") == {"got": {"ok": 1}}
+    (wait,) = (r for r in (await h.store.history("r1")).values() if r.kind == StepKind.WAIT)
+    assert wait.resolved and wait.signal_seq == 1
+    assert await h.store.inbox("r1", "go") == []  # consumed
+
+
+async def test_a_signal_sent_before_the_wait_is_taken_without_parking(h: Harness) -> None:
+    await h.start("r1", "fake-waiter", {})
+    h.store.deliver_signal("r1", "go", '"early"', now=h.clock.now_ms())
+    run = await h.deliver("r1")
+    assert run.status == Status.COMPLETED and json.loads(run.output or "") == {"got": "early"}
+
+
+async def test_a_signal_wait_times_out_durably(h: Harness) -> None:
+    await h.start("r1", "fake-waiter", {})
+    parked = await h.deliver("r1")
+    assert parked.wake_at is not None  # the deadline is the parked run's wake time
+    h.clock.advance(timedelta(minutes=5, seconds=1))
+    done = await h.deliver("r1")
+    assert done.status == Status.COMPLETED and json.loads(done.output or "") == {"got": None}
+    (wait,) = (await h.store.history("r1")).values()
+    assert wait.timed_out and wait.resolved
+    with pytest.raises(ValueError):  # the run has ended: it takes no more signals
+        h.store.deliver_signal("r1", "go", '"late"', now=h.clock.now_ms())
+
+
+async def test_a_history_that_no_longer_matches_the_code_fails_the_run(h: Harness) -> None:
+    await h.start("r1", "fake-renamed", {})
+    # An owner running an older version recorded op 0 as "a", then died.
+    now = h.clock.now_ms()
+    await h.store.claim("r1", owner="old", now=now, lease_ms=1000, names=["fake-renamed"])
+    await h.store.put_step("r1", _recorded_step("a", "1"))
+    h.clock.advance(timedelta(seconds=2))
+    run = await h.deliver("r1")
+    assert run.status == Status.FAILED and run.error is not None
+    assert run.error.type == "NonDeterminismError"
+    assert CALLS == []  # nothing ran
+
+
+async def test_a_workflow_exception_fails_the_run_after_its_recorded_steps(h: Harness) -> None:
+    await h.start("r1", "fake-raises", {})
+    run = await h.deliver("r1")
+    assert run.status == Status.FAILED and run.error is not None
+    assert (run.error.type, run.error.message) == ("ValueError", "bad order")
+    assert CALLS == ["ok"]
+
+
+async def test_a_run_held_by_a_live_owner_is_left_to_it(h: Harness) -> None:
+    await h.start("r1", "fake-two-steps", {"x": 1})
+    now = h.clock.now_ms()
+    held = await h.store.claim(
+        "r1", owner="other", now=now, lease_ms=30_000, names=["fake-two-steps"]
+    )
+    assert isinstance(held, Run)
+    run = await h.deliver("r1")
+    assert (run.owner, run.epoch, run.status) == ("other", 1, Status.RUNNING)
+    assert CALLS == []
+
+
+async def test_an_owner_that_lost_its_lease_writes_nothing_more(h: Harness) -> None:
+    await h.start("r1", "fake-stalls", {})
+    run = await h.deliver("r1")
+    assert (run.owner, run.epoch, run.status) == ("thief", 2, Status.RUNNING)
+    assert CALLS == []  # the next step never ran
+    assert await h.store.history("r1") == {}  # nor was the stalled step's outcome recorded
+    assert h.store.deleted_messages == []  # the message stays: the new owner's backstop
