@@ -302,6 +302,7 @@ def _decision_record(
     started: int,
 ) -> StepRecord:
     items: list[dict[str, Any]] = []
+    too_large = False  # one item's result over the limit: the record keeps no results
     for i in sorted(outcomes):
         ok, value = outcomes[i]
         if ok is None:
@@ -310,7 +311,7 @@ def _decision_record(
             try:
                 text = _encode_result(value, adapters[i])
             except PayloadTooLargeError:
-                text = "x" * (MAX_STEP_RESULT_BYTES + 1)
+                too_large, text = True, ""
             items.append({"i": i, "s": BatchItemStatus.SUCCEEDED.value, "r": text})
         else:
             items.append(
@@ -319,7 +320,7 @@ def _decision_record(
     body = {"reason": reason.value, "items": items}
     text = json.dumps(body, separators=(",", ":"))
     now = s.clock.now_ms()
-    if len(text.encode()) > MAX_STEP_RESULT_BYTES:
+    if too_large or len(text.encode()) > MAX_STEP_RESULT_BYTES:
         slim = {"reason": reason.value, "items": [{"i": d["i"], "s": d["s"]} for d in items]}
         text = json.dumps(slim, separators=(",", ":"))
         return StepRecord(
