@@ -28,6 +28,45 @@ from .store import requests as q
 NOTIFY_GRACE_MS = 5_000
 
 
+def notify_due(run: Run, now: int) -> int | None:
+    """When a terminal write should leave the run due in the sweeper's index: a
+    child whose parent waits to be told stays due until it is; a distributed
+    map's child (its parent polls) and a top-level run leave the index."""
+    notifies = run.parent_id is not None and not run.parent_polls
+    return now + NOTIFY_GRACE_MS if notifies else None
+
+
+def cancel_request(
+    table: str, run: Run, *, reason: str, now: int
+) -> tuple[str, dict[str, Any] | None]:
+    """The one decision of a cancel, for the API's store and for a worker that
+    cancels its children: (outcome, the UpdateItem to send, or None).
+
+    - terminal: "already_<status>", nothing to write;
+    - running with a cancel already requested: "already_requested";
+    - running: "requested", the request its owner delivers at its next durable call;
+    - pending or parked: "cancelled", the terminal write itself.
+    Every request is conditioned on the status and epoch read, so a run that
+    moved since is refused and the caller reads it again.
+    """
+    if run.status.terminal:
+        return f"already_{run.status.value}", None
+    if run.status == Status.RUNNING:
+        if run.cancel_requested is not None:
+            return "already_requested", None
+        return "requested", q.request_cancel(table, run.id, epoch=run.epoch, reason=reason)
+    req = q.cancel_parked(
+        table,
+        run.id,
+        epoch=run.epoch,
+        seen=run.status,
+        now=now,
+        reason=reason,
+        notify_due=notify_due(run, now),
+    )
+    return "cancelled", req
+
+
 def outcome_payload(child: Run) -> str:
     """What the parent receives: the child's status, output (JSON) and error."""
     return json.dumps(

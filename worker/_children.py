@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import logging
 
-from orchestrator.children import NOTIFY_GRACE_MS, notify_request
+from orchestrator.children import cancel_request, notify_request
 from orchestrator.clock import Clock
 from orchestrator.model import Run, Status
-from orchestrator.store import requests as q
 
 from ._store import AsyncStore
 
@@ -49,31 +48,17 @@ async def cancel_run(store: AsyncStore, workflow_id: str, reason: str, clock: Cl
     it, through its lease otherwise. A finished child is left alone."""
     for _ in range(20):
         run = await store.get_run(workflow_id)
-        if run is None or run.status.terminal:
+        if run is None:
             return
-        now = clock.now_ms()
-        if run.status == Status.RUNNING:
-            if run.cancel_requested is not None:
-                return
-            req = q.request_cancel(
-                store.settings.table, workflow_id, epoch=run.epoch, reason=reason
-            )
-        else:
-            req = q.cancel_parked(
-                store.settings.table,
-                workflow_id,
-                epoch=run.epoch,
-                seen=run.status,
-                now=now,
-                reason=reason,
-                notify_due=now + NOTIFY_GRACE_MS if run.parent_id else None,
-            )
+        _, req = cancel_request(store.settings.table, run, reason=reason, now=clock.now_ms())
+        if req is None:
+            return  # finished, or its cancel is already requested
         after = await store.update(req)
         if after is None:
             continue  # it moved since it was read
         if after.status == Status.CANCELLED:
             if run.timer:
                 await store.delete_schedule(run.timer)
-            if after.parent_id is not None:
+            if after.parent_id is not None and not after.parent_polls:
                 await notify_parent(store, after, clock)
         return

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from .. import resources as r
 from .. import safejson
-from ..children import NOTIFY_GRACE_MS, child_already_notified, notify_request
+from ..children import cancel_request, child_already_notified, notify_due, notify_request
 from ..clock import Clock
 from ..errors import BadInputError, ConflictError, ExecutionTimeoutError, NotFoundError
 from ..model import ErrorInfo, Run, Signal, Status, StepKind, StepRecord, child_run_id
@@ -388,25 +388,9 @@ class Store:
         "already_requested", or "already_<status>" for a finished run."""
         for _ in range(20):
             run = self.get(workflow_id)
-            if run.status.terminal:
-                return run, run, f"already_{run.status.value}"
-            if run.status == Status.RUNNING:
-                if run.cancel_requested is not None:
-                    return run, run, "already_requested"
-                req = q.request_cancel(self._table, workflow_id, epoch=run.epoch, reason=reason)
-                outcome = "requested"
-            else:
-                now = self._clock.now_ms()
-                req = q.cancel_parked(
-                    self._table,
-                    workflow_id,
-                    epoch=run.epoch,
-                    seen=run.status,
-                    now=now,
-                    reason=reason,
-                    notify_due=_notify_due(run, now),
-                )
-                outcome = "cancelled"
+            outcome, req = cancel_request(self._table, run, reason=reason, now=self._clock.now_ms())
+            if req is None:
+                return run, run, outcome
             try:
                 resp = self._ddb.update_item(**req)
                 return run, run_from_item(resp["Attributes"]), outcome
@@ -523,7 +507,7 @@ class Store:
                 epoch=run.epoch,
                 now=now,
                 error=error,
-                notify_due=_notify_due(run, now),
+                notify_due=notify_due(run, now),
             )
         )
 
@@ -543,7 +527,7 @@ class Store:
                 seen=run.status,
                 now=now,
                 error=error,
-                notify_due=_notify_due(run, now),
+                notify_due=notify_due(run, now),
             )
         )
 
@@ -613,12 +597,6 @@ class Store:
                 due_at=due_at,
             )
         )
-
-
-def _notify_due(run: Run, now: int) -> int | None:
-    """A child run's terminal write keeps it due until its parent is told."""
-    notifies = run.parent_id is not None and not run.parent_polls
-    return now + NOTIFY_GRACE_MS if notifies else None
 
 
 __all__ = ["MAX_LIST_LIMIT", "Page", "Store", "list_sk"]
