@@ -21,7 +21,7 @@ import json
 from typing import Any
 
 from .model import Run, Signal, Status, child_signal
-from .store import requests as q
+from .store import endings
 
 # A child's end is due in the sweeper's index this long after its terminal
 # write: the notifier normally clears it first.
@@ -54,8 +54,8 @@ def cancel_request(
     if run.status == Status.RUNNING:
         if run.cancel_requested is not None:
             return "already_requested", None
-        return "requested", q.request_cancel(table, run.id, epoch=run.epoch, reason=reason)
-    req = q.cancel_parked(
+        return "requested", endings.request_cancel(table, run.id, epoch=run.epoch, reason=reason)
+    req = endings.cancel_parked(
         table,
         run.id,
         epoch=run.epoch,
@@ -86,7 +86,7 @@ def notify_request(
     """(the TransactWriteItems request, whether it wakes the parent)."""
     assert child.parent_op is not None and child.parent_id is not None
     if parent is None or parent.status.terminal:
-        req = q.notify_parent(
+        req = endings.notify_parent(
             table,
             child.id,
             parent_id=child.parent_id,
@@ -102,7 +102,7 @@ def notify_request(
     name = child_signal(child.parent_op)
     sig = Signal(name=name, seq=parent.signal_seq + 1, payload=outcome_payload(child), sent_at=now)
     wake = parent.status == Status.WAITING and name in parent.wait_signals
-    req = q.notify_parent(
+    req = endings.notify_parent(
         table,
         child.id,
         parent_id=parent.id,

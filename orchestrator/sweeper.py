@@ -333,7 +333,7 @@ class Sweeper:
 
         For each: the run it names is read. Running with an expired lease (no
         worker holds it; its message failed MAX_RECEIVE_COUNT deliveries): fail it
-        with PoisonMessageError in one conditional write (`requests.fail_poisoned`),
+        with PoisonMessageError in one conditional write (`sweeps.fail_poisoned`),
         then delete the message. If that write loses (the run moved since the
         read), the message is left and decided again when it comes back.
         Everything else has its own way forward, so the message is only deleted:

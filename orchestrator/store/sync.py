@@ -21,6 +21,7 @@ from ..children import cancel_request, child_already_notified, notify_due, notif
 from ..clock import Clock
 from ..errors import BadInputError, ConflictError, ExecutionTimeoutError, NotFoundError
 from ..model import ErrorInfo, Run, Signal, Status, StepKind, StepRecord, child_run_id
+from . import endings, sweeps
 from . import requests as q
 from .codec import (
     list_sk,
@@ -364,7 +365,7 @@ class Store:
             run = self.get(workflow_id)
             if run.status.terminal:
                 return run, run, f"already_{run.status.value}"
-            req = q.terminate(
+            req = endings.terminate(
                 self._table,
                 workflow_id,
                 epoch=run.epoch,
@@ -479,7 +480,7 @@ class Store:
         """Put a run the walk found unfinished into `by_due`. False if it moved
         since `run` was read, or is in the index already."""
         return self._applied(
-            q.promote(
+            sweeps.promote(
                 self._table,
                 run.id,
                 epoch=run.epoch,
@@ -493,7 +494,7 @@ class Store:
         """Move the walk's progress in one shard forward; False if another sweeper
         already moved it as far or further."""
         return self._applied(
-            q.advance_sweep_mark(self._table, shard, mark=mark, now=self._clock.now_ms())
+            sweeps.advance_sweep_mark(self._table, shard, mark=mark, now=self._clock.now_ms())
         )
 
     def fail_poisoned(self, run: Run, *, now: int, message: str) -> bool:
@@ -501,7 +502,7 @@ class Store:
         PoisonMessageError. False if it moved since it was read."""
         error = ErrorInfo("PoisonMessageError", message)
         return self._applied(
-            q.fail_poisoned(
+            sweeps.fail_poisoned(
                 self._table,
                 run.id,
                 epoch=run.epoch,
@@ -520,7 +521,7 @@ class Store:
             f"epoch) while it was {run.status.value} and no worker held it",
         )
         return self._applied(
-            q.fail_timed_out(
+            sweeps.fail_timed_out(
                 self._table,
                 run.id,
                 epoch=run.epoch,
@@ -588,7 +589,7 @@ class Store:
 
     def rearm(self, run: Run, *, due_at: int) -> bool:
         return self._applied(
-            q.rearm(
+            sweeps.rearm(
                 self._table,
                 run.id,
                 epoch=run.epoch,

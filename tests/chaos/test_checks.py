@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from orchestrator.model import Run, Status, StepKind, StepRecord
+from orchestrator.store import endings, sweeps
 from orchestrator.store import requests as q
 from orchestrator.store.codec import run_pk, step_sk, to_item
 from orchestrator.testing_faults.journal import _journal_entry
@@ -182,13 +183,13 @@ def test_the_journal_reads_what_each_request_means_whatever_its_wording() -> Non
         (q.heartbeat(TABLE, RID, epoch=3, lease_until=now), (False, 3, None)),
         (q.release(TABLE, RID, epoch=4, due_at=now), (False, 4, None)),
         (q.finish(TABLE, RID, epoch=5, now=now, status=Status.FAILED), (False, 5, "failed")),
-        (q.request_cancel(TABLE, RID, epoch=6, reason="r"), (False, 6, None)),
+        (endings.request_cancel(TABLE, RID, epoch=6, reason="r"), (False, 6, None)),
         (
-            q.cancel_parked(TABLE, RID, epoch=7, seen=Status.WAITING, now=now, reason="r"),
+            endings.cancel_parked(TABLE, RID, epoch=7, seen=Status.WAITING, now=now, reason="r"),
             (False, 7, "cancelled"),
         ),
         (
-            q.rearm(TABLE, RID, epoch=8, status=Status.SLEEPING, old_due=1, due_at=2),
+            sweeps.rearm(TABLE, RID, epoch=8, status=Status.SLEEPING, old_due=1, due_at=2),
             (False, 8, None),
         ),
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from orchestrator import resources as r
 from orchestrator.model import Run, Signal, Status, StepKind, StepRecord
 from orchestrator.store import requests as q
+from orchestrator.store import sweeps
 from orchestrator.store.codec import new_run_item, shard
 
 T = "t"
@@ -55,7 +56,7 @@ def test_parks_wakes_releases_and_promotions_put_the_run_in_by_due() -> None:
         wake=True,
         due_at=6,
     )["TransactItems"][0]["Update"]
-    promote = q.promote(T, WID, epoch=1, status=Status.RUNNING, due_at=6, dispatch=False)
+    promote = sweeps.promote(T, WID, epoch=1, status=Status.RUNNING, due_at=6, dispatch=False)
     for req in (sleep, wait, wake, promote):
         assert _sets_due(req), req["UpdateExpression"]
     assert "attribute_not_exists(#da)" in promote["ConditionExpression"]
