@@ -30,6 +30,18 @@ from tests.security._state import footprint
 EXAMPLES = int(os.environ.get("ORCHESTRATOR_FUZZ_EXAMPLES", "10"))
 SCHEMA = schemathesis.openapi.from_dict(document())
 STATS: dict[str, Counter[int]] = defaultdict(Counter)
+# Routes whose inputs admit no invalid request (no body, no query parameter, and
+# path parameters any string fills): schemathesis finds no negative case for
+# them. The test holds this list exact both ways.
+NO_NEGATIVE = {
+    ("GET", "/"),
+    ("GET", "/openapi.json"),
+    ("GET", "/dashboard/{file}"),
+    ("GET", "/schedules"),
+    ("GET", "/schedules/{name}"),
+    ("DELETE", "/schedules/{name}"),
+    ("GET", "/queues"),
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -82,7 +94,10 @@ def test_every_route_answers_cleanly(
         assert mode != GenerationMode.POSITIVE or status not in (405, 413, 415), key
         STATS[key][status] += 1
 
+    expect_none = mode == GenerationMode.NEGATIVE and (method, path) in NO_NEGATIVE
     try:
         run()
     except Unsatisfiable:
-        pytest.skip(f"no {mode.value} request exists for {method} {path}")
+        assert expect_none, f"no {mode.value} request was generated for {key}"
+        return
+    assert not expect_none, f"{key} has negative requests now: take it out of NO_NEGATIVE"
