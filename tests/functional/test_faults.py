@@ -339,8 +339,11 @@ def test_a_claim_whose_answer_was_lost_is_run_by_its_claimer(
     rule = {"kind": "lost_retry", "op": "dynamodb.UpdateItem", "match": "#ep = #ep + :one"}
     faults.reset()  # plans are per process and keyed by spec: start from a fresh one
     monkeypatch.setenv(faults.ENV_FAULTS, json.dumps({"rules": [rule]}))
-    run, _ = stack.service.start("count", {"steps": 2})
     with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        # Started after the worker: a run created before it would also get the
+        # start-up kick's message, and a second claim could take the rule first
+        # (refused, so no answer to lose).
+        run, _ = stack.service.start("count", {"steps": 2})
         # The bug left the run unowned until the sweeper's 5-minute re-check (the
         # clock is not advanced here), so it could not complete at all; a second
         # claim after the lease would show as epoch 2.
@@ -366,8 +369,8 @@ def test_a_lost_claim_answer_is_run_even_if_a_copy_of_the_message_arrives_meanwh
     }
     faults.reset()
     monkeypatch.setenv(faults.ENV_FAULTS, json.dumps({"rules": [rule]}))
-    run, _ = stack.service.start("count", {"steps": 2})
     with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("count", {"steps": 2})  # after the worker: no kick
         # Applied; the answer is dropped (counted in this process at that moment)
         # and the SDK waits 1.5 s before re-sending. Waiting on the count, not on
         # the stored status, cannot miss that window on a loaded machine.

@@ -224,15 +224,18 @@ def test_a_wait_without_timeout_stays_out_of_by_due_until_its_signal(quiet: Any)
     with BackgroundWorker(ALL, quiet.settings, clock=quiet.clock):
         run, _ = quiet.service.start("waiter", {})
         wait_status(quiet, run.id, "waiting")
-        quiet.clock.advance(GRACE_S + 1)
-        report = quiet.sweeper.sweep_once()
-        assert (report.walked, report.promoted) == (1, [])  # only a signal moves it
-        assert r.BY_DUE.sort_key not in _raw(quiet, run.id)
-        now = quiet.clock.now_ms()
-        quiet.service.signal(run.id, "go", {"ok": True})
-        woken = _raw(quiet, run.id)
-        assert woken[r.BY_DUE.partition_key]["S"] == r.due_pk(shard(run.id, r.DUE_SHARDS))
-        assert int(woken[r.BY_DUE.sort_key]["N"]) >= now + quiet.settings.sweep_grace_ms
+    quiet.clock.advance(GRACE_S + 1)
+    report = quiet.sweeper.sweep_once()
+    assert (report.walked, report.promoted) == (1, [])  # only a signal moves it
+    assert r.BY_DUE.sort_key not in _raw(quiet, run.id)
+    now = quiet.clock.now_ms()
+    # No worker runs now: the woken run cannot be claimed and finished (which
+    # takes it out of the index again) before it is read.
+    quiet.service.signal(run.id, "go", {"ok": True})
+    woken = _raw(quiet, run.id)
+    assert woken[r.BY_DUE.partition_key]["S"] == r.due_pk(shard(run.id, r.DUE_SHARDS))
+    assert int(woken[r.BY_DUE.sort_key]["N"]) >= now + quiet.settings.sweep_grace_ms
+    with BackgroundWorker(ALL, quiet.settings, clock=quiet.clock):
         done = wait_status(quiet, run.id, "completed")
     assert done.due_at is None
 
