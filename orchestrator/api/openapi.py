@@ -126,7 +126,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "/bulk/{action}",
         "bulkAction",
-        "Cancel or terminate the unfinished runs a filter matches (dry run by default)",
+        "Cancel or terminate the unfinished runs, or redrive the runs, a filter matches "
+        "(dry run by default)",
         BulkRequest,
     ),
     Operation(
