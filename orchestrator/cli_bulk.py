@@ -12,14 +12,18 @@ from .cli_format import out
 
 
 def bulk(
-    action: Annotated[str, typer.Argument(help="cancel, terminate or redrive.", show_default=False)],
+    action: Annotated[
+        str, typer.Argument(help="cancel, terminate or redrive.", show_default=False)
+    ],
     name: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
     status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
     since: Annotated[
         str | None, typer.Option(help="Only runs created at or after (ISO 8601).")
     ] = None,
     until: Annotated[str | None, typer.Option(help="Only runs created before (ISO 8601).")] = None,
-    reason: Annotated[str | None, typer.Option(help="Why; recorded on each run (not with redrive).")] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="Why; recorded on each run (not with redrive).")
+    ] = None,
     yes: Annotated[
         bool, typer.Option("--yes", help="Do it (default: a dry run that counts).", metavar=FLAG)
     ] = False,
