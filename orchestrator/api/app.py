@@ -197,7 +197,8 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         q = app.current_event.query_string_parameters or {}
         everyone = q.get("all", "").lower() in ("1", "true", "yes")
         return {
-            "workers": [w.as_dict() | {"live": live} for w, live in service().workers(everyone)]
+            "workers": [w.as_dict() | {"live": live} for w, live in service().workers(everyone)],
+            "now": service().clock.now_ms(),  # what last_seen ages are measured against
         }
 
     @app.get("/workflows/<workflow_id>/steps")

@@ -61,7 +61,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/dashboard/{file}",
         "dashboardAsset",
-        "A dashboard file (app.js, style.css)",
+        "A dashboard file (app.js, workers.js, style.css)",
         content_type="text/plain",
         slash=False,
     ),
