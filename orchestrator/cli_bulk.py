@@ -29,9 +29,11 @@ def bulk(
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Cancel or terminate every unfinished run a filter matches, or redrive
-    every run it matches (a run that is not failed, timed out or cancelled is
-    refused, and left unchanged).
+    """Cancel, terminate or redrive every run a filter matches.
+
+    Cancel and terminate act on unfinished runs. Redrive acts on every run the
+    filter matches: a run that is not failed, timed out or cancelled is refused,
+    with the reason, and left unchanged.
 
     A dry run by default: it prints how many runs match. --yes acts on them,
     refused if the count changed since the dry run it makes first, and prints
