@@ -63,7 +63,9 @@ def replay_check(
     from worker._replay import check
 
     from . import aws
-    from .cli import _fail, err, load_workflows, out
+    from .cli_common import _fail, err
+    from .cli_format import out
+    from .cli_local import load_workflows
     from .clock import SYSTEM_CLOCK
     from .settings import Settings
     from .store import Store
@@ -126,7 +128,8 @@ def redrive(
     Recorded successes replay; failed operations run again. Refused (exit 1)
     for a run that is running or completed.
     """
-    from .cli import _call, _client, _print_json, out
+    from .cli_common import _call, _client, _print_json
+    from .cli_format import out
 
     run = _call(_client().redrive, workflow_id)
     if as_json:
@@ -147,7 +150,8 @@ def fork(
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
 ) -> None:
     """Start a new run with the records before an operation copied from ID."""
-    from .cli import _call, _client, _json_arg, _print_json, out
+    from .cli_common import _call, _client, _json_arg, _print_json
+    from .cli_format import out
 
     kwargs: dict[str, Any] = {"from_operation": from_operation, "id": id}
     if input is not None:

@@ -167,8 +167,11 @@ class Client:
         reason: str | None = None,
     ) -> dict[str, Any]:
         """Cancel or terminate ("cancel" / "terminate") the unfinished runs a filter
-        matches (times in ISO 8601). A dry run counts them; to act, pass
-        dry_run=False and confirm_count=<that count>."""
+        matches, or "redrive" every run it matches (times in ISO 8601). A dry run
+        counts them; to act, pass dry_run=False and confirm_count=<that count>.
+        The reply then holds "results": one {"id", "outcome", "reason"?} per run
+        (a redrive's outcome is "redriven", or "refused" with the reason for a
+        run that is not failed, timed out or cancelled)."""
         body = {
             k: v
             for k, v in {

@@ -30,9 +30,8 @@ from ..errors import (
     RetryableError,
     UnsupportedMediaTypeError,
 )
-from . import callbacks, queue_routes, schedule_routes
+from . import bulk, callbacks, queue_routes, schedule_routes
 from .models import (
-    BulkRequest,
     CancelRequest,
     SignalRequest,
     StartRequest,
@@ -198,7 +197,8 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         q = app.current_event.query_string_parameters or {}
         everyone = q.get("all", "").lower() in ("1", "true", "yes")
         return {
-            "workers": [w.as_dict() | {"live": live} for w, live in service().workers(everyone)]
+            "workers": [w.as_dict() | {"live": live} for w, live in service().workers(everyone)],
+            "now": service().clock.now_ms(),  # what last_seen ages are measured against
         }
 
     @app.get("/workflows/<workflow_id>/steps")
@@ -284,25 +284,8 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             "signals": [{**signal_view(s), "consumed": s.consumed} for s in signals],
         }
 
-    @app.post("/bulk/<action>")
-    def bulk(action: str) -> dict[str, Any]:
-        req = body(BulkRequest)
-
-        def ms(value: Any) -> int | None:
-            return None if value is None else int(value.timestamp() * 1000)
-
-        return service().bulk(
-            path_param(action),
-            name=req.name,
-            status=req.status,
-            created_after=ms(req.created_after),
-            created_before=ms(req.created_before),
-            dry_run=req.dry_run,
-            confirm_count=req.confirm_count,
-            reason=req.reason,
-        )
-
     callbacks.register(app, service, body)
+    bulk.register(app, service, body)
     schedule_routes.register(app, service, body)
     queue_routes.register(app, service, body)
 

@@ -78,8 +78,9 @@ class CancelRequest(BaseModel):
 
 
 class BulkRequest(BaseModel):
-    """Which unfinished runs a bulk cancel or terminate acts on. A dry run (the
-    default) counts them; `dry_run: false` needs `confirm_count` = that count."""
+    """Which runs a bulk cancel, terminate or redrive acts on (orchestrator/api/bulk.py).
+    A dry run (the default) counts them; `dry_run: false` needs `confirm_count` =
+    that count."""
 
     model_config = ConfigDict(extra="forbid")
 

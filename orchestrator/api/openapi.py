@@ -61,7 +61,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/dashboard/{file}",
         "dashboardAsset",
-        "A dashboard file (app.js, style.css)",
+        "A dashboard file (app.js, workers.js, style.css)",
         content_type="text/plain",
         slash=False,
     ),
@@ -126,7 +126,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "/bulk/{action}",
         "bulkAction",
-        "Cancel or terminate the unfinished runs a filter matches (dry run by default)",
+        "Cancel or terminate the unfinished runs, or redrive the runs, a filter matches "
+        "(dry run by default)",
         BulkRequest,
     ),
     Operation(

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..dispatch import Dispatcher
-from ..errors import BadInputError, ConflictError
+from ..errors import BadInputError
 from ..model import (
     DEFAULT_TASK_QUEUE,
     MAX_INPUT_BYTES,
@@ -35,7 +35,6 @@ from .models import served_key
 
 log = logging.getLogger(__name__)
 
-BULK_MAX = 1000  # runs one bulk call acts on; narrow the filter for more
 TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\Z")
 
 MAX_EXECUTION_TIMEOUT_S = 366 * 24 * 3600
@@ -262,78 +261,6 @@ class Service:
     ) -> tuple[Run, builtins.list[StepRecord], builtins.list[Signal]]:
         _check_id(workflow_id)
         return self.store.history(workflow_id)
-
-    def select(
-        self,
-        *,
-        name: str | None,
-        status: str | None,
-        created_after: int | None,
-        created_before: int | None,
-    ) -> tuple[builtins.list[Run], bool]:
-        """Unfinished runs matching the filter, newest first, at most BULK_MAX
-        (then True: there are more). Walks the `by_created` listing, so it reads
-        every run created in the range, not only the matches."""
-        found: builtins.list[Run] = []
-        cursor: str | None = None
-        while True:
-            page = self.list(status=status, name=name, limit=200, cursor=cursor)
-            for run in page.runs:
-                if created_before is not None and run.created_at >= created_before:
-                    continue
-                if created_after is not None and run.created_at < created_after:
-                    return found, False
-                if run.status.terminal:
-                    continue
-                if len(found) == BULK_MAX:
-                    return found, True
-                found.append(run)
-            if not page.cursor:
-                return found, False
-            cursor = page.cursor
-
-    def bulk(
-        self,
-        action: str,
-        *,
-        name: str | None = None,
-        status: str | None = None,
-        created_after: int | None = None,
-        created_before: int | None = None,
-        dry_run: bool = True,
-        confirm_count: int | None = None,
-        reason: str | None = None,
-    ) -> dict[str, Any]:
-        """Cancel or terminate every unfinished run a filter matches. A dry run
-        (the default) only counts them; doing it needs `confirm_count` equal to
-        what matches now, so a filter that grew since the dry run is refused."""
-        if action not in ("cancel", "terminate"):
-            raise BadInputError(f"unknown bulk action {action!r}; one of: cancel, terminate")
-        runs, more = self.select(
-            name=name, status=status, created_after=created_after, created_before=created_before
-        )
-        reply: dict[str, Any] = {
-            "action": action,
-            "dry_run": dry_run,
-            "count": len(runs),
-            "truncated": more,
-            "sample": [run.id for run in runs[:20]],
-        }
-        if dry_run:
-            return reply
-        if confirm_count != len(runs):
-            raise ConflictError(
-                f"{len(runs)} runs match now, not {confirm_count}: check with a dry run, "
-                f"then confirm with that count"
-            )
-        outcomes: dict[str, int] = {}
-        for run in runs:
-            if action == "cancel":
-                _, outcome = self.cancel(run.id, reason)
-            else:
-                _, outcome = self.terminate(run.id, reason)
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        return {**reply, "outcomes": outcomes}
 
     def inbox(self, workflow_id: str) -> builtins.list[Signal]:
         _check_id(workflow_id)

@@ -1,4 +1,4 @@
-"""The operators' dashboard: a static page (HTML, one script, one stylesheet)
+"""The operators' dashboard: a static page (HTML, two scripts, one stylesheet)
 that reads the JSON API with relative URLs, so it works wherever the API is
 mounted (localhost, an API Gateway stage, behind the `/api` prefix).
 
@@ -13,6 +13,7 @@ from importlib import resources
 # these names are served: the route never turns a request path into a file path.
 ASSETS: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
+    "workers.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 

@@ -215,6 +215,7 @@
     }
     if (path === "/schedules") return { page: "schedules" };
     const p = new URLSearchParams(query || "");
+    if (path === "/workers") return { page: "workers", all: Boolean(p.get("all")) };
     return {
       page: "list",
       status: p.get("status") || "",
@@ -243,6 +244,7 @@
       const where = parseHash();
       if (where.page === "run") showRun(where.id);
       else if (where.page === "schedules") showSchedules();
+      else if (where.page === "workers") window.orchestratorPages.workers(kit, where); // workers.js
       else showList(where);
     } catch (e) {
       // Whatever the hash holds, the page says so and links home instead of going blank.
@@ -935,6 +937,9 @@
 
     load();
   }
+
+  // What the pages in their own files (workers.js) use of this one.
+  const kit = { h, api, banner, clock, setLive, schedule, current: () => token, view, enc };
 
   window.addEventListener("hashchange", route);
   route();

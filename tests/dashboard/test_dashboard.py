@@ -381,3 +381,56 @@ def test_schedules_page_lists_schedules_and_links_their_runs(
     expect(page.locator("#run-name")).to_have_text("count")
     assert started["run_id"] in page.url
     shot(page, "schedules")
+
+
+def test_workers_page_shows_the_registry_live_stale_and_stopped(
+    stack: LocalStack, worker: Any, page: Any
+) -> None:
+    """A live worker with what it serves; a silent one and one that said goodbye
+    only when asked for, each with its heartbeat age by the API's clock."""
+    from playwright.sync_api import expect
+
+    from orchestrator.store.registry import WorkerInfo, put_worker
+
+    now = stack.clock.now_ms()
+    for wid, seen, stopped in (("silent-1", now - 300_000, False), ("gone-1", now - 7_200, True)):
+        info = WorkerInfo(
+            id=wid,
+            host="rack-7",
+            pid=42,
+            names=["reports"],
+            concurrency=4,
+            busy=1,
+            started_at=seen - 60_000,
+            last_seen=seen,
+            stopped=stopped,
+            task_queues=["gpu"],
+        )
+        stack.store.ddb.put_item(**put_worker(stack.settings.table, info))
+    me = worker.worker.id
+
+    page.goto(f"{stack.api_url}/#/workers")
+    rows = page.locator("table.workers tbody tr")
+    expect(rows).to_have_count(1)
+    row = page.locator(f'tr[data-id="{me}"]')
+    expect(row).to_have_attribute("data-state", "live")
+    for name in ("greet", "approval", "failing"):
+        expect(row.locator("a", has_text=name).first).to_be_visible()
+    expect(row).to_contain_text("/ 10")  # the default concurrency
+    expect(row).to_contain_text("default")
+
+    page.check("#all")
+    expect(rows).to_have_count(3)
+    assert "all=1" in page.url
+    silent = page.locator('tr[data-id="silent-1"]')
+    expect(silent).to_have_attribute("data-state", "stale")
+    expect(silent).to_contain_text("stale")
+    expect(silent).to_contain_text("5 min ago")
+    expect(silent).to_contain_text("rack-7 pid 42")
+    expect(silent).to_contain_text("gpu")
+    expect(silent).to_contain_text("1 / 4")
+    expect(page.locator('tr[data-id="gone-1"]')).to_contain_text("stopped")
+    shot(page, "workers")
+
+    silent.locator("a", has_text="reports").click()  # a name links to its runs
+    expect(page.locator("#name")).to_have_value("reports")
