@@ -210,6 +210,10 @@ def _follow(client: Any, workflow_id: str, interval: float, as_json: bool) -> in
     try:
         with err.status("following… (Ctrl-C to stop)") as spinner:
             while True:
+                # The run first, then its steps: every step recorded before the
+                # status read is in the steps read after it, so a run that ended
+                # between two polls still shows its last steps.
+                run = _call(client.get, workflow_id)
                 steps = _call(client.steps, workflow_id)
                 for s in steps:
                     snapshot = json.dumps(s, sort_keys=True)
@@ -221,7 +225,6 @@ def _follow(client: Any, workflow_id: str, interval: float, as_json: bool) -> in
                     else:
                         line = f"  #{s['id']} {s['kind']} {s['name']}: {_outcome(s)}"
                         out.print(Text(line, style="red" if s.get("error") else ""), soft_wrap=True)
-                run = _call(client.get, workflow_id)
                 if run["status"] != status:
                     if as_json:
                         _print_json({"event": "status", "workflow": run})
