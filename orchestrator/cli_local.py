@@ -100,7 +100,7 @@ def workers(
 
 def load_workflows(module_name: str) -> list[Any]:
     """The workflows a module defines: its WORKFLOWS list, else every @workflow function."""
-    from worker._registry import _ATTR
+    from worker import is_workflow
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -110,7 +110,7 @@ def load_workflows(module_name: str) -> list[Any]:
         raise _fail(f"cannot import {module_name!r}: {e}") from None
     found = getattr(module, "WORKFLOWS", None)
     if found is None:
-        found = [v for v in vars(module).values() if hasattr(v, _ATTR)]
+        found = [v for v in vars(module).values() if is_workflow(v)]
     if not found:
         raise _fail(f"module {module_name!r} defines no @workflow functions")
     return list(found)
@@ -162,8 +162,7 @@ def worker(
 
       orchestrator worker myapp.training --task-queue gpu
     """
-    from worker import Worker
-    from worker._logs import configure_logging
+    from worker import Worker, configure_logging
 
     from .settings import Settings
 

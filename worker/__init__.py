@@ -27,7 +27,9 @@ from orchestrator.errors import (
 )
 
 from ._context import WorkflowContext
-from ._registry import workflow
+from ._logs import configure_logging
+from ._registry import WorkflowDefinition, definition_of, is_workflow, workflow
+from ._replay import check as replay_check
 from ._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from ._worker import Worker
 from .operations.batch import (
@@ -64,6 +66,11 @@ __all__ = [
     "WorkflowCancelledError",
     "WorkflowContext",
     "WorkflowContextError",
+    "WorkflowDefinition",
     "backoff_until",
+    "configure_logging",
+    "definition_of",
+    "is_workflow",
+    "replay_check",
     "workflow",
 ]

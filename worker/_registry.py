@@ -96,6 +96,11 @@ def workflow(
     return decorate
 
 
+def is_workflow(obj: Any) -> bool:
+    """Whether `obj` is a function decorated with `@workflow`."""
+    return isinstance(getattr(obj, _ATTR, None), WorkflowDefinition)
+
+
 def definition_of(fn: Any) -> WorkflowDefinition:
     d = getattr(fn, _ATTR, None)
     if d is None:
