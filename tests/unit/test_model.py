@@ -151,7 +151,12 @@ def test_public_names_are_pinned() -> None:
             "WorkflowCancelledError",
             "WorkflowContext",
             "WorkflowContextError",
+            "WorkflowDefinition",
             "backoff_until",
+            "configure_logging",
+            "definition_of",
+            "is_workflow",
+            "replay_check",
             "workflow",
         ]
     )
