@@ -73,6 +73,11 @@ class Worker(_Runs):
     delete at once, still as a batch call). Stop sends the pending deletes;
     a crash loses them, and those messages come back and are dropped as
     duplicates (see worker/_deletes.py).
+
+    `session`: the aioboto3 session the worker makes its DynamoDB, SQS and
+    Scheduler clients from (default: a new `aioboto3.Session()`, which reads
+    the standard AWS credential chain). Pass one to choose a profile or
+    credentials, or to hook the clients (tests, tracing).
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class Worker(_Runs):
         max_concurrent_steps: int | None = None,
         build_id: str | None = None,
         task_queues: Sequence[str] | None = None,
+        session: aioboto3.Session | None = None,
     ) -> None:
         if not workflows:
             raise ValueError("a Worker needs at least one @workflow function")
@@ -133,6 +139,7 @@ class Worker(_Runs):
         self._exit: contextlib.AsyncExitStack | None = None
         self._store: AsyncStore | None = None
         self._flow: FlowControl | None = None
+        self._session = session
         steps = max_concurrent_steps or max(4, max_concurrent_workflows)
         if steps < 1:
             raise ValueError("max_concurrent_steps must be at least 1")
@@ -170,7 +177,7 @@ class Worker(_Runs):
         self._exit = contextlib.AsyncExitStack()
         install_task_factory(asyncio.get_running_loop())
         self._step_slots = asyncio.Semaphore(self._max_steps)
-        session = aioboto3.Session()
+        session = self._session or aioboto3.Session()
         instrument(session)  # fault injection, only when the test tooling asks for it
         kw = async_client_kwargs(self.settings, max_pool_connections=max(20, 2 * self._max))
         ddb = await self._exit.enter_async_context(session.client("dynamodb", **kw))
