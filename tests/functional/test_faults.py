@@ -316,8 +316,8 @@ def test_a_store_error_in_a_durable_call_does_not_fail_the_run(
     the claim and the run resumes after its lease."""
     rule = {"kind": kind, "op": "dynamodb.PutItem", "match": "STEP#000001"}
     monkeypatch.setenv(faults.ENV_FAULTS, json.dumps({"rules": [rule]}))
-    run, _ = stack.service.start("count", {"steps": 3})
     with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("count", {"steps": 3})  # after the worker: no kick
         done = wait_status(stack, run.id, "completed", "failed", timeout=30)
     assert done.status == Status.COMPLETED, done.error
     assert json.loads(done.output or "") == {"results": [0, 1, 2]}
