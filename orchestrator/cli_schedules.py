@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from . import cli_common
 from .cli_format import STATUS_STYLE, out
 
 schedule_app = typer.Typer(
@@ -27,9 +28,7 @@ Note = Annotated[str | None, typer.Option("--note", help="Why; shown with the sc
 
 
 def _cli() -> Any:
-    from . import cli
-
-    return cli
+    return cli_common
 
 
 def _call(method: str, *args: Any, **kwargs: Any) -> Any:

@@ -360,6 +360,7 @@ def test_bundling_targets_the_lambda_platform_and_pins_versions() -> None:
         assert flag in joined
     assert {req.split("==")[0] for req in lambda_requirements()} == {
         "pydantic",
+        "pydantic-settings",
         "aws-lambda-powertools",
     }
     assert all("==" in req for req in lambda_requirements())
