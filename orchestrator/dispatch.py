@@ -59,6 +59,49 @@ def send_request(
     return req
 
 
+def pinned_queue_request(settings: Settings, key: str) -> dict[str, Any]:
+    """CreateQueue for a pinned build's queue ("<task queue>@<build>"): the work
+    queue's settings, and the task queue's dead-letter queue. Idempotent: SQS
+    returns the existing queue when the attributes match."""
+    url = settings.queue_url_for(key)
+    return {
+        "QueueName": url.rstrip("/").rsplit("/", 1)[-1],
+        "Attributes": {
+            "VisibilityTimeout": str(settings.lease_seconds + 5),
+            "MessageRetentionPeriod": str(r.QUEUE_RETENTION_SECONDS),
+            "RedrivePolicy": json.dumps(
+                {
+                    "deadLetterTargetArn": settings.dlq_arn_for(key),
+                    "maxReceiveCount": str(r.MAX_RECEIVE_COUNT),
+                }
+            ),
+        },
+    }
+
+
+def missing_queue_message(key: str, url: str) -> str:
+    build = r.split_queue_key(key)[1]
+    return (
+        f"the queue of build {build!r} ({url.rsplit('/', 1)[-1]}) does not exist: start a "
+        "worker of that build (it creates its queue when allowed to), or declare the build "
+        "in the stack's pinned_builds"
+    )
+
+
+def queue_exists(sqs: Any, settings: Settings, key: str) -> bool:
+    """Whether a queue key's SQS queue exists (one GetQueueUrl)."""
+    name = settings.queue_url_for(key).rstrip("/").rsplit("/", 1)[-1]
+    try:
+        sqs.get_queue_url(QueueName=name)
+        return True
+    except ClientError as e:
+        if "NonExistentQueue" in e.response.get("Error", {}).get("Code", "") or (
+            "QueueDoesNotExist" in e.response.get("Error", {}).get("Code", "")
+        ):
+            return False
+        raise
+
+
 def schedule_name(workflow_id: str, op_id: str | int, seq: int = 0) -> str:
     """Deterministic, so that a retried park cannot create two schedules; `seq`
     tells apart successive timers of one operation (a step's retry attempts).
@@ -131,6 +174,22 @@ class Dispatcher:
         self._sqs.send_message(
             **send_request(self._settings, workflow_id, reason, delay_s, task_queue)
         )
+
+    def queue_exists(self, key: str) -> bool:
+        return queue_exists(self._sqs, self._settings, key)
+
+    def move_schedule(self, name: str, workflow_id: str, wake_at_ms: int, key: str | None) -> None:
+        """Point a parked run's timer at another queue (a migrated run's new build):
+        the schedule is deleted and created again under its name."""
+        assert self._scheduler is not None
+        self.delete_schedule(name)
+        try:
+            self._scheduler.create_schedule(
+                **schedule_request(self._settings, workflow_id, name, wake_at_ms, key)
+            )
+        except ClientError as e:
+            if not is_conflict(e):
+                raise
 
     def delete_schedule(self, name: str) -> None:
         if self._scheduler is None:

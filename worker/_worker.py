@@ -35,7 +35,7 @@ from orchestrator.model import (
     Run,
     Status,
 )
-from orchestrator.resources import ENV_BUILD_ID
+from orchestrator.resources import ENV_BUILD_ID, pinned_queue_key, split_queue_key
 from orchestrator.settings import Settings
 
 from ._deletes import DEFAULT_MAX_WAIT
@@ -123,6 +123,19 @@ class Worker(_Runs):
         self._lease_ms = self.settings.lease_seconds * 1000
         self._names = sorted(self._defs)
         self.task_queues, self._served = _serve(self._defs, task_queues, self.settings)
+        # Pinned workflows: their runs stay on the build that first claimed them, and
+        # come back through "<task queue>@<build>", which this worker polls too.
+        self._pinned = sorted(n for n, d in self._defs.items() if d.pinned)
+        if self._pinned and self.build_id is None:
+            raise ValueError(
+                f"workflow(s) {', '.join(self._pinned)} are versioning='pinned': give the "
+                f"worker a build id (build_id=, --build-id or {ENV_BUILD_ID})"
+            )
+        self.poll_queues = self.task_queues + tuple(
+            pinned_queue_key(q, self.build_id)
+            for q in self.task_queues
+            if self.build_id is not None and set(self._served[q]) & set(self._pinned)
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         # Run id -> how many tasks of this worker are claiming or running it, and the
         # `now` of each of their claims (see _lost_answer).
@@ -207,12 +220,16 @@ class Worker(_Runs):
                 concurrency=self._max,
                 busy=lambda: len(self._tasks),
                 task_queues=list(self.task_queues),
+                build_id=self.build_id,
                 served=sorted(
                     n if q == DEFAULT_TASK_QUEUE else f"{n}@{q}"
                     for q, names in self._served.items()
                     for n in names
                 ),
             )
+            for key in self.poll_queues:
+                if split_queue_key(key)[1] is not None:
+                    await self._store.ensure_queue(key)
             await self._presence.start()
             self._others = ServedNames(
                 self._store.ddb, self.settings.table, self.clock, self_id=self.id
@@ -382,13 +399,14 @@ class Worker(_Runs):
 
     # --- receiving --------------------------------------------------------------------------
     async def _poll_all(self) -> None:
-        """One long-poll receiver per task queue; they share the worker's slots."""
-        await asyncio.gather(*(self._poll_loop(q) for q in self.task_queues))
+        """One long-poll receiver per task queue (and per pinned build queue); they
+        share the worker's slots."""
+        await asyncio.gather(*(self._poll_loop(q) for q in self.poll_queues))
 
     async def _poll_loop(self, task_queue: str = "default") -> None:
         assert self._store is not None
         visibility = self.settings.lease_seconds + 5
-        share = -(-self._max // len(self.task_queues))  # a fair share of the slots per queue
+        share = -(-self._max // len(self.poll_queues))  # a fair share of the slots per queue
         while not self._stopping:
             free = min(share, self._max - len(self._tasks) - self._reserved)
             if free <= 0:
@@ -504,7 +522,8 @@ class Worker(_Runs):
             await self._hand_off(message, workflow_id, known)  # no claim: it would be refused
             return
         assert self._flow is not None
-        go, slot = await self._flow.acquire(task_queue, workflow_id)
+        # A pinned build's queue counts against its task queue's limits.
+        go, slot = await self._flow.acquire(split_queue_key(task_queue)[0], workflow_id)
         if not go:
             # Over the queue's limit: the run waits, it is not dropped. A fresh
             # message (not a visibility change) so waiting never counts toward the
@@ -539,6 +558,7 @@ class Worker(_Runs):
             names=self._names,
             build_id=self.build_id,
             queues=self._served,
+            pinned_names=self._pinned,
         )
         if (
             isinstance(result, Refused)
@@ -549,6 +569,8 @@ class Worker(_Runs):
             # was refused by the lease it had just taken. The run is ours: run it now
             # instead of leaving it unowned until the sweeper's re-check.
             result = result.old
+        if not isinstance(result, Refused) and result.name in self._pinned and not result.pinned:
+            result = await store.pin(result)  # the first claim of a pinned workflow's run
         if isinstance(result, Refused):
             await self._refused(result.old, message, now)
             return None
@@ -577,11 +599,18 @@ class Worker(_Runs):
         if old is None or old.status.terminal:
             await store.delete_message(receipt)  # unknown run, or terminal: invariant 5
             return
+        pinned_to = self._pinned_elsewhere(old)
+        if pinned_to is not None:
+            # Another build's pinned run (a message that took the shared queue): pass
+            # it on to that build's queue, which only its workers poll.
+            await store.send(old.id, "forward", pinned_to)
+            await store.delete_message(receipt)
+            return
         queue = old.task_queue or DEFAULT_TASK_QUEUE
         if queue not in self.task_queues:
             # A message on the wrong queue (sent by a path that did not know the run's
             # queue): pass it on to the run's own queue, whose workers claim it.
-            await store.send(old.id, "forward", old.task_queue)
+            await store.send(old.id, "forward", old.route)
             await store.delete_message(receipt)
             return
         if old.name not in self._served.get(queue, ()):
@@ -613,6 +642,16 @@ class Worker(_Runs):
         # for the first time cannot be that message), or parked on a signal (the
         # signal's delivery wakes it): this copy is a duplicate.
         await store.delete_message(receipt)
+
+    def _pinned_elsewhere(self, old: Run) -> str | None:
+        """The queue key of the build `old` is pinned to, when that is not this
+        worker's build. A run not yet marked pinned whose name this worker pins and
+        that another build claimed first is that build's (the claim's fence)."""
+        if old.build_id is None or old.build_id == self.build_id:
+            return None
+        if old.pinned or old.name in self._pinned:
+            return pinned_queue_key(old.task_queue, old.build_id)
+        return None
 
     async def _hand_off(
         self, message: dict[str, Any], workflow_id: str, name: str, task_queue: str | None = None

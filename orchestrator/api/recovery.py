@@ -1,10 +1,13 @@
-"""Routes that reopen finished runs: `POST /workflows/{id}/redrive` and
+"""Routes that reopen finished runs, `POST /workflows/{id}/redrive` and
 `POST /workflows/{id}/fork` (orchestrator/store/recovery.py decides and writes;
-these validate, write, then dispatch like a start)."""
+these validate, write, then dispatch like a start), and the one that moves a
+pinned run to another build, `POST /workflows/{id}/migrate`
+(orchestrator/store/pinning.py)."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -12,12 +15,15 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import BadInputError
-from ..model import MAX_INPUT_BYTES, STEP_NAME_RE, WORKFLOW_ID_RE, Run
-from ..store import recovery
+from ..dispatch import missing_queue_message
+from ..errors import BadInputError, ConflictError
+from ..model import BUILD_ID_RE, MAX_INPUT_BYTES, STEP_NAME_RE, WORKFLOW_ID_RE, Run, Status
+from ..store import pinning, recovery
 from ..store.codec import encode_json
 from .models import run_view
 from .service import Service, _check_id
+
+log = logging.getLogger(__name__)
 
 
 class RedriveRequest(BaseModel):
@@ -48,6 +54,23 @@ class ForkRequest(BaseModel):
         return v
 
 
+class MigrateRequest(BaseModel):
+    """Move a pinned run to another build. `attempt`: the run's attempt (epoch)
+    the caller replay-checked; refused (409) if the run moved on since."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_build: str = Field(description="the build id whose workers run it from now on")
+    attempt: int | None = Field(default=None, ge=0, le=2**53)
+
+    @field_validator("to_build")
+    @classmethod
+    def _build(cls, v: str) -> str:
+        if not BUILD_ID_RE.match(v):
+            raise ValueError(pinning.BUILD_ID_HELP)
+        return v
+
+
 def _path(raw: str) -> str:
     try:
         return unquote(raw, errors="strict")
@@ -64,7 +87,9 @@ def redrive(service: Service, workflow_id: str) -> Run:
         workflow_id,
         grace_ms=service.settings.sweep_grace_ms,
     )
-    service._send(run.id, "redrive")  # lost: the sweeper's due pass sends it after the grace
+    service._send(
+        run.id, "redrive", run.route
+    )  # lost: the sweeper's due pass sends it after the grace
     return run
 
 
@@ -84,6 +109,51 @@ def fork(service: Service, workflow_id: str, req: ForkRequest, *, replace_input:
     return run
 
 
+def migrate(service: Service, workflow_id: str, req: MigrateRequest) -> tuple[Run, bool]:
+    """(the run, moved). The new build's queue must exist (a worker of that build
+    has started, or the stack declares the build): a run moved to a build that
+    nothing serves would only wait."""
+    _check_id(workflow_id)
+    key = f"{service.store.get(workflow_id).task_queue or 'default'}@{req.to_build}"
+    if not service.dispatcher.queue_exists(key):
+        raise ConflictError(missing_queue_message(key, service.settings.queue_url_for(key)))
+    before, run, moved = pinning.migrate(
+        service.store.ddb,
+        service.settings.table,
+        service.clock,
+        workflow_id,
+        req.to_build,
+        expected_epoch=req.attempt,
+    )
+    if moved:
+        _wake_on(service, before, run)
+    return run, moved
+
+
+def _wake_on(service: Service, before: Run, run: Run) -> None:
+    """After the write: the run's way forward goes to the new build's queue. A run
+    that can be claimed now gets a message now; a parked run's timer is moved
+    (its schedule re-created with the new target, or an SQS-delayed message sent
+    again with the time left); a run waiting for a signal only needs nothing (the
+    signal routes by the run). Lost effects: the sweeper's due pass sends the run
+    to its route once due; the old build's message, if it comes, is forwarded."""
+    now = service.clock.now_ms()
+    parked = run.status in (Status.SLEEPING, Status.WAITING)
+    if parked and run.wake_at is None:
+        return
+    if parked and run.wake_at is not None and run.wake_at > now:
+        if before.timer and service.dispatcher.scheduler is not None:
+            try:
+                service.dispatcher.move_schedule(before.timer, run.id, run.wake_at, run.route)
+                return
+            except Exception:
+                log.exception("could not move the schedule %s of %s", before.timer, run.id)
+        delay = -(-(run.wake_at - now) // 1000)
+        service._send(run.id, "migrate", run.route, delay_s=min(delay, 900))
+        return
+    service._send(run.id, "migrate", run.route)
+
+
 def add_routes(
     app: APIGatewayHttpResolver, service: Callable[[], Service], raw_body: Callable[..., Any]
 ) -> None:
@@ -98,6 +168,17 @@ def add_routes(
     def redrive_route(workflow_id: str) -> Response[Any]:
         RedriveRequest.model_validate(raw_body(optional=True))  # JSON only: no cross-site POST
         return reply(202, redrive(service(), _path(workflow_id)))
+
+    @app.post("/workflows/<workflow_id>/migrate")
+    def migrate_route(workflow_id: str) -> Response[Any]:
+        workflow_id = _path(workflow_id)
+        req = MigrateRequest.model_validate(raw_body())
+        run, moved = migrate(service(), workflow_id, req)
+        return Response(
+            status_code=200,
+            content_type=content_types.APPLICATION_JSON,
+            body=json.dumps({**run_view(run), "outcome": "migrated" if moved else "already_there"}),
+        )
 
     @app.post("/workflows/<workflow_id>/fork")
     def fork_route(workflow_id: str) -> Response[Any]:
