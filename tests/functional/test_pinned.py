@@ -147,6 +147,10 @@ def test_a_pinned_run_whose_build_has_no_live_worker_is_flagged_stranded(
     assert [r["stranded"] for r in client.list(build_id=A)["workflows"]] == [True]
     assert main(["--api-url", stack.api_url, "show", "s"]) == 0
     assert f"stranded: no live worker of build {A}" in capsys.readouterr().out
+    stopped = client.workers(include_stopped=True)
+    assert [(w["build_id"], w["live"]) for w in stopped] == [(A, False)]  # the registry's
+    assert main(["--api-url", stack.api_url, "workers", "--all"]) == 0
+    assert A in capsys.readouterr().out  # `orchestrator workers` has a build column
     with _build(stack, A):
         assert client.get("s")["stranded"] is False  # a live worker of its build again
 
