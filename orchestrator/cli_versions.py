@@ -152,16 +152,14 @@ def migrate(
     from .cli import _call, _client, _fail, _print_json, err, load_workflows, out
     from .clock import SYSTEM_CLOCK
     from .errors import OrchestratorError
-    from .model import BUILD_ID_RE, WORKFLOW_ID_RE
+    from .model import BUILD_ID_HELP, BUILD_ID_RE, WORKFLOW_ID_RE
     from .settings import Settings
     from .store import Store
 
     if not WORKFLOW_ID_RE.match(workflow_id):
         raise _fail(f"{workflow_id!r} is not a valid workflow id")
     if not BUILD_ID_RE.match(to):
-        raise _fail(
-            f"--to {to!r}: a build id is 1 to 64 of letters, digits, '_', '.', ':', '+' or '-'"
-        )
+        raise _fail(f"--to {to!r}: {BUILD_ID_HELP}")
     definitions = {d.name: d for d in map(definition_of, load_workflows(module))}
     settings = Settings.from_env()
     ddb = aws.client("dynamodb", settings)

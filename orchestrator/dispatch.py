@@ -67,6 +67,7 @@ def pinned_queue_request(settings: Settings, key: str) -> dict[str, Any]:
     return {
         "QueueName": url.rstrip("/").rsplit("/", 1)[-1],
         "Attributes": {
+            "SqsManagedSseEnabled": "true",  # as the stack's queues
             "VisibilityTimeout": str(settings.lease_seconds + 5),
             "MessageRetentionPeriod": str(r.QUEUE_RETENTION_SECONDS),
             "RedrivePolicy": json.dumps(
@@ -88,16 +89,19 @@ def missing_queue_message(key: str, url: str) -> str:
     )
 
 
+def is_missing_queue(e: ClientError) -> bool:
+    code = e.response.get("Error", {}).get("Code", "")
+    return "NonExistentQueue" in code or "QueueDoesNotExist" in code
+
+
 def queue_exists(sqs: Any, settings: Settings, key: str) -> bool:
-    """Whether a queue key's SQS queue exists (one GetQueueUrl)."""
-    name = settings.queue_url_for(key).rstrip("/").rsplit("/", 1)[-1]
+    """Whether a queue key's SQS queue exists: one GetQueueAttributes (which
+    workers and the API may call; GetQueueUrl they may not)."""
     try:
-        sqs.get_queue_url(QueueName=name)
+        sqs.get_queue_attributes(QueueUrl=settings.queue_url_for(key), AttributeNames=["QueueArn"])
         return True
     except ClientError as e:
-        if "NonExistentQueue" in e.response.get("Error", {}).get("Code", "") or (
-            "QueueDoesNotExist" in e.response.get("Error", {}).get("Code", "")
-        ):
+        if is_missing_queue(e):
             return False
         raise
 
@@ -177,19 +181,6 @@ class Dispatcher:
 
     def queue_exists(self, key: str) -> bool:
         return queue_exists(self._sqs, self._settings, key)
-
-    def move_schedule(self, name: str, workflow_id: str, wake_at_ms: int, key: str | None) -> None:
-        """Point a parked run's timer at another queue (a migrated run's new build):
-        the schedule is deleted and created again under its name."""
-        assert self._scheduler is not None
-        self.delete_schedule(name)
-        try:
-            self._scheduler.create_schedule(
-                **schedule_request(self._settings, workflow_id, name, wake_at_ms, key)
-            )
-        except ClientError as e:
-            if not is_conflict(e):
-                raise
 
     def delete_schedule(self, name: str) -> None:
         if self._scheduler is None:

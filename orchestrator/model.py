@@ -83,6 +83,7 @@ SIGNAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 RESERVED_SIGNAL_PREFIX = "sys:"
 STEP_NAME_RE = re.compile(r"^[^\x00-\x1f]{1,200}\Z")
 BUILD_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}\Z")
+BUILD_ID_HELP = "a build id is 1 to 64 of letters, digits, '_', '.', ':', '+' or '-'"
 VERSIONING = ("auto", "pinned")  # @workflow(versioning=...): "auto" runs on any build
 
 # --- Size limits (bytes of JSON text). A run record holds input + output + error and

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from orchestrator import resources as r
 from orchestrator.dispatch import (
     is_conflict,
+    is_missing_queue,
     message_body,
     missing_queue_message,
     pinned_queue_request,
@@ -497,8 +498,12 @@ class AsyncStore:
             if "AccessDenied" not in code and "QueueAlreadyExists" not in code:
                 raise
         try:
-            await self._sqs.get_queue_url(QueueName=req["QueueName"])
+            await self._sqs.get_queue_attributes(
+                QueueUrl=self.settings.queue_url_for(key), AttributeNames=["QueueArn"]
+            )
         except ClientError as e:
+            if not is_missing_queue(e):
+                raise
             raise RuntimeError(missing_queue_message(key, self.settings.queue_url_for(key))) from e
 
     async def set_visibility(self, receipt: str, seconds: int) -> None:

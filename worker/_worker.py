@@ -30,12 +30,13 @@ from orchestrator.aws import async_client_kwargs, instrument
 from orchestrator.clock import SYSTEM_CLOCK, Clock
 from orchestrator.dispatch import parse_body
 from orchestrator.model import (
+    BUILD_ID_HELP,
     BUILD_ID_RE,
     DEFAULT_TASK_QUEUE,
     Run,
     Status,
 )
-from orchestrator.resources import ENV_BUILD_ID, pinned_queue_key, split_queue_key
+from orchestrator.resources import ENV_BUILD_ID, split_queue_key
 from orchestrator.settings import Settings
 
 from ._deletes import DEFAULT_MAX_WAIT
@@ -47,7 +48,7 @@ from ._presence import Presence
 from ._registry import WorkflowDefinition, definition_of
 from ._runner import _Runs
 from ._scope import install_task_factory
-from ._serving import _serve
+from ._serving import _pinned, _serve, pinned_elsewhere
 from ._step_threads import _StepThreads
 from ._store import AsyncStore, Refused
 from ._tracing import Tracing
@@ -116,25 +117,16 @@ class Worker(_Runs):
         # Recorded on every run this worker claims first (ORCHESTRATOR_BUILD_ID by default).
         self.build_id = build_id or os.environ.get(ENV_BUILD_ID) or None
         if self.build_id is not None and not BUILD_ID_RE.match(self.build_id):
-            raise ValueError("a build id is 1 to 64 of letters, digits, '_', '.', ':', '+' or '-'")
+            raise ValueError(BUILD_ID_HELP)
         self._max = max_concurrent_workflows
         self._grace = shutdown_grace
         self._delete_max_wait = delete_max_wait
         self._lease_ms = self.settings.lease_seconds * 1000
         self._names = sorted(self._defs)
         self.task_queues, self._served = _serve(self._defs, task_queues, self.settings)
-        # Pinned workflows: their runs stay on the build that first claimed them, and
-        # come back through "<task queue>@<build>", which this worker polls too.
-        self._pinned = sorted(n for n, d in self._defs.items() if d.pinned)
-        if self._pinned and self.build_id is None:
-            raise ValueError(
-                f"workflow(s) {', '.join(self._pinned)} are versioning='pinned': give the "
-                f"worker a build id (build_id=, --build-id or {ENV_BUILD_ID})"
-            )
-        self.poll_queues = self.task_queues + tuple(
-            pinned_queue_key(q, self.build_id)
-            for q in self.task_queues
-            if self.build_id is not None and set(self._served[q]) & set(self._pinned)
+        # Pinned workflows: their runs come back through "<task queue>@<build>".
+        self._pinned, self.poll_queues = _pinned(
+            self._defs, self.task_queues, self._served, self.build_id
         )
         self._tasks: set[asyncio.Task[None]] = set()
         # Run id -> how many tasks of this worker are claiming or running it, and the
@@ -599,7 +591,7 @@ class Worker(_Runs):
         if old is None or old.status.terminal:
             await store.delete_message(receipt)  # unknown run, or terminal: invariant 5
             return
-        pinned_to = self._pinned_elsewhere(old)
+        pinned_to = pinned_elsewhere(old, self.build_id, self._pinned)
         if pinned_to is not None:
             # Another build's pinned run (a message that took the shared queue): pass
             # it on to that build's queue, which only its workers poll.
@@ -642,16 +634,6 @@ class Worker(_Runs):
         # for the first time cannot be that message), or parked on a signal (the
         # signal's delivery wakes it): this copy is a duplicate.
         await store.delete_message(receipt)
-
-    def _pinned_elsewhere(self, old: Run) -> str | None:
-        """The queue key of the build `old` is pinned to, when that is not this
-        worker's build. A run not yet marked pinned whose name this worker pins and
-        that another build claimed first is that build's (the claim's fence)."""
-        if old.build_id is None or old.build_id == self.build_id:
-            return None
-        if old.pinned or old.name in self._pinned:
-            return pinned_queue_key(old.task_queue, old.build_id)
-        return None
 
     async def _hand_off(
         self, message: dict[str, Any], workflow_id: str, name: str, task_queue: str | None = None

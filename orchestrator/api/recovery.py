@@ -7,7 +7,6 @@ pinned run to another build, `POST /workflows/{id}/migrate`
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -17,13 +16,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..dispatch import missing_queue_message
 from ..errors import BadInputError, ConflictError
-from ..model import BUILD_ID_RE, MAX_INPUT_BYTES, STEP_NAME_RE, WORKFLOW_ID_RE, Run, Status
+from ..model import (
+    BUILD_ID_HELP,
+    BUILD_ID_RE,
+    MAX_INPUT_BYTES,
+    STEP_NAME_RE,
+    WORKFLOW_ID_RE,
+    Run,
+    Status,
+)
 from ..store import pinning, recovery
 from ..store.codec import encode_json
 from .models import run_view
 from .service import Service, _check_id
-
-log = logging.getLogger(__name__)
 
 
 class RedriveRequest(BaseModel):
@@ -67,7 +72,7 @@ class MigrateRequest(BaseModel):
     @classmethod
     def _build(cls, v: str) -> str:
         if not BUILD_ID_RE.match(v):
-            raise ValueError(pinning.BUILD_ID_HELP)
+            raise ValueError(BUILD_ID_HELP)
         return v
 
 
@@ -117,7 +122,7 @@ def migrate(service: Service, workflow_id: str, req: MigrateRequest) -> tuple[Ru
     key = f"{service.store.get(workflow_id).task_queue or 'default'}@{req.to_build}"
     if not service.dispatcher.queue_exists(key):
         raise ConflictError(missing_queue_message(key, service.settings.queue_url_for(key)))
-    before, run, moved = pinning.migrate(
+    _, run, moved = pinning.migrate(
         service.store.ddb,
         service.settings.table,
         service.clock,
@@ -126,32 +131,30 @@ def migrate(service: Service, workflow_id: str, req: MigrateRequest) -> tuple[Ru
         expected_epoch=req.attempt,
     )
     if moved:
-        _wake_on(service, before, run)
+        _wake_on(service, run)
     return run, moved
 
 
-def _wake_on(service: Service, before: Run, run: Run) -> None:
-    """After the write: the run's way forward goes to the new build's queue. A run
-    that can be claimed now gets a message now; a parked run's timer is moved
-    (its schedule re-created with the new target, or an SQS-delayed message sent
-    again with the time left); a run waiting for a signal only needs nothing (the
-    signal routes by the run). Lost effects: the sweeper's due pass sends the run
-    to its route once due; the old build's message, if it comes, is forwarded."""
+def _wake_on(service: Service, run: Run) -> None:
+    """After the write, the run's way forward goes to the new build's queue. A run
+    that can be claimed now gets a message now. A parked run's wake-up was sent
+    toward the old build's queue: it gets a message delayed by the time left (at
+    most 15 minutes; a new build's worker that receives it early keeps it hidden
+    until the wake time if that is at most 15 minutes away, as for any early
+    timer). A wake time further away is the sweeper's: the run is due in `by_due`
+    at wake + grace, and the due pass sends it to its route. The old schedule is
+    left alone (the API may not create schedules); if it fires into the old
+    build's queue while a worker of that build lives, that worker forwards it.
+    A run waiting for a signal without a timeout needs nothing: the signal
+    routes by the run."""
     now = service.clock.now_ms()
     parked = run.status in (Status.SLEEPING, Status.WAITING)
     if parked and run.wake_at is None:
         return
+    delay = 0
     if parked and run.wake_at is not None and run.wake_at > now:
-        if before.timer and service.dispatcher.scheduler is not None:
-            try:
-                service.dispatcher.move_schedule(before.timer, run.id, run.wake_at, run.route)
-                return
-            except Exception:
-                log.exception("could not move the schedule %s of %s", before.timer, run.id)
-        delay = -(-(run.wake_at - now) // 1000)
-        service._send(run.id, "migrate", run.route, delay_s=min(delay, 900))
-        return
-    service._send(run.id, "migrate", run.route)
+        delay = min(-(-(run.wake_at - now) // 1000), 900)
+    service._send(run.id, "migrate", run.route, delay_s=delay)
 
 
 def add_routes(

@@ -17,12 +17,10 @@ from botocore.exceptions import ClientError
 
 from ..clock import Clock
 from ..errors import BadInputError, ConflictError, NotFoundError
-from ..model import BUILD_ID_RE, WORKFLOW_ID_RE, Run, Status
+from ..model import BUILD_ID_HELP, BUILD_ID_RE, WORKFLOW_ID_RE, Run, Status
 from . import requests as q
 from .codec import run_from_item, run_key
 from .sync import conditional_failed, old_item
-
-BUILD_ID_HELP = "a build id is 1 to 64 of letters, digits, '_', '.', ':', '+' or '-'"
 
 
 def check_build_id(build_id: Any) -> str:
