@@ -145,11 +145,13 @@ def migrate(
 
       orchestrator migrate order-17 --to 2026.12.1 --module myapp.workflows
     """
-    from worker._registry import definition_of
-    from worker._replay import check
+    from worker import definition_of
+    from worker import replay_check as check
 
     from . import aws
-    from .cli import _call, _client, _fail, _print_json, err, load_workflows, out
+    from .cli_common import _call, _client, _fail, _print_json, err
+    from .cli_format import out
+    from .cli_local import load_workflows
     from .clock import SYSTEM_CLOCK
     from .errors import OrchestratorError
     from .model import BUILD_ID_HELP, BUILD_ID_RE, WORKFLOW_ID_RE
