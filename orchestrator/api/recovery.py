@@ -92,9 +92,8 @@ def redrive(service: Service, workflow_id: str) -> Run:
         workflow_id,
         grace_ms=service.settings.sweep_grace_ms,
     )
-    service._send(
-        run.id, "redrive", run.route
-    )  # lost: the sweeper's due pass sends it after the grace
+    # A lost send: the sweeper's due pass sends it after the grace.
+    service._send(run.id, "redrive", run.route)
     return run
 
 
