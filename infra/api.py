@@ -34,7 +34,8 @@ STAGE = "$default"
 # Every route by group. A group is what a role may do: `read` (runs, steps, inboxes,
 # histories, workers, schedules, queues, the dashboard and the OpenAPI document),
 # `start`, `signal` (signals, and callback completions from outside systems),
-# `operate` (cancel, terminate, bulk actions, redrive, fork, schedules, queue limits).
+# `operate` (cancel, terminate, bulk actions, redrive, fork, migrate, schedules, queue
+# limits).
 ROUTE_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
     "read": (
         ("GET", "/workflows"),
@@ -63,6 +64,7 @@ ROUTE_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
         ("POST", "/bulk/{id}"),
         ("POST", "/workflows/{id}/redrive"),
         ("POST", "/workflows/{id}/fork"),
+        ("POST", "/workflows/{id}/migrate"),
         ("POST", "/schedules"),
         ("DELETE", "/schedules/{name}"),
         ("POST", "/schedules/{name}/pause"),

@@ -72,6 +72,8 @@ def props_from_context(app: App) -> dict[str, Any]:
         props["name_prefix"] = str(prefix)
     if task_queues := _list(_ctx(app, "taskQueues")):
         props["task_queues"] = task_queues
+    if pinned_builds := _list(_ctx(app, "pinnedBuilds")):
+        props["pinned_builds"] = pinned_builds
     return props
 
 

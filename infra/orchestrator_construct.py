@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra import nag
@@ -34,6 +35,7 @@ from infra.state import StateTable, TableBilling
 from infra.sweeper import Sweeper
 from infra.worker_access import WorkerAccess
 from orchestrator import resources as r
+from orchestrator.model import BUILD_ID_HELP, BUILD_ID_RE
 from orchestrator.settings import parse_task_queues
 
 MAX_LEASE_SECONDS = 12 * 3600  # the SQS visibility timeout maximum
@@ -82,7 +84,13 @@ class Orchestrator(Construct):
     - `max_message_age`: the oldest-message alarm threshold;
     - `task_queues`: task queues besides `default`, one SQS queue and DLQ each, named
       `<work queue>-<task queue>` (`resources.task_queue_name`); workers and the API
-      find them from `ORCHESTRATOR_TASK_QUEUES`.
+      find them from `ORCHESTRATOR_TASK_QUEUES`;
+    - `pinned_builds`: the build ids whose workers run pinned workflows
+      (`versioning="pinned"`): one more queue per task queue and build,
+      `resources.pinned_queue_name`, sharing the task queue's DLQ. Workers may not
+      create queues here, so a worker of a build not listed refuses to start with a
+      message naming this prop. Remove a build once no run is pinned to it
+      (`orchestrator list --build-id`, `orchestrator migrate`).
     """
 
     def __init__(
@@ -102,9 +110,13 @@ class Orchestrator(Construct):
         name_prefix: str | None = None,
         max_message_age: Duration | None = None,
         task_queues: Sequence[str] = (),
+        pinned_builds: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.task_queue_names = parse_task_queues(",".join(task_queues))
+        bad = [b for b in pinned_builds if not BUILD_ID_RE.match(b)]
+        if bad:
+            raise ValueError(f"pinned_builds {bad}: {BUILD_ID_HELP}")
         if not 1 <= lease_seconds <= MAX_LEASE_SECONDS:
             raise ValueError(f"lease_seconds must be within 1..{MAX_LEASE_SECONDS}")
         retention = retention or Retention()
@@ -142,10 +154,22 @@ class Orchestrator(Construct):
                 queue_name=r.task_queue_name(base, tq),
                 dlq_name=r.task_dlq_name(base, "", tq),
             )
+        # One queue per task queue and pinned build: "<task queue>@<build>".
+        self.pinned_queues: dict[str, sqs.Queue] = {}
+        for tq, pair in self.task_queues.items():
+            for build in dict.fromkeys(pinned_builds):
+                key = r.pinned_queue_key(tq, build)
+                queue_name = r.pinned_queue_name(base, tq, build)
+                self.pinned_queues[key] = pair.build_queue(
+                    self, f"PinnedQueue-{tq}-{queue_name.rsplit('_', 1)[-1]}", queue_name=queue_name
+                )
         self.scheduling = Scheduling(
             self,
             "Scheduling",
-            queues=[q.queue for q in self.task_queues.values()],
+            queues=[
+                *(q.queue for q in self.task_queues.values()),
+                *self.pinned_queues.values(),
+            ],
             removal_policy=retention.removal_policy,
             group_name=name(r.DEFAULT_SCHEDULE_GROUP),
         )
@@ -197,7 +221,10 @@ class Orchestrator(Construct):
         return Resources(
             table_arn=self.state.table.table_arn,
             index_arns=self.state.index_arns(),
-            queue_arns=[q.queue.queue_arn for q in self.task_queues.values()],
+            queue_arns=[
+                *(q.queue.queue_arn for q in self.task_queues.values()),
+                *(q.queue_arn for q in self.pinned_queues.values()),
+            ],
             dlq_arns=[q.dlq.queue_arn for q in self.task_queues.values()],
             schedules_arn=self.scheduling.schedules_arn(),
             scheduler_role_arn=self.scheduling.role.role_arn,
@@ -281,8 +308,12 @@ class Orchestrator(Construct):
             construct_id,
             description=f"Orchestrator worker serving task queue(s) {', '.join(task_queues)}",
         )
+        pinned = [
+            q.queue_arn for key, q in self.pinned_queues.items() if key.split("@")[0] in task_queues
+        ]
         res = replace(
-            self._resources(), queue_arns=[self.task_queues[q].queue.queue_arn for q in task_queues]
+            self._resources(),
+            queue_arns=[*(self.task_queues[q].queue.queue_arn for q in task_queues), *pinned],
         )
         _apply(worker_grants(res), policy, policy.add_statements)
         return policy

@@ -42,6 +42,8 @@ class WorkQueues(Construct):
             retention_period=retention,
             removal_policy=removal_policy,
         )
+        self._lease_seconds = lease_seconds
+        self._removal_policy = removal_policy
         self.queue = sqs.Queue(
             self,
             "Queue",
@@ -55,4 +57,22 @@ class WorkQueues(Construct):
                 queue=self.dlq, max_receive_count=r.MAX_RECEIVE_COUNT
             ),
             removal_policy=removal_policy,
+        )
+
+    def build_queue(self, scope: Construct, construct_id: str, *, queue_name: str) -> sqs.Queue:
+        """A pinned build's queue on this task queue ("<task queue>@<build>"): the
+        work queue's settings, and this pair's dead-letter queue."""
+        return sqs.Queue(
+            scope,
+            construct_id,
+            queue_name=queue_name,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.seconds(r.QUEUE_RETENTION_SECONDS),
+            visibility_timeout=Duration.seconds(self._lease_seconds),
+            receive_message_wait_time=Duration.seconds(LONG_POLL_SECONDS),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dlq, max_receive_count=r.MAX_RECEIVE_COUNT
+            ),
+            removal_policy=self._removal_policy,
         )

@@ -106,6 +106,8 @@ def _detail(run: dict[str, Any]) -> str:
         return "cancel requested"
     if run.get("unserved"):
         return f"no live worker serves {run['name']!r}"
+    if run.get("stranded"):
+        return f"stranded: no live worker of build {run.get('build_id')} (migrate it)"
     if run["status"] == "waiting":
         timeout = f", times out {_until(run['wake_at'])}" if run.get("wake_at") else ""
         return f"waiting for {run['waiting_for']!r}{timeout}"
@@ -343,7 +345,8 @@ def _inbox_table(signals: list[dict[str, Any]]) -> Table:
 def _print_lineage(run: dict[str, Any]) -> None:
     """Build, generation, redrives and fork origin, when there are any."""
     if run.get("build_id"):
-        out.print(f"  build {run['build_id']}")
+        pinned = " (pinned: only its workers run it)" if run.get("pinned") else ""
+        out.print(f"  build {run['build_id']}{pinned}")
     if run.get("generation"):
         out.print(f"  generation {run['generation']} (continued as new)")
     for earlier in run.get("earlier_outcomes") or []:
@@ -386,6 +389,14 @@ def _print_run(run: dict[str, Any], *, traceback: bool = True) -> None:
     if run.get("parent_id"):
         out.print(f"  child of run {run['parent_id']} (operation {run.get('parent_operation')})")
     _print_lineage(run)
+    if run.get("stranded"):
+        out.print(
+            Text(
+                f"  stranded: no live worker of build {run.get('build_id')} for a while "
+                f"(`orchestrator migrate {run['id']} --to BUILD --module MODULE`)",
+                style="yellow",
+            )
+        )
     if run.get("unserved"):
         out.print(
             Text(
@@ -407,11 +418,15 @@ def _print_run(run: dict[str, Any], *, traceback: bool = True) -> None:
 
 
 def _workers_table(workers: list[dict[str, Any]]) -> Table:
-    table = Table("id", "host", "serves", "queues", "busy", "last seen", "live")
+    builds = any(w.get("build_id") for w in workers)  # shown when workers declare build ids
+    table = Table("id", "host", "serves", "queues", *(["build"] if builds else []), "busy")
+    table.add_column("last seen")
+    table.add_column("live")
     for w in workers:
         seen = datetime.fromtimestamp(w["last_seen"] / 1000).strftime("%H:%M:%S")
         busy = f"{w['busy']}/{w['concurrency']}"
         live = "yes" if w["live"] else "no"
         queues = ", ".join(w.get("task_queues") or ["default"])
-        table.add_row(w["id"], w["host"], ", ".join(w["names"]), queues, busy, seen, live)
+        build = [w.get("build_id") or "-"] if builds else []
+        table.add_row(w["id"], w["host"], ", ".join(w["names"]), queues, *build, busy, seen, live)
     return table

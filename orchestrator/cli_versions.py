@@ -1,5 +1,5 @@
 """CLI commands for changing workflows and recovering runs: `replay-check`,
-`redrive`, `fork`. Registered on the main app by `orchestrator/cli.py`."""
+`migrate`, `redrive`, `fork`. Registered on the main app by `orchestrator/cli.py`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .model import Run
 
 def register(app: typer.Typer) -> None:
     app.command("replay-check")(replay_check)
+    app.command("migrate")(migrate)
     app.command("redrive")(redrive)
     app.command("fork")(fork)
 
@@ -117,6 +118,76 @@ def replay_check(
         )
     if report.failed:
         raise typer.Exit(1)
+
+
+def migrate(
+    workflow_id: Annotated[str, typer.Argument(help="The pinned run's id.", metavar="ID")],
+    to: Annotated[str, typer.Option("--to", help="The build id to move it to.")],
+    module: Annotated[
+        str,
+        typer.Option(
+            "--module", "-m", help="Importable module with the new build's @workflow functions."
+        ),
+    ],
+    timeout: Annotated[float, typer.Option(help="Seconds the replay may take.")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+) -> None:
+    """Move a pinned run to another build, after a replay check.
+
+    Replays the run's history against MODULE's code first (read-only, as
+    `replay-check` does) and refuses (exit 1, nothing written) if the replay
+    would fail with NonDeterminismError. Then moves the run to build TO
+    (through the API), conditioned on the attempt that was checked, and sends
+    its message to that build's queue. Refused while a worker holds the run
+    with a live lease.
+
+    Example:
+
+      orchestrator migrate order-17 --to 2026.12.1 --module myapp.workflows
+    """
+    from worker import definition_of
+    from worker import replay_check as check
+
+    from . import aws
+    from .cli_common import _call, _client, _fail, _print_json, err
+    from .cli_format import out
+    from .cli_local import load_workflows
+    from .clock import SYSTEM_CLOCK
+    from .errors import OrchestratorError
+    from .model import BUILD_ID_HELP, BUILD_ID_RE, WORKFLOW_ID_RE
+    from .settings import Settings
+    from .store import Store
+
+    if not WORKFLOW_ID_RE.match(workflow_id):
+        raise _fail(f"{workflow_id!r} is not a valid workflow id")
+    if not BUILD_ID_RE.match(to):
+        raise _fail(f"--to {to!r}: {BUILD_ID_HELP}")
+    definitions = {d.name: d for d in map(definition_of, load_workflows(module))}
+    settings = Settings.from_env()
+    ddb = aws.client("dynamodb", settings)
+    try:
+        run = Store(ddb, settings.table, SYSTEM_CLOCK).get(workflow_id)
+    except OrchestratorError as e:
+        raise _fail(e.message) from None
+    if run.status.terminal:
+        raise _fail(f"workflow run {workflow_id!r} is {run.status.value}; it has no build to move")
+    if run.name not in definitions:
+        raise _fail(
+            f"{module} defines no workflow {run.name!r}: nothing to replay {workflow_id!r} with"
+        )
+    report = asyncio.run(check(definitions, [run], ddb, settings.table, timeout=timeout))
+    verdict = report.verdicts[0]
+    if not verdict.ok:
+        where = f" at operation {verdict.operation}" if verdict.operation else ""
+        raise _fail(
+            f"not migrated: {workflow_id} would fail on {module}'s code{where}: {verdict.message}"
+        )
+    err.print(f"replay check passed for {workflow_id} ({verdict.outcome})")
+    reply = _call(_client().migrate, workflow_id, to_build=to, attempt=run.epoch)
+    if as_json:
+        _print_json(reply)
+    else:
+        out.print(f"{reply['outcome']}: {reply['id']} is on build {reply['build_id']}")
 
 
 def redrive(

@@ -86,6 +86,19 @@ class Client:
         (409) for a running or completed run."""
         return self._call("POST", f"/workflows/{_quote(workflow_id)}/redrive", {})
 
+    def migrate(
+        self, workflow_id: str, *, to_build: str, attempt: int | None = None
+    ) -> dict[str, Any]:
+        """Move a pinned run to the build `to_build` (its workers run it from now
+        on). `attempt`: the attempt you replay-checked; ConflictError (409) if the
+        run moved on since, if a worker holds it with a live lease, or if no queue
+        of that build exists. The reply's `outcome`: "migrated" or "already_there".
+        `orchestrator migrate` runs the replay check first."""
+        body: dict[str, Any] = {"to_build": to_build}
+        if attempt is not None:
+            body["attempt"] = attempt
+        return self._call("POST", f"/workflows/{_quote(workflow_id)}/migrate", body)
+
     _KEEP = object()
 
     def fork(

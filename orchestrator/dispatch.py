@@ -59,6 +59,53 @@ def send_request(
     return req
 
 
+def pinned_queue_request(settings: Settings, key: str) -> dict[str, Any]:
+    """CreateQueue for a pinned build's queue ("<task queue>@<build>"): the work
+    queue's settings, and the task queue's dead-letter queue. Idempotent: SQS
+    returns the existing queue when the attributes match."""
+    url = settings.queue_url_for(key)
+    return {
+        "QueueName": url.rstrip("/").rsplit("/", 1)[-1],
+        "Attributes": {
+            "SqsManagedSseEnabled": "true",  # as the stack's queues
+            "VisibilityTimeout": str(settings.lease_seconds + 5),
+            "MessageRetentionPeriod": str(r.QUEUE_RETENTION_SECONDS),
+            "RedrivePolicy": json.dumps(
+                {
+                    "deadLetterTargetArn": settings.dlq_arn_for(key),
+                    "maxReceiveCount": str(r.MAX_RECEIVE_COUNT),
+                }
+            ),
+        },
+    }
+
+
+def missing_queue_message(key: str, url: str) -> str:
+    build = r.split_queue_key(key)[1]
+    return (
+        f"the queue of build {build!r} ({url.rsplit('/', 1)[-1]}) does not exist: start a "
+        "worker of that build (it creates its queue when allowed to), or declare the build "
+        "in the stack's pinned_builds"
+    )
+
+
+def is_missing_queue(e: ClientError) -> bool:
+    code = e.response.get("Error", {}).get("Code", "")
+    return "NonExistentQueue" in code or "QueueDoesNotExist" in code
+
+
+def queue_exists(sqs: Any, settings: Settings, key: str) -> bool:
+    """Whether a queue key's SQS queue exists: one GetQueueAttributes (which
+    workers and the API may call; GetQueueUrl they may not)."""
+    try:
+        sqs.get_queue_attributes(QueueUrl=settings.queue_url_for(key), AttributeNames=["QueueArn"])
+        return True
+    except ClientError as e:
+        if is_missing_queue(e):
+            return False
+        raise
+
+
 def schedule_name(workflow_id: str, op_id: str | int, seq: int = 0) -> str:
     """Deterministic, so that a retried park cannot create two schedules; `seq`
     tells apart successive timers of one operation (a step's retry attempts).
@@ -131,6 +178,9 @@ class Dispatcher:
         self._sqs.send_message(
             **send_request(self._settings, workflow_id, reason, delay_s, task_queue)
         )
+
+    def queue_exists(self, key: str) -> bool:
+        return queue_exists(self._sqs, self._settings, key)
 
     def delete_schedule(self, name: str) -> None:
         if self._scheduler is None:

@@ -83,6 +83,8 @@ SIGNAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 RESERVED_SIGNAL_PREFIX = "sys:"
 STEP_NAME_RE = re.compile(r"^[^\x00-\x1f]{1,200}\Z")
 BUILD_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}\Z")
+BUILD_ID_HELP = "a build id is 1 to 64 of letters, digits, '_', '.', ':', '+' or '-'"
+VERSIONING = ("auto", "pinned")  # @workflow(versioning=...): "auto" runs on any build
 
 # --- Size limits (bytes of JSON text). A run record holds input + output + error and
 # must stay under DynamoDB's 400 KB item limit; a signal or a step outcome is its
@@ -210,6 +212,15 @@ class Run:
     generation: int = 0  # continue-as-new: which history is current
     build_id: str | None = None  # the build id of the worker that first claimed the run
     task_queue: str | None = None  # the task queue its messages go to (None: "default")
+    pinned: bool = False  # versioning="pinned": only workers of `build_id` claim it
+
+    @property
+    def route(self) -> str | None:
+        """The queue key its messages go to: its task queue, or, once pinned,
+        "<task queue>@<build id>" (`resources.pinned_queue_key`)."""
+        if self.pinned and self.build_id:
+            return f"{self.task_queue or DEFAULT_TASK_QUEUE}@{self.build_id}"
+        return self.task_queue
 
     @property
     def wait_signals(self) -> tuple[str, ...]:

@@ -8,6 +8,8 @@ deployed and what the code queries. Standard library only.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 
 # --- Environment variables ---------------------------------------------------------------
@@ -31,6 +33,8 @@ ENV_BUILD_ID = (
     "ORCHESTRATOR_BUILD_ID"  # the worker's build id, recorded on the runs it claims first
 )
 ENV_TASK_QUEUES = "ORCHESTRATOR_TASK_QUEUES"  # comma-separated; "default" is always there
+# A pinned run whose build has had no live worker this long is flagged "stranded".
+ENV_STRANDED_AFTER_SECONDS = "ORCHESTRATOR_STRANDED_AFTER_SECONDS"
 # Recurring schedules: their own Scheduler group, the function they invoke (the API
 # Lambda; found from its context when unset) and the role they assume to invoke it.
 ENV_RECURRING_GROUP = "ORCHESTRATOR_RECURRING_GROUP"
@@ -137,6 +141,46 @@ def task_dlq_name(work_queue_name: str, dlq_name: str, task_queue: str) -> str:
     if task_queue == DEFAULT_TASK_QUEUE:
         return dlq_name
     return f"{work_queue_name}-{task_queue}-dlq"
+
+
+# --- Pinned builds --------------------------------------------------------------------------
+# A pinned run (`@workflow(..., versioning="pinned")`) is claimed only by workers of
+# the build that first claimed it, and its messages go to that build's own queue on
+# its task queue: the queue key "<task queue>@<build id>". Its SQS name is the task
+# queue's name, "_b_", the build id with the characters SQS refuses made "-", and a
+# hash of the build id (two builds that differ only in those characters stay
+# apart). Task queue names hold no "_", so no task queue's name can take this form.
+# Its dead letters go to the task queue's DLQ.
+PIN_SEPARATOR = "@"
+MAX_SQS_QUEUE_NAME = 80
+
+
+def pinned_queue_key(task_queue: str | None, build_id: str) -> str:
+    return f"{task_queue or DEFAULT_TASK_QUEUE}{PIN_SEPARATOR}{build_id}"
+
+
+def split_queue_key(key: str | None) -> tuple[str, str | None]:
+    """(task queue, build id or None) of a queue key ("gpu", "gpu@2026.11.1")."""
+    queue, sep, build = (key or DEFAULT_TASK_QUEUE).partition(PIN_SEPARATOR)
+    return queue, (build if sep else None)
+
+
+def pinned_queue_name(work_queue_name: str, task_queue: str, build_id: str) -> str:
+    base = task_queue_name(work_queue_name, task_queue)
+    digest = hashlib.sha256(build_id.encode()).hexdigest()[:8]
+    safe = re.sub(r"[^A-Za-z0-9-]", "-", build_id)
+    room = MAX_SQS_QUEUE_NAME - len(base) - len("_b_") - len("_") - len(digest)
+    if room < 1:
+        raise ValueError(f"work queue name {work_queue_name!r} leaves no room for a build id")
+    return f"{base}_b_{safe[:room]}_{digest}"
+
+
+def queue_name_for(work_queue_name: str, key: str | None) -> str:
+    """The SQS queue name of a queue key: a task queue, or a task queue's pinned build."""
+    queue, build = split_queue_key(key)
+    if build is None:
+        return task_queue_name(work_queue_name, queue)
+    return pinned_queue_name(work_queue_name, queue, build)
 
 
 def list_pk(shard: int) -> str:

@@ -45,6 +45,9 @@ class EnvConfig(BaseSettings):
     api_url: str | None = Field(default=None, validation_alias=r.ENV_API_URL)
     poll_seconds: int = Field(default=20, validation_alias=r.ENV_POLL_SECONDS, ge=0, le=20)
     task_queues: str = Field(default="", validation_alias=r.ENV_TASK_QUEUES)
+    stranded_after_s: int = Field(
+        default=300, validation_alias=r.ENV_STRANDED_AFTER_SECONDS, ge=1, le=366 * 24 * 3600
+    )
 
     @field_validator("task_queues")
     @classmethod
@@ -94,6 +97,8 @@ class Settings:
     # The deployment's task queues (ORCHESTRATOR_TASK_QUEUES, comma-separated);
     # "default" is always one of them.
     task_queues: tuple[str, ...] = (DEFAULT_TASK_QUEUE,)
+    # A pinned run whose build has had no live worker for this long is "stranded".
+    stranded_after_s: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -116,23 +121,30 @@ class Settings:
     def _queue_name(self) -> str:
         return self.queue_url.rstrip("/").rsplit("/", 1)[-1]
 
+    # A queue key is a task queue ("gpu") or a task queue's pinned build ("gpu@v2").
     def queue_url_for(self, task_queue: str | None) -> str:
         if task_queue in (None, DEFAULT_TASK_QUEUE):
             return self.queue_url
         base, name = self.queue_url.rstrip("/").rsplit("/", 1)
-        return f"{base}/{r.task_queue_name(name, task_queue)}"
+        return f"{base}/{r.queue_name_for(name, task_queue)}"
 
     def queue_arn_for(self, task_queue: str | None) -> str:
         if task_queue in (None, DEFAULT_TASK_QUEUE):
             return self.queue_arn
         base, name = self.queue_arn.rsplit(":", 1)
-        return f"{base}:{r.task_queue_name(name, task_queue)}"
+        return f"{base}:{r.queue_name_for(name, task_queue)}"
 
     def dlq_url_for(self, task_queue: str | None) -> str:
-        if task_queue in (None, DEFAULT_TASK_QUEUE):
+        """A pinned build's queue shares its task queue's DLQ."""
+        task_queue, _ = r.split_queue_key(task_queue)
+        if task_queue == DEFAULT_TASK_QUEUE:
             return self.dlq_url
         base = self.queue_url.rstrip("/").rsplit("/", 1)[0]
         return f"{base}/{r.task_queue_name(self._queue_name(), task_queue)}-dlq"
+
+    def dlq_arn_for(self, task_queue: str | None) -> str:
+        base = self.queue_arn.rsplit(":", 1)[0]
+        return f"{base}:{self.dlq_url_for(task_queue).rstrip('/').rsplit('/', 1)[-1]}"
 
     def require_queue(self) -> None:
         if not self.queue_url:

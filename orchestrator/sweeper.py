@@ -270,7 +270,7 @@ class Sweeper:
                 if self._store.promote(run, due_at=due_at, dispatch=send):
                     report.promoted.append(run.id)
                     if send:
-                        self._send(run.id, report, run.task_queue)
+                        self._send(run.id, report, run.route)
                     return
             try:
                 run = self._store.get(run.id)
@@ -297,7 +297,7 @@ class Sweeper:
             return  # it moved: whoever moved it owns the way forward
         report.rearmed += 1
         if send:
-            self._send(workflow_id, report, run.task_queue)
+            self._send(workflow_id, report, run.route)
 
     def _notify_parent(self, child: Run, report: SweepReport) -> None:
         try:
@@ -314,7 +314,7 @@ class Sweeper:
                     log.exception("could not delete the schedule %s", timer)
             parent_queue = None
             with contextlib.suppress(NotFoundError):
-                parent_queue = self._store.get(child.parent_id).task_queue
+                parent_queue = self._store.get(child.parent_id).route
             self._send(child.parent_id, report, parent_queue)
 
     def _send(self, workflow_id: str, report: SweepReport, task_queue: str | None) -> None:

@@ -30,6 +30,7 @@ class Presence:
         busy: Callable[[], int],
         task_queues: list[str] | None = None,
         served: list[str] | None = None,
+        build_id: str | None = None,
     ) -> None:
         self._ddb = ddb
         self._table = table
@@ -41,6 +42,7 @@ class Presence:
         self._concurrency = concurrency
         self._task_queues = task_queues or ["default"]
         self._served = served or []
+        self._build_id = build_id
         self._task: asyncio.Task[None] | None = None
 
     def _info(self, *, stopped: bool = False) -> WorkerInfo:
@@ -56,6 +58,7 @@ class Presence:
             stopped=stopped,
             task_queues=self._task_queues,
             served=self._served,
+            build_id=self._build_id,
         )
 
     async def beat(self, *, stopped: bool = False) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from orchestrator.model import TASK_QUEUE_RE, WORKFLOW_NAME_RE
+from orchestrator.model import TASK_QUEUE_RE, VERSIONING, WORKFLOW_NAME_RE
 
 _ATTR = "__workflow_definition__"
 
@@ -25,6 +25,11 @@ class WorkflowDefinition:
     input_adapter: TypeAdapter[Any] | None
     output_adapter: TypeAdapter[Any] | None
     task_queue: str | None = None  # the one task queue workers serve it on (None: any they poll)
+    versioning: str = "auto"  # "pinned": a run stays on the build that first claimed it
+
+    @property
+    def pinned(self) -> bool:
+        return self.versioning == "pinned"
 
     def parse_input(self, text: str) -> Any:
         """The run's input as the workflow's annotation asks (pydantic validation)."""
@@ -50,7 +55,7 @@ def adapter_for(annotation: Any) -> TypeAdapter[Any] | None:
 
 
 def workflow(
-    name: str, *, task_queue: str | None = None
+    name: str, *, task_queue: str | None = None, versioning: str = "auto"
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     """Mark `async def fn(ctx, input)` (or `async def fn(ctx)`) as the workflow `name`.
 
@@ -60,7 +65,15 @@ def workflow(
     `task_queue`: workers run it only from that task queue (and poll that queue
     when it holds one of their workflows); start its runs with the same
     `task_queue`. Without it, a worker runs it from every queue it polls.
+
+    `versioning`: "auto" (the default): any worker serving the name runs any
+    of its runs, and code changes go through `ctx.patched`. "pinned": a run is
+    only ever claimed by workers of the build id that first claimed it (its
+    messages go to that build's own queue), until `orchestrator migrate` moves
+    it; a worker serving a pinned workflow needs a build id.
     """
+    if versioning not in VERSIONING:
+        raise ValueError(f"versioning {versioning!r} must be one of: {', '.join(VERSIONING)}")
     if task_queue is not None and not TASK_QUEUE_RE.match(task_queue):
         raise ValueError(
             f"task queue {task_queue!r} must be a lowercase letter, then at most 39 lowercase "
@@ -89,6 +102,7 @@ def workflow(
             else None,
             output_adapter=adapter_for(hints.get("return", inspect.Parameter.empty)),
             task_queue=task_queue,
+            versioning=versioning,
         )
         setattr(fn, _ATTR, definition)
         return fn

@@ -16,7 +16,10 @@ from botocore.exceptions import ClientError
 from orchestrator import resources as r
 from orchestrator.dispatch import (
     is_conflict,
+    is_missing_queue,
     message_body,
+    missing_queue_message,
+    pinned_queue_request,
     schedule_name,
     schedule_request,
     send_request,
@@ -110,6 +113,7 @@ class AsyncStore:
         names: list[str],
         build_id: str | None = None,
         queues: dict[str, list[str]] | None = None,
+        pinned_names: list[str] | tuple[str, ...] = (),
     ) -> Run | Refused:
         try:
             resp = await self._ddb.update_item(
@@ -122,16 +126,34 @@ class AsyncStore:
                     names=names,
                     build_id=build_id,
                     queues=queues,
+                    pinned_names=pinned_names,
                 )
             )
             run = run_from_item(resp["Attributes"])
-            self._run_queue[run.id] = run.task_queue
+            self._run_queue[run.id] = run.route
             return run
         except ClientError as e:
             if not conditional_failed(e):
                 raise
             item = old_item(e)
             return Refused(run_from_item(item) if item else None)
+
+    async def pin(self, run: Run) -> Run | Refused:
+        """Pin a just-claimed run to its build (`requests.pin`): its timers and
+        wake-ups go to the build's queue from now on."""
+        assert run.build_id is not None
+        try:
+            resp = await self._ddb.update_item(
+                **q.pin(self._table, run.id, epoch=run.epoch, build_id=run.build_id)
+            )
+        except ClientError as e:
+            if not conditional_failed(e):
+                raise
+            item = old_item(e)
+            return Refused(run_from_item(item) if item else None)
+        pinned = run_from_item(resp["Attributes"])
+        self._run_queue[run.id] = pinned.route
+        return pinned
 
     async def _owner_write(self, req: dict[str, Any]) -> Refused | None:
         """None on success; Refused(old) when the condition failed."""
@@ -462,6 +484,27 @@ class AsyncStore:
         await self._sqs.send_message(
             **send_request(self.settings, workflow_id, reason, delay_s, task_queue=task_queue)
         )
+
+    async def ensure_queue(self, key: str) -> None:
+        """Create a pinned build's queue ("<task queue>@<build>") if it is missing.
+        Where the worker may not create queues (a deployment that declares its
+        builds), the queue must exist already: a clear error otherwise."""
+        req = pinned_queue_request(self.settings, key)
+        try:
+            await self._sqs.create_queue(**req)
+            return
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            if "AccessDenied" not in code and "QueueAlreadyExists" not in code:
+                raise
+        try:
+            await self._sqs.get_queue_attributes(
+                QueueUrl=self.settings.queue_url_for(key), AttributeNames=["QueueArn"]
+            )
+        except ClientError as e:
+            if not is_missing_queue(e):
+                raise
+            raise RuntimeError(missing_queue_message(key, self.settings.queue_url_for(key))) from e
 
     async def set_visibility(self, receipt: str, seconds: int) -> None:
         with contextlib.suppress(ClientError):

@@ -34,7 +34,10 @@ class RunStore(Protocol):
         names: list[str],
         build_id: str | None = None,
         queues: dict[str, list[str]] | None = None,
+        pinned_names: list[str] | tuple[str, ...] = (),
     ) -> Run | Refused: ...
+
+    async def pin(self, run: Run) -> Run | Refused: ...
 
     async def heartbeat(self, workflow_id: str, *, epoch: int, lease_until: int) -> Run | None: ...
 
@@ -98,6 +101,8 @@ class RunStore(Protocol):
     async def send(
         self, workflow_id: str, reason: str, task_queue: str | None, *, delay_s: int = 0
     ) -> None: ...
+
+    async def ensure_queue(self, key: str) -> None: ...
 
     async def send_many(
         self, ids: list[str], reason: str, task_queue: str | None = None

@@ -30,12 +30,13 @@ from orchestrator.aws import async_client_kwargs, instrument
 from orchestrator.clock import SYSTEM_CLOCK, Clock
 from orchestrator.dispatch import parse_body
 from orchestrator.model import (
+    BUILD_ID_HELP,
     BUILD_ID_RE,
     DEFAULT_TASK_QUEUE,
     Run,
     Status,
 )
-from orchestrator.resources import ENV_BUILD_ID
+from orchestrator.resources import ENV_BUILD_ID, split_queue_key
 from orchestrator.settings import Settings
 
 from ._deletes import DEFAULT_MAX_WAIT
@@ -47,7 +48,7 @@ from ._presence import Presence
 from ._registry import WorkflowDefinition, definition_of
 from ._runner import _Runs
 from ._scope import install_task_factory
-from ._serving import _serve
+from ._serving import _pinned, _serve, pinned_elsewhere
 from ._step_threads import _StepThreads
 from ._store import AsyncStore, Refused
 from ._tracing import Tracing
@@ -116,13 +117,17 @@ class Worker(_Runs):
         # Recorded on every run this worker claims first (ORCHESTRATOR_BUILD_ID by default).
         self.build_id = build_id or os.environ.get(ENV_BUILD_ID) or None
         if self.build_id is not None and not BUILD_ID_RE.match(self.build_id):
-            raise ValueError("a build id is 1 to 64 of letters, digits, '_', '.', ':', '+' or '-'")
+            raise ValueError(BUILD_ID_HELP)
         self._max = max_concurrent_workflows
         self._grace = shutdown_grace
         self._delete_max_wait = delete_max_wait
         self._lease_ms = self.settings.lease_seconds * 1000
         self._names = sorted(self._defs)
         self.task_queues, self._served = _serve(self._defs, task_queues, self.settings)
+        # Pinned workflows: their runs come back through "<task queue>@<build>".
+        self._pinned, self.poll_queues = _pinned(
+            self._defs, self.task_queues, self._served, self.build_id
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         # Run id -> how many tasks of this worker are claiming or running it, and the
         # `now` of each of their claims (see _lost_answer).
@@ -207,12 +212,16 @@ class Worker(_Runs):
                 concurrency=self._max,
                 busy=lambda: len(self._tasks),
                 task_queues=list(self.task_queues),
+                build_id=self.build_id,
                 served=sorted(
                     n if q == DEFAULT_TASK_QUEUE else f"{n}@{q}"
                     for q, names in self._served.items()
                     for n in names
                 ),
             )
+            for key in self.poll_queues:
+                if split_queue_key(key)[1] is not None:
+                    await self._store.ensure_queue(key)
             await self._presence.start()
             self._others = ServedNames(
                 self._store.ddb, self.settings.table, self.clock, self_id=self.id
@@ -382,13 +391,14 @@ class Worker(_Runs):
 
     # --- receiving --------------------------------------------------------------------------
     async def _poll_all(self) -> None:
-        """One long-poll receiver per task queue; they share the worker's slots."""
-        await asyncio.gather(*(self._poll_loop(q) for q in self.task_queues))
+        """One long-poll receiver per task queue (and per pinned build queue); they
+        share the worker's slots."""
+        await asyncio.gather(*(self._poll_loop(q) for q in self.poll_queues))
 
     async def _poll_loop(self, task_queue: str = "default") -> None:
         assert self._store is not None
         visibility = self.settings.lease_seconds + 5
-        share = -(-self._max // len(self.task_queues))  # a fair share of the slots per queue
+        share = -(-self._max // len(self.poll_queues))  # a fair share of the slots per queue
         while not self._stopping:
             free = min(share, self._max - len(self._tasks) - self._reserved)
             if free <= 0:
@@ -504,7 +514,8 @@ class Worker(_Runs):
             await self._hand_off(message, workflow_id, known)  # no claim: it would be refused
             return
         assert self._flow is not None
-        go, slot = await self._flow.acquire(task_queue, workflow_id)
+        # A pinned build's queue counts against its task queue's limits.
+        go, slot = await self._flow.acquire(split_queue_key(task_queue)[0], workflow_id)
         if not go:
             # Over the queue's limit: the run waits, it is not dropped. A fresh
             # message (not a visibility change) so waiting never counts toward the
@@ -539,6 +550,7 @@ class Worker(_Runs):
             names=self._names,
             build_id=self.build_id,
             queues=self._served,
+            pinned_names=self._pinned,
         )
         if (
             isinstance(result, Refused)
@@ -549,6 +561,8 @@ class Worker(_Runs):
             # was refused by the lease it had just taken. The run is ours: run it now
             # instead of leaving it unowned until the sweeper's re-check.
             result = result.old
+        if not isinstance(result, Refused) and result.name in self._pinned and not result.pinned:
+            result = await store.pin(result)  # the first claim of a pinned workflow's run
         if isinstance(result, Refused):
             await self._refused(result.old, message, now)
             return None
@@ -577,11 +591,18 @@ class Worker(_Runs):
         if old is None or old.status.terminal:
             await store.delete_message(receipt)  # unknown run, or terminal: invariant 5
             return
+        pinned_to = pinned_elsewhere(old, self.build_id, self._pinned)
+        if pinned_to is not None:
+            # Another build's pinned run (a message that took the shared queue): pass
+            # it on to that build's queue, which only its workers poll.
+            await store.send(old.id, "forward", pinned_to)
+            await store.delete_message(receipt)
+            return
         queue = old.task_queue or DEFAULT_TASK_QUEUE
         if queue not in self.task_queues:
             # A message on the wrong queue (sent by a path that did not know the run's
             # queue): pass it on to the run's own queue, whose workers claim it.
-            await store.send(old.id, "forward", old.task_queue)
+            await store.send(old.id, "forward", old.route)
             await store.delete_message(receipt)
             return
         if old.name not in self._served.get(queue, ()):

@@ -183,14 +183,14 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             tag=q.get("tag"),
             build_id=q.get("build_id"),
         )
-        served = service().served_names()
-        return {"workflows": [run_view(r, served) for r in page.runs], "next_cursor": page.cursor}
+        fleet = service().fleet()
+        return {"workflows": [run_view(r, fleet) for r in page.runs], "next_cursor": page.cursor}
 
     @app.get("/workflows/<workflow_id>")
     def get_run(workflow_id: str) -> dict[str, Any]:
         workflow_id = path_param(workflow_id)
         run = service().get(workflow_id)
-        return run_view(run, None if run.status.terminal else service().served_names())
+        return run_view(run, None if run.status.terminal else service().fleet())
 
     @app.get("/workers")
     def workers() -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,9 +127,31 @@ def _json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def run_view(run: Run, served: set[str] | None = None) -> dict[str, Any]:
-    """The run as the API shows it. With `served` (the names live workers serve),
-    a run that is not finished says whether any live worker can run it."""
+@dataclass(frozen=True)
+class Fleet:
+    """What the worker registry says, read once per API request: the names live
+    workers serve (`served_key`), and for each build id the last moment a worker
+    of it was live (now, for a live one)."""
+
+    served: set[str]
+    build_live_at: dict[str, int]
+    now: int
+    stranded_after_ms: int
+
+    def stranded(self, run: Run) -> bool:
+        """A pinned run whose build has had no live worker for `stranded_after_ms`.
+        A build the registry holds no item for (none ever registered, or its items
+        expired an hour after their last beat) counts as gone that long."""
+        if not run.pinned or run.build_id is None or run.status.terminal:
+            return False
+        last = self.build_live_at.get(run.build_id)
+        return last is None or self.now - last > self.stranded_after_ms
+
+
+def run_view(run: Run, fleet: Fleet | None = None) -> dict[str, Any]:
+    """The run as the API shows it. With `fleet` (what the worker registry says),
+    a run that is not finished says whether any live worker can run it, and a
+    pinned one whether its build has gone (`stranded`)."""
     view = {
         "id": run.id,
         "name": run.name,
@@ -155,8 +178,12 @@ def run_view(run: Run, served: set[str] | None = None) -> dict[str, Any]:
     if run.forked_from:
         view["forked_from"] = run.forked_from
     view["task_queue"] = run.task_queue or "default"
-    if served is not None and not run.status.terminal:
-        view["unserved"] = served_key(run.name, run.task_queue) not in served
+    if run.pinned:
+        view["pinned"] = True
+    if fleet is not None and not run.status.terminal:
+        view["unserved"] = served_key(run.name, run.task_queue) not in fleet.served
+        if run.pinned:
+            view["stranded"] = fleet.stranded(run)
     return view
 
 

@@ -28,7 +28,7 @@ from .models import (
     StartRequest,
 )
 from .queue_routes import LimitsRequest
-from .recovery import ForkRequest, RedriveRequest
+from .recovery import ForkRequest, MigrateRequest, RedriveRequest
 from .schedules import BackfillRequest, NoteRequest, ScheduleRequest
 
 STATUS_VALUES = [s.value for s in Status]
@@ -137,6 +137,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "Put a failed or cancelled run back to pending (send {})",
         RedriveRequest,
         ok=(202,),
+    ),
+    Operation(
+        "POST",
+        "/workflows/{workflow_id}/migrate",
+        "migrateRun",
+        "Move a pinned run to another build (its queue must exist; 409 while leased)",
+        MigrateRequest,
     ),
     Operation(
         "POST",

@@ -29,9 +29,9 @@ from ..model import (
 from ..settings import Settings
 from ..store import Store
 from ..store.codec import encode_json
-from ..store.registry import WorkerInfo, list_workers
+from ..store.registry import LIVE_WINDOW_MS, WorkerInfo, list_workers
 from ..store.sync import Page
-from .models import served_key
+from .models import Fleet, served_key
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +140,11 @@ class Service:
         """Send a run just created (or found pending); a lost send is the sweeper's."""
         self._send(workflow_id, reason, task_queue)
 
-    def _send(self, workflow_id: str, reason: str, task_queue: str | None = None) -> None:
+    def _send(
+        self, workflow_id: str, reason: str, task_queue: str | None = None, *, delay_s: int = 0
+    ) -> None:
         try:
-            self.dispatcher.send(workflow_id, reason, task_queue=task_queue)
+            self.dispatcher.send(workflow_id, reason, delay_s, task_queue=task_queue)
         except Exception:
             # The write is durable: the sweeper's walk of `by_created` finds the
             # run still pending after the grace period and sends it. The caller's
@@ -156,13 +158,23 @@ class Service:
         found.sort(key=lambda w: w.last_seen, reverse=True)
         return [(w, w.live(now)) for w in found if include_stopped or w.live(now)]
 
-    def served_names(self) -> set[str]:
-        """What live workers serve, as `models.served_key` (name, or name@queue)."""
-        out: set[str] = set()
-        for w, live in self.workers():
+    def fleet(self) -> Fleet:
+        """The registry's view for run views (one Query of the registry): what live
+        workers serve, and when each build last had a live worker."""
+        now = self.clock.now_ms()
+        served: set[str] = set()
+        build_live_at: dict[str, int] = {}
+        for w, live in self.workers(include_stopped=True):
             if live:
-                out.update(w.served or (served_key(n, q) for q in w.task_queues for n in w.names))
-        return out
+                served.update(
+                    w.served or (served_key(n, q) for q in w.task_queues for n in w.names)
+                )
+            if w.build_id is not None:
+                # Live now; else live until its last beat (stopped) or until it missed
+                # two beats (gone without a word).
+                at = now if live else w.last_seen + (0 if w.stopped else LIVE_WINDOW_MS)
+                build_live_at[w.build_id] = max(at, build_live_at.get(w.build_id, 0))
+        return Fleet(served, build_live_at, now, self.settings.stranded_after_s * 1000)
 
     def get(self, workflow_id: str) -> Run:
         _check_id(workflow_id)
@@ -280,17 +292,11 @@ class Service:
     def signal(self, workflow_id: str, name: str, payload: Any) -> tuple[Signal, bool]:
         _check_id(workflow_id)
         text = encode_json(payload, what="signal payload", limit=MAX_SIGNAL_PAYLOAD_BYTES)
-        sig, woke, timer = self.store.send_signal(
+        sig, woke, timer, run = self.store.send_signal_read(
             workflow_id, name, text, grace_ms=self.settings.sweep_grace_ms
         )
         if woke:
-            # Only a deployment with several task queues needs the run's (one read).
-            queue = (
-                self.store.get(workflow_id).task_queue
-                if len(self.settings.task_queues) > 1
-                else None
-            )
-            self._send(workflow_id, "signal", queue)
+            self._send(workflow_id, "signal", run.route)  # its task queue, or its pinned build's
         if timer:
             # The wait's timeout schedule is moot now. Left alone it would fire
             # once later (one Scheduler invocation and a message a worker drops).

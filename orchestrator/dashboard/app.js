@@ -220,6 +220,7 @@
       page: "list",
       status: p.get("status") || "",
       name: p.get("name") || "",
+      build_id: p.get("build_id") || "",
       limit: p.get("limit") || "",
       cursor: p.get("cursor") || "",
     };
@@ -227,7 +228,7 @@
 
   function listHash(q) {
     const p = new URLSearchParams();
-    for (const key of ["status", "name", "limit", "cursor"]) if (q[key]) p.set(key, q[key]);
+    for (const key of ["status", "name", "build_id", "limit", "cursor"]) if (q[key]) p.set(key, q[key]);
     const query = p.toString();
     return `#/${query ? `?${query}` : ""}`;
   }
@@ -262,6 +263,7 @@
     if (run.error) return `${run.error.type}: ${run.error.message}`;
     if (run.cancel_requested && !TERMINAL.has(run.status)) return "cancel requested";
     if (run.unserved) return `no live worker serves “${run.name}”`;
+    if (run.stranded) return `stranded: no live worker of build ${run.build_id}`;
     if (run.status === "waiting") {
       return [`waiting for “${run.waiting_for}”`, run.wake_at ? ", times out " : "", run.wake_at ? untilEl(run.wake_at) : ""];
     }
@@ -304,7 +306,7 @@
   }
 
   function showList(q) {
-    const key = `${q.status}|${q.name}|${q.limit}`;
+    const key = `${q.status}|${q.name}|${q.build_id}|${q.limit}`;
     if (key !== newerKey) {
       newer.length = 0;
       newerKey = key;
@@ -328,10 +330,19 @@
       autocomplete: "off",
       value: q.name,
     });
+    const build = h("input", {
+      id: "build",
+      name: "build_id",
+      type: "search",
+      placeholder: "any build",
+      autocomplete: "off",
+      value: q.build_id,
+    });
     const names = h("datalist", { id: "names" });
     const fillNames = () => names.replaceChildren(...[...namesSeen].sort().map((n) => h("option", { value: n })));
     fillNames();
-    const apply = () => go(listHash({ ...q, status: status.value, name: name.value.trim(), cursor: "" }));
+    const apply = () =>
+      go(listHash({ ...q, status: status.value, name: name.value.trim(), build_id: build.value.trim(), cursor: "" }));
     status.addEventListener("change", apply);
 
     const runId = h("input", { id: "goto", type: "search", placeholder: "run id", autocomplete: "off" });
@@ -340,6 +351,7 @@
       { class: "toolbar", onsubmit: (e) => (e.preventDefault(), apply()) },
       h("label", { class: "field" }, "Status", status),
       h("label", { class: "field" }, "Workflow", name, names),
+      h("label", { class: "field" }, "Build", build),
       h("button", { type: "submit" }, "Filter"),
       h("div", { class: "grow" }),
     );
@@ -385,6 +397,7 @@
       const params = new URLSearchParams();
       if (q.status) params.set("status", q.status);
       if (q.name) params.set("name", q.name);
+      if (q.build_id) params.set("build_id", q.build_id);
       params.set("limit", q.limit || String(PAGE_SIZE));
       if (q.cursor) params.set("cursor", q.cursor);
       try {

@@ -147,6 +147,7 @@ def run_from_item(item: dict[str, Any]) -> Run:
         generation=d.get("generation", 0),
         build_id=d.get("build_id"),
         task_queue=d.get("task_queue"),
+        pinned=bool(d.get("pinned", False)),
     )
 
 

@@ -39,6 +39,7 @@ class WorkerInfo:
     # Exactly what it runs, as "name" (on default) or "name@queue": a workflow
     # declared on one task queue runs from that queue only.
     served: list[str] = field(default_factory=list)
+    build_id: str | None = None  # the worker's build id (Worker(build_id=...)), if any
 
     def live(self, now: int) -> bool:
         return not self.stopped and self.last_seen >= now - LIVE_WINDOW_MS
@@ -81,6 +82,7 @@ def worker_from_item(item: dict[str, Any]) -> WorkerInfo:
         stopped=bool(d.get("stopped", False)),
         task_queues=list(d.get("task_queues") or ["default"]),
         served=list(d.get("served") or []),
+        build_id=d.get("build_id"),
     )
 
 

@@ -55,6 +55,7 @@ _NAMES = {
     "#dl": "deadline_at",
     "#bid": "build_id",
     "#tq": "task_queue",
+    "#pin": "pinned",
 }
 
 
@@ -144,9 +145,12 @@ def claim(
     names: list[str],
     build_id: str | None = None,
     queues: Mapping[str, list[str]] | None = None,
+    pinned_names: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     if not 1 <= len(names) <= 99:
         raise ValueError("a worker serves between 1 and 99 workflow names")
+    if pinned_names and build_id is None:
+        raise ValueError("a worker that runs pinned workflows needs a build id")
     served, name_values = _served(names, queues)
     # Closes: two workers claiming one run. Exactly one conditional update can see
     # the run runnable; it bumps the epoch, so the other's condition fails.
@@ -161,6 +165,25 @@ def claim(
         "#st = :pending OR (#st = :running AND #lu < :now) "
         "OR ((#st = :sleeping OR #st = :waiting) AND #wa <= :now))"
     )
+    # Closes: a pinned run claimed by a worker of another build (a stray message, a
+    # sender that did not know the run's build queue, a migrate racing a receive).
+    # A pinned run is claimed only by its own build; a worker without a build id
+    # claims no pinned run.
+    condition += (
+        " AND (attribute_not_exists(#pin) OR #bid = :bid)"
+        if build_id is not None
+        else " AND attribute_not_exists(#pin)"
+    )
+    if pinned_names:
+        # Closes the window between a pinned workflow's first claim and its `pin`
+        # write: a run of a name this worker pins, first claimed by another build
+        # (whose worker died before it wrote `pinned`), is that build's.
+        index = {n: k for k, n in name_values.items()}
+        listed = ", ".join(index[n] for n in pinned_names if n in index)
+        if listed:
+            condition += (
+                f" AND (NOT (#nm IN ({listed})) OR attribute_not_exists(#bid) OR #bid = :bid)"
+            )
     update = (
         "SET #st = :running, #ow = :owner, #lu = :lease, #ep = #ep + :one, #ua = :now "
         "REMOVE #wa, #ws"
@@ -180,6 +203,61 @@ def claim(
         update = update.replace(" REMOVE", ", #bid = if_not_exists(#bid, :bid) REMOVE")
         values[":bid"] = build_id
     return _update(table, run_key(workflow_id), update, condition, values, return_values="ALL_NEW")
+
+
+def pin(table: str, workflow_id: str, *, epoch: int, build_id: str) -> dict[str, Any]:
+    """Mark a run of a pinned workflow as pinned to the build that claimed it (the
+    owner, right after its first claim of the run). From then on its messages go to
+    "<task queue>@<build>" and only that build's workers claim it.
+    Closes: a stale owner pinning a run another worker holds now (epoch), and
+    pinning to a build the run is not of."""
+    return _update(
+        table,
+        run_key(workflow_id),
+        "SET #pin = :true",
+        "#ep = :epoch AND #st = :running AND #bid = :bid",
+        {":true": True, ":epoch": epoch, ":running": Status.RUNNING.value, ":bid": build_id},
+        return_values="ALL_NEW",
+    )
+
+
+def migrate(
+    table: str,
+    workflow_id: str,
+    *,
+    seen_status: Status,
+    epoch: int,
+    from_build: str,
+    to_build: str,
+    now: int,
+) -> dict[str, Any]:
+    """Move a pinned run to another build (`orchestrator migrate`). The epoch moves
+    on, like a claim's, so any write prepared against the run as it was (a
+    signal's wake-up, a cancel, the sweeper's re-arm) fails and is decided again
+    on a fresh read, which routes to the new build.
+    Closes: migrating a run a worker claimed since the read (status and epoch as
+    read; a running run only once its owner's lease has expired), two migrates
+    at once (epoch), and migrating a run that is not pinned to `from_build`."""
+    values: dict[str, Any] = {
+        ":seen": seen_status.value,
+        ":epoch": epoch,
+        ":from": from_build,
+        ":to": to_build,
+        ":true": True,
+        ":one": 1,
+        ":now": now,
+    }
+    condition = "#st = :seen AND #ep = :epoch AND #pin = :true AND #bid = :from"
+    if seen_status == Status.RUNNING:
+        condition += " AND #lu < :now"  # a live lease is refused: its owner is working
+    return _update(
+        table,
+        run_key(workflow_id),
+        "SET #bid = :to, #ep = #ep + :one, #ua = :now",
+        condition,
+        values,
+        return_values="ALL_NEW",
+    )
 
 
 def heartbeat(table: str, workflow_id: str, *, epoch: int, lease_until: int) -> dict[str, Any]:

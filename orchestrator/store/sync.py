@@ -306,6 +306,12 @@ class Store:
     def send_signal(
         self, workflow_id: str, name: str, payload: str, *, grace_ms: int = 30_000
     ) -> tuple[Signal, bool, str | None]:
+        sig, woke, timer, _ = self.send_signal_read(workflow_id, name, payload, grace_ms=grace_ms)
+        return sig, woke, timer
+
+    def send_signal_read(
+        self, workflow_id: str, name: str, payload: str, *, grace_ms: int = 30_000
+    ) -> tuple[Signal, bool, str | None, Run]:
         """Store a signal in the run's inbox. Returns (signal, woke, timer): woke is
         True when this signal flipped a run waiting for it to pending (the caller
         then dispatches it), and timer names the schedule of the wait's timeout
@@ -335,7 +341,9 @@ class Store:
                         due_at=now + grace_ms,
                     )
                 )
-                return sig, wake, (run.timer if wake else None)
+                # The run as read: exact, since the write was conditioned on it (its
+                # route tells the caller where to send a wake-up).
+                return sig, wake, (run.timer if wake else None), run
             except ClientError as e:
                 if e.response["Error"]["Code"] != "TransactionCanceledException":
                     raise

@@ -103,6 +103,28 @@ async def test_a_claim_is_refused_for_a_missing_run_an_unserved_name_or_queue(
 
 
 # --- owner writes -----------------------------------------------------------------------------
+async def test_a_pinned_run_is_claimed_by_its_own_build_only(backend: Backend) -> None:
+    t = backend.now
+    await backend.create("p1")
+    first = await backend.claim("p1", "a1", t, build_id="A", pinned_names=["count"])
+    assert isinstance(first, Run) and (first.build_id, first.pinned) == ("A", False)
+    stale = await backend.store.pin(Run(**{**vars(first), "epoch": first.epoch - 1}))
+    assert isinstance(stale, Refused)  # a stale owner pins nothing
+    # Between A's first claim and its pin, a worker that pins "count" refuses it.
+    later = t + 2 * LEASE
+    early = await backend.claim("p1", "b1", later, build_id="B", pinned_names=["count"])
+    assert isinstance(early, Refused)
+    pinned = await backend.store.pin(first)
+    assert isinstance(pinned, Run) and pinned.pinned and pinned.route == "default@A"
+    # Once pinned, no other build (pinning the name or not) and no build-less worker.
+    for kw in ({"build_id": "B"}, {}):
+        refused = await backend.claim("p1", "x", later, **kw)
+        assert isinstance(refused, Refused) and refused.old is not None
+        assert refused.old.epoch == first.epoch
+    again = await backend.claim("p1", "a2", later, build_id="A")
+    assert isinstance(again, Run) and again.epoch == first.epoch + 1
+
+
 async def test_only_the_current_epoch_extends_the_lease(backend: Backend) -> None:
     t = backend.now
     await backend.create("r1")

@@ -434,3 +434,27 @@ def test_workers_page_shows_the_registry_live_stale_and_stopped(
 
     silent.locator("a", has_text="reports").click()  # a name links to its runs
     expect(page.locator("#name")).to_have_value("reports")
+
+
+def test_runs_list_filters_by_build_id(stack: LocalStack, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    from examples.greet import greet
+
+    client = Client(stack.api_url)
+    ids = {}
+    for build in ("2026.11.1", "2026.12.1"):
+        with BackgroundWorker([greet], stack.settings, clock=stack.clock, build_id=build):
+            ids[build] = client.start("greet", {"name": build})["id"]
+            wait_status(stack, ids[build], "completed")
+
+    page.goto(stack.api_url + "/")
+    expect(page.locator("table.runs tbody tr")).to_have_count(2)
+    page.fill("#build", "2026.11.1")
+    page.press("#build", "Enter")
+    expect(page.locator("table.runs tbody tr")).to_have_count(1)
+    assert row_ids(page) == [ids["2026.11.1"]]
+    assert "build_id=2026.11.1" in page.url
+    page.reload()  # the filter lives in the hash
+    expect(page.locator("#build")).to_have_value("2026.11.1")
+    expect(page.locator("table.runs tbody tr")).to_have_count(1)

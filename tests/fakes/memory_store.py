@@ -39,6 +39,7 @@ class InMemoryStore:
         self.deleted_messages: list[str] = []
         self.visibility: list[tuple[str, int]] = []
         self.deleted_schedules: list[str] = []
+        self.queues: set[str] = set()  # pinned builds' queue keys made sure of
 
     # --- the run record ---------------------------------------------------------------
     def _old(self, workflow_id: str) -> Refused:
@@ -61,10 +62,15 @@ class InMemoryStore:
         names: list[str],
         build_id: str | None = None,
         queues: dict[str, list[str]] | None = None,
+        pinned_names: list[str] | tuple[str, ...] = (),
     ) -> Run | Refused:
         run = self.runs.get(workflow_id)
         if run is None or not self._served(run, names, queues):
             return self._old(workflow_id)
+        if run.pinned and run.build_id != build_id:
+            return self._old(workflow_id)  # pinned to another build (or this worker has none)
+        if run.name in pinned_names and run.build_id not in (None, build_id):
+            return self._old(workflow_id)  # another build claimed it first
         parked = run.status in (Status.SLEEPING, Status.WAITING)
         runnable = (
             run.status == Status.PENDING
@@ -89,6 +95,13 @@ class InMemoryStore:
             build_id=run.build_id if run.build_id is not None else build_id,
         )
         return copy.deepcopy(run)
+
+    async def pin(self, run: Run) -> Run | Refused:
+        current = self._owns(run.id, run.epoch)
+        if current is None or current.build_id != run.build_id:
+            return self._old(run.id)
+        pinned = self.runs[run.id] = replace(current, pinned=True)
+        return copy.deepcopy(pinned)
 
     def _owns(self, workflow_id: str, epoch: int) -> Run | None:
         run = self.runs.get(workflow_id)
@@ -295,6 +308,9 @@ class InMemoryStore:
         self, workflow_id: str, reason: str, task_queue: str | None, *, delay_s: int = 0
     ) -> None:
         self.sent.append((workflow_id, reason, task_queue, delay_s))
+
+    async def ensure_queue(self, key: str) -> None:
+        self.queues.add(key)
 
     async def send_many(self, ids: list[str], reason: str, task_queue: str | None = None) -> None:
         for i in ids:

@@ -462,3 +462,40 @@ def test_a_fleet_policy_names_only_its_task_queues() -> None:
     }
     assert resources == {f"<{gpu_queue}.Arn>"}
     assert f"<{default_queue}.Arn>" not in resources
+
+
+def test_pinned_builds_get_a_queue_per_task_queue_sharing_its_dlq_and_granted_to_the_fleet() -> (
+    None
+):
+    from aws_cdk import App, Stack
+
+    from tests.infra.conftest import SKIP_BUNDLING
+
+    app = App(context={**SKIP_BUNDLING})
+    stack = Stack(app, "Pinned")
+    with pytest.raises(ValueError, match="pinned_builds"):
+        Orchestrator(stack, "Bad", name_prefix="", pinned_builds=["not a build"])
+    orch = Orchestrator(
+        stack, "O", name_prefix="", task_queues=["gpu"], pinned_builds=["2026.11.1"]
+    )
+    orch.worker_policy_for("GpuWorkers", ["gpu"])
+    t = Template.from_stack(stack)
+    queue_ids = {}
+    for tq, dlq_name in (("default", r.DEFAULT_DLQ_NAME), ("gpu", "orchestrator-work-gpu-dlq")):
+        name = r.pinned_queue_name(r.DEFAULT_QUEUE_NAME, tq, "2026.11.1")
+        queue_ids[tq], queue = only(t, "AWS::SQS::Queue", {"QueueName": name})
+        dlq_id, _ = only(t, "AWS::SQS::Queue", {"QueueName": dlq_name})
+        target = queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]
+        assert target == {"Fn::GetAtt": [dlq_id, "Arn"]}  # the task queue's own DLQ
+    (policy,) = t.find_resources(
+        "AWS::IAM::ManagedPolicy",
+        {"Properties": {"Description": Match.string_like_regexp("serving task queue")}},
+    ).values()
+    resources = {
+        flat(res)
+        for stmt in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "sqs:ReceiveMessage" in stmt["Action"]
+        for res in (stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]])
+    }
+    assert f"<{queue_ids['gpu']}.Arn>" in resources
+    assert f"<{queue_ids['default']}.Arn>" not in resources

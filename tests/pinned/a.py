@@ -1,0 +1,3 @@
+from tests.pinned import make
+
+WORKFLOWS = [make("A")]
