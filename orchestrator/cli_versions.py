@@ -60,8 +60,8 @@ def replay_check(
 
       orchestrator replay-check myapp.workflows --name order --limit 200 --include-finished
     """
-    from worker._registry import definition_of
-    from worker._replay import check
+    from worker import definition_of
+    from worker import replay_check as check
 
     from . import aws
     from .cli_common import _fail, err
