@@ -39,7 +39,7 @@ from orchestrator.resources import ENV_BUILD_ID
 from orchestrator.settings import Settings
 
 from ._deletes import DEFAULT_MAX_WAIT
-from ._flow import FlowControl
+from ._flow import FlowControl, Slot
 from ._handoff import KICK_DELAY_S, NameCache, ServedNames, kick_pending, plan
 from ._logs import log_context
 from ._metrics import WorkerMetrics
@@ -514,16 +514,16 @@ class Worker(_Runs):
             return
         outcome: bool | None = False
         try:
-            outcome = await self._claim_and_run(message, workflow_id, receipt)
+            outcome = await self._claim_and_run(message, workflow_id, receipt, slot)
         finally:
-            # The slot goes back when this worker ended the lease, or when its claim
-            # was refused and the slot was its own. A lost lease's slot is the new
-            # owner's (inherited); one left by an error is purged after the lease.
-            if slot is not None and (outcome is True or (outcome is None and slot.created)):
+            # The slot goes back when this worker ended the lease (a refused claim
+            # undid its acquire already). A lost lease's slot is the new owner's
+            # (its acquire overwrote it); one left by an error is purged after the lease.
+            if slot is not None and outcome is True:
                 await self._flow.release(slot)
 
     async def _claim_and_run(
-        self, message: dict[str, Any], workflow_id: str, receipt: str
+        self, message: dict[str, Any], workflow_id: str, receipt: str, slot: Slot | None = None
     ) -> bool | None:
         """Claim the run and run it: None when the claim was refused, else whether
         the lease ended by this worker's own write (see `_execute`)."""
@@ -550,6 +550,14 @@ class Worker(_Runs):
             # instead of leaving it unowned until the sweeper's re-check.
             result = result.old
         if isinstance(result, Refused):
+            if slot is not None:
+                # At once, before the message is dealt with: a live owner whose
+                # holder this acquire overwrote gets it back before it may end.
+                assert self._flow is not None
+                old = result.old
+                live = old is not None and old.status == Status.RUNNING
+                live = live and old is not None and (old.lease_until or 0) >= now
+                await self._flow.undo(slot, live_owner=live)
             await self._refused(result.old, message, now)
             return None
         self._count("claimed", result.name, "orchestrator_runs_claimed_total")
