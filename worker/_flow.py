@@ -100,9 +100,12 @@ class FlowControl:
                     # The item as it was: what this write replaced, if anything.
                     ReturnValues="ALL_OLD",
                 )
-                before = (from_item(resp.get("Attributes", {})).get("holders") or {}).get(run_id)
+                prior = from_item(resp.get("Attributes", {}))
+                before = (prior.get("holders") or {}).get(run_id)
                 if before == token:
                     before = _UNKNOWN
+                if (prior.get("oldest_wait") or {}).get("run") == run_id:
+                    await self._write(f.clear_waiting(self._table, task_queue, run_id), None)
                 return True, Slot(task_queue, run_id, token, before)
             except ClientError as e:
                 if not conditional_failed(e):
@@ -124,6 +127,16 @@ class FlowControl:
             break
         self.refused += 1
         return False, None
+
+    async def waiting(self, task_queue: str, run_id: str, since: int) -> None:
+        """`run_id` was refused a slot and has waited since `since`: record it as
+        the queue's oldest waiting run if the item this worker was refused by
+        shows none or a younger one (so one write per new oldest, not per refusal)."""
+        cached = self._config.get(task_queue)
+        oldest = cached[0].oldest_wait if cached is not None else None
+        if oldest is not None and (oldest[0] == run_id or oldest[1] <= since):
+            return
+        await self._write(f.note_waiting(self._table, task_queue, run_id, since), None)
 
     async def _purge(self, state: f.FlowState, now: int) -> bool:
         """Remove the slots of runs that no longer hold a live lease (a killed
@@ -204,15 +217,16 @@ class FlowControl:
         req = f.release(self._table, slot.task_queue, slot.run_id, slot.token)
         return await self._write(req, slot)
 
-    async def _write(self, req: dict[str, Any], slot: Slot) -> bool | None:
-        """True: written; False: the holder is not this acquire's; None: an error."""
+    async def _write(self, req: dict[str, Any], slot: Slot | None) -> bool | None:
+        """True: written; False: its condition failed (for a slot: the holder is
+        not this acquire's); None: an error, logged."""
         try:
             await self._ddb.update_item(**req)
             return True
         except ClientError as e:
             if conditional_failed(e):
                 return False
-            log.warning("flow control: could not give back %s's slot", slot.run_id, exc_info=True)
+            log.warning("flow control: write failed (%s)", slot, exc_info=True)
         except Exception:
-            log.warning("flow control: could not give back %s's slot", slot.run_id, exc_info=True)
+            log.warning("flow control: write failed (%s)", slot, exc_info=True)
         return None

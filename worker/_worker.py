@@ -28,7 +28,7 @@ import aioboto3
 
 from orchestrator.aws import async_client_kwargs, instrument
 from orchestrator.clock import SYSTEM_CLOCK, Clock
-from orchestrator.dispatch import parse_body
+from orchestrator.dispatch import parse_body, parse_waiting_since
 from orchestrator.model import (
     BUILD_ID_RE,
     DEFAULT_TASK_QUEUE,
@@ -508,8 +508,16 @@ class Worker(_Runs):
         if not go:
             # Over the queue's limit: the run waits, it is not dropped. A fresh
             # message (not a visibility change) so waiting never counts toward the
-            # dead-letter queue's receive limit.
-            await store.send(workflow_id, "flow", task_queue, delay_s=1 + random.randint(0, 2))
+            # dead-letter queue's receive limit; it carries when the wait began.
+            since = parse_waiting_since(message.get("Body", "")) or self.clock.now_ms()
+            await self._flow.waiting(task_queue, workflow_id, since)
+            await store.send(
+                workflow_id,
+                "flow",
+                task_queue,
+                delay_s=1 + random.randint(0, 2),
+                waiting_since=since,
+            )
             await store.delete_message(receipt)
             return
         outcome: bool | None = False

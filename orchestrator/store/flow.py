@@ -62,6 +62,7 @@ class FlowState:
     holders: dict[str, str | int] | None = None
     window_start: int = 0
     window_count: int = 0
+    oldest_wait: tuple[str, int] | None = None  # (run id, waiting since ms)
 
     @property
     def limited(self) -> bool:
@@ -84,7 +85,14 @@ def flow_from_item(task_queue: str, item: dict[str, Any] | None) -> FlowState:
         holders=dict(d.get("holders") or {}),
         window_start=d.get("window_start", 0),
         window_count=d.get("window_count", 0),
+        oldest_wait=_oldest(d.get("oldest_wait")),
     )
+
+
+def _oldest(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, dict) and isinstance(value.get("run"), str):
+        return value["run"], int(value.get("since") or 0)
+    return None
 
 
 def new_token(now: int) -> str:
@@ -198,6 +206,47 @@ def purge(table: str, task_queue: str, stale: dict[str, str | int]) -> dict[str,
     }
 
 
+def note_waiting(table: str, task_queue: str, run_id: str, since: int) -> dict[str, Any]:
+    """Record `run_id` as the queue's oldest waiting run: its acquire was refused
+    and it has waited since `since`. A worker sends this only when the item it
+    was refused by shows no oldest waiting run or a younger one, so it costs one
+    write per new oldest, not one per refusal."""
+    # Closes: a younger waiter overwriting an older one that another worker wrote
+    # since the read (the oldest only ever moves back in time, until cleared).
+    return {
+        "TableName": table,
+        "Key": flow_key(task_queue),
+        "UpdateExpression": "SET #ow = :w",
+        "ConditionExpression": "attribute_exists(#h) AND "
+        "(attribute_not_exists(#ow) OR #ow.#since > :since OR #ow.#run = :run)",
+        "ExpressionAttributeNames": {
+            "#ow": "oldest_wait",
+            "#h": "holders",
+            "#since": "since",
+            "#run": "run",
+        },
+        "ExpressionAttributeValues": {
+            ":w": to_attr({"run": run_id, "since": since}),
+            ":since": to_attr(since),
+            ":run": to_attr(run_id),
+        },
+    }
+
+
+def clear_waiting(table: str, task_queue: str, run_id: str) -> dict[str, Any]:
+    """The oldest waiting run got its slot (or its message was taken): the next
+    refused waiter records itself."""
+    # Closes: clearing an older waiter recorded since this run was read as the oldest.
+    return {
+        "TableName": table,
+        "Key": flow_key(task_queue),
+        "UpdateExpression": "REMOVE #ow",
+        "ConditionExpression": "#ow.#run = :run",
+        "ExpressionAttributeNames": {"#ow": "oldest_wait", "#run": "run"},
+        "ExpressionAttributeValues": {":run": to_attr(run_id)},
+    }
+
+
 def set_limits(
     table: str,
     task_queue: str,
@@ -207,11 +256,13 @@ def set_limits(
     rate_period_ms: int | None,
     now: int,
 ) -> dict[str, Any]:
-    """Set (or, with None, remove) the limits; the holders and the window stay."""
+    """Set (or, with None, remove) the limits; the holders and the window stay.
+    The oldest waiting run is forgotten: waiters under the new limits record
+    themselves again at their next refusal (within about 3 s)."""
     sets = ["#ua = :now", "#h = if_not_exists(#h, :empty)", "#ws = if_not_exists(#ws, :zero)"]
     sets.append("#wc = if_not_exists(#wc, :zero)")
     values: dict[str, Any] = {":now": now, ":empty": {}, ":zero": 0}
-    removes = []
+    removes = ["#ow"]
     for attr, placeholder, value in (
         ("max_concurrency", "#max", max_concurrency),
         ("rate_limit", "#rl", rate_limit),
@@ -235,6 +286,7 @@ def set_limits(
             "#max": "max_concurrency",
             "#rl": "rate_limit",
             "#rp": "rate_period_ms",
+            "#ow": "oldest_wait",
         },
         "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
         "ReturnValues": "ALL_NEW",

@@ -199,6 +199,42 @@ def test_a_duplicate_message_does_not_give_back_a_running_runs_slot(
     assert len(held) == 2 and _max_overlap(held) == 1, held
 
 
+def test_queues_show_how_long_the_oldest_run_has_waited_for_a_slot(
+    stack: LocalStack,
+    exec_log: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from orchestrator import resources as r
+    from orchestrator.cli import main
+
+    client = Client(stack.api_url)
+    client.set_queue_limits("default", max_concurrency=1)
+    holder = client.start("limited", {"seconds": 3})["id"]
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        wait_for(lambda: any(":held-start:" in x for x in executions(exec_log)), timeout=30)
+        first = client.start("limited", {"seconds": 0})["id"]
+        second = client.start("limited", {"seconds": 0})["id"]
+
+        def oldest() -> tuple[str | None, float | None]:
+            q = client.queues()[0]
+            return q["oldest_waiting_run"], q["oldest_wait_seconds"]
+
+        # Both are refused while the holder runs; the older wait is the one shown
+        # (whichever of the two was refused first), and it grows while it waits.
+        wait_for(lambda: oldest()[0] in (first, second), timeout=30, interval=0.1)
+        run_id, waited = oldest()
+        assert waited is not None and waited >= 0
+        wait_for(lambda: (oldest()[1] or 0) > waited or oldest()[0] != run_id, timeout=30)
+        monkeypatch.setenv(r.ENV_API_URL, stack.api_url)
+        assert main(["queues"]) == 0
+        out = capsys.readouterr().out
+        assert "oldest wait" in out and "default" in out
+        wait_for(lambda: _all_done(client, [holder, first, second]), timeout=60, interval=0.3)
+    # Nobody waits any more: the last waiter cleared it when it got its slot.
+    assert oldest() == (None, None)
+
+
 def _killed_holder(stack: LocalStack, exec_log: Path) -> tuple[float, list[float], str]:
     """A worker killed while its run holds the only slot (max_concurrency=1), then
     another run on a live worker: (the dead owner's lease end, the start times of
