@@ -224,19 +224,29 @@ queue_app = typer.Typer(help="Task queues: flow control across every worker.", n
 
 
 def queues_table(found: list[dict[str, Any]]) -> Table:
-    table = Table("queue", "depth", "in flight", "max concurrency", "rate limit")
+    table = Table("queue", "depth", "in flight", "max concurrency", "rate limit", "oldest wait")
     for q in found:
         rate = "-"
         if q["rate_limit"] is not None:
             rate = f"{q['rate_limit']} / {q['rate_period_seconds']:g} s"
+        waited = q.get("oldest_wait_seconds")
         table.add_row(
             q["name"],
             str(q["depth"]),
             str(q["in_flight"]),
             "-" if q["max_concurrency"] is None else str(q["max_concurrency"]),
             rate,
+            "-" if waited is None else f"{_age(waited)} ({q.get('oldest_waiting_run')})",
         )
     return table
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @queue_app.command("set")

@@ -225,7 +225,8 @@ class Client:
 
     # --- task queues -----------------------------------------------------------------
     def queues(self) -> builtins.list[dict[str, Any]]:
-        """Each task queue: depth, runs in flight, and its flow-control limits."""
+        """Each task queue: depth, runs in flight, its flow-control limits, and how
+        long the oldest run refused a slot has waited (`oldest_wait_seconds`)."""
         return list(self._call("GET", "/queues")["queues"])
 
     def set_queue_limits(

@@ -25,8 +25,23 @@ from .model import WORKFLOW_ID_RE
 from .settings import Settings
 
 
-def message_body(workflow_id: str, reason: str) -> str:
-    return json.dumps({"id": workflow_id, "reason": reason}, separators=(",", ":"))
+def message_body(workflow_id: str, reason: str, waiting_since: int | None = None) -> str:
+    """`waiting_since`: when the run first found its task queue over a limit
+    (ms), carried by the re-sends of a run waiting for a slot."""
+    body: dict[str, object] = {"id": workflow_id, "reason": reason}
+    if waiting_since is not None:
+        body["since"] = waiting_since
+    return json.dumps(body, separators=(",", ":"))
+
+
+def parse_waiting_since(body: str) -> int | None:
+    """The `since` a waiting run's message carries (None: absent or not a
+    plausible time). Never raises."""
+    try:
+        since = safejson.loads(body, what="message body", max_depth=8).get("since")
+    except (BadInputError, AttributeError):
+        return None
+    return since if type(since) is int and 0 < since < 10**14 else None
 
 
 def parse_body(body: str) -> str | None:
@@ -48,11 +63,12 @@ def send_request(
     reason: str,
     delay_s: int = 0,
     task_queue: str | None = None,
+    waiting_since: int | None = None,
 ) -> dict[str, Any]:
     """The message that makes a run runnable, to its task queue's SQS queue."""
     req: dict[str, Any] = {
         "QueueUrl": settings.queue_url_for(task_queue),
-        "MessageBody": message_body(workflow_id, reason),
+        "MessageBody": message_body(workflow_id, reason, waiting_since),
     }
     if delay_s > 0:
         req["DelaySeconds"] = min(delay_s, r.MAX_SQS_DELAY_SECONDS)

@@ -1,5 +1,6 @@
 """The worker's side of flow control (`orchestrator/store/flow.py`): take a slot
-before a claim on a limited task queue, give it back when the lease ends.
+before a claim on a limited task queue, give it back when the lease ends, undo
+the acquire when the claim is refused.
 
 A queue's limits are read at most every CONFIG_TTL_S per worker (one GetItem),
 so an unlimited queue costs nothing per claim and a limit set at run time
@@ -10,6 +11,7 @@ that reaches the write.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -27,14 +29,28 @@ log = logging.getLogger("worker")
 CONFIG_TTL_S = 5.0
 PURGE_EVERY_S = 1.0
 DEFAULT_PERIOD_MS = 1000
+# A release refused because a duplicate's acquire overwrote the token is tried
+# again after these delays: the duplicate's refused claim puts the token back
+# within a round trip or two.
+RELEASE_RETRIES_S = (0.2, 0.5, 1.0, 2.0)
+
+
+_UNKNOWN = object()
 
 
 @dataclass(frozen=True)
 class Slot:
     task_queue: str
     run_id: str
-    taken_at: int  # the holder's value, which the release is conditioned on
-    created: bool  # this acquire created it (else: it was the run's already)
+    token: str  # the holder this acquire wrote; every removal is conditioned on it
+    # The holder this acquire replaced: None if it created the holder; _UNKNOWN if
+    # the item already showed this very token (the SDK retried a write whose answer
+    # was lost), so what was there before is not known.
+    previous: str | int | object | None = None
+
+    @property
+    def created(self) -> bool:
+        return self.previous is None
 
 
 class FlowControl:
@@ -45,6 +61,7 @@ class FlowControl:
         self._lease_ms = lease_ms
         self._config: dict[str, tuple[f.FlowState, float]] = {}
         self._last_purge: dict[str, float] = {}
+        self._later: set[asyncio.Task[None]] = set()
         self.refused = 0
 
     async def _state(self, task_queue: str) -> f.FlowState:
@@ -58,14 +75,16 @@ class FlowControl:
 
     async def acquire(self, task_queue: str, run_id: str) -> tuple[bool, Slot | None]:
         """(go ahead?, the slot): (True, None) on a queue without limits; (False,
-        None) over a limit. A slot that existed already (`created` False) is the
-        run's owner's, or a dead owner's that a takeover inherits."""
+        None) over a limit. A holder of the run that existed already (the run's
+        live owner's, a dead owner's, a parked owner's not yet released) is
+        overwritten with this acquire's token and remembered in `previous`."""
         state = await self._state(task_queue)
         if not state.limited:
             return True, None
         new_window = False
         for _ in range(4):
             now = self._clock.now_ms()
+            token = f.new_token(now)
             period = state.rate_period_ms or DEFAULT_PERIOD_MS
             try:
                 resp = await self._ddb.update_item(
@@ -73,15 +92,21 @@ class FlowControl:
                         self._table,
                         task_queue,
                         run_id=run_id,
+                        token=token,
                         now=now,
                         period_ms=period,
                         new_window=new_window,
                     ),
-                    ReturnValues="UPDATED_NEW",
+                    # The item as it was: what this write replaced, if anything.
+                    ReturnValues="ALL_OLD",
                 )
-                holders = from_item(resp.get("Attributes", {})).get("holders") or {}
-                taken = int(holders.get(run_id, now))
-                return True, Slot(task_queue, run_id, taken, created=taken == now)
+                prior = from_item(resp.get("Attributes", {}))
+                before = (prior.get("holders") or {}).get(run_id)
+                if before == token:
+                    before = _UNKNOWN
+                if (prior.get("oldest_wait") or {}).get("run") == run_id:
+                    await self._write(f.clear_waiting(self._table, task_queue, run_id), None)
+                return True, Slot(task_queue, run_id, token, before)
             except ClientError as e:
                 if not conditional_failed(e):
                     raise
@@ -103,6 +128,16 @@ class FlowControl:
         self.refused += 1
         return False, None
 
+    async def waiting(self, task_queue: str, run_id: str, since: int) -> None:
+        """`run_id` was refused a slot and has waited since `since`: record it as
+        the queue's oldest waiting run if the item this worker was refused by
+        shows none or a younger one (so one write per new oldest, not per refusal)."""
+        cached = self._config.get(task_queue)
+        oldest = cached[0].oldest_wait if cached is not None else None
+        if oldest is not None and (oldest[0] == run_id or oldest[1] <= since):
+            return
+        await self._write(f.note_waiting(self._table, task_queue, run_id, since), None)
+
     async def _purge(self, state: f.FlowState, now: int) -> bool:
         """Remove the slots of runs that no longer hold a live lease (a killed
         worker's). True if any was removed."""
@@ -111,7 +146,9 @@ class FlowControl:
             return False
         self._last_purge[state.task_queue] = time.monotonic()
         # A slot younger than a lease belongs to a lease that has not expired yet.
-        candidates = {r: t for r, t in (state.holders or {}).items() if t <= now - self._lease_ms}
+        candidates = {
+            r: t for r, t in (state.holders or {}).items() if f.taken_at(t) <= now - self._lease_ms
+        }
         if not candidates:
             return False
         resp = await self._ddb.batch_get_item(
@@ -146,14 +183,50 @@ class FlowControl:
         return True
 
     async def release(self, slot: Slot) -> None:
-        """Give the slot back (the lease ended, or the claim was refused). Best
-        effort: a slot left behind is purged once its lease has expired."""
+        """Give the slot back: the lease ended by this worker's own write. Best
+        effort: a slot left behind is purged once its lease has expired.
+
+        Refused when another acquire of the run overwrote the token since: a new
+        claim after a park (the slot is now that claim's), or a duplicate message
+        whose claim was refused and which is about to put this token back. For the
+        second, the release is tried again a few times in the background."""
+        if await self._remove(slot) is False:
+            task = asyncio.create_task(self._release_later(slot))
+            self._later.add(task)
+            task.add_done_callback(self._later.discard)
+
+    async def _release_later(self, slot: Slot) -> None:
+        for delay in RELEASE_RETRIES_S:
+            await asyncio.sleep(delay)
+            if await self._remove(slot) is not False:
+                return
+
+    async def undo(self, slot: Slot, *, live_owner: bool) -> None:
+        """The claim was refused. `live_owner`: the refusal showed the run held by
+        a live lease, which may rely on the holder this acquire replaced: put that
+        one back (conditioned on this acquire's token). Otherwise no claim relies
+        on this holder: remove it (a newer acquire's token makes that fail)."""
+        if not live_owner or slot.previous is None:
+            await self._remove(slot)
+        elif isinstance(slot.previous, str | int):
+            req = f.restore(self._table, slot.task_queue, slot.run_id, slot.token, slot.previous)
+            await self._write(req, slot)
+        # else: what was replaced is unknown; the purge removes it once no lease is live
+
+    async def _remove(self, slot: Slot) -> bool | None:
+        req = f.release(self._table, slot.task_queue, slot.run_id, slot.token)
+        return await self._write(req, slot)
+
+    async def _write(self, req: dict[str, Any], slot: Slot | None) -> bool | None:
+        """True: written; False: its condition failed (for a slot: the holder is
+        not this acquire's); None: an error, logged."""
         try:
-            await self._ddb.update_item(
-                **f.release(self._table, slot.task_queue, slot.run_id, slot.taken_at)
-            )
+            await self._ddb.update_item(**req)
+            return True
         except ClientError as e:
-            if not conditional_failed(e):
-                log.warning("flow control: could not release %s's slot", slot.run_id, exc_info=True)
+            if conditional_failed(e):
+                return False
+            log.warning("flow control: write failed (%s)", slot, exc_info=True)
         except Exception:
-            log.warning("flow control: could not release %s's slot", slot.run_id, exc_info=True)
+            log.warning("flow control: write failed (%s)", slot, exc_info=True)
+        return None

@@ -478,11 +478,17 @@ class AsyncStore:
             await batcher.close()
 
     async def send(
-        self, workflow_id: str, reason: str, task_queue: str | None, *, delay_s: int = 0
+        self,
+        workflow_id: str,
+        reason: str,
+        task_queue: str | None,
+        *,
+        delay_s: int = 0,
+        waiting_since: int | None = None,
     ) -> None:
         """A message for a run, to its task queue's SQS queue."""
         await self._sqs.send_message(
-            **send_request(self.settings, workflow_id, reason, delay_s, task_queue=task_queue)
+            **send_request(self.settings, workflow_id, reason, delay_s, task_queue, waiting_since)
         )
 
     async def ensure_queue(self, key: str) -> None:

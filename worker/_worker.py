@@ -28,7 +28,7 @@ import aioboto3
 
 from orchestrator.aws import async_client_kwargs, instrument
 from orchestrator.clock import SYSTEM_CLOCK, Clock
-from orchestrator.dispatch import parse_body
+from orchestrator.dispatch import parse_body, parse_waiting_since
 from orchestrator.model import (
     BUILD_ID_HELP,
     BUILD_ID_RE,
@@ -40,7 +40,7 @@ from orchestrator.resources import ENV_BUILD_ID, split_queue_key
 from orchestrator.settings import Settings
 
 from ._deletes import DEFAULT_MAX_WAIT
-from ._flow import FlowControl
+from ._flow import FlowControl, Slot
 from ._handoff import KICK_DELAY_S, NameCache, ServedNames, kick_pending, plan
 from ._logs import log_context
 from ._metrics import WorkerMetrics
@@ -519,22 +519,30 @@ class Worker(_Runs):
         if not go:
             # Over the queue's limit: the run waits, it is not dropped. A fresh
             # message (not a visibility change) so waiting never counts toward the
-            # dead-letter queue's receive limit.
-            await store.send(workflow_id, "flow", task_queue, delay_s=1 + random.randint(0, 2))
+            # dead-letter queue's receive limit; it carries when the wait began.
+            since = parse_waiting_since(message.get("Body", "")) or self.clock.now_ms()
+            await self._flow.waiting(task_queue, workflow_id, since)
+            await store.send(
+                workflow_id,
+                "flow",
+                task_queue,
+                delay_s=1 + random.randint(0, 2),
+                waiting_since=since,
+            )
             await store.delete_message(receipt)
             return
         outcome: bool | None = False
         try:
-            outcome = await self._claim_and_run(message, workflow_id, receipt)
+            outcome = await self._claim_and_run(message, workflow_id, receipt, slot)
         finally:
-            # The slot goes back when this worker ended the lease, or when its claim
-            # was refused and the slot was its own. A lost lease's slot is the new
-            # owner's (inherited); one left by an error is purged after the lease.
-            if slot is not None and (outcome is True or (outcome is None and slot.created)):
+            # The slot goes back when this worker ended the lease (a refused claim
+            # undid its acquire already). A lost lease's slot is the new owner's
+            # (its acquire overwrote it); one left by an error is purged after the lease.
+            if slot is not None and outcome is True:
                 await self._flow.release(slot)
 
     async def _claim_and_run(
-        self, message: dict[str, Any], workflow_id: str, receipt: str
+        self, message: dict[str, Any], workflow_id: str, receipt: str, slot: Slot | None = None
     ) -> bool | None:
         """Claim the run and run it: None when the claim was refused, else whether
         the lease ended by this worker's own write (see `_execute`)."""
@@ -564,6 +572,14 @@ class Worker(_Runs):
         if not isinstance(result, Refused) and result.name in self._pinned and not result.pinned:
             result = await store.pin(result)  # the first claim of a pinned workflow's run
         if isinstance(result, Refused):
+            if slot is not None:
+                # At once, before the message is dealt with: a live owner whose
+                # holder this acquire overwrote gets it back before it may end.
+                assert self._flow is not None
+                old = result.old
+                live = old is not None and old.status == Status.RUNNING
+                live = live and old is not None and (old.lease_until or 0) >= now
+                await self._flow.undo(slot, live_owner=live)
             await self._refused(result.old, message, now)
             return None
         self._count("claimed", result.name, "orchestrator_runs_claimed_total")

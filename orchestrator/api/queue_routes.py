@@ -1,7 +1,8 @@
 """The `/queues` routes: each task queue's depth, runs in flight and limits, and
 flow control changed at run time (`orchestrator queue set`).
 
-    GET  /queues                 {"queues": [{"name", "depth", "in_flight", "max_concurrency", ...}]}
+    GET  /queues                 {"queues": [{"name", "depth", "in_flight", "max_concurrency", ...,
+                                  "oldest_wait_seconds", "oldest_waiting_run"}]}
     POST /queues/{name}          {"max_concurrency"?, "rate_limit"?, "rate_period_seconds"?}
 
 A limit left out (or null) is removed. See `orchestrator/store/flow.py`.
@@ -9,13 +10,16 @@ A limit left out (or null) is removed. See `orchestrator/store/flow.py`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import BadInputError, NotFoundError
+from ..model import Status
 from ..store import flow as f
 from .service import Service
 
@@ -47,6 +51,9 @@ def queue_view(service: Service, name: str) -> dict[str, Any]:
             )["Attributes"]
         except Exception:
             attrs = {}
+    oldest = state.oldest_wait if state.limited else None
+    if oldest is not None and not _still_waits(service, name, *oldest):
+        oldest = None
     visible = int(attrs.get("ApproximateNumberOfMessages", 0))
     delayed = int(attrs.get("ApproximateNumberOfMessagesDelayed", 0))
     return {
@@ -60,7 +67,30 @@ def queue_view(service: Service, name: str) -> dict[str, Any]:
         "rate_period_seconds": None
         if state.rate_period_ms is None
         else state.rate_period_ms / 1000,
+        # The oldest run refused a slot and still waiting, as the workers recorded
+        # it on the same item (no extra read here); null on a queue without limits
+        # or with nobody waiting.
+        "oldest_wait_seconds": None
+        if oldest is None
+        else max(0.0, (service.clock.now_ms() - oldest[1]) / 1000),
+        "oldest_waiting_run": None if oldest is None else oldest[0],
     }
+
+
+def _still_waits(service: Service, name: str, run_id: str, since: int) -> bool:
+    """The recorded oldest waiter is cleared by its own acquire; a late record
+    (a duplicate message's handler refused after the run got its slot) would
+    outlive it. One read checks the run; a run no longer waiting is cleared, with
+    a write conditioned on the record being unchanged, so the next refused
+    waiter records itself."""
+    try:
+        if service.store.get(run_id).status in (Status.PENDING, Status.SLEEPING, Status.WAITING):
+            return True
+    except NotFoundError:
+        pass
+    with contextlib.suppress(ClientError):
+        service.store.ddb.update_item(**f.clear_waiting(service.settings.table, name, run_id))
+    return False
 
 
 def register(

@@ -8,22 +8,37 @@ across every worker, kept in one item per task queue.
 
 A worker that claims a run of a limited queue first takes a slot with one
 conditional update (`acquire`): the run joins `holders` only if fewer than
-`max_concurrency` hold one, and the window's count goes up only if it is under
-`rate_limit` (or a new window starts). The condition compares the item's own
-attributes, so changing a limit is one write (`orchestrator queue set`) that
-every worker obeys at its next claim, with no redeploy and no read per claim.
-Work over a limit is not dropped: its message comes back a little later.
+`max_concurrency` hold one (or the run holds one already), and the window's
+count goes up only if it is under `rate_limit` (or a new window starts). The
+condition compares the item's own attributes, so changing a limit is one write
+(`orchestrator queue set`) that every worker obeys at its next claim, with no
+redeploy and no read per claim. Work over a limit is not dropped: its message
+comes back a little later.
 
-A slot is given back (`release`, an unconditional REMOVE, so a repeat is
-harmless) when the lease ends: completion or failure, a park, a release at
-shutdown, a refused claim. A killed worker gives nothing back; its slot is
-purged by the next worker that finds the queue full: a holder whose run is no
-longer running, or whose lease has expired, is removed with a write conditioned on the holder being unchanged. So a killed
-worker holds a slot at most until its lease expires.
+A holder's value is a token, `<taken at ms>:<random>`, written by every
+acquire, including one that finds the run's holder already there (a duplicate
+message, a takeover of a dead owner's run, the next claim after a park). Every
+removal is conditioned on a token, so only the last acquirer of a run removes
+its holder, and an acquire that comes after a removal was decided makes that
+removal fail:
+
+- `release`: the lease ended by this worker's own write (completion, failure, a
+  park, a release at shutdown): REMOVE if the token is still this acquire's.
+- `restore`: this acquire's claim was refused and it had replaced a holder: put
+  the previous token back, if the token is still this acquire's (the run's
+  live owner keeps the slot its own acquire wrote, and releases it with that).
+  A refused acquire that created the holder releases it.
+- `purge`: a killed worker gives nothing back. The next worker that finds the
+  queue full reads the runs of the holders older than a lease, and removes the
+  ones whose run holds no live lease, each conditioned on the token it read.
+
+So a killed worker holds a slot at most until its lease expires, and a slot is
+never removed while a claim that relies on it may still be running.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +58,11 @@ class FlowState:
     max_concurrency: int | None = None
     rate_limit: int | None = None
     rate_period_ms: int | None = None
-    holders: dict[str, int] | None = None
+    # run id -> token (a bare number: a holder an older worker wrote)
+    holders: dict[str, str | int] | None = None
     window_start: int = 0
     window_count: int = 0
+    oldest_wait: tuple[str, int] | None = None  # (run id, waiting since ms)
 
     @property
     def limited(self) -> bool:
@@ -65,10 +82,28 @@ def flow_from_item(task_queue: str, item: dict[str, Any] | None) -> FlowState:
         max_concurrency=d.get("max_concurrency"),
         rate_limit=d.get("rate_limit"),
         rate_period_ms=d.get("rate_period_ms"),
-        holders={k: int(v) for k, v in (d.get("holders") or {}).items()},
+        holders=dict(d.get("holders") or {}),
         window_start=d.get("window_start", 0),
         window_count=d.get("window_count", 0),
+        oldest_wait=_oldest(d.get("oldest_wait")),
     )
+
+
+def _oldest(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, dict) and isinstance(value.get("run"), str):
+        return value["run"], int(value.get("since") or 0)
+    return None
+
+
+def new_token(now: int) -> str:
+    """A holder's value: when it was taken (the purge's age test) and 32 random
+    bits, so that two acquires of one run in one millisecond differ."""
+    return f"{now}:{secrets.token_hex(4)}"
+
+
+def taken_at(token: str | int) -> int:
+    """When a holder was taken (a bare number: a holder written before tokens)."""
+    return int(str(token).split(":", 1)[0])
 
 
 def acquire(
@@ -76,11 +111,12 @@ def acquire(
     task_queue: str,
     *,
     run_id: str,
+    token: str,
     now: int,
     period_ms: int,
     new_window: bool,
 ) -> dict[str, Any]:
-    """Take a slot for `run_id`; its value is `now`, the time it was taken.
+    """Take a slot for `run_id`, writing `token` as its holder.
 
     Closes: more than `max_concurrency` runs holding a lease on the queue, and
     more than `rate_limit` claims in a window, whatever the number of workers:
@@ -90,8 +126,9 @@ def acquire(
     window expire; it starts a new one, conditioned on the window having
     expired still (two workers cannot both restart it)."""
     concurrency = "(attribute_not_exists(#max) OR size(#h) < #max OR attribute_exists(#h.#run))"
-    values: dict[str, Any] = {":now": now, ":one": 1, ":expired": now - period_ms}
+    values: dict[str, Any] = {":token": token, ":one": 1, ":expired": now - period_ms}
     if new_window:
+        values[":now"] = now
         rate = "(attribute_not_exists(#rl) OR #ws <= :expired)"
         window = "#ws = :now, #wc = :one"
     else:
@@ -100,10 +137,10 @@ def acquire(
     return {
         "TableName": table,
         "Key": flow_key(task_queue),
-        # An existing holder keeps its value: the run's live owner (a duplicate
-        # message's refused claim must not give it back) or a dead one's that a
-        # takeover inherits (and gives back with that value).
-        "UpdateExpression": f"SET #h.#run = if_not_exists(#h.#run, :now), {window}",
+        # An existing holder of the run is overwritten too: a removal decided
+        # before this write (the previous owner's release after a park, a refused
+        # duplicate's undo, a purge) is conditioned on the old token and fails.
+        "UpdateExpression": f"SET #h.#run = :token, {window}",
         "ConditionExpression": f"attribute_exists(#h) AND {concurrency} AND {rate}",
         "ExpressionAttributeNames": {
             "#h": "holders",
@@ -118,29 +155,45 @@ def acquire(
     }
 
 
-def release(table: str, task_queue: str, run_id: str, taken_at: int) -> dict[str, Any]:
-    # Closes: giving back a slot that a newer claim of the same run took (the run
-    # parked, woke and was claimed elsewhere before this release): only the
-    # holder this worker wrote is removed.
+def release(table: str, task_queue: str, run_id: str, token: str) -> dict[str, Any]:
+    # Closes: giving back a slot that a newer acquire of the same run wrote (the
+    # run parked, woke and is being claimed elsewhere; a duplicate message's
+    # handler took it over): only the holder this acquire wrote is removed.
     return {
         "TableName": table,
         "Key": flow_key(task_queue),
         "UpdateExpression": "REMOVE #h.#run",
         "ConditionExpression": "#h.#run = :t",
         "ExpressionAttributeNames": {"#h": "holders", "#run": run_id},
-        "ExpressionAttributeValues": {":t": to_attr(taken_at)},
+        "ExpressionAttributeValues": {":t": to_attr(token)},
     }
 
 
-def purge(table: str, task_queue: str, stale: dict[str, int]) -> dict[str, Any]:
+def restore(
+    table: str, task_queue: str, run_id: str, token: str, previous: str | int
+) -> dict[str, Any]:
+    # Closes: a refused duplicate taking the slot from the run's live owner (whose
+    # release is conditioned on its own token): the previous holder is put back,
+    # unless a newer acquire wrote the holder since (then it is that one's).
+    return {
+        "TableName": table,
+        "Key": flow_key(task_queue),
+        "UpdateExpression": "SET #h.#run = :prev",
+        "ConditionExpression": "#h.#run = :t",
+        "ExpressionAttributeNames": {"#h": "holders", "#run": run_id},
+        "ExpressionAttributeValues": {":t": to_attr(token), ":prev": to_attr(previous)},
+    }
+
+
+def purge(table: str, task_queue: str, stale: dict[str, str | int]) -> dict[str, Any]:
     # Closes: purging a slot that its run took again since it was read (a new
-    # claim writes a new epoch): each holder is removed only if unchanged.
+    # acquire writes a new token): each holder is removed only if unchanged.
     names = {"#h": "holders"}
     values: dict[str, Any] = {}
     removes, conditions = [], []
-    for i, (run_id, epoch) in enumerate(stale.items()):
+    for i, (run_id, token) in enumerate(stale.items()):
         names[f"#r{i}"] = run_id
-        values[f":e{i}"] = to_attr(epoch)
+        values[f":e{i}"] = to_attr(token)
         removes.append(f"#h.#r{i}")
         conditions.append(f"#h.#r{i} = :e{i}")
     return {
@@ -153,6 +206,47 @@ def purge(table: str, task_queue: str, stale: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def note_waiting(table: str, task_queue: str, run_id: str, since: int) -> dict[str, Any]:
+    """Record `run_id` as the queue's oldest waiting run: its acquire was refused
+    and it has waited since `since`. A worker sends this only when the item it
+    was refused by shows no oldest waiting run or a younger one, so it costs one
+    write per new oldest, not one per refusal."""
+    # Closes: a younger waiter overwriting an older one that another worker wrote
+    # since the read (the oldest only ever moves back in time, until cleared).
+    return {
+        "TableName": table,
+        "Key": flow_key(task_queue),
+        "UpdateExpression": "SET #ow = :w",
+        "ConditionExpression": "attribute_exists(#h) AND "
+        "(attribute_not_exists(#ow) OR #ow.#since > :since OR #ow.#run = :run)",
+        "ExpressionAttributeNames": {
+            "#ow": "oldest_wait",
+            "#h": "holders",
+            "#since": "since",
+            "#run": "run",
+        },
+        "ExpressionAttributeValues": {
+            ":w": to_attr({"run": run_id, "since": since}),
+            ":since": to_attr(since),
+            ":run": to_attr(run_id),
+        },
+    }
+
+
+def clear_waiting(table: str, task_queue: str, run_id: str) -> dict[str, Any]:
+    """The oldest waiting run got its slot (or its message was taken): the next
+    refused waiter records itself."""
+    # Closes: clearing an older waiter recorded since this run was read as the oldest.
+    return {
+        "TableName": table,
+        "Key": flow_key(task_queue),
+        "UpdateExpression": "REMOVE #ow",
+        "ConditionExpression": "#ow.#run = :run",
+        "ExpressionAttributeNames": {"#ow": "oldest_wait", "#run": "run"},
+        "ExpressionAttributeValues": {":run": to_attr(run_id)},
+    }
+
+
 def set_limits(
     table: str,
     task_queue: str,
@@ -162,11 +256,13 @@ def set_limits(
     rate_period_ms: int | None,
     now: int,
 ) -> dict[str, Any]:
-    """Set (or, with None, remove) the limits; the holders and the window stay."""
+    """Set (or, with None, remove) the limits; the holders and the window stay.
+    The oldest waiting run is forgotten: waiters under the new limits record
+    themselves again at their next refusal (within about 3 s)."""
     sets = ["#ua = :now", "#h = if_not_exists(#h, :empty)", "#ws = if_not_exists(#ws, :zero)"]
     sets.append("#wc = if_not_exists(#wc, :zero)")
     values: dict[str, Any] = {":now": now, ":empty": {}, ":zero": 0}
-    removes = []
+    removes = ["#ow"]
     for attr, placeholder, value in (
         ("max_concurrency", "#max", max_concurrency),
         ("rate_limit", "#rl", rate_limit),
@@ -190,6 +286,7 @@ def set_limits(
             "#max": "max_concurrency",
             "#rl": "rate_limit",
             "#rp": "rate_period_ms",
+            "#ow": "oldest_wait",
         },
         "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
         "ReturnValues": "ALL_NEW",

@@ -6,7 +6,14 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrator.dispatch import at_expression, parse_body, schedule_name, timer_plan
+from orchestrator.dispatch import (
+    at_expression,
+    message_body,
+    parse_body,
+    parse_waiting_since,
+    schedule_name,
+    timer_plan,
+)
 from orchestrator.model import Run, Status
 from orchestrator.settings import Settings
 from orchestrator.store.sync import decode_cursor, encode_cursor
@@ -42,6 +49,15 @@ def test_message_bodies_that_are_not_ours_are_recognised() -> None:
     assert parse_body('{"id": "a"}') == "a"
     for bad in ["", "nope", "[]", '{"id": 3}', '{"id": ""}']:
         assert parse_body(bad) is None
+
+
+def test_a_waiting_runs_message_carries_when_its_wait_began() -> None:
+    body = message_body("a", "flow", 1_700_000_000_123)
+    assert parse_body(body) == "a" and parse_waiting_since(body) == 1_700_000_000_123
+    assert parse_waiting_since(message_body("a", "start")) is None
+    for bad in ["", "[]", '{"id": "a", "since": "1"}', '{"id": "a", "since": true}']:
+        assert parse_waiting_since(bad) is None
+    assert parse_waiting_since('{"id": "a", "since": -5}') is None
 
 
 def test_cursors_round_trip_and_garbage_is_refused() -> None:
