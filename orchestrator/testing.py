@@ -52,8 +52,13 @@ class WorkflowTestEnvironment:
 
     def __enter__(self) -> WorkflowTestEnvironment:
         self.stack = LocalStack(
-            clock=self.clock, settings=self._settings, background_interval=0.1
+            clock=self.clock, settings=self._settings, background_interval=0.1, allow_reset=True
         ).start()
+        # moto keeps its state per process, whichever server serves it: an earlier
+        # environment's runs, schedules and registered workers would still be
+        # there. Each environment starts from none (one environment at a time
+        # per process, then).
+        self.stack.reset()
         self._worker = BackgroundWorker(
             self._workflows,
             self.stack.settings,
