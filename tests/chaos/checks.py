@@ -116,8 +116,11 @@ _DELIVERY = frozenset({"parent_notified", r.BY_DUE.partition_key, r.BY_DUE.sort_
 
 def _delivers_end(w: dict[str, Any]) -> bool:
     touches = w.get("touches")
-    return _is_run_key(w) and bool(touches) and "parent_notified" in touches and (
-        set(touches) <= _DELIVERY
+    return (
+        _is_run_key(w)
+        and bool(touches)
+        and "parent_notified" in touches
+        and (set(touches) <= _DELIVERY)
     )
 
 

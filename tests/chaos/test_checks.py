@@ -219,7 +219,7 @@ def test_the_journal_reads_what_each_request_means_whatever_its_wording() -> Non
 
 def _delivered(t0: int, t1: int) -> dict[str, Any]:
     """The transaction that tells a parent its child (RID) ended, as journaled."""
-    req = q.notify_parent(
+    req = endings.notify_parent(
         TABLE,
         RID,
         parent_id="parent",

@@ -16,12 +16,13 @@ rotates from poll to poll, so that every child in flight is read within a few
 polls whatever order they end in. The interval between polls adapts to what a
 poll finds (from 0.2 s to 5 s): shorter when more than three quarters of the
 window had ended, longer when less than half had, so that a child is read
-about twice rather than once per poll for as long as it runs. So the parent is not
-woken once per child, a child's end costs no write beyond its own terminal
-write, and the reads stay a small multiple of the children. The completion rule and the
-recorded decision are those of the in-run map (worker/operations/batch.py); a
-replay of a decided map returns the record, and a replay of an unfinished one
-finds the children it started (they exist, in index order) and goes on.
+about twice rather than once per poll for as long as it runs. So the parent is
+not woken once per child, a child's end costs no write beyond its own terminal
+write, and the reads stay a small multiple of the children. The completion
+rule and the recorded decision are those of the in-run map
+(worker/operations/batch.py); a replay of a decided map returns the record,
+and a replay of an unfinished one finds the children it started (they exist,
+in index order) and goes on.
 """
 
 from __future__ import annotations
