@@ -72,6 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "runs over 2 worker processes, next to as many independent runs (default 1000; 0: none)",
     )
     p.add_argument(
+        "--distributed-concurrency",
+        type=int,
+        default=100,
+        help="max_concurrency of the distributed map (default 100; 0: every item at once)",
+    )
+    p.add_argument(
         "--fanout-items",
         type=int,
         default=1000,
@@ -184,6 +190,7 @@ def distributed_entry(
     sqs = dist["sqs_requests_per_workflow"] * dist["workload"]["workflows"]
     return {
         "items": items,
+        "max_concurrency": dist["workload"].get("max_concurrency"),
         "wall_s": dist["wall_s"],
         "floor_wall_s": independent["wall_s"],
         "wall_ratio_to_floor": dist["wall_s"] / independent["wall_s"]
@@ -337,7 +344,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.distributed_items > 0:
             log("distributed fan-out")
             n = args.distributed_items
-            dw = Workload(workflows=1, steps=n, workers=2, concurrency=10, distributed=True)
+            dw = Workload(
+                workflows=1,
+                steps=n,
+                workers=2,
+                concurrency=10,
+                distributed=True,
+                max_concurrency=args.distributed_concurrency or None,
+            )
             floor_w = Workload(workflows=n, steps=1, workers=2, concurrency=10)
             dist = summarize(harness.run_ours("distributed-map", dw))
             independent = summarize(harness.run_ours("distributed-floor", floor_w))

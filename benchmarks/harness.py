@@ -41,6 +41,7 @@ class Workload:
     sleep_seconds: float = 1.0
     fanout: bool = False  # each workflow's steps are the items of one ctx.map
     distributed: bool = False  # each workflow's steps are child runs of a distributed map
+    max_concurrency: int | None = None  # of that map (None: every item at once)
 
     @property
     def steps_total(self) -> int:
@@ -327,6 +328,7 @@ class Harness:
                 "sleep_seconds": w.sleep_seconds,
                 "fanout": w.fanout,
                 "distributed": w.distributed,
+                "max_concurrency": w.max_concurrency,
             }
             ids = [f"{name}-{i:06d}-{uuid.uuid4().hex[:8]}" for i in range(w.workflows)]
 

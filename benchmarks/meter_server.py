@@ -83,6 +83,9 @@ class Meter:
         self.other: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.created: dict[str, float] = {}
         self.done: dict[str, tuple[float, str]] = {}
+        # Runs a workflow started (a parent_id on the record): the phase's own
+        # runs are the others, and its end is when those have ended.
+        self.children: set[str] = set()
         self.waiting: set[str] = set()
         self.steps: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
         self.errors: list[str] = []
@@ -105,7 +108,8 @@ class Meter:
         failed = sum(1 for _, st in self.done.values() if st != "completed")
         return {
             "created": len(self.created),
-            "done": len(self.done),
+            "done": len(self.done.keys() - self.children),
+            "children_done": len(self.done.keys() & self.children),
             "failed": failed,
             "waiting": sorted(self.waiting),
             "step_records": sum(len(v) for v in self.steps.values()),
@@ -470,6 +474,8 @@ class MeteredDynamoDB:
             old = _value((before or {}).get("status"))
             if before is None and after is not None:
                 m.created[wid] = now
+                if _value(after.get("parent_id")):
+                    m.children.add(wid)
             if status in TERMINAL and old not in TERMINAL:
                 m.done[wid] = (now, status)
             if status == "waiting":

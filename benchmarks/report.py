@@ -167,6 +167,7 @@ def summarize(r: PhaseResult) -> dict[str, Any]:
             "slots_per_worker": w.concurrency,
             "result_bytes": w.result_bytes,
             "mix": w.mix,
+            "max_concurrency": w.max_concurrency,
         },
         "steps_total": steps,
         "wall_s": r.wall_s,
@@ -440,7 +441,8 @@ def render(result: dict[str, Any]) -> str:
     dist = result.get("fanout_distributed")
     if dist:
         out.append(
-            f"Distributed map: {dist['items']} one-step child runs over 2 worker processes "
+            f"Distributed map: {dist['items']} one-step child runs over 2 worker processes, "
+            f"max_concurrency {dist.get('max_concurrency') or 'none'} "
             "(fanout_distributed), next to as many independent runs"
         )
         rows = [

@@ -18,6 +18,7 @@ class BenchInput(BaseModel):
     sleep_seconds: float = 1.0
     fanout: bool = False  # the steps as the items of one ctx.map instead of a sequence
     distributed: bool = False  # the steps as child runs of one distributed ctx.map
+    max_concurrency: int | None = None  # of that map (None: every item at once)
 
 
 def make_result(position: int, size: int) -> str:
@@ -30,7 +31,9 @@ def make_result(position: int, size: int) -> str:
 async def bench(ctx, input: BenchInput) -> dict[str, int]:
     if input.distributed:
         one = {"steps": 1, "result_bytes": input.result_bytes}
-        batch = await ctx.map("items", [one] * input.steps, workflow="bench")
+        batch = await ctx.map(
+            "items", [one] * input.steps, workflow="bench", max_concurrency=input.max_concurrency
+        )
         batch.throw_if_error()
         return {"steps": input.steps}
     if input.fanout:

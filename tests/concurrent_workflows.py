@@ -250,17 +250,25 @@ CONCURRENT += [child_work, parent]
 class FanInput(BaseModel):
     items: int = 5
     fail: list[int] = []
+    sleep: list[int] = []  # items whose child sleeps an hour before its step
     max_concurrency: int | None = None
     tolerated_failure_count: int | None = None
+    min_successful: int | None = None
     after: float = 0
 
 
 @workflow("fan-out")
 async def fan_out(ctx, input: FanInput) -> dict[str, Any]:
-    items = [{"value": f"v{i}", "fail": i in input.fail} for i in range(input.items)]
+    items = [
+        {"value": f"v{i}", "fail": i in input.fail, "sleep": 3600 if i in input.sleep else 0}
+        for i in range(input.items)
+    ]
     config = (
-        CompletionConfig(tolerated_failure_count=input.tolerated_failure_count)
-        if input.tolerated_failure_count is not None
+        CompletionConfig(
+            tolerated_failure_count=input.tolerated_failure_count,
+            min_successful=input.min_successful,
+        )
+        if input.tolerated_failure_count is not None or input.min_successful is not None
         else None
     )
     batch = await ctx.map(

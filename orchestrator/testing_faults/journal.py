@@ -16,6 +16,8 @@ so that rewording or renaming a placeholder changes nothing:
 - ``sets_status``: the status the update assigns, or None;
 - ``resolved``: it resolves a step (a put of a resolved record, or an update
   that sets ``resolved``);
+- ``touches``: the attributes an update assigns or removes, sorted (None for
+  a put or a delete);
 - ``item_epoch`` (carried by a put), ``new_epoch``, ``new_status``,
   ``new_owner`` (returned), ``now``, ``recorded_at``, and the expression texts
   (``cond``, ``update``) for people to read.
@@ -157,6 +159,9 @@ def _meaning(req: dict[str, Any]) -> dict[str, Any]:
         "sets_status": _attr(values.get(status)) if status.startswith(":") else None,
         "resolved": bool(item.get("resolved"))
         or (resolved_value.startswith(":") and _truthy(values.get(resolved_value))),
+        "touches": sorted({path for c in clauses.values() for path, _ in c})
+        if req.get("UpdateExpression")
+        else None,
     }
 
 

@@ -41,6 +41,7 @@ import boto3  # noqa: E402
 from orchestrator import resources as r  # noqa: E402
 from orchestrator import testing_faults as faults  # noqa: E402
 from orchestrator.clock import SYSTEM_CLOCK  # noqa: E402
+from orchestrator.errors import NotFoundError  # noqa: E402
 from orchestrator.local import LocalStack  # noqa: E402
 from orchestrator.local.stack import use_local_credentials  # noqa: E402
 from orchestrator.model import Run, StepRecord  # noqa: E402
@@ -48,6 +49,7 @@ from orchestrator.settings import Settings  # noqa: E402
 from orchestrator.store import Store  # noqa: E402
 
 from .checks import Report, check  # noqa: E402
+from .plan import Planned, make_plan  # noqa: E402
 from .workflows import ENV_EXEC_LOG  # noqa: E402
 
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -85,114 +87,6 @@ class Config:
     latency_ms: tuple[float, float] = (20.0, 1500.0)
     workdir: Path | None = None
     verbose: bool = False
-
-
-# --- the plan ----------------------------------------------------------------------------------
-@dataclass
-class Planned:
-    id: str
-    shape: str
-    name: str
-    input: dict[str, Any]
-    at: float  # seconds after the campaign starts
-    status: str  # the terminal status it must reach
-    output: Any = None  # for completed
-    error_type: str | None = None  # for failed
-    signal_at: float | None = None
-    cancel_at: float | None = None
-    complete_at: list[float] = field(default_factory=list)  # callback completions (duplicates)
-    accepted: bool = False  # the API answered 202 to one of them
-
-
-SHAPES = {
-    "steps": 4,
-    "sleepy": 2,
-    "signal": 2,
-    "signal_timeout": 1,
-    "callback": 2,
-    "callback_timeout": 2,
-    "retry": 2,
-    "exhaust": 1,
-    "crash": 1,
-    "cancel": 2,
-    "gather": 2,
-    "batch": 1,
-    "invoke": 1,
-}
-
-
-def make_plan(cfg: Config, rng: random.Random) -> list[Planned]:
-    shapes = [s for s, w in SHAPES.items() for _ in range(w)]
-    out = []
-    for i in range(cfg.runs):
-        shape = shapes[i % len(shapes)] if i < len(shapes) else rng.choice(shapes)
-        at = rng.uniform(0, cfg.start_seconds)
-        rid = f"chaos-{cfg.seed}-{i:04d}-{shape.replace('_', '-')}"
-        p: Planned
-        if shape == "steps":
-            n = rng.randint(2, 6)
-            pause = rng.choice([0.0, 0.0, rng.uniform(0.3, 2.0)])
-            p = Planned(rid, shape, "chaos.steps", {"n": n, "pause": pause}, at, "completed")
-            p.output = list(range(n))
-        elif shape == "sleepy":
-            p = Planned(
-                rid, shape, "chaos.sleepy", {"seconds": rng.uniform(0.3, 4)}, at, "completed"
-            )
-            p.output = "awake"
-        elif shape == "signal":
-            p = Planned(rid, shape, "chaos.signal", {"timeout": None}, at, "completed")
-            p.output = {"v": i}
-            p.signal_at = at + rng.uniform(0.0, 6.0)
-        elif shape == "signal_timeout":
-            t = rng.uniform(0.5, 3.0)
-            p = Planned(rid, shape, "chaos.signal", {"timeout": t}, at, "completed")
-            p.output = "timed out"
-        elif shape == "callback":
-            # Completed twice (a duplicate, as an outside system retrying), around the park.
-            p = Planned(rid, shape, "chaos.callback", {"timeout": None}, at, "completed")
-            p.output = {"v": i}
-            first = at + rng.uniform(0.0, 6.0)
-            p.complete_at = [first, first + rng.uniform(0.0, 0.5)]
-        elif shape == "callback_timeout":
-            # Completed around its timeout: it ends either way, but a 202 must win.
-            t = rng.uniform(0.5, 3.0)
-            p = Planned(rid, shape, "chaos.callback", {"timeout": t}, at, "completed")
-            p.output = {"v": i}
-            p.complete_at = [at + t + rng.uniform(-1.0, 1.0)]
-        elif shape == "retry":
-            p = Planned(
-                rid, shape, "chaos.retry", {"fail_times": rng.randint(1, 2)}, at, "completed"
-            )
-            p.output = "ok"
-        elif shape == "exhaust":
-            p = Planned(rid, shape, "chaos.exhaust", {}, at, "failed", error_type="StepFailedError")
-        elif shape == "crash":
-            p = Planned(rid, shape, "chaos.crash", {}, at, "failed", error_type="RuntimeError")
-        elif shape == "gather":
-            p = Planned(
-                rid,
-                shape,
-                "chaos.gather",
-                {"pause": rng.uniform(0.0, 1.0), "sleep": rng.uniform(0.3, 2.0)},
-                at,
-                "completed",
-            )
-            p.output = ["a", "b"]
-        elif shape == "batch":
-            p = Planned(
-                rid, shape, "chaos.batch", {"sleep": rng.uniform(0.3, 2.0)}, at, "completed"
-            )
-            p.output = [0, 1, 2]
-        elif shape == "invoke":
-            p = Planned(rid, shape, "chaos.invoke", {}, at, "completed")
-            p.output = [0, 1]
-        else:
-            p = Planned(
-                rid, shape, "chaos.cancel", {"pause": rng.uniform(0.5, 2.0)}, at, "cancelled"
-            )
-            p.cancel_at = at + rng.uniform(0.0, 5.0)
-        out.append(p)
-    return out
 
 
 # --- worker processes --------------------------------------------------------------------------
@@ -421,6 +315,8 @@ def run_campaign(cfg: Config) -> Outcome:
         workers.start()
         events: list[tuple[float, str, Planned | None]] = []
         for p in plan:
+            if p.parent is not None:
+                continue  # its parent starts it
             events.append((p.at, "start", p))
             if p.signal_at is not None:
                 events.append((p.signal_at, "signal", p))
@@ -467,8 +363,11 @@ def run_campaign(cfg: Config) -> Outcome:
         while time.monotonic() < deadline:
             workers.respawn_dead()
             for rid in list(pending):
-                if checker.get(rid).status.value in TERMINAL:
-                    pending.discard(rid)
+                try:
+                    if checker.get(rid).status.value in TERMINAL:
+                        pending.discard(rid)
+                except NotFoundError:
+                    pass  # a child its parent has not started yet
             if not pending:
                 settled = True
                 break

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from orchestrator import resources as r
 from orchestrator.model import TERMINAL, StepKind, op_sort_key
 from orchestrator.store.codec import run_pk, step_sk
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 def expected_history(p: Planned) -> list[tuple[str, str]]:
     """The (kind, name) sequence a run of this shape records, in position order."""
-    if p.shape == "steps":
+    if p.shape in ("steps", "child"):
         return [("step", f"s{i}") for i in range(p.input["n"])]
     if p.shape == "sleepy":
         return [("step", "a"), ("sleep", "nap"), ("step", "b")]
@@ -53,6 +54,8 @@ def expected_history(p: Planned) -> list[tuple[str, str]]:
         )
     if p.shape == "invoke":
         return [("invoke", "child")]
+    if p.shape == "distributed":  # the map's items are child runs, planned on their own
+        return [("map", "fan"), ("sleep", "nap"), ("step", "after")]
     return [("step", "a"), ("step", "slow"), ("sleep", "long")]
 
 
@@ -105,6 +108,20 @@ def _is_run_key(e: dict[str, Any]) -> bool:
 
 def _is_step_key(e: dict[str, Any]) -> bool:
     return e.get("record") == "step"
+
+
+# What the delivery of a child's end to its parent may write on the ended child.
+_DELIVERY = frozenset({"parent_notified", r.BY_DUE.partition_key, r.BY_DUE.sort_key})
+
+
+def _delivers_end(w: dict[str, Any]) -> bool:
+    touches = w.get("touches")
+    return (
+        _is_run_key(w)
+        and bool(touches)
+        and "parent_notified" in touches
+        and (set(touches) <= _DELIVERY)
+    )
 
 
 def check(o: Outcome) -> Report:
@@ -259,7 +276,10 @@ def check(o: Outcome) -> Report:
         f"{len(refused)} / {stale}"
     )
 
-    # 7. terminal is final: nothing applied to a run after its terminal write
+    # 7. terminal is final: nothing applied to a run after its terminal write,
+    # except the one write that tells a child's parent of its end (by design an
+    # effect after the terminal write): it sets `parent_notified` and takes the
+    # child out of the sweeper's index, and changes nothing else.
     for p in o.plan:
         pk = run_pk(p.id)
         ends = [
@@ -271,7 +291,7 @@ def check(o: Outcome) -> Report:
             continue
         end = min(ends)
         for w in writes:
-            if w.get("pk") == pk and (w.get("t0") or 0) > end:
+            if w.get("pk") == pk and (w.get("t0") or 0) > end and not _delivers_end(w):
                 v[CHECKS[6]].append(
                     f"{pk} {w.get('sk')}: {w.get('op')} applied after the run ended"
                 )

@@ -215,3 +215,37 @@ def test_the_journal_reads_what_each_request_means_whatever_its_wording() -> Non
         "ExpressionAttributeValues": to_item({":mine": 9, ":until": 1, ":r": "running"}),
     }
     assert _journal_entry("dynamodb.UpdateItem", fenced, {})["epoch_cond"] == 9
+
+
+def _delivered(t0: int, t1: int) -> dict[str, Any]:
+    """The transaction that tells a parent its child (RID) ended, as journaled."""
+    req = endings.notify_parent(
+        TABLE,
+        RID,
+        parent_id="parent",
+        signal=None,
+        prev_seq=0,
+        seen_status=Status.WAITING,
+        epoch=1,
+        now=t0,
+        wake=False,
+        due_at=0,
+    )
+    entry = _journal_entry("dynamodb.TransactWriteItems", req, {})
+    return {**entry, "t0": t0, "t1": t1}
+
+
+def test_the_delivery_of_a_childs_end_after_its_terminal_write_is_allowed() -> None:
+    """A child's end reaches its parent after the child's terminal write by
+    design: that write sets `parent_notified` and leaves the sweeper's index."""
+    o = copy.deepcopy(_clean())
+    o.journal.append(_delivered(1400, 1405))
+    assert check(o).total_violations == 0
+
+
+def test_a_write_after_the_end_that_also_changes_state_is_reported() -> None:
+    o = copy.deepcopy(_clean())
+    entry = _delivered(1400, 1405)
+    entry["items"][0]["touches"] = ["parent_notified", "status"]
+    o.journal.append(entry)
+    assert check(o).violations[CHECKS[6]]

@@ -251,6 +251,24 @@ async def invoking(ctx, input: dict[str, Any]) -> list[int]:
     return list(await ctx.invoke("child", "chaos.steps", {"n": 2}))
 
 
+class DistributedInput(BaseModel):
+    sizes: list[int]
+    sleep: float = 0.5
+
+
+@workflow("chaos.distributed")
+async def distributed(ctx, input: DistributedInput) -> list[list[int]]:
+    """A distributed map: each item a child run (chaos.steps) that the parent
+    polls for, two at a time; the decision is recorded once, and the replay
+    after the sleep rebuilds the batch from that record."""
+    items = [{"n": n} for n in input.sizes]
+    batch = await ctx.map("fan", items, workflow="chaos.steps", max_concurrency=2)
+    batch.throw_if_error()
+    await ctx.sleep("nap", timedelta(seconds=input.sleep))
+    await ctx.step("after", record, ctx.workflow_id, "after")
+    return [list(r) for r in batch.get_results()]
+
+
 ALL = [
     steps,
     sleepy,
@@ -264,5 +282,6 @@ ALL = [
     gathered,
     batched,
     invoking,
+    distributed,
 ]
 WORKFLOWS = ALL

@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Any
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
-SUITES = {"step": "1", "wait": "2", "child": "3", "parallel": "8", "map": "9"}
+SUITES = {
+    "step": "1",
+    "wait": "2",
+    "child": "3",
+    "callback": "4",
+    "invoke": "5",
+    "wait_for_condition": "6",
+    "wait_for_callback": "7",
+    "parallel": "8",
+    "map": "9",
+}
 NOT_APPLICABLE = "not applicable:"
 
 _ROW = re.compile(r"^\| (\d+-\d+) \| (.+?) \| (.+) \|$")

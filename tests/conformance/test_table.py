@@ -11,7 +11,17 @@ from tests.conformance.summary import SUITES, requirements
 
 HERE = Path(__file__).resolve().parent
 # Requirements per suite in aws-durable-execution-conformance-tests.
-SIZES = {"step": 20, "wait": 5, "child": 18, "parallel": 22, "map": 20}
+SIZES = {
+    "step": 20,
+    "wait": 5,
+    "child": 18,
+    "callback": 19,
+    "invoke": 16,
+    "wait_for_condition": 13,
+    "wait_for_callback": 15,
+    "parallel": 22,
+    "map": 20,
+}
 
 
 def _tests(suite: str) -> set[str]:

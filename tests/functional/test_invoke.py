@@ -160,3 +160,31 @@ def test_a_fail_fast_distributed_map_cancels_the_children_in_flight(stack, exec_
         for i, status in enumerate(out["statuses"]):
             if status == "started":
                 wait_status(stack, child_run_id(run.id, f"0.{i}"), "cancelled", "completed")
+
+
+def test_a_distributed_map_sees_children_end_behind_its_oldest_stuck_ones(
+    stack, exec_log: Path, monkeypatch
+) -> None:
+    """A poll reads a window of the children in flight: the oldest, and a slice
+    of the others that rotates. With the window shrunk to 8 and the 10 oldest
+    children asleep for an hour, only the rotating slice sees the other 30 end;
+    the map decides at 30 successes without the clock ever reaching the hour."""
+    from worker.operations import distributed
+
+    monkeypatch.setattr(distributed, "POLL_WINDOW", 8)
+    monkeypatch.setattr(distributed, "POLL_ROTATING", 3)
+    monkeypatch.setattr(distributed, "POLL_MAX_S", 0.5)
+    spec = {"items": 40, "sleep": list(range(10)), "max_concurrency": 30, "min_successful": 30}
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=12):
+        run, _ = stack.service.start("fan-out", spec)
+        done = wait_status(stack, run.id, "completed", "failed", timeout=120)
+        assert done.status == Status.COMPLETED, done.error
+        out = json.loads(done.output)
+        assert out["reason"] == "min_successful_reached"
+        assert out["statuses"][:10] == ["started"] * 10  # asleep when the map decided
+        assert out["statuses"][10:] == ["succeeded"] * 30
+        for i in range(10):  # the map cancels what it decided without
+            wait_status(stack, child_run_id(run.id, f"0.{i}"), "cancelled")
+    log = executions(exec_log)
+    assert all(log.count(f"{child_run_id(run.id, f'0.{i}')}:work") == 1 for i in range(10, 40))
+    assert not any(f"{child_run_id(run.id, f'0.{i}')}:work" in log for i in range(10))

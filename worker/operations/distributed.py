@@ -8,13 +8,21 @@ map's start is recorded first (the workflow and the item count), so a cancel of
 the parent finds its children.
 
 Children do not notify the parent: the parent holds its lease while the map is
-in flight and collects its children's ends in windows, reading the runs still
-in flight with BatchGetItem every poll interval (0.2 s, growing to 5 s while
-nothing ends). So the parent is not woken once per child, and a child's end
-costs no write beyond its own terminal write. The completion rule and the
-recorded decision are those of the in-run map (worker/operations/batch.py); a
-replay of a decided map returns the record, and a replay of an unfinished one
-finds the children it started (they exist, in index order) and goes on.
+in flight and collects its children's ends in windows. A poll reads one
+BatchGetItem of at most 100 children in flight: the oldest (children are
+started in index order and the queue hands them out about in that order, so
+the oldest are the likeliest to have ended) and a slice of the others that
+rotates from poll to poll, so that every child in flight is read within a few
+polls whatever order they end in. The interval between polls adapts to what a
+poll finds (from 0.2 s to 5 s): shorter when more than three quarters of the
+window had ended, longer when less than half had, so that a child is read
+about twice rather than once per poll for as long as it runs. So the parent is
+not woken once per child, a child's end costs no write beyond its own terminal
+write, and the reads stay a small multiple of the children. The completion
+rule and the recorded decision are those of the in-run map
+(worker/operations/batch.py); a replay of a decided map returns the record,
+and a replay of an unfinished one finds the children it started (they exist,
+in index order) and goes on.
 """
 
 from __future__ import annotations
@@ -54,6 +62,8 @@ from .invoke import check_task_queue
 
 POLL_FIRST_S = 0.2
 POLL_MAX_S = 5.0
+POLL_WINDOW = 100  # children read per poll: one BatchGetItem
+POLL_ROTATING = 25  # of which read from a slice of the younger ones that rotates
 START_CONCURRENCY = 16  # child puts in flight at once
 
 
@@ -166,6 +176,7 @@ async def _run(
         cursor += 1
     succeeded = failed = 0
     poll = POLL_FIRST_S
+    turn = 0  # where the rotating part of the next poll's window starts
     while reason is None:
         in_flight = [i for i, r in outcomes.items() if r is None]
         fresh: list[int] = []
@@ -186,8 +197,9 @@ async def _run(
             for i in fresh:
                 outcomes[i] = None
             in_flight += fresh
-        runs = await _core.io(s, s.store.get_runs([ids[i] for i in in_flight]))
-        ended = sorted(i for i in in_flight if ids[i] in runs and runs[ids[i]].status.terminal)
+        window, turn = _window(in_flight, turn)
+        runs = await _core.io(s, s.store.get_runs([ids[i] for i in window]))
+        ended = sorted(i for i in window if ids[i] in runs and runs[ids[i]].status.terminal)
         for i in ended:
             run = runs[ids[i]]
             outcomes[i] = run
@@ -200,7 +212,7 @@ async def _run(
                 break
         if reason is not None:
             break
-        poll = POLL_FIRST_S if ended else min(poll * 1.5, POLL_MAX_S)
+        poll = _next_poll(poll, len(ended), len(window))
         s.enter_busy()  # the parent holds its lease while its children run
         try:
             await asyncio.sleep(poll)
@@ -211,6 +223,29 @@ async def _run(
         if r is None:
             await _core.io(s, cancel_run(s.store, ids[i], "the map decided without it", s.clock))
     return outcomes, reason
+
+
+def _window(in_flight: list[int], turn: int) -> tuple[list[int], int]:
+    """The children one poll reads (at most POLL_WINDOW: the oldest, and a
+    rotating slice of the younger ones) and where the next poll's slice starts."""
+    if len(in_flight) <= POLL_WINDOW:
+        return in_flight, 0
+    ordered = sorted(in_flight)
+    oldest = POLL_WINDOW - POLL_ROTATING
+    rest = ordered[oldest:]
+    turn %= len(rest)
+    rotating = (rest[turn:] + rest[:turn])[:POLL_ROTATING]
+    return ordered[:oldest] + rotating, turn + POLL_ROTATING
+
+
+def _next_poll(poll: float, ended: int, read: int) -> float:
+    """The interval before the next poll: shorter when more than three quarters
+    of what this poll read had ended, longer when less than half had."""
+    if ended * 4 > read * 3:
+        return max(POLL_FIRST_S, poll / 1.5)
+    if ended * 2 < read:
+        return min(POLL_MAX_S, poll * 1.5)
+    return poll
 
 
 async def _start(
@@ -225,7 +260,7 @@ async def _start(
 ) -> None:
     now = s.clock.now_ms()
     gate = asyncio.Semaphore(START_CONCURRENCY)
-    to_send: list[str] = []
+    to_send: list[tuple[int, str]] = []
 
     async def put(child_id: str, text: str, index: int) -> None:
         child = Run(
@@ -244,7 +279,7 @@ async def _start(
         async with gate:
             stored, created = await s.store.create_run(child)
         if created or stored.status == Status.PENDING:
-            to_send.append(child_id)
+            to_send.append((index, child_id))
 
     async def put_all() -> None:
         # Created inside the store call (`_core.io`): these tasks are the SDK's,
@@ -253,7 +288,9 @@ async def _start(
 
     _core.check_lease(s)
     await _core.io(s, put_all())
-    await _core.io(s, s.store.send_many(sorted(to_send), "start", task_queue))
+    # In index order: the queue hands them out about in that order, which is the
+    # order the polls look for their ends in.
+    await _core.io(s, s.store.send_many([c for _, c in sorted(to_send)], "start", task_queue))
 
 
 async def _from_record(s: Any, rec: StepRecord, total: int) -> BatchResult[Any]:
