@@ -18,6 +18,7 @@ import pytest
 from orchestrator.dashboard.proxy import TOKEN_HEADER, DashboardProxy
 from orchestrator.local import LocalStack
 from orchestrator.local.aws import RESET_HEADER, MotoServer
+from tests.helpers import ROOT
 from tests.security._http import JSON, json_error, raw, request
 from tests.security._state import CONFIGURED_HOST
 
@@ -291,6 +292,10 @@ def test_the_dashboard_page_satisfies_its_own_policy(sec_stack: LocalStack) -> N
     for script in re.findall(rb"<script>(.*?)</script>", page, re.DOTALL):
         digest = base64.b64encode(hashlib.sha256(script).digest()).decode()
         assert f"'sha256-{digest}'" in headers["content-security-policy"]
-    _, _, app_js = request(sec_stack.api_url, "GET", "/dashboard/app.js")
-    assert b"style:" not in app_js and b"innerHTML" not in app_js
+    scripts = sorted(p.name for p in (ROOT / "orchestrator" / "dashboard").glob("*.js"))
+    assert "app.js" in scripts and "workers.js" in scripts
+    for name in scripts:  # every script the dashboard serves, not only the first
+        status, _, js = request(sec_stack.api_url, "GET", f"/dashboard/{name}")
+        assert status == 200, name
+        assert b"style:" not in js and b"innerHTML" not in js, name
     assert json.loads(request(sec_stack.api_url, "GET", "/openapi.json")[2])["openapi"]
