@@ -95,6 +95,16 @@ MAX_STEP_RESULT_BYTES = 256 * 1024
 MAX_SIGNAL_PAYLOAD_BYTES = 64 * 1024
 MAX_ERROR_BYTES = 32 * 1024
 
+# Batched checkpoints (`@workflow(..., checkpoint="batched")`, `ctx.map(...,
+# checkpoint="batched")`): step results are buffered and written several to an
+# item. An item's entries stay under BATCH_MAX_BYTES: well under DynamoDB's
+# 400 KB item limit whatever the attribute overhead, and big enough that the
+# fixed part of a flush (its fencing condition check) is a few percent of it;
+# beyond that a larger item saves nothing, since write units are paid per KB.
+CHECKPOINT_MODES = ("each", "batched")
+BATCH_MAX_BYTES = 64 * 1024
+DEFAULT_CHECKPOINT_FLUSH_MS = 1000
+
 
 class StepKind(StrEnum):
     STEP = "step"

@@ -11,7 +11,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import resources as r
-from .model import DEFAULT_TASK_QUEUE, TASK_QUEUE_RE
+from .model import DEFAULT_CHECKPOINT_FLUSH_MS, DEFAULT_TASK_QUEUE, TASK_QUEUE_RE
 
 
 class EnvConfig(BaseSettings):
@@ -37,6 +37,12 @@ class EnvConfig(BaseSettings):
     recurring_role_arn: str = Field(default="", validation_alias=r.ENV_RECURRING_ROLE_ARN)
     lease_seconds: int = Field(
         default=r.DEFAULT_LEASE_SECONDS, validation_alias=r.ENV_LEASE_SECONDS, ge=1, le=43_200
+    )
+    checkpoint_flush_ms: int = Field(
+        default=DEFAULT_CHECKPOINT_FLUSH_MS,
+        validation_alias=r.ENV_CHECKPOINT_FLUSH_MS,
+        ge=1,
+        le=3_600_000,
     )
     region: str = Field(
         default=r.DEFAULT_REGION, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
@@ -87,6 +93,8 @@ class Settings:
     recurring_target_arn: str = ""
     recurring_role_arn: str = ""
     lease_seconds: int = r.DEFAULT_LEASE_SECONDS
+    # Batched checkpoints: a buffered step result is written within this long.
+    checkpoint_flush_ms: int = DEFAULT_CHECKPOINT_FLUSH_MS
     region: str = r.DEFAULT_REGION
     endpoint_url: str | None = None  # AWS_ENDPOINT_URL: the local stack's moto server
     api_url: str | None = None

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestrator.errors import WorkflowContextError
-from orchestrator.model import StepKind
+from orchestrator.model import CHECKPOINT_MODES, StepKind
 
 from . import _core
 from ._logs import ReplayAwareLogger
@@ -259,14 +259,26 @@ class WorkflowContext:
         max_concurrency: int | None = None,
         completion: CompletionConfig | None = None,
         execution_timeout: timedelta | float | None = None,
+        checkpoint: str = "each",
     ) -> BatchResult[Any]:
         """Run `fn(ctx, item, index)` for each item, as `parallel` runs branches.
+
+        `checkpoint="batched"`: the items' step results are written several to an
+        item, as `@workflow(..., checkpoint="batched")` does for a whole run.
 
         With `workflow=` instead of `fn`, each item is the input of a child run of
         that workflow (a distributed map: the items spread over every worker; each
         child's output is the item's result, a child that did not complete is a
         failed item). `execution_timeout` applies to each child."""
+        if checkpoint not in CHECKPOINT_MODES:
+            raise ValueError(
+                f"checkpoint {checkpoint!r} must be one of: {', '.join(CHECKPOINT_MODES)}"
+            )
         if workflow is not None:
+            if checkpoint != "each":
+                raise TypeError(
+                    "checkpoint='batched' is for a map of fn; children record their own"
+                )
             if fn is not None:
                 raise TypeError("map takes either fn or workflow=, not both")
             return await _distributed.distributed_map(
@@ -282,7 +294,13 @@ class WorkflowContext:
             raise TypeError("map needs fn(ctx, item, index) or workflow=")
         units = _batch.map_units(items, fn)
         return await _batch.run_batch(
-            self, StepKind.MAP, name, units, max_concurrency=max_concurrency, completion=completion
+            self,
+            StepKind.MAP,
+            name,
+            units,
+            max_concurrency=max_concurrency,
+            completion=completion,
+            batched=checkpoint == "batched",
         )
 
     async def continue_as_new(self, next_input: Any) -> Any:

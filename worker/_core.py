@@ -99,6 +99,12 @@ async def record(s: RunState, rec: StepRecord) -> StepRecord:
     if s.read_only:
         await stop_replay(s, rec.op_id)
     check_lease(s)
+    cp = s.checkpoints
+    if cp is not None:
+        if cp.batches(rec):
+            await cp.add(rec)  # written with others (worker/_checkpoints.py)
+            return rec
+        await cp.flush()  # what is durable stays a prefix of what the run did
     winner = await io(s, s.store.put_step(s.workflow_id, rec))
     s.history[rec.op_id] = winner
     return winner

@@ -226,6 +226,11 @@ async def park_run(state: RunState) -> bool:
         state.unwinding = _timed_out()
         p.fail_all(state.unwinding)
         return False
+    if state.checkpoints is not None and not await state.checkpoints.close():
+        # The flush before the park was refused: the lease is gone.
+        state.unwinding = LeaseLost()
+        p.fail_all(LeaseLost())
+        return True
     state.closing = True
     timer = None if wake is None else p.timer_name(first, now, wake)
     try:

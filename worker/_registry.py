@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from orchestrator.model import TASK_QUEUE_RE, VERSIONING, WORKFLOW_NAME_RE
+from orchestrator.model import CHECKPOINT_MODES, TASK_QUEUE_RE, VERSIONING, WORKFLOW_NAME_RE
 
 _ATTR = "__workflow_definition__"
 
@@ -26,6 +26,7 @@ class WorkflowDefinition:
     output_adapter: TypeAdapter[Any] | None
     task_queue: str | None = None  # the one task queue workers serve it on (None: any they poll)
     versioning: str = "auto"  # "pinned": a run stays on the build that first claimed it
+    checkpoint: str = "each"  # "batched": step results written several to an item
 
     @property
     def pinned(self) -> bool:
@@ -55,7 +56,11 @@ def adapter_for(annotation: Any) -> TypeAdapter[Any] | None:
 
 
 def workflow(
-    name: str, *, task_queue: str | None = None, versioning: str = "auto"
+    name: str,
+    *,
+    task_queue: str | None = None,
+    versioning: str = "auto",
+    checkpoint: str = "each",
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     """Mark `async def fn(ctx, input)` (or `async def fn(ctx)`) as the workflow `name`.
 
@@ -71,7 +76,17 @@ def workflow(
     only ever claimed by workers of the build id that first claimed it (its
     messages go to that build's own queue), until `orchestrator migrate` moves
     it; a worker serving a pinned workflow needs a build id.
+
+    `checkpoint`: "each" (the default): every step's outcome is its own write,
+    made before the workflow goes on. "batched": successful steps' results are
+    written several to an item (when the item would pass 64 KB, before any other
+    record, before the run parks or ends, and within
+    `ORCHESTRATOR_CHECKPOINT_FLUSH_MS`, default 1000 ms), so a step costs its
+    bytes rather than a write. If the worker dies, the steps whose results were
+    not written yet run again: use it for cheap, idempotent steps.
     """
+    if checkpoint not in CHECKPOINT_MODES:
+        raise ValueError(f"checkpoint {checkpoint!r} must be one of: {', '.join(CHECKPOINT_MODES)}")
     if versioning not in VERSIONING:
         raise ValueError(f"versioning {versioning!r} must be one of: {', '.join(VERSIONING)}")
     if task_queue is not None and not TASK_QUEUE_RE.match(task_queue):
@@ -103,6 +118,7 @@ def workflow(
             output_adapter=adapter_for(hints.get("return", inspect.Parameter.empty)),
             task_queue=task_queue,
             versioning=versioning,
+            checkpoint=checkpoint,
         )
         setattr(fn, _ATTR, definition)
         return fn

@@ -203,7 +203,7 @@ def load_history(ddb: Any, table: str, run: Run, report: Report) -> dict[str, St
     """One strongly consistent Query of the current generation (more only past
     1 MB), as a claim reads it."""
     from orchestrator.store import requests as q
-    from orchestrator.store.codec import step_from_item
+    from orchestrator.store.codec import records_from_items
 
     req = {
         **q.query_history(table, run.id, run.generation),
@@ -216,8 +216,7 @@ def load_history(ddb: Any, table: str, run: Run, report: Report) -> dict[str, St
         report.read_seconds += time.perf_counter() - t0  # from pool threads: += under the GIL
         report.queries += 1
         report.read_units += float(resp.get("ConsumedCapacity", {}).get("CapacityUnits", 0) or 0)
-        for item in resp.get("Items", []):
-            rec = step_from_item(item)
+        for rec in records_from_items(resp.get("Items", [])):
             out[rec.op_id] = rec
         if "LastEvaluatedKey" not in resp:
             return out

@@ -21,6 +21,7 @@ from orchestrator.errors import ExecutionTimeoutError, NonDeterminismError, Work
 from orchestrator.model import MAX_OUTPUT_BYTES, ErrorInfo, Run, Status, generation_scope
 from orchestrator.settings import Settings
 
+from ._checkpoints import Checkpoints
 from ._children import notify_parent
 from ._context import WorkflowContext, _current
 from ._logs import set_fields
@@ -57,7 +58,7 @@ class _Runs:
     def _state_for(self, run: Run) -> RunState:
         store = self._store
         assert store is not None
-        return RunState(
+        state = RunState(
             workflow_id=run.id,
             name=run.name,
             epoch=run.epoch,
@@ -77,6 +78,13 @@ class _Runs:
             tracing=self._tracing,
             root=Scope(generation_scope(run.generation)),
         )
+        d = self._defs.get(run.name)
+        state.checkpoints = Checkpoints(
+            state,
+            whole_run=d is not None and d.checkpoint == "batched",
+            flush_ms=self.settings.checkpoint_flush_ms,
+        )
+        return state
 
     async def _execute(self, run: Run, receipt: str) -> bool:
         """Run it; True when this worker's own write ended the lease (a finish, a
@@ -227,6 +235,9 @@ class _Runs:
     ) -> Run | None:
         store = self._store
         assert store is not None
+        if not await state.checkpoints.close():  # everything recorded before the write
+            self._count("lost", run.name, "orchestrator_lease_losses_total")
+            return None
         state.closing = True
         now = self.clock.now_ms()
         result = await store.continue_run(
@@ -288,9 +299,11 @@ class _Runs:
     ) -> None:
         store = self._store
         assert store is not None
+        # Everything recorded before the terminal write (batched checkpoints).
+        ok = state.checkpoints is None or await state.checkpoints.close()
         state.closing = True
         now = self.clock.now_ms()
-        ok = await store.finish(
+        ok = ok and await store.finish(
             state.workflow_id,
             epoch=state.epoch,
             now=now,

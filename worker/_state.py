@@ -87,6 +87,7 @@ class RunState:
     busy: int = 0  # durable calls in flight (step functions, store requests, retry delays)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)  # the run's asyncio tasks
     parker: Any = None  # _parking.Parker, made when the run starts
+    checkpoints: Any = None  # _checkpoints.Checkpoints: step results not yet written
     # A replay check (worker/_replay.py): nothing runs or is written; a branch that
     # reaches an operation with no record stops there (its id goes to `frontier`).
     read_only: bool = False

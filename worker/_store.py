@@ -31,6 +31,7 @@ from orchestrator.store import generations
 from orchestrator.store import requests as q
 from orchestrator.store.codec import (
     new_run_item,
+    records_from_items,
     run_from_item,
     run_key,
     run_pk,
@@ -362,8 +363,7 @@ class AsyncStore:
         out: dict[str, StepRecord] = {}
         while True:
             resp = await self._ddb.query(**req)
-            for item in resp.get("Items", []):
-                rec = step_from_item(item)
+            for rec in records_from_items(resp.get("Items", [])):
                 out[rec.op_id] = rec
             if "LastEvaluatedKey" not in resp:
                 return out
@@ -379,6 +379,14 @@ class AsyncStore:
                 raise
             item = old_item(e)
             return step_from_item(item) if item else await self.get_step(workflow_id, rec.op_id)
+
+    async def put_batch(
+        self, workflow_id: str, *, epoch: int, now: int, records: list[StepRecord]
+    ) -> bool:
+        """Record several step results in one item, fenced on the epoch: False
+        when the lease is gone (nothing written)."""
+        req = q.put_batch(self._table, workflow_id, epoch=epoch, now=now, records=records)
+        return await self.transact(req) is None
 
     async def get_step(self, workflow_id: str, op_id: str) -> StepRecord:
         resp = await self._ddb.get_item(

@@ -2,6 +2,8 @@
 
 pk = "WF#<id>"  sk = "RUN"                     the run record
 pk = "WF#<id>"  sk = "STEP#<op id, padded>"    one durable operation's record
+pk = "WF#<id>"  sk = "STEP#<op id, padded>#B"  a batch: several step results (kind "batch"),
+                                               keyed by its first entry's operation id
 pk = "WF#<id>"  sk = "SIG#<name>#<seq:012d>"   one buffered signal
 """
 
@@ -229,6 +231,65 @@ def step_item(workflow_id: str, rec: StepRecord) -> dict[str, Any]:
             "callback_id": rec.callback_id,
         }
     )
+
+
+BATCH_KIND = "batch"
+BATCH_SK_SUFFIX = "#B"
+
+
+def batch_entry(rec: StepRecord) -> list[Any]:
+    """A step result in a batch item: [op id, name, recorded_at, started_at, result]."""
+    return [rec.op_id, rec.name, rec.recorded_at, rec.started_at, rec.result]
+
+
+def batch_entry_bytes(rec: StepRecord) -> int:
+    return len(dumps(batch_entry(rec)).encode()) + 1
+
+
+def batch_item(
+    workflow_id: str, *, epoch: int, now: int, records: list[StepRecord]
+) -> dict[str, Any]:
+    """One item holding the results of `records` (resolved, successful steps),
+    under the sort key of the first one's id plus "#B": inside the history
+    Query's range, after that operation's own key and before the next one's.
+    The entries are one JSON text: a list's per-element overhead in DynamoDB
+    would cost more bytes than the results themselves."""
+    return to_item(
+        {
+            r.PK: run_pk(workflow_id),
+            r.SK: step_sk(records[0].op_id) + BATCH_SK_SUFFIX,
+            "kind": BATCH_KIND,
+            "epoch": epoch,
+            "recorded_at": now,
+            "entries": dumps([batch_entry(rec) for rec in records]),
+        }
+    )
+
+
+def records_from_items(items: list[dict[str, Any]]) -> list[StepRecord]:
+    """History items to records, a batch item expanded into one record per entry.
+    Every reader of a history goes through this, so a batch is invisible above
+    the store: a step recorded in a batch replays as one recorded alone."""
+    out: list[StepRecord] = []
+    for item in items:
+        if item.get("kind", {}).get("S") != BATCH_KIND:
+            out.append(step_from_item(item))
+            continue
+        d = from_item(item)
+        for op, name, recorded_at, started_at, result in json.loads(d["entries"]):
+            out.append(
+                StepRecord(
+                    op_id=op,
+                    name=name,
+                    kind=StepKind.STEP,
+                    epoch=d.get("epoch", 0),
+                    recorded_at=recorded_at,
+                    result=result,
+                    started_at=started_at,
+                    resolved=True,
+                )
+            )
+    return out
 
 
 def signal_from_item(item: dict[str, Any]) -> Signal:

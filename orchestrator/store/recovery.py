@@ -40,11 +40,11 @@ from ..model import (
 from . import requests as q
 from .codec import (
     new_run_item,
+    records_from_items,
     run_from_item,
     run_key,
     run_pk,
     shard,
-    step_from_item,
     step_item,
     step_sk,
     to_attr,
@@ -203,7 +203,7 @@ def _run_and_history(ddb: Any, table: str, workflow_id: str) -> tuple[Run, list[
     history: list[StepRecord] = []
     while True:
         page = ddb.query(**req)
-        history.extend(step_from_item(i) for i in page.get("Items", []))
+        history.extend(records_from_items(page.get("Items", [])))
         if "LastEvaluatedKey" not in page:
             return run, history
         req = {**req, "ExclusiveStartKey": page["LastEvaluatedKey"]}

@@ -17,6 +17,7 @@ from typing import Any
 from .. import resources as r
 from ..model import ErrorInfo, Signal, Status, StepRecord, generation_scope
 from .codec import (
+    batch_item,
     run_key,
     run_pk,
     shard,
@@ -458,6 +459,44 @@ def put_step(table: str, workflow_id: str, rec: StepRecord) -> dict[str, Any]:
     if values:
         req["ExpressionAttributeValues"] = values
     return req
+
+
+def put_batch(
+    table: str, workflow_id: str, *, epoch: int, now: int, records: list[StepRecord]
+) -> dict[str, Any]:
+    """Record several step results in one item (batched checkpoints).
+
+    Closes: a stale owner's flush. A batch is fenced like every owner write
+    (unlike a single step record, which first-write-wins makes harmless): the
+    run must still be running under the writer's epoch, checked on the run item
+    in the same transaction. Once a later claim moved the epoch, the new owner's
+    strongly consistent history Query (after its claim) has seen every batch that
+    landed before, and no batch of the old owner can land after. So the
+    operations of two accepted batches never overlap, and a batch needs no
+    condition of its own: an SDK retry of an applied transaction puts the same
+    item again."""
+    return {
+        "TransactItems": [
+            {
+                "ConditionCheck": {
+                    "TableName": table,
+                    "Key": run_key(workflow_id),
+                    "ConditionExpression": "#ep = :epoch AND #st = :running",
+                    "ExpressionAttributeNames": {"#ep": "epoch", "#st": "status"},
+                    "ExpressionAttributeValues": {
+                        ":epoch": to_attr(epoch),
+                        ":running": to_attr(Status.RUNNING.value),
+                    },
+                }
+            },
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": batch_item(workflow_id, epoch=epoch, now=now, records=records),
+                }
+            },
+        ]
+    }
 
 
 def resolve_wait_timeout(table: str, workflow_id: str, *, op_id: str, now: int) -> dict[str, Any]:

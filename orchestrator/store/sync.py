@@ -26,11 +26,11 @@ from . import requests as q
 from .codec import (
     list_sk,
     new_run_item,
+    records_from_items,
     run_from_item,
     run_key,
     run_pk,
     signal_from_item,
-    step_from_item,
     to_attr,
     to_item,
 )
@@ -180,7 +180,7 @@ class Store:
         run = self.get(workflow_id)  # unknown id → NotFoundError
         gen = run.generation if generation is None else generation
         req = q.query_history(self._table, workflow_id, gen)
-        return [step_from_item(i) for i in self._query_all(req)]
+        return records_from_items(self._query_all(req))
 
     def signals(self, workflow_id: str, name: str) -> list[Signal]:
         return [

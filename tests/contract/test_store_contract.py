@@ -235,6 +235,36 @@ async def test_retry_states_only_move_forward_and_an_outcome_ends_them(backend: 
     assert list(history) == ["1"] and history["1"].result == "ok"
 
 
+async def test_a_batch_is_written_by_the_current_owner_only(backend: Backend) -> None:
+    t = backend.now
+    await backend.create("r1")
+    old = await backend.claim("r1", "w1", t)
+    assert isinstance(old, Run)
+    await backend.store.put_step("r1", _step("0", resolved=True, result='"single"'))
+    batch = [_step(str(i), resolved=True, result=f'"r{i}"') for i in (1, 2, 3)]
+    # w1's lease expires and w2 claims: w1's flush is refused and writes nothing.
+    new = await backend.claim("r1", "w2", t + LEASE + 1)
+    assert isinstance(new, Run) and new.epoch == old.epoch + 1
+    assert not await backend.store.put_batch("r1", epoch=old.epoch, now=t, records=batch)
+    assert list(await backend.store.history("r1")) == ["0"]
+    # The owner's flush lands; one history read returns each entry at its own id,
+    # in order with the single record, as if each had been recorded alone.
+    assert await backend.store.put_batch("r1", epoch=new.epoch, now=t, records=batch)
+    history = await backend.store.history("r1")
+    assert [(op, rec.name, rec.result, rec.resolved) for op, rec in history.items()] == [
+        ("0", "s0", '"single"', True),
+        ("1", "s1", '"r1"', True),
+        ("2", "s2", '"r2"', True),
+        ("3", "s3", '"r3"', True),
+    ]
+    assert {rec.epoch for op, rec in history.items() if op != "0"} == {new.epoch}
+    # A run that is not running takes no batch, even from its last owner.
+    await backend.store.finish("r1", epoch=new.epoch, now=t, status=Status.COMPLETED, output="1")
+    late = [_step("4", resolved=True, result='"late"')]
+    assert not await backend.store.put_batch("r1", epoch=new.epoch, now=t, records=late)
+    assert "4" not in await backend.store.history("r1")
+
+
 async def test_a_wait_is_resolved_once_by_a_signal_or_its_timeout(backend: Backend) -> None:
     t = backend.now
     await backend.create("r1")

@@ -222,6 +222,16 @@ class InMemoryStore:
         self._generation(generation)
         return dict(self.steps.get(workflow_id, {}))
 
+    async def put_batch(
+        self, workflow_id: str, *, epoch: int, now: int, records: list[StepRecord]
+    ) -> bool:
+        if self._owns(workflow_id, epoch) is None:
+            return False  # the fence: a stale owner's flush writes nothing
+        kept = self.steps.setdefault(workflow_id, {})
+        for rec in records:
+            kept[rec.op_id] = replace(rec, epoch=epoch)
+        return True
+
     async def put_step(self, workflow_id: str, rec: StepRecord) -> StepRecord:
         records = self.steps.setdefault(workflow_id, {})
         old = records.get(rec.op_id)

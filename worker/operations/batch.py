@@ -200,9 +200,12 @@ async def run_batch(
     *,
     max_concurrency: int | None,
     completion: CompletionConfig | None,
+    batched: bool = False,
 ) -> BatchResult[Any]:
     check_batch_args(name, max_concurrency, completion)
     s, op_id, rec = await _core.enter(kind.value)
+    if batched and s.checkpoints is not None:
+        s.checkpoints.scopes.add(op_id)  # its items' step results go into batches
     started = s.clock.now_ms()
     adapters = [_result_adapter(fn) for fn, _ in units]
     only: list[int] | None = None
