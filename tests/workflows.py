@@ -280,3 +280,48 @@ ALL.append(limited)
 from tests.concurrent_workflows import CONCURRENT  # noqa: E402  (they import from here)
 
 ALL.extend(CONCURRENT)
+
+
+class TinyInput(BaseModel):
+    steps: int = 10
+    mark_after: int | None = None  # a zero sleep after this many steps: flushes the buffer
+    nap_after: int | None = None  # a real sleep after this many steps: the run parks
+    pause_at: int | None = None  # this step blocks `pause` seconds (writes `marker` first)
+    pause: float = 0.0
+    marker: str | None = None
+
+
+@workflow("tiny", checkpoint="batched")
+async def tiny(ctx, input: TinyInput) -> int:
+    """Many tiny steps with batched checkpoints."""
+    total = 0
+    for i in range(input.steps):
+        if i == input.mark_after:
+            await ctx.sleep("mark", 0)  # an unbatched record: everything before it is written
+        if i == input.nap_after:
+            await ctx.sleep("nap", 0.3)
+        if i == input.pause_at:
+            await ctx.step(f"t{i}", slow, ctx.workflow_id, f"t{i}", input.pause, input.marker)
+        else:
+            total += await ctx.step(f"t{i}", record, ctx.workflow_id, f"t{i}", i)
+    return total
+
+
+async def _tiny_item(ctx, item: int, index: int) -> int:
+    return await ctx.step("item", record, ctx.workflow_id, f"item{index}", item * 2)
+
+
+class TinyMapInput(BaseModel):
+    items: int = 20
+    checkpoint: str = "each"
+
+
+@workflow("tiny_map")
+async def tiny_map(ctx, input: TinyMapInput) -> list[Any]:
+    batch = await ctx.map(
+        "double", list(range(input.items)), _tiny_item, checkpoint=input.checkpoint
+    )
+    return batch.get_results()
+
+
+ALL.extend([tiny, tiny_map])

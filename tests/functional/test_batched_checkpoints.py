@@ -1,0 +1,128 @@
+"""Batched checkpoints (`checkpoint="batched"`, worker/_checkpoints.py): many
+tiny steps cost a few writes, a replay after a park runs no recorded step again,
+a SIGKILL re-runs exactly the operations whose results were not yet written,
+and a batched map records its items in a few items. The stale owner's refused
+flush is a store contract case (tests/contract/test_store_contract.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+
+from orchestrator import resources as r
+from orchestrator.local.worker_thread import BackgroundWorker
+from orchestrator.model import Status
+from tests.conftest import executions, worker_env
+from tests.helpers import WorkerProcess, wait_for, wait_status
+from tests.workflows import ALL
+
+WRITES = ("PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem")
+
+
+@pytest.fixture
+def ddb_writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """DynamoDB write requests sent by clients created during the test (the
+    worker's), by operation and by the sort key's kind (the worker registry's
+    puts are per worker, not per run)."""
+    sent: Counter[str] = Counter()
+
+    def count(event_name: str, params: Any = None, **_: Any) -> None:
+        op = event_name.split(".")[2]
+        if op in WRITES and "W#" not in str(params):
+            sent[op] += 1
+
+    original = botocore.session.Session.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.register("provide-client-params.dynamodb", count, unique_id="test-ddb-writes")
+
+    monkeypatch.setattr(botocore.session.Session, "__init__", init)
+    yield sent
+
+
+def test_forty_tiny_steps_take_one_batch_and_replay_as_recorded(
+    stack: Any, ddb_writes: Counter[str]
+) -> None:
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("tiny", {"steps": 40})
+        done = wait_status(stack, run.id, "completed", "failed")
+    assert done.status == Status.COMPLETED, done.error
+    assert done.output == str(sum(range(40)))
+    # Claim, one flush (a transaction), finish: no step put.
+    assert ddb_writes == Counter({"UpdateItem": 2, "TransactWriteItems": 1}), ddb_writes
+    steps = stack.store.steps(run.id)
+    assert [(s.op_id, s.name, s.result) for s in steps] == [
+        (str(i), f"t{i}", str(i)) for i in range(40)
+    ]
+
+
+def test_the_replay_after_a_park_runs_no_recorded_step_again(
+    stack: Any, exec_log: Path, ddb_writes: Counter[str]
+) -> None:
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("tiny", {"steps": 12, "nap_after": 6})
+        done = wait_status(stack, run.id, "completed", "failed")
+    assert done.status == Status.COMPLETED, done.error
+    assert done.epoch == 2  # parked once, claimed again
+    log = executions(exec_log)
+    assert sorted(log) == sorted(f"{run.id}:t{i}" for i in range(12)), log
+    # Per claim: the claim, one flush; the first also the nap's record and the park,
+    # the second the finish.
+    assert ddb_writes["TransactWriteItems"] == 2 and ddb_writes["PutItem"] == 1, ddb_writes
+    assert [s.name for s in stack.store.steps(run.id)] == [
+        *(f"t{i}" for i in range(6)),
+        "nap",
+        *(f"t{i}" for i in range(6, 12)),
+    ]
+
+
+def test_a_sigkill_between_flushes_runs_exactly_the_unflushed_steps_again(
+    stack: Any, exec_log: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    env = worker_env(stack, exec_log)
+    env[r.ENV_CHECKPOINT_FLUSH_MS] = "600000"  # no timed flush: only the zero sleep flushes
+    spec = {"steps": 8, "mark_after": 3, "pause_at": 6, "pause": 4, "marker": str(marker)}
+    run, _ = stack.service.start("tiny", spec)
+    with WorkerProcess(env) as first:
+        wait_for(marker.exists, timeout=30)
+        first.kill()  # SIGKILL in step t6: t0-t2 written (before "mark"), t3-t5 buffered
+    assert [s.name for s in stack.store.steps(run.id)] == ["t0", "t1", "t2", "mark"]
+    marker.unlink()
+    with WorkerProcess(env) as second:
+        done = wait_status(stack, run.id, "completed", "failed", timeout=60)
+        second.terminate()
+    assert done.status == Status.COMPLETED, done.error
+    log = Counter(executions(exec_log))
+    assert [log[f"{run.id}:t{i}"] for i in range(8)] == [1, 1, 1, 2, 2, 2, 1, 1], log
+    assert log[f"{run.id}:t6:start"] == 2
+    assert [s.name for s in stack.store.steps(run.id)] == [
+        "t0", "t1", "t2", "mark", *(f"t{i}" for i in range(3, 8))
+    ]  # fmt: skip
+
+
+def test_a_batched_map_records_its_items_in_one_item(stack: Any, ddb_writes: Counter[str]) -> None:
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        each, _ = stack.service.start("tiny_map", {"items": 30})
+        wait_status(stack, each.id, "completed", "failed")
+        unbatched = Counter(ddb_writes)
+        ddb_writes.clear()
+        batched, _ = stack.service.start("tiny_map", {"items": 30, "checkpoint": "batched"})
+        wait_status(stack, batched.id, "completed", "failed")
+    a, b = stack.store.get(each.id), stack.store.get(batched.id)
+    assert a.status == b.status == Status.COMPLETED, (a.error, b.error)
+    assert a.output == b.output == str([i * 2 for i in range(30)]).replace(" ", "")
+    # Unbatched: 30 item puts and the decision; batched: one flush and the decision.
+    assert unbatched["PutItem"] == 31 and unbatched["TransactWriteItems"] == 0, unbatched
+    assert ddb_writes["PutItem"] == 1 and ddb_writes["TransactWriteItems"] == 1, ddb_writes
+    for run_id in (each.id, batched.id):
+        decision, *items = stack.store.steps(run_id)  # the map's id sorts before its items'
+        assert (decision.op_id, decision.name) == ("0", "double")
+        assert [s.op_id for s in items] == [f"0.{i}.0" for i in range(30)]
+        assert [s.result for s in items] == [str(i * 2) for i in range(30)]
