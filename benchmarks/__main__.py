@@ -84,6 +84,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fan-out figure: one run's ctx.map of this many one-step items, next to the "
         "same steps in sequence (default 1000; 0: none)",
     )
+    p.add_argument(
+        "--batched-s100-workflows",
+        type=int,
+        default=20,
+        help="batched checkpoints: 100-step runs per side (default 20; the 10-step side "
+        "uses the main workload's W)",
+    )
+    p.add_argument("--no-batched", action="store_true", help="skip the batched-checkpoint phases")
     p.add_argument("--s-sweep", default="1,10,100,1000", help="values of S (default 1,10,100,1000)")
     p.add_argument("--k-sweep", default="1,2,4", help="values of K (default 1,2,4)")
     p.add_argument(
@@ -180,6 +188,49 @@ def fanout_entry(fan: dict[str, Any], seq: dict[str, Any], items: int) -> dict[s
         "sequential": side(seq),
         "wall_ratio_map_to_sequential": fan["wall_s"] / seq["wall_s"] if seq["wall_s"] else None,
     }
+
+
+def batched_entry(
+    default: dict[str, Any],
+    batched: dict[str, Any],
+    default_s100: dict[str, Any],
+    batched_s100: dict[str, Any],
+    fan: dict[str, Any] | None,
+    fan_batched: dict[str, Any] | None,
+    items: int,
+) -> dict[str, Any]:
+    """Batched checkpoints next to the default (one record per step): runs of the
+    main workload's S (10), runs of 100 steps, and the fan-out map."""
+
+    def side(s: dict[str, Any]) -> dict[str, Any]:
+        steps = s["steps_total"] or 1
+        return {
+            "steps_per_workflow": s["workload"]["steps_per_workflow"],
+            "workflows": s["workload"]["workflows"],
+            "writes_per_step": s["dynamodb_writes"] / steps,
+            "wru_per_step": s["wru_per_step"],
+            "dollars_per_million_steps": s["dollars_per_million_steps"],
+            "wall_s": s["wall_s"],
+        }
+
+    out: dict[str, Any] = {
+        "dollars_per_million_steps": batched["dollars_per_million_steps"],
+        "dollars_per_million_steps_s100": batched_s100["dollars_per_million_steps"],
+        "wru_per_step": batched["wru_per_step"],
+        "wru_per_step_s100": batched_s100["wru_per_step"],
+        "runs": {
+            "default": side(default),
+            "batched": side(batched),
+            "default_s100": side(default_s100),
+            "batched_s100": side(batched_s100),
+        },
+        "map": None,
+    }
+    if fan is not None and fan_batched is not None:
+        out["map"] = fanout_entry(fan_batched, fan, items) | {
+            "note": "map: batched checkpoints; sequential: the unbatched map"
+        }
+    return out
 
 
 def distributed_entry(
@@ -340,6 +391,24 @@ def main(argv: list[str] | None = None) -> int:
             seq = summarize(harness.run_ours("fanout-seq", fw))
             phases["fanout-map"], phases["fanout-seq"] = fan, seq
             fanout = fanout_entry(fan, seq, args.fanout_items)
+        batched: dict[str, Any] | None = None
+        if not args.no_batched:
+            log("batched checkpoints")
+            plain = replace(main_w, mix=False)
+            b10 = summarize(harness.run_ours("batched", replace(plain, batched=True)))
+            w100 = replace(plain, workflows=max(1, args.batched_s100_workflows), steps=100)
+            d100 = summarize(harness.run_ours("default-s100", w100))
+            b100 = summarize(harness.run_ours("batched-s100", replace(w100, batched=True)))
+            phases["batched"], phases["default-s100"], phases["batched-s100"] = b10, d100, b100
+            fan_b = None
+            if fanout is not None:
+                fan_b = summarize(
+                    harness.run_ours("fanout-map-batched", replace(fw, fanout=True, batched=True))
+                )
+                phases["fanout-map-batched"] = fan_b
+            batched = batched_entry(
+                ours, b10, d100, b100, phases.get("fanout-map"), fan_b, args.fanout_items
+            )
         distributed: dict[str, Any] | None = None
         if args.distributed_items > 0:
             log("distributed fan-out")
@@ -446,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "fanout_inline": fanout,
         "fanout_distributed": distributed,
+        "batched": batched,
         "scaling": scaling,
         "scaling_note": f"{main_w.workflows} workflows x {main_w.steps} steps, "
         f"{main_w.concurrency} slots per worker process",

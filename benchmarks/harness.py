@@ -42,6 +42,7 @@ class Workload:
     fanout: bool = False  # each workflow's steps are the items of one ctx.map
     distributed: bool = False  # each workflow's steps are child runs of a distributed map
     max_concurrency: int | None = None  # of that map (None: every item at once)
+    batched: bool = False  # batched checkpoints (the run, or the map's items)
 
     @property
     def steps_total(self) -> int:
@@ -329,7 +330,11 @@ class Harness:
                 "fanout": w.fanout,
                 "distributed": w.distributed,
                 "max_concurrency": w.max_concurrency,
+                "checkpoint": "batched" if w.batched else "each",
             }
+            # A batched run is the workflow declared checkpoint="batched"; a batched
+            # map is the plain one with the map's own option.
+            wf_name = "bench_batched" if w.batched and not w.fanout else "bench"
             ids = [f"{name}-{i:06d}-{uuid.uuid4().hex[:8]}" for i in range(w.workflows)]
 
             def timed(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -347,7 +352,7 @@ class Harness:
             cpu0 = time.process_time()
             first_start, last = self._drive(
                 ids,
-                lambda wid: timed(client.start, "bench", spec, id=wid),
+                lambda wid: timed(client.start, wf_name, spec, id=wid),
                 sequential=sequential,
                 on_waiting=signal_runs if w.mix else None,
             )
@@ -371,7 +376,7 @@ class Harness:
             unloaded = []
             for i in range(20):
                 t0 = time.perf_counter()
-                client.start("bench", spec, id=f"{name}-probe-{i}-{uuid.uuid4().hex[:6]}")
+                client.start(wf_name, spec, id=f"{name}-probe-{i}-{uuid.uuid4().hex[:6]}")
                 unloaded.append(time.perf_counter() - t0)
             stack.stop()  # the background loop ends before the idle sweep below
             stopped = True

@@ -438,6 +438,33 @@ def render(result: dict[str, Any]) -> str:
         )
         out.append(f"map wall time / sequential: {_f(fan['wall_ratio_map_to_sequential'], 2)}x")
         out.append("")
+    bat = result.get("batched")
+    if bat:
+        out.append("Batched checkpoints (batched) next to one record per step (default)")
+        rows = [
+            [
+                label,
+                str(side["steps_per_workflow"]),
+                str(side["workflows"]),
+                _f(side["writes_per_step"], 3),
+                _f(side["wru_per_step"], 3),
+                _f(side["dollars_per_million_steps"], 3),
+            ]
+            for label, side in bat["runs"].items()
+        ]
+        out.append(_table(rows, ["runs", "S", "W", "writes/step", "WRU/step", "$/M steps"]))
+        m = bat.get("map")
+        if m:
+            out.append(
+                f"map of {m['items']} one-step items: batched "
+                f"{_f(m['map']['writes_per_item'], 3)} writes and "
+                f"{_f(m['map']['wru_per_item'], 3)} WRU per item, "
+                f"${_f(m['map']['dollars_per_million_items'], 3)}/M items; unbatched "
+                f"{_f(m['sequential']['writes_per_item'], 3)} writes, "
+                f"{_f(m['sequential']['wru_per_item'], 3)} WRU, "
+                f"${_f(m['sequential']['dollars_per_million_items'], 3)}/M items"
+            )
+        out.append("")
     dist = result.get("fanout_distributed")
     if dist:
         out.append(

@@ -19,6 +19,7 @@ class BenchInput(BaseModel):
     fanout: bool = False  # the steps as the items of one ctx.map instead of a sequence
     distributed: bool = False  # the steps as child runs of one distributed ctx.map
     max_concurrency: int | None = None  # of that map (None: every item at once)
+    checkpoint: str = "each"  # of that map ("batched": its items' results several to an item)
 
 
 def make_result(position: int, size: int) -> str:
@@ -29,6 +30,16 @@ def make_result(position: int, size: int) -> str:
 
 @workflow("bench")
 async def bench(ctx, input: BenchInput) -> dict[str, int]:
+    return await _body(ctx, input)
+
+
+@workflow("bench_batched", checkpoint="batched")
+async def bench_batched(ctx, input: BenchInput) -> dict[str, int]:
+    """The same run with batched checkpoints."""
+    return await _body(ctx, input)
+
+
+async def _body(ctx, input: BenchInput) -> dict[str, int]:  # type: ignore[no-untyped-def]
     if input.distributed:
         one = {"steps": 1, "result_bytes": input.result_bytes}
         batch = await ctx.map(
@@ -41,7 +52,7 @@ async def bench(ctx, input: BenchInput) -> dict[str, int]:
         async def item(c, position: int, index: int) -> str:  # type: ignore[no-untyped-def]
             return await c.step(f"s{position}", make_result, position, input.result_bytes)
 
-        batch = await ctx.map("items", list(range(input.steps)), item)
+        batch = await ctx.map("items", list(range(input.steps)), item, checkpoint=input.checkpoint)
         batch.throw_if_error()
         return {"steps": input.steps}
     sleep_at = input.steps // 3
@@ -55,4 +66,4 @@ async def bench(ctx, input: BenchInput) -> dict[str, int]:
     return {"steps": input.steps}
 
 
-WORKFLOWS = [bench]
+WORKFLOWS = [bench, bench_batched]
