@@ -30,7 +30,7 @@ REQUIRED_KEYS = {
 def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     args = ["-W", str(W), "-S", str(S), "-K", "1", "--no-sweeps", "--repeat", "1"]
-    args += ["--fanout-items", "20", "--distributed-items", "12"]
+    args += ["--fanout-items", "20", "--distributed-items", "12", "--no-batched"]
     assert main([*args, "--probe-workflows", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Engine vs floor" in printed and "Dollars per million steps" in printed
