@@ -27,6 +27,14 @@ from infra import nag
 from infra.alarms import QueueAlarms
 from infra.api import Api, ApiAuth, ApiLimits
 from infra.bundling import lambda_code
+from infra.declared import (
+    DeclaredState,
+    ScheduleSpec,
+    TaskQueuesProp,
+    declared_schedules,
+    synth_time_ms,
+    task_queues_prop,
+)
 from infra.function import OrchestratorFunction
 from infra.permissions import Grant, Resources, api_grants, sweeper_grants, worker_grants
 from infra.queues import WorkQueues
@@ -36,7 +44,6 @@ from infra.sweeper import Sweeper
 from infra.worker_access import WorkerAccess
 from orchestrator import resources as r
 from orchestrator.model import BUILD_ID_HELP, BUILD_ID_RE
-from orchestrator.settings import parse_task_queues
 
 MAX_LEASE_SECONDS = 12 * 3600  # the SQS visibility timeout maximum
 RUNTIME_REASON = (
@@ -84,7 +91,12 @@ class Orchestrator(Construct):
     - `max_message_age`: the oldest-message alarm threshold;
     - `task_queues`: task queues besides `default`, one SQS queue and DLQ each, named
       `<work queue>-<task queue>` (`resources.task_queue_name`); workers and the API
-      find them from `ORCHESTRATOR_TASK_QUEUES`;
+      find them from `ORCHESTRATOR_TASK_QUEUES`. A list of names, or a dict of name ->
+      flow-control limits (`{"gpu": {"max_concurrency": 4, "rate_limit": 100,
+      "rate_period_seconds": 60}}`, or None for none), which every deploy writes to
+      the queue's item (`infra.declared`; `default` may carry limits too);
+    - `schedules`: `ScheduleSpec`s, recurring schedules written at every deploy (the
+      definition item and the Scheduler schedule; `infra.declared`);
     - `pinned_builds`: the build ids whose workers run pinned workflows
       (`versioning="pinned"`): one more queue per task queue and build,
       `resources.pinned_queue_name`, sharing the task queue's DLQ. Workers may not
@@ -109,11 +121,14 @@ class Orchestrator(Construct):
         sweeper_reserved_concurrency: int | None = 1,
         name_prefix: str | None = None,
         max_message_age: Duration | None = None,
-        task_queues: Sequence[str] = (),
+        task_queues: TaskQueuesProp = (),
         pinned_builds: Sequence[str] = (),
+        schedules: Sequence[ScheduleSpec] = (),
     ) -> None:
         super().__init__(scope, construct_id)
-        self.task_queue_names = parse_task_queues(",".join(task_queues))
+        self.task_queue_names, queue_limits = task_queues_prop(task_queues)
+        now = synth_time_ms()
+        declared = declared_schedules(schedules, self.task_queue_names, now)
         bad = [b for b in pinned_builds if not BUILD_ID_RE.match(b)]
         if bad:
             raise ValueError(f"pinned_builds {bad}: {BUILD_ID_HELP}")
@@ -208,6 +223,23 @@ class Orchestrator(Construct):
         )
         # Recurring schedules invoke the API function (their tick decides a start).
         self.recurring.allow_invoke(self.api.handler.function.function_arn)
+        self.declared = (
+            DeclaredState(
+                self,
+                "Declared",
+                table=self.state.table,
+                limits=queue_limits,
+                schedules=declared,
+                recurring_group=self.recurring.group_name,
+                recurring_role_arn=self.recurring.role.role_arn,
+                target_arn=self.api.handler.function.function_arn,
+                log_retention=retention.log_retention,
+                removal_policy=retention.removal_policy,
+                now=now,
+            )
+            if queue_limits or declared
+            else None
+        )
         self.alarms = QueueAlarms(
             self,
             "Alarms",

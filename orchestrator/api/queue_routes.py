@@ -32,6 +32,22 @@ class LimitsRequest(BaseModel):
     rate_period_seconds: float | None = Field(default=None, gt=0, le=86_400)
 
 
+def stored_limits(req: LimitsRequest) -> dict[str, int | None]:
+    """The limits as the queue's item keeps them (`flow.set_limits` keywords);
+    BadInputError for a period without a rate. A rate without a period is per
+    second. The API and the CDK construct's `task_queues` both use it."""
+    if req.rate_period_seconds is not None and req.rate_limit is None:
+        raise BadInputError("rate_period_seconds needs a rate_limit")
+    period = None
+    if req.rate_limit is not None:
+        period = int((req.rate_period_seconds or 1) * 1000)
+    return {
+        "max_concurrency": req.max_concurrency,
+        "rate_limit": req.rate_limit,
+        "rate_period_ms": period,
+    }
+
+
 def queue_view(service: Service, name: str) -> dict[str, Any]:
     resp = service.store.ddb.get_item(
         TableName=service.settings.table, Key=f.flow_key(name), ConsistentRead=True
@@ -111,19 +127,7 @@ def register(
                 f"no task queue {name!r}; this deployment has {', '.join(s.settings.task_queues)}"
             )
         req = body(LimitsRequest, optional=True)
-        if req.rate_period_seconds is not None and req.rate_limit is None:
-            raise BadInputError("rate_period_seconds needs a rate_limit")
-        period = None
-        if req.rate_limit is not None:
-            period = int((req.rate_period_seconds or 1) * 1000)
         s.store.ddb.update_item(
-            **f.set_limits(
-                s.settings.table,
-                name,
-                max_concurrency=req.max_concurrency,
-                rate_limit=req.rate_limit,
-                rate_period_ms=period,
-                now=s.clock.now_ms(),
-            )
+            **f.set_limits(s.settings.table, name, **stored_limits(req), now=s.clock.now_ms())
         )
         return queue_view(s, name)

@@ -103,6 +103,58 @@ def put_new_schedule(table: str, s: Schedule) -> dict[str, Any]:
     }
 
 
+DEFINITION_FIELDS = (
+    "name",
+    "workflow",
+    "input",
+    "expression",
+    "timezone",
+    "overlap",
+    "catchup_window_s",
+    "task_queue",
+    "updated_at",
+)
+# Written only where absent: the first write sets them, later ones keep the
+# decision state, the pause and the rate anchor that the engine owns.
+KEPT_FIELDS = ("created_at", "anchor_at", "paused", "version", "recent")
+
+
+def put_definition(table: str, s: Schedule) -> dict[str, Any]:
+    """Write the definition of `s` and keep its state: the UpdateItem that a
+    deployment (CDK's declared schedules) runs at every deploy.
+
+    Not conditioned: the deployment owns the definition of the schedules it
+    declares, so it overwrites what the API changed. A decider racing this
+    write decides the tick against the old definition or the new one, never
+    a mix (one item, one write)."""
+    item = from_item(schedule_item(s))
+    values: dict[str, Any] = {}
+    sets, removes = [], []
+    names = {"#" + f: f for f in (*DEFINITION_FIELDS, *KEPT_FIELDS)}
+    for f in DEFINITION_FIELDS:
+        if f in item:
+            sets.append(f"#{f} = :{f}")
+            values[f":{f}"] = item[f]
+        else:
+            removes.append(f"#{f}")
+    for f in KEPT_FIELDS:
+        sets.append(f"#{f} = if_not_exists(#{f}, :{f})")
+        values[f":{f}"] = item.get(f, [])
+    update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+    return {
+        "TableName": table,
+        "Key": schedule_key(s.name),
+        "UpdateExpression": update,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
+    }
+
+
+def delete_definition(table: str, name: str) -> dict[str, Any]:
+    """Remove a schedule's item (a deployment that no longer declares it)."""
+    return {"TableName": table, "Key": schedule_key(name)}
+
+
 def decide(table: str, after: Schedule, *, seen_version: int) -> dict[str, Any]:
     """Write the decision state of `after` (its version already bumped).
 

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from aws_cdk import Duration
 from aws_cdk.assertions import Match, Template
 
+from infra.declared import ScheduleSpec
 from infra.nag import flatten_cfn_reference as flat
 from orchestrator import resources as r
 
@@ -22,6 +24,18 @@ WORKER_PRINCIPALS = (
 PARTITION_ARN = "arn:<AWS::Partition>"
 API_HANDLER = "orchestrator.api.lambda_handler.handler"
 SWEEPER_HANDLER = "orchestrator.sweeper.handler"
+# Declared in the custom stack (tests/infra/test_declared.py).
+GPU_LIMITS = {"max_concurrency": 4, "rate_limit": 100, "rate_period_seconds": 60}
+NIGHTLY = ScheduleSpec(
+    name="nightly",
+    workflow="reconcile",
+    expression="cron(0 2 * * ? *)",
+    timezone="Europe/Paris",
+    input={"full": True},
+    overlap="buffer_one",
+    catchup_window=Duration.hours(2),
+    task_queue="gpu",
+)
 
 
 def cdk_json_context() -> dict[str, Any]:

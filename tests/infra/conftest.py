@@ -16,7 +16,14 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from aws_cdk import App, Duration, Stack
 from aws_cdk.assertions import Template
-from cfn_helpers import JWT_AUDIENCE, JWT_ISSUER, WORKER_PRINCIPALS, cdk_json_context
+from cfn_helpers import (
+    GPU_LIMITS,
+    JWT_AUDIENCE,
+    JWT_ISSUER,
+    NIGHTLY,
+    WORKER_PRINCIPALS,
+    cdk_json_context,
+)
 
 from infra import ApiAuth, Orchestrator, Retention, TableBilling
 from infra.app import build_app
@@ -51,7 +58,8 @@ def custom_stack() -> Stack:
         worker_principals=WORKER_PRINCIPALS,
         name_prefix="",
         max_message_age=Duration.hours(2),
-        task_queues=["gpu"],
+        task_queues={"gpu": GPU_LIMITS},
+        schedules=[NIGHTLY],
     )
     return stack
 

@@ -6,6 +6,7 @@ embedded in a user's stack. Resources are found by type and properties, never by
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from aws_cdk import App, Stack
@@ -337,10 +338,8 @@ def test_construct_props_reach_the_resources(custom_template: Template) -> None:
         "AWS::CloudWatch::Alarm", {"MetricName": "ApproximateAgeOfOldestMessage", "Threshold": 7200}
     )
     t.all_resources_properties("AWS::Logs::LogGroup", {"RetentionInDays": 7})
-    t.all_resources_properties(
-        "AWS::Lambda::Function",
-        {"Environment": {"Variables": Match.object_like({r.ENV_LEASE_SECONDS: "90"})}},
-    )
+    for handler in (API_HANDLER, SWEEPER_HANDLER):  # the custom resources' function has none
+        only(t, "AWS::Lambda::Function", _env_like(handler, {r.ENV_LEASE_SECONDS: "90"}))
     _, role = role_trusting(t, {"AWS": Match.any_value()})
     principal = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"]
     assert sorted(principal) == sorted(WORKER_PRINCIPALS)
@@ -421,12 +420,14 @@ def test_each_task_queue_gets_a_queue_and_dlq_named_by_the_resource_module(
             },
         },
     )
-    t.all_resources_properties(
-        "AWS::Lambda::Function",
-        {"Environment": {"Variables": Match.object_like({r.ENV_TASK_QUEUES: "default,gpu"})}},
-    )
+    for handler in (API_HANDLER, SWEEPER_HANDLER):
+        only(t, "AWS::Lambda::Function", _env_like(handler, {r.ENV_TASK_QUEUES: "default,gpu"}))
     grants = grants_of_role(t, _worker_role_id(t))
     assert "sqs:ReceiveMessage" in grants[f"<{queue_id}.Arn>"]
+
+
+def _env_like(handler: str, variables: dict[str, str]) -> dict[str, Any]:
+    return {"Handler": handler, "Environment": {"Variables": Match.object_like(variables)}}
 
 
 def _worker_role_id(t: Template) -> str:
