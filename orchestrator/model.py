@@ -344,6 +344,7 @@ class Schedule:
     task_queue: str | None = None
     paused: bool = False
     note: str | None = None
+    resumed_at: int | None = None  # the last resume: ticks before it fell in a pause
     version: int = 0
     last_tick: int | None = None  # the newest scheduled tick decided
     last_run: str | None = None  # the run started last (overlap is decided against it)

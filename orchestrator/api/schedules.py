@@ -248,7 +248,8 @@ class ScheduleService:
                 continue  # decide this tick against the run just started
             run_id = schedule_run_id(name, tick)
             if source == "schedule":
-                if s.paused:
+                if s.paused or (s.resumed_at is not None and tick < s.resumed_at):
+                    # Paused now, or a late delivery of a tick that fell in a pause.
                     return Decision(TickOutcome.PAUSED, tick)
                 if s.last_tick is not None and tick <= s.last_tick:
                     ran = run_id if any(e.get("run") == run_id for e in s.recent) else None
@@ -369,9 +370,15 @@ def _newest(a: int | None, b: int) -> int:
 
 
 def _latest_missed(s: Schedule, now: int, grace_ms: int) -> int | None:
-    """The newest tick in (max(last decided, created, now - window), now - grace]."""
+    """The newest tick in (max(last decided, created, last resumed, now - window),
+    now - grace]: a tick that fell while the schedule was paused is never fired."""
     expr = parse(s.expression, s.timezone)
-    floor = max(s.last_tick or 0, s.created_at - 1, now - s.catchup_window_s * 1000)
+    floor = max(
+        s.last_tick or 0,
+        s.created_at - 1,
+        s.resumed_at or 0,
+        now - s.catchup_window_s * 1000,
+    )
     hi = now - grace_ms
     for span in (3600_000, 86_400_000, None):  # look near `hi` first: cheap for frequent ticks
         lo = floor if span is None else max(floor, hi - span)

@@ -73,6 +73,7 @@ def schedule_from_item(item: dict[str, Any]) -> Schedule:
         anchor_at=d.get("anchor_at", d["created_at"]),
         paused=bool(d.get("paused", False)),
         note=d.get("note"),
+        resumed_at=d.get("resumed_at"),
         version=d.get("version", 0),
         last_tick=d.get("last_tick"),
         last_run=d.get("last_run"),
@@ -223,6 +224,10 @@ def set_paused(
     # unpaused just before may still start its tick (as on EventBridge Scheduler).
     values: dict[str, Any] = {":p": paused, ":now": now}
     update = "SET #ps = :p, #ua = :now"
+    if not paused:
+        # The ticks that fell in the pause are never fired: the sweeper's catch-up
+        # looks no further back than this (api/schedules._latest_missed).
+        update += ", #ra = :now"
     if note is None:
         update += " REMOVE #nt"
     else:
@@ -238,6 +243,7 @@ def set_paused(
             "#ua": "updated_at",
             "#nt": "note",
             "#pk": r.PK,
+            **({"#ra": "resumed_at"} if not paused else {}),
         },
         "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
         "ReturnValues": "ALL_NEW",

@@ -176,6 +176,28 @@ def test_pause_resume_and_delete(env: WorkflowTestEnvironment) -> None:
     assert env.stack.service.schedules.fire("daily", _minute(env)).outcome.value == "not_found"
 
 
+def test_a_tick_that_fell_in_a_pause_is_not_caught_up_after_the_resume(
+    env: WorkflowTestEnvironment,
+) -> None:
+    """Found in a loaded full-suite run: the sweeper's catch-up fired, right after
+    a resume, the tick that fell a second before it, in the pause."""
+    env.client.create_schedule("in-pause", "nightly-job", expression="rate(1 day)")
+    env.client.pause_schedule("in-pause")
+    # Plain clock time, not skip(): the Scheduler side is not stepped through.
+    env.clock.advance(timedelta(days=1, seconds=2))
+    env.client.resume_schedule("in-pause")
+    env.clock.advance(2)  # past the sweeper's grace (1 s here)
+    decisions = env.stack.service.schedules.catch_up(grace_ms=1000)
+    assert [d.outcome.value for d in decisions] == []
+    assert _runs(env, "sched-in-pause") == []
+    # The first tick after the resume is caught up as before.
+    env.clock.advance(timedelta(days=1))
+    started = env.stack.service.schedules.catch_up(grace_ms=1000)
+    runs = _runs(env, "sched-in-pause")
+    assert len(runs) == 1 and [d.run_id for d in started] in ([runs[0]["id"]], [])
+    env.client.delete_schedule("in-pause")
+
+
 def test_a_tick_later_than_the_catchup_window_is_missed(env: WorkflowTestEnvironment) -> None:
     env.client.create_schedule("late", "nightly-job", expression=NEVER, catchup_window=60)
     decision = env.stack.service.schedules.fire("late", _minute(env, 5))
