@@ -1,0 +1,159 @@
+"""Large values through the claim check (orchestrator/payloads.py): step results,
+child-context and map results and workflow outputs above the offload threshold go
+to S3, the records keep pointers, and replay (after a sleep, after a worker is
+killed) reads them back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator import resources as r
+from orchestrator.local.worker_thread import BackgroundWorker
+from orchestrator.model import Status
+from orchestrator.payloads import is_pointer, parse_pointer
+from tests.conftest import executions, worker_env
+from tests.helpers import WorkerProcess, wait_for, wait_status
+from tests.workflows_large import LARGE
+
+
+def _objects(stack: Any) -> dict[str, int]:
+    resp = stack.s3.list_objects_v2(Bucket=stack.settings.bucket, Prefix=r.VALUE_KEY_PREFIX)
+    return {o["Key"]: o["Size"] for o in resp.get("Contents", [])}
+
+
+def _raw_steps(stack: Any, run_id: str) -> dict[str, str | None]:
+    """Each step record's stored `result` as DynamoDB holds it, by step name."""
+    return {s.name: s.result for s in stack.store.steps(run_id)}
+
+
+def _count(log: list[str], run_id: str, step: str) -> int:
+    return sum(1 for line in log if line == f"{run_id}:{step}")
+
+
+@pytest.mark.parametrize("size", [300 * 1024, 5 * 1024 * 1024])
+def test_a_large_step_result_and_output_survive_a_replay(
+    stack: Any, exec_log: Path, size: int
+) -> None:
+    with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("large.value", {"size": size, "seed": "s"})
+        done = wait_status(stack, run.id, "completed", "failed", timeout=60)
+    assert done.status == Status.COMPLETED, done.error
+    raw = _raw_steps(stack, run.id)
+    assert is_pointer(raw["make"]) and is_pointer(done.output)
+    # The object behind each pointer holds exactly the bytes the pointer names.
+    objects = _objects(stack)
+    for pointer in (raw["make"], done.output):
+        digest, n = parse_pointer(pointer)
+        assert objects[r.VALUE_KEY_PREFIX + digest] == n and n > size
+    output = json.loads(stack.values.get(done.output))
+    assert len(json.dumps(output["value"])) > size
+    # The fingerprint step ran after the sleep, on the value read back from S3.
+    import hashlib
+
+    rows = output["value"]["rows"]
+    assert output["digest"] == hashlib.sha256("|".join(rows).encode()).hexdigest()
+    log = executions(exec_log)
+    assert _count(log, run.id, "make") == 1  # replayed from the pointer, not re-run
+    assert raw["fingerprint"] is not None and not is_pointer(raw["fingerprint"])
+
+
+def _dangling(stack: Any, run_id: str) -> list[str]:
+    """Pointers in this run's records whose object is missing (must stay empty)."""
+    objects = _objects(stack)
+    run = stack.store.get(run_id)
+    stored = [*_raw_steps(stack, run_id).values(), run.output]
+    return [
+        p
+        for p in stored
+        if is_pointer(p) and r.VALUE_KEY_PREFIX + parse_pointer(p)[0] not in objects
+    ]
+
+
+def test_identical_values_are_stored_once(stack: Any) -> None:
+    with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("large.twice", {"size": 100 * 1024})
+        done = wait_status(stack, run.id, "completed", "failed", timeout=30)
+    assert done.status == Status.COMPLETED, done.error
+    raw = _raw_steps(stack, run.id)
+    assert is_pointer(raw["one"]) and raw["one"] == raw["two"]
+    assert len(_objects(stack)) == 1
+
+
+def test_child_context_and_map_results_are_offloaded_and_replayed(
+    stack: Any, exec_log: Path
+) -> None:
+    size = 300 * 1024
+    with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("large.context", {"size": size})
+        done = wait_status(stack, run.id, "completed", "failed", timeout=30)
+    assert done.status == Status.COMPLETED, done.error
+    raw = _raw_steps(stack, run.id)
+    assert is_pointer(raw["inner"]) and is_pointer(raw["parts"])
+    rows = size // 68 + 1
+    assert json.loads(done.output) == rows + 2 * ((size // 2) // 68 + 1)
+    # Replayed after the sleep from the context's and the map's records.
+    assert len(executions(exec_log)) == 3
+    assert _dangling(stack, run.id) == []
+
+
+def test_a_failed_object_write_writes_no_record(
+    stack: Any, exec_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every S3 PUT fails: the step's record is never written (no pointer to a
+    missing object), the run keeps its way forward, and once S3 answers again it
+    completes with every pointer resolvable."""
+    faults = tmp_path / "faults.jsonl"
+    rule = {"kind": "5xx", "op": "s3.PutObject", "after": 0, "times": 1_000}
+    monkeypatch.setenv(r.ENV_FAULTS, json.dumps({"rules": [rule], "log": str(faults)}))
+    with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("large.value", {"size": 300 * 1024})
+        # Two claims in a row failed at the object write (the second after the lease).
+        wait_for(lambda: faults.exists() and len(faults.read_text().splitlines()) >= 2, 30)
+        assert "make" not in _raw_steps(stack, run.id)
+        assert _objects(stack) == {}
+    monkeypatch.delenv(r.ENV_FAULTS)
+    with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
+        done = wait_status(stack, run.id, "completed", "failed", timeout=60)
+    assert done.status == Status.COMPLETED, done.error
+    assert _count(executions(exec_log), run.id, "make") >= 3
+    assert is_pointer(_raw_steps(stack, run.id)["make"])
+    assert _dangling(stack, run.id) == []
+
+
+def test_a_worker_killed_after_a_large_record_resumes_from_the_pointer(
+    stack: Any, exec_log: Path
+) -> None:
+    env = worker_env(stack, exec_log)
+    size = 5 * 1024 * 1024
+    with WorkerProcess(env, module="tests.workflows_large") as first:
+        run, _ = stack.service.start("large.value", {"size": size, "hold": 5})
+        # The large record and the step after the sleep are written: kill mid-run.
+        wait_for(lambda: "fingerprint" in _raw_steps(stack, run.id), timeout=60)
+        first.kill()
+    assert stack.store.get(run.id).status == Status.RUNNING
+    with WorkerProcess(env, module="tests.workflows_large") as second:
+        done = wait_status(stack, run.id, "completed", "failed", timeout=90)
+        second.terminate()
+    assert done.status == Status.COMPLETED, done.error
+    log = executions(exec_log)
+    assert _count(log, run.id, "make") == 1  # read back from its pointer by the second worker
+    assert _count(log, run.id, "again") == 2  # killed mid-step, then run again
+    assert _count(log, run.id, "fingerprint") == 1
+    assert _dangling(stack, run.id) == []
+    assert len(json.loads(stack.values.get(done.output))["value"]["rows"]) == size // 68 + 1
+
+
+@pytest.mark.slow
+def test_a_100_mb_value_goes_through_a_step_and_the_output(stack: Any, exec_log: Path) -> None:
+    with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("large.value", {"size": 100_000_000})
+        done = wait_status(stack, run.id, "completed", "failed", timeout=600)
+    assert done.status == Status.COMPLETED, done.error
+    _, n = parse_pointer(done.output)
+    assert 100_000_000 < n <= 100 * 1024 * 1024
+    assert _count(executions(exec_log), run.id, "make") == 1
+    assert _dangling(stack, run.id) == []
