@@ -104,7 +104,9 @@ class LocalStack:
         self.values = SyncValues(self.s3, self.settings.bucket)
         self.store = Store(self.ddb, self.settings.table, self.clock)
         self.dispatcher = Dispatcher(self.sqs, self.settings, self.scheduler)
-        self.service = Service(self.store, self.dispatcher, self.clock, self.settings)
+        self.service = Service(
+            self.store, self.dispatcher, self.clock, self.settings, values=self.values
+        )
         self.sweeper = Sweeper(self.store, self.dispatcher, self.clock, self.settings)
         self.emulator = SchedulerEmulator(
             self.scheduler,

@@ -157,3 +157,46 @@ def test_a_100_mb_value_goes_through_a_step_and_the_output(stack: Any, exec_log:
     assert 100_000_000 < n <= 100 * 1024 * 1024
     assert _count(executions(exec_log), run.id, "make") == 1
     assert _dangling(stack, run.id) == []
+
+
+def test_the_api_returns_an_offloaded_value_inline_or_as_a_link(stack: Any) -> None:
+    """Up to MAX_INLINE_READ_BYTES the GET returns the value itself; above it a
+    presigned link, which the Python client follows."""
+    from orchestrator import Client
+    from orchestrator.payloads import MAX_INLINE_READ_BYTES
+
+    client = Client(stack.api_url)
+    sizes = {"small": 300 * 1024, "big": 2 * MAX_INLINE_READ_BYTES}
+    with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
+        runs = {k: stack.service.start("large.value", {"size": n})[0] for k, n in sizes.items()}
+        for run in runs.values():
+            assert wait_status(stack, run.id, "completed", "failed", timeout=60).error is None
+    small = client.get(runs["small"].id, follow_links=False)
+    assert "output_link" not in small and len(small["output"]["value"]["rows"]) > 1000
+    big = client.get(runs["big"].id, follow_links=False)
+    assert big["output"] is None and big["output_link"]["bytes"] > MAX_INLINE_READ_BYTES
+    followed = client.get(runs["big"].id)
+    assert followed["output"] == json.loads(
+        stack.values.get(stack.store.get(runs["big"].id).output)
+    )
+    steps = {s["name"]: s for s in client.steps(runs["big"].id, follow_links=False)}
+    assert steps["make"]["result"] is None and steps["make"]["result_link"]["url"]
+    steps = {s["name"]: s for s in client.steps(runs["big"].id)}
+    assert steps["make"]["result"] == followed["output"]["value"]
+    # Lists read no values: the link names the object without a URL.
+    listed = {w["id"]: w for w in client.list()["workflows"]}
+    assert listed[runs["small"].id]["output_link"].keys() == {"bytes", "sha256"}
+
+
+def test_the_http_api_keeps_its_own_limits_with_a_413_naming_them(stack: Any) -> None:
+    from orchestrator import Client, PayloadTooLargeError
+    from orchestrator.model import MAX_INPUT_BYTES, MAX_SIGNAL_PAYLOAD_BYTES
+
+    client = Client(stack.api_url)
+    run, _ = stack.service.start("large.value", {"size": 1})
+    with pytest.raises(PayloadTooLargeError, match=f"the limit is {MAX_SIGNAL_PAYLOAD_BYTES}"):
+        client.signal(run.id, "go", "x" * MAX_SIGNAL_PAYLOAD_BYTES)
+    with pytest.raises(PayloadTooLargeError, match=f"the limit is {MAX_INPUT_BYTES}"):
+        client.start("large.value", {"pad": "x" * MAX_INPUT_BYTES})
+    assert stack.store.inbox(run.id) == []  # nothing stored
+    assert len(client.list()["workflows"]) == 1
