@@ -131,8 +131,10 @@ def test_a_worker_killed_after_a_large_record_resumes_from_the_pointer(
     size = 5 * 1024 * 1024
     with WorkerProcess(env, module="tests.workflows_large") as first:
         run, _ = stack.service.start("large.value", {"size": size, "hold": 5})
-        # The large record and the step after the sleep are written: kill mid-run.
-        wait_for(lambda: "fingerprint" in _raw_steps(stack, run.id), timeout=60)
+        # The large record and the step after the sleep are written and the slow
+        # step has started: kill mid-run.
+        wait_for(lambda: _count(executions(exec_log), run.id, "again") == 1, timeout=60)
+        assert "fingerprint" in _raw_steps(stack, run.id)
         first.kill()
     assert stack.store.get(run.id).status == Status.RUNNING
     with WorkerProcess(env, module="tests.workflows_large") as second:
