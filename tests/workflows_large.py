@@ -86,4 +86,19 @@ async def large_context(ctx: Any, input: dict[str, Any]) -> int:
     return len(whole["rows"]) + sum(len(p["rows"]) for p in parts)
 
 
-LARGE = [large_value, large_twice, large_context]
+@workflow("large.batched", checkpoint="batched")
+async def large_batched(ctx: Any, input: dict[str, Any]) -> list[str]:
+    """Batched checkpoints with results above the offload threshold: several go
+    into one batch item as pointers, then are read back after a sleep."""
+    size = int(input["size"])
+    values = [
+        await ctx.step(f"make.{seed}", make_value, ctx.workflow_id, size, seed, retry=NO_RETRY)
+        for seed in ("a", "b", "c")
+    ]
+    await ctx.sleep("nap", 0.2)
+    return [
+        await ctx.step(f"print.{i}", fingerprint, ctx.workflow_id, v) for i, v in enumerate(values)
+    ]
+
+
+LARGE = [large_value, large_twice, large_context, large_batched]

@@ -411,7 +411,10 @@ class AsyncStore:
         self, workflow_id: str, *, epoch: int, now: int, records: list[StepRecord]
     ) -> bool:
         """Record several step results in one item, fenced on the epoch: False
-        when the lease is gone (nothing written)."""
+        when the lease is gone (nothing written). A value above the offload
+        threshold goes through the codec as in `put_step`: its object is written
+        before the batch item, which holds the pointer."""
+        records = [await self._stored(rec) for rec in records]
         req = q.put_batch(self._table, workflow_id, epoch=epoch, now=now, records=records)
         return await self.transact(req) is None
 

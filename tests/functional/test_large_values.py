@@ -100,6 +100,40 @@ def test_child_context_and_map_results_are_offloaded_and_replayed(
     assert _dangling(stack, run.id) == []
 
 
+def test_batched_results_above_the_threshold_are_offloaded_and_replayed(
+    stack: Any, exec_log: Path
+) -> None:
+    """A batch item carries pointers (objects written before it), and the claim
+    after the sleep expands it and reads the values back."""
+    import hashlib
+
+    from orchestrator.store.codec import BATCH_KIND, from_item, run_pk
+
+    size = 20 * 1024  # above the 16 KB threshold, three fit one 64 KB batch
+    with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("large.batched", {"size": size})
+        done = wait_status(stack, run.id, "completed", "failed", timeout=30)
+    assert done.status == Status.COMPLETED, done.error
+    items = stack.ddb.query(
+        TableName=stack.settings.table,
+        KeyConditionExpression=f"{r.PK} = :pk",
+        ExpressionAttributeValues={":pk": {"S": run_pk(run.id)}},
+    )["Items"]
+    batches = [from_item(i) for i in items if i.get("kind", {}).get("S") == BATCH_KIND]
+    entries = {e[1]: e[4] for b in batches for e in json.loads(b["entries"])}
+    made = [entries[f"make.{seed}"] for seed in "abc"]
+    assert all(is_pointer(p) for p in made) and len(set(made)) == 3
+    assert _dangling(stack, run.id) == []
+    # The fingerprints ran after the park on the values read back from S3.
+    log = executions(exec_log)
+    assert _count(log, run.id, "make") == 3 and _count(log, run.id, "fingerprint") == 3
+    expected = [
+        hashlib.sha256("|".join(json.loads(stack.values.get(p))["rows"]).encode()).hexdigest()
+        for p in made
+    ]
+    assert json.loads(done.output) == expected
+
+
 def test_a_failed_object_write_writes_no_record(
     stack: Any, exec_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
