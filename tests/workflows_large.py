@@ -101,4 +101,20 @@ async def large_batched(ctx: Any, input: dict[str, Any]) -> list[str]:
     ]
 
 
-LARGE = [large_value, large_twice, large_context, large_batched]
+@workflow("large.child")
+async def large_child(ctx: Any, input: dict[str, Any]) -> dict[str, Any]:
+    """A child run whose output is above the threshold (returned, not a step's)."""
+    return _value(int(input["size"]), str(input["seed"]))
+
+
+@workflow("large.parent")
+async def large_parent(ctx: Any, input: dict[str, Any]) -> dict[str, Any]:
+    """Invokes `large.child`, then reads its output again after a sleep (a replay
+    of the invoke's record)."""
+    value = await ctx.invoke("child", "large.child", {"size": input["size"], "seed": "kid"})
+    await ctx.sleep("nap", 0.2)
+    digest = await ctx.step("fingerprint", fingerprint, ctx.workflow_id, value)
+    return {"rows": len(value["rows"]), "digest": digest}
+
+
+LARGE = [large_value, large_twice, large_context, large_batched, large_child, large_parent]

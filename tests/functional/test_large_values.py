@@ -134,6 +134,30 @@ def test_batched_results_above_the_threshold_are_offloaded_and_replayed(
     assert json.loads(done.output) == expected
 
 
+def test_a_large_child_output_reaches_its_parent_as_the_value(stack: Any, exec_log: Path) -> None:
+    """The child's output is offloaded; its end travels to the parent as the
+    pointer (a small signal and invoke record), and the parent's worker reads the
+    value, on the first run and on the replay after the sleep."""
+    import hashlib
+
+    from orchestrator.model import child_run_id
+
+    size = 300 * 1024
+    with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("large.parent", {"size": size})
+        done = wait_status(stack, run.id, "completed", "failed", timeout=30)
+    assert done.status == Status.COMPLETED, done.error
+    child = stack.store.get(child_run_id(run.id, "0"))
+    assert is_pointer(child.output)
+    outcome = json.loads(_raw_steps(stack, run.id)["child"] or "")
+    assert outcome["output_ref"] == child.output and outcome["output"] is None
+    rows = json.loads(stack.values.get(child.output))["rows"]
+    assert len(rows) == size // 68 + 1
+    digest = hashlib.sha256("|".join(rows).encode()).hexdigest()
+    assert json.loads(done.output) == {"rows": len(rows), "digest": digest}
+    assert _count(executions(exec_log), run.id, "fingerprint") == 1
+
+
 def test_a_failed_object_write_writes_no_record(
     stack: Any, exec_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
