@@ -432,7 +432,13 @@ class AsyncStore:
         out: list[Signal] = []
         while True:
             resp = await self._ddb.query(**req)
-            out.extend(signal_from_item(i) for i in resp.get("Items", []))
+            for item in resp.get("Items", []):
+                sig = signal_from_item(item)
+                # Signals and callback completions are size-limited at the API and
+                # stored inline; read through the codec anyway, so that a pointer
+                # never reaches workflow code whoever stored the payload.
+                payload = await self.values.get(sig.payload)
+                out.append(sig if payload is sig.payload else replace(sig, payload=payload or ""))
             if "LastEvaluatedKey" not in resp:
                 return out
             req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}

@@ -158,6 +158,26 @@ def test_a_large_child_output_reaches_its_parent_as_the_value(stack: Any, exec_l
     assert _count(executions(exec_log), run.id, "fingerprint") == 1
 
 
+def test_a_signal_payload_stored_as_a_pointer_reaches_the_workflow_as_the_value(
+    stack: Any,
+) -> None:
+    """The API stores signals inline (size-limited), but the worker reads every
+    inbox payload through the codec: a pointer never reaches workflow code."""
+    from orchestrator.payloads import object_key, pointer_of
+    from tests.workflows import ALL
+
+    data = json.dumps({"blob": "y" * 40_000}).encode()
+    pointer, key = pointer_of(data)
+    assert key == object_key(parse_pointer(pointer)[0])
+    stack.s3.put_object(Bucket=stack.settings.bucket, Key=key, Body=data)
+    run, _ = stack.service.start("waiter", {})
+    stack.store.send_signal(run.id, "go", pointer)  # waits in the inbox for the run
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        done = wait_status(stack, run.id, "completed", "failed", timeout=30)
+    assert done.status == Status.COMPLETED, done.error
+    assert json.loads(stack.values.get(done.output) or "") == [{"blob": "y" * 40_000}]
+
+
 def test_a_failed_object_write_writes_no_record(
     stack: Any, exec_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
