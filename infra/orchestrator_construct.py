@@ -41,6 +41,7 @@ from infra.queues import WorkQueues
 from infra.scheduling import RecurringScheduling, Scheduling
 from infra.state import StateTable, TableBilling
 from infra.sweeper import Sweeper
+from infra.values import ValueBucket
 from infra.worker_access import WorkerAccess
 from orchestrator import resources as r
 from orchestrator.model import BUILD_ID_HELP, BUILD_ID_RE
@@ -71,8 +72,8 @@ class Retention:
 
 
 class Orchestrator(Construct):
-    """The state table, the queues, the schedule groups, the API, the sweeper, the
-    worker access and the alarms, wired together.
+    """The state table, the queues, the value bucket, the schedule groups, the API,
+    the sweeper, the worker access and the alarms, wired together.
 
     Keyword-only props:
     - `billing`: the table's billing (on demand by default);
@@ -178,6 +179,7 @@ class Orchestrator(Construct):
                 self.pinned_queues[key] = pair.build_queue(
                     self, f"PinnedQueue-{tq}-{queue_name.rsplit('_', 1)[-1]}", queue_name=queue_name
                 )
+        self.values = ValueBucket(self, "Values", removal_policy=retention.removal_policy)
         self.scheduling = Scheduling(
             self,
             "Scheduling",
@@ -262,6 +264,7 @@ class Orchestrator(Construct):
             scheduler_role_arn=self.scheduling.role.role_arn,
             recurring_schedules_arn=self.recurring.schedules_arn(),
             recurring_role_arn=self.recurring.role.role_arn,
+            values_arn=self.values.objects_arn(),
         )
 
     def _grant(self) -> None:
@@ -321,6 +324,7 @@ class Orchestrator(Construct):
             r.ENV_RECURRING_GROUP: self.recurring.group_name,
             r.ENV_RECURRING_ROLE_ARN: self.recurring.role.role_arn,
             r.ENV_LEASE_SECONDS: str(self.lease_seconds),
+            r.ENV_BUCKET: self.values.bucket.bucket_name,
             **(
                 {r.ENV_TASK_QUEUES: ",".join(self.task_queue_names)}
                 if len(self.task_queue_names) > 1

@@ -7,7 +7,9 @@ cannot narrow further, and each carries the reason that `infra.nag` records as
 its cdk-nag acknowledgment:
 
 - `schedule/<group>/*`: schedule names are made at run time from workflow ids, so
-  the group is the narrowest scope.
+  the group is the narrowest scope;
+- `<value bucket>/values/sha256/*`: value objects are named by their content's
+  digest, known only at run time.
 """
 
 from __future__ import annotations
@@ -64,6 +66,16 @@ API_RECURRING_ACTIONS = (
 )
 SWEEPER_SCHEDULE_ACTIONS = ("scheduler:DeleteSchedule",)
 
+# Large values (orchestrator/payloads.py): workers write and read objects; the API
+# reads them (GETs inline a value, or presign a GET, which needs s3:GetObject).
+WORKER_VALUE_ACTIONS = ("s3:PutObject", "s3:GetObject")
+API_VALUE_ACTIONS = ("s3:GetObject",)
+
+VALUES_REASON = (
+    "Value objects are keyed by the SHA-256 of their content, known only at run "
+    "time; access is scoped to the orchestrator's bucket and its values/sha256/ prefix."
+)
+
 SCHEDULES_REASON = (
     "Schedule names are derived at run time from workflow ids; access is scoped to "
     "the orchestrator's own schedule group (schedule/<group>/*)."
@@ -88,6 +100,7 @@ class Resources:
     scheduler_role_arn: str
     recurring_schedules_arn: str  # schedule/<recurring group>/*
     recurring_role_arn: str
+    values_arn: str  # <value bucket arn>/values/sha256/*
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,7 @@ def worker_grants(res: Resources) -> list[Grant]:
         Grant(_allow(QUERY_ACTIONS, [res.table_arn, *res.index_arns])),
         Grant(_allow(WORKER_QUEUE_ACTIONS, res.queue_arns)),
         Grant(_allow(WORKER_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
+        Grant(_allow(WORKER_VALUE_ACTIONS, [res.values_arn]), VALUES_REASON),
         Grant(
             _allow(
                 ("iam:PassRole",),
@@ -128,6 +142,7 @@ def api_grants(res: Resources) -> list[Grant]:
         Grant(_allow(API_QUEUE_ACTIONS, res.queue_arns)),
         Grant(_allow(API_SCHEDULE_ACTIONS, [res.schedules_arn]), SCHEDULES_REASON),
         Grant(_allow(API_RECURRING_ACTIONS, [res.recurring_schedules_arn]), RECURRING_REASON),
+        Grant(_allow(API_VALUE_ACTIONS, [res.values_arn]), VALUES_REASON),
         Grant(
             _allow(
                 ("iam:PassRole",),

@@ -48,6 +48,7 @@ class OrchestratorStack(Stack):
                 o.scheduling.role.role_arn,
                 "Role schedules assume (ORCHESTRATOR_SCHEDULER_ROLE_ARN)",
             ),
+            "BucketName": (o.values.bucket.bucket_name, "Value bucket (ORCHESTRATOR_BUCKET)"),
             "WorkerPolicyArn": (
                 o.worker_policy.managed_policy_arn,
                 "Managed policy with the worker permissions",

@@ -73,7 +73,10 @@ def client(service: str, settings: Settings, session: boto3.session.Session | No
         service,  # type: ignore[call-overload]
         region_name=settings.region,
         endpoint_url=settings.endpoint_url,
-        config=CLIENT_CONFIG,
+        # S3: SigV4 for presigned links too (boto3 would sign them with SigV2).
+        config=CLIENT_CONFIG.merge(Config(signature_version="s3v4"))
+        if service == "s3"
+        else CLIENT_CONFIG,
     )
     instrument(c)
     return c

@@ -21,6 +21,7 @@ import json
 from typing import Any
 
 from .model import Run, Signal, Status, child_signal
+from .payloads import is_pointer
 from .store import endings
 
 # A child's end is due in the sweeper's index this long after its terminal
@@ -68,13 +69,20 @@ def cancel_request(
 
 
 def outcome_payload(child: Run) -> str:
-    """What the parent receives: the child's status, output (JSON) and error."""
+    """What the parent receives: the child's status, output (JSON) and error.
+
+    An offloaded output (orchestrator/payloads.py) travels as its pointer,
+    `output_ref`, with `output` null: the signal and the parent's record stay
+    small whatever the output's size, and the parent's worker reads the value
+    (`worker/operations/invoke.py`), as it reads any other offloaded value."""
+    ref = child.output if is_pointer(child.output) else None
     return json.dumps(
         {
             "child_id": child.id,
             "status": child.status.value,
-            "output": json.loads(child.output) if child.output is not None else None,
+            "output": json.loads(child.output) if child.output is not None and not ref else None,
             "error": child.error.as_dict() if child.error else None,
+            **({"output_ref": ref} if ref else {}),
         },
         separators=(",", ":"),
     )

@@ -12,6 +12,7 @@ chain. Errors come back as the project's typed exceptions.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import json
 import os
 import time
@@ -23,6 +24,7 @@ from typing import Any
 from . import resources as r
 from .errors import (
     BadInputError,
+    OrchestratorError,
     RetryableError,
     error_class,
 )
@@ -118,11 +120,16 @@ class Client:
             body["id"] = id
         return self._call("POST", f"/workflows/{_quote(workflow_id)}/fork", body)
 
-    def get(self, workflow_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/workflows/{_quote(workflow_id)}")
+    def get(self, workflow_id: str, *, follow_links: bool = True) -> dict[str, Any]:
+        """The run. An output stored in S3 above the API's inline size comes as
+        `output_link` (a time-limited URL); with `follow_links` it is fetched into
+        `output`."""
+        run = self._call("GET", f"/workflows/{_quote(workflow_id)}")
+        return _followed(run, "output") if follow_links else run
 
-    def steps(self, workflow_id: str) -> list[dict[str, Any]]:
-        return list(self._call("GET", f"/workflows/{_quote(workflow_id)}/steps")["steps"])
+    def steps(self, workflow_id: str, *, follow_links: bool = True) -> list[dict[str, Any]]:
+        steps = self._call("GET", f"/workflows/{_quote(workflow_id)}/steps")["steps"]
+        return [_followed(s, "result") if follow_links else s for s in steps]
 
     def list(
         self,
@@ -366,3 +373,16 @@ def _sign(method: str, url: str, data: bytes | None, headers: dict[str, str]) ->
     request = AWSRequest(method=method, url=url, data=data, headers=headers)
     SigV4Auth(creds.get_frozen_credentials(), "execute-api", region).add_auth(request)
     return dict(request.headers.items())
+
+
+def _followed(view: dict[str, Any], key: str) -> dict[str, Any]:
+    """`view` with the value behind its `<key>_link` (a presigned S3 GET) read into
+    `key`, its bytes checked against the link's SHA-256."""
+    link = view.get(f"{key}_link")
+    if not link or not link.get("url"):
+        return view
+    with urllib.request.urlopen(link["url"], timeout=300) as resp:
+        data = resp.read()
+    if hashlib.sha256(data).hexdigest() != link.get("sha256"):
+        raise OrchestratorError(f"the value behind {key}_link does not match its digest")
+    return {**view, key: json.loads(data)}

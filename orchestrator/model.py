@@ -89,9 +89,14 @@ VERSIONING = ("auto", "pinned")  # @workflow(versioning=...): "auto" runs on any
 # --- Size limits (bytes of JSON text). A run record holds input + output + error and
 # must stay under DynamoDB's 400 KB item limit; a signal or a step outcome is its
 # own item. Over a limit the boundary refuses with PayloadTooLargeError.
-MAX_INPUT_BYTES = 128 * 1024
-MAX_OUTPUT_BYTES = 128 * 1024
-MAX_STEP_RESULT_BYTES = 256 * 1024
+# Values a worker writes (step, child-context and batch results, workflow outputs)
+# go through the claim-check codec (orchestrator/payloads.py): above the offload
+# threshold the record keeps a pointer to an S3 object, so their limit is S3's
+# practical one for a single PUT held in memory, not DynamoDB's.
+MAX_VALUE_BYTES = 100 * 1024 * 1024
+MAX_INPUT_BYTES = 128 * 1024  # the HTTP API's (API Gateway and Lambda bound a request)
+MAX_OUTPUT_BYTES = MAX_VALUE_BYTES
+MAX_STEP_RESULT_BYTES = MAX_VALUE_BYTES
 MAX_SIGNAL_PAYLOAD_BYTES = 64 * 1024
 MAX_ERROR_BYTES = 32 * 1024
 

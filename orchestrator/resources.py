@@ -42,6 +42,10 @@ ENV_STRANDED_AFTER_SECONDS = "ORCHESTRATOR_STRANDED_AFTER_SECONDS"
 ENV_RECURRING_GROUP = "ORCHESTRATOR_RECURRING_GROUP"
 ENV_RECURRING_TARGET_ARN = "ORCHESTRATOR_RECURRING_TARGET_ARN"
 ENV_RECURRING_ROLE_ARN = "ORCHESTRATOR_RECURRING_ROLE_ARN"
+# Large values (claim check, orchestrator/payloads.py): the S3 bucket that holds
+# them and the size in bytes above which a value is stored there.
+ENV_BUCKET = "ORCHESTRATOR_BUCKET"
+ENV_OFFLOAD_BYTES = "ORCHESTRATOR_OFFLOAD_BYTES"
 
 # --- Default physical names (the local stack uses them; CDK may prefix them) -------------
 DEFAULT_TABLE_NAME = "orchestrator-state"
@@ -50,6 +54,7 @@ DEFAULT_DLQ_NAME = "orchestrator-work-dlq"
 DEFAULT_SCHEDULE_GROUP = "orchestrator"
 DEFAULT_RECURRING_GROUP = "orchestrator-recurring"
 DEFAULT_REGION = "us-east-1"
+DEFAULT_BUCKET_NAME = "orchestrator-values"
 
 # --- The state table ---------------------------------------------------------------------
 # One table, one partition per run: the run record, its step records and its
@@ -116,6 +121,21 @@ BY_DUE = IndexSpec(
 DUE_SHARDS = 4
 
 INDEXES = (BY_CREATED, BY_DUE)
+
+# --- Large values (S3) ----------------------------------------------------------------------
+# A value above the offload threshold is one object, keyed by the SHA-256 of its
+# bytes: "values/sha256/<hex>". Identical values are one object.
+VALUE_KEY_PREFIX = "values/sha256/"
+# Default threshold (bytes of JSON text): see docs/performance.md, "Large values".
+DEFAULT_OFFLOAD_BYTES = 16 * 1024
+# Above this, a value always goes to S3 whatever the threshold: it keeps a step
+# record (one DynamoDB item, 400 KB at most) well inside the item limit.
+MAX_INLINE_BYTES = 200 * 1024
+# Objects expire this long after their last write (each write of an identical value
+# refreshes it). Longer than the step history's TTL (30 days); a run record older
+# than this reads its offloaded values as expired (docs/architecture.md).
+VALUE_RETENTION_DAYS = 400
+
 
 # --- Queues and schedules ------------------------------------------------------------------
 MAX_RECEIVE_COUNT = 20  # SQS redrive: deliveries before a message moves to the DLQ

@@ -55,6 +55,14 @@ class EnvConfig(BaseSettings):
         default=300, validation_alias=r.ENV_STRANDED_AFTER_SECONDS, ge=1, le=366 * 24 * 3600
     )
 
+    bucket: str = Field(default=r.DEFAULT_BUCKET_NAME, validation_alias=r.ENV_BUCKET, min_length=3)
+    offload_bytes: int = Field(
+        default=r.DEFAULT_OFFLOAD_BYTES,
+        validation_alias=r.ENV_OFFLOAD_BYTES,
+        ge=1024,
+        le=r.MAX_INLINE_BYTES,
+    )
+
     @field_validator("task_queues")
     @classmethod
     def _queues(cls, v: str) -> str:
@@ -107,6 +115,9 @@ class Settings:
     task_queues: tuple[str, ...] = (DEFAULT_TASK_QUEUE,)
     # A pinned run whose build has had no live worker for this long is "stranded".
     stranded_after_s: int = 300
+    # Large values: the bucket, and the size above which a value is stored there.
+    bucket: str = r.DEFAULT_BUCKET_NAME
+    offload_bytes: int = r.DEFAULT_OFFLOAD_BYTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -174,6 +185,7 @@ class Settings:
             r.ENV_RECURRING_GROUP: self.recurring_group,
             r.ENV_LEASE_SECONDS: str(self.lease_seconds),
             r.ENV_TASK_QUEUES: ",".join(self.task_queues),
+            r.ENV_BUCKET: self.bucket,
         }
         if self.endpoint_url:
             out["AWS_ENDPOINT_URL"] = self.endpoint_url

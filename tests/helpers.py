@@ -55,14 +55,21 @@ def queued(stack: LocalStack) -> int:
 class WorkerProcess:
     """`orchestrator worker tests.workflows` in a subprocess, killable."""
 
-    def __init__(self, env: dict[str, str], *, concurrency: int = 4, grace: float = 5.0) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        concurrency: int = 4,
+        grace: float = 5.0,
+        module: str = "tests.workflows",
+    ) -> None:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "orchestrator.cli",
                 "worker",
-                "tests.workflows",
+                module,
                 "--concurrency",
                 str(concurrency),
                 "--grace",

@@ -302,6 +302,11 @@ class _Runs:
         # Everything recorded before the terminal write (batched checkpoints).
         ok = state.checkpoints is None or await state.checkpoints.close()
         state.closing = True
+        if ok and output is not None:
+            # An offloaded output's object first (`finish` keeps a pointer as it
+            # is): the run and the parent's signal then carry the pointer, never
+            # the value, which could exceed an item.
+            output = await store.values.put(output, what="workflow output")
         now = self.clock.now_ms()
         ok = ok and await store.finish(
             state.workflow_id,

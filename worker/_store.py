@@ -8,7 +8,7 @@ import contextlib
 import contextvars
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -26,6 +26,7 @@ from orchestrator.dispatch import (
     timer_plan,
 )
 from orchestrator.model import ErrorInfo, Run, Signal, Status, StepRecord
+from orchestrator.payloads import AsyncValues
 from orchestrator.settings import Settings
 from orchestrator.store import generations
 from orchestrator.store import requests as q
@@ -80,6 +81,7 @@ class AsyncStore:
         settings: Settings,
         *,
         delete_max_wait: float = DEFAULT_MAX_WAIT,
+        values: AsyncValues | None = None,
     ) -> None:
         events = getattr(getattr(ddb, "meta", None), "events", None)
         if events is not None:
@@ -92,6 +94,10 @@ class AsyncStore:
         self.settings = settings
         self._table = settings.table
         self._delete_max_wait = delete_max_wait
+        # The claim-check codec (orchestrator/payloads.py): every value this store
+        # writes goes through `values.put` before its record, every value it reads
+        # through `values.get`. Without a bucket nothing is offloaded.
+        self.values = values or AsyncValues(None, settings.bucket, settings.offload_bytes)
         # One delete batcher per SQS queue (task queue), made on first use.
         self._deletes: dict[str, DeleteBatcher] = {}
         # Where each message in hand came from (its deletes and visibility changes
@@ -224,6 +230,8 @@ class AsyncStore:
         error: ErrorInfo | None = None,
         notify_due: int | None = None,
     ) -> bool:
+        # The object first, then the record that points at it.
+        output = await self.values.put(output, what="workflow output")
         req = q.finish(
             self._table,
             workflow_id,
@@ -241,7 +249,12 @@ class AsyncStore:
         resp = await self._ddb.get_item(
             TableName=self._table, Key=run_key(workflow_id), ConsistentRead=True
         )
-        return run_from_item(resp["Item"]) if "Item" in resp else None
+        return await self._resolved(run_from_item(resp["Item"])) if "Item" in resp else None
+
+    async def _resolved(self, run: Run) -> Run:
+        if run.output is None:
+            return run
+        return replace(run, output=await self.values.get(run.output))
 
     async def create_run(self, run: Run) -> tuple[Run, bool]:
         """Store a new run (a child): (stored run, created). An existing one is
@@ -291,7 +304,7 @@ class AsyncStore:
             while request:
                 resp = await self._ddb.batch_get_item(RequestItems=request)
                 for item in resp.get("Responses", {}).get(self._table, []):
-                    run = run_from_item(item)
+                    run = await self._resolved(run_from_item(item))
                     found[run.id] = run
                 request = resp.get("UnprocessedKeys") or {}
         return found
@@ -352,6 +365,8 @@ class AsyncStore:
             return Refused(run_from_item(item) if item else None)
 
     async def expire_records(self, workflow_id: str, records: list[StepRecord], now: int) -> None:
+        # The records in hand hold values as read; store them as the first write did.
+        records = [await self._stored(rec) for rec in records]
         for req in generations.expire_batches(self._table, workflow_id, records, now=now):
             while req["RequestItems"]:
                 resp = await self._ddb.batch_write_item(**req)
@@ -364,6 +379,7 @@ class AsyncStore:
         while True:
             resp = await self._ddb.query(**req)
             for rec in records_from_items(resp.get("Items", [])):
+                rec = await self._loaded(rec)
                 out[rec.op_id] = rec
             if "LastEvaluatedKey" not in resp:
                 return out
@@ -371,20 +387,34 @@ class AsyncStore:
 
     async def put_step(self, workflow_id: str, rec: StepRecord) -> StepRecord:
         """Record `rec` if its position is free; return what is recorded there."""
+        stored = await self._stored(rec)  # an offloaded value's object first
         try:
-            await self._ddb.put_item(**q.put_step(self._table, workflow_id, rec))
+            await self._ddb.put_item(**q.put_step(self._table, workflow_id, stored))
             return rec
         except ClientError as e:
             if not conditional_failed(e):
                 raise
             item = old_item(e)
-            return step_from_item(item) if item else await self.get_step(workflow_id, rec.op_id)
+            if not item:
+                return await self.get_step(workflow_id, rec.op_id)
+            return await self._loaded(step_from_item(item))
+
+    async def _stored(self, rec: StepRecord) -> StepRecord:
+        stored = await self.values.put(rec.result, what=f"result of {rec.name!r}")
+        return rec if stored is rec.result else replace(rec, result=stored)
+
+    async def _loaded(self, rec: StepRecord) -> StepRecord:
+        text = await self.values.get(rec.result)
+        return rec if text is rec.result else replace(rec, result=text)
 
     async def put_batch(
         self, workflow_id: str, *, epoch: int, now: int, records: list[StepRecord]
     ) -> bool:
         """Record several step results in one item, fenced on the epoch: False
-        when the lease is gone (nothing written)."""
+        when the lease is gone (nothing written). A value above the offload
+        threshold goes through the codec as in `put_step`: its object is written
+        before the batch item, which holds the pointer."""
+        records = [await self._stored(rec) for rec in records]
         req = q.put_batch(self._table, workflow_id, epoch=epoch, now=now, records=records)
         return await self.transact(req) is None
 
@@ -394,7 +424,7 @@ class AsyncStore:
             Key=to_item({r.PK: run_pk(workflow_id), r.SK: step_sk(op_id)}),
             ConsistentRead=True,
         )
-        return step_from_item(resp["Item"])
+        return await self._loaded(step_from_item(resp["Item"]))
 
     # --- signals --------------------------------------------------------------------------
     async def inbox(self, workflow_id: str, name: str) -> list[Signal]:
@@ -402,7 +432,13 @@ class AsyncStore:
         out: list[Signal] = []
         while True:
             resp = await self._ddb.query(**req)
-            out.extend(signal_from_item(i) for i in resp.get("Items", []))
+            for item in resp.get("Items", []):
+                sig = signal_from_item(item)
+                # Signals and callback completions are size-limited at the API and
+                # stored inline; read through the codec anyway, so that a pointer
+                # never reaches workflow code whoever stored the payload.
+                payload = await self.values.get(sig.payload)
+                out.append(sig if payload is sig.payload else replace(sig, payload=payload or ""))
             if "LastEvaluatedKey" not in resp:
                 return out
             req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}

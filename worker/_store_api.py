@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from orchestrator.model import ErrorInfo, Run, Signal, Status, StepRecord
+from orchestrator.payloads import AsyncValues
 from orchestrator.settings import Settings
 
 from ._store import Refused
@@ -22,6 +23,9 @@ from ._store import Refused
 
 class RunStore(Protocol):
     settings: Settings
+    # The value codec (orchestrator/payloads.py): what the store writes and reads
+    # goes through it; the runner and `invoke` use it for a child's output.
+    values: AsyncValues
 
     # --- the run record: claim, lease, park, end -------------------------------------
     async def claim(

@@ -36,6 +36,7 @@ from orchestrator.model import (
     Run,
     Status,
 )
+from orchestrator.payloads import AsyncValues
 from orchestrator.resources import ENV_BUILD_ID, split_queue_key
 from orchestrator.settings import Settings
 
@@ -188,8 +189,15 @@ class Worker(_Runs):
         ddb = await self._exit.enter_async_context(session.client("dynamodb", **kw))
         sqs = await self._exit.enter_async_context(session.client("sqs", **kw))
         scheduler = await self._exit.enter_async_context(session.client("scheduler", **kw))
+        s3 = await self._exit.enter_async_context(session.client("s3", **kw))
+        values = AsyncValues(s3, self.settings.bucket, self.settings.offload_bytes)
         self._store = AsyncStore(
-            ddb, sqs, scheduler, self.settings, delete_max_wait=self._delete_max_wait
+            ddb,
+            sqs,
+            scheduler,
+            self.settings,
+            delete_max_wait=self._delete_max_wait,
+            values=values,
         )
         self._flow = FlowControl(ddb, self.settings.table, self.clock, self._lease_ms)
         # Unwound before the clients close (last in, first out): the pending deletes

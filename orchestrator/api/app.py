@@ -190,7 +190,8 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     def get_run(workflow_id: str) -> dict[str, Any]:
         workflow_id = path_param(workflow_id)
         run = service().get(workflow_id)
-        return run_view(run, None if run.status.terminal else service().fleet())
+        fleet = None if run.status.terminal else service().fleet()
+        return run_view(run, fleet, values=service().values)
 
     @app.get("/workers")
     def workers() -> dict[str, Any]:
@@ -208,7 +209,9 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         if generation is not None and not generation.isdigit():
             raise BadInputError("generation must be a non-negative integer")
         steps = service().steps(workflow_id, None if generation is None else int(generation))
-        return {"workflow_id": workflow_id, "steps": [step_view(s, workflow_id) for s in steps]}
+        values = service().values
+        views = [step_view(s, workflow_id, values=values) for s in steps]
+        return {"workflow_id": workflow_id, "steps": views}
 
     @app.post("/workflows/<workflow_id>/signals")
     def signal(workflow_id: str) -> Response[Any]:
@@ -279,8 +282,8 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         run, steps, signals = service().history(workflow_id)
         return {
             "format": "orchestrator.history/1",
-            "workflow": run_view(run),
-            "steps": [step_view(s, workflow_id) for s in steps],
+            "workflow": run_view(run, values=service().values),
+            "steps": [step_view(s, workflow_id, values=service().values) for s in steps],
             "signals": [{**signal_view(s), "consumed": s.consumed} for s in signals],
         }
 

@@ -24,6 +24,7 @@ def _service() -> Service:
     from ..aws import client
     from ..clock import SYSTEM_CLOCK
     from ..dispatch import Dispatcher
+    from ..payloads import SyncValues
     from ..settings import Settings
     from ..store import Store
 
@@ -33,6 +34,7 @@ def _service() -> Service:
         dispatcher=Dispatcher(client("sqs", settings), settings, client("scheduler", settings)),
         clock=SYSTEM_CLOCK,
         settings=settings,
+        values=SyncValues(client("s3", settings), settings.bucket),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from ..model import (
     StepRecord,
     child_run_id,
 )
+from ..payloads import SyncValues, is_pointer, parse_pointer
 
 
 def _schema_pattern(pattern: re.Pattern[str]) -> str:
@@ -127,6 +128,19 @@ def _json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _read(text: str | None, values: SyncValues | None) -> tuple[str | None, dict[str, Any] | None]:
+    """A stored value as a view shows it: (JSON text, None), or (None, link) for an
+    offloaded value above `MAX_INLINE_READ_BYTES`, or for any offloaded value when
+    the view reads no values (lists: the link then names the object, no URL)."""
+    if not is_pointer(text):
+        return text, None
+    assert text is not None
+    if values is None:
+        digest, size = parse_pointer(text)
+        return None, {"bytes": size, "sha256": digest}
+    return values.view(text)
+
+
 @dataclass(frozen=True)
 class Fleet:
     """What the worker registry says, read once per API request: the names live
@@ -148,16 +162,20 @@ class Fleet:
         return last is None or self.now - last > self.stranded_after_ms
 
 
-def run_view(run: Run, fleet: Fleet | None = None) -> dict[str, Any]:
+def run_view(
+    run: Run, fleet: Fleet | None = None, *, values: SyncValues | None = None
+) -> dict[str, Any]:
     """The run as the API shows it. With `fleet` (what the worker registry says),
     a run that is not finished says whether any live worker can run it, and a
-    pinned one whether its build has gone (`stranded`)."""
+    pinned one whether its build has gone (`stranded`). An offloaded output is read
+    through `values`, or shown as `output_link` (see `_read`)."""
+    output, link = _read(run.output, values)
     view = {
         "id": run.id,
         "name": run.name,
         "status": run.status.value,
         "input": _json(run.input),
-        "output": _json(run.output),
+        "output": _json(output),
         "error": run.error.as_dict() if run.error else None,
         "created_at": iso(run.created_at),
         "updated_at": iso(run.updated_at),
@@ -173,6 +191,8 @@ def run_view(run: Run, fleet: Fleet | None = None) -> dict[str, Any]:
         "generation": run.generation,
         "build_id": run.build_id,
     }
+    if link is not None:
+        view["output_link"] = link
     if run.outcomes:
         view["earlier_outcomes"] = list(run.outcomes)
     if run.forked_from:
@@ -202,7 +222,11 @@ def served_key(name: str, task_queue: str | None) -> str:
     return name if task_queue in (None, "default") else f"{name}@{task_queue}"
 
 
-def step_view(step: StepRecord, workflow_id: str | None = None) -> dict[str, Any]:
+def step_view(
+    step: StepRecord, workflow_id: str | None = None, *, values: SyncValues | None = None
+) -> dict[str, Any]:
+    text, link = _read(step.result, values)
+    step = step if text is step.result else replace(step, result=text)
     view: dict[str, Any] = {
         "id": step.op_id,
         "parent_id": step.parent_id,
@@ -262,6 +286,8 @@ def step_view(step: StepRecord, workflow_id: str | None = None) -> dict[str, Any
             timed_out=step.timed_out,
             payload=_json(step.result) if step.resolved and not step.timed_out else None,
         )
+    if link is not None:
+        view["result_link"] = link
     if step.attempts:
         view["attempts"] = [
             {**a, "started_at": iso(a.get("started_at")), "finished_at": iso(a.get("finished_at"))}

@@ -26,6 +26,7 @@ from ..model import (
     Status,
     StepRecord,
 )
+from ..payloads import SyncValues
 from ..settings import Settings
 from ..store import Store
 from ..store.codec import encode_json
@@ -46,6 +47,9 @@ class Service:
     dispatcher: Dispatcher
     clock: Clock
     settings: Settings
+    # Reads offloaded values (orchestrator/payloads.py) for the GET views; None:
+    # they show as links without a URL.
+    values: SyncValues | None = None
 
     def start(
         self,

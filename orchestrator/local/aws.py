@@ -11,7 +11,8 @@ It holds everything a run holds and checks no signature, so it refuses what a
 web page could send (`_BrowserGuard`): a request with an Origin header (a
 browser's; this also ends moto's CORS answers), one whose Host is not a
 loopback name (DNS rebinding), one not signed with SigV4 (boto3 always signs;
-a page's `fetch` does not), and `/moto-api/` (reset, state dumps) unless the
+a page's `fetch` does not; a GET signed in its query, a presigned link to a large
+value, counts as signed), and `/moto-api/` (reset, state dumps) unless the
 server was started with `allow_reset=True` (tests), and then only with the
 server's own secret header.
 
@@ -77,6 +78,16 @@ def _wake_long_polls() -> None:
                 queue._messages_lock.notify_all()
 
 
+def _presigned_get(environ: dict[str, Any]) -> bool:
+    """A GET signed in its query (an S3 presigned link to a large value)."""
+    query = environ.get("QUERY_STRING", "")
+    return (
+        environ.get("REQUEST_METHOD") == "GET"
+        and "X-Amz-Algorithm=AWS4-HMAC-SHA256" in query
+        and "X-Amz-Signature=" in query
+    )
+
+
 class _BrowserGuard:
     def __init__(self, app: Any, reset_token: str | None) -> None:
         self._app = app
@@ -92,8 +103,10 @@ class _BrowserGuard:
             offered = environ.get("HTTP_" + RESET_HEADER.upper().replace("-", "_"), "")
             if not (self._reset_token and hmac.compare_digest(offered, self._reset_token)):
                 refusal = Refusal.of(ForbiddenError("the moto control API is closed here"))
-        elif refusal is None and not environ.get("HTTP_AUTHORIZATION", "").startswith(
-            "AWS4-HMAC-SHA256 "
+        elif (
+            refusal is None
+            and not environ.get("HTTP_AUTHORIZATION", "").startswith("AWS4-HMAC-SHA256 ")
+            and not _presigned_get(environ)
         ):
             refusal = Refusal.of(ForbiddenError("requests must be signed with SigV4"))
         if refusal is None:

@@ -87,6 +87,7 @@ def bootstrap(
                 r.task_dlq_name(r.DEFAULT_QUEUE_NAME, r.DEFAULT_DLQ_NAME, task_queue),
                 max_receive_count,
             )
+    _bucket(session.client("s3", **kw), settings.bucket)
     for group in (settings.schedule_group, settings.recurring_group):
         try:
             scheduler.create_schedule_group(Name=group)
@@ -101,6 +102,29 @@ def bootstrap(
         recurring_target_arn=settings.recurring_target_arn or API_FUNCTION_ARN,
         recurring_role_arn=settings.recurring_role_arn or RECURRING_ROLE_ARN,
         endpoint_url=endpoint_url,
+    )
+
+
+def _bucket(s3: Any, name: str) -> None:
+    """The large-value bucket (idempotent), with the deployed bucket's lifecycle."""
+    try:
+        s3.create_bucket(Bucket=name)
+    except ClientError as e:
+        if e.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=name,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "expire-values",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": r.VALUE_KEY_PREFIX},
+                    "Expiration": {"Days": r.VALUE_RETENTION_DAYS},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                }
+            ]
+        },
     )
 
 

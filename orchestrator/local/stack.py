@@ -24,6 +24,7 @@ from ..api.service import Service
 from ..aws import client
 from ..clock import SYSTEM_CLOCK, Clock
 from ..dispatch import Dispatcher
+from ..payloads import SyncValues
 from ..recurring import parse_event
 from ..settings import Settings
 from ..store import Store
@@ -99,9 +100,13 @@ class LocalStack:
         self.ddb = client("dynamodb", self.settings, self.session)
         self.sqs = client("sqs", self.settings, self.session)
         self.scheduler = client("scheduler", self.settings, self.session)
+        self.s3 = client("s3", self.settings, self.session)
+        self.values = SyncValues(self.s3, self.settings.bucket)
         self.store = Store(self.ddb, self.settings.table, self.clock)
         self.dispatcher = Dispatcher(self.sqs, self.settings, self.scheduler)
-        self.service = Service(self.store, self.dispatcher, self.clock, self.settings)
+        self.service = Service(
+            self.store, self.dispatcher, self.clock, self.settings, values=self.values
+        )
         self.sweeper = Sweeper(self.store, self.dispatcher, self.clock, self.settings)
         self.emulator = SchedulerEmulator(
             self.scheduler,

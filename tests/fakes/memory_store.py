@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from orchestrator.model import DEFAULT_TASK_QUEUE, ErrorInfo, Run, Signal, Status, StepRecord
+from orchestrator.payloads import AsyncValues
 from orchestrator.settings import Settings
 from worker._store import Refused
 
@@ -31,6 +32,8 @@ class NotInTheFake(NotImplementedError):
 class InMemoryStore:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
+        # No bucket: values stay inline (the codec's behaviour without S3).
+        self.values = AsyncValues(None, self.settings.bucket, self.settings.offload_bytes)
         self.runs: dict[str, Run] = {}
         self.steps: dict[str, dict[str, StepRecord]] = {}
         self.signals: dict[str, list[Signal]] = {}

@@ -135,6 +135,7 @@ def named(t: Template) -> dict[str, str]:
     timer_group, timer_role, _ = scheduler_role(t, "timer")
     recurring_group, recurring_role, _ = scheduler_role(t, "recurring")
     group_name = groups[timer_group]["Properties"]["Name"]
+    bucket = only(t, "AWS::S3::Bucket")[0]
     recurring_name = groups[recurring_group]["Properties"]["Name"]
     return {
         "recurring_schedules": f"{PARTITION_ARN}:scheduler:<AWS::Region>:<AWS::AccountId>:"
@@ -146,6 +147,7 @@ def named(t: Template) -> dict[str, str]:
         "dlq": f"<{dlq(t)}.Arn>",
         "schedules": f"{PARTITION_ARN}:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/{group_name}/*",
         "scheduler_role": f"<{timer_role}.Arn>",
+        "values": f"<{bucket}.Arn>/{r.VALUE_KEY_PREFIX}*",
     }
 
 

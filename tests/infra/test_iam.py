@@ -105,6 +105,7 @@ def test_worker_policy_has_exactly_the_worker_statements(custom_template: Templa
             "scheduler:GetSchedule",
         },
         n["scheduler_role"]: {"iam:PassRole"},
+        n["values"]: {"s3:PutObject", "s3:GetObject"},
     }
     template.has_resource_properties(
         "AWS::IAM::ManagedPolicy",
@@ -154,6 +155,7 @@ def test_api_function_has_exactly_the_api_statements(template: Template) -> None
             "scheduler:DeleteSchedule",
         },
         n["recurring_role"]: {"iam:PassRole"},
+        n["values"]: {"s3:GetObject"},
     }
     assert len(grants) == len(without_logs(grants)) + 1  # its own log group, nothing else
 

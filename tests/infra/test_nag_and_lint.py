@@ -20,7 +20,7 @@ from cfnlint.api import lint
 from cfnlint.config import ManualArgs
 
 # Suppressed, and why, in full: see docs/deploy.md ("cdk-nag").
-ALLOWED_ACKNOWLEDGED_RULES = {"AwsSolutions-IAM5", "AwsSolutions-L1"}
+ALLOWED_ACKNOWLEDGED_RULES = {"AwsSolutions-IAM5", "AwsSolutions-L1", "AwsSolutions-S1"}
 # CDK adds `DependsOn` on a function's role next to the `GetAtt` of that role;
 # redundant, not wrong.
 CFN_LINT_IGNORED = ["W3005"]

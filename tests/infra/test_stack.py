@@ -180,6 +180,7 @@ def test_functions_get_every_setting_from_the_environment(
         r.ENV_RECURRING_GROUP: groups[recurring_group]["Properties"]["Name"],
         r.ENV_RECURRING_ROLE_ARN: {"Fn::GetAtt": [recurring_role, "Arn"]},
         r.ENV_LEASE_SECONDS: str(r.DEFAULT_LEASE_SECONDS),
+        r.ENV_BUCKET: {"Ref": only(t, "AWS::S3::Bucket")[0]},
         "POWERTOOLS_SERVICE_NAME": service,
     }
 

@@ -6,7 +6,8 @@ takeover never starts two: the start is a conditional put, and an existing
 child is the one. The parent's branch then waits at its operation for the
 engine's signal `sys:child:<op>` (worker/operations/signal.py `receive`), which
 the child's end delivers after the child's terminal write
-(orchestrator/children.py); the payload is the child's outcome as stored. A
+(orchestrator/children.py); the payload is the child's outcome as stored (an
+offloaded output as its pointer, read here on every run and replay). A
 child that did not complete raises ChildWorkflowError, on replay too. A cancel
 delivered to the waiting branch cancels the child first.
 """
@@ -80,7 +81,7 @@ async def invoke(
         _core.check(s, rec, StepKind.INVOKE, name)
         if not rec.resolved:
             rec = await _wait(s, child_id, rec, written=True)
-        return _outcome(rec, result_type)
+        return await _outcome(s, rec, result_type)
     now = s.clock.now_ms()
     child = Run(
         id=child_id,
@@ -111,7 +112,7 @@ async def invoke(
         started_at=now,
         signal=child_signal(op_id),
     )
-    return _outcome(await _wait(s, child_id, pending, written=False), result_type)
+    return await _outcome(s, await _wait(s, child_id, pending, written=False), result_type)
 
 
 async def _wait(s: Any, child_id: str, rec: StepRecord, *, written: bool) -> StepRecord:
@@ -122,7 +123,7 @@ async def _wait(s: Any, child_id: str, rec: StepRecord, *, written: bool) -> Ste
         raise
 
 
-def _outcome(rec: StepRecord, result_type: Any) -> Any:
+async def _outcome(s: Any, rec: StepRecord, result_type: Any) -> Any:
     outcome = json.loads(rec.result or "{}")
     status = outcome.get("status")
     if status != Status.COMPLETED.value:
@@ -134,6 +135,11 @@ def _outcome(rec: StepRecord, result_type: Any) -> Any:
             error.get("message", ""),
         )
     value = outcome.get("output")
+    if outcome.get("output_ref"):
+        # An offloaded output travels as its pointer (orchestrator/children.py):
+        # read here, on the first run and on every replay, never handed on as is.
+        text = await _core.io(s, s.store.values.get(outcome["output_ref"]))
+        value = json.loads(text or "null")
     if result_type is not None:
         return TypeAdapter(result_type).validate_python(value)
     return value
