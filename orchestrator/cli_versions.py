@@ -68,6 +68,7 @@ def replay_check(
     from .cli_format import out
     from .cli_local import load_workflows
     from .clock import SYSTEM_CLOCK
+    from .payloads import SyncValues
     from .settings import Settings
     from .store import Store
 
@@ -86,7 +87,10 @@ def replay_check(
         if r.name in definitions
     ]
     listed = time.perf_counter() - t0
-    report = asyncio.run(check(definitions, runs, ddb, settings.table, timeout=timeout))
+    values = SyncValues(aws.client("s3", settings), settings.bucket)
+    report = asyncio.run(
+        check(definitions, runs, ddb, settings.table, timeout=timeout, values=values)
+    )
     n = len(report.verdicts)
     if as_json:
         sys.stdout.write(
@@ -155,6 +159,7 @@ def migrate(
     from .clock import SYSTEM_CLOCK
     from .errors import OrchestratorError
     from .model import BUILD_ID_HELP, BUILD_ID_RE, WORKFLOW_ID_RE
+    from .payloads import SyncValues
     from .settings import Settings
     from .store import Store
 
@@ -175,7 +180,10 @@ def migrate(
         raise _fail(
             f"{module} defines no workflow {run.name!r}: nothing to replay {workflow_id!r} with"
         )
-    report = asyncio.run(check(definitions, [run], ddb, settings.table, timeout=timeout))
+    values = SyncValues(aws.client("s3", settings), settings.bucket)
+    report = asyncio.run(
+        check(definitions, [run], ddb, settings.table, timeout=timeout, values=values)
+    )
     verdict = report.verdicts[0]
     if not verdict.ok:
         where = f" at operation {verdict.operation}" if verdict.operation else ""

@@ -4,6 +4,7 @@ deployment by changing only these variables."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -55,13 +56,22 @@ class EnvConfig(BaseSettings):
         default=300, validation_alias=r.ENV_STRANDED_AFTER_SECONDS, ge=1, le=366 * 24 * 3600
     )
 
-    bucket: str = Field(default=r.DEFAULT_BUCKET_NAME, validation_alias=r.ENV_BUCKET, min_length=3)
+    # Unset: no value bucket, values stay in DynamoDB (up to MAX_INLINE_BYTES). No
+    # default name: S3 names are global, and a guessed one could be anyone's.
+    bucket: str = Field(default="", validation_alias=r.ENV_BUCKET)
     offload_bytes: int = Field(
         default=r.DEFAULT_OFFLOAD_BYTES,
         validation_alias=r.ENV_OFFLOAD_BYTES,
         ge=1024,
         le=r.MAX_INLINE_BYTES,
     )
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if v and not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z", v):
+            raise ValueError("an S3 bucket name: 3 to 63 of a-z, 0-9, '.' and '-'")
+        return v
 
     @field_validator("task_queues")
     @classmethod
@@ -116,7 +126,7 @@ class Settings:
     # A pinned run whose build has had no live worker for this long is "stranded".
     stranded_after_s: int = 300
     # Large values: the bucket, and the size above which a value is stored there.
-    bucket: str = r.DEFAULT_BUCKET_NAME
+    bucket: str = ""  # the value bucket (ORCHESTRATOR_BUCKET); "" : none, nothing offloaded
     offload_bytes: int = r.DEFAULT_OFFLOAD_BYTES
 
     @classmethod

@@ -29,7 +29,7 @@ import asyncio
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.errors import NonDeterminismError, WorkflowCancelledError
@@ -199,9 +199,13 @@ def _operation_of(message: str) -> str | None:
     return message.split(marker, 1)[1].split(",", 1)[0]
 
 
-def load_history(ddb: Any, table: str, run: Run, report: Report) -> dict[str, StepRecord]:
+def load_history(
+    ddb: Any, table: str, run: Run, report: Report, values: Any = None
+) -> dict[str, StepRecord]:
     """One strongly consistent Query of the current generation (more only past
-    1 MB), as a claim reads it."""
+    1 MB), as a claim reads it; a value stored in S3 is read back through
+    `values` (a `payloads.SyncValues`), as a claim resolves it."""
+    from orchestrator.payloads import is_pointer
     from orchestrator.store import requests as q
     from orchestrator.store.codec import records_from_items
 
@@ -217,6 +221,8 @@ def load_history(ddb: Any, table: str, run: Run, report: Report) -> dict[str, St
         report.queries += 1
         report.read_units += float(resp.get("ConsumedCapacity", {}).get("CapacityUnits", 0) or 0)
         for rec in records_from_items(resp.get("Items", [])):
+            if values is not None and is_pointer(rec.result):
+                rec = replace(rec, result=values.get(rec.result))
             out[rec.op_id] = rec
         if "LastEvaluatedKey" not in resp:
             return out
@@ -231,6 +237,7 @@ async def check(
     *,
     timeout: float = 5.0,
     read_concurrency: int = 8,
+    values: Any = None,
 ) -> Report:
     """Replay every run whose workflow `definitions` has; the report in run order.
     Histories are read `read_concurrency` at a time (a Query's latency, not the
@@ -239,7 +246,7 @@ async def check(
     selected = [run for run in runs if run.name in definitions]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, read_concurrency)) as pool:
-        loads = [pool.submit(load_history, ddb, table, run, report) for run in selected]
+        loads = [pool.submit(load_history, ddb, table, run, report, values) for run in selected]
         for run, load in zip(selected, loads, strict=True):
             history = await asyncio.wrap_future(load)
             verdict = await replay(definitions[run.name], run, history, timeout=timeout)

@@ -189,7 +189,11 @@ class Worker(_Runs):
         ddb = await self._exit.enter_async_context(session.client("dynamodb", **kw))
         sqs = await self._exit.enter_async_context(session.client("sqs", **kw))
         scheduler = await self._exit.enter_async_context(session.client("scheduler", **kw))
-        s3 = await self._exit.enter_async_context(session.client("s3", **kw))
+        s3 = (  # no value bucket configured: values stay in DynamoDB
+            await self._exit.enter_async_context(session.client("s3", **kw))
+            if self.settings.bucket
+            else None
+        )
         values = AsyncValues(s3, self.settings.bucket, self.settings.offload_bytes)
         self._store = AsyncStore(
             ddb,

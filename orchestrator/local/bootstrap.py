@@ -87,7 +87,8 @@ def bootstrap(
                 r.task_dlq_name(r.DEFAULT_QUEUE_NAME, r.DEFAULT_DLQ_NAME, task_queue),
                 max_receive_count,
             )
-    _bucket(session.client("s3", **kw), settings.bucket)
+    bucket = settings.bucket or r.DEFAULT_BUCKET_NAME  # the local stack always has one
+    _bucket(session.client("s3", **kw), bucket)
     for group in (settings.schedule_group, settings.recurring_group):
         try:
             scheduler.create_schedule_group(Name=group)
@@ -102,6 +103,7 @@ def bootstrap(
         recurring_target_arn=settings.recurring_target_arn or API_FUNCTION_ARN,
         recurring_role_arn=settings.recurring_role_arn or RECURRING_ROLE_ARN,
         endpoint_url=endpoint_url,
+        bucket=bucket,
     )
 
 

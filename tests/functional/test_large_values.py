@@ -280,3 +280,30 @@ def test_the_http_api_keeps_its_own_limits_with_a_413_naming_them(stack: Any) ->
         client.start("large.value", {"pad": "x" * MAX_INPUT_BYTES})
     assert stack.store.inbox(run.id) == []  # nothing stored
     assert len(client.list()["workflows"]) == 1
+
+
+def test_the_replay_check_reads_offloaded_values_back(stack: Any) -> None:
+    """`replay-check` and `migrate` replay through the real code: a recorded
+    value stored in S3 must reach the replay as the value, not its pointer."""
+    import asyncio
+
+    from worker import definition_of, replay_check
+
+    with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("large.value", {"size": 300_000, "sleep": 3600})
+        wait_status(stack, run.id, "sleeping", timeout=60)
+    parked = stack.store.get(run.id)
+    assert is_pointer(_raw_steps(stack, run.id)["make"])
+    definitions = {d.name: d for d in map(definition_of, LARGE)}
+
+    def check(values: Any) -> Any:
+        return asyncio.run(
+            replay_check(definitions, [parked], stack.ddb, stack.settings.table, values=values)
+        )
+
+    report = check(stack.values)
+    assert [(v.ok, v.outcome) for v in report.verdicts] == [(True, "waits")]  # at its sleep
+    # Without the reader the replay saw the pointer where the value was, and
+    # reported the run as raising (a pydantic error on the pointer text).
+    (blind,) = check(None).verdicts
+    assert blind.outcome.startswith("raised")

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import aioboto3
+import pytest
 
 from orchestrator.local.worker_thread import BackgroundWorker
+from orchestrator.model import Status
+from orchestrator.payloads import is_pointer
 from tests.helpers import wait_status
-from tests.workflows import ALL
+from tests.workflows_large import LARGE
 
 
 class CountingSession(aioboto3.Session):
@@ -21,10 +24,22 @@ class CountingSession(aioboto3.Session):
         return super().client(service_name, *args, **kwargs)
 
 
-def test_the_worker_uses_the_session_it_is_given(stack: Any) -> None:
+@pytest.mark.parametrize(
+    ("bucket", "clients"),
+    [(True, ["dynamodb", "s3", "scheduler", "sqs"]), (False, ["dynamodb", "scheduler", "sqs"])],
+)
+def test_the_worker_uses_the_session_it_is_given(
+    stack: Any, bucket: bool, clients: list[str]
+) -> None:
+    """And makes an S3 client only when a value bucket is configured: without
+    one, values stay in DynamoDB (a 40 KB result here, above the offload size)."""
     session = CountingSession()
-    with BackgroundWorker(ALL, stack.settings, clock=stack.clock, session=session):
-        run, _ = stack.service.start("count", {"steps": 1})
-        done = wait_status(stack, run.id, "completed")
-    assert done.epoch == 1
-    assert sorted(session.made) == ["dynamodb", "scheduler", "sqs"]
+    settings = stack.settings if bucket else stack.settings.with_(bucket="")
+    with BackgroundWorker(LARGE, settings, clock=stack.clock, session=session):
+        run, _ = stack.service.start("large.twice", {"size": 40_000})
+        done = wait_status(stack, run.id, "completed", "failed", timeout=60)
+    assert done.status == Status.COMPLETED, done.error
+    assert sorted(session.made) == clients
+    assert is_pointer(done.output) is False
+    results = [s.result for s in stack.store.steps(run.id)]
+    assert [is_pointer(x) for x in results] == [bucket, bucket]
