@@ -47,15 +47,14 @@ from pydantic import ValidationError
 
 from orchestrator import resources as r
 from orchestrator.api.queue_routes import LimitsRequest, stored_limits
-from orchestrator.api.schedules import DEFAULT_CATCHUP_S, ScheduleRequest
+from orchestrator.api.schedules import DEFAULT_CATCHUP_S, ScheduleRequest, schedule_from_request
 from orchestrator.errors import BadInputError
 from orchestrator.model import Schedule
 from orchestrator.recurring import schedule_request
-from orchestrator.schedule_expr import ExpressionError, minute_floor, parse
+from orchestrator.schedule_expr import ExpressionError, parse
 from orchestrator.settings import Settings, parse_task_queues
 from orchestrator.store import flow
 from orchestrator.store import schedules as sched
-from orchestrator.store.codec import encode_json
 
 TaskQueuesProp = Sequence[str] | Mapping[str, Mapping[str, Any] | None]
 Limits = dict[str, int | None]  # `flow.set_limits` keywords
@@ -132,7 +131,7 @@ class ScheduleSpec:
                 }
             )
             parse(req.expression, req.timezone)
-            text = encode_json(req.input, what="input", limit=128 * 1024)
+            definition = schedule_from_request(req, now)
         except ValidationError as e:
             raise ValueError(f"{where}: {_message(e)}") from None
         except (ExpressionError, BadInputError) as e:
@@ -148,19 +147,7 @@ class ScheduleSpec:
                 f"{where}: task queue {req.task_queue!r} is not declared; "
                 f"task_queues has {', '.join(task_queues)}"
             )
-        return Schedule(
-            name=req.name,
-            workflow=req.workflow,
-            input=text,
-            expression=req.expression,
-            timezone=req.timezone,
-            overlap=req.overlap,
-            catchup_window_s=req.catchup_window_seconds,
-            task_queue=req.task_queue,
-            created_at=now,
-            updated_at=now,
-            anchor_at=minute_floor(now),
-        )
+        return definition
 
 
 def declared_schedules(

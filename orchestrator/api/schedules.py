@@ -106,6 +106,25 @@ class Decision:
         return {"outcome": self.outcome.value, "tick": iso(self.tick), "run_id": self.run_id}
 
 
+def schedule_from_request(req: ScheduleRequest, now: int) -> Schedule:
+    """The definition a create request makes at `now` (the API's create and the
+    CDK's declared schedules, infra/declared.py). The input is encoded and
+    checked against its limit here."""
+    return Schedule(
+        name=req.name,
+        workflow=req.workflow,
+        input=encode_json(req.input, what="input", limit=128 * 1024),
+        expression=req.expression,
+        timezone=req.timezone,
+        overlap=req.overlap,
+        catchup_window_s=req.catchup_window_seconds,
+        task_queue=req.task_queue,
+        created_at=now,
+        updated_at=now,
+        anchor_at=minute_floor(now),
+    )
+
+
 @dataclass
 class ScheduleService:
     runs: Service
@@ -127,20 +146,7 @@ class ScheduleService:
         except ExpressionError as e:
             raise BadInputError(str(e)) from None
         self.runs.check_task_queue(req.task_queue)
-        now = self._clock.now_ms()
-        s = Schedule(
-            name=req.name,
-            workflow=req.workflow,
-            input=encode_json(req.input, what="input", limit=128 * 1024),
-            expression=req.expression,
-            timezone=req.timezone,
-            overlap=req.overlap,
-            catchup_window_s=req.catchup_window_seconds,
-            task_queue=req.task_queue,
-            created_at=now,
-            updated_at=now,
-            anchor_at=minute_floor(now),
-        )
+        s = schedule_from_request(req, self._clock.now_ms())
         stored, created = self.store.create(s)
         self._put_scheduler(stored)
         return stored, created
