@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -38,6 +39,22 @@ def wait_status(stack: LocalStack, run_id: str, *statuses: str, timeout: float =
         raise AssertionError(
             f"run {run_id} is {stack.store.get(run_id).status.value}, not {statuses}, after {timeout}s"
         ) from None
+
+
+def finish_through_sleeps(stack: LocalStack, run_id: str) -> dict[str, Any]:
+    """Skip the clock past each sleep of the run until it ends; its (completed) output."""
+
+    def finished() -> Any:
+        run = stack.store.get(run_id)
+        if run.status.terminal:
+            return run
+        if run.status.value == "sleeping" and run.wake_at > stack.clock.now_ms():
+            stack.clock.advance((run.wake_at - stack.clock.now_ms()) / 1000 + 1)
+        return None
+
+    run = wait_for(finished, timeout=60)
+    assert run.status.value == "completed", run.error
+    return dict(json.loads(run.output))
 
 
 def queued(stack: LocalStack) -> int:

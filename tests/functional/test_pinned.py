@@ -5,7 +5,6 @@ refuses it to any other build, a run whose build has no live worker is flagged
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from orchestrator import Client
 from orchestrator.errors import ConflictError
 from orchestrator.local.worker_thread import BackgroundWorker
 from orchestrator.store import requests as q
-from tests.helpers import wait_for, wait_status
+from tests.helpers import finish_through_sleeps, wait_for, wait_status
 from tests.pinned import make
 from worker import Worker, workflow
 
@@ -37,22 +36,6 @@ def _depth(stack: Any, key: str | None) -> int:
     )
 
 
-def _finish(stack: Any, run_id: str) -> dict[str, str]:
-    """Skip the clock past the run's sleep until it ends; its output."""
-
-    def done() -> Any:
-        run = stack.store.get(run_id)
-        if run.status.terminal:
-            return run
-        if run.status.value == "sleeping" and run.wake_at > stack.clock.now_ms():
-            stack.clock.advance((run.wake_at - stack.clock.now_ms()) / 1000 + 1)
-        return None
-
-    run = wait_for(done, timeout=60)
-    assert run.status.value == "completed", run.error
-    return dict(json.loads(run.output))
-
-
 def test_a_pinned_run_is_resumed_only_by_its_own_build_while_another_build_runs(stack) -> None:
     with _build(stack, A):
         stack.service.start("ledger", {}, "r1")
@@ -66,7 +49,7 @@ def test_a_pinned_run_is_resumed_only_by_its_own_build_while_another_build_runs(
         r2 = wait_status(stack, "r2", "sleeping")
         assert (r2.build_id, r2.pinned) == (B, True)
         stack.clock.advance(3601)  # r1's wake-up fires into A's queue, which B does not poll
-        assert _finish(stack, "r2") == {"open": "B", "close": "B"}
+        assert finish_through_sleeps(stack, "r2") == {"open": "B", "close": "B"}
         # A stray message for r1 on the shared queue: B's claim is refused, and B
         # passes it on to A's queue instead of running it.
         stack.dispatcher.send("r1", "stray")
@@ -78,11 +61,11 @@ def test_a_pinned_run_is_resumed_only_by_its_own_build_while_another_build_runs(
 
         with _build(stack, A):  # A is back: it resumes r1 while B keeps running
             stack.service.start("ledger", {}, "r3")  # whichever claims first owns it
-            assert _finish(stack, "r1") == {"open": "A", "close": "A"}
+            assert finish_through_sleeps(stack, "r1") == {"open": "A", "close": "A"}
             r3 = wait_status(stack, "r3", "sleeping")
             assert r3.pinned and r3.build_id in (A, B)
             label = "A" if r3.build_id == A else "B"
-            assert _finish(stack, "r3") == {"open": label, "close": label}
+            assert finish_through_sleeps(stack, "r3") == {"open": label, "close": label}
 
 
 def test_the_claim_refuses_a_pinned_run_to_another_build_and_to_a_worker_without_one(
@@ -181,7 +164,10 @@ def test_migrate_refuses_a_replay_mismatch_then_moves_a_compatible_run_to_the_ne
         assert "migrated: m is on build" in capsys.readouterr().out
         moved = stack.store.get("m")
         assert (moved.build_id, moved.pinned, moved.epoch) == (B, True, before.epoch + 1)
-        assert _finish(stack, "m") == {"open": "A", "close": "B"}  # A's record replayed
+        assert finish_through_sleeps(stack, "m") == {
+            "open": "A",
+            "close": "B",
+        }  # A's record replayed
 
 
 def test_migrate_refuses_bad_input_and_runs_it_cannot_move_writing_nothing(stack) -> None:

@@ -4,32 +4,15 @@ each deploy (tests/versions/)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from orchestrator.local.worker_thread import BackgroundWorker
-from tests.helpers import wait_for, wait_status
+from tests.helpers import finish_through_sleeps, wait_status
 from tests.versions import make
 
 
 def _steps(stack: Any, run_id: str) -> list[tuple[str, str, str]]:
     return [(s.op_id, s.kind.value, s.name) for s in stack.store.steps(run_id)]
-
-
-def _output(stack: Any, run_id: str) -> dict[str, Any]:
-    """Skip the clock past each sleep of the run until it finishes; its output."""
-
-    def finished() -> Any:
-        run = stack.store.get(run_id)
-        if run.status.terminal:
-            return run
-        if run.status.value == "sleeping" and run.wake_at > stack.clock.now_ms():
-            stack.clock.advance((run.wake_at - stack.clock.now_ms()) / 1000 + 1)
-        return None
-
-    run = wait_for(finished, timeout=60)
-    assert run.status.value == "completed", run.error
-    return dict(json.loads(run.output))
 
 
 def test_patched_deprecated_removed_across_three_deploys_with_runs_in_flight(stack) -> None:
@@ -55,12 +38,12 @@ def test_patched_deprecated_removed_across_three_deploys_with_runs_in_flight(sta
         service.start("shipment", {}, "d")
         wait_status(stack, "d", "waiting")
         service.signal("a", "approve", None)
-        assert _output(stack, "a") == {
+        assert finish_through_sleeps(stack, "a") == {
             "charge": "dollars",
             "labels": ["new", "new"],  # its map started under v2
             "version": 2,
         }
-        assert _output(stack, "c") == {
+        assert finish_through_sleeps(stack, "c") == {
             "charge": "dollars",
             "labels": ["old", "new"],  # per branch: item 0 had passed the point
             "version": 2,
@@ -78,12 +61,12 @@ def test_patched_deprecated_removed_across_three_deploys_with_runs_in_flight(sta
         service.start("shipment", {}, "f")
         wait_status(stack, "f", "waiting")
         service.signal("d", "approve", None)
-        assert _output(stack, "e") == {
+        assert finish_through_sleeps(stack, "e") == {
             "charge": "cents",
             "labels": ["new", "new"],
             "version": 3,
         }
-        assert _output(stack, "d")["charge"] == "cents"
+        assert finish_through_sleeps(stack, "d")["charge"] == "cents"
     assert [k for _, k, _ in _steps(stack, "f")] == ["step", "step", "wait"]
     # E's item 1 reached the deprecated call with no marker: nothing was recorded.
     assert not any(op.startswith("4.1") and kind == "patch" for op, kind, _ in _steps(stack, "e"))
@@ -94,7 +77,7 @@ def test_patched_deprecated_removed_across_three_deploys_with_runs_in_flight(sta
         service.signal("f", "approve", None)
         service.signal("g", "approve", None)
         for run_id in ("f", "g"):
-            out = _output(stack, run_id)
+            out = finish_through_sleeps(stack, run_id)
             assert out == {"charge": "cents", "labels": ["new", "new"], "version": 4}
             assert "patch" not in {k for _, k, _ in _steps(stack, run_id)}
 
