@@ -230,7 +230,8 @@ def test_a_worker_killed_after_a_large_record_resumes_from_the_pointer(
 @pytest.mark.slow
 def test_a_100_mb_value_goes_through_a_step_and_the_output(stack: Any, exec_log: Path) -> None:
     with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
-        run, _ = stack.service.start("large.value", {"size": 100_000_000})
+        # 95 MB of rows is about 104 MB of JSON: just under the 100 MiB limit.
+        run, _ = stack.service.start("large.value", {"size": 95_000_000})
         done = wait_status(stack, run.id, "completed", "failed", timeout=600)
     assert done.status == Status.COMPLETED, done.error
     _, n = parse_pointer(done.output)
