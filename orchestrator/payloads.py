@@ -34,6 +34,7 @@ from botocore.exceptions import ClientError
 
 from . import resources as r
 from .errors import OrchestratorError, PayloadTooLargeError
+from .model import MAX_VALUE_BYTES
 
 POINTER_PREFIX = "@s3:sha256:"
 _POINTER_RE = re.compile(r"^@s3:sha256:([0-9a-f]{64}):([0-9]{1,12})\Z")
@@ -101,6 +102,12 @@ class AsyncValues:
         self._s3 = s3
         self._bucket = bucket
         self.threshold = min(threshold, r.MAX_INLINE_BYTES)
+
+    @property
+    def max_bytes(self) -> int:
+        """The largest value this codec stores: anything up to the worker's limit
+        with a bucket, only what fits in an item without one."""
+        return MAX_VALUE_BYTES if self._s3 is not None else r.MAX_INLINE_BYTES
 
     async def put(self, text: str | None, *, what: str = "value") -> str | None:
         """What to store for `text`: `text` itself, or the pointer to its object

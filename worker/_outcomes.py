@@ -60,7 +60,9 @@ def _return_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any] | None:
     return adapter_for(hints.get("return", inspect.Parameter.empty))
 
 
-def _encode_result(value: Any, adapter: TypeAdapter[Any] | None) -> str:
+def _encode_result(
+    value: Any, adapter: TypeAdapter[Any] | None, limit: int = MAX_STEP_RESULT_BYTES
+) -> str:
     try:
         if adapter is not None:
             text = adapter.dump_json(value).decode()
@@ -69,10 +71,8 @@ def _encode_result(value: Any, adapter: TypeAdapter[Any] | None) -> str:
     except Exception as e:
         raise TypeError(f"step result is not JSON-serializable: {e}") from e
     size = len(text.encode())
-    if size > MAX_STEP_RESULT_BYTES:
-        raise PayloadTooLargeError(
-            f"step result is {size} bytes; the limit is {MAX_STEP_RESULT_BYTES}"
-        )
+    if size > limit:
+        raise PayloadTooLargeError(f"step result is {size} bytes; the limit is {limit}")
     return text
 
 

@@ -220,9 +220,10 @@ class _Runs:
         else:
             try:
                 text = d.dump_output(result)
-                if len(text.encode()) > MAX_OUTPUT_BYTES:
+                limit = min(MAX_OUTPUT_BYTES, store.values.max_bytes)
+                if len(text.encode()) > limit:
                     raise ValueError(
-                        f"workflow output is {len(text.encode())} bytes; the limit is {MAX_OUTPUT_BYTES}"
+                        f"workflow output is {len(text.encode())} bytes; the limit is {limit}"
                     )
             except Exception as e:
                 await self._finish(state, receipt, Status.FAILED, error=_error_info(e))

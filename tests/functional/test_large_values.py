@@ -308,3 +308,17 @@ def test_the_replay_check_reads_offloaded_values_back(stack: Any) -> None:
     # reported the run as raising (a pydantic error on the pointer text).
     (blind,) = check(None).verdicts
     assert blind.outcome.startswith("raised")
+
+
+def test_without_a_bucket_a_value_over_the_item_limit_fails_its_step(stack: Any) -> None:
+    """No ORCHESTRATOR_BUCKET: nothing is offloaded, and a result that would not
+    fit in an item fails its step (it is not retried forever as a store error)."""
+    no_bucket = stack.settings.with_(bucket="")
+    with BackgroundWorker(LARGE, no_bucket, clock=stack.clock):
+        run, _ = stack.service.start("large.value", {"size": 250_000})
+        done = wait_status(stack, run.id, "completed", "failed", timeout=60)
+    assert done.status == Status.FAILED and done.error is not None
+    assert "PayloadTooLargeError" in done.error.message
+    assert str(r.MAX_INLINE_BYTES) in done.error.message
+    assert _raw_steps(stack, run.id).get("make") is None  # no record, no object
+    assert _objects(stack) == {}

@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from orchestrator.errors import ChildContextError, PayloadTooLargeError
-from orchestrator.model import MAX_STEP_RESULT_BYTES, STEP_NAME_RE, ErrorInfo, StepKind, StepRecord
+from orchestrator.model import STEP_NAME_RE, ErrorInfo, StepKind, StepRecord
 
 from .. import _core
 from .._outcomes import _encode_result, _result_adapter
@@ -312,7 +312,7 @@ def _decision_record(
             items.append({"i": i, "s": BatchItemStatus.STARTED.value})
         elif ok:
             try:
-                text = _encode_result(value, adapters[i])
+                text = _encode_result(value, adapters[i], s.store.values.max_bytes)
             except PayloadTooLargeError:
                 too_large, text = True, ""
             items.append({"i": i, "s": BatchItemStatus.SUCCEEDED.value, "r": text})
@@ -323,7 +323,7 @@ def _decision_record(
     body = {"reason": reason.value, "items": items}
     text = json.dumps(body, separators=(",", ":"))
     now = s.clock.now_ms()
-    if too_large or len(text.encode()) > MAX_STEP_RESULT_BYTES:
+    if too_large or len(text.encode()) > s.store.values.max_bytes:
         slim = {"reason": reason.value, "items": [{"i": d["i"], "s": d["s"]} for d in items]}
         text = json.dumps(slim, separators=(",", ":"))
         return StepRecord(

@@ -87,7 +87,7 @@ def outcome_record(
     if not ok:
         return replace(rec, error=error_info(value))
     try:
-        return replace(rec, result=_encode_result(value, adapter))
+        return replace(rec, result=_encode_result(value, adapter, s.store.values.max_bytes))
     except PayloadTooLargeError:
         return replace(rec, replay_children=True)
 

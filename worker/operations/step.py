@@ -76,7 +76,7 @@ async def step(
             try:
                 started = s.clock.now_ms()
                 value = await _attempt(s, name, fn, args, kwargs, timeout_s)
-                text = _encode_result(value, adapter)
+                text = _encode_result(value, adapter, s.store.values.max_bytes)
             except Exception as exc:
                 failure = exc
                 if span is not None:
