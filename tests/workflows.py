@@ -286,6 +286,7 @@ class TinyInput(BaseModel):
     steps: int = 10
     mark_after: int | None = None  # a zero sleep after this many steps: flushes the buffer
     nap_after: int | None = None  # a real sleep after this many steps: the run parks
+    nap: float = 0.3  # its length (seconds)
     pause_at: int | None = None  # this step blocks `pause` seconds (writes `marker` first)
     pause: float = 0.0
     marker: str | None = None
@@ -299,7 +300,7 @@ async def tiny(ctx, input: TinyInput) -> int:
         if i == input.mark_after:
             await ctx.sleep("mark", 0)  # an unbatched record: everything before it is written
         if i == input.nap_after:
-            await ctx.sleep("nap", 0.3)
+            await ctx.sleep("nap", input.nap)
         if i == input.pause_at:
             await ctx.step(f"t{i}", slow, ctx.workflow_id, f"t{i}", input.pause, input.marker)
         else:

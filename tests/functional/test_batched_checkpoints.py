@@ -66,8 +66,12 @@ def test_the_replay_after_a_park_runs_no_recorded_step_again(
     stack: Any, exec_log: Path, ddb_writes: Counter[str]
 ) -> None:
     with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
-        run, _ = stack.service.start("tiny", {"steps": 12, "nap_after": 6})
-        done = wait_status(stack, run.id, "completed", "failed")
+        # A minute's nap, ended by the skipping clock: a short one could already
+        # be due when the run would park, on a loaded machine, and not park at all.
+        run, _ = stack.service.start("tiny", {"steps": 12, "nap_after": 6, "nap": 60})
+        wait_status(stack, run.id, "sleeping", timeout=30)
+        stack.clock.advance(61)
+        done = wait_status(stack, run.id, "completed", "failed", timeout=30)
     assert done.status == Status.COMPLETED, done.error
     assert done.epoch == 2  # parked once, claimed again
     log = executions(exec_log)
