@@ -195,6 +195,13 @@ class FlowControl:
             self._later.add(task)
             task.add_done_callback(self._later.discard)
 
+    async def drain(self) -> None:
+        """Let the releases still being retried finish (a worker that stops): a
+        slot given up here would stay taken until its lease expired and a purge
+        removed it. Bounded by the retries' own schedule (a few seconds)."""
+        if self._later:
+            await asyncio.wait(set(self._later), timeout=sum(RELEASE_RETRIES_S) + 1)
+
     async def _release_later(self, slot: Slot) -> None:
         for delay in RELEASE_RETRIES_S:
             await asyncio.sleep(delay)

@@ -354,6 +354,8 @@ class Worker(_Runs):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._kicker
             self._kicker = None
+        if self._flow is not None:
+            await self._flow.drain()  # slot releases still being retried, before the clients close
         if self._presence is not None:
             await self._presence.stop()
             self._presence = None
