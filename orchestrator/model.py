@@ -108,6 +108,10 @@ MAX_ERROR_BYTES = 32 * 1024
 # beyond that a larger item saves nothing, since write units are paid per KB.
 CHECKPOINT_MODES = ("each", "batched")
 BATCH_MAX_BYTES = 64 * 1024
+# A run's terminal write carries its last batch (`Run.last_batch`) only while the
+# run item's values (input, output, error) and the batch stay under this, which
+# leaves 100 KB of the item for every other attribute; otherwise it flushes first.
+LAST_BATCH_ITEM_BUDGET = 300 * 1024
 DEFAULT_CHECKPOINT_FLUSH_MS = 1000
 
 
@@ -228,6 +232,9 @@ class Run:
     build_id: str | None = None  # the build id of the worker that first claimed the run
     task_queue: str | None = None  # the task queue its messages go to (None: "default")
     pinned: bool = False  # versioning="pinned": only workers of `build_id` claim it
+    # Batched checkpoints: the results a run had not yet written when it ended, which
+    # its terminal write carried (`codec.last_batch_text`); read with its history.
+    last_batch: str | None = None
 
     @property
     def route(self) -> str | None:

@@ -290,6 +290,8 @@ class TinyInput(BaseModel):
     pause_at: int | None = None  # this step blocks `pause` seconds (writes `marker` first)
     pause: float = 0.0
     marker: str | None = None
+    gate_at: int | None = None  # at this step the run fails unless `gate` (a file) exists
+    gate: str | None = None
 
 
 @workflow("tiny", checkpoint="batched")
@@ -301,6 +303,8 @@ async def tiny(ctx, input: TinyInput) -> int:
             await ctx.sleep("mark", 0)  # an unbatched record: everything before it is written
         if i == input.nap_after:
             await ctx.sleep("nap", input.nap)
+        if i == input.gate_at and not Path(input.gate or "").is_file():
+            raise RuntimeError("the gate is closed")  # workflow code: no step record
         if i == input.pause_at:
             await ctx.step(f"t{i}", slow, ctx.workflow_id, f"t{i}", input.pause, input.marker)
         else:

@@ -10,8 +10,10 @@ with it at once) and written with others in one item (`requests.put_batch`)
   map's decision, a cancel marker), so that what is durable is always a prefix
   of what the run did in each branch: no recorded operation depends on a result
   that was not written;
-- before the run parks, continues as new or ends, so a parked or finished run
-  has everything recorded;
+- before the run parks or continues as new, so a parked run has everything
+  recorded; when it ends, the terminal write itself carries the buffer
+  (`take_last`, the run item's `last_batch`): that write is fenced already, so
+  a run that never parks pays no write of its own for its batch;
 - at most `flush_ms` after the first buffered result (a timer), so a crash
   loses at most that much work.
 
@@ -32,7 +34,13 @@ import asyncio
 import contextvars
 import logging
 
-from orchestrator.model import BATCH_MAX_BYTES, StepKind, StepRecord, op_parent
+from orchestrator.model import (
+    BATCH_MAX_BYTES,
+    LAST_BATCH_ITEM_BUDGET,
+    StepKind,
+    StepRecord,
+    op_parent,
+)
 from orchestrator.store.codec import batch_entry_bytes
 
 from ._state import LeaseLost, RunState
@@ -44,10 +52,22 @@ class Checkpoints:
     """The owner's buffer of step results not yet written (one per claim)."""
 
     def __init__(
-        self, s: RunState, *, whole_run: bool, flush_ms: int, max_bytes: int = BATCH_MAX_BYTES
+        self,
+        s: RunState,
+        *,
+        whole_run: bool,
+        flush_ms: int,
+        max_bytes: int = BATCH_MAX_BYTES,
+        carry_last: bool = True,
+        input_bytes: int = 0,
     ) -> None:
         self._s = s
         self.whole_run = whole_run
+        # Whether the terminal write may carry the last batch: not when the run
+        # item holds one already (a redriven run's earlier end), which it would
+        # overwrite.
+        self.carry_last = carry_last
+        self.input_bytes = input_bytes  # the run item's input (`take_last`)
         self.scopes: set[str] = set()  # ids of maps declared checkpoint="batched"
         self.flush_ms = flush_ms
         self.max_bytes = max_bytes
@@ -109,6 +129,20 @@ class Checkpoints:
                 s.lost = True
                 _core.unwind(s, LeaseLost())
             self.flushes += 1
+
+    async def take_last(self, value_bytes: int) -> tuple[bool, list[StepRecord]]:
+        """Before the terminal write: (written, records it is to carry). The
+        buffer goes with that write when it fits the run item (with its input and
+        `value_bytes`, the output and error the write sets); otherwise it is
+        flushed here. `written` is False (and the run marked lost) when a flush
+        could not be written."""
+        async with self._lock:  # a timed flush in flight lands first
+            self._cancel_timer()
+            fits = self.input_bytes + value_bytes + self.size <= LAST_BATCH_ITEM_BUDGET
+            if self.carry_last and fits:
+                records, self.pending, self.size = self.pending, [], 0
+                return True, records
+        return await self.close(), []
 
     async def close(self) -> bool:
         """Flush before a park, a continue-as-new or the end: False (and the run

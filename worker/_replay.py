@@ -207,13 +207,17 @@ def load_history(
     `values` (a `payloads.SyncValues`), as a claim resolves it."""
     from orchestrator.payloads import is_pointer
     from orchestrator.store import requests as q
-    from orchestrator.store.codec import records_from_items
+    from orchestrator.store.codec import records_from_items, records_from_last_batch
 
     req = {
         **q.query_history(table, run.id, run.generation),
         "ReturnConsumedCapacity": "TOTAL",
     }
     out: dict[str, StepRecord] = {}
+    for rec in records_from_last_batch(run.last_batch, run.generation):
+        if values is not None and is_pointer(rec.result):
+            rec = replace(rec, result=values.get(rec.result))
+        out[rec.op_id] = rec
     while True:
         t0 = time.perf_counter()
         resp = ddb.query(**req)

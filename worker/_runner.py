@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
@@ -68,6 +69,7 @@ class _Runs:
             store=store,
             clock=self.clock,
             lease_ms=self._lease_ms,
+            generation=run.generation,
             executor=self._executor,
             deadline_at=run.deadline_at,
             cancel_requested=run.cancel_requested,
@@ -83,6 +85,8 @@ class _Runs:
             state,
             whole_run=d is not None and d.checkpoint == "batched",
             flush_ms=self.settings.checkpoint_flush_ms,
+            carry_last=run.last_batch is None,
+            input_bytes=len(run.input.encode()),
         )
         return state
 
@@ -99,7 +103,11 @@ class _Runs:
         try:
             # Epoch 1 is the first claim ever: no owner before it, and only owners
             # write step records, so there is no history to load.
-            state.history = {} if run.epoch == 1 else await store.history(run.id, run.generation)
+            state.history = (
+                {}
+                if run.epoch == 1
+                else await store.history(run.id, run.generation, last_batch=run.last_batch)
+            )
             while True:
                 following = await self._run(self._defs[run.name], run, state, receipt)
                 if following is None:
@@ -300,14 +308,19 @@ class _Runs:
     ) -> None:
         store = self._store
         assert store is not None
-        # Everything recorded before the terminal write (batched checkpoints).
-        ok = state.checkpoints is None or await state.checkpoints.close()
-        state.closing = True
-        if ok and output is not None:
+        if output is not None:
             # An offloaded output's object first (`finish` keeps a pointer as it
             # is): the run and the parent's signal then carry the pointer, never
             # the value, which could exceed an item.
             output = await store.values.put(output, what="workflow output")
+        # Everything recorded by the terminal write (batched checkpoints): the
+        # results not yet written go with it, or are flushed just before.
+        value_bytes = len(output.encode()) if output is not None else 0
+        value_bytes += len(json.dumps(error.as_dict())) if error is not None else 0
+        ok, last = True, []
+        if state.checkpoints is not None:
+            ok, last = await state.checkpoints.take_last(value_bytes)
+        state.closing = True
         now = self.clock.now_ms()
         ok = ok and await store.finish(
             state.workflow_id,
@@ -318,6 +331,8 @@ class _Runs:
             error=error,
             # A child stays in the sweeper's index until its parent is told.
             notify_due=now + NOTIFY_GRACE_MS if _notifies(state) else None,
+            last_batch=last,
+            generation=state.generation,
         )
         if not ok:
             state.lost = True

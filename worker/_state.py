@@ -67,6 +67,7 @@ class RunState:
     store: RunStore
     clock: Clock
     lease_ms: int
+    generation: int = 0  # continue-as-new: which history this claim writes
     deadline_at: int | None = None
     cancel_requested: str | None = None  # reason, once the owner learned of a cancel
     parent_id: str | None = None  # a child run (ctx.invoke): its parent, told of its end

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,8 +31,10 @@ from orchestrator.settings import Settings
 from orchestrator.store import generations
 from orchestrator.store import requests as q
 from orchestrator.store.codec import (
+    last_batch_text,
     new_run_item,
     records_from_items,
+    records_from_last_batch,
     run_from_item,
     run_key,
     run_pk,
@@ -229,9 +231,18 @@ class AsyncStore:
         output: str | None = None,
         error: ErrorInfo | None = None,
         notify_due: int | None = None,
+        last_batch: Sequence[StepRecord] = (),
+        generation: int = 0,
     ) -> bool:
-        # The object first, then the record that points at it.
+        """The terminal write; `last_batch` (batched checkpoints): results not yet
+        written, carried on the run item (`q.finish`) and read back with the
+        history of `generation`."""
+        # The objects first, then the record that points at them.
         output = await self.values.put(output, what="workflow output")
+        text = None
+        if last_batch:
+            stored = [await self._stored(rec) for rec in last_batch]
+            text = last_batch_text(stored, epoch=epoch, generation=generation, now=now)
         req = q.finish(
             self._table,
             workflow_id,
@@ -241,6 +252,7 @@ class AsyncStore:
             output=output,
             error=error,
             notify_due=notify_due,
+            last_batch=text,
         )
         return await self._owner_write(req) is None
 
@@ -373,9 +385,15 @@ class AsyncStore:
                 req = {"RequestItems": resp.get("UnprocessedItems") or {}}
 
     # --- history --------------------------------------------------------------------------
-    async def history(self, workflow_id: str, generation: int = 0) -> dict[str, StepRecord]:
+    async def history(
+        self, workflow_id: str, generation: int = 0, *, last_batch: str | None = None
+    ) -> dict[str, StepRecord]:
+        """The records of one generation; `last_batch` is the claimed run's (a
+        redriven run's terminal write may carry results, `finish`)."""
         req = q.query_history(self._table, workflow_id, generation)
         out: dict[str, StepRecord] = {}
+        for rec in records_from_last_batch(last_batch, generation):
+            out[rec.op_id] = await self._loaded(rec)
         while True:
             resp = await self._ddb.query(**req)
             for rec in records_from_items(resp.get("Items", [])):

@@ -12,6 +12,7 @@ False) when its condition failed, which for an owner means: the lease is gone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from orchestrator.model import ErrorInfo, Run, Signal, Status, StepRecord
@@ -71,6 +72,8 @@ class RunStore(Protocol):
         output: str | None = None,
         error: ErrorInfo | None = None,
         notify_due: int | None = None,
+        last_batch: Sequence[StepRecord] = (),
+        generation: int = 0,
     ) -> bool: ...
 
     async def release(self, workflow_id: str, *, epoch: int, now: int) -> bool: ...
@@ -82,7 +85,9 @@ class RunStore(Protocol):
     async def get_runs(self, ids: list[str], *, consistent: bool = False) -> dict[str, Run]: ...
 
     # --- the history ------------------------------------------------------------------
-    async def history(self, workflow_id: str, generation: int = 0) -> dict[str, StepRecord]: ...
+    async def history(
+        self, workflow_id: str, generation: int = 0, *, last_batch: str | None = None
+    ) -> dict[str, StepRecord]: ...
 
     async def put_step(self, workflow_id: str, rec: StepRecord) -> StepRecord: ...
 

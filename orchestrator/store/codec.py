@@ -150,6 +150,7 @@ def run_from_item(item: dict[str, Any]) -> Run:
         build_id=d.get("build_id"),
         task_queue=d.get("task_queue"),
         pinned=bool(d.get("pinned", False)),
+        last_batch=d.get("last_batch"),
     )
 
 
@@ -237,13 +238,18 @@ BATCH_KIND = "batch"
 BATCH_SK_SUFFIX = "#B"
 
 
-def batch_entry(rec: StepRecord) -> list[Any]:
-    """A step result in a batch item: [op id, name, recorded_at, started_at, result]."""
-    return [rec.op_id, rec.name, rec.recorded_at, rec.started_at, rec.result]
+def batch_entry(rec: StepRecord, base: int) -> list[Any]:
+    """A step result in a batch: [op id, name, base - recorded_at, recorded_at -
+    started_at (null: not known), result]. Times are small offsets from the
+    batch's `base` (its write time): two 13-digit stamps would be a sixth of an
+    entry whose result is 100 bytes, and a batch is paid by its bytes."""
+    took = None if rec.started_at is None else rec.recorded_at - rec.started_at
+    return [rec.op_id, rec.name, base - rec.recorded_at, took, rec.result]
 
 
 def batch_entry_bytes(rec: StepRecord) -> int:
-    return len(dumps(batch_entry(rec)).encode()) + 1
+    """An entry's size in the buffer's bound (its offsets counted as 4 digits each)."""
+    return len(dumps(batch_entry(rec, rec.recorded_at)).encode()) + 7
 
 
 def batch_item(
@@ -261,35 +267,75 @@ def batch_item(
             "kind": BATCH_KIND,
             "epoch": epoch,
             "recorded_at": now,
-            "entries": dumps([batch_entry(rec) for rec in records]),
+            "base": now,
+            "entries": dumps([batch_entry(rec, now) for rec in records]),
         }
     )
 
 
 def records_from_items(items: list[dict[str, Any]]) -> list[StepRecord]:
     """History items to records, a batch item expanded into one record per entry.
-    Every reader of a history goes through this, so a batch is invisible above
-    the store: a step recorded in a batch replays as one recorded alone."""
+    Every reader of a history goes through this (and `records_from_last_batch`
+    for a finished run's last batch), so a batch is invisible above the store: a
+    step recorded in a batch replays as one recorded alone."""
     out: list[StepRecord] = []
     for item in items:
         if item.get("kind", {}).get("S") != BATCH_KIND:
             out.append(step_from_item(item))
             continue
         d = from_item(item)
-        for op, name, recorded_at, started_at, result in json.loads(d["entries"]):
-            out.append(
-                StepRecord(
-                    op_id=op,
-                    name=name,
-                    kind=StepKind.STEP,
-                    epoch=d.get("epoch", 0),
-                    recorded_at=recorded_at,
-                    result=result,
-                    started_at=started_at,
-                    resolved=True,
-                )
-            )
+        base, epoch = d.get("base"), d.get("epoch", 0)
+        out.extend(_entry_record(e, epoch, base) for e in json.loads(d["entries"]))
     return out
+
+
+def _entry_record(entry: list[Any], epoch: int, base: int | None) -> StepRecord:
+    op, name, ago, took, result = entry
+    if base is None:  # an item of the first format (no "base"): absolute times
+        recorded_at, started_at = ago, took
+    else:
+        recorded_at = base - ago
+        started_at = None if took is None else recorded_at - took
+    return StepRecord(
+        op_id=op,
+        name=name,
+        kind=StepKind.STEP,
+        epoch=epoch,
+        recorded_at=recorded_at,
+        result=result,
+        started_at=started_at,
+        resolved=True,
+    )
+
+
+def with_last_batch(
+    records: list[StepRecord], last_batch: str | None, generation: int
+) -> list[StepRecord]:
+    """A history read from items, with the run's `last_batch` records of that
+    generation joined in, all in operation-id order (the Query's)."""
+    last = records_from_last_batch(last_batch, generation)
+    if not last:
+        return records
+    return sorted(records + last, key=lambda rec: op_sort_key(rec.op_id))
+
+
+def last_batch_text(records: list[StepRecord], *, epoch: int, generation: int, now: int) -> str:
+    """The results a run's terminal write carries (the run item's `last_batch`):
+    the batch it would otherwise have flushed just before, as one JSON text.
+    The generation says which history it belongs to (a redriven run may go on
+    and continue as new)."""
+    entries = [batch_entry(rec, now) for rec in records]
+    return dumps({"generation": generation, "epoch": epoch, "base": now, "entries": entries})
+
+
+def records_from_last_batch(text: str | None, generation: int) -> list[StepRecord]:
+    """The records of a run's `last_batch`, when it belongs to `generation`."""
+    if not text:
+        return []
+    d = json.loads(text)
+    if d["generation"] != generation:
+        return []
+    return [_entry_record(e, d["epoch"], d["base"]) for e in d["entries"]]
 
 
 def signal_from_item(item: dict[str, Any]) -> Signal:

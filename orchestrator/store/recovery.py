@@ -49,6 +49,7 @@ from .codec import (
     step_sk,
     to_attr,
     to_item,
+    with_last_batch,
 )
 
 MAX_REDRIVE_REMOVALS = 99  # one transaction: the run's update and these deletes
@@ -205,7 +206,7 @@ def _run_and_history(ddb: Any, table: str, workflow_id: str) -> tuple[Run, list[
         page = ddb.query(**req)
         history.extend(records_from_items(page.get("Items", [])))
         if "LastEvaluatedKey" not in page:
-            return run, history
+            return run, with_last_batch(history, run.last_batch, run.generation)
         req = {**req, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 

@@ -57,6 +57,7 @@ _NAMES = {
     "#bid": "build_id",
     "#tq": "task_queue",
     "#pin": "pinned",
+    "#lb": "last_batch",
 }
 
 
@@ -374,11 +375,15 @@ def finish(
     output: str | None = None,
     error: ErrorInfo | None = None,
     notify_due: int | None = None,
+    last_batch: str | None = None,
 ) -> dict[str, Any]:
     assert status.terminal
     # Closes: a stale owner completing a run it lost, and a second completion.
     # The run leaves the sweeper's index (due_pk/due_at removed), unless it is a
     # child run (`notify_due`): then it stays there until its parent is told.
+    # `last_batch` (batched checkpoints, `codec.last_batch_text`): the results not
+    # yet written ride on this write, fenced by its condition, instead of a
+    # transaction of their own just before it.
     sets = ["#st = :status", "#ua = :now"]
     values: dict[str, Any] = {
         ":status": status.value,
@@ -386,6 +391,9 @@ def finish(
         ":epoch": epoch,
         ":running": Status.RUNNING.value,
     }
+    if last_batch is not None:
+        sets.append("#lb = :lb")
+        values[":lb"] = last_batch
     if output is not None:
         sets.append("#out = :out")
         values[":out"] = output

@@ -33,6 +33,7 @@ from .codec import (
     signal_from_item,
     to_attr,
     to_item,
+    with_last_batch,
 )
 
 MAX_LIST_LIMIT = 200
@@ -180,7 +181,7 @@ class Store:
         run = self.get(workflow_id)  # unknown id → NotFoundError
         gen = run.generation if generation is None else generation
         req = q.query_history(self._table, workflow_id, gen)
-        return records_from_items(self._query_all(req))
+        return with_last_batch(records_from_items(self._query_all(req)), run.last_batch, gen)
 
     def signals(self, workflow_id: str, name: str) -> list[Signal]:
         return [

@@ -265,6 +265,32 @@ async def test_a_batch_is_written_by_the_current_owner_only(backend: Backend) ->
     assert "4" not in await backend.store.history("r1")
 
 
+async def test_a_terminal_write_carries_a_last_batch_for_its_owner_only(backend: Backend) -> None:
+    t = backend.now
+    await backend.create("r1")
+    old = await backend.claim("r1", "w1", t)
+    assert isinstance(old, Run)
+    new = await backend.claim("r1", "w2", t + LEASE + 1)
+    assert isinstance(new, Run)
+    last = [_step(str(i), resolved=True, result=f'"r{i}"') for i in (0, 1)]
+
+    async def finish(epoch: int) -> bool:
+        done = Status.COMPLETED
+        return await backend.store.finish("r1", epoch=epoch, now=t, status=done, last_batch=last)
+
+    assert not await finish(old.epoch)
+    run = await backend.store.get_run("r1")
+    assert run is not None and run.last_batch is None  # the refused end wrote nothing
+    assert await finish(new.epoch)
+    run = await backend.store.get_run("r1")
+    assert run is not None and run.last_batch is not None
+    history = await backend.store.history("r1", last_batch=run.last_batch)
+    assert [(op, rec.result, rec.epoch) for op, rec in history.items()] == [
+        ("0", '"r0"', new.epoch),
+        ("1", '"r1"', new.epoch),
+    ]
+
+
 async def test_a_wait_is_resolved_once_by_a_signal_or_its_timeout(backend: Backend) -> None:
     t = backend.now
     await backend.create("r1")

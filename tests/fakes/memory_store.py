@@ -16,12 +16,14 @@ send raw DynamoDB requests (callbacks, child runs' transactions): `ddb`,
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from orchestrator.model import DEFAULT_TASK_QUEUE, ErrorInfo, Run, Signal, Status, StepRecord
 from orchestrator.payloads import AsyncValues
 from orchestrator.settings import Settings
+from orchestrator.store.codec import last_batch_text, records_from_last_batch
 from worker._store import Refused
 
 
@@ -175,13 +177,18 @@ class InMemoryStore:
         output: str | None = None,
         error: ErrorInfo | None = None,
         notify_due: int | None = None,
+        last_batch: Sequence[StepRecord] = (),
+        generation: int = 0,
     ) -> bool:
         assert status.terminal
         run = self._owns(workflow_id, epoch)
         if run is None:
             return False
+        self._generation(generation)
+        text = last_batch_text(list(last_batch), epoch=epoch, generation=generation, now=now)
         self.runs[workflow_id] = replace(
             run,
+            last_batch=text if last_batch else run.last_batch,
             status=status,
             updated_at=now,
             output=output if output is not None else run.output,
@@ -221,9 +228,12 @@ class InMemoryStore:
         if generation != 0:
             raise NotInTheFake("continue-as-new generations are not kept by the fake")
 
-    async def history(self, workflow_id: str, generation: int = 0) -> dict[str, StepRecord]:
+    async def history(
+        self, workflow_id: str, generation: int = 0, *, last_batch: str | None = None
+    ) -> dict[str, StepRecord]:
         self._generation(generation)
-        return dict(self.steps.get(workflow_id, {}))
+        out = {rec.op_id: rec for rec in records_from_last_batch(last_batch, generation)}
+        return out | self.steps.get(workflow_id, {})
 
     async def put_batch(
         self, workflow_id: str, *, epoch: int, now: int, records: list[StepRecord]

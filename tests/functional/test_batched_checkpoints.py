@@ -1,7 +1,9 @@
 """Batched checkpoints (`checkpoint="batched"`, worker/_checkpoints.py): many
-tiny steps cost a few writes, a replay after a park runs no recorded step again,
-a SIGKILL re-runs exactly the operations whose results were not yet written,
-and a batched map records its items in a few items. The stale owner's refused
+tiny steps cost a few writes (a run that never parks, only its claim and its
+terminal write, which carries the results), a replay after a park runs no
+recorded step again, a SIGKILL re-runs exactly the operations whose results
+were not yet written, a redriven run replays the results its end carried, and
+a batched map records its items in a few items. The stale owner's refused
 flush is a store contract case (tests/contract/test_store_contract.py)."""
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import botocore.session
 import pytest
 
 from orchestrator import resources as r
+from orchestrator.api.recovery import redrive
 from orchestrator.local.worker_thread import BackgroundWorker
 from orchestrator.model import Status
 from tests.conftest import executions, worker_env
@@ -54,12 +57,13 @@ def test_forty_tiny_steps_take_one_batch_and_replay_as_recorded(
         done = wait_status(stack, run.id, "completed", "failed")
     assert done.status == Status.COMPLETED, done.error
     assert done.output == str(sum(range(40)))
-    # Claim, one flush (a transaction), finish: no step put.
-    assert ddb_writes == Counter({"UpdateItem": 2, "TransactWriteItems": 1}), ddb_writes
+    # The claim and the finish, which carries the 40 results: no step put, no flush.
+    assert ddb_writes == Counter({"UpdateItem": 2}), ddb_writes
     steps = stack.store.steps(run.id)
     assert [(s.op_id, s.name, s.result) for s in steps] == [
         (str(i), f"t{i}", str(i)) for i in range(40)
     ]
+    assert stack.store.get(run.id).last_batch is not None  # where they are
 
 
 def test_the_replay_after_a_park_runs_no_recorded_step_again(
@@ -76,9 +80,10 @@ def test_the_replay_after_a_park_runs_no_recorded_step_again(
     assert done.epoch == 2  # parked once, claimed again
     log = executions(exec_log)
     assert sorted(log) == sorted(f"{run.id}:t{i}" for i in range(12)), log
-    # Per claim: the claim, one flush; the first also the nap's record and the park,
-    # the second the finish.
-    assert ddb_writes["TransactWriteItems"] == 2 and ddb_writes["PutItem"] == 1, ddb_writes
+    # The first claim: the claim, one flush (before the nap's record), the nap's
+    # record and the park; the second: the claim and the finish, which carries
+    # t6-t11.
+    assert ddb_writes == Counter({"UpdateItem": 4, "TransactWriteItems": 1, "PutItem": 1})
     assert [s.name for s in stack.store.steps(run.id)] == [
         *(f"t{i}" for i in range(6)),
         "nap",
@@ -130,3 +135,45 @@ def test_a_batched_map_records_its_items_in_one_item(stack: Any, ddb_writes: Cou
         assert (decision.op_id, decision.name) == ("0", "double")
         assert [s.op_id for s in items] == [f"0.{i}.0" for i in range(30)]
         assert [s.result for s in items] == [str(i * 2) for i in range(30)]
+
+
+def test_a_redriven_run_replays_the_results_its_end_carried(
+    stack: Any, exec_log: Path, tmp_path: Path, ddb_writes: Counter[str]
+) -> None:
+    """The failed run's terminal write carried t0-t4 (no flush before it); the
+    redrive's claim reads them from the run item and runs none of them again.
+    Its own end does not overwrite them: it flushes t5-t9 first."""
+    gate = tmp_path / "gate"
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("tiny", {"steps": 10, "gate_at": 5, "gate": str(gate)})
+        failed = wait_status(stack, run.id, "completed", "failed")
+        assert failed.status == Status.FAILED and failed.error is not None
+        assert "the gate is closed" in failed.error.message
+        assert ddb_writes["TransactWriteItems"] == 0, ddb_writes  # t0-t4 went with the end
+        first_batch = stack.store.get(run.id).last_batch
+        assert first_batch is not None
+        gate.touch()
+        redrive(stack.service, run.id)
+        done = wait_status(stack, run.id, "completed", "failed", timeout=30)
+    assert done.status == Status.COMPLETED, done.error
+    assert done.output == str(sum(range(10)))
+    log = Counter(executions(exec_log))
+    assert [log[f"{run.id}:t{i}"] for i in range(10)] == [1] * 10, log
+    assert ddb_writes["TransactWriteItems"] == 1, ddb_writes  # t5-t9, before the end
+    assert done.last_batch == first_batch
+    assert [s.name for s in stack.store.steps(run.id)] == [f"t{i}" for i in range(10)]
+
+
+def test_the_replay_check_reads_the_results_a_run_end_carried(stack: Any) -> None:
+    import asyncio
+
+    from worker import definition_of, replay_check
+
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("tiny", {"steps": 6})
+        done = wait_status(stack, run.id, "completed", "failed")
+    assert done.status == Status.COMPLETED and done.last_batch is not None
+    definitions = {d.name: d for d in map(definition_of, ALL)}
+    report = asyncio.run(replay_check(definitions, [done], stack.ddb, stack.settings.table))
+    # Without the run item's results the replay would stop at t0 (unrecorded).
+    assert [(v.ok, v.outcome) for v in report.verdicts] == [(True, "returned")], report

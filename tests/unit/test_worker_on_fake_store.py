@@ -60,6 +60,13 @@ async def raises(ctx: Any, input: dict[str, Any]) -> None:
     raise ValueError("bad order")
 
 
+@workflow("fake-batched", checkpoint="batched")
+async def batched(ctx: Any, input: dict[str, Any]) -> str:
+    for i in range(3):
+        await ctx.step(f"s{i}", _note, f"s{i}", i)
+    return "x" * input.get("output_bytes", 1)
+
+
 THIEF: dict[str, Any] = {}
 
 
@@ -116,7 +123,7 @@ async def h() -> AsyncIterator[Harness]:
     clock = SkippingClock()
     store = InMemoryStore(Settings(lease_seconds=30, queue_url="http://unused.invalid/q"))
     w = Worker(
-        workflows=[two_steps, sleeper, waiter, renamed, raises, stalls],
+        workflows=[two_steps, sleeper, waiter, renamed, raises, stalls, batched],
         settings=store.settings,
         clock=clock,
     )
@@ -205,6 +212,27 @@ async def test_a_signal_wait_times_out_durably(h: Harness) -> None:
     assert wait.timed_out and wait.resolved
     with pytest.raises(ValueError):  # the run has ended: it takes no more signals
         h.store.deliver_signal("r1", "go", '"late"', now=h.clock.now_ms())
+
+
+async def test_a_batched_run_ends_with_its_results_on_the_terminal_write(h: Harness) -> None:
+    await h.start("r1", "fake-batched", {})
+    run = await h.deliver("r1")
+    assert run.status == Status.COMPLETED, run.error
+    assert "r1" not in h.store.steps  # no flush: nothing written before the end
+    assert run.last_batch is not None
+    history = await h.store.history("r1", last_batch=run.last_batch)
+    assert [(r.name, r.result) for r in history.values()] == [("s0", "0"), ("s1", "1"), ("s2", "2")]
+
+
+async def test_a_batch_that_would_overfill_the_run_item_is_flushed_before_the_end(
+    h: Harness,
+) -> None:
+    # 120 KB of input and 190 KB of output leave no room under the 300 KB budget.
+    await h.start("r1", "fake-batched", {"output_bytes": 190_000, "pad": "p" * 120_000})
+    run = await h.deliver("r1")
+    assert run.status == Status.COMPLETED, run.error
+    assert run.last_batch is None
+    assert [r.name for r in h.store.steps["r1"].values()] == ["s0", "s1", "s2"]
 
 
 async def test_a_history_that_no_longer_matches_the_code_fails_the_run(h: Harness) -> None:
