@@ -134,6 +134,12 @@ class _Runs:
                     await beat
                 released = False
                 with contextlib.suppress(Exception):
+                    # Buffered step results first (batched checkpoints), fenced like
+                    # any flush: the next worker replays them instead of running
+                    # them again. A refused flush marks the run lost; the release
+                    # is then refused too.
+                    if state.checkpoints is not None:
+                        await state.checkpoints.close()
                     if await store.release(run.id, epoch=state.epoch, now=self.clock.now_ms()):
                         released = True
                         await store.set_visibility(receipt, 0)  # another worker takes it now

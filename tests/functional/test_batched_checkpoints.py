@@ -116,6 +116,31 @@ def test_a_sigkill_between_flushes_runs_exactly_the_unflushed_steps_again(
     ]  # fmt: skip
 
 
+def test_a_worker_that_stops_writes_its_buffered_results_before_it_releases(
+    stack: Any, exec_log: Path, tmp_path: Path
+) -> None:
+    """SIGTERM while t3 runs: the drain's grace ends, the worker flushes t0-t2
+    and releases the run; the next worker replays them and runs only t3 again."""
+    marker = tmp_path / "started"
+    env = worker_env(stack, exec_log)
+    env[r.ENV_CHECKPOINT_FLUSH_MS] = "600000"  # no timed flush
+    spec = {"steps": 5, "pause_at": 3, "pause": 3, "marker": str(marker)}
+    with WorkerProcess(env, grace=0.5) as first:
+        run, _ = stack.service.start("tiny", spec)
+        wait_for(marker.exists, timeout=30)
+        assert first.terminate() == 0
+    released = stack.store.get(run.id)
+    assert released.owner is None and released.status == Status.RUNNING
+    assert [s.name for s in stack.store.steps(run.id)] == ["t0", "t1", "t2"]
+    with WorkerProcess(env) as second:
+        done = wait_status(stack, run.id, "completed", "failed", timeout=60)
+        second.terminate()
+    assert done.status == Status.COMPLETED, done.error
+    log = Counter(executions(exec_log))
+    assert [log[f"{run.id}:t{i}"] for i in (0, 1, 2, 4)] == [1, 1, 1, 1], log
+    assert log[f"{run.id}:t3:start"] == 2
+
+
 def test_a_batched_map_records_its_items_in_one_item(stack: Any, ddb_writes: Counter[str]) -> None:
     with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
         each, _ = stack.service.start("tiny_map", {"items": 30})
