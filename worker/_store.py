@@ -376,13 +376,21 @@ class AsyncStore:
             item = old_item(e)
             return Refused(run_from_item(item) if item else None)
 
-    async def expire_records(self, workflow_id: str, records: list[StepRecord], now: int) -> None:
-        # The records in hand hold values as read; store them as the first write did.
-        records = [await self._stored(rec) for rec in records]
-        for req in generations.expire_batches(self._table, workflow_id, records, now=now):
-            while req["RequestItems"]:
-                resp = await self._ddb.batch_write_item(**req)
-                req = {"RequestItems": resp.get("UnprocessedItems") or {}}
+    async def expire_generation(self, workflow_id: str, generation: int, now: int) -> None:
+        """Give the items of an ended generation (continue-as-new) their TTL: they
+        are read again and put back as they are, batch items included."""
+        req = q.query_history(self._table, workflow_id, generation)
+        items: list[dict[str, Any]] = []
+        while True:
+            resp = await self._ddb.query(**req)
+            items.extend(resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                break
+            req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
+        for put in generations.expire_items(self._table, items, now=now):
+            while put["RequestItems"]:
+                resp = await self._ddb.batch_write_item(**put)
+                put = {"RequestItems": resp.get("UnprocessedItems") or {}}
 
     # --- history --------------------------------------------------------------------------
     async def history(

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import resources as r
-from ..model import Status, StepRecord
-from .codec import run_key, step_item, to_attr
+from ..model import Status
+from .codec import run_key, to_attr
 
 # Earlier generations stay readable this long after they end, then DynamoDB's
 # TTL deletes them.
@@ -64,15 +64,10 @@ def continue_run(
     }
 
 
-def expire_batches(
-    table: str, workflow_id: str, records: list[StepRecord], *, now: int
-) -> list[dict[str, Any]]:
+def expire_items(table: str, items: list[dict[str, Any]], *, now: int) -> list[dict[str, Any]]:
     """BatchWriteItem requests (25 puts each) that write the ended generation's
-    records again with `expires_at`. Idempotent; one write unit per record."""
-    ttl = now // 1000 + HISTORY_TTL_SECONDS
-    items = []
-    for rec in records:
-        item = step_item(workflow_id, rec)
-        item[r.TTL_ATTRIBUTE] = to_attr(ttl)
-        items.append({"PutRequest": {"Item": item}})
-    return [{"RequestItems": {table: items[i : i + 25]}} for i in range(0, len(items), 25)]
+    items again, as read, with `expires_at`: single records and batch items
+    alike (a batch item stays one item). Idempotent; one write unit per KB."""
+    ttl = to_attr(now // 1000 + HISTORY_TTL_SECONDS)
+    puts = [{"PutRequest": {"Item": {**item, r.TTL_ATTRIBUTE: ttl}}} for item in items]
+    return [{"RequestItems": {table: puts[i : i + 25]}} for i in range(0, len(puts), 25)]

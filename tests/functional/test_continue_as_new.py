@@ -30,6 +30,16 @@ async def looper(ctx: Any, input: dict[str, int]) -> int:
     return n
 
 
+@workflow("batched_looper", checkpoint="batched")
+async def batched_looper(ctx: Any, input: dict[str, int]) -> int:
+    n = 0
+    for i in range(3):
+        n = await ctx.step(f"tick{i}", tick, input["n"] + i)
+    if input["n"] < input["until"]:
+        return await ctx.continue_as_new({"n": input["n"] + 1, "until": input["until"]})
+    return n
+
+
 def _loop(stack: Any, generations: int) -> None:
     with BackgroundWorker([looper], stack.settings, clock=stack.clock):
         t0 = time.monotonic()
@@ -78,3 +88,22 @@ def test_continue_as_new_keeps_one_generation_per_history(stack) -> None:
 @pytest.mark.slow
 def test_continue_as_new_a_thousand_times(stack) -> None:
     _loop(stack, 1000)
+
+
+def test_an_ended_generation_of_batched_results_expires_as_written(stack) -> None:
+    """Generation 0 flushed its three results as one batch item before it
+    continued: that item gets the TTL, and nothing is written again singly."""
+    with BackgroundWorker([batched_looper], stack.settings, clock=stack.clock):
+        stack.service.start("batched_looper", {"n": 1, "until": 2}, "bloop")
+        run = wait_status(stack, "bloop", "completed", "failed", timeout=60)
+    assert run.status.value == "completed" and run.generation == 1, run.error
+    old = stack.ddb.query(**q.query_history(stack.settings.table, "bloop", 0))["Items"]
+    assert [(i["kind"]["S"], r.TTL_ATTRIBUTE in i) for i in old] == [("batch", True)]
+    assert [(s.name, s.result) for s in stack.store.steps("bloop", generation=0)] == [
+        ("tick0", "1"),
+        ("tick1", "2"),
+        ("tick2", "3"),
+    ]
+    # The current generation ended with its results on the run item.
+    assert [s.result for s in stack.store.steps("bloop")] == ["2", "3", "4"]
+    assert run.last_batch is not None
