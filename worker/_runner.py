@@ -277,7 +277,7 @@ class _Runs:
         self.stats["continued"] = self.stats.get("continued", 0) + 1
         log.info("run %s continued as new: generation %d", run.id, result.generation)
         try:  # effect after the write: the ended generation expires by TTL
-            await store.expire_generation(run.id, run.generation, now)
+            await store.expire_generation(run.id, run.generation, now, list(state.history.values()))
         except Exception:
             log.exception("run %s: could not set the TTL of generation %d", run.id, run.generation)
         return result

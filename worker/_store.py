@@ -376,9 +376,16 @@ class AsyncStore:
             item = old_item(e)
             return Refused(run_from_item(item) if item else None)
 
-    async def expire_generation(self, workflow_id: str, generation: int, now: int) -> None:
+    async def expire_generation(
+        self, workflow_id: str, generation: int, now: int, records: list[StepRecord]
+    ) -> None:
         """Give the items of an ended generation (continue-as-new) their TTL: they
-        are read again and put back as they are, batch items included."""
+        are read again and put back as they are, batch items included. The
+        offloaded values among `records` (the generation's, values in hand) are
+        PUT again first, so their objects' age restarts and they outlive the
+        records that point at them."""
+        for rec in records:
+            await self._stored(rec)
         req = q.query_history(self._table, workflow_id, generation)
         items: list[dict[str, Any]] = []
         while True:
