@@ -121,11 +121,11 @@ class Client:
         return self._call("POST", f"/workflows/{_quote(workflow_id)}/fork", body)
 
     def get(self, workflow_id: str, *, follow_links: bool = True) -> dict[str, Any]:
-        """The run. An output stored in S3 above the API's inline size comes as
-        `output_link` (a time-limited URL); with `follow_links` it is fetched into
-        `output`."""
+        """The run. An output (or a worker-written input) stored in S3 above the
+        API's inline size comes as `output_link` (`input_link`), a time-limited
+        URL; with `follow_links` it is fetched into `output` (`input`)."""
         run = self._call("GET", f"/workflows/{_quote(workflow_id)}")
-        return _followed(run, "output") if follow_links else run
+        return _followed(_followed(run, "output"), "input") if follow_links else run
 
     def steps(self, workflow_id: str, *, follow_links: bool = True) -> list[dict[str, Any]]:
         steps = self._call("GET", f"/workflows/{_quote(workflow_id)}/steps")["steps"]

@@ -34,7 +34,7 @@ from botocore.exceptions import ClientError
 
 from . import resources as r
 from .errors import OrchestratorError, PayloadTooLargeError
-from .model import MAX_VALUE_BYTES
+from .model import MAX_INPUT_BYTES, MAX_VALUE_BYTES
 
 POINTER_PREFIX = "@s3:sha256:"
 _POINTER_RE = re.compile(r"^@s3:sha256:([0-9a-f]{64}):([0-9]{1,12})\Z")
@@ -109,20 +109,31 @@ class AsyncValues:
         with a bucket, only what fits in an item without one."""
         return MAX_VALUE_BYTES if self._s3 is not None else r.MAX_INLINE_BYTES
 
-    async def put(self, text: str | None, *, what: str = "value") -> str | None:
+    @property
+    def max_input_bytes(self) -> int:
+        """The largest input a worker gives a run (a child's, a next generation's):
+        anything up to the worker's limit with a bucket; without one, the API's
+        input limit, so that a run item's input and output together fit."""
+        return MAX_VALUE_BYTES if self._s3 is not None else MAX_INPUT_BYTES
+
+    async def put(
+        self, text: str | None, *, what: str = "value", inline_max: int = r.MAX_INLINE_BYTES
+    ) -> str | None:
         """What to store for `text`: `text` itself, or the pointer to its object
-        (written first). A pointer given is returned as it is."""
-        if text is None or is_pointer(text) or len(text) * 4 <= self.threshold:
+        (written first). A pointer given is returned as it is. Above `inline_max`
+        a value is offloaded whatever the threshold, or refused without a bucket."""
+        threshold = min(self.threshold, inline_max)
+        if text is None or is_pointer(text) or len(text) * 4 <= threshold:
             return text  # (a character is at most 4 bytes in UTF-8)
         data = text.encode()
-        if len(data) <= self.threshold:
+        if len(data) <= threshold:
             return text
         if self._s3 is None:
-            if len(data) <= r.MAX_INLINE_BYTES:
+            if len(data) <= inline_max:
                 return text
             raise PayloadTooLargeError(
                 f"{what} is {len(data)} bytes; without a value bucket the limit is "
-                f"{r.MAX_INLINE_BYTES} bytes"
+                f"{inline_max} bytes"
             )
         pointer, key = pointer_of(data)
         await self._s3.put_object(**_put_args(self._bucket, key, data))

@@ -117,4 +117,31 @@ async def large_parent(ctx: Any, input: dict[str, Any]) -> dict[str, Any]:
     return {"rows": len(value["rows"]), "digest": digest}
 
 
-LARGE = [large_value, large_twice, large_context, large_batched, large_child, large_parent]
+@workflow("large.reader")
+async def large_reader(ctx: Any, input: dict[str, Any]) -> str:
+    """A child run given a large input: its fingerprint, by a step."""
+    return await ctx.step("fingerprint", fingerprint, ctx.workflow_id, input["value"])
+
+
+@workflow("large.sender")
+async def large_sender(ctx: Any, input: dict[str, Any]) -> dict[str, str]:
+    """Sends a large value as a child's input, then as its own next generation's
+    input (continue-as-new), and returns both fingerprints."""
+    if "value" in input:  # generation 1: the input came through the store
+        mine = await ctx.step("fingerprint", fingerprint, ctx.workflow_id, input["value"])
+        return {"child": input["child"], "next": mine}
+    value = _value(int(input["size"]), "sent")
+    child = await ctx.invoke("child", "large.reader", {"value": value})
+    return await ctx.continue_as_new({"value": value, "child": child})
+
+
+LARGE = [
+    large_value,
+    large_twice,
+    large_context,
+    large_batched,
+    large_child,
+    large_parent,
+    large_reader,
+    large_sender,
+]

@@ -43,6 +43,14 @@ def current() -> tuple[RunState, Scope, TaskFrame]:
     return s, scope, frame
 
 
+def input_limit() -> int:
+    """The largest input the current run may give a run (a child's, its next
+    generation's), offloaded like a result: 100 MiB with a value bucket, the
+    API's 128 KB without one (`AsyncValues.max_input_bytes`)."""
+    limit: int = current()[0].store.values.max_input_bytes
+    return limit
+
+
 def unwind(s: RunState, exc: BaseException) -> typing.NoReturn:
     s.unwinding = exc
     raise exc

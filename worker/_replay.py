@@ -34,6 +34,7 @@ from typing import Any
 
 from orchestrator.errors import NonDeterminismError, WorkflowCancelledError
 from orchestrator.model import Run, StepRecord, generation_scope
+from orchestrator.payloads import is_pointer
 
 from ._context import WorkflowContext, _current
 from ._parking import Parker, cancel_tasks
@@ -253,6 +254,8 @@ async def check(
         loads = [pool.submit(load_history, ddb, table, run, report, values) for run in selected]
         for run, load in zip(selected, loads, strict=True):
             history = await asyncio.wrap_future(load)
+            if values is not None and is_pointer(run.input):  # a child's offloaded input
+                run = replace(run, input=await asyncio.to_thread(values.get, run.input))
             verdict = await replay(definitions[run.name], run, history, timeout=timeout)
             report.replay_seconds += verdict.seconds
             report.verdicts.append(verdict)

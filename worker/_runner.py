@@ -160,8 +160,12 @@ class _Runs:
         if state.past_deadline():
             await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
             return None
+        # An input a worker wrote (a child's, a continue-as-new's) may be offloaded.
+        # Like a history value, one that cannot be read leaves the claim (the run
+        # comes back after its lease).
+        input_text = await store.values.get(run.input)
         try:
-            value = d.parse_input(run.input)
+            value = d.parse_input(input_text or "null")
         except (ValidationError, ValueError) as e:
             await self._finish(
                 state, receipt, Status.FAILED, error=ErrorInfo("InputValidationError", str(e))

@@ -25,7 +25,7 @@ from orchestrator.dispatch import (
     send_request,
     timer_plan,
 )
-from orchestrator.model import ErrorInfo, Run, Signal, Status, StepRecord
+from orchestrator.model import MAX_INPUT_BYTES, ErrorInfo, Run, Signal, Status, StepRecord
 from orchestrator.payloads import AsyncValues
 from orchestrator.settings import Settings
 from orchestrator.store import generations
@@ -270,9 +270,14 @@ class AsyncStore:
 
     async def create_run(self, run: Run) -> tuple[Run, bool]:
         """Store a new run (a child): (stored run, created). An existing one is
-        returned as stored, whatever it holds: the caller decides."""
+        returned as stored, whatever it holds: the caller decides. Its input goes
+        through the codec (an offloaded input's object first); the run returned
+        keeps the input as given."""
+        text = await self.values.put(run.input, what="a child's input", inline_max=MAX_INPUT_BYTES)
+        assert text is not None  # (a text in, a text or its pointer out)
+        stored = replace(run, input=text)
         try:
-            await self._ddb.put_item(**q.put_new_run(self._table, new_run_item(run)))
+            await self._ddb.put_item(**q.put_new_run(self._table, new_run_item(stored)))
             return run, True
         except ClientError as e:
             if not conditional_failed(e):
@@ -358,13 +363,16 @@ class AsyncStore:
         generation: int,
     ) -> Run | Refused:
         """Start the run's next generation (continue-as-new); the run as written."""
+        what = "continue_as_new input"
+        stored = await self.values.put(input_text, what=what, inline_max=MAX_INPUT_BYTES)
+        assert stored is not None  # (a text in, a text or its pointer out)
         req = generations.continue_run(
             self._table,
             workflow_id,
             epoch=epoch,
             now=now,
             lease_until=lease_until,
-            input_text=input_text,
+            input_text=stored,
             generation=generation,
         )
         try:

@@ -168,13 +168,15 @@ def run_view(
     """The run as the API shows it. With `fleet` (what the worker registry says),
     a run that is not finished says whether any live worker can run it, and a
     pinned one whether its build has gone (`stranded`). An offloaded output is read
-    through `values`, or shown as `output_link` (see `_read`)."""
+    through `values`, or shown as `output_link` (see `_read`); so is an offloaded
+    input (a child's or a continue-as-new's, written by a worker), as `input_link`."""
     output, link = _read(run.output, values)
+    input_text, input_link = _read(run.input, values)  # a worker-written input may be offloaded
     view = {
         "id": run.id,
         "name": run.name,
         "status": run.status.value,
-        "input": _json(run.input),
+        "input": _json(input_text),
         "output": _json(output),
         "error": run.error.as_dict() if run.error else None,
         "created_at": iso(run.created_at),
@@ -193,6 +195,8 @@ def run_view(
     }
     if link is not None:
         view["output_link"] = link
+    if input_link is not None:
+        view["input_link"] = input_link
     if run.outcomes:
         view["earlier_outcomes"] = list(run.outcomes)
     if run.forked_from:

@@ -322,3 +322,30 @@ def test_without_a_bucket_a_value_over_the_item_limit_fails_its_step(stack: Any)
     assert str(r.MAX_INLINE_BYTES) in done.error.message
     assert _raw_steps(stack, run.id).get("make") is None  # no record, no object
     assert _objects(stack) == {}
+
+
+def test_a_large_child_input_and_next_generation_input_go_through_the_store(
+    stack: Any,
+) -> None:
+    """Inputs a worker writes (a child's, a continue-as-new's) are offloaded like
+    results: above the API's 128 KB, the run item keeps a pointer, and the run
+    that reads the input gets the value."""
+    import hashlib
+
+    from orchestrator import Client
+    from orchestrator.model import child_run_id
+
+    size = 300 * 1024
+    with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("large.sender", {"size": size})
+        done = wait_status(stack, run.id, "completed", "failed", timeout=60)
+    assert done.status == Status.COMPLETED, done.error
+    assert done.generation == 1 and is_pointer(done.input)
+    rows = json.loads(stack.values.get(done.input))["value"]["rows"]
+    expected = hashlib.sha256("|".join(rows).encode()).hexdigest()
+    assert json.loads(done.output) == {"child": expected, "next": expected}
+    child = stack.store.get(child_run_id(run.id, "0"))
+    assert is_pointer(child.input) and child.status == Status.COMPLETED
+    # The API shows the input itself (under its inline read limit), not the pointer.
+    view = Client(stack.api_url).get(child.id, follow_links=False)
+    assert view["input"]["value"]["rows"] == rows and "input_link" not in view

@@ -17,7 +17,6 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-from orchestrator.model import MAX_INPUT_BYTES
 from orchestrator.store.codec import encode_json
 
 from .. import _core
@@ -26,7 +25,8 @@ from .._state import ContinueAsNew
 
 
 async def continue_as_new(next_input: Any) -> typing.NoReturn:
-    text = encode_json(to_jsonable(next_input), what="continue_as_new input", limit=MAX_INPUT_BYTES)
+    limit = _core.input_limit()  # stored like a result: offloaded above the threshold
+    text = encode_json(to_jsonable(next_input), what="continue_as_new input", limit=limit)
     s, _, _ = _core.current()
     if s.unwinding is not None:
         raise s.unwinding

@@ -35,7 +35,6 @@ from typing import Any
 
 from orchestrator.errors import BadInputError
 from orchestrator.model import (
-    MAX_INPUT_BYTES,
     WORKFLOW_NAME_RE,
     Run,
     Status,
@@ -87,7 +86,7 @@ async def distributed_map(
     for item in list(items):
         try:
             text = dumps(to_jsonable(item))
-            check_size(text, what="an item's input", limit=MAX_INPUT_BYTES)
+            check_size(text, what="an item's input", limit=_core.input_limit())
         except (TypeError, ValueError, BadInputError) as e:
             raise ValueError(f"an item cannot be sent: {e}") from e
         inputs.append(text)

@@ -22,7 +22,6 @@ from pydantic import TypeAdapter
 
 from orchestrator.errors import BadInputError, ChildWorkflowError, WorkflowCancelledError
 from orchestrator.model import (
-    MAX_INPUT_BYTES,
     STEP_NAME_RE,
     WORKFLOW_NAME_RE,
     Run,
@@ -71,7 +70,7 @@ async def invoke(
     check_task_queue(task_queue)
     try:
         text = dumps(to_jsonable(input))
-        check_size(text, what="a child's input", limit=MAX_INPUT_BYTES)
+        check_size(text, what="a child's input", limit=_core.input_limit())
     except (TypeError, ValueError, BadInputError) as e:
         raise ValueError(f"the child's input cannot be sent: {e}") from e
     timeout_ms = None if execution_timeout is None else duration_ms(execution_timeout)
