@@ -11,6 +11,7 @@ from typing import Any
 from .harness import PhaseResult
 from .meter_server import READ_OPS, WRITE_OPS
 from .prices import ANCHORS, PRICES, PRICES_AS_OF, anchor_units, s3_request_price
+from .values import render_values
 
 EMULATOR_ROLE = "scheduler-emulator"
 
@@ -526,6 +527,9 @@ def render(result: dict[str, Any]) -> str:
                 ],
             )
         )
+        out.append("")
+    if result.get("values"):
+        out.append(render_values(result["values"]))
         out.append("")
     out.append("Targets (reported, not asserted)")
     rows = [
