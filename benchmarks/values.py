@@ -178,11 +178,13 @@ def cell(meter: dict[str, Any], config: ValuesConfig, *, wall_s: float) -> dict[
     steps = config.workflows * config.steps
     run_wru = run_rru = 0.0
     purposes: Counter[str] = Counter()
+    index_writes: Counter[str] = Counter()
     for ops in meter["ops"].values():
         for st in ops.values():
             run_wru += st["run_wru"]
             run_rru += st["run_rru"]
             purposes.update(st["purposes"])
+            index_writes.update(st["index_writes"])
     s3: Counter[str] = Counter()
     for ops in meter["other"].values():
         for op, n in ops.items():
@@ -208,6 +210,8 @@ def cell(meter: dict[str, Any], config: ValuesConfig, *, wall_s: float) -> dict[
             "s3": dict(s3),
             "step_records": purposes["record step"],
             "history_loads": purposes["load history"],
+            "index_writes": dict(index_writes),
+            "dynamodb_by_purpose": dict(sorted(purposes.items())),
         },
         "meter_errors": meter.get("errors", []),
     }
