@@ -27,7 +27,7 @@ from typing import Any
 from .harness import Harness, Workload
 from .prices import ANCHORS, PRICES, PRICES_AS_OF, REGION
 from .report import idle_receive_dollars_per_month, render, summarize
-from .values import DEFAULT_SIZES, ValuesConfig, parse_sizes, render_values, run_values
+from .values import DEFAULT_SIZES, ValuesConfig, parse_sizes, run_alone, run_values
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
@@ -366,25 +366,6 @@ def base_meta(command: str) -> dict[str, Any]:
     }
 
 
-def values_only(
-    harness: Harness, config: ValuesConfig, command: str, out_path: Path, started: float
-) -> int:
-    with harness:
-        harness.log("large values")
-        values = run_values(harness, config)
-    result = {"meta": base_meta(command), "values": values}
-    result["meta"]["bench_seconds"] = time.time() - started
-    meta = result["meta"]
-    print(f"Benchmark {meta['date']} on {meta['machine']}")
-    print(f"command: {meta['command']}")
-    print(f"prices: list prices as of {PRICES_AS_OF} ({REGION}), no free tier\n")
-    print(render_values(values))
-    print(f"\n(bench took {meta['bench_seconds']:.0f} s; JSON: {out_path})")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2, default=str))
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     main_w = Workload(
@@ -416,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     values_config = ValuesConfig(sizes=args.value_sizes, workflows=args.value_workflows)
     if args.values_only:
-        return values_only(harness, values_config, command, out_path, started)
+        return run_alone(harness, values_config, base_meta(command), out_path, started)
     growth: list[dict[str, Any]] = []
     scaling: list[dict[str, Any]] = []
     phases: dict[str, Any] = {}

@@ -28,16 +28,19 @@ linearly between the two sizes measured in both modes that bracket it.
 from __future__ import annotations
 
 import itertools
+import json
 import re
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from orchestrator import resources as r
 
 from .harness import Harness, _http
-from .prices import PRICES, s3_request_price
+from .prices import PRICES, PRICES_AS_OF, REGION, s3_request_price
 from .worker_main import OFFLOAD_BYTES_ENV
 
 KB = 1024
@@ -109,6 +112,24 @@ def run_values(harness: Harness, config: ValuesConfig) -> dict[str, Any]:
         if sizes:
             cells[mode], checks[mode] = _run_mode(harness, config, mode, sizes)
     return figures(config, cells, checks)
+
+
+def run_alone(
+    harness: Harness, config: ValuesConfig, meta: dict[str, Any], out_path: Path, started: float
+) -> int:
+    """`python -m benchmarks --values-only`: this phase alone, its table and its JSON."""
+    with harness:
+        harness.log("large values")
+        values = run_values(harness, config)
+    meta["bench_seconds"] = time.time() - started
+    print(f"Benchmark {meta['date']} on {meta['machine']}")
+    print(f"command: {meta['command']}")
+    print(f"prices: list prices as of {PRICES_AS_OF} ({REGION}), no free tier\n")
+    print(render_values(values))
+    print(f"\n(bench took {meta['bench_seconds']:.0f} s; JSON: {out_path})")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps({"meta": meta, "values": values}, indent=2, default=str))
+    return 0
 
 
 def _run_mode(
