@@ -4,6 +4,7 @@ benchmark on the embedded stack. Prints a table and writes a JSON file.
     python -m benchmarks                                  # the default run (a few minutes)
     python -m benchmarks -W 20 -S 5 -K 1 --no-sweeps      # a quick look
     python -m benchmarks --mix                            # one sleep and one signal per run
+    python -m benchmarks --values-only                    # large values alone (under a minute)
     make bench BENCH_ARGS="-W 50 --s-sweep 1,10,100 --k-sweep 1,2"
 """
 
@@ -26,6 +27,7 @@ from typing import Any
 from .harness import Harness, Workload
 from .prices import ANCHORS, PRICES, PRICES_AS_OF, REGION
 from .report import idle_receive_dollars_per_month, render, summarize
+from .values import DEFAULT_SIZES, ValuesConfig, parse_sizes, run_alone, run_values
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
@@ -92,6 +94,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "uses the main workload's W)",
     )
     p.add_argument("--no-batched", action="store_true", help="skip the batched-checkpoint phases")
+    p.add_argument(
+        "--no-values", action="store_true", help="skip the large-value phase (inline or in S3)"
+    )
+    p.add_argument("--values-only", action="store_true", help="run only the large-value phase")
+    p.add_argument(
+        "--value-sizes",
+        type=parse_sizes,
+        default=DEFAULT_SIZES,
+        help="result sizes of the large-value phase, K = 1024 (default 100,1K,8K,16K,64K,256K,1M)",
+    )
+    p.add_argument(
+        "--value-workflows",
+        type=int,
+        default=ValuesConfig.workflows,
+        help=f"large-value phase: runs per size and mode (default {ValuesConfig.workflows})",
+    )
     p.add_argument("--s-sweep", default="1,10,100,1000", help="values of S (default 1,10,100,1000)")
     p.add_argument("--k-sweep", default="1,2,4", help="values of K (default 1,2,4)")
     p.add_argument(
@@ -337,6 +355,17 @@ def targets(
     return out
 
 
+def base_meta(command: str) -> dict[str, Any]:
+    return {
+        "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "machine": machine(),
+        "command": command,
+        "region": REGION,
+        "prices_as_of": PRICES_AS_OF,
+        "prices": {k: v for k, v in vars(PRICES).items()},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     main_w = Workload(
@@ -366,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
         stock_moto=args.stock_moto,
         log=log,
     )
+    values_config = ValuesConfig(sizes=args.value_sizes, workflows=args.value_workflows)
+    if args.values_only:
+        return run_alone(harness, values_config, base_meta(command), out_path, started)
     growth: list[dict[str, Any]] = []
     scaling: list[dict[str, Any]] = []
     phases: dict[str, Any] = {}
@@ -479,17 +511,16 @@ def main(argv: list[str] | None = None) -> int:
                     "step_to_step_p99_ms": lat["step_to_step"]["p99_ms"],
                 }
             )
+        values = None
+        if not args.no_values:
+            log("large values: inline or in S3")
+            values = run_values(harness, values_config)
     w_wf = ours["workload"]["workflows"]
     result: dict[str, Any] = {
         "meta": {
-            "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-            "machine": machine(),
-            "command": command,
+            **base_meta(command),
             "workload": main_w.label(),
             "default_workload": default,
-            "region": REGION,
-            "prices_as_of": PRICES_AS_OF,
-            "prices": {k: v for k, v in vars(PRICES).items()},
             "anchors": ANCHORS,
             "sweeper_interval_s": args.sweeper_interval,
             "poll_seconds": args.poll_seconds,
@@ -532,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         "fanout_distributed": distributed,
         "batched": batched,
         "scaling": scaling,
+        "values": values,
         "scaling_note": f"{main_w.workflows} workflows x {main_w.steps} steps, "
         f"{main_w.concurrency} slots per worker process",
         "ours": ours,

@@ -12,6 +12,12 @@ same lock as the write itself, they are exactly the states the write moved
 between: no other request can slip in between, and no request is added to the
 emulator's traffic (the images come from memory, not from extra calls).
 
+S3 requests are counted by operation (`benchmarks.meter_s3` names them), as SQS
+and Scheduler requests are. The DynamoDB capacity charged to the items of runs
+(partition ``WF#<id>``: the run, its steps, its signals) is also kept apart
+(``run_wru``, ``run_rru``) from the workers' and the sweeper's own bookkeeping,
+which is per process and time, not per run.
+
 Every request carries an ``X-Bench-Role`` header (set by the botocore hook in
 `benchmarks.hooks`) naming the process that sent it, so charges are kept per
 role and operation. The meter also notes when runs are created, when each step
@@ -47,6 +53,8 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 from .capacity import TableDef, item_size, query_read_units, read_units, write_cost
+from .meter_s3 import s3_operation, signing_service
+from .moto_query import index_base_table_queries
 
 ROLE_HEADER = "X-Bench-Role"
 _REGION = re.compile(r"Credential=[^/]+/\d+/([^/]+)/")
@@ -64,6 +72,8 @@ def _new_op() -> dict[str, Any]:
         "wru_table": 0.0,
         "wru_index": 0.0,
         "rru": 0.0,
+        "run_wru": 0.0,  # of which on runs' items (partition WF#<id>)
+        "run_rru": 0.0,
         "index_writes": defaultdict(int),
         "purposes": defaultdict(int),
         "emulator_s": 0.0,  # time moto spent on these requests (inside the lock)
@@ -212,7 +222,8 @@ def _purpose(
 def _query_purpose(req: dict[str, Any]) -> str:
     if req.get("IndexName"):
         return f"query index {req['IndexName']}"
-    prefix = str(_value(req.get("ExpressionAttributeValues", {}).get(":prefix")) or "")
+    values = req.get("ExpressionAttributeValues", {})
+    prefix = str(_value(values.get(":prefix") or values.get(":lo")) or "")
     if prefix.startswith("STEP#"):
         return "load history"
     if prefix.startswith("SIG#"):
@@ -246,9 +257,12 @@ class MeteredDynamoDB:
                 with self._lock:
                     self.meter.other[role][f"sqs.{op}" if "SQS" in target else op] += 1
             elif not path.startswith("/moto-api"):
-                op = _scheduler_op(environ.get("REQUEST_METHOD", "GET"), path)
+                if signing_service(environ) == "s3":
+                    op = "s3." + s3_operation(environ)
+                else:
+                    op = "scheduler." + _scheduler_op(environ.get("REQUEST_METHOD", "GET"), path)
                 with self._lock:
-                    self.meter.other[role][f"scheduler.{op}"] += 1
+                    self.meter.other[role][op] += 1
             return self._app(environ, start_response)  # type: ignore[no-any-return]
         op = target.rsplit(".", 1)[-1]
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -450,6 +464,8 @@ class MeteredDynamoDB:
                 stat["index_writes"][ix] += cost.index_writes[ix]
             sk = str(_value(key.get(table.range_key or "", {})) or "")
             pk = str(_value(key.get(table.hash_key, {})) or "")
+            if pk.startswith("WF#"):
+                stat["run_wru"] += cost.table_units + sum(cost.index_units.values())
             purposes.append(_purpose(f"{action}Item", pk, sk, spec, before, after, ok))
             if ok:
                 self._note_progress(pk, sk, before, after, now)
@@ -495,6 +511,8 @@ class MeteredDynamoDB:
         stat: dict[str, Any],
     ) -> None:
         consistent = bool(req.get("ConsistentRead"))
+        rru0 = stat["rru"]
+        pk = ""  # a run's partition read: its RRU are the run's too
         if op == "GetItem":
             stat["rru"] += read_units(item_size(resp.get("Item")), consistent=consistent)
             sk = str(_value(req.get("Key", {}).get("sk")) or "")
@@ -508,12 +526,17 @@ class MeteredDynamoDB:
                 table, items, index_name=req.get("IndexName"), consistent=consistent
             )
             stat["purposes"][_query_purpose(req)] += 1
+            if not req.get("IndexName"):
+                pk = str(_value(req.get("ExpressionAttributeValues", {}).get(":pk")) or "")
         elif op == "BatchGetItem":
             for table_name, items in resp.get("Responses", {}).items():
                 spec = req.get("RequestItems", {}).get(table_name, {})
                 strong = bool(spec.get("ConsistentRead"))
                 for item in items:
-                    stat["rru"] += read_units(item_size(item), consistent=strong)
+                    units = read_units(item_size(item), consistent=strong)
+                    stat["rru"] += units
+                    if str(_value(item.get("pk"))).startswith("WF#"):
+                        stat["run_rru"] += units
             stat["purposes"]["batch get"] += 1
         elif op == "TransactGetItems":
             for r in resp.get("Responses", []):
@@ -521,62 +544,8 @@ class MeteredDynamoDB:
                     item_size(r.get("Item")), consistent=True, transactional=True
                 )
             stat["purposes"]["transactional get"] += 1
-
-
-def index_base_table_queries() -> None:
-    """Make moto's base-table Query read only the queried partition.
-
-    moto 5.2.5 answers every Query by listing and sorting all items of the
-    table (`Table.all_items`) and then keeping those of the partition, so a
-    Query's cost grows with the table (about 11 ms per history load at 2,000
-    items, four times a PutItem), while on DynamoDB it depends only on what it
-    reads. That emulator artifact would be charged to the engine's one Query
-    per claim and not to the floor, which does not query. With this patch the
-    same moto code runs on the partition's items only; results are identical
-    (moto sorts them by range key afterwards either way). Index queries are left
-    as they are. `--stock-moto` turns it off.
-    """
-    from moto.dynamodb.models.table import Table
-
-    original = Table.query
-    if getattr(original, "_bench_partitioned", False):
-        return
-
-    def query(
-        self: Any,
-        hash_key: Any,
-        range_comparison: Any,
-        range_objs: Any,
-        limit: Any,
-        exclusive_start_key: Any,
-        scan_index_forward: Any,
-        projection_expressions: Any,
-        index_name: str | None = None,
-        *args: Any,
-        **kwargs: Any,
-    ) -> Any:
-        call = (
-            hash_key,
-            range_comparison,
-            range_objs,
-            limit,
-            exclusive_start_key,
-            scan_index_forward,
-            projection_expressions,
-            index_name,
-            *args,
-        )
-        if index_name is not None or not self.range_key_attr or hash_key is None:
-            return original(self, *call, **kwargs)
-        partition = list(self.items.get(hash_key, {}).values())
-        self.all_items = lambda: partition  # DynamoDB requests run one at a time
-        try:
-            return original(self, *call, **kwargs)
-        finally:
-            del self.all_items
-
-    query._bench_partitioned = True  # type: ignore[attr-defined]
-    Table.query = query  # type: ignore[method-assign]
+        if pk.startswith("WF#"):
+            stat["run_rru"] += stat["rru"] - rru0
 
 
 def serve(

@@ -1,7 +1,8 @@
 """List prices, in one dated table. Change them here and nowhere else.
 
 US East (N. Virginia) list prices as stated in the project's issue 6, without
-free tiers. The anchors are the per-unit prices of other products for the same
+free tiers; S3 request prices (S3 Standard) from the S3 price list of the same date
+(https://aws.amazon.com/s3/pricing/), as docs/performance.md quotes them. The anchors are the per-unit prices of other products for the same
 workload; what counts as one unit for them is in `anchor_units`.
 """
 
@@ -20,6 +21,10 @@ class Prices:
     dynamodb_wru: float = 0.625 / PER_MILLION  # on-demand write request unit
     dynamodb_rru: float = 0.125 / PER_MILLION  # on-demand read request unit
     sqs_request: float = 0.40 / PER_MILLION  # standard queue, per request per 64 KB chunk
+    # S3 Standard: PUT, COPY, POST and LIST are one tier; GET, HEAD and the rest another
+    # (DELETE is free). Storage (per GB-month) is not per request and is left out.
+    s3_put_request: float = 5.00 / PER_MILLION  # $0.005 per 1,000
+    s3_get_request: float = 0.40 / PER_MILLION  # $0.0004 per 1,000
     scheduler_invocation: float = 1.00 / PER_MILLION  # EventBridge Scheduler
     http_api_request: float = 1.00 / PER_MILLION  # API Gateway HTTP API (per 512 KB)
     lambda_request: float = 0.20 / PER_MILLION
@@ -61,3 +66,16 @@ def anchor_units(name: str, *, workflows: int, steps: int, sleeps: int, waits: i
     if name == "aws_lambda_durable_functions":
         return workflows + steps + sleeps + waits
     raise KeyError(name)
+
+
+# S3 bills PUT, COPY, POST and LIST requests at one price (bucket configuration
+# PUTs included), GET and every other request at another; DELETE is free.
+_S3_PUT_TIER = ("Put", "Create", "Copy", "Post", "List", "Upload", "Complete", "Restore")
+_S3_FREE = ("Delete", "Abort")
+
+
+def s3_request_price(op: str) -> float:
+    """The list price of one S3 request named by its operation ("PutObject")."""
+    if op.startswith(_S3_FREE):
+        return 0.0
+    return PRICES.s3_put_request if op.startswith(_S3_PUT_TIER) else PRICES.s3_get_request

@@ -10,7 +10,8 @@ from typing import Any
 
 from .harness import PhaseResult
 from .meter_server import READ_OPS, WRITE_OPS
-from .prices import ANCHORS, PRICES, PRICES_AS_OF, anchor_units
+from .prices import ANCHORS, PRICES, PRICES_AS_OF, anchor_units, s3_request_price
+from .values import render_values
 
 EMULATOR_ROLE = "scheduler-emulator"
 
@@ -103,9 +104,12 @@ def summarize(r: PhaseResult) -> dict[str, Any]:
     calls_table: dict[str, dict[str, int]] = {}
     client_ddb: dict[str, int] = defaultdict(int)
     errors: dict[str, int] = defaultdict(int)
+    s3_dollars = 0.0  # priced by operation (PUT and GET tiers)
     for who, ops in r.calls.items():
         for op, st in ops.items():
             calls_table.setdefault(who, {})[op] = st["sent"]
+            if op.startswith("s3."):
+                s3_dollars += st["sent"] * s3_request_price(op.removeprefix("s3."))
             for code, n in st["errors"].items():
                 errors[f"{op} {code}"] += n
             if op.startswith("dynamodb."):
@@ -142,6 +146,7 @@ def summarize(r: PhaseResult) -> dict[str, Any]:
         "dynamodb_writes": (wru_table + wru_index) * PRICES.dynamodb_wru,
         "dynamodb_reads": rru * PRICES.dynamodb_rru,
         "sqs": sent_by_service.get("sqs", 0) * PRICES.sqs_request,
+        "s3": s3_dollars,
         "eventbridge_scheduler": scheduler_invocations * PRICES.scheduler_invocation,
         "api_gateway": api_requests * PRICES.http_api_request,
         "lambda": lambda_invocations * PRICES.lambda_request
@@ -522,6 +527,9 @@ def render(result: dict[str, Any]) -> str:
                 ],
             )
         )
+        out.append("")
+    if result.get("values"):
+        out.append(render_values(result["values"]))
         out.append("")
     out.append("Targets (reported, not asserted)")
     rows = [

@@ -66,4 +66,28 @@ async def _body(ctx, input: BenchInput) -> dict[str, int]:  # type: ignore[no-un
     return {"steps": input.steps}
 
 
-WORKFLOWS = [bench, bench_batched]
+class ValueInput(BaseModel):
+    tag: str  # makes every run's values distinct from the other runs'
+    bytes: int = 100
+    steps: int = 2
+    sleep_seconds: float = 1.0
+
+
+def make_value(tag: str, position: int, size: int) -> str:
+    """A step's result of `size` bytes of JSON, distinct for each run and position."""
+    head = f"{tag}:{position}:"
+    return head + "x" * max(0, size - 2 - len(head))
+
+
+@workflow("bench_value")
+async def bench_value(ctx, input: ValueInput) -> None:
+    """The large-value workload (benchmarks/values.py): `steps` steps whose results
+    are `bytes` bytes each, then one durable sleep; the claim after the sleep
+    replays the steps, reading every result back once. Input and output are a few
+    bytes, so they stay inline whatever the threshold the benchmark sets."""
+    for i in range(input.steps):
+        await ctx.step(f"v{i}", make_value, input.tag, i, input.bytes)
+    await ctx.sleep("replay", input.sleep_seconds)
+
+
+WORKFLOWS = [bench, bench_batched, bench_value]

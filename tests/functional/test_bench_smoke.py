@@ -30,7 +30,7 @@ REQUIRED_KEYS = {
 def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     args = ["-W", str(W), "-S", str(S), "-K", "1", "--no-sweeps", "--repeat", "1"]
-    args += ["--fanout-items", "20", "--distributed-items", "12", "--no-batched"]
+    args += ["--fanout-items", "20", "--distributed-items", "12", "--no-batched", "--no-values"]
     assert main([*args, "--probe-workflows", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Engine vs floor" in printed and "Dollars per million steps" in printed
@@ -45,6 +45,7 @@ def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     }
     assert data["anchors_dollars_per_million_steps"]["aws_step_functions_standard"] == 25.0
     assert data["growth"] == []
+    assert data["values"] is None  # the large-value phase: tests/functional/test_bench_values.py
     fan = data["fanout_inline"]
     assert fan["items"] == 20 and "Fan-out in one run" in printed
     # The map records each item's step and one batch decision: about one write
