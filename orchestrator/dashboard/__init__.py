@@ -14,6 +14,7 @@ from importlib import resources
 _JS = "text/javascript; charset=utf-8"
 ASSETS: dict[str, str] = {
     "kit.js": _JS,
+    "values.js": _JS,
     "timeline.js": _JS,
     "list.js": _JS,
     "run.js": _JS,

@@ -3,6 +3,7 @@
  * the other scripts, loaded before it in this order (index.html):
  *
  *   kit.js        DOM, the API, time and value formatting, polling
+ *   values.js     values stored in S3, given as links: size, preview, download
  *   timeline.js   a run's timeline
  *   list.js, run.js, schedules.js, workers.js   the pages
  *

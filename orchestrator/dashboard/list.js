@@ -10,7 +10,7 @@ window.orchestratorPages = window.orchestratorPages || {};
 (function () {
   const { STATUSES, TERMINAL, PAGE_SIZE, LIST_REFRESH_MS, view, h, banner, badge, enc, setLive, api } =
     window.orchestratorKit;
-  const { clock, agoEl, untilEl, runDuration, compact, schedule, current, go } = window.orchestratorKit;
+  const { clock, agoEl, untilEl, runDuration, compact, linkSummary, schedule, current, go } = window.orchestratorKit;
 
   function listHash(q) {
     const p = new URLSearchParams();
@@ -32,6 +32,7 @@ window.orchestratorPages = window.orchestratorPages || {};
       return [`waiting for “${run.waiting_for}”`, run.wake_at ? ", times out " : "", run.wake_at ? untilEl(run.wake_at) : ""];
     }
     if (run.status === "sleeping" && run.wake_at) return ["wakes ", untilEl(run.wake_at)];
+    if (run.status === "completed" && run.output_link) return `→ ${linkSummary(run.output_link)}`;
     if (run.status === "completed") return `→ ${compact(run.output, 80)}`;
     return "";
   }

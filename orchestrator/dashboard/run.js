@@ -9,7 +9,7 @@ window.orchestratorPages = window.orchestratorPages || {};
 (function () {
   const { TERMINAL, RUN_REFRESH_MS, view, h, banner, badge, enc, setLive, api } = window.orchestratorKit;
   const { clock, at, agoEl, untilEl, runDuration, compact, jsonBlock, errorBlock } = window.orchestratorKit;
-  const { schedule, current, timeline } = window.orchestratorKit;
+  const { schedule, current, timeline, valueBlock, snapshot } = window.orchestratorKit;
 
   function facts(run) {
     const rows = [
@@ -47,7 +47,7 @@ window.orchestratorPages = window.orchestratorPages || {};
     return h("dl", { class: "facts" }, rows.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))));
   }
 
-  function outcomePanel(run, open) {
+  function outcomePanel(run, open, fresh) {
     if (run.error) {
       return h(
         "div",
@@ -57,7 +57,8 @@ window.orchestratorPages = window.orchestratorPages || {};
       );
     }
     if (run.status === "completed") {
-      return h("div", { class: "panel", id: "outcome" }, h("h2", {}, "Output"), jsonBlock(run.output, true));
+      const output = valueBlock(run.output, run.output_link, true, fresh.output);
+      return h("div", { class: "panel", id: "outcome" }, h("h2", {}, "Output"), output);
     }
     const note = run.status === "cancelled" ? "cancelled: no output" : "no output yet";
     return h("div", { class: "panel", id: "outcome" }, h("h2", {}, "Output"), h("div", { class: "muted" }, note));
@@ -66,6 +67,11 @@ window.orchestratorPages = window.orchestratorPages || {};
   function showRun(id) {
     document.title = `${id} · orchestrator`;
     const path = `workflows/${enc(id)}`;
+    // A value's link from a new answer, for a click on a link that has expired.
+    const fresh = {
+      output: () => api("GET", path).then((r) => r.output_link),
+      result: (stepId) => api("GET", `${path}/steps`).then((r) => (r.steps.find((s) => s.id === stepId) || {}).result_link),
+    };
     const open = new Set(); // <details> the user opened, kept across refreshes
     const problem = h("div"); // why the last refresh failed
     const message = h("div"); // what the last action (cancel) did
@@ -156,13 +162,13 @@ window.orchestratorPages = window.orchestratorPages || {};
           "div",
           { class: run.error ? "columns stacked" : "columns" }, // a traceback needs the width
           h("div", { class: "panel", id: "input" }, h("h2", {}, "Input"), jsonBlock(run.input, true)),
-          outcomePanel(run, open),
+          outcomePanel(run, open, fresh),
         ),
         h(
           "div",
           { class: "panel" },
           h("h2", {}, "Timeline ", h("span", { class: "muted" }, `· ${steps.length} durable call${steps.length === 1 ? "" : "s"}`)),
-          timeline(run, steps, open),
+          timeline(run, steps, open, fresh.result),
         ),
         inboxPanel(signals || []),
       );
@@ -177,9 +183,9 @@ window.orchestratorPages = window.orchestratorPages || {};
           api("GET", `${path}/signals`),
         ]);
         if (mine !== current()) return;
-        const snapshot = JSON.stringify([run, steps.steps, inbox.signals]);
-        if (snapshot !== shown) {
-          shown = snapshot;
+        const seen = snapshot([run, steps.steps, inbox.signals]);
+        if (seen !== shown) {
+          shown = seen;
           render(run, steps.steps, inbox.signals);
         }
         problem.replaceChildren();

@@ -6,9 +6,12 @@
 
 (function () {
   const kit = window.orchestratorKit;
-  const { TERMINAL, h, enc, toMs, span, at, untilEl, sinceEl, jsonBlock, errorBlock } = kit;
+  const { TERMINAL, h, enc, toMs, span, at, untilEl, sinceEl, errorBlock } = kit;
+  const { size, shortDigest, valueBlock } = kit;
 
-  function stepEvent(s, run, open) {
+  // `fresh(id)` (async) reads the step again: its result_link, renewed.
+  function stepEvent(s, run, open, fresh) {
+    const result = (value) => valueBlock(value, s.result_link, false, () => fresh(s.id));
     const started = toMs(s.started_at);
     const recorded = toMs(s.recorded_at);
     let state = "ok";
@@ -23,7 +26,7 @@
         state = "bad";
         body.push(errorBlock(s.error, open, `step-${s.id}`, false));
       } else {
-        body.push(jsonBlock(s.result));
+        body.push(result(s.result));
       }
       if (s.attempts && s.attempts.length > 1) body.push(attemptsTable(s.attempts));
     } else if (s.kind === "parallel" || s.kind === "map") {
@@ -32,9 +35,14 @@
       for (const i of items) counts[i.status] = (counts[i.status] || 0) + 1;
       const parts = Object.keys(counts).sort().map((k) => `${counts[k]} ${k}`);
       if (counts.failed) state = "bad";
-      body.push(
-        h("div", { class: "line" }, `${items.length} branches: ${parts.join(", ") || "none"} · ${(s.completion_reason || "").replaceAll("_", " ")}`),
-      );
+      if (s.result_link && !items.length) {
+        // The batch's whole result is in S3 beyond the inline limit: no items to count.
+        body.push(h("div", { class: "line" }, "batch result:"), result(null));
+      } else {
+        body.push(
+          h("div", { class: "line" }, `${items.length} branches: ${parts.join(", ") || "none"} · ${(s.completion_reason || "").replaceAll("_", " ")}`),
+        );
+      }
     } else if (s.kind === "context" || s.kind === "branch" || s.kind === "condition") {
       if (s.error) {
         state = "bad";
@@ -42,7 +50,7 @@
       } else if (s.replay_children) {
         body.push(h("div", { class: "line" }, "result too large to keep: replayed from its operations"));
       } else {
-        body.push(jsonBlock(s.result));
+        body.push(result(s.result));
       }
     } else if (s.kind === "invoke") {
       const link = s.child_id
@@ -52,9 +60,26 @@
         state = "bad";
         body.push(h("div", { class: "line" }, "child run ", link, ` ${s.child_status}`));
         if (s.error) body.push(errorBlock(s.error, open, `step-${s.id}`, false));
+      } else if (s.output_ref) {
+        // The child's output is in S3: the child's own page shows it (this list reads no child values).
+        const ref = s.output_ref;
+        body.push(
+          h(
+            "div",
+            { class: "line" },
+            "child run ",
+            link,
+            " completed; output: ",
+            h(
+              "a",
+              { href: `#/runs/${enc(s.child_id)}`, class: "child-output", "data-sha256": ref.sha256, "data-bytes": ref.bytes },
+              `${size(ref.bytes)} of JSON stored in S3 (sha256 ${shortDigest(ref.sha256)}), on the child run`,
+            ),
+          ),
+        );
       } else if (s.child_status) {
         body.push(h("div", { class: "line" }, "child run ", link, " completed; output:"));
-        body.push(jsonBlock(s.result));
+        body.push(result(s.result));
       } else {
         state = TERMINAL.has(run.status) ? "" : "open";
         took = null;
@@ -85,7 +110,7 @@
         body.push(h("div", { class: "line" }, `${what} timed out`, deadline));
       } else if (s.resolved) {
         body.push(h("div", { class: "line" }, `${what} received; payload:`));
-        body.push(jsonBlock(s.payload));
+        body.push(result(s.payload));
       } else if (TERMINAL.has(run.status)) {
         // The run ended while it waited: the wait lasted until the end, no longer.
         state = "";
@@ -165,7 +190,7 @@
   function branchOf(batchId, opId) {
     return opId.slice(batchId.length + 1).split(".")[0];
   }
-  function timeline(run, steps, open) {
+  function timeline(run, steps, open, fresh) {
     const items = [boundaryEvent("ok", "created", run.created_at)];
     const big = new Map();
     for (const s of steps) {
@@ -177,20 +202,20 @@
     const hidden = (s) => [...big.keys()].some((b) => s.id.startsWith(b + "."));
     for (const s of steps) {
       if (hidden(s)) continue;
-      items.push(stepEvent(s, run, open));
+      items.push(stepEvent(s, run, open, fresh));
       const inside = big.get(s.id);
       if (!inside) continue;
       const failed = new Set((s.items || []).filter((i) => i.status === "failed").map((i) => String(i.index)));
       for (const o of inside) if (o.error) failed.add(branchOf(s.id, o.id));
       const first = inside.filter((o) => failed.has(branchOf(s.id, o.id)));
       const rest = inside.filter((o) => !failed.has(branchOf(s.id, o.id)));
-      for (const o of first) items.push(stepEvent(o, run, open));
+      for (const o of first) items.push(stepEvent(o, run, open, fresh));
       if (rest.length) {
         items.push(
           h("li", { class: "collapsed", "data-kind": "collapsed" },
             h("details", {},
               h("summary", {}, `${rest.length} more operations of ${s.kind} ${s.name}`),
-              h("ol", { class: "timeline" }, rest.map((o) => stepEvent(o, run, open))))),
+              h("ol", { class: "timeline" }, rest.map((o) => stepEvent(o, run, open, fresh))))),
         );
       }
     }
