@@ -32,8 +32,8 @@ from infra.function import OrchestratorFunction
 API_HANDLER = "orchestrator.api.lambda_handler.handler"
 STAGE = "$default"
 # Every route by group. A group is what a role may do: `read` (runs, steps, inboxes,
-# histories, workers, schedules, queues, the dashboard and the OpenAPI document),
-# `start`, `signal` (signals, and callback completions from outside systems),
+# histories, workers, schedules, queues, value previews, the dashboard and the
+# OpenAPI document), `start`, `signal` (signals, and callback completions from outside systems),
 # `operate` (cancel, terminate, bulk actions, redrive, fork, migrate, schedules, queue
 # limits).
 ROUTE_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -47,6 +47,7 @@ ROUTE_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/schedules"),
         ("GET", "/schedules/{name}"),
         ("GET", "/queues"),
+        ("GET", "/values/{sha256}/preview"),
         ("GET", "/"),
         ("GET", "/dashboard/{file}"),
         ("GET", "/openapi.json"),

@@ -26,6 +26,7 @@ Standard library plus botocore's error type; the S3 clients are injected.
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import re
 from typing import Any
@@ -42,6 +43,10 @@ _POINTER_RE = re.compile(r"^@s3:sha256:([0-9a-f]{64}):([0-9]{1,12})\Z")
 # a time-limited link (a presigned GET) instead of the value.
 MAX_INLINE_READ_BYTES = 1024 * 1024
 LINK_SECONDS = 15 * 60
+# GET /values/{sha256}/preview returns at most this much of a value: what a page
+# (the dashboard) shows of a value too large to read whole.
+PREVIEW_BYTES = 64 * 1024
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class ValueUnavailableError(OrchestratorError):
@@ -174,6 +179,23 @@ class SyncValues:
         except ClientError as e:
             raise (_missing(e, digest) or e) from e
         return _checked(data, digest)
+
+    def preview(self, digest: str, limit: int = PREVIEW_BYTES) -> tuple[str, int]:
+        """(the first `limit` bytes of a stored value as text, the value's size in
+        bytes), read with a ranged GET. The text stops before a character the limit
+        would split. A preview is not checked against the digest (only whole values
+        are)."""
+        try:
+            resp = self._s3.get_object(
+                Bucket=self._bucket, Key=object_key(digest), Range=f"bytes=0-{limit - 1}"
+            )
+            data = resp["Body"].read(limit)
+        except ClientError as e:
+            raise (_missing(e, digest) or e) from e
+        # "bytes 0-65535/2350766"; absent when the object was sent whole.
+        total = str(resp.get("ContentRange") or "").rpartition("/")[2]
+        size = int(total) if total.isdigit() else len(data)
+        return codecs.getincrementaldecoder("utf-8")("replace").decode(data[:limit]), size
 
     def link(self, text: str, *, seconds: int = LINK_SECONDS) -> dict[str, Any]:
         """A time-limited link to an offloaded value: a presigned GET."""

@@ -287,6 +287,31 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             "signals": [{**signal_view(s), "consumed": s.consumed} for s in signals],
         }
 
+    @app.get("/values/<sha256>/preview")
+    def value_preview(sha256: str) -> dict[str, Any]:
+        """The start of a value stored in S3, for a page that cannot follow the
+        presigned link itself (the dashboard: its Content-Security-Policy allows
+        fetches from its own origin only)."""
+        from ..payloads import DIGEST_RE, ValueUnavailableError
+
+        sha256 = path_param(sha256)
+        if not DIGEST_RE.match(sha256):
+            raise BadInputError("a value is named by its SHA-256: 64 lowercase hex digits")
+        values = service().values
+        if values is None:
+            raise NotFoundError("no value bucket is configured: no value is stored in S3")
+        try:
+            text, size = values.preview(sha256)
+        except ValueUnavailableError as e:
+            raise NotFoundError(e.message) from None
+        # preview_bytes: how much of the value the text covers (all of it when equal to bytes).
+        return {
+            "sha256": sha256,
+            "bytes": size,
+            "preview": text,
+            "preview_bytes": len(text.encode()),
+        }
+
     callbacks.register(app, service, body)
     bulk.register(app, service, body)
     schedule_routes.register(app, service, body)

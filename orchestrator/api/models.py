@@ -270,6 +270,11 @@ def step_view(
         view["child_status"] = outcome["status"] if outcome else None
         view["result"] = outcome.get("output") if outcome else None
         view["error"] = outcome.get("error") if outcome else None
+        if outcome and outcome.get("output_ref"):
+            # An offloaded child output stays a reference (size and digest): the
+            # child's own GET reads it, so a parent's step list reads no child values.
+            digest, size = parse_pointer(outcome["output_ref"])
+            view["output_ref"] = {"bytes": size, "sha256": digest}
     elif step.kind == "callback":
         view.update(
             callback_id=(step.callback_id or "")[:6] + "…",  # a capability: a prefix only

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..model import WORKFLOW_ID_RE, Status
+from ..payloads import DIGEST_RE
 from ..store.sync import MAX_LIST_LIMIT
 from .models import (
     BulkRequest,
@@ -61,7 +62,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/dashboard/{file}",
         "dashboardAsset",
-        "A dashboard file (app.js, workers.js, style.css)",
+        "A dashboard file (its scripts and style.css)",
         content_type="text/plain",
         slash=False,
     ),
@@ -183,6 +184,13 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation("GET", "/queues", "listQueues", "Task queues: depth, in flight, limits"),
     Operation(
+        "GET",
+        "/values/{sha256}/preview",
+        "previewValue",
+        "The first 64 KB of a value stored in S3 (an output_link, result_link or "
+        "output_ref names it by its sha256) and its size in bytes",
+    ),
+    Operation(
         "POST", "/queues/{name}", "setQueueLimits", "Set a task queue's limits", LimitsRequest
     ),
     Operation(
@@ -230,15 +238,18 @@ _ERROR = {
 }
 
 
+# Path parameters with a fixed form (others are any string the route looks up).
+_PATH_PATTERNS = {"sha256": {"pattern": DIGEST_RE.pattern.replace("\\Z", "$")}}
+
+
 def _operation(op: Operation) -> dict[str, Any]:
     params: list[dict[str, Any]] = list(op.query)
     if "{workflow_id}" in op.path:
         params.append(_ID)
     for name in re.findall(r"\{(\w+)\}", op.path):
         if name != "workflow_id":
-            params.append(
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            )
+            form = {"type": "string", **_PATH_PATTERNS.get(name, {})}
+            params.append({"name": name, "in": "path", "required": True, "schema": form})
     error = {"description": "refused", "content": {"application/json": {"schema": _ERROR}}}
     responses: dict[str, Any] = {
         str(code): {"description": "ok", "content": {op.content_type: {"schema": {}}}}

@@ -1,4 +1,4 @@
-"""The operators' dashboard: a static page (HTML, two scripts, one stylesheet)
+"""The operators' dashboard: a static page (HTML, a few scripts, one stylesheet)
 that reads the JSON API with relative URLs, so it works wherever the API is
 mounted (localhost, an API Gateway stage, behind the `/api` prefix).
 
@@ -11,9 +11,16 @@ from importlib import resources
 
 # The files served under /dashboard/, by name, with their content types. Only
 # these names are served: the route never turns a request path into a file path.
+_JS = "text/javascript; charset=utf-8"
 ASSETS: dict[str, str] = {
-    "app.js": "text/javascript; charset=utf-8",
-    "workers.js": "text/javascript; charset=utf-8",
+    "kit.js": _JS,
+    "values.js": _JS,
+    "timeline.js": _JS,
+    "list.js": _JS,
+    "run.js": _JS,
+    "schedules.js": _JS,
+    "workers.js": _JS,
+    "app.js": _JS,
     "style.css": "text/css; charset=utf-8",
 }
 

@@ -458,3 +458,99 @@ def test_runs_list_filters_by_build_id(stack: LocalStack, page: Any) -> None:
     page.reload()  # the filter lives in the hash
     expect(page.locator("#build")).to_have_value("2026.11.1")
     expect(page.locator("table.runs tbody tr")).to_have_count(1)
+
+
+def _size(n: int) -> str:
+    """A size as the page writes it (values.js, `size`)."""
+    if n < 1024:
+        return f"{n} bytes"
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / (1024 * 1024):.1f} MB"
+
+
+def test_values_stored_in_s3_show_their_size_a_preview_and_a_download(
+    stack: LocalStack, page: Any
+) -> None:
+    """Issue #19: a run's output and a step's result above the API's inline limit
+    come as links. The page shows each one's size, the start of the value (read
+    from the API: the page's CSP allows no fetch from S3) and a download link the
+    browser can open; an invoke shows its child's offloaded output as a reference
+    that leads to the child run."""
+    import hashlib
+
+    from playwright.sync_api import expect
+
+    from orchestrator.payloads import MAX_INLINE_READ_BYTES, PREVIEW_BYTES, parse_pointer
+    from tests.workflows_large import LARGE
+
+    client = Client(stack.api_url)
+    with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
+        big = client.start("large.value", {"size": 2 * MAX_INLINE_READ_BYTES, "seed": "dash"})["id"]
+        parent = client.start("large.parent", {"size": 300 * 1024})["id"]
+        for run_id in (big, parent):
+            assert wait_status(stack, run_id, "completed", "failed", timeout=60).error is None
+    # The API answers with links, not values: what the page has to follow.
+    link = client.get(big, follow_links=False)["output_link"]
+    assert link["bytes"] > MAX_INLINE_READ_BYTES and link["url"]
+    make = next(s for s in client.steps(big, follow_links=False) if s["name"] == "make")
+    assert make["result"] is None and make["result_link"]["bytes"] > MAX_INLINE_READ_BYTES
+    stored = stack.values.get(stack.store.get(big).output) or ""
+
+    page.clock.install()  # to age the links past their 15 minutes below
+    page.goto(f"{stack.api_url}/#/runs/{big}")
+    expect(page.locator("#run-status")).to_have_text("completed")
+    output = page.locator("#outcome .value-link")
+    expect(output).to_have_attribute("data-sha256", link["sha256"])
+    expect(output.locator(".value-meta")).to_contain_text(
+        f"{_size(link['bytes'])} of JSON, stored in S3 (sha256 {link['sha256'][:12]}…)"
+    )
+    expect(output.locator(".preview-note")).to_have_text(
+        f"the first {_size(PREVIEW_BYTES)} of {_size(link['bytes'])}"
+    )
+    preview = output.locator("pre.preview")
+    expect(preview).to_contain_text('"seed":"dash"')
+    assert preview.text_content() == stored[:PREVIEW_BYTES] + "…"  # ASCII: bytes are characters
+    step = page.locator('#timeline li[data-kind="step"]', has_text="make").locator(".value-link")
+    expect(step).to_have_attribute("data-sha256", make["result_link"]["sha256"])
+    expect(step.locator("pre.preview")).to_contain_text('{"seed":"dash","rows":["0:')
+    shot(page, "run-large-values")
+
+    # The download link opens in a new tab; the browser reaches the value store
+    # (S3, here the local moto server) and gets the value's bytes.
+    def download(where: Any) -> tuple[int, bytes]:
+        """(status, body) of what the new tab got."""
+        stored_value = page.context.expect_event("response", lambda r: "/values/sha256/" in r.url)
+        with stored_value as got, page.expect_popup() as tab:
+            where.locator("a.value-download").click()
+        answer = got.value.status, got.value.body()
+        tab.value.close()
+        return answer
+
+    status, body = download(output)
+    assert status == 200 and hashlib.sha256(body).hexdigest() == link["sha256"]
+    # Past its 15 minutes a link is renewed by the click: a new GET of the run first.
+    page.clock.fast_forward("16:00")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    status, body = download(output)
+    assert status == 200 and hashlib.sha256(body).hexdigest() == link["sha256"]
+    assert f"{stack.api_url}/workflows/{big}" in asked
+
+    # The runs list reads no values: it gives the size.
+    page.goto(stack.api_url + "/")
+    expect(page.locator(f'tr[data-id="{big}"]')).to_contain_text(
+        f"→ {_size(link['bytes'])} value stored in S3"
+    )
+
+    # An invoke whose child's output is in S3: a reference, linked to the child run,
+    # whose own page shows the value (inline: it is under the API's 1 MB).
+    child = client.list(parent_id=parent)["workflows"][0]["id"]
+    digest, size = parse_pointer(stack.store.get(child).output or "")
+    page.goto(f"{stack.api_url}/#/runs/{parent}")
+    ref = page.locator('#timeline li[data-kind="invoke"] a.child-output')
+    expect(ref).to_have_attribute("data-sha256", digest)
+    expect(ref).to_have_text(
+        f"{_size(size)} of JSON stored in S3 (sha256 {digest[:12]}…), on the child run"
+    )
+    ref.click()
+    expect(page.locator("#run-id")).to_have_text(child)
+    expect(page.locator("#outcome pre.json")).to_contain_text('"seed": "kid"')

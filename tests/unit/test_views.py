@@ -4,6 +4,9 @@ claimed does not read "running", and every step lists its attempts."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 from orchestrator import cli_format
 from orchestrator.api.models import step_view
 from orchestrator.model import StepKind, StepRecord
@@ -114,3 +117,27 @@ def test_flags_show_no_value_in_help(capsys, monkeypatch) -> None:
     main(["start", "--help"])
     lines = [line for line in capsys.readouterr().out.splitlines() if "--wait" in line]
     assert lines and not any("<bool>" in line for line in lines)
+
+
+def test_an_invoke_shows_an_offloaded_child_output_as_a_reference() -> None:
+    """The child's output went to S3: the parent's step view names it (size and
+    digest) instead of showing a null output, and reads no value for it."""
+
+    pointer = f"@s3:sha256:{'ab' * 32}:2500000"
+    outcome = {"child_id": "r-0", "status": "completed", "output": None, "error": None}
+    rec = StepRecord(
+        "0",
+        "child",
+        StepKind.INVOKE,
+        1,
+        T0 + 20,
+        result=json.dumps({**outcome, "output_ref": pointer}),
+        started_at=T0,
+        resolved=True,
+    )
+    view = step_view(rec, "r")
+    assert view["child_id"] == "r-0" and view["child_status"] == "completed"
+    assert view["result"] is None
+    assert view["output_ref"] == {"bytes": 2_500_000, "sha256": "ab" * 32}
+    inline = replace(rec, result=json.dumps({**outcome, "output": {"a": 1}}))
+    assert "output_ref" not in step_view(inline, "r")
