@@ -126,7 +126,7 @@ class Checkpoints:
             )
             if not ok:
                 log.warning("run %s: batch refused (lease lost); abandoned", s.workflow_id)
-                s.lost = True
+                s.lose()
                 _core.unwind(s, LeaseLost())
             self.flushes += 1
 
@@ -153,7 +153,7 @@ class Checkpoints:
         except (Exception, LeaseLost) as e:  # StoreUnavailable is a LeaseLost
             if not isinstance(e, LeaseLost):
                 log.warning("run %s: flush failed (%s)", self._s.workflow_id, e)
-            self._s.lost = True
+            self._s.lose()
             return False
 
     def _cancel_timer(self) -> None:

@@ -68,7 +68,7 @@ async def io(s: RunState, call: Awaitable[_T]) -> _T:
         return await call
     except LeaseExpiredBeforeSend:
         log.warning("run %s: lease ran out before a request was sent; abandoned", s.workflow_id)
-        s.lost = True
+        s.lose()
         unwind(s, LeaseLost())
     except (ClientError, BotoCoreError) as e:
         if not _transient(e):

@@ -231,7 +231,7 @@ async def park_run(state: RunState) -> bool:
         state.unwinding = LeaseLost()
         p.fail_all(LeaseLost())
         return True
-    state.closing = True
+    state.close()
     timer = None if wake is None else p.timer_name(first, now, wake)
     try:
         if names:
@@ -251,13 +251,12 @@ async def park_run(state: RunState) -> bool:
             )
     except Exception as e:
         log.warning("run %s: park failed (%s); abandoning this claim", state.workflow_id, e)
-        state.closing = False
-        state.lost = True
+        state.lose()
         state.unwinding = LeaseLost()
         p.fail_all(LeaseLost())
         return True
     if refused is not None:
-        state.closing = False
+        state.reopen()  # the decision below: go on, or lose the claim
         old = refused.old
         if old is not None and old.epoch == state.epoch and old.status == "running":
             if old.cancel_requested:
@@ -267,7 +266,7 @@ async def park_run(state: RunState) -> bool:
             if old.signal_seq != state.signal_seq:
                 p.signal_seq_moved(old.signal_seq)
                 return False
-        state.lost = True
+        state.lose()
         state.unwinding = LeaseLost()
         p.fail_all(LeaseLost())
         return True

@@ -218,7 +218,7 @@ class _Runs:
             log.info("run %s parked", run.id)
             await store.delete_message(receipt)
         elif isinstance(unwinding, LeaseLost):
-            state.lost = True
+            state.lose()
             self._count("lost", run.name, "orchestrator_lease_losses_total")
             log.warning("run %s: lease lost; abandoned", run.id)
         elif isinstance(unwinding, ExecutionTimedOut):
@@ -257,7 +257,7 @@ class _Runs:
         if not await state.checkpoints.close():  # everything recorded before the write
             self._count("lost", run.name, "orchestrator_lease_losses_total")
             return None
-        state.closing = True
+        state.close()
         now = self.clock.now_ms()
         result = await store.continue_run(
             run.id,
@@ -274,7 +274,7 @@ class _Runs:
                 error = ErrorInfo("Cancelled", old.cancel_requested)
                 await self._finish(state, receipt, Status.CANCELLED, error=error)
             else:
-                state.lost = True
+                state.lose()
                 self._count("lost", run.name, "orchestrator_lease_losses_total")
                 log.warning("run %s: could not continue as new (lease lost); abandoned", run.id)
             return None
@@ -330,7 +330,7 @@ class _Runs:
         ok, last = True, []
         if state.checkpoints is not None:
             ok, last = await state.checkpoints.take_last(value_bytes)
-        state.closing = True
+        state.close()
         now = self.clock.now_ms()
         ok = ok and await store.finish(
             state.workflow_id,
@@ -345,7 +345,7 @@ class _Runs:
             generation=state.generation,
         )
         if not ok:
-            state.lost = True
+            state.lose()
             self._count("lost", state.name, "orchestrator_lease_losses_total")
             log.warning(
                 "run %s: could not record %s (lease lost); abandoned",
@@ -402,7 +402,7 @@ class _Runs:
             if current is None:
                 if state.closing:
                     continue
-                state.lost = True
+                state.lose()
                 runner.cancel()
                 return
             state.lease_until = until

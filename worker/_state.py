@@ -8,6 +8,7 @@ import traceback
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from orchestrator.clock import Clock
@@ -52,6 +53,34 @@ class ExecutionTimedOut(BaseException):
     """The run's execution timeout passed; the run fails."""
 
 
+class Claim(StrEnum):
+    """Where one claim of a run stands. The runner, the heartbeat and the run's
+    own tasks all move it, and only through `RunState.close`, `reopen` and
+    `lose`, along `CLAIM_MOVES`:
+
+    - RUNNING: the owner runs the workflow; its heartbeat extends the lease.
+    - CLOSING: a park or a terminal write is in flight. Heartbeats stop (one
+      landing after the write could extend a lease the write gave up), and a
+      heartbeat refused meanwhile is the write's own doing, not a lost lease.
+      A refused park that may go on (a signal or a cancel arrived since the
+      look) reopens the claim.
+    - LOST: the lease is gone (a refused write or heartbeat, an expired lease, a
+      store that stayed unavailable), or the claim gave up. Nothing more is
+      written under it; final.
+    """
+
+    RUNNING = "running"
+    CLOSING = "closing"
+    LOST = "lost"
+
+
+CLAIM_MOVES: dict[Claim, frozenset[Claim]] = {
+    Claim.RUNNING: frozenset({Claim.CLOSING, Claim.LOST}),
+    Claim.CLOSING: frozenset({Claim.RUNNING, Claim.LOST}),
+    Claim.LOST: frozenset(),
+}
+
+
 @dataclass
 class RunState:
     """`lease_until` is the owner's own view of its lease: no step is recorded
@@ -75,9 +104,8 @@ class RunState:
     parent_polls: bool = False  # a distributed map's child: nobody to notify
     cancel_delivered: bool = False  # to at least one task: the run ends as cancelled
     root: Scope = field(default_factory=lambda: Scope(""))
-    lost: bool = False
+    claim: Claim = Claim.RUNNING  # moved only by close(), reopen() and lose()
     timed_out: bool = False
-    closing: bool = False  # a park or terminal write is under way: heartbeats stop
     unwinding: BaseException | None = None  # the Suspend/LeaseLost/... in progress
     executed_steps: int = 0
     timers: list[str] = field(default_factory=list)
@@ -113,12 +141,40 @@ class RunState:
         if self.busy == 0 and self.parker is not None:
             self.parker.poke()
 
+    @property
+    def lost(self) -> bool:
+        return self.claim is Claim.LOST
+
+    @property
+    def closing(self) -> bool:
+        return self.claim is Claim.CLOSING
+
+    def _move(self, to: Claim) -> None:
+        if to is not self.claim and to not in CLAIM_MOVES[self.claim]:
+            raise AssertionError(f"run {self.workflow_id}: claim {self.claim} cannot become {to}")
+        self.claim = to
+
+    def close(self) -> None:
+        """A park or terminal write starts (a lost claim stays lost: the write
+        that follows is refused)."""
+        if not self.lost:
+            self._move(Claim.CLOSING)
+
+    def reopen(self) -> None:
+        """A refused park goes on running (a signal or cancel came first); a claim
+        lost meanwhile stays lost."""
+        if not self.lost:
+            self._move(Claim.RUNNING)
+
+    def lose(self) -> None:
+        self._move(Claim.LOST)
+
     def lease_valid(self) -> bool:
         return not self.lost and self.clock.now_ms() < self.lease_until - self.lease_ms // 6
 
     def check_lease(self) -> None:
         if not self.lease_valid():
-            self.lost = True
+            self.lose()
             raise LeaseLost()
 
     def past_deadline(self) -> bool:
