@@ -12,7 +12,13 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import resources as r
-from .model import DEFAULT_CHECKPOINT_FLUSH_MS, DEFAULT_TASK_QUEUE, TASK_QUEUE_RE
+from .model import (
+    BUILD_ID_HELP,
+    BUILD_ID_RE,
+    DEFAULT_CHECKPOINT_FLUSH_MS,
+    DEFAULT_TASK_QUEUE,
+    TASK_QUEUE_RE,
+)
 
 
 class EnvConfig(BaseSettings):
@@ -65,6 +71,18 @@ class EnvConfig(BaseSettings):
         ge=1024,
         le=r.MAX_INLINE_BYTES,
     )
+
+    # The build id a worker records on the runs it claims first (pinned versioning).
+    build_id: str | None = Field(default=None, validation_alias=r.ENV_BUILD_ID)
+    # OpenTelemetry spans from workers (the `otel` extra): "1", "true", "yes" turn them on.
+    tracing: bool = Field(default=False, validation_alias=r.ENV_TRACING)
+
+    @field_validator("build_id")
+    @classmethod
+    def _build_id(cls, v: str | None) -> str | None:
+        if v is not None and not BUILD_ID_RE.match(v):
+            raise ValueError(BUILD_ID_HELP)
+        return v
 
     @field_validator("bucket")
     @classmethod
@@ -128,6 +146,8 @@ class Settings:
     # Large values: the bucket, and the size above which a value is stored there.
     bucket: str = ""  # the value bucket (ORCHESTRATOR_BUCKET); "" : none, nothing offloaded
     offload_bytes: int = r.DEFAULT_OFFLOAD_BYTES
+    build_id: str | None = None  # ORCHESTRATOR_BUILD_ID: a worker's default build id
+    tracing: bool = False  # ORCHESTRATOR_TRACING: a worker's default for spans
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -1,26 +1,19 @@
 """OpenTelemetry spans, optional: a span per run claim ("workflow.run") and per
 step ("workflow.step"), with the workflow id as an attribute, continuing the
 trace of the start request when the caller sent a W3C `traceparent` (the API
-stores it with the run). Off unless ORCHESTRATOR_TRACING=1 (or
-`Worker(tracing=True)`) and the `otel` extra is installed; the SDK, exporter
+stores it with the run). Off unless ORCHESTRATOR_TRACING=1 (`Settings.tracing`,
+or `Worker(tracing=True)`) and the `otel` extra is installed; the SDK, exporter
 and sampler are the user's to configure, as with any OpenTelemetry library."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any
 
-from orchestrator import resources as r
-
-ENV_TRACING = r.ENV_TRACING
-
 
 class Tracing:
-    def __init__(self, enabled: bool | None = None) -> None:
-        if enabled is None:
-            enabled = os.environ.get(ENV_TRACING, "").lower() in ("1", "true", "yes")
+    def __init__(self, enabled: bool = False) -> None:
         self._tracer: Any = None
         if enabled:
             try:

@@ -37,7 +37,7 @@ from orchestrator.model import (
     Status,
 )
 from orchestrator.payloads import AsyncValues
-from orchestrator.resources import ENV_BUILD_ID, split_queue_key
+from orchestrator.resources import split_queue_key
 from orchestrator.settings import Settings
 
 from ._deletes import DEFAULT_MAX_WAIT
@@ -116,7 +116,7 @@ class Worker(_Runs):
         self.clock = clock or SYSTEM_CLOCK
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         # Recorded on every run this worker claims first (ORCHESTRATOR_BUILD_ID by default).
-        self.build_id = build_id or os.environ.get(ENV_BUILD_ID) or None
+        self.build_id = build_id or self.settings.build_id
         if self.build_id is not None and not BUILD_ID_RE.match(self.build_id):
             raise ValueError(BUILD_ID_HELP)
         self._max = max_concurrent_workflows
@@ -155,7 +155,7 @@ class Worker(_Runs):
         self._force = asyncio.Event()  # a second SIGINT/SIGTERM: release everything now
         self.forced = False
         self.metrics = metrics or WorkerMetrics()
-        self._tracing = Tracing(tracing)
+        self._tracing = Tracing(self.settings.tracing if tracing is None else tracing)
         self._presence: Presence | None = None
         self._others: ServedNames | None = None  # names other live workers serve
         self._kicker: asyncio.Task[None] | None = None

@@ -38,6 +38,26 @@ def test_values_arrive_typed_and_empty_ones_count_as_unset() -> None:
     assert s.api_url == "https://api.example/prod"
 
 
+def test_a_worker_takes_its_build_id_and_tracing_from_the_settings() -> None:
+    from worker import workflow
+    from worker._worker import Worker
+
+    @workflow("settings-probe")
+    async def probe(ctx: object) -> None:
+        return None
+
+    s = Settings.from_env(
+        {r.ENV_BUILD_ID: "v2", r.ENV_TRACING: "0", r.ENV_QUEUE_URL: "http://q.invalid/q"}
+    )
+    assert (s.build_id, s.tracing) == ("v2", False)
+    w = Worker(workflows=[probe], settings=s)
+    given = Worker(workflows=[probe], settings=s, build_id="v3")
+    assert w.build_id == "v2" and not w._tracing.enabled
+    assert given.build_id == "v3"  # the argument wins over the environment
+    for worker in (w, given):
+        worker._executor.shutdown(wait=False)
+
+
 def test_the_os_environment_is_read_when_no_mapping_is_given(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -54,6 +74,8 @@ def test_the_os_environment_is_read_when_no_mapping_is_given(
         ({r.ENV_LEASE_SECONDS: "0"}, [r.ENV_LEASE_SECONDS]),
         ({r.ENV_POLL_SECONDS: "21", r.ENV_TASK_QUEUES: "GPU"}, [r.ENV_POLL_SECONDS, "GPU"]),
         ({r.ENV_TABLE: "t"}, [r.ENV_TABLE]),
+        ({r.ENV_BUILD_ID: "v 2"}, [r.ENV_BUILD_ID]),
+        ({r.ENV_TRACING: "maybe"}, [r.ENV_TRACING]),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(env: dict[str, str], names: list[str]) -> None:
