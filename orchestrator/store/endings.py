@@ -11,7 +11,7 @@ from typing import Any
 from .. import resources as r
 from ..model import ErrorInfo, Signal, Status
 from .codec import run_key, to_attr
-from .requests import _end_due, _update, send_signal
+from .requests import _update, send_signal, terminal_write
 
 
 def cancel_parked(
@@ -28,22 +28,16 @@ def cancel_parked(
     # Closes: a claim racing the cancel. Conditioned on the status and epoch as
     # read: if a worker claimed the run meanwhile, this fails and the cancel is
     # delivered through the owner instead (`request_cancel`).
-    values: dict[str, Any] = {
-        ":cancelled": Status.CANCELLED.value,
-        ":err": ErrorInfo("Cancelled", reason).as_dict(),
-        ":now": now,
-        ":reason": reason,
-        ":seen": seen.value,
-        ":epoch": epoch,
-    }
-    set_due, remove_due = _end_due(workflow_id, values, notify_due)
-    return _update(
+    return terminal_write(
         table,
-        run_key(workflow_id),
-        f"SET #st = :cancelled, #err = :err, #ua = :now, #cr = :reason{set_due} "
-        f"REMOVE #ow, #lu, {remove_due}#wa, #ws, #tm",
-        "#st = :seen AND #ep = :epoch",
-        values,
+        workflow_id,
+        status=Status.CANCELLED,
+        error=ErrorInfo("Cancelled", reason),
+        now=now,
+        condition="#st = :seen AND #ep = :epoch",
+        values={":seen": seen.value, ":epoch": epoch},
+        sets={"#cr": reason},
+        notify_due=notify_due,
         return_values="ALL_NEW",
     )
 
@@ -125,20 +119,14 @@ def terminate(
     # heartbeat, a park, the finish) fails and it abandons the run. Closes: two
     # state changes racing (a claim, a park, a finish since the read): conditioned
     # on the status and epoch as read; the caller reads again and retries.
-    return _update(
+    return terminal_write(
         table,
-        run_key(workflow_id),
-        "SET #st = :cancelled, #err = :err, #ua = :now, #cr = :reason, #ep = :next "
-        "REMOVE #ow, #lu, #dp, #da, #wa, #ws, #tm",
-        "#st = :seen AND #ep = :epoch",
-        {
-            ":cancelled": Status.CANCELLED.value,
-            ":err": ErrorInfo("Terminated", reason).as_dict(),
-            ":now": now,
-            ":reason": reason,
-            ":seen": seen.value,
-            ":epoch": epoch,
-            ":next": epoch + 1,
-        },
+        workflow_id,
+        status=Status.CANCELLED,
+        error=ErrorInfo("Terminated", reason),
+        now=now,
+        condition="#st = :seen AND #ep = :epoch",
+        values={":seen": seen.value, ":epoch": epoch},
+        sets={"#cr": reason, "#ep": epoch + 1},
         return_values="ALL_NEW",
     )

@@ -377,32 +377,61 @@ def finish(
     notify_due: int | None = None,
     last_batch: str | None = None,
 ) -> dict[str, Any]:
-    assert status.terminal
     # Closes: a stale owner completing a run it lost, and a second completion.
-    # The run leaves the sweeper's index (due_pk/due_at removed), unless it is a
-    # child run (`notify_due`): then it stays there until its parent is told.
     # `last_batch` (batched checkpoints, `codec.last_batch_text`): the results not
     # yet written ride on this write, fenced by its condition, instead of a
     # transaction of their own just before it.
-    sets = ["#st = :status", "#ua = :now"]
-    values: dict[str, Any] = {
-        ":status": status.value,
-        ":now": now,
-        ":epoch": epoch,
-        ":running": Status.RUNNING.value,
-    }
+    sets: dict[str, Any] = {}
     if last_batch is not None:
-        sets.append("#lb = :lb")
-        values[":lb"] = last_batch
+        sets["#lb"] = last_batch
     if output is not None:
-        sets.append("#out = :out")
-        values[":out"] = output
+        sets["#out"] = output
+    return terminal_write(
+        table,
+        workflow_id,
+        status=status,
+        error=error,
+        now=now,
+        condition="#ep = :epoch AND #st = :running",
+        values={":epoch": epoch, ":running": Status.RUNNING.value},
+        sets=sets,
+        notify_due=notify_due,
+    )
+
+
+def terminal_write(
+    table: str,
+    workflow_id: str,
+    *,
+    status: Status,
+    error: ErrorInfo | None,
+    now: int,
+    condition: str,
+    values: dict[str, Any],
+    sets: dict[str, Any] | None = None,
+    notify_due: int | None = None,
+    return_values: str = "NONE",
+) -> dict[str, Any]:
+    """The one shape of every write that ends a run (the owner's finish, a cancel
+    of a parked run, a terminate, the sweeper's poison and timeout failures):
+    status, error and updated_at set (and `sets`, name placeholder to value);
+    owner, lease, wake and wait fields removed; the run out of the sweeper's
+    index, unless it is a child run (`notify_due`), which stays there until its
+    parent is told. `condition` on `values` is what closes each caller's race."""
+    assert status.terminal
+    values = {**values, ":status": status.value, ":now": now}
+    clauses = ["#st = :status", "#ua = :now"]
     if error is not None:
-        sets.append("#err = :err")
+        clauses.append("#err = :err")
         values[":err"] = error.as_dict()
+    for i, (name, value) in enumerate((sets or {}).items()):
+        clauses.append(f"{name} = :s{i}")
+        values[f":s{i}"] = value
     set_due, remove_due = _end_due(workflow_id, values, notify_due)
-    update = "SET " + ", ".join(sets) + f"{set_due} REMOVE #ow, #lu, {remove_due}#wa, #ws, #tm"
-    return _update(table, run_key(workflow_id), update, "#ep = :epoch AND #st = :running", values)
+    update = "SET " + ", ".join(clauses) + f"{set_due} REMOVE #ow, #lu, {remove_due}#wa, #ws, #tm"
+    return _update(
+        table, run_key(workflow_id), update, condition, values, return_values=return_values
+    )
 
 
 def _end_due(workflow_id: str, values: dict[str, Any], notify_due: int | None) -> tuple[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 from .. import resources as r
 from ..model import ErrorInfo, Status
 from .codec import run_key, to_attr, to_item
-from .requests import _due, _end_due, _update
+from .requests import _due, _update, terminal_write
 
 
 def rearm(
@@ -83,21 +83,15 @@ def fail_poisoned(
     # and an expired lease (an owner that was only slow and heartbeat since then is
     # alive). Closes: failing a run someone runs now, and two sweepers failing it
     # twice (the second finds the status changed).
-    values: dict[str, Any] = {
-        ":failed": Status.FAILED.value,
-        ":err": error.as_dict(),
-        ":now": now,
-        ":epoch": epoch,
-        ":running": Status.RUNNING.value,
-    }
-    set_due, remove_due = _end_due(workflow_id, values, notify_due)
-    return _update(
+    return terminal_write(
         table,
-        run_key(workflow_id),
-        f"SET #st = :failed, #err = :err, #ua = :now{set_due} "
-        f"REMOVE #ow, #lu, {remove_due}#wa, #ws, #tm",
-        "#ep = :epoch AND #st = :running AND #lu < :now",
-        values,
+        workflow_id,
+        status=Status.FAILED,
+        error=error,
+        now=now,
+        condition="#ep = :epoch AND #st = :running AND #lu < :now",
+        values={":epoch": epoch, ":running": Status.RUNNING.value},
+        notify_due=notify_due,
     )
 
 
@@ -116,19 +110,13 @@ def fail_timed_out(
     # would otherwise stay pending forever. Conditioned on the status and epoch
     # as read and on the deadline: a claim since the read owns the run (and the
     # claim enforces the deadline itself).
-    values: dict[str, Any] = {
-        ":failed": Status.FAILED.value,
-        ":err": error.as_dict(),
-        ":now": now,
-        ":seen": seen.value,
-        ":epoch": epoch,
-    }
-    set_due, remove_due = _end_due(workflow_id, values, notify_due)
-    return _update(
+    return terminal_write(
         table,
-        run_key(workflow_id),
-        f"SET #st = :failed, #err = :err, #ua = :now{set_due} "
-        f"REMOVE #ow, #lu, {remove_due}#wa, #ws, #tm",
-        "#st = :seen AND #ep = :epoch AND #dl <= :now",
-        values,
+        workflow_id,
+        status=Status.FAILED,
+        error=error,
+        now=now,
+        condition="#st = :seen AND #ep = :epoch AND #dl <= :now",
+        values={":seen": seen.value, ":epoch": epoch},
+        notify_due=notify_due,
     )
