@@ -32,7 +32,7 @@ from orchestrator.clock import SystemClock
 from orchestrator.local import LocalStack
 from orchestrator.local.worker_thread import BackgroundWorker
 from orchestrator.settings import Settings
-from orchestrator.store import requests as q
+from orchestrator.store import record_requests as rq
 from worker import workflow
 from worker._registry import definition_of
 from worker._replay import check
@@ -123,13 +123,13 @@ def _sample_records(stack: LocalStack, iterations: int) -> list[dict[str, Any]]:
             _wait(stack, ["sample"], "waiting")
             stack.service.signal("sample", "event", i)
         _wait(stack, ["sample"], "completed")
-    resp = stack.ddb.query(**q.query_history(stack.settings.table, "sample"))
+    resp = stack.ddb.query(**rq.query_history(stack.settings.table, "sample"))
     return list(resp["Items"])
 
 
 def _claim_query(stack: LocalStack, run_id: str) -> tuple[int, int, int, float]:
     """(items, bytes, queries, seconds) of one claim's history Query."""
-    req = q.query_history(stack.settings.table, run_id)
+    req = rq.query_history(stack.settings.table, run_id)
     items = size = queries = 0
     t0 = time.perf_counter()
     while True:

@@ -3,7 +3,7 @@
 `@workflow(..., checkpoint="batched")` batches every successful step of the
 run; `ctx.map(..., checkpoint="batched")` batches those under the map's id.
 A result is kept in the owner's buffer (and in its history, so the run goes on
-with it at once) and written with others in one item (`requests.put_batch`)
+with it at once) and written with others in one item (`record_requests.put_batch`)
 
 - before its entry would take the buffer past `BATCH_MAX_BYTES`;
 - before any record that is not batched (a failure, a retry state, a sleep, a

@@ -207,11 +207,11 @@ def load_history(
     1 MB), as a claim reads it; a value stored in S3 is read back through
     `values` (a `payloads.SyncValues`), as a claim resolves it."""
     from orchestrator.payloads import is_pointer
-    from orchestrator.store import requests as q
+    from orchestrator.store import record_requests as rq
     from orchestrator.store.codec import records_from_items, records_from_last_batch
 
     req = {
-        **q.query_history(table, run.id, run.generation),
+        **rq.query_history(table, run.id, run.generation),
         "ReturnConsumedCapacity": "TOTAL",
     }
     out: dict[str, StepRecord] = {}

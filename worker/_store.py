@@ -29,6 +29,7 @@ from orchestrator.model import MAX_INPUT_BYTES, ErrorInfo, Run, Signal, Status, 
 from orchestrator.payloads import AsyncValues
 from orchestrator.settings import Settings
 from orchestrator.store import generations
+from orchestrator.store import record_requests as rq
 from orchestrator.store import requests as q
 from orchestrator.store.codec import (
     last_batch_text,
@@ -394,7 +395,7 @@ class AsyncStore:
         records that point at them."""
         for rec in records:
             await self._stored(rec)
-        req = q.query_history(self._table, workflow_id, generation)
+        req = rq.query_history(self._table, workflow_id, generation)
         items: list[dict[str, Any]] = []
         while True:
             resp = await self._ddb.query(**req)
@@ -413,7 +414,7 @@ class AsyncStore:
     ) -> dict[str, StepRecord]:
         """The records of one generation; `last_batch` is the claimed run's (a
         redriven run's terminal write may carry results, `finish`)."""
-        req = q.query_history(self._table, workflow_id, generation)
+        req = rq.query_history(self._table, workflow_id, generation)
         out: dict[str, StepRecord] = {}
         for rec in records_from_last_batch(last_batch, generation):
             out[rec.op_id] = await self._loaded(rec)
@@ -430,7 +431,7 @@ class AsyncStore:
         """Record `rec` if its position is free; return what is recorded there."""
         stored = await self._stored(rec)  # an offloaded value's object first
         try:
-            await self._ddb.put_item(**q.put_step(self._table, workflow_id, stored))
+            await self._ddb.put_item(**rq.put_step(self._table, workflow_id, stored))
             return rec
         except ClientError as e:
             if not conditional_failed(e):
@@ -456,7 +457,7 @@ class AsyncStore:
         threshold goes through the codec as in `put_step`: its object is written
         before the batch item, which holds the pointer."""
         records = [await self._stored(rec) for rec in records]
-        req = q.put_batch(self._table, workflow_id, epoch=epoch, now=now, records=records)
+        req = rq.put_batch(self._table, workflow_id, epoch=epoch, now=now, records=records)
         return await self.transact(req) is None
 
     async def get_step(self, workflow_id: str, op_id: str) -> StepRecord:
@@ -469,7 +470,7 @@ class AsyncStore:
 
     # --- signals --------------------------------------------------------------------------
     async def inbox(self, workflow_id: str, name: str) -> list[Signal]:
-        req = q.query_inbox(self._table, workflow_id, name)
+        req = rq.query_inbox(self._table, workflow_id, name)
         out: list[Signal] = []
         while True:
             resp = await self._ddb.query(**req)
@@ -489,7 +490,7 @@ class AsyncStore:
     ) -> bool:
         try:
             await self._ddb.transact_write_items(
-                **q.consume_signal(
+                **rq.consume_signal(
                     self._table,
                     workflow_id,
                     wait=wait,
@@ -507,7 +508,7 @@ class AsyncStore:
     async def resolve_timeout(self, workflow_id: str, *, op_id: str, now: int) -> bool:
         try:
             await self._ddb.update_item(
-                **q.resolve_wait_timeout(self._table, workflow_id, op_id=op_id, now=now)
+                **rq.resolve_wait_timeout(self._table, workflow_id, op_id=op_id, now=now)
             )
             return True
         except ClientError as e:

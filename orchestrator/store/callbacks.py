@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 from .. import resources as r
 from ..errors import ConflictError, NotFoundError
 from ..model import RESERVED_SIGNAL_PREFIX, Signal, Status, StepRecord
-from . import requests as q
+from . import record_requests as rq
 from .codec import from_item, step_item, to_attr, to_item
 from .sync import Store, conditional_failed, old_item
 
@@ -268,7 +268,7 @@ def send_completion(
             )
         sig = Signal(name=name, seq=run.signal_seq + 1, payload=payload, sent_at=now)
         wake = run.status == Status.WAITING and name in run.wait_signals
-        req = q.send_signal(
+        req = rq.send_signal(
             store.table,
             ref.workflow_id,
             signal=sig,

@@ -11,7 +11,8 @@ from typing import Any
 from .. import resources as r
 from ..model import ErrorInfo, Signal, Status
 from .codec import run_key, to_attr
-from .requests import _update, send_signal, terminal_write
+from .record_requests import send_signal
+from .requests import _update, terminal_write
 
 
 def cancel_parked(

@@ -2,7 +2,7 @@
 generation, and the TTL that retires the generation it ends.
 
 A generation's records live under their own sort-key prefix
-(`model.generation_scope`), so the claim's Query (`requests.query_history`)
+(`model.generation_scope`), so the claim's Query (`record_requests.query_history`)
 reads one generation, whatever came before.
 """
 

@@ -37,6 +37,7 @@ from ..model import (
     generation_scope,
     op_sort_key,
 )
+from . import record_requests as rq
 from . import requests as q
 from .codec import (
     new_run_item,
@@ -200,7 +201,7 @@ def _run_and_history(ddb: Any, table: str, workflow_id: str) -> tuple[Run, list[
     if "Item" not in resp:
         raise NotFoundError(f"no workflow run with id {workflow_id!r}")
     run = run_from_item(resp["Item"])
-    req = q.query_history(table, workflow_id, run.generation)
+    req = rq.query_history(table, workflow_id, run.generation)
     history: list[StepRecord] = []
     while True:
         page = ddb.query(**req)

@@ -22,6 +22,7 @@ from ..clock import Clock
 from ..errors import BadInputError, ConflictError, ExecutionTimeoutError, NotFoundError
 from ..model import ErrorInfo, Run, Signal, Status, StepKind, StepRecord, child_run_id
 from . import endings, sweeps
+from . import record_requests as rq
 from . import requests as q
 from .codec import (
     list_sk,
@@ -180,20 +181,20 @@ class Store:
         `generation`."""
         run = self.get(workflow_id)  # unknown id → NotFoundError
         gen = run.generation if generation is None else generation
-        req = q.query_history(self._table, workflow_id, gen)
+        req = rq.query_history(self._table, workflow_id, gen)
         return with_last_batch(records_from_items(self._query_all(req)), run.last_batch, gen)
 
     def signals(self, workflow_id: str, name: str) -> list[Signal]:
         return [
             signal_from_item(i)
-            for i in self._query_all(q.query_inbox(self._table, workflow_id, name))
+            for i in self._query_all(rq.query_inbox(self._table, workflow_id, name))
         ]
 
     def inbox(self, workflow_id: str) -> list[Signal]:
         """Every buffered (not yet consumed) signal of a run, by arrival (seq)."""
         self.get(workflow_id)  # unknown id → NotFoundError
         req = {
-            **q.query_inbox(self._table, workflow_id, ""),
+            **rq.query_inbox(self._table, workflow_id, ""),
             "ExpressionAttributeValues": {
                 ":pk": to_attr(run_pk(workflow_id)),
                 ":prefix": to_attr(r.SIGNAL_SK_PREFIX),
@@ -330,7 +331,7 @@ class Store:
             wake = run.status == Status.WAITING and name in run.wait_signals
             try:
                 self._ddb.transact_write_items(
-                    **q.send_signal(
+                    **rq.send_signal(
                         self._table,
                         workflow_id,
                         signal=sig,

@@ -11,7 +11,7 @@ import pytest
 from orchestrator import Client
 from orchestrator import resources as r
 from orchestrator.local.worker_thread import BackgroundWorker
-from orchestrator.store import requests as q
+from orchestrator.store import record_requests as rq
 from tests.helpers import wait_status
 from worker import workflow
 from worker._registry import definition_of
@@ -57,7 +57,7 @@ def _loop(stack: Any, generations: int) -> None:
     print(f"{generations} generations in {elapsed:.1f} s")
     # The claim's Query reads the current generation only: one record, whatever
     # the table holds from the generations before.
-    resp = stack.ddb.query(**q.query_history(stack.settings.table, "loop", run.generation))
+    resp = stack.ddb.query(**rq.query_history(stack.settings.table, "loop", run.generation))
     assert [i["name"]["S"] for i in resp["Items"]] == ["tick"]
     # Each generation kept one record: constant history size.
     every = stack.ddb.query(
@@ -72,7 +72,7 @@ def _loop(stack: Any, generations: int) -> None:
         (rec,) = stack.store.steps("loop", generation=g)
         assert rec.result == str(g + 1)
     # Ended generations expire by TTL; the current one does not.
-    old = stack.ddb.query(**q.query_history(stack.settings.table, "loop", 1))["Items"]
+    old = stack.ddb.query(**rq.query_history(stack.settings.table, "loop", 1))["Items"]
     assert r.TTL_ATTRIBUTE in old[0]
     assert r.TTL_ATTRIBUTE not in resp["Items"][0]
     # The replay check reads and replays the current generation.
@@ -97,7 +97,7 @@ def test_an_ended_generation_of_batched_results_expires_as_written(stack) -> Non
         stack.service.start("batched_looper", {"n": 1, "until": 2}, "bloop")
         run = wait_status(stack, "bloop", "completed", "failed", timeout=60)
     assert run.status.value == "completed" and run.generation == 1, run.error
-    old = stack.ddb.query(**q.query_history(stack.settings.table, "bloop", 0))["Items"]
+    old = stack.ddb.query(**rq.query_history(stack.settings.table, "bloop", 0))["Items"]
     assert [(i["kind"]["S"], r.TTL_ATTRIBUTE in i) for i in old] == [("batch", True)]
     assert [(s.name, s.result) for s in stack.store.steps("bloop", generation=0)] == [
         ("tick0", "1"),

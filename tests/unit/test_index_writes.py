@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from orchestrator import resources as r
 from orchestrator.model import Run, Signal, Status, StepKind, StepRecord
+from orchestrator.store import record_requests as rq
 from orchestrator.store import requests as q
 from orchestrator.store import sweeps
 from orchestrator.store.codec import new_run_item, shard
@@ -33,7 +34,7 @@ def test_the_happy_path_never_writes_by_due() -> None:
     assert r.BY_CREATED.partition_key in item  # the list index: once per run
     claim = q.claim(T, WID, owner="w", now=1, lease_ms=1000, names=["n"])
     beat = q.heartbeat(T, WID, epoch=1, lease_until=2)
-    step = q.put_step(T, WID, StepRecord("0", "s", StepKind.STEP, 1, 1, result="1", resolved=True))
+    step = rq.put_step(T, WID, StepRecord("0", "s", StepKind.STEP, 1, 1, result="1", resolved=True))
     for req in (claim, beat):
         assert "#da" not in req["UpdateExpression"] and "#dp" not in req["UpdateExpression"]
     assert r.BY_DUE.sort_key not in step["Item"]
@@ -45,7 +46,7 @@ def test_parks_wakes_releases_and_promotions_put_the_run_in_by_due() -> None:
     sleep = q.park_sleep(T, WID, epoch=1, now=1, wake_at=5, due_at=6)
     wait = q.park_wait(T, WID, epoch=1, now=1, signal="go", seen_seq=0, deadline=5, due_at=6)
     sig = Signal(name="go", seq=1, payload="1", sent_at=1)
-    wake = q.send_signal(
+    wake = rq.send_signal(
         T,
         WID,
         signal=sig,
@@ -69,7 +70,7 @@ def test_parks_wakes_releases_and_promotions_put_the_run_in_by_due() -> None:
     )
     assert _removes_due(forever) and not _sets_due(forever)
     # A signal that does not wake the run leaves the index alone.
-    quiet = q.send_signal(
+    quiet = rq.send_signal(
         T,
         WID,
         signal=sig,

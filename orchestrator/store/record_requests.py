@@ -1,0 +1,255 @@
+"""The requests on a run's records (its partition's items other than the run
+item): step outcomes and batches, a wait's timeout, signals (sent, consumed,
+read back) and the history Query. Pure, as `requests.py`, whose conventions
+they follow: each condition says which race it closes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from .. import resources as r
+from ..model import Signal, Status, StepRecord, generation_scope
+from .codec import (
+    batch_item,
+    run_key,
+    run_pk,
+    signal_item,
+    signal_sk,
+    step_item,
+    step_sk,
+    to_attr,
+    to_item,
+)
+from .requests import _due, _names, _update
+
+
+def put_step(table: str, workflow_id: str, rec: StepRecord) -> dict[str, Any]:
+    """Record a durable call at its position.
+
+    Closes: two writers recording one position (a stale owner and the new one,
+    or a duplicate delivery). First write wins; the loser gets the winner's
+    record back (ALL_OLD) and uses it, without a read.
+
+    - An outcome (resolved) may replace an unresolved record of that id (a
+      step's retry state, a distributed map's start), never a resolved one.
+    - A retry state (unresolved step) may replace only a retry state with fewer
+      attempts: a stale owner cannot move the attempt count back.
+    - Anything else (a sleep's wake time, a wait's deadline) is written once:
+      the first value is the one that holds on every replay.
+    """
+    names = {"#sk": r.SK}
+    values: dict[str, Any] = {}
+    if rec.resolved:
+        # An outcome replaces the operation's unresolved record (a step's retry
+        # state, a distributed map's start), never a resolved one.
+        condition = "attribute_not_exists(#sk) OR attribute_not_exists(#res)"
+        names["#res"] = "resolved"
+    elif rec.kind == "step":
+        condition = "attribute_not_exists(#sk) OR (attribute_not_exists(#res) AND size(#att) < :n)"
+        names.update({"#res": "resolved", "#att": "attempts"})
+        values[":n"] = to_attr(len(rec.attempts))
+    else:
+        condition = "attribute_not_exists(#sk)"
+    req: dict[str, Any] = {
+        "TableName": table,
+        "Item": step_item(workflow_id, rec),
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+    if values:
+        req["ExpressionAttributeValues"] = values
+    return req
+
+
+def put_batch(
+    table: str, workflow_id: str, *, epoch: int, now: int, records: list[StepRecord]
+) -> dict[str, Any]:
+    """Record several step results in one item (batched checkpoints).
+
+    Closes: a stale owner's flush. A batch is fenced like every owner write
+    (unlike a single step record, which first-write-wins makes harmless): the
+    run must still be running under the writer's epoch, checked on the run item
+    in the same transaction. Once a later claim moved the epoch, the new owner's
+    strongly consistent history Query (after its claim) has seen every batch that
+    landed before, and no batch of the old owner can land after. So the
+    operations of two accepted batches never overlap, and a batch needs no
+    condition of its own: an SDK retry of an applied transaction puts the same
+    item again."""
+    return {
+        "TransactItems": [
+            {
+                "ConditionCheck": {
+                    "TableName": table,
+                    "Key": run_key(workflow_id),
+                    "ConditionExpression": "#ep = :epoch AND #st = :running",
+                    "ExpressionAttributeNames": {"#ep": "epoch", "#st": "status"},
+                    "ExpressionAttributeValues": {
+                        ":epoch": to_attr(epoch),
+                        ":running": to_attr(Status.RUNNING.value),
+                    },
+                }
+            },
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": batch_item(workflow_id, epoch=epoch, now=now, records=records),
+                }
+            },
+        ]
+    }
+
+
+def resolve_wait_timeout(table: str, workflow_id: str, *, op_id: str, now: int) -> dict[str, Any]:
+    # Closes: a timeout and a signal both resolving one wait. Whichever resolves
+    # first wins; the other reads the winner's outcome back.
+    return _update(
+        table,
+        to_item({r.PK: run_pk(workflow_id), r.SK: step_sk(op_id)}),
+        "SET #res = :t, timed_out = :t, recorded_at = :now",
+        "attribute_exists(#sk) AND attribute_not_exists(#res)",
+        {":t": True, ":now": now},
+    )
+
+
+def consume_signal(
+    table: str, workflow_id: str, *, wait: StepRecord, signal: Signal, now: int, ttl_s: int
+) -> dict[str, Any]:
+    """One transaction: the wait's outcome and the signal's consumption.
+
+    Closes: one signal consumed by two waits, and one wait resolved twice (by a
+    timeout or a second signal). Both conditions hold or neither write happens.
+    """
+    # Every attribute of the wait is kept (a callback's token among them).
+    resolved = replace(
+        wait, recorded_at=now, resolved=True, result=signal.payload, signal_seq=signal.seq
+    )
+    return {
+        "TransactItems": [
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": step_item(workflow_id, resolved),
+                    "ConditionExpression": "attribute_not_exists(#res)",
+                    "ExpressionAttributeNames": {"#res": "resolved"},
+                }
+            },
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": to_item(
+                        {r.PK: run_pk(workflow_id), r.SK: signal_sk(signal.name, signal.seq)}
+                    ),
+                    "UpdateExpression": "SET #cat = :now, #ttl = :ttl",
+                    "ConditionExpression": "attribute_exists(#sk) AND attribute_not_exists(#cat)",
+                    "ExpressionAttributeNames": {
+                        "#cat": "consumed_at",
+                        "#ttl": r.TTL_ATTRIBUTE,
+                        "#sk": r.SK,
+                    },
+                    "ExpressionAttributeValues": {
+                        ":now": to_attr(now),
+                        ":ttl": to_attr(now // 1000 + ttl_s),
+                    },
+                }
+            },
+        ]
+    }
+
+
+def send_signal(
+    table: str,
+    workflow_id: str,
+    *,
+    signal: Signal,
+    prev_seq: int,
+    seen_status: Status,
+    epoch: int,
+    now: int,
+    wake: bool,
+    due_at: int,
+) -> dict[str, Any]:
+    """One transaction: store the signal and bump the run's signal_seq; if the
+    run waits for this name, flip it to pending in the same write.
+
+    Closes: two signals taking one sequence number (signal_seq = :prev), a
+    signal racing a park (the park is conditioned on signal_seq, see
+    `park_wait`), and a wake-up of a run that moved since it was read
+    (status and epoch as read).
+    """
+    sets = ["#ss = :seq", "#ua = :now"]
+    values: dict[str, Any] = {
+        ":seq": signal.seq,
+        ":now": now,
+        ":prev": prev_seq,
+        ":seen": seen_status.value,
+        ":epoch": epoch,
+    }
+    update = "SET " + ", ".join(sets)
+    if wake:
+        due = _due(workflow_id, due_at, values)
+        update = f"SET #ss = :seq, #ua = :now, #st = :pending, {due} REMOVE #ws, #wa, #tm"
+        values[":pending"] = Status.PENDING.value
+    condition = "#ss = :prev AND #st = :seen AND #ep = :epoch"
+    return {
+        "TransactItems": [
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": run_key(workflow_id),
+                    "UpdateExpression": update,
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": _names(update, condition),
+                    "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
+                }
+            },
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": signal_item(workflow_id, signal),
+                    "ConditionExpression": "attribute_not_exists(#sk)",
+                    "ExpressionAttributeNames": {"#sk": r.SK},
+                }
+            },
+        ]
+    }
+
+
+def query_history(table: str, workflow_id: str, generation: int = 0) -> dict[str, Any]:
+    # Strongly consistent: a claim must see every step the previous owner recorded.
+    # One generation (continue-as-new) only: generation 0's keys are "STEP#" and a
+    # digit or "t" (below "STEP#~"); generation g's begin "STEP#~<g:05d>.".
+    values: dict[str, Any] = {":pk": to_attr(run_pk(workflow_id))}
+    if generation == 0:
+        key = "#pk = :pk AND #sk BETWEEN :lo AND :hi"
+        values[":lo"] = to_attr(r.STEP_SK_PREFIX)
+        values[":hi"] = to_attr(r.STEP_SK_PREFIX + "~")
+    else:
+        key = "#pk = :pk AND begins_with(#sk, :prefix)"
+        values[":prefix"] = to_attr(step_sk(generation_scope(generation)) + ".")
+    return {
+        "TableName": table,
+        "KeyConditionExpression": key,
+        "ExpressionAttributeNames": {"#pk": r.PK, "#sk": r.SK},
+        "ExpressionAttributeValues": values,
+        "ConsistentRead": True,
+    }
+
+
+def query_inbox(table: str, workflow_id: str, name: str) -> dict[str, Any]:
+    from .codec import signal_prefix
+
+    # Unconsumed signals of one name, oldest (lowest seq) first.
+    return {
+        "TableName": table,
+        "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+        "FilterExpression": "attribute_not_exists(#cat)",
+        "ExpressionAttributeNames": {"#pk": r.PK, "#sk": r.SK, "#cat": "consumed_at"},
+        "ExpressionAttributeValues": {
+            ":pk": to_attr(run_pk(workflow_id)),
+            ":prefix": to_attr(signal_prefix(name)),
+        },
+        "ConsistentRead": True,
+    }
