@@ -39,6 +39,8 @@ from orchestrator.store.registry import query_workers, worker_from_item
 
 log = logging.getLogger("worker")
 
+HANDOFF_YIELD_S = 0.3  # after handing a message back, this worker's receives wait this long
+
 # Visibility by receive count (1-based) for a message another live worker serves.
 HANDOFF_VISIBILITY = (0, 0, 1, 1, 2)
 RESEND_DELAY_S = 2
