@@ -41,7 +41,7 @@ from .models import (
 )
 from .openapi import OPERATIONS, route_pattern
 from .recovery import add_routes as add_recovery_routes
-from .service import Service
+from .service import Service, signal_warning
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +217,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     def signal(workflow_id: str) -> Response[Any]:
         workflow_id = path_param(workflow_id)
         req = body(SignalRequest)
-        svc = service()
-        sig, woke = svc.signal(workflow_id, req.name, req.payload)
+        sig, woke, seen = service().signal_read(workflow_id, req.name, req.payload)
         reply: dict[str, Any] = {
             "workflow_id": workflow_id,
             "signal": sig.name,
@@ -226,7 +225,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             "woke": woke,
         }
         if not woke:
-            warning = svc.signal_warning(workflow_id, req.name)
+            warning = signal_warning(seen, req.name)  # from the signal's own read
             if warning:
                 reply["warning"] = warning
         return Response(

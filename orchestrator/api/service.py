@@ -282,18 +282,13 @@ class Service:
         _check_id(workflow_id)
         return self.store.inbox(workflow_id)
 
-    def signal_warning(self, workflow_id: str, name: str) -> str | None:
-        """Why a signal that woke nothing may be a mistake: the run waits for
-        another name now. (A signal sent before any wait is normal: buffered.)"""
-        run = self.store.get(workflow_id)
-        if run.status.value == "waiting" and run.wait_signals and name not in run.wait_signals:
-            return (
-                f"the run is waiting for signal {run.wait_signal!r}, not {name!r}: "
-                f"this one stays in its inbox until the run waits for {name!r}"
-            )
-        return None
-
     def signal(self, workflow_id: str, name: str, payload: Any) -> tuple[Signal, bool]:
+        sig, woke, _ = self.signal_read(workflow_id, name, payload)
+        return sig, woke
+
+    def signal_read(self, workflow_id: str, name: str, payload: Any) -> tuple[Signal, bool, Run]:
+        """Store a signal: (the signal, whether it woke the run, the run as the
+        signal's write read it, for `signal_warning`)."""
         _check_id(workflow_id)
         text = encode_json(payload, what="signal payload", limit=MAX_SIGNAL_PAYLOAD_BYTES)
         sig, woke, timer, run = self.store.send_signal_read(
@@ -308,7 +303,19 @@ class Service:
                 self.dispatcher.delete_schedule(timer)
             except Exception:
                 log.exception("could not delete schedule %s", timer)
-        return sig, woke
+        return sig, woke, run
+
+
+def signal_warning(run: Run, name: str) -> str | None:
+    """Why a signal that woke nothing may be a mistake: the run (as the signal's
+    write read it) waits for another name. (A signal sent before any wait is
+    normal: buffered.)"""
+    if run.status.value == "waiting" and run.wait_signals and name not in run.wait_signals:
+        return (
+            f"the run is waiting for signal {run.wait_signal!r}, not {name!r}: "
+            f"this one stays in its inbox until the run waits for {name!r}"
+        )
+    return None
 
 
 def _check_tags(tags: dict[str, str]) -> None:
