@@ -143,14 +143,17 @@ class WorkflowContext:
         *,
         timeout: timedelta | float | None = None,
         heartbeat_timeout: timedelta | float | None = None,
+        result_type: Any = None,
     ) -> Callback:
         """Create a callback an outside system completes: give it `cb.id` (an
         unguessable token, the same on every replay), then `await cb.result()`.
         `timeout` counts from the creation; with `heartbeat_timeout` the outside
         system must also heartbeat (`POST /callbacks/{id}/heartbeat`) at least
-        that often. Raises CallbackTimeoutError / CallbackFailedError from `result()`."""
+        that often. Raises CallbackTimeoutError / CallbackFailedError from `result()`.
+        With `result_type` (a pydantic model, a type, any type pydantic validates),
+        `result()` returns the posted JSON validated into it."""
         return await _callback.create_callback(
-            name, timeout=timeout, heartbeat_timeout=heartbeat_timeout
+            name, timeout=timeout, heartbeat_timeout=heartbeat_timeout, result_type=result_type
         )
 
     async def wait_for_callback(
@@ -161,9 +164,11 @@ class WorkflowContext:
         timeout: timedelta | float | None = None,
         heartbeat_timeout: timedelta | float | None = None,
         retry: RetryPolicy | None = None,
+        result_type: Any = None,
     ) -> Any:
         """Create a callback, run `submitter(callback_id)` as the step `<name>-submit`
-        (it hands the id to the outside system), and return the callback's result."""
+        (it hands the id to the outside system), and return the callback's result
+        (validated into `result_type` if given)."""
         return await _callback.wait_for_callback(
             self,
             name,
@@ -171,6 +176,7 @@ class WorkflowContext:
             timeout=timeout,
             heartbeat_timeout=heartbeat_timeout,
             retry=retry,
+            result_type=result_type,
         )
 
     async def wait_for_condition(

@@ -39,6 +39,16 @@ SCENARIOS = {
     "4-12": ("callback-4-12", {"name": "cb-4-12"}, [("succeed", "cb-4-12", "payload-4-12")]),
     "4-13": ("callback-4-12", {"name": "cb-4-13"}, [(REJECT[0], "cb-4-13", REJECT[1])]),
     "4-14": ("callback-4-12", {"name": "cb-4-14", "timeout": True}),
+    "4-15": (
+        "callback-4-15",
+        "cb-4-15",
+        [("succeed", "cb-4-15", {"label": "shipped", "at": "2026-11-26T18:00:00+00:00"})],
+    ),
+    "4-16": (
+        "callback-4-16",
+        "cb-4-16",
+        [("succeed", "cb-4-16", 12.25), ("succeed", "cb-4-16-bad", "twelve")],
+    ),
     "4-17": (
         "callback-4-17",
         ["a-4-17", "b-4-17"],
@@ -204,6 +214,23 @@ def test_4_14_callback_timeout_caught_then_wait(outcomes) -> None:
     assert (o.status, o.output) == ("completed", {"timeout": "timeout"})
     assert [r.status.value for r, _ in o.rounds] == ["waiting", "sleeping"]
     assert o.ops["0"].timed_out
+
+
+def test_4_15_a_result_type_turns_the_posted_object_into_a_model(outcomes) -> None:
+    o = outcomes["4-15"]
+    assert o.status == "completed", o.error_type
+    assert o.output == {"label": "shipped", "at": "2026-11-26T18:00:00+00:00", "year": 2026}
+    # The record keeps the JSON as posted; the type applies when result() returns.
+    assert _result(o) == {
+        "ok": True,
+        "result": {"label": "shipped", "at": "2026-11-26T18:00:00+00:00"},
+    }
+
+
+def test_4_16_a_result_type_turns_the_posted_number_into_a_decimal(outcomes) -> None:
+    o = outcomes["4-16"]
+    assert o.status == "completed", o.error_type
+    assert o.output == {"type": "Decimal", "value": "24.50", "bad": "ValidationError"}
 
 
 def test_4_17_two_callbacks_created_and_awaited_in_turn(outcomes) -> None:

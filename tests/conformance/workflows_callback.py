@@ -10,7 +10,11 @@ must outlast a timeout lasts two.
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
+
+from pydantic import BaseModel
 
 from worker import CallbackFailedError, CallbackTimeoutError, RetryPolicy, workflow
 
@@ -111,6 +115,33 @@ async def callback_two_in_reverse(ctx, input: list[str]) -> Any:
     b = await ctx.create_callback(input[1])
     second = await b.result()
     return [await a.result(), second]
+
+
+class Stamped(BaseModel):
+    """4-15's result type: an object with a timestamp."""
+
+    label: str
+    at: datetime
+
+
+@workflow("callback-4-15")
+async def callback_model_result(ctx, input: str) -> Any:
+    cb = await ctx.create_callback(input, result_type=Stamped)
+    got = await cb.result()
+    assert isinstance(got, Stamped)
+    return {"label": got.label, "at": got.at.isoformat(), "year": got.at.year}
+
+
+@workflow("callback-4-16")
+async def callback_number_result(ctx, input: str) -> Any:
+    cb = await ctx.create_callback(input, result_type=Decimal)
+    got = await cb.result()
+    try:  # a result that does not fit the type: a ValueError, the same on replay
+        await (await ctx.create_callback(f"{input}-bad", result_type=Decimal)).result()
+        bad = "accepted"
+    except ValueError as e:
+        bad = type(e).__name__
+    return {"type": type(got).__name__, "value": str(got * 2), "bad": bad}
 
 
 # --- wait_for_callback (7-x) --------------------------------------------------------------

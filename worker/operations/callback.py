@@ -35,6 +35,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from orchestrator.errors import CallbackFailedError, CallbackTimeoutError, WorkflowContextError
 from orchestrator.model import STEP_NAME_RE, StepKind, StepRecord
 from orchestrator.store import callbacks as cbstore
@@ -60,11 +62,15 @@ class Callback:
     name: str
     op_id: str
     heartbeat_timeout_ms: int | None = None
+    result_type: Any = None  # the posted result is validated into it (pydantic)
 
     async def result(self) -> Any:
         """The result the outside system sent. Raises CallbackFailedError if it
         failed the callback, CallbackTimeoutError if the timeout (counted from the
-        callback's creation) or the heartbeat timeout passed first."""
+        callback's creation) or the heartbeat timeout passed first. With the
+        callback's `result_type`, the result is validated into it (a pydantic
+        ValidationError, a ValueError, if it does not fit: the same on every
+        replay, since the recorded result is the same)."""
         return await _result(self)
 
     def __repr__(self) -> str:  # the token is a capability: never shown in full
@@ -76,6 +82,7 @@ async def create_callback(
     *,
     timeout: timedelta | float | None,
     heartbeat_timeout: timedelta | float | None,
+    result_type: Any = None,
 ) -> Callback:
     if not isinstance(name, str) or not STEP_NAME_RE.match(name):
         raise ValueError("a callback name is 1 to 200 printable characters")
@@ -111,7 +118,7 @@ async def create_callback(
     else:
         _core.check(s, rec, StepKind.CALLBACK, name)
     assert rec.callback_id is not None
-    return Callback(rec.callback_id, name, op_id, heartbeat_ms)
+    return Callback(rec.callback_id, name, op_id, heartbeat_ms, result_type)
 
 
 async def wait_for_callback(
@@ -122,10 +129,13 @@ async def wait_for_callback(
     timeout: timedelta | float | None,
     heartbeat_timeout: timedelta | float | None,
     retry: RetryPolicy | None,
+    result_type: Any = None,
 ) -> Any:
     """create_callback, then the step `<name>-submit` that runs
     `submitter(callback_id)`, then the callback's result."""
-    cb = await create_callback(name, timeout=timeout, heartbeat_timeout=heartbeat_timeout)
+    cb = await create_callback(
+        name, timeout=timeout, heartbeat_timeout=heartbeat_timeout, result_type=result_type
+    )
     await ctx.step(f"{name}-submit", submitter, cb.id, retry=retry)
     return await cb.result()
 
@@ -164,7 +174,10 @@ async def _result(cb: Callback) -> Any:
     rec = s.history[cb.op_id]
     if not rec.resolved:
         rec = await _wait(s, rec, cb.heartbeat_timeout_ms)
-    return _outcome(rec, cb.heartbeat_timeout_ms)
+    value = _outcome(rec, cb.heartbeat_timeout_ms)
+    if cb.result_type is not None:
+        return TypeAdapter(cb.result_type).validate_python(value)
+    return value
 
 
 async def _wait(s: RunState, rec: StepRecord, heartbeat_ms: int | None) -> StepRecord:
