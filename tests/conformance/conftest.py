@@ -13,8 +13,9 @@ It stops when every run has ended. Tests then check one scenario each: status,
 output, recorded operations, the rounds, child runs, and how many times each
 step function really ran.
 
-A suite module may name its own workflows (`WORKFLOWS`); the default is
-`tests/conformance/workflows.py`'s.
+Each suite module also lists the workflows its worker registers (`WORKFLOWS`:
+the `ALL` of its `workflows_<suite>.py`; the two callback suites share
+`workflows_callback.py`).
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def outcomes(
 ) -> Iterator[dict[str, Outcome]]:
     """The module's scenarios, run at once on one stack and one worker."""
     scenarios: dict[str, tuple[Any, ...]] = request.module.SCENARIOS
-    flows = getattr(request.module, "WORKFLOWS", workflows.ALL)
+    flows = request.module.WORKFLOWS
     actions = {key: list(s[2]) for key, s in scenarios.items() if len(s) > 2}
     moto_server.reset()
     stack = LocalStack(

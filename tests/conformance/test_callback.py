@@ -17,10 +17,10 @@ from typing import Any
 
 from orchestrator.client import Client
 from orchestrator.local.worker_thread import BackgroundWorker
-from tests.conformance import workflows, workflows_callback
+from tests.conformance import workflows_callback
 from tests.helpers import wait_for, wait_status
 
-WORKFLOWS = workflows.ALL + workflows_callback.ALL
+WORKFLOWS = workflows_callback.ALL
 
 REJECT = ("fail", ("RejectedError", "not approved"))
 HOUR_S = 3600

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 from orchestrator.local.worker_thread import BackgroundWorker
-from tests.conformance import workflows
+from tests.conformance import workflows, workflows_child
 from tests.conftest import TEST_SETTINGS, worker_env
 from tests.helpers import ROOT, wait_status
+
+WORKFLOWS = workflows_child.ALL
 
 SCENARIOS = {
     "3-1": ("child-3-1", "in-3-1"),
@@ -148,12 +150,12 @@ def test_3_12_child_context_interrupted_and_run_again(stack, tmp_path: Path) -> 
     marker = tmp_path / "crashed"
     run, _ = stack.service.start("child-3-12", {"marker": str(marker), "value": "in-3-12"})
     env = worker_env(stack, tmp_path / "exec.log")
-    cmd = [sys.executable, "-m", "orchestrator.cli", "worker", "tests.conformance.workflows"]
+    cmd = [sys.executable, "-m", "orchestrator.cli", "worker", "tests.conformance.workflows_child"]
     crashed = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, timeout=60)
     assert crashed.returncode == 3 and marker.exists()
     assert stack.store.get(run.id).status.value == "running"  # held by the dead worker
     assert not any(s.resolved for s in stack.store.steps(run.id))  # nothing recorded
-    with BackgroundWorker(workflows.ALL, stack.settings, clock=stack.clock):
+    with BackgroundWorker(WORKFLOWS, stack.settings, clock=stack.clock):
         stack.clock.advance(TEST_SETTINGS.lease_seconds + 1)  # the dead worker's lease ends
         done = wait_status(stack, run.id, "completed", "failed", timeout=30)
     assert (done.status.value, json.loads(done.output)) == ("completed", "in-3-12")

@@ -17,7 +17,7 @@ import json
 from tests.conformance import workflows, workflows_invoke
 from tests.conformance.workflows_invoke import LARGE_INPUT
 
-WORKFLOWS = workflows.ALL + workflows_invoke.ALL
+WORKFLOWS = workflows_invoke.ALL
 
 SCENARIOS = {
     "5-1": ("invoke-5-1", "in-5-1"),

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 
+from tests.conformance import workflows_map
+
+WORKFLOWS = workflows_map.ALL
+
 SCENARIOS = {
     "9-1": ("map-9-1", ["World", "Kiro"]),
     "9-3": ("map-9-3", [10, 20, 30]),

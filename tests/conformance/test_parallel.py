@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 
+from tests.conformance import workflows_parallel
+
+WORKFLOWS = workflows_parallel.ALL
+
 SCENARIOS = {
     key: (f"parallel-{key}", None)
     for key in [

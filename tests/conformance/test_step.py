@@ -5,6 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 
+from tests.conformance import workflows_step
+
+WORKFLOWS = workflows_step.ALL
+
 SCENARIOS = {
     "1-1": ("step-1-1", "World"),
     "1-2": ("step-1-2", "World"),

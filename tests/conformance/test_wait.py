@@ -3,6 +3,10 @@ replay after the wake-up goes on."""
 
 from __future__ import annotations
 
+from tests.conformance import workflows_wait
+
+WORKFLOWS = workflows_wait.ALL
+
 SCENARIOS = {
     "2-1": ("wait-2-1", None),
     "2-2": ("wait-2-2", None),

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 
-from tests.conformance import workflows, workflows_callback
+from tests.conformance import workflows_callback
 from tests.conformance.test_callback import heartbeat_then_success
 
-WORKFLOWS = workflows.ALL + workflows_callback.ALL
+WORKFLOWS = workflows_callback.ALL
 
 REJECT = ("RejectedError", "not approved")
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 
-from tests.conformance import workflows, workflows_condition
+from tests.conformance import workflows_condition
 
-WORKFLOWS = workflows.ALL + workflows_condition.ALL
+WORKFLOWS = workflows_condition.ALL
 
 SCENARIOS = {
     "6-1": ("condition-6-1", 3),
