@@ -1,6 +1,8 @@
 """The worker's side of flow control (`orchestrator/store/flow.py`): take a slot
-before a claim on a limited task queue, give it back when the lease ends, undo
-the acquire when the claim is refused.
+before a claim on a limited task queue, give it back when the lease ends or
+when the claim is refused. Each acquire adds a token of its own to the run's
+entry and gives back only that token, so the handlers of one run (its owner,
+duplicates, the next claim after a park) never remove each other's slot.
 
 A queue's limits are read at most every CONFIG_TTL_S per worker (one GetItem),
 so an unlimited queue costs nothing per claim and a limit set at run time
@@ -29,28 +31,13 @@ log = logging.getLogger("worker")
 CONFIG_TTL_S = 5.0
 PURGE_EVERY_S = 1.0
 DEFAULT_PERIOD_MS = 1000
-# A release refused because a duplicate's acquire overwrote the token is tried
-# again after these delays: the duplicate's refused claim puts the token back
-# within a round trip or two.
-RELEASE_RETRIES_S = (0.2, 0.5, 1.0, 2.0)
-
-
-_UNKNOWN = object()
 
 
 @dataclass(frozen=True)
 class Slot:
     task_queue: str
     run_id: str
-    token: str  # the holder this acquire wrote; every removal is conditioned on it
-    # The holder this acquire replaced: None if it created the holder; _UNKNOWN if
-    # the item already showed this very token (the SDK retried a write whose answer
-    # was lost), so what was there before is not known.
-    previous: str | int | object | None = None
-
-    @property
-    def created(self) -> bool:
-        return self.previous is None
+    token: str  # this acquire's key in the run's entry; the release removes it
 
 
 class FlowControl:
@@ -61,7 +48,6 @@ class FlowControl:
         self._lease_ms = lease_ms
         self._config: dict[str, tuple[f.FlowState, float]] = {}
         self._last_purge: dict[str, float] = {}
-        self._later: set[asyncio.Task[None]] = set()
         self.refused = 0
 
     async def _state(self, task_queue: str) -> f.FlowState:
@@ -75,16 +61,17 @@ class FlowControl:
 
     async def acquire(self, task_queue: str, run_id: str) -> tuple[bool, Slot | None]:
         """(go ahead?, the slot): (True, None) on a queue without limits; (False,
-        None) over a limit. A holder of the run that existed already (the run's
-        live owner's, a dead owner's, a parked owner's not yet released) is
-        overwritten with this acquire's token and remembered in `previous`."""
+        None) over a limit. A run that holds a slot already (its live owner, a
+        dead owner, a parked owner not yet released, another copy of its
+        message) gets this acquire's token added to its entry."""
         state = await self._state(task_queue)
         if not state.limited:
             return True, None
+        token = f.new_token()
         new_window = False
-        for _ in range(4):
+        join = False
+        for _ in range(6):
             now = self._clock.now_ms()
-            token = f.new_token(now)
             period = state.rate_period_ms or DEFAULT_PERIOD_MS
             try:
                 resp = await self._ddb.update_item(
@@ -96,35 +83,49 @@ class FlowControl:
                         now=now,
                         period_ms=period,
                         new_window=new_window,
+                        join=join,
                     ),
-                    # The item as it was: what this write replaced, if anything.
+                    # The item as it was: whether this run was the oldest waiting.
                     ReturnValues="ALL_OLD",
                 )
                 prior = from_item(resp.get("Attributes", {}))
-                before = (prior.get("holders") or {}).get(run_id)
-                if before == token:
-                    before = _UNKNOWN
                 if (prior.get("oldest_wait") or {}).get("run") == run_id:
                     await self._write(f.clear_waiting(self._table, task_queue, run_id), None)
-                return True, Slot(task_queue, run_id, token, before)
+                return True, Slot(task_queue, run_id, token)
             except ClientError as e:
                 if not conditional_failed(e):
                     raise
                 item = old_item(e)
+            except asyncio.CancelledError:
+                # A stop with this write in flight: it may have been applied.
+                await self.release(Slot(task_queue, run_id, token))
+                raise
             old = f.flow_from_item(task_queue, item)
             self._config[task_queue] = (old, time.monotonic())
             if old.holders is None or not old.limited:
                 return True, None  # the limits were removed meanwhile
             state = old
             period = old.rate_period_ms or DEFAULT_PERIOD_MS
-            window_over = old.window_start <= now - period
-            full = old.max_concurrency is not None and old.in_flight >= old.max_concurrency
-            if old.rate_limit is not None and window_over and not new_window and not full:
-                new_window = True
-                continue
-            if full and await self._purge(old, now):
-                continue
-            break
+            entry = old.holders.get(run_id)
+            if isinstance(entry, dict) and token in entry:
+                # This acquire's own write, applied once already (the SDK sent it
+                # again after a lost answer): the slot is taken.
+                return True, Slot(task_queue, run_id, token)
+            if isinstance(entry, str | int):
+                break  # a holder an older version wrote: its writer or the purge removes it
+            # Each failed try was refused by a change made since the last one: follow it.
+            if old.rate_limit is not None:
+                if old.window_start <= now - period:
+                    new_window = True  # the window is over: start the next one
+                elif old.window_count >= old.rate_limit:
+                    break  # over the rate limit in this window
+                else:
+                    new_window = False  # another worker started the window meanwhile
+            limit = old.max_concurrency
+            full = entry is None and limit is not None and old.in_flight >= limit
+            if full and not await self._purge(old, now):
+                break  # over the concurrency limit
+            join = entry is not None  # the run's entry appeared, or went, meanwhile
         self.refused += 1
         return False, None
 
@@ -145,9 +146,10 @@ class FlowControl:
         if time.monotonic() - last < PURGE_EVERY_S:
             return False
         self._last_purge[state.task_queue] = time.monotonic()
-        # A slot younger than a lease belongs to a lease that has not expired yet.
+        # An entry with a token younger than a lease may belong to a lease that has
+        # not expired yet, or to a handler between its acquire and its claim.
         candidates = {
-            r: t for r, t in (state.holders or {}).items() if f.taken_at(t) <= now - self._lease_ms
+            r: e for r, e in (state.holders or {}).items() if f.taken_at(e) <= now - self._lease_ms
         }
         if not candidates:
             return False
@@ -170,63 +172,46 @@ class FlowControl:
             from_item(k)["pk"][3:]
             for k in resp.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
         }
-        stale = {r: t for r, t in candidates.items() if r not in live and r not in unprocessed}
+        stale = {r: e for r, e in candidates.items() if r not in live and r not in unprocessed}
         if not stale:
             return False
         try:
             await self._ddb.update_item(**f.purge(self._table, state.task_queue, stale))
         except ClientError as e:
             if conditional_failed(e):
-                return True  # someone changed a holder meanwhile: try the acquire again
+                return True  # someone changed an entry meanwhile: try the acquire again
             raise
         log.info("flow control on %s: purged %d stale slot(s)", state.task_queue, len(stale))
         return True
 
     async def release(self, slot: Slot) -> None:
-        """Give the slot back: the lease ended by this worker's own write. Best
-        effort: a slot left behind is purged once its lease has expired.
-
-        Refused when another acquire of the run overwrote the token since: a new
-        claim after a park (the slot is now that claim's), or a duplicate message
-        whose claim was refused and which is about to put this token back. For the
-        second, the release is tried again a few times in the background."""
-        if await self._remove(slot) is False:
-            task = asyncio.create_task(self._release_later(slot))
-            self._later.add(task)
-            task.add_done_callback(self._later.discard)
-
-    async def drain(self) -> None:
-        """Let the releases still being retried finish (a worker that stops): a
-        slot given up here would stay taken until its lease expired and a purge
-        removed it. Bounded by the retries' own schedule (a few seconds)."""
-        if self._later:
-            await asyncio.wait(set(self._later), timeout=sum(RELEASE_RETRIES_S) + 1)
-
-    async def _release_later(self, slot: Slot) -> None:
-        for delay in RELEASE_RETRIES_S:
-            await asyncio.sleep(delay)
-            if await self._remove(slot) is not False:
+        """Give the slot's token back: the claim was refused, or the lease ended by
+        this worker's own write. The run's entry goes with its last token; while
+        another handler of the run holds a token, the slot stays for it. Best
+        effort: a token left behind (an error) is purged once no lease is live."""
+        last = True
+        for _ in range(4):
+            req = f.release(self._table, slot.task_queue, slot.run_id, slot.token, last=last)
+            try:
+                await self._ddb.update_item(**req)
                 return
-
-    async def undo(self, slot: Slot, *, live_owner: bool) -> None:
-        """The claim was refused. `live_owner`: the refusal showed the run held by
-        a live lease, which may rely on the holder this acquire replaced: put that
-        one back (conditioned on this acquire's token). Otherwise no claim relies
-        on this holder: remove it (a newer acquire's token makes that fail)."""
-        if not live_owner or slot.previous is None:
-            await self._remove(slot)
-        elif isinstance(slot.previous, str | int):
-            req = f.restore(self._table, slot.task_queue, slot.run_id, slot.token, slot.previous)
-            await self._write(req, slot)
-        # else: what was replaced is unknown; the purge removes it once no lease is live
-
-    async def _remove(self, slot: Slot) -> bool | None:
-        req = f.release(self._table, slot.task_queue, slot.run_id, slot.token)
-        return await self._write(req, slot)
+            except ClientError as e:
+                if not conditional_failed(e):
+                    log.warning("flow control: release failed (%s)", slot, exc_info=True)
+                    return
+                item = old_item(e)
+            except Exception:
+                log.warning("flow control: release failed (%s)", slot, exc_info=True)
+                return
+            entry = f.flow_from_item(slot.task_queue, item).holders or {}
+            tokens = entry.get(slot.run_id)
+            if not isinstance(tokens, dict) or slot.token not in tokens:
+                return  # already gone: purged, or this release applied once already
+            last = len(tokens) == 1  # another handler took or gave back a token meanwhile
+        log.warning("flow control: %s still held after 4 tries; the purge removes it", slot)
 
     async def _write(self, req: dict[str, Any], slot: Slot | None) -> bool | None:
-        """True: written; False: its condition failed (for a slot: the holder is
-        not this acquire's); None: an error, logged."""
+        """True: written; False: its condition failed; None: an error, logged."""
         try:
             await self._ddb.update_item(**req)
             return True

@@ -41,7 +41,7 @@ from orchestrator.resources import split_queue_key
 from orchestrator.settings import Settings
 
 from ._deletes import DEFAULT_MAX_WAIT
-from ._flow import FlowControl, Slot
+from ._flow import FlowControl
 from ._handoff import KICK_DELAY_S, NameCache, ServedNames, kick_pending
 from ._logs import log_context
 from ._metrics import WorkerMetrics
@@ -353,8 +353,6 @@ class Worker(_Runs, _Refusals):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._kicker
             self._kicker = None
-        if self._flow is not None:
-            await self._flow.drain()  # slot releases still being retried, before the clients close
         if self._presence is not None:
             await self._presence.stop()
             self._presence = None
@@ -544,18 +542,24 @@ class Worker(_Runs, _Refusals):
             )
             await store.delete_message(receipt)
             return
-        outcome: bool | None = False
+        failed = False
         try:
-            outcome = await self._claim_and_run(message, workflow_id, receipt, slot)
+            await self._claim_and_run(message, workflow_id, receipt)
+        except Exception:
+            # An error: what the run was doing may still be running. Its token
+            # stays until the purge, once no lease of the run is live.
+            failed = True
+            raise
         finally:
-            # The slot goes back when this worker ended the lease (a refused claim
-            # undid its acquire already). A lost lease's slot is the new owner's
-            # (its acquire overwrote it); one left by an error is purged after the lease.
-            if slot is not None and outcome is True:
+            # Otherwise this acquire's token goes back however the handling ended:
+            # the claim refused, the lease ended by this worker's own write or lost
+            # to a newer claim (which took a token of its own), a stop's cancel.
+            # The run's other handlers hold their own tokens: theirs stay.
+            if slot is not None and not failed:
                 await self._flow.release(slot)
 
     async def _claim_and_run(
-        self, message: dict[str, Any], workflow_id: str, receipt: str, slot: Slot | None = None
+        self, message: dict[str, Any], workflow_id: str, receipt: str
     ) -> bool | None:
         """Claim the run and run it: None when the claim was refused, else whether
         the lease ended by this worker's own write (see `_execute`)."""
@@ -585,14 +589,6 @@ class Worker(_Runs, _Refusals):
         if not isinstance(result, Refused) and result.name in self._pinned and not result.pinned:
             result = await store.pin(result)  # the first claim of a pinned workflow's run
         if isinstance(result, Refused):
-            if slot is not None:
-                # At once, before the message is dealt with: a live owner whose
-                # holder this acquire overwrote gets it back before it may end.
-                assert self._flow is not None
-                old = result.old
-                live = old is not None and old.status == Status.RUNNING
-                live = live and old is not None and (old.lease_until or 0) >= now
-                await self._flow.undo(slot, live_owner=live)
             await self._refused(result.old, message, now)
             return None
         self._count("claimed", result.name, "orchestrator_runs_claimed_total")

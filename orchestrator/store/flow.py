@@ -3,7 +3,7 @@ across every worker, kept in one item per task queue.
 
     pk = "QUEUES"   sk = "Q#<task queue>"
     max_concurrency, rate_limit, rate_period_ms     the limits (absent: none)
-    holders       {run id: when the slot was taken (ms)}
+    holders       {run id: {token: when that handler took the slot (ms)}}
     window_start, window_count                      the current rate window
 
 A worker that claims a run of a limited queue first takes a slot with one
@@ -15,25 +15,30 @@ condition compares the item's own attributes, so changing a limit is one write
 redeploy and no read per claim. Work over a limit is not dropped: its message
 comes back a little later.
 
-A holder's value is a token, `<taken at ms>:<random>`, written by every
-acquire, including one that finds the run's holder already there (a duplicate
-message, a takeover of a dead owner's run, the next claim after a park). Every
-removal is conditioned on a token, so only the last acquirer of a run removes
-its holder, and an acquire that comes after a removal was decided makes that
-removal fail:
+A run's entry in `holders` is a small map, `{token: taken at ms}`: every
+handler of the run that took the slot (the claim's owner, a duplicate message's
+handler, the next claim after a park, a takeover) adds a token of its own, and
+gives back only that token. The slot is held while the entry has a token, and
+the handler that removes the last token removes the entry. Nobody writes or
+removes another handler's token, so the order in which handlers of one run take
+and give back does not matter:
 
-- `release`: the lease ended by this worker's own write (completion, failure, a
-  park, a release at shutdown): REMOVE if the token is still this acquire's.
-- `restore`: this acquire's claim was refused and it had replaced a holder: put
-  the previous token back, if the token is still this acquire's (the run's
-  live owner keeps the slot its own acquire wrote, and releases it with that).
-  A refused acquire that created the holder releases it.
+- `acquire` (before the claim) creates the run's entry if the queue is under
+  its limit, or (`join`) adds a token to the entry of a run that holds a slot
+  already (no limit to check: the run counts once).
+- `release`: the claim was refused, or the lease ended by this worker's own
+  write (completion, failure, a park, a release at shutdown): remove this
+  acquire's token, and (`last`) the entry with it if it is the only token.
 - `purge`: a killed worker gives nothing back. The next worker that finds the
-  queue full reads the runs of the holders older than a lease, and removes the
-  ones whose run holds no live lease, each conditioned on the token it read.
+  queue full reads the runs whose newest token is older than a lease, and
+  removes the entries of those that hold no live lease, each conditioned on the
+  entry it read.
 
 So a killed worker holds a slot at most until its lease expires, and a slot is
 never removed while a claim that relies on it may still be running.
+
+Entries an older version wrote (a bare token string `<ms>:<random>`, or a bare
+number) are left to their writers and the purge: no acquire joins them.
 """
 
 from __future__ import annotations
@@ -52,14 +57,18 @@ def flow_key(task_queue: str) -> dict[str, Any]:
     return to_item({r.PK: FLOW_PK, r.SK: f"Q#{task_queue}"})
 
 
+# A run's entry in `holders`: {token: taken at ms}; a bare string or number is a
+# holder an older version wrote.
+Entry = dict[str, int] | str | int
+
+
 @dataclass(frozen=True)
 class FlowState:
     task_queue: str
     max_concurrency: int | None = None
     rate_limit: int | None = None
     rate_period_ms: int | None = None
-    # run id -> token (a bare number: a holder an older worker wrote)
-    holders: dict[str, str | int] | None = None
+    holders: dict[str, Entry] | None = None  # run id -> entry
     window_start: int = 0
     window_count: int = 0
     oldest_wait: tuple[str, int] | None = None  # (run id, waiting since ms)
@@ -95,15 +104,18 @@ def _oldest(value: Any) -> tuple[str, int] | None:
     return None
 
 
-def new_token(now: int) -> str:
-    """A holder's value: when it was taken (the purge's age test) and 32 random
-    bits, so that two acquires of one run in one millisecond differ."""
-    return f"{now}:{secrets.token_hex(4)}"
+def new_token() -> str:
+    """One acquire's key in its run's entry: 48 random bits, so that the handlers
+    of one run (a handful at most) never share one."""
+    return secrets.token_hex(6)
 
 
-def taken_at(token: str | int) -> int:
-    """When a holder was taken (a bare number: a holder written before tokens)."""
-    return int(str(token).split(":", 1)[0])
+def taken_at(entry: Entry) -> int:
+    """When the entry's newest token was taken (the purge's age test); for a
+    holder an older version wrote, when it was taken."""
+    if isinstance(entry, dict):
+        return max((int(t) for t in entry.values()), default=0)
+    return int(str(entry).split(":", 1)[0])
 
 
 def acquire(
@@ -115,18 +127,43 @@ def acquire(
     now: int,
     period_ms: int,
     new_window: bool,
+    join: bool = False,
 ) -> dict[str, Any]:
-    """Take a slot for `run_id`, writing `token` as its holder.
+    """Take a slot for `run_id` by adding `token` to its entry.
 
     Closes: more than `max_concurrency` runs holding a lease on the queue, and
     more than `rate_limit` claims in a window, whatever the number of workers:
     the counts and the limits are in one item, and the condition reads them all.
-    A run taken over after its owner died takes its own slot again (the key is
-    the run id), so it never counts twice. `new_window`: the caller saw the
-    window expire; it starts a new one, conditioned on the window having
-    expired still (two workers cannot both restart it)."""
-    concurrency = "(attribute_not_exists(#max) OR size(#h) < #max OR attribute_exists(#h.#run))"
-    values: dict[str, Any] = {":token": token, ":one": 1, ":expired": now - period_ms}
+    Without `join` the run's entry is created, only if the run has none (it
+    would replace the tokens of the run's other handlers) and fewer than
+    `max_concurrency` runs hold one. With `join` the token is added to the
+    run's existing entry: a run taken over after its owner died, or handled
+    twice, takes its own slot again and never counts twice. `new_window`: the
+    caller saw the window expire; it starts a new one, conditioned on the
+    window having expired still (two workers cannot both restart it)."""
+    values: dict[str, Any] = {":one": 1, ":expired": now - period_ms}
+    names = {
+        "#h": "holders",
+        "#run": run_id,
+        "#rl": "rate_limit",
+        "#ws": "window_start",
+        "#wc": "window_count",
+    }
+    if join:
+        names["#tok"] = token
+        values[":now"] = now
+        values[":map"] = "M"
+        # The entry is a map of tokens (not absent: its last token was removed
+        # since; not a holder an older version wrote).
+        slot = "SET #h.#run.#tok = :now"
+        concurrency = "attribute_type(#h.#run, :map)"
+    else:
+        names["#max"] = "max_concurrency"
+        values[":entry"] = {token: now}
+        slot = "SET #h.#run = :entry"
+        concurrency = (
+            "(attribute_not_exists(#h.#run) AND (attribute_not_exists(#max) OR size(#h) < #max))"
+        )
     if new_window:
         values[":now"] = now
         rate = "(attribute_not_exists(#rl) OR #ws <= :expired)"
@@ -137,63 +174,48 @@ def acquire(
     return {
         "TableName": table,
         "Key": flow_key(task_queue),
-        # An existing holder of the run is overwritten too: a removal decided
-        # before this write (the previous owner's release after a park, a refused
-        # duplicate's undo, a purge) is conditioned on the old token and fails.
-        "UpdateExpression": f"SET #h.#run = :token, {window}",
+        "UpdateExpression": f"{slot}, {window}",
         "ConditionExpression": f"attribute_exists(#h) AND {concurrency} AND {rate}",
-        "ExpressionAttributeNames": {
-            "#h": "holders",
-            "#run": run_id,
-            "#max": "max_concurrency",
-            "#rl": "rate_limit",
-            "#ws": "window_start",
-            "#wc": "window_count",
-        },
+        "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
 
 
-def release(table: str, task_queue: str, run_id: str, token: str) -> dict[str, Any]:
-    # Closes: giving back a slot that a newer acquire of the same run wrote (the
-    # run parked, woke and is being claimed elsewhere; a duplicate message's
-    # handler took it over): only the holder this acquire wrote is removed.
+def release(table: str, task_queue: str, run_id: str, token: str, *, last: bool) -> dict[str, Any]:
+    """Give back the slot `token` took. `last`: the entry holds this token only,
+    and goes with it; otherwise only the token goes, and the run's other
+    handlers keep the slot."""
+    # Closes: removing a slot that another handler of the run still holds (the
+    # run's owner, while a refused duplicate gives its token back; the next
+    # claim after a park, while the parked owner's release comes late): the
+    # entry goes only with its last token, and each handler removes only its own.
+    if last:
+        update = "REMOVE #h.#run"
+        condition = "attribute_exists(#h.#run.#tok) AND size(#h.#run) = :one"
+    else:
+        update = "REMOVE #h.#run.#tok"
+        condition = "attribute_exists(#h.#run.#tok) AND size(#h.#run) > :one"
     return {
         "TableName": table,
         "Key": flow_key(task_queue),
-        "UpdateExpression": "REMOVE #h.#run",
-        "ConditionExpression": "#h.#run = :t",
-        "ExpressionAttributeNames": {"#h": "holders", "#run": run_id},
-        "ExpressionAttributeValues": {":t": to_attr(token)},
+        "UpdateExpression": update,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": {"#h": "holders", "#run": run_id, "#tok": token},
+        "ExpressionAttributeValues": {":one": to_attr(1)},
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
 
 
-def restore(
-    table: str, task_queue: str, run_id: str, token: str, previous: str | int
-) -> dict[str, Any]:
-    # Closes: a refused duplicate taking the slot from the run's live owner (whose
-    # release is conditioned on its own token): the previous holder is put back,
-    # unless a newer acquire wrote the holder since (then it is that one's).
-    return {
-        "TableName": table,
-        "Key": flow_key(task_queue),
-        "UpdateExpression": "SET #h.#run = :prev",
-        "ConditionExpression": "#h.#run = :t",
-        "ExpressionAttributeNames": {"#h": "holders", "#run": run_id},
-        "ExpressionAttributeValues": {":t": to_attr(token), ":prev": to_attr(previous)},
-    }
-
-
-def purge(table: str, task_queue: str, stale: dict[str, str | int]) -> dict[str, Any]:
+def purge(table: str, task_queue: str, stale: dict[str, Entry]) -> dict[str, Any]:
     # Closes: purging a slot that its run took again since it was read (a new
-    # acquire writes a new token): each holder is removed only if unchanged.
+    # acquire adds a token): each entry is removed only if unchanged.
     names = {"#h": "holders"}
     values: dict[str, Any] = {}
     removes, conditions = [], []
-    for i, (run_id, token) in enumerate(stale.items()):
+    for i, (run_id, entry) in enumerate(stale.items()):
         names[f"#r{i}"] = run_id
-        values[f":e{i}"] = to_attr(token)
+        values[f":e{i}"] = to_attr(entry)
         removes.append(f"#h.#r{i}")
         conditions.append(f"#h.#r{i} = :e{i}")
     return {

@@ -99,82 +99,12 @@ def test_limits_change_at_run_time_and_unknown_queues_are_refused(stack: LocalSt
         client.set_queue_limits("default", max_concurrency=0)
 
 
-class _FrozenClock:
-    def __init__(self, now_ms: int) -> None:
-        self.now = now_ms
-
-    def now_ms(self) -> int:
-        return self.now
-
-
 class _SecondsClock:
     """Wall time floored to the second: every acquire within one second gets the
     same `now`, as two handlers of one receive batch may within one millisecond."""
 
     def now_ms(self) -> int:
         return int(time.time()) * 1000
-
-
-def test_only_the_last_acquire_of_a_run_removes_its_slot(stack: LocalStack) -> None:
-    """Two handlers of one run's messages (a duplicate delivery) acquire in the same
-    millisecond, then whichever claim is refused undoes its acquire; and a parked
-    owner's release comes after the next claim's acquire. In each order the slot
-    stays while a claim may rely on it, and goes when the last one is done."""
-    import asyncio
-
-    import aioboto3
-
-    from worker._flow import FlowControl
-
-    client = Client(stack.api_url)
-    client.set_queue_limits("default", max_concurrency=1)
-
-    def in_flight() -> int:
-        return int(client.queues()[0]["in_flight"])
-
-    async def scenario() -> list[int]:
-        kw = {"region_name": stack.settings.region, "endpoint_url": stack.settings.endpoint_url}
-        seen = []
-        async with aioboto3.Session().client("dynamodb", **kw) as ddb:
-            flow = FlowControl(ddb, stack.settings.table, _FrozenClock(stack.clock.now_ms()), 3000)
-            for refused_first in (False, True):
-                (_, a), (_, b) = (
-                    await flow.acquire("default", "r1"),
-                    await flow.acquire("default", "r1"),
-                )
-                assert a is not None and b is not None
-                assert a.created and not b.created and b.previous == a.token != b.token
-                owner, duplicate = (b, a) if refused_first else (a, b)
-                await flow.undo(duplicate, live_owner=True)  # the refused claim
-                seen.append(in_flight())  # 1: the owner's slot is held
-                await flow.release(owner)
-                seen.append(in_flight())  # 0
-            # The owner parks; the run wakes and the next claim acquires before the
-            # parked owner's release arrives.
-            _, parked = await flow.acquire("default", "r2")
-            _, woken = await flow.acquire("default", "r2")
-            assert parked is not None and woken is not None
-            await flow.release(parked)
-            seen.append(in_flight())  # 1: the woken claim's
-            await flow.release(woken)
-            seen.append(in_flight())  # 0
-            # The owner ends between a duplicate's acquire and its undo: the owner's
-            # release is refused, the undo puts the owner's token back, and the
-            # owner's release, tried again, removes it.
-            _, owner = await flow.acquire("default", "r3")
-            _, dup = await flow.acquire("default", "r3")
-            assert owner is not None and dup is not None
-            await flow.release(owner)
-            seen.append(in_flight())  # 1: the duplicate's token
-            await flow.undo(dup, live_owner=True)
-            for _ in range(100):
-                if in_flight() == 0:
-                    break
-                await asyncio.sleep(0.1)
-            seen.append(in_flight())  # 0
-        return seen
-
-    assert asyncio.run(scenario()) == [1, 0, 1, 0, 1, 0, 1, 0]
 
 
 def test_a_duplicate_message_does_not_give_back_a_running_runs_slot(
