@@ -58,17 +58,7 @@ def test_max_concurrency_holds_across_four_workers(stack: LocalStack, exec_log: 
     assert len(held) == 60
     assert _max_overlap(held) <= 3
     assert _max_overlap(held) >= 2  # the limit, not a single worker, was the bound
-    # Every slot still recorded belongs to a run that has ended: nothing running
-    # holds it, and the purge reclaims it at the next acquire that finds the queue
-    # full (test_a_killed_worker_holds_its_slot_no_longer_than_its_lease). Nearly
-    # always none is left; a release refused by a duplicate's acquire can leave
-    # one (see the issue notes).
-    from orchestrator.store.flow import flow_key
-
-    item = stack.ddb.get_item(TableName=stack.settings.table, Key=flow_key("default"))["Item"]
-    left = list(item.get("holders", {}).get("M", {}))
-    assert all(stack.store.get(run_id).status.terminal for run_id in left), left
-    assert client.queues()[0]["in_flight"] == len(left) <= 1
+    assert client.queues()[0]["in_flight"] == 0  # every slot given back
 
 
 def test_a_rate_limit_spaces_claims_and_drops_nothing(stack: LocalStack, exec_log: Path) -> None:
