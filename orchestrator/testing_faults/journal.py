@@ -18,6 +18,8 @@ so that rewording or renaming a placeholder changes nothing:
   that sets ``resolved``);
 - ``touches``: the attributes an update assigns or removes, sorted (None for
   a put or a delete);
+- ``pointers``: the large-value pointers (``@s3:sha256:<hex>:<bytes>``,
+  `orchestrator/payloads.py`) anywhere in the request, when it carries any;
 - ``item_epoch`` (carried by a put), ``new_epoch``, ``new_status``,
   ``new_owner`` (returned), ``now``, ``recorded_at``, and the expression texts
   (``cond``, ``update``) for people to read.
@@ -25,21 +27,25 @@ so that rewording or renaming a placeholder changes nothing:
 A TransactWriteItems line lists its items. So does each SQS send, receive,
 delete and visibility change, with message ids and short receipt tags (a
 DeleteMessageBatch call is one line listing its receipt tags and the refused
-ones). The hooks add ``t0`` and ``t1``, just before the send and just after
-the answer (the call took effect inside [t0, t1]), and ``pid``.
+ones). An S3 PutObject that was stored gets a line with its ``key`` and
+``bytes``. The hooks add ``t0`` and ``t1``, just before the send and just
+after the answer (the call took effect inside [t0, t1]), and ``pid``.
 
 The chaos campaign reads it (tests/chaos/campaign.py) and its checks
-(tests/chaos/checks.py) judge fencing and first-write-wins from it. Standard
-library only.
+(tests/chaos/checks.py) judge fencing, first-write-wins and "the object before
+the pointer" from it. Standard library only (and the pointer's prefix).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from .. import resources as r
+from ..payloads import POINTER_PREFIX
 
 # The calls that get a journal line, and the errors journaled as a refusal.
 _WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"}
@@ -51,6 +57,14 @@ _SQS_OPS = {
     "sqs.DeleteMessageBatch",
     "sqs.ChangeMessageVisibility",
 }
+_S3_OPS = {"s3.PutObject"}
+_POINTER = re.compile(re.escape(POINTER_PREFIX) + r"[0-9a-f]{64}:[0-9]{1,12}")
+_VALUE_KEY = re.compile(re.escape(r.VALUE_KEY_PREFIX) + r"[0-9a-f]{64}")
+
+
+def pointers_in(text: str) -> list[str]:
+    """The large-value pointers in `text`, each once, sorted."""
+    return sorted(set(_POINTER.findall(text)))
 
 
 def _attr(value: Any) -> Any:
@@ -222,14 +236,25 @@ def _sqs_entry(op: str, request: dict[str, Any], parsed: Any) -> dict[str, Any]:
     return entry
 
 
+def _s3_entry(op: str, request: dict[str, Any]) -> dict[str, Any]:
+    """An object written: its key (a value's, found in the URL whatever the
+    addressing style) and its size."""
+    path = unquote(urlsplit(str(request.get("url", ""))).path)
+    m = _VALUE_KEY.search(path)
+    return {"op": op, "key": m.group(0) if m else path, "bytes": request.get("bytes")}
+
+
 def _journal_entry(op: str, request: dict[str, Any], parsed: Any) -> dict[str, Any]:
     if op in _SQS_OPS:
         return _sqs_entry(op, request, parsed)
+    if op in _S3_OPS:
+        return _s3_entry(op, request)
 
     def one(req: dict[str, Any]) -> dict[str, Any]:
         key = req.get("Key") or req.get("Item") or {}
         values = req.get("ExpressionAttributeValues") or {}
         pk, sk = _attr(key.get(r.PK)), _attr(key.get(r.SK))
+        pointers = pointers_in(json.dumps(req))
         return {
             "pk": pk,
             "sk": sk,
@@ -240,6 +265,7 @@ def _journal_entry(op: str, request: dict[str, Any], parsed: Any) -> dict[str, A
             "item_epoch": _attr((req.get("Item") or {}).get("epoch")),
             "now": _attr(values.get(":now")),
             "recorded_at": _attr((req.get("Item") or {}).get("recorded_at")),
+            **({"pointers": pointers} if pointers else {}),
         }
 
     if op.endswith("TransactWriteItems"):
