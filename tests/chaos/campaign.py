@@ -47,6 +47,7 @@ from orchestrator.local.stack import use_local_credentials  # noqa: E402
 from orchestrator.model import Run, StepRecord  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
 from orchestrator.store import Store  # noqa: E402
+from orchestrator.testing_faults.journal import pointers_in  # noqa: E402
 
 from .checks import Report, check  # noqa: E402
 from .plan import Planned, make_plan  # noqa: E402
@@ -68,6 +69,17 @@ DEFAULT_RATES: dict[str, float] = {
     "attempt.throttle": 0.05,
     "attempt.5xx": 0.02,
     "attempt.conn": 0.02,
+    # S3 (the large values' PutObject and GetObject) on top: its calls are few, so
+    # its rates are higher, or a short campaign would see no S3 fault at all.
+    "s3.throttle": 0.03,
+    "s3.5xx": 0.03,
+    "s3.conn": 0.02,
+    "s3.lost": 0.03,
+    "s3.lost_retry": 0.03,
+    "s3.latency": 0.1,
+    "s3.attempt.throttle": 0.1,
+    "s3.attempt.5xx": 0.05,
+    "s3.attempt.conn": 0.03,
 }
 
 
@@ -85,6 +97,11 @@ class Config:
     seed: int = 1
     rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATES))
     latency_ms: tuple[float, float] = (20.0, 1500.0)
+    bucket: str = "chaos-values"  # the large values' bucket, on the moto server
+    # Values above this many bytes of JSON go to S3: low (the least the settings
+    # allow), so the large shape's values of a few KB are offloaded and the
+    # campaign stays fast.
+    offload_bytes: int = 1024
     workdir: Path | None = None
     verbose: bool = False
 
@@ -200,6 +217,10 @@ class Outcome:
     seconds: float
     settled: bool
     workdir: Path
+    # Every large-value pointer in a stored record, with where it was found
+    # ("<pk> <sk> <attribute>"), and the value bucket's objects by key.
+    pointers: list[tuple[str, str]] = field(default_factory=list)
+    objects: dict[str, bytes] = field(default_factory=dict)
 
 
 def _retry(what: str, fn: Callable[[], Any], errors: Counter[str], attempts: int = 30) -> Any:
@@ -279,7 +300,13 @@ def run_campaign(cfg: Config) -> Outcome:
         (workdir / name).write_text("")
     rng = random.Random(cfg.seed)
     plan = make_plan(cfg, rng)
-    settings = Settings(lease_seconds=cfg.lease_seconds, poll_seconds=1, sweep_grace_ms=1000)
+    settings = Settings(
+        lease_seconds=cfg.lease_seconds,
+        poll_seconds=1,
+        sweep_grace_ms=1000,
+        bucket=cfg.bucket,
+        offload_bytes=cfg.offload_bytes,
+    )
 
     # The API and the sweeper run in this process: their clients get faults too
     # (aws.client() reads the variable when it builds them).
@@ -303,11 +330,14 @@ def run_campaign(cfg: Config) -> Outcome:
 
     env = {**os.environ, **stack.exports(), "PYTHONPATH": str(ROOT)}
     env[r.ENV_POLL_SECONDS] = "1"
+    env[r.ENV_OFFLOAD_BYTES] = str(cfg.offload_bytes)
     env[ENV_EXEC_LOG] = str(workdir / "executions.jsonl")
     workers = Workers(cfg, env, lambda seed: fault_spec(cfg, seed, workdir), workdir)
     api_errors: Counter[str] = Counter()
     runs: dict[str, Run | None] = {}
     histories: dict[str, list[StepRecord]] = {}
+    pointers: list[tuple[str, str]] = []
+    objects: dict[str, bytes] = {}
     t0 = time.monotonic()
     seconds = 0.0
     settled = False
@@ -385,6 +415,7 @@ def run_campaign(cfg: Config) -> Outcome:
                 except Exception:
                     runs[p.id] = None
                     histories[p.id] = []
+            pointers, objects = _stored_values(plain, stack)
         finally:
             stack.stop()
             root.removeHandler(handler)
@@ -409,7 +440,34 @@ def run_campaign(cfg: Config) -> Outcome:
         seconds=seconds,
         settled=settled,
         workdir=workdir,
+        pointers=pointers,
+        objects=objects,
     )
+
+
+def _stored_values(ddb: Any, stack: LocalStack) -> tuple[list[tuple[str, str]], dict[str, bytes]]:
+    """Every large-value pointer in the table, wherever it is (a step record, a
+    batch item's entries, a run's output or any other attribute, a signal), and
+    every object in the value bucket; read through clients without faults."""
+    pointers: list[tuple[str, str]] = []
+    for page in ddb.get_paginator("scan").paginate(TableName=stack.settings.table):
+        for item in page.get("Items", []):
+            pk, sk = item.get(r.PK, {}).get("S"), item.get(r.SK, {}).get("S")
+            for attr, value in item.items():
+                for pointer in pointers_in(json.dumps(value)):
+                    pointers.append((f"{pk} {sk} {attr}", pointer))
+    s3 = boto3.session.Session().client(
+        "s3", region_name=stack.settings.region, endpoint_url=stack.settings.endpoint_url
+    )
+    objects: dict[str, bytes] = {}
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=stack.settings.bucket, Prefix=r.VALUE_KEY_PREFIX
+    )
+    for page in pages:
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=stack.settings.bucket, Key=obj["Key"])["Body"]
+            objects[obj["Key"]] = body.read()
+    return pointers, objects
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

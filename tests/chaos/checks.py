@@ -1,8 +1,9 @@
 """The invariant checks of the chaos campaign (tests/chaos/campaign.py).
 
 `check(outcome)` reads what a finished campaign left behind: the stored runs
-and step histories, the step functions' execution log and the fault layer's
-write journal (orchestrator/testing_faults/journal.py). It returns a `Report`: the
+and step histories (an offloaded output read from the value bucket's objects),
+the step functions' execution log and the fault layer's write journal
+(orchestrator/testing_faults/journal.py). It returns a `Report`: the
 violations found under each name in `CHECKS`, and facts about the campaign.
 It reads only the outcome (no AWS, no processes), so tests/chaos/test_checks.py
 plants violations in synthetic outcomes. docs/reliability.md says what each
@@ -11,6 +12,7 @@ check proves and what it does not.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter, defaultdict
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator import resources as r
 from orchestrator.model import TERMINAL, StepKind, op_sort_key
+from orchestrator.payloads import is_pointer, object_key, parse_pointer
 from orchestrator.store.codec import run_pk, step_sk
 
 if TYPE_CHECKING:
@@ -56,7 +59,29 @@ def expected_history(p: Planned) -> list[tuple[str, str]]:
         return [("invoke", "child")]
     if p.shape == "distributed":  # the map's items are child runs, planned on their own
         return [("map", "fan"), ("sleep", "nap"), ("step", "after")]
+    if p.shape == "large":
+        return [("step", "v0"), ("step", "v1"), ("sleep", "nap"), ("step", "v2")]
     return [("step", "a"), ("step", "slow"), ("sleep", "long")]
+
+
+def _object(o: Outcome, pointer: str) -> bytes | None:
+    """The bytes a pointer names, if the bucket holds them (its object exists,
+    and matches its digest and length), else None."""
+    digest, size = parse_pointer(pointer)
+    data = o.objects.get(object_key(digest))
+    if data is None or len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+        return None
+    return data
+
+
+def _value(o: Outcome, text: str | None) -> str | None:
+    """The JSON text a stored text stands for: a pointer read from the bucket's
+    objects (None if they do not hold it: the pointer check reports why)."""
+    if not is_pointer(text):
+        return text
+    assert text is not None
+    data = _object(o, text)
+    return None if data is None else data.decode()
 
 
 def _outputs(p: Planned) -> list[Any]:
@@ -135,6 +160,7 @@ def check(o: Outcome) -> Report:
             v[CHECKS[0]].append(f"{p.id}: no run record")
             continue
         status = run.status.value
+        output = _value(o, run.output)  # an offloaded output read from its object
         if status != p.status:
             err = f" ({run.error.type}: {run.error.message[:120]})" if run.error else ""
             if not run.status.terminal:
@@ -143,8 +169,9 @@ def check(o: Outcome) -> Report:
                     f"due_at {run.due_at}, wake_at {run.wake_at}, updated_at {run.updated_at})"
                 )
             v[CHECKS[0]].append(f"{p.id}: {status}{err}, expected {p.status}")
-        elif status == "completed" and json.loads(run.output or "null") not in _outputs(p):
-            v[CHECKS[0]].append(f"{p.id}: output {run.output!r}, expected {_outputs(p)!r}")
+        elif status == "completed" and json.loads(output or "null") not in _outputs(p):
+            got = (output or f"{run.output} (no matching object)")[:200]
+            v[CHECKS[0]].append(f"{p.id}: output {got!r}, expected {str(_outputs(p))[:200]!r}")
         elif status == "failed" and (run.error is None or run.error.type != p.error_type):
             got = run.error.type if run.error else None
             v[CHECKS[0]].append(f"{p.id}: failed with {got}, expected {p.error_type}")

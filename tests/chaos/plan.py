@@ -2,6 +2,9 @@
 what each must end as. A run that another planned run starts (an invoked
 child, a distributed map's items) is planned too (`parent` set): the driver
 does not start it, but every check applies to it as to the others.
+
+The workflows (tests/chaos/workflows.py) build their large values with
+`large_value`, so the plan knows the output they must end with.
 """
 
 from __future__ import annotations
@@ -46,7 +49,18 @@ SHAPES = {
     "batch": 1,
     "invoke": 1,
     "distributed": 1,
+    "large": 3,
 }
+# Sizes (bytes of JSON text) of the large shape's values: above the campaign's
+# offload threshold (Config.offload_bytes), so each is an object in S3.
+LARGE_SIZES = (1500, 3000, 6000)
+
+
+def large_value(tag: int, size: int) -> dict[str, Any]:
+    """A JSON value of about `size` bytes, the same for the same (tag, size): runs
+    that draw the same pair share one object (content addressing)."""
+    unit = f"{tag}:abcdefghijklmnopqrstuvwxyz;"
+    return {"tag": tag, "pad": (unit * (size // len(unit) + 1))[:size]}
 
 
 def child(parent: Planned, op_id: str, n: int) -> Planned:
@@ -137,6 +151,22 @@ def make_plan(cfg: Config, rng: random.Random) -> list[Planned]:
             )
             p.output = [list(range(n)) for n in sizes]
             out += [child(p, f"0.{k}", n) for k, n in enumerate(sizes)]
+        elif shape == "large":
+            # Three step values above the offload threshold, the last one the first
+            # again (one object); the sleep between them makes the last step's claim
+            # read the first two back from S3; the output (all three) is offloaded
+            # too. Every other one records its steps in batches (one item).
+            values = [(rng.randrange(2), rng.choice(LARGE_SIZES)) for _ in range(2)]
+            batched = sum(q.shape == "large" for q in out) % 2 == 1
+            p = Planned(
+                rid,
+                shape,
+                "chaos.large_batched" if batched else "chaos.large",
+                {"values": values, "sleep": rng.uniform(0.3, 2.0)},
+                at,
+                "completed",
+            )
+            p.output = [large_value(*values[k]) for k in (0, 1, 0)]
         else:
             p = Planned(
                 rid, shape, "chaos.cancel", {"pause": rng.uniform(0.5, 2.0)}, at, "cancelled"

@@ -30,6 +30,8 @@ from worker import (
 )
 from worker._context import current_context
 
+from .plan import large_value
+
 ENV_EXEC_LOG = "CHAOS_EXEC_LOG"
 
 
@@ -86,6 +88,11 @@ def flaky(run_id: str, step: str, fail_times: int) -> str:
     if done < fail_times:
         raise ConnectionError(f"attempt {done + 1} of {step} failed on purpose")
     return "ok"
+
+
+def big(run_id: str, step: str, tag: int, size: int) -> dict[str, Any]:
+    _log_execution(run_id, step)
+    return large_value(tag, size)
 
 
 def doomed(run_id: str, step: str) -> None:
@@ -269,6 +276,34 @@ async def distributed(ctx, input: DistributedInput) -> list[list[int]]:
     return [list(r) for r in batch.get_results()]
 
 
+class LargeInput(BaseModel):
+    values: list[tuple[int, int]]  # (tag, size) of the two distinct values
+    sleep: float = 0.5
+
+
+async def _large(ctx: Any, input: LargeInput) -> list[Any]:
+    """Step values above the offload threshold (objects in S3, pointers in the
+    records); the last is the first again (one object); after the sleep, the
+    claim that runs the last step reads the first two back from S3."""
+    (tag0, size0), (tag1, size1) = input.values
+    a = await ctx.step("v0", big, ctx.workflow_id, "v0", tag0, size0)
+    b = await ctx.step("v1", big, ctx.workflow_id, "v1", tag1, size1)
+    await ctx.sleep("nap", timedelta(seconds=input.sleep))
+    c = await ctx.step("v2", big, ctx.workflow_id, "v2", tag0, size0)
+    return [a, b, c]  # above the threshold too: the output is offloaded
+
+
+@workflow("chaos.large")
+async def large(ctx, input: LargeInput) -> list[Any]:
+    return await _large(ctx, input)
+
+
+@workflow("chaos.large_batched", checkpoint="batched")
+async def large_batched(ctx, input: LargeInput) -> list[Any]:
+    """The same, with its step results written in batch items."""
+    return await _large(ctx, input)
+
+
 ALL = [
     steps,
     sleepy,
@@ -283,5 +318,7 @@ ALL = [
     batched,
     invoking,
     distributed,
+    large,
+    large_batched,
 ]
 WORKFLOWS = ALL
