@@ -1,9 +1,9 @@
 """The invariant checks of the chaos campaign (tests/chaos/campaign.py).
 
 `check(outcome)` reads what a finished campaign left behind: the stored runs
-and step histories (an offloaded output read from the value bucket's objects),
-the step functions' execution log and the fault layer's write journal
-(orchestrator/testing_faults/journal.py). It returns a `Report`: the
+and step histories, the large-value pointers in every record and the value
+bucket's objects, the step functions' execution log and the fault layer's
+write journal (orchestrator/testing_faults/journal.py). It returns a `Report`: the
 violations found under each name in `CHECKS`, and facts about the campaign.
 It reads only the outcome (no AWS, no processes), so tests/chaos/test_checks.py
 plants violations in synthetic outcomes. docs/reliability.md says what each
@@ -113,6 +113,8 @@ CHECKS = (
     "nothing written after the terminal write",
     "every recorded step executed at least once",
     "the journal shows claims and epoch-conditioned run writes (the fencing checks ran)",
+    "every value pointer names a stored object that matches it",
+    "no record pointed at a value before its object was stored",
 )
 
 TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
@@ -323,6 +325,8 @@ def check(o: Outcome) -> Report:
                     f"{pk} {w.get('sk')}: {w.get('op')} applied after the run ended"
                 )
 
+    _check_values(o, writes, v, facts)
+
     # How long runs took, start write to terminal write (the slowest show the backstops).
     spans: dict[str, list[int]] = defaultdict(list)
     for w in writes:
@@ -368,6 +372,8 @@ def check(o: Outcome) -> Report:
     )
     faults_by_kind: Counter[str] = Counter(f["kind"] for f in o.fault_log)
     facts["faults injected by kind"] = dict(sorted(faults_by_kind.items()))
+    s3_faults = Counter(f["kind"] for f in o.fault_log if str(f.get("op")).startswith("s3."))
+    facts["faults injected on S3 (PutObject, GetObject) by kind"] = dict(sorted(s3_faults.items()))
     facts["faults injected, worker processes"] = dict(
         sorted(Counter(f["kind"] for f in o.fault_log if f.get("pid") != os.getpid()).items())
     )
@@ -378,3 +384,66 @@ def check(o: Outcome) -> Report:
     facts["worker processes started"] = o.worker_processes
     facts["API calls retried by the driver"] = dict(o.api_errors)
     return Report(violations=v, facts=facts)
+
+
+def _check_values(
+    o: Outcome, writes: list[dict[str, Any]], v: dict[str, list[str]], facts: dict[str, Any]
+) -> None:
+    """Large values (claim check): no pointer dangles, at rest or ever."""
+    # 10. Every pointer found in a record names an object whose bytes match its
+    # digest and length: a dangling one would make its run unreadable.
+    pointed: set[str] = set()
+    for where, pointer in o.pointers:
+        key = object_key(parse_pointer(pointer)[0])
+        pointed.add(key)
+        if key not in o.objects:
+            v[CHECKS[9]].append(f"{where}: {pointer}: no object {key}")
+        elif _object(o, pointer) is None:
+            got = len(o.objects[key])
+            v[CHECKS[9]].append(f"{where}: {pointer}: its object holds {got} other bytes")
+    # Not silently: a completed run of the large shape offloaded its output and
+    # each step value (all above the threshold), so its pointers were checked.
+    for p in o.plan:
+        run = o.runs.get(p.id)
+        if p.shape != "large" or run is None or run.status.value != "completed":
+            continue
+        texts = {"output": run.output} | {
+            f"step {s.name}": s.result for s in o.histories.get(p.id, []) if s.kind == StepKind.STEP
+        }
+        for what, text in texts.items():
+            if not is_pointer(text):
+                v[CHECKS[9]].append(f"{p.id}: {what} stored inline, not offloaded: {text!r:.60}")
+    facts["value pointers in records (distinct objects)"] = f"{len(o.pointers)} ({len(pointed)})"
+    facts["objects in the value bucket (pointed at by no record)"] = (
+        f"{len(o.objects)} ({len(set(o.objects) - pointed)})"
+    )
+
+    # 11. The object before the pointer: each applied write that carries a pointer
+    # was sent (t0) after a PutObject of its object was acknowledged (t1), by any
+    # process (identical values are one object). A record that pointed at a value
+    # not yet stored could be read as missing, and lost if the put never came.
+    stored: dict[str, int] = {}
+    for e in o.journal:
+        if e.get("op") == "s3.PutObject" and e.get("t1") is not None:
+            stored[e["key"]] = min(stored.get(e["key"], e["t1"]), e["t1"])
+    carrying = 0
+    for w in writes:
+        if not w.get("pointers") or w.get("t0") is None:
+            continue
+        carrying += 1
+        for pointer in w["pointers"]:
+            key = object_key(parse_pointer(pointer)[0])
+            put = stored.get(key)
+            if put is None or put > w["t0"]:
+                when = "never" if put is None else f"{put - w['t0']} ms after it was sent"
+                v[CHECKS[10]].append(
+                    f"{w.get('pk')} {w.get('sk')}: {w.get('op')} points at {key}, stored {when}"
+                )
+    if o.pointers and not carrying:
+        v[CHECKS[10]].append(
+            f"{len(o.pointers)} pointers in the records, and no journaled write carried one"
+        )
+    facts["objects stored (PutObject calls journaled)"] = sum(
+        1 for e in o.journal if e.get("op") == "s3.PutObject"
+    )
+    facts["journaled writes carrying a pointer"] = carrying

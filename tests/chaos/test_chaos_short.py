@@ -1,7 +1,8 @@
 """A short chaos campaign in the default suite (about 40 s): two worker
-processes, SIGKILLs and SIGSTOPs, every fault kind, duplicate deliveries; then
-every invariant check of tests/chaos/checks.py. The full campaign is
-`python -m tests.chaos.campaign` (and `pytest -m slow tests/chaos`)."""
+processes, SIGKILLs and SIGSTOPs, every fault kind (S3's included), duplicate
+deliveries, large values offloaded to S3; then every invariant check of
+tests/chaos/checks.py. The full campaign is `python -m tests.chaos.campaign`
+(and `pytest -m slow tests/chaos`)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,12 @@ def test_a_short_chaos_campaign_breaks_no_invariant(tmp_path: Path) -> None:
     assert completed > 0, text
     assert report.facts["claims"] >= completed, text
     assert report.facts["run writes conditioned on an epoch"] >= completed, text
+    # Large values: the shape ran and completed (the terminal check holds it to
+    # its output), S3 calls met faults, and the pointer checks saw pointers: each
+    # completed large run's output and three step values, and the writes that
+    # carried them.
+    large = [p.id for p in outcome.plan if p.shape == "large"]
+    assert len(large) >= 2, text
+    assert sum(report.facts["faults injected on S3 (PutObject, GetObject) by kind"].values()), text
+    assert len(outcome.pointers) >= 4 * len(large), text
+    assert report.facts["journaled writes carrying a pointer"] >= len(large), text

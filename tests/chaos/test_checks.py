@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from orchestrator.model import Run, Status, StepKind, StepRecord
+from orchestrator.payloads import pointer_of
 from orchestrator.store import endings, sweeps
 from orchestrator.store import requests as q
 from orchestrator.store.codec import run_pk, step_sk, to_item
@@ -26,6 +27,10 @@ from tests.chaos.checks import CHECKS, check
 RID = "chaos-1-0000-steps"
 PK = run_pk(RID)
 TABLE = "t"
+# The clean run's output is offloaded (as a value above the threshold would be):
+# its record holds the pointer, the bucket the object.
+OUTPUT = b"[0,1]"
+POINTER, KEY = pointer_of(OUTPUT)
 
 
 def _journaled(request: dict[str, Any], t0: int, t1: int, answer: Any = None) -> dict[str, Any]:
@@ -34,8 +39,15 @@ def _journaled(request: dict[str, Any], t0: int, t1: int, answer: Any = None) ->
 
 
 def _finish(epoch: int, t0: int, t1: int) -> dict[str, Any]:
-    req = q.finish(TABLE, RID, epoch=epoch, now=t0, status=Status.COMPLETED, output="[0,1]")
+    req = q.finish(TABLE, RID, epoch=epoch, now=t0, status=Status.COMPLETED, output=POINTER)
     return _journaled(req, t0, t1)
+
+
+def _stored(t0: int, t1: int) -> dict[str, Any]:
+    """An S3 PutObject of the output's object, as the journal records it."""
+    url = f"http://127.0.0.1:1/bucket/{KEY}"
+    entry = _journal_entry("s3.PutObject", {"url": url, "bytes": len(OUTPUT)}, {})
+    return {**entry, "t0": t0, "t1": t1}
 
 
 def _clean() -> Outcome:
@@ -48,7 +60,7 @@ def _clean() -> Outcome:
         created_at=1000,
         updated_at=1300,
         epoch=2,
-        output="[0,1]",
+        output=POINTER,
     )
     history = [
         StepRecord("0", "s0", StepKind.STEP, 1, 1100, result="0", resolved=True),
@@ -65,6 +77,7 @@ def _clean() -> Outcome:
         _step(0, 1, 1100, 1101, 1105),
         _claim(2, 1200, 1205),
         _step(1, 2, 1250, 1251, 1255),
+        _stored(1290, 1295),
         _finish(2, 1300, 1305),
     ]
     return Outcome(
@@ -83,6 +96,8 @@ def _clean() -> Outcome:
         seconds=1.0,
         settled=True,
         workdir=Path("."),
+        pointers=[(f"{PK} RUN output", POINTER)],
+        objects={KEY: OUTPUT},
     )
 
 
@@ -107,6 +122,8 @@ def test_a_clean_outcome_has_no_violation() -> None:
     report = check(_clean())
     assert report.total_violations == 0, report.violations
     assert report.facts["executions per step record"] == {1: 1, 2: 1}
+    assert report.facts["value pointers in records (distinct objects)"] == "1 (1)"
+    assert report.facts["journaled writes carrying a pointer"] == 1
 
 
 def _failed(o: Outcome) -> None:
@@ -151,6 +168,40 @@ def _journal_understands_nothing(o: Outcome) -> None:
         e["claim"] = False
 
 
+def _object_deleted(o: Outcome) -> None:
+    # The object behind the output's pointer is gone (a dangling pointer).
+    del o.objects[KEY]
+
+
+def _object_altered(o: Outcome) -> None:
+    o.objects[KEY] = b"[0,2]"  # same length, other bytes: the digest does not match
+
+
+def _object_cut(o: Outcome) -> None:
+    o.objects[KEY] = OUTPUT[:-1]
+
+
+def _large_run_not_offloaded(o: Outcome) -> None:
+    # A large-value run whose step values stayed inline: its pointers were never
+    # written, so checking them would pass without looking at anything.
+    o.plan[0].shape = "large"
+
+
+def _pointer_before_its_object(o: Outcome) -> None:
+    # The finish that carries the pointer was sent before the object was stored.
+    o.journal = [e for e in o.journal if e.get("op") != "s3.PutObject"] + [_stored(1303, 1310)]
+
+
+def _object_never_stored(o: Outcome) -> None:
+    o.journal = [e for e in o.journal if e.get("op") != "s3.PutObject"]
+
+
+def _journal_sees_no_pointer(o: Outcome) -> None:
+    # Pointers in the records, and the journal recognised none in the writes.
+    for e in o.journal:
+        e.pop("pointers", None)
+
+
 @pytest.mark.parametrize(
     ("plant", "which"),
     [
@@ -163,6 +214,13 @@ def _journal_understands_nothing(o: Outcome) -> None:
         (_after_the_end, 6),
         (_never_executed, 7),
         (_journal_understands_nothing, 8),
+        (_object_deleted, 9),
+        (_object_altered, 9),
+        (_object_cut, 9),
+        (_large_run_not_offloaded, 9),
+        (_pointer_before_its_object, 10),
+        (_object_never_stored, 10),
+        (_journal_sees_no_pointer, 10),
     ],
 )
 def test_each_check_reports_its_planted_violation(
