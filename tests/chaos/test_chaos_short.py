@@ -1,4 +1,4 @@
-"""A short chaos campaign in the default suite (about 40 s): two worker
+"""A short chaos campaign in the default suite (about 45 s): two worker
 processes, SIGKILLs and SIGSTOPs, every fault kind (S3's included), duplicate
 deliveries, large values offloaded to S3; then every invariant check of
 tests/chaos/checks.py. The full campaign is `python -m tests.chaos.campaign`
