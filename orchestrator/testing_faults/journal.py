@@ -38,6 +38,8 @@ the pointer" from it. Standard library only (and the pointer's prefix).
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import re
 import zlib
@@ -167,7 +169,9 @@ def _meaning(req: dict[str, Any]) -> dict[str, Any]:
     status = sets.get("status", "")
     item = req.get("Item") or {}
     resolved_value = sets.get("resolved", "")
+    batched = _batched_ops(item, sets.get("last_batch", ""), values)
     return {
+        **({"batched_ops": batched} if batched else {}),
         "epoch_cond": _required(condition, "epoch", values),
         "claim": claim,
         "sets_status": _attr(values.get(status)) if status.startswith(":") else None,
@@ -177,6 +181,18 @@ def _meaning(req: dict[str, Any]) -> dict[str, Any]:
         if req.get("UpdateExpression")
         else None,
     }
+
+
+def _batched_ops(item: dict[str, Any], last_batch: str, values: dict[str, Any]) -> list[str]:
+    """The operation ids whose step results a write records in a batch: a batch
+    item's entries, or the `last_batch` a run's terminal write carries (both
+    JSON lists of entries whose first element is the op id, `store/codec.py`)."""
+    with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+        if _attr(item.get("kind")) == "batch":
+            return [e[0] for e in json.loads(_attr(item["entries"]))]
+        if last_batch.startswith(":"):
+            return [e[0] for e in json.loads(_attr(values[last_batch]))["entries"]]
+    return []
 
 
 def _truthy(value: Any) -> bool:

@@ -240,7 +240,13 @@ def check(o: Outcome) -> Report:
         if len(ws) > 1:
             v[CHECKS[2]].append(f"{pk} {sk}: {len(ws)} writes resolved it")
 
-    # 4. no step function started after its outcome was durably recorded
+    # 4. no step function started after its outcome was durably recorded (alone,
+    # in a batch item, or on the run item's last batch: acknowledged writes only)
+    batched: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for w in writes:
+        if w.get("t1") and not w.get("refused"):
+            for op in w.get("batched_ops") or ():
+                batched[(w["pk"], op)].append(w["t1"])
     execs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for x in o.executions:
         execs[(x["run"], x["step"])].append(x)
@@ -250,6 +256,7 @@ def check(o: Outcome) -> Report:
                 continue
             pk, sk = run_pk(p.id), step_sk(s.op_id)
             acks = [w["t1"] for w in resolving.get((pk, sk), []) if w.get("t1")]
+            acks += batched.get((pk, s.op_id), [])
             done = min(acks) if acks else None
             for x in execs.get((p.id, s.name), []):
                 if done is not None and x["t"] > done:

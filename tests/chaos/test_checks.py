@@ -18,8 +18,9 @@ import pytest
 from orchestrator.model import Run, Status, StepKind, StepRecord
 from orchestrator.payloads import pointer_of
 from orchestrator.store import endings, sweeps
+from orchestrator.store import record_requests as rq
 from orchestrator.store import requests as q
-from orchestrator.store.codec import run_pk, step_sk, to_item
+from orchestrator.store.codec import last_batch_text, run_pk, step_sk, to_item
 from orchestrator.testing_faults.journal import _journal_entry
 from tests.chaos.campaign import Config, Outcome, Planned
 from tests.chaos.checks import CHECKS, check
@@ -144,6 +145,27 @@ def _ran_after_recorded(o: Outcome) -> None:
     o.executions.append({"run": RID, "step": "s0", "epoch": 2, "pid": 2, "t": 1210})
 
 
+def _ran_after_its_batch(o: Outcome) -> None:
+    # s0 recorded in a batch item (a flush), not alone; then run again.
+    rec = o.histories[RID][0]
+    flush = rq.put_batch(TABLE, RID, epoch=1, now=1100, records=[rec])
+    entry = _journal_entry("dynamodb.TransactWriteItems", flush, {})
+    o.journal[2] = {**entry, "t0": 1101, "t1": 1105}  # in place of its single record
+    o.executions.append({"run": RID, "step": "s0", "epoch": 2, "pid": 2, "t": 1210})
+
+
+def _ran_after_the_end_carried_it(o: Outcome) -> None:
+    # s1 carried by the finish (the run item's last batch), not written alone.
+    rec = o.histories[RID][1]
+    text = last_batch_text([rec], epoch=2, generation=0, now=1300)
+    req = q.finish(
+        TABLE, RID, epoch=2, now=1300, status=Status.COMPLETED, output=POINTER, last_batch=text
+    )
+    o.journal[6] = _journaled(req, 1300, 1305)  # the finish, carrying s1
+    del o.journal[4]  # s1's single record
+    o.executions.append({"run": RID, "step": "s1", "epoch": 3, "pid": 3, "t": 1320})
+
+
 def _fenced_run_write(o: Outcome) -> None:
     # epoch 1's owner releases the run after epoch 2 claimed it (the condition is gone)
     o.journal.append(_journaled(q.release(TABLE, RID, epoch=1, due_at=1220), 1220, 1225))
@@ -209,6 +231,8 @@ def _journal_sees_no_pointer(o: Outcome) -> None:
         (_recorded_twice, 1),
         (_resolved_twice, 2),
         (_ran_after_recorded, 3),
+        (_ran_after_its_batch, 3),
+        (_ran_after_the_end_carried_it, 3),
         (_fenced_run_write, 4),
         (_fenced_step_write, 5),
         (_after_the_end, 6),
