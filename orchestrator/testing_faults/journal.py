@@ -39,7 +39,6 @@ the pointer" from it. Standard library only (and the pointer's prefix).
 from __future__ import annotations
 
 import contextlib
-
 import json
 import re
 import zlib
