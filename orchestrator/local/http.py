@@ -88,6 +88,12 @@ class ApiServer:
     ) -> None:
         resolver = app
         hosts = tuple(allowed_hosts)
+        # One request at a time through the resolver, as in a Lambda execution
+        # environment: Powertools keeps the request (`current_event`, the route's
+        # arguments) on the resolver itself, so two threads would read each
+        # other's (a dashboard loading its scripts at once got a route without
+        # its path argument).
+        one_at_a_time = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -130,7 +136,8 @@ class ApiServer:
                 length = content_length(self.headers)
                 body = self.rfile.read(length) if length else b""
                 event = to_event(self.command, self.path, dict(self.headers.items()), body)
-                result = serve(resolver, event, _Context())
+                with one_at_a_time:
+                    result = serve(resolver, event, _Context())
                 payload = result.get("body") or ""
                 data = (
                     base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
