@@ -178,12 +178,13 @@ def test_cancel_a_waiting_run(stack, exec_log: Path) -> None:
 def test_cancel_a_running_run_runs_its_cleanup_steps(stack, exec_log: Path, tmp_path: Path) -> None:
     client = Client(stack.api_url)
     marker = tmp_path / "started"
-    # A lease well beyond the 2.5 s step: with the tier's 3 s lease a loaded
-    # machine's late heartbeat lost it once mid-step (-n 4), and the next claim
-    # then delivered the cancel before "work" (a correct run, another history).
-    settings = stack.settings.with_(lease_seconds=30)
+    # A 9 s lease (a heartbeat every 3 s, which brings the cancel) and a 6 s step:
+    # with the tier's 3 s lease a loaded machine's late heartbeat lost the lease
+    # mid-step once (-n 4), and the next claim then delivered the cancel before
+    # "work" (a correct run, another history).
+    settings = stack.settings.with_(lease_seconds=9)
     with BackgroundWorker(ALL, settings, clock=stack.clock):
-        run = client.start("cleanup", {"pause": 2.5, "marker": str(marker)})
+        run = client.start("cleanup", {"pause": 6, "marker": str(marker)})
         wait_for(marker.exists)
         reply = client.cancel(run["id"], reason="operator said stop")
         assert reply["outcome"] == "requested"
