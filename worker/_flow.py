@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from orchestrator.clock import Clock
 from orchestrator.store import flow as f
 from orchestrator.store.codec import from_item, run_key
-from orchestrator.store.sync import conditional_failed, old_item
+from orchestrator.store.conditions import conditional_failed, old_item
 
 log = logging.getLogger("worker")
 

@@ -45,6 +45,7 @@ from ._flow import FlowControl
 from ._handoff import KICK_DELAY_S, NameCache, ServedNames, kick_pending
 from ._logs import log_context
 from ._metrics import WorkerMetrics
+from ._polling import _Polling
 from ._presence import Presence
 from ._refusals import _Refusals
 from ._registry import WorkflowDefinition, definition_of
@@ -58,7 +59,7 @@ from ._tracing import Tracing
 log = logging.getLogger("worker")
 
 
-class Worker(_Runs, _Refusals):
+class Worker(_Polling, _Runs, _Refusals):
     """Runs the given workflows until stopped.
 
     async with Worker(workflows=[greet], max_concurrent_workflows=4) as w:
@@ -399,81 +400,6 @@ class Worker(_Runs, _Refusals):
     @property
     def busy(self) -> int:
         return len(self._tasks)
-
-    # --- receiving --------------------------------------------------------------------------
-    async def _poll_all(self) -> None:
-        """One long-poll receiver per task queue (and per pinned build queue); they
-        share the worker's slots."""
-        await asyncio.gather(*(self._poll_loop(q) for q in self.poll_queues))
-
-    async def _poll_loop(self, task_queue: str = "default") -> None:
-        assert self._store is not None
-        visibility = self.settings.lease_seconds + 5
-        share = -(-self._max // len(self.poll_queues))  # a fair share of the slots per queue
-        while not self._stopping:
-            free = min(share, self._max - len(self._tasks) - self._reserved)
-            if free <= 0:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
-            pause = self._yield_until - asyncio.get_running_loop().time()
-            if pause > 0:
-                await asyncio.sleep(pause)  # a message handed back: let its worker take it
-                continue
-            self._receiving += 1
-            self._reserved += free
-            try:
-                messages = await self._store.receive(
-                    free, self.settings.poll_seconds, visibility, task_queue
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                if self._stopping:
-                    return
-                self._receive_failed(e)
-                await asyncio.sleep(1)
-                continue
-            finally:
-                self._receiving -= 1
-                self._reserved -= free
-                self._slot_freed.set()
-            if self._receive_errors:
-                log.info("receiving again after %d failed attempt(s)", self._receive_errors)
-                self._receive_errors = 0
-            if self._stopping:
-                for m in messages:  # stopping: another worker takes them now
-                    await self._store.set_visibility(m["ReceiptHandle"], 0)
-                return
-            now = self.clock.now_ms()
-            for m in messages:
-                sent = m.get("Attributes", {}).get("SentTimestamp")
-                if sent:
-                    self.metrics.observe(
-                        "orchestrator_queue_wait_seconds", max(0, now - int(sent)) / 1000
-                    )
-                task = asyncio.create_task(self._handle(m, task_queue))
-                self._tasks.add(task)
-                task.add_done_callback(self._done)
-
-    def _receive_failed(self, e: Exception) -> None:
-        """One traceback for the first failure, then a line every minute: a dead
-        endpoint must not print a traceback every second forever."""
-        self._receive_errors += 1
-        if self._receive_errors == 1:
-            log.exception("receive failed; retrying every second")
-        elif self._receive_errors % 60 == 0:
-            log.warning(
-                "receive still failing after %d attempts: %s: %s",
-                self._receive_errors,
-                type(e).__name__,
-                e,
-            )
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._slot_freed.set()
-        self.metrics.set_gauge("orchestrator_runs_in_flight", len(self._tasks))
 
     def _count(self, stat: str, run_name: str, metric: str, status: str | None = None) -> None:
         self.stats[stat] = self.stats.get(stat, 0) + 1

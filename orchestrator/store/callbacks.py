@@ -32,7 +32,8 @@ from ..errors import ConflictError, NotFoundError
 from ..model import RESERVED_SIGNAL_PREFIX, Signal, Status, StepRecord
 from . import record_requests as rq
 from .codec import from_item, step_item, to_attr, to_item
-from .sync import Store, conditional_failed, old_item
+from .conditions import conditional_failed, old_item
+from .sync import Store
 
 # A token is secrets.token_urlsafe(24): 32 characters, 192 random bits. Anything that
 # cannot be one is unknown (404) without a read.

@@ -20,7 +20,7 @@ from ..errors import BadInputError, ConflictError, NotFoundError
 from ..model import BUILD_ID_HELP, BUILD_ID_RE, WORKFLOW_ID_RE, Run, Status
 from . import requests as q
 from .codec import run_from_item, run_key
-from .sync import conditional_failed, old_item
+from .conditions import conditional_failed, old_item
 
 
 def check_build_id(build_id: Any) -> str:

@@ -23,7 +23,7 @@ from .. import resources as r
 from ..errors import ConflictError, NotFoundError
 from ..model import RECENT_DECISIONS, Overlap, Run, Schedule
 from .codec import from_item, new_run_item, to_attr, to_item
-from .sync import conditional_failed, old_item
+from .conditions import conditional_failed, old_item
 
 
 def schedule_key(name: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from orchestrator.errors import ConflictError
 from orchestrator.model import TERMINAL, TRANSITIONS, Run, Status
 from orchestrator.store import requests as q
 from orchestrator.store.codec import new_run_item, to_item
-from orchestrator.store.sync import conditional_failed
+from orchestrator.store.conditions import conditional_failed
 from orchestrator.sweeper import next_due, past_deadline
 from tests.conftest import TEST_SETTINGS
 
