@@ -3,13 +3,14 @@ workers that poll only the queues they serve."""
 
 from __future__ import annotations
 
-import time
+import json
 
 import pytest
 
 from orchestrator.errors import BadInputError
 from orchestrator.local.worker_thread import BackgroundWorker
 from orchestrator.testing import WorkflowTestEnvironment
+from tests.helpers import wait_for
 from worker import Worker, workflow
 
 
@@ -23,6 +24,25 @@ async def train(ctx, input) -> str:
     return await ctx.step("fit", lambda: "trained")
 
 
+def _depth(stack, task_queue: str | None) -> int:
+    """Messages in a task queue's SQS queue, visible or in flight."""
+    a = stack.sqs.get_queue_attributes(
+        QueueUrl=stack.settings.queue_url_for(task_queue),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+
+
+def _reasons(stack, task_queue: str) -> list[str]:
+    """The reasons of the messages visible in a queue no worker polls, left visible."""
+    resp = stack.sqs.receive_message(
+        QueueUrl=stack.settings.queue_url_for(task_queue),
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=0,
+    )
+    return [json.loads(m["Body"])["reason"] for m in resp.get("Messages", [])]
+
+
 def test_a_gpu_run_is_untouched_by_default_queue_workers() -> None:
     with WorkflowTestEnvironment(workflows=[anywhere], task_queues=["gpu"]) as env:
         stack = env.stack
@@ -33,8 +53,13 @@ def test_a_gpu_run_is_untouched_by_default_queue_workers() -> None:
         run = env.client.start("anywhere", None, id="on-gpu", task_queue="gpu")
         assert run["task_queue"] == "gpu"
         # A stray copy of its message on the default queue: forwarded, never claimed.
+        # Wait for the forward itself (other senders, the sweeper's re-offer of an
+        # unserved run among them, also put messages on gpu): a message with the
+        # reason "forward" on the gpu queue, which no worker polls yet, and nothing
+        # left on the default queue (the stray copy was deleted, not left to return).
         stack.dispatcher.send("on-gpu", "test")
-        time.sleep(1.5)
+        wait_for(lambda: "forward" in _reasons(stack, "gpu"), timeout=20, interval=0.1)
+        wait_for(lambda: _depth(stack, None) == 0, timeout=20, interval=0.1)
         held = env.client.get("on-gpu")
         assert held["status"] == "pending" and held["attempt"] == 0
         assert held["unserved"] is True  # no live worker serves anywhere on gpu
