@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 use_local_credentials()
 
-# Short lease and grace so that takeovers and sweeps happen within a test.
+# Short lease and grace so that takeovers and sweeps happen within a test. A test
+# whose worker must keep its lease through a step of seconds on a loaded machine
+# gives that worker a longer lease (a late heartbeat would lose this one).
 TEST_SETTINGS = Settings(lease_seconds=3, poll_seconds=1, sweep_grace_ms=1000)
 
 
