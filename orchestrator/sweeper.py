@@ -38,7 +38,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import resources as r
@@ -270,7 +270,7 @@ class Sweeper:
                 if self._store.promote(run, due_at=due_at, dispatch=send):
                     report.promoted.append(run.id)
                     if send:
-                        self._send(run.id, report, run.route)
+                        self._send_or_due_again(run, due_at, now, report)
                     return
             try:
                 run = self._store.get(run.id)
@@ -297,7 +297,7 @@ class Sweeper:
             return  # it moved: whoever moved it owns the way forward
         report.rearmed += 1
         if send:
-            self._send(workflow_id, report, run.route)
+            self._send_or_due_again(run, due_at, now, report)
 
     def _notify_parent(self, child: Run, report: SweepReport) -> None:
         try:
@@ -317,15 +317,29 @@ class Sweeper:
                 parent_queue = self._store.get(child.parent_id).route
             self._send(child.parent_id, report, parent_queue)
 
-    def _send(self, workflow_id: str, report: SweepReport, task_queue: str | None) -> None:
-        """Send a run the sweeper has just re-armed or promoted. A failed send is
-        only logged: the run is in `by_due` with its new due time, so a later
-        sweep sends it again."""
+    def _send(self, workflow_id: str, report: SweepReport, task_queue: str | None) -> bool:
+        """Send a run; False (and a log line) if the send failed."""
         try:
             self._dispatcher.send(workflow_id, "sweep", task_queue=task_queue)
             report.sent.append(workflow_id)
+            return True
         except Exception:
-            log.exception("sweeper send failed for %s; a later sweep retries", workflow_id)
+            log.exception("sweeper send failed for %s; the next sweep retries", workflow_id)
+            return False
+
+    def _send_or_due_again(self, run: Run, due_at: int, now: int, report: SweepReport) -> None:
+        """Send a run the sweeper has just re-armed or promoted to `due_at`. If the
+        send fails, nothing went out: the run is made due just after this sweep's
+        `now` (so this sweep's due pass leaves it), and the next sweep sends it,
+        instead of after the wait meant for a message that did (a minute for a
+        parked run). One conditional write, on a failure only; if that fails too,
+        the run is still due at `due_at`."""
+        if self._send(run.id, report, run.route):
+            return
+        try:
+            self._store.rearm(replace(run, due_at=due_at), due_at=now + 1, count=False)
+        except Exception:
+            log.exception("could not make %s due at the next sweep", run.id)
 
     # --- the dead-letter queue ------------------------------------------------------------
     def drain_dead_letters(self, report: SweepReport | None = None) -> SweepReport:

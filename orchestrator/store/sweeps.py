@@ -16,18 +16,29 @@ from .requests import _due, _update, terminal_write
 
 
 def rearm(
-    table: str, workflow_id: str, *, epoch: int, status: Status, old_due: int, due_at: int
+    table: str,
+    workflow_id: str,
+    *,
+    epoch: int,
+    status: Status,
+    old_due: int,
+    due_at: int,
+    count: bool = True,
 ) -> dict[str, Any]:
     # The sweeper moves due_at forward before it re-sends, so the next sweep does
     # not send again at once. Conditioned on what it read (epoch, status and the
     # old due_at): if the run moved meanwhile, or a second sweeper got there
-    # first, this sweep leaves it alone.
+    # first, this sweep leaves it alone. `count`: a re-send (the pending backoff
+    # counts them); without it, only the due time moves (a send that failed
+    # makes the run due again at the next sweep).
+    values: dict[str, Any] = {":due": due_at, ":epoch": epoch, ":status": status.value}
+    values[":old"] = old_due
+    update = "SET #da = :due"
+    if count:
+        update += " ADD #dc :one"
+        values[":one"] = 1
     return _update(
-        table,
-        run_key(workflow_id),
-        "SET #da = :due ADD #dc :one",
-        "#ep = :epoch AND #st = :status AND #da = :old",
-        {":due": due_at, ":epoch": epoch, ":status": status.value, ":one": 1, ":old": old_due},
+        table, run_key(workflow_id), update, "#ep = :epoch AND #st = :status AND #da = :old", values
     )
 
 

@@ -220,7 +220,9 @@ class _SweeperRequests:
                 # The parent moved (a signal, a claim, a park): read it again.
         raise ConflictError(f"the parent of {child.id!r} is changing too fast; try again")
 
-    def rearm(self, run: Run, *, due_at: int) -> bool:
+    def rearm(self, run: Run, *, due_at: int, count: bool = True) -> bool:
+        """Move a due run's `due_at`, as read (`run`); `count`: a re-send, which the
+        pending backoff counts. False if it moved since it was read."""
         return self._applied(
             sweeps.rearm(
                 self._table,
@@ -229,5 +231,6 @@ class _SweeperRequests:
                 status=run.status,
                 old_due=run.due_at or 0,
                 due_at=due_at,
+                count=count,
             )
         )

@@ -99,6 +99,47 @@ def test_a_lost_start_is_promoted_and_sent_once_after_the_grace(quiet: Any) -> N
     assert done.due_at is None and done.epoch == 1
 
 
+def test_a_promoted_run_whose_send_failed_is_sent_by_the_next_sweep(
+    quiet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (wid,) = _lost_starts(quiet, 1)
+    quiet.clock.advance(GRACE_S + 1)
+    with monkeypatch.context() as m:
+        m.setattr(quiet.dispatcher, "send", LostSend().send)
+        now = quiet.clock.now_ms()
+        report = quiet.sweeper.sweep_once()
+    assert report.promoted == [wid] and report.sent == [] and queued(quiet) == 0
+    stored = quiet.store.get(wid)
+    # Nothing went out: due just after this sweep (not after the backoff), the
+    # attempt counted once (this sweep's due pass did not try again).
+    assert stored.due_at == now + 1 and stored.dispatches == 1
+    again = quiet.sweeper.sweep_once()  # no clock advance: the next sweep sends it
+    assert again.sent == [wid] and queued(quiet) == 1
+    assert quiet.store.get(wid).dispatches == 2
+
+
+def test_a_parked_run_whose_wake_up_send_failed_is_sent_by_the_next_sweep(
+    quiet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with BackgroundWorker(ALL, quiet.settings, clock=quiet.clock):
+        run, _ = quiet.service.start("sleeper", {"seconds": 3600})
+        parked = wait_status(quiet, run.id, "sleeping")
+    assert parked.wake_at is not None
+    # Its timer never fires (no background round here), and the sweeper's first
+    # wake-up send fails: before the fix it waited a minute for the next try.
+    quiet.clock.advance(3600 + GRACE_S + 1)
+    with monkeypatch.context() as m:
+        m.setattr(quiet.dispatcher, "send", LostSend().send)
+        now = quiet.clock.now_ms()
+        report = quiet.sweeper.sweep_once()
+    assert report.rearmed == 1 and report.sent == []
+    assert quiet.store.get(run.id).due_at == now + 1
+    again = quiet.sweeper.sweep_once()
+    assert again.sent == [run.id]
+    with BackgroundWorker(ALL, quiet.settings, clock=quiet.clock):
+        assert wait_status(quiet, run.id, "completed").epoch == 2
+
+
 def test_a_slow_run_is_promoted_unsent_and_rechecked_after_its_owner_dies(quiet: Any) -> None:
     (wid,) = _lost_starts(quiet, 1)
     # The lease outlasts the grace on the skipping clock, whatever real time the
