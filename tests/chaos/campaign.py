@@ -354,10 +354,20 @@ def run_campaign(cfg: Config) -> Outcome:
                 events.append((p.cancel_at, "cancel", p))
             for when in p.complete_at:
                 events.append((when, "complete", p))
-        t = rng.uniform(*cfg.kill_interval)
+        # The stops have a random stream of their own, so that a change to the plan
+        # (a new shape) does not change which workers are stopped, when and how.
+        chaos = random.Random(f"{cfg.seed}/stops")
+        times: list[float] = []
+        t = chaos.uniform(*cfg.kill_interval)
         while t < cfg.chaos_seconds:
-            events.append((t, "kill", None))
-            t += rng.uniform(*cfg.kill_interval)
+            times.append(t)
+            t += chaos.uniform(*cfg.kill_interval)
+        kinds = ["pause" if chaos.random() < cfg.pause_share else "kill" for _ in times]
+        if len(kinds) >= 2 and 0 < cfg.pause_share < 1 and len(set(kinds)) == 1:
+            # Both kinds at least once when both are asked for: a short campaign
+            # would otherwise miss one by chance.
+            kinds[chaos.randrange(len(kinds))] = "kill" if kinds[0] == "pause" else "pause"
+        events += [(when, kind, None) for when, kind in zip(times, kinds, strict=True)]
         events.sort(key=lambda e: (e[0], e[1] != "start"))
         started: set[str] = set()
         completers: list[threading.Thread] = []
@@ -366,11 +376,11 @@ def run_campaign(cfg: Config) -> Outcome:
             if wait > 0:
                 time.sleep(wait)
             workers.respawn_dead()
+            if kind == "pause":
+                workers.pause_one(chaos, cfg.lease_seconds + chaos.uniform(5, 10))
+                continue
             if kind == "kill":
-                if rng.random() < cfg.pause_share:
-                    workers.pause_one(rng, cfg.lease_seconds + rng.uniform(5, 10))
-                else:
-                    workers.kill_one(rng)
+                workers.kill_one(chaos)
                 continue
             assert p is not None
             svc = stack.service
@@ -410,8 +420,11 @@ def run_campaign(cfg: Config) -> Outcome:
         try:
             for p in plan:
                 try:
-                    runs[p.id] = checker.get(p.id)
-                    histories[p.id] = checker.steps(p.id)
+                    run = runs[p.id] = checker.get(p.id)
+                    # Every continue-as-new generation's records, oldest first.
+                    histories[p.id] = [
+                        s for g in range(run.generation + 1) for s in checker.steps(p.id, g)
+                    ]
                 except Exception:
                     runs[p.id] = None
                     histories[p.id] = []

@@ -61,6 +61,8 @@ def expected_history(p: Planned) -> list[tuple[str, str]]:
         return [("map", "fan"), ("sleep", "nap"), ("step", "after")]
     if p.shape == "large":
         return [("step", "v0"), ("step", "v1"), ("sleep", "nap"), ("step", "v2")]
+    if p.shape == "generations":  # every generation's records (campaign reads them all)
+        return [h for g in range(p.input["of"]) for h in (("step", f"g{g}"), ("sleep", f"nap{g}"))]
     return [("step", "a"), ("step", "slow"), ("sleep", "long")]
 
 
@@ -182,9 +184,18 @@ def check(o: Outcome) -> Report:
     for p in o.plan:
         hist = sorted(o.histories.get(p.id, []), key=lambda s: op_sort_key(s.op_id))
         got = [(s.kind.value, s.name) for s in hist]
-        roots = [s.op_id for s in hist if "." not in s.op_id and s.op_id.isdigit()]
-        if roots != [str(i) for i in range(len(roots))]:
-            v[CHECKS[1]].append(f"{p.id}: operation ids {[s.op_id for s in hist]} have gaps")
+        # Root ids count from 0 in each continue-as-new generation ("0", "1", ...;
+        # "~g.0", "~g.1", ... for generation g > 0).
+        by_gen: dict[str, list[str]] = defaultdict(list)
+        for s in hist:
+            scope, _, rest = (
+                s.op_id.rpartition(".") if s.op_id.startswith("~") else ("", "", s.op_id)
+            )
+            if rest.isdigit() and "." not in scope.removeprefix("~"):
+                by_gen[scope].append(rest)
+        for ids in by_gen.values():
+            if ids != [str(i) for i in range(len(ids))]:
+                v[CHECKS[1]].append(f"{p.id}: operation ids {[s.op_id for s in hist]} have gaps")
         want = expected_history(p)
         if p.status == "cancelled":
             k = next((i for i, (kind, _) in enumerate(got) if kind == "cancel"), len(got))

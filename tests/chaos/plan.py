@@ -50,6 +50,7 @@ SHAPES = {
     "invoke": 1,
     "distributed": 1,
     "large": 3,
+    "generations": 1,
 }
 # Sizes (bytes of JSON text) of the large shape's values: above the campaign's
 # offload threshold (Config.offload_bytes), so each is an object in S3.
@@ -167,6 +168,12 @@ def make_plan(cfg: Config, rng: random.Random) -> list[Planned]:
                 "completed",
             )
             p.output = [large_value(*values[k]) for k in (0, 1, 0)]
+        elif shape == "generations":
+            # Continue-as-new: 2 to 4 generations of a step and a sleep each.
+            n = rng.randint(2, 4)
+            inp = {"gen": 0, "of": n, "acc": [], "sleep": rng.uniform(0.3, 1.5)}
+            p = Planned(rid, shape, "chaos.generations", inp, at, "completed")
+            p.output = list(range(n))
         else:
             p = Planned(
                 rid, shape, "chaos.cancel", {"pause": rng.uniform(0.5, 2.0)}, at, "cancelled"

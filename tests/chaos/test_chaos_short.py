@@ -1,6 +1,6 @@
 """A short chaos campaign in the default suite (about 45 s): two worker
 processes, SIGKILLs and SIGSTOPs, every fault kind (S3's included), duplicate
-deliveries, large values offloaded to S3; then every invariant check of
+deliveries, large values offloaded to S3, continue-as-new; then every invariant check of
 tests/chaos/checks.py. The full campaign is `python -m tests.chaos.campaign`
 (and `pytest -m slow tests/chaos`)."""
 
@@ -49,3 +49,10 @@ def test_a_short_chaos_campaign_breaks_no_invariant(tmp_path: Path) -> None:
     assert sum(report.facts["faults injected on S3 (PutObject, GetObject) by kind"].values()), text
     assert len(outcome.pointers) >= 4 * len(large), text
     assert report.facts["journaled writes carrying a pointer"] >= len(large), text
+    # Continue-as-new: the shape ran, and each of its runs ended in its last
+    # generation (the terminal check holds the output, every generation's value once).
+    continued = [p for p in outcome.plan if p.shape == "generations"]
+    assert continued, text
+    for p in continued:
+        run = outcome.runs[p.id]
+        assert run is not None and run.generation == p.input["of"] - 1, text

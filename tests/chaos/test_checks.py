@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from orchestrator.model import Run, Status, StepKind, StepRecord
 from orchestrator.payloads import pointer_of
-from orchestrator.store import endings, sweeps
+from orchestrator.store import endings, generations, sweeps
 from orchestrator.store import record_requests as rq
 from orchestrator.store import requests as q
 from orchestrator.store.codec import last_batch_text, run_pk, step_sk, to_item
@@ -107,8 +108,9 @@ def _claim(epoch: int, t0: int, t1: int) -> dict[str, Any]:
     return _journaled(req, t0, t1, {"Attributes": to_item({"epoch": epoch, "status": "running"})})
 
 
-def _step(pos: int, epoch: int, recorded: int, t0: int, t1: int) -> dict[str, Any]:
-    # A resolved step record as the worker puts it (first write wins).
+def _step(pos: int | str, epoch: int, recorded: int, t0: int, t1: int) -> dict[str, Any]:
+    # A resolved step record as the worker puts it (first write wins); `pos` may be
+    # an operation id of a later generation ("~1.0").
     item = {"pk": PK, "sk": step_sk(str(pos)), "epoch": epoch, "recorded_at": recorded}
     req = {
         "TableName": TABLE,
@@ -331,3 +333,60 @@ def test_a_write_after_the_end_that_also_changes_state_is_reported() -> None:
     entry["items"][0]["touches"] = ["parent_notified", "status"]
     o.journal.append(entry)
     assert check(o).violations[CHECKS[6]]
+
+
+def _generations() -> Outcome:
+    """The clean run as a continue-as-new run of two generations, each a step
+    and a sleep: generation 1's ids are "~1.0" and "~1.1"; the continue (epoch 1
+    to 2, a claim to the journal) comes between them."""
+    o = copy.deepcopy(_clean())
+    p = o.plan[0]
+    p.shape, p.name = "generations", "chaos.generations"
+    p.input = {"gen": 0, "of": 2, "acc": [], "sleep": 0.5}
+    o.runs[RID] = Run(RID, p.name, Status.COMPLETED, "{}", 1000, 1300, epoch=2, output=POINTER)
+    o.histories[RID] = [
+        StepRecord("0", "g0", StepKind.STEP, 1, 1100, result="0", resolved=True),
+        StepRecord("1", "nap0", StepKind.SLEEP, 1, 1106, wake_at=1150, resolved=True),
+        StepRecord("~1.0", "g1", StepKind.STEP, 2, 1250, result="1", resolved=True),
+        StepRecord("~1.1", "nap1", StepKind.SLEEP, 2, 1256, wake_at=1290, resolved=True),
+    ]
+    for x in o.executions:
+        x["step"] = {"s0": "g0", "s1": "g1"}[x["step"]]
+    nxt = generations.continue_run(
+        TABLE, RID, epoch=1, now=1200, lease_until=4200, input_text="{}", generation=1
+    )
+    answer = {"Attributes": to_item({"epoch": 2, "status": "running"})}
+    o.journal[3] = _journaled(nxt, 1200, 1205, answer)  # in place of the second claim
+    o.journal[4] = _step("~1.0", 2, 1250, 1251, 1255)
+    return o
+
+
+def test_a_clean_continue_as_new_outcome_has_no_violation() -> None:
+    report = check(_generations())
+    assert report.total_violations == 0, report.violations
+    assert report.facts["claims"] == 2  # the claim and the continue (the epoch moved on)
+
+
+def _generation_missing(o: Outcome) -> None:
+    del o.histories[RID][2:]  # generation 1 left nothing: a completed run skipped it
+
+
+def _generation_gap(o: Outcome) -> None:
+    o.histories[RID][3] = replace(o.histories[RID][3], op_id="~1.2")
+
+
+def _write_of_the_ended_generation(o: Outcome) -> None:
+    # the owner of epoch 1 heartbeats after its continue moved the epoch on
+    o.journal.append(_journaled(q.heartbeat(TABLE, RID, epoch=1, lease_until=4300), 1220, 1224))
+
+
+@pytest.mark.parametrize(
+    ("plant", "which"),
+    [(_generation_missing, 1), (_generation_gap, 1), (_write_of_the_ended_generation, 4)],
+)
+def test_each_check_reports_a_planted_violation_in_a_continued_run(
+    plant: Callable[[Outcome], None], which: int
+) -> None:
+    o = _generations()
+    plant(o)
+    assert check(o).violations[CHECKS[which]], check(o).violations

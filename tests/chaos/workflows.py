@@ -304,6 +304,29 @@ async def large_batched(ctx, input: LargeInput) -> list[Any]:
     return await _large(ctx, input)
 
 
+class GenerationsInput(BaseModel):
+    gen: int = 0  # this generation
+    of: int = 3  # how many generations the run has
+    acc: list[int] = []  # the values of the generations before this one
+    sleep: float = 0.5
+
+
+@workflow("chaos.generations")
+async def generations(ctx, input: GenerationsInput) -> list[int]:
+    """Continue-as-new: each generation records one step and sleeps (so a later
+    claim replays it from its own history only), then hands its state on to the
+    next. The output holds every generation's value once, in order: a generation
+    run twice, skipped or continued from a stale state shows in it."""
+    g = input.gen
+    value = await ctx.step(f"g{g}", record, ctx.workflow_id, f"g{g}", g)
+    await ctx.sleep(f"nap{g}", timedelta(seconds=input.sleep))
+    acc = [*input.acc, value]
+    if g + 1 < input.of:
+        nxt = {"gen": g + 1, "of": input.of, "acc": acc, "sleep": input.sleep}
+        return await ctx.continue_as_new(nxt)
+    return acc
+
+
 ALL = [
     steps,
     sleepy,
@@ -320,5 +343,6 @@ ALL = [
     distributed,
     large,
     large_batched,
+    generations,
 ]
 WORKFLOWS = ALL

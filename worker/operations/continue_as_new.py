@@ -4,7 +4,7 @@ forever keeps a bounded replay cost).
 
 `return await ctx.continue_as_new(next_input)` never returns: it unwinds the
 workflow (a BaseException), and the worker then makes one fenced write on the
-run (`continue_run` in worker/_continue.py): generation + 1, the new input,
+run (`AsyncStore.continue_run`, worker/_store.py): generation + 1, the new input,
 the epoch moved on, the lease kept. The same worker goes on at once with the
 next generation, whose history is empty and whose ids have their own sort-key
 prefix (`model.generation_scope`), so a later claim's Query loads that
