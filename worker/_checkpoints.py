@@ -115,9 +115,11 @@ class Checkpoints:
         async with self._lock:
             if not self.pending:
                 return
+            s = self._s
+            if s.lost:  # a flush before this one failed: a lost claim writes nothing more
+                _core.unwind(s, LeaseLost())
             records, self.pending, self.size = self.pending, [], 0
             self._cancel_timer()
-            s = self._s
             ok = await _core.io(
                 s,
                 s.store.put_batch(
@@ -138,6 +140,10 @@ class Checkpoints:
         could not be written."""
         async with self._lock:  # a timed flush in flight lands first
             self._cancel_timer()
+            if self._s.lost:
+                # That flush failed (its records left the buffer with it): the
+                # claim is abandoned, and the terminal write must not go out.
+                return False, []
             fits = self.input_bytes + value_bytes + self.size <= LAST_BATCH_ITEM_BUDGET
             if self.carry_last and fits:
                 records, self.pending, self.size = self.pending, [], 0
@@ -149,7 +155,9 @@ class Checkpoints:
         marked lost) when the flush could not be written."""
         try:
             await self.flush()
-            return True
+            # A timed flush that failed before this one took the lock lost the
+            # claim, and its records with it: nothing may be written after it.
+            return not self._s.lost
         except (Exception, LeaseLost) as e:  # StoreUnavailable is a LeaseLost
             if not isinstance(e, LeaseLost):
                 log.warning("run %s: flush failed (%s)", self._s.workflow_id, e)

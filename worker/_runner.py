@@ -330,6 +330,7 @@ class _Runs:
         ok, last = True, []
         if state.checkpoints is not None:
             ok, last = await state.checkpoints.take_last(value_bytes)
+        ok = ok and not state.lost  # a claim lost meanwhile writes nothing more
         state.close()
         now = self.clock.now_ms()
         ok = ok and await store.finish(

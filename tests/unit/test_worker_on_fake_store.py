@@ -5,13 +5,16 @@ by tests/contract/). No moto, no SQS: each test drives one message through
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from orchestrator.clock import SkippingClock
 from orchestrator.model import Run, Status, StepKind, StepRecord
@@ -65,6 +68,19 @@ async def batched(ctx: Any, input: dict[str, Any]) -> str:
     for i in range(3):
         await ctx.step(f"s{i}", _note, f"s{i}", i)
     return "x" * input.get("output_bytes", 1)
+
+
+@workflow("fake-batched-slow", checkpoint="batched")
+async def batched_slow(ctx: Any, input: dict[str, Any]) -> str:
+    await ctx.step("s0", _note, "s0", 0)
+    await ctx.step("s1", _slow_note, "s1", 1)  # the buffer's timed flush starts meanwhile
+    await ctx.step("s2", _note, "s2", 2)
+    return "done"
+
+
+def _slow_note(name: str, value: Any) -> Any:
+    time.sleep(0.05)
+    return _note(name, value)
 
 
 THIEF: dict[str, Any] = {}
@@ -123,7 +139,7 @@ async def h() -> AsyncIterator[Harness]:
     clock = SkippingClock()
     store = InMemoryStore(Settings(lease_seconds=30, queue_url="http://unused.invalid/q"))
     w = Worker(
-        workflows=[two_steps, sleeper, waiter, renamed, raises, stalls, batched],
+        workflows=[two_steps, sleeper, waiter, renamed, raises, stalls, batched, batched_slow],
         settings=store.settings,
         clock=clock,
     )
@@ -233,6 +249,45 @@ async def test_a_batch_that_would_overfill_the_run_item_is_flushed_before_the_en
     assert run.status == Status.COMPLETED, run.error
     assert run.last_batch is None
     assert [r.name for r in h.store.steps["r1"].values()] == ["s0", "s1", "s2"]
+
+
+async def test_a_timed_flush_that_fails_as_the_run_ends_stops_the_terminal_write(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flush timer fires during s1 and its write fails transiently after the
+    workflow has returned: the end waits for that flush, whose records left the
+    buffer with it. Before the fix the run then completed without them (seen in
+    the chaos campaign: a completed run whose history lacked its last step)."""
+    monkeypatch.setattr(h.worker, "settings", h.worker.settings.with_(checkpoint_flush_ms=10))
+
+    real, flushes = h.store.put_batch, []
+
+    async def first_throttled(workflow_id: str, *, epoch: int, **k: Any) -> bool:
+        flushes.append((epoch, [r.name for r in k["records"]]))
+        if len(flushes) == 1:
+            await asyncio.sleep(0.2)  # still in flight when the workflow returns
+            raise ClientError({"Error": {"Code": "ThrottlingException"}}, "TransactWriteItems")
+        return await real(workflow_id, epoch=epoch, **k)
+
+    monkeypatch.setattr(h.store, "put_batch", first_throttled)
+    await h.start("r1", "fake-batched-slow", {})
+    run = await h.deliver("r1")
+    assert CALLS == ["s0", "s1", "s2"]  # the workflow returned before the flush failed
+    assert (run.status, run.owner, run.epoch) == (Status.RUNNING, h.worker.id, 1)
+    assert run.last_batch is None and "r1" not in h.store.steps  # no write after the loss
+    assert h.store.deleted_messages == []  # the message comes back: the next claim's
+    h.clock.advance(timedelta(seconds=31))  # past the abandoned lease
+    run = await h.deliver("r1")
+    assert (run.status, run.epoch) == (Status.COMPLETED, 2)
+    history = await h.store.history("r1", last_batch=run.last_batch)
+    assert sorted((r.op_id, r.name, r.epoch) for r in history.values()) == [
+        ("0", "s0", 2),
+        ("1", "s1", 2),
+        ("2", "s2", 2),
+    ]
+    # The lost claim wrote nothing after its failed flush: the timer's flush of s1
+    # and s2, waiting behind it, did not go out (every later flush is epoch 2's).
+    assert flushes[0] == (1, ["s0"]) and all(e == 2 for e, _ in flushes[1:]), flushes
 
 
 async def test_a_history_that_no_longer_matches_the_code_fails_the_run(h: Harness) -> None:
