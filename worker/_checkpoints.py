@@ -140,10 +140,6 @@ class Checkpoints:
         could not be written."""
         async with self._lock:  # a timed flush in flight lands first
             self._cancel_timer()
-            if self._s.lost:
-                # That flush failed (its records left the buffer with it): the
-                # claim is abandoned, and the terminal write must not go out.
-                return False, []
             fits = self.input_bytes + value_bytes + self.size <= LAST_BATCH_ITEM_BUDGET
             if self.carry_last and fits:
                 records, self.pending, self.size = self.pending, [], 0

@@ -31,8 +31,12 @@ def rearm(
     # first, this sweep leaves it alone. `count`: a re-send (the pending backoff
     # counts them); without it, only the due time moves (a send that failed
     # makes the run due again at the next sweep).
-    values: dict[str, Any] = {":due": due_at, ":epoch": epoch, ":status": status.value}
-    values[":old"] = old_due
+    values: dict[str, Any] = {
+        ":due": due_at,
+        ":epoch": epoch,
+        ":status": status.value,
+        ":old": old_due,
+    }
     update = "SET #da = :due"
     if count:
         update += " ADD #dc :one"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import resources as r
-from orchestrator.model import TERMINAL, StepKind, op_sort_key
+from orchestrator.model import TERMINAL, StepKind, op_parent, op_sort_key
 from orchestrator.payloads import is_pointer, object_key, parse_pointer
 from orchestrator.store.codec import run_pk, step_sk
 
@@ -188,11 +188,9 @@ def check(o: Outcome) -> Report:
         # "~g.0", "~g.1", ... for generation g > 0).
         by_gen: dict[str, list[str]] = defaultdict(list)
         for s in hist:
-            scope, _, rest = (
-                s.op_id.rpartition(".") if s.op_id.startswith("~") else ("", "", s.op_id)
-            )
-            if rest.isdigit() and "." not in scope.removeprefix("~"):
-                by_gen[scope].append(rest)
+            scope, index = op_parent(s.op_id) or "", s.op_id.rpartition(".")[2]
+            if index.isdigit() and (scope == "" or (scope[:1] == "~" and scope[1:].isdigit())):
+                by_gen[scope].append(index)
         for ids in by_gen.values():
             if ids != [str(i) for i in range(len(ids))]:
                 v[CHECKS[1]].append(f"{p.id}: operation ids {[s.op_id for s in hist]} have gaps")
