@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrator.api.models import run_view, step_view
-from orchestrator.cli_runs import _follow
+from orchestrator.cli.runs import _follow
 from orchestrator.model import Run, Status, StepKind, StepRecord
 
 RUN = Run(id="f-1", name="waiter", status=Status.WAITING, input="{}", created_at=1, updated_at=2)

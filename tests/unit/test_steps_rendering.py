@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from orchestrator.cli_format import _steps_table, _visible_steps
+from orchestrator.cli.format import _steps_table, _visible_steps
 
 
 def _step(op: str, name: str, **extra: object) -> dict:

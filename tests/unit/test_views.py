@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from orchestrator import cli_format
 from orchestrator.api.models import step_view
+from orchestrator.cli import format as cli_format
 from orchestrator.model import StepKind, StepRecord
 
 T0 = 1_790_000_000_000

@@ -1,7 +1,7 @@
 """`orchestrator schedule ...`: recurring schedules from the shell.
 
 Each command calls the API through the Client, prints a table or a line, and
-takes `--json` for scripts; mistakes print one `error:` line (see `cli.py`).
+takes `--json` for scripts; mistakes print one `error:` line (see `cli/__init__.py`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from . import cli_common
-from .cli_format import STATUS_STYLE, out
+from . import common as cli_common
+from .format import STATUS_STYLE, out
 
 schedule_app = typer.Typer(
     help="Recurring schedules that start workflow runs (cron or rate, in a time zone).",

@@ -13,12 +13,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import OrchestratorError
+from ..errors import OrchestratorError
 
 err = Console(stderr=True, highlight=False)
 
 STATUSES = ("pending", "running", "sleeping", "waiting", "completed", "failed", "cancelled")
-_options: dict[str, Any] = {"api_url": None}  # set by the root callback in orchestrator/cli.py
+_options: dict[str, Any] = {
+    "api_url": None
+}  # set by the root callback in orchestrator/cli/__init__.py
 
 # Flags take no value: no "<bool>" in --help (click 8.2+ shows one by default).
 FLAG = ""
@@ -50,7 +52,7 @@ def _json_arg(text: str | None, what: str) -> Any:
 
 
 def _client() -> Any:
-    from .client import Client
+    from ..client import Client
 
     try:
         return Client(_options["api_url"])

@@ -1,6 +1,6 @@
 """Commands that run things on this machine: `dashboard` (the signing proxy),
 `workers`, `worker`, `dev` and `demo`. Registered on the main app by
-`orchestrator/cli.py`."""
+`orchestrator/cli/__init__.py`."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from typing import Annotated, Any
 
 import typer
 
-from . import resources as r
-from .cli_common import FLAG, JsonFlag, _call, _client, _fail, _options, _print_json
-from .cli_format import _workers_table, out
-from .errors import OrchestratorError
+from .. import resources as r
+from ..errors import OrchestratorError
+from .common import FLAG, JsonFlag, _call, _client, _fail, _options, _print_json
+from .format import _workers_table, out
 
 DEV_STATE_DIR = Path(".orchestrator") / "dev"  # under the project the stack runs in
 
@@ -55,7 +55,7 @@ def dashboard(
 
       ORCHESTRATOR_API_TOKEN=$(get-token) orchestrator dashboard --port 9000
     """
-    from .dashboard.proxy import DashboardProxy
+    from ..dashboard.proxy import DashboardProxy
 
     api_url = _options["api_url"]
     if not api_url:
@@ -164,7 +164,7 @@ def worker(
     """
     from worker import Worker, configure_logging
 
-    from .settings import Settings
+    from ..settings import Settings
 
     if log_format not in ("json", "text"):
         raise _fail("--log-format is json or text")
@@ -264,8 +264,8 @@ def dev(
       orchestrator dev --port 8080 --aws-port 5050 --state-dir /tmp/orchestrator-dev --fresh
     """
     LocalStack = _local_stack()
-    from .local.snapshot import FILE_NAME, StateFile, restore
-    from .settings import Settings, parse_task_queues
+    from ..local.snapshot import FILE_NAME, StateFile, restore
+    from ..settings import Settings, parse_task_queues
 
     logging.basicConfig(level=logging.WARNING)
     names = ",".join([os.environ.get(r.ENV_TASK_QUEUES, ""), *(task_queue or [])])
@@ -321,7 +321,7 @@ def _local_stack() -> Any:
     """LocalStack, or a clear message: moto is in the [local] extra, not in the
     base install that production workers use."""
     try:
-        from .local import LocalStack
+        from ..local import LocalStack
     except ImportError as e:
         raise _fail(
             f"the embedded stack needs the [local] extra ({e.name} is missing): "
@@ -341,7 +341,7 @@ def demo() -> None:
       orchestrator demo
     """
     _local_stack()
-    from .demo import run_demo
+    from ..demo import run_demo
 
     with out.status("demo running… (the embedded stack, a worker, four example runs)"):
         code = run_demo(out)

@@ -1,5 +1,5 @@
 """`orchestrator bulk`: cancel, terminate or redrive every run a filter matches,
-dry run first (see orchestrator/api/bulk.py). Registered on the main app by `orchestrator/cli.py`."""
+dry run first (see orchestrator/api/bulk.py). Registered on the main app by `orchestrator/cli/__init__.py`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import FLAG, JsonFlag, _call, _client, _print_json
-from .cli_format import out
+from .common import FLAG, JsonFlag, _call, _client, _print_json
+from .format import out
 
 
 def bulk(

@@ -1,5 +1,5 @@
 """CLI commands for changing workflows and recovering runs: `replay-check`,
-`migrate`, `redrive`, `fork`. Registered on the main app by `orchestrator/cli.py`."""
+`migrate`, `redrive`, `fork`. Registered on the main app by `orchestrator/cli/__init__.py`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .model import Run
+from ..model import Run
 
 
 def register(app: typer.Typer) -> None:
@@ -63,14 +63,14 @@ def replay_check(
     from worker import definition_of
     from worker import replay_check as check
 
-    from . import aws
-    from .cli_common import _fail, err
-    from .cli_format import out
-    from .cli_local import load_workflows
-    from .clock import SYSTEM_CLOCK
-    from .payloads import SyncValues
-    from .settings import Settings
-    from .store import Store
+    from .. import aws
+    from ..clock import SYSTEM_CLOCK
+    from ..payloads import SyncValues
+    from ..settings import Settings
+    from ..store import Store
+    from .common import _fail, err
+    from .format import out
+    from .local import load_workflows
 
     if limit < 1:
         raise _fail("--limit must be at least 1")
@@ -152,16 +152,16 @@ def migrate(
     from worker import definition_of
     from worker import replay_check as check
 
-    from . import aws
-    from .cli_common import _call, _client, _fail, _print_json, err
-    from .cli_format import out
-    from .cli_local import load_workflows
-    from .clock import SYSTEM_CLOCK
-    from .errors import OrchestratorError
-    from .model import BUILD_ID_HELP, BUILD_ID_RE, WORKFLOW_ID_RE
-    from .payloads import SyncValues
-    from .settings import Settings
-    from .store import Store
+    from .. import aws
+    from ..clock import SYSTEM_CLOCK
+    from ..errors import OrchestratorError
+    from ..model import BUILD_ID_HELP, BUILD_ID_RE, WORKFLOW_ID_RE
+    from ..payloads import SyncValues
+    from ..settings import Settings
+    from ..store import Store
+    from .common import _call, _client, _fail, _print_json, err
+    from .format import out
+    from .local import load_workflows
 
     if not WORKFLOW_ID_RE.match(workflow_id):
         raise _fail(f"{workflow_id!r} is not a valid workflow id")
@@ -207,8 +207,8 @@ def redrive(
     Recorded successes replay; failed operations run again. Refused (exit 1)
     for a run that is running or completed.
     """
-    from .cli_common import _call, _client, _print_json
-    from .cli_format import out
+    from .common import _call, _client, _print_json
+    from .format import out
 
     run = _call(_client().redrive, workflow_id)
     if as_json:
@@ -229,8 +229,8 @@ def fork(
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
 ) -> None:
     """Start a new run with the records before an operation copied from ID."""
-    from .cli_common import _call, _client, _json_arg, _print_json
-    from .cli_format import out
+    from .common import _call, _client, _json_arg, _print_json
+    from .format import out
 
     kwargs: dict[str, Any] = {"from_operation": from_operation, "id": id}
     if input is not None:

@@ -1,5 +1,5 @@
 """Run commands: `start`, `list`, `show` (and `--follow`), `steps`, `export`,
-`inbox`. Registered on the main app by `orchestrator/cli.py`."""
+`inbox`. Registered on the main app by `orchestrator/cli/__init__.py`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from .cli_common import (
+from .common import (
     FLAG,
     STATUSES,
     JsonFlag,
@@ -23,7 +23,7 @@ from .cli_common import (
     _print_json,
     err,
 )
-from .cli_format import (
+from .format import (
     TERMINAL,
     _inbox_table,
     _outcome,

@@ -15,12 +15,15 @@ from typing import Annotated
 
 import typer
 
-from . import cli_bulk, cli_control, cli_local, cli_runs
-from . import resources as r
-from .cli_common import JsonFlag, _call, _client, _fail, _options, _print_json
-from .cli_format import out
-from .cli_versions import register as register_versions
-from .settings import ConfigError
+from .. import resources as r
+from ..settings import ConfigError
+from . import bulk as cli_bulk
+from . import control as cli_control
+from . import local as cli_local
+from . import runs as cli_runs
+from .common import JsonFlag, _call, _client, _fail, _options, _print_json
+from .format import out
+from .versions import register as register_versions
 
 app = typer.Typer(
     help="Durable workflows on DynamoDB, SQS and EventBridge Scheduler.\n\n"
@@ -69,7 +72,7 @@ app.command()(cli_local.demo)
 
 
 def _add_subcommands() -> None:
-    from .cli_schedules import queue_app, schedule_app
+    from .schedules import queue_app, schedule_app
 
     app.add_typer(schedule_app, name="schedule")
     app.add_typer(queue_app, name="queue")
@@ -85,7 +88,7 @@ def queues(as_json: JsonFlag = False) -> None:
 
       orchestrator queue set gpu --max-concurrency 4
     """
-    from .cli_schedules import queues_table
+    from .schedules import queues_table
 
     found = _call(_client().queues)
     if as_json:
@@ -105,7 +108,7 @@ _USAGE_ERROR: type[Exception] = next(
 )
 
 
-register_versions(app)  # replay-check, redrive, fork (orchestrator/cli_versions.py)
+register_versions(app)  # replay-check, redrive, fork (orchestrator/cli/versions.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """Commands that act on one run or callback: `signal`, `terminate`, `cancel`,
-and the `callback` group. Registered on the main app by `orchestrator/cli.py`."""
+and the `callback` group. Registered on the main app by `orchestrator/cli/__init__.py`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from .cli_common import JsonFlag, RunId, _call, _client, _json_arg, _print_json, err
-from .cli_format import _status, out
+from .common import JsonFlag, RunId, _call, _client, _json_arg, _print_json, err
+from .format import _status, out
 
 
 def signal(
