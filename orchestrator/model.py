@@ -276,6 +276,10 @@ class StepRecord:
     retry_at: int | None = None  # step between attempts: when the next attempt may start
     replay_children: bool = False  # context/branch: result too large to keep; replay re-runs it
     callback_id: str | None = None  # callback: the token the outside system completes it with
+    # The run attempt (the run's redrive count) the record belongs to: its writer's,
+    # or the redrive's that carried it over. A reader ignores records of an earlier
+    # attempt (a stale owner's late write after a redrive); 0 is not stored.
+    run_attempt: int = 0
 
     @property
     def parent_id(self) -> str | None:

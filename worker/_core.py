@@ -13,6 +13,7 @@ import contextvars
 import logging
 import typing
 from collections.abc import Awaitable
+from dataclasses import replace
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -103,10 +104,16 @@ async def stop_replay(s: RunState, op_id: str) -> typing.NoReturn:
         await wait_parked(op_id, wake_at=None)
 
 
+def stamped(s: RunState, rec: StepRecord) -> StepRecord:
+    """`rec` as this claim writes it: in the run's current attempt."""
+    return rec if rec.run_attempt == s.run_attempt else replace(rec, run_attempt=s.run_attempt)
+
+
 async def record(s: RunState, rec: StepRecord) -> StepRecord:
     if s.read_only:
         await stop_replay(s, rec.op_id)
     check_lease(s)
+    rec = stamped(s, rec)
     cp = s.checkpoints
     if cp is not None:
         if cp.batches(rec):

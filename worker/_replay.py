@@ -225,7 +225,7 @@ def load_history(
         report.read_seconds += time.perf_counter() - t0  # from pool threads: += under the GIL
         report.queries += 1
         report.read_units += float(resp.get("ConsumedCapacity", {}).get("CapacityUnits", 0) or 0)
-        for rec in records_from_items(resp.get("Items", [])):
+        for rec in records_from_items(resp.get("Items", []), attempt=run.redrive_count):
             if values is not None and is_pointer(rec.result):
                 rec = replace(rec, result=values.get(rec.result))
             out[rec.op_id] = rec

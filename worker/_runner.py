@@ -70,6 +70,7 @@ class _Runs:
             clock=self.clock,
             lease_ms=self._lease_ms,
             generation=run.generation,
+            run_attempt=run.redrive_count,
             executor=self._executor,
             deadline_at=run.deadline_at,
             cancel_requested=run.cancel_requested,
@@ -106,7 +107,12 @@ class _Runs:
             state.history = (
                 {}
                 if run.epoch == 1
-                else await store.history(run.id, run.generation, last_batch=run.last_batch)
+                else await store.history(
+                    run.id,
+                    run.generation,
+                    last_batch=run.last_batch,
+                    attempt=run.redrive_count,
+                )
             )
             while True:
                 following = await self._run(self._defs[run.name], run, state, receipt)

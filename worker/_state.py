@@ -97,6 +97,7 @@ class RunState:
     clock: Clock
     lease_ms: int
     generation: int = 0  # continue-as-new: which history this claim writes
+    run_attempt: int = 0  # the run's redrive count: every record this claim writes carries it
     deadline_at: int | None = None
     cancel_requested: str | None = None  # reason, once the owner learned of a cancel
     parent_id: str | None = None  # a child run (ctx.invoke): its parent, told of its end

@@ -403,17 +403,23 @@ class AsyncStore(_QueueRequests):
 
     # --- history --------------------------------------------------------------------------
     async def history(
-        self, workflow_id: str, generation: int = 0, *, last_batch: str | None = None
+        self,
+        workflow_id: str,
+        generation: int = 0,
+        *,
+        last_batch: str | None = None,
+        attempt: int = 0,
     ) -> dict[str, StepRecord]:
-        """The records of one generation; `last_batch` is the claimed run's (a
-        redriven run's terminal write may carry results, `finish`)."""
+        """The records of one generation and run attempt (`records_from_items`);
+        `last_batch` is the claimed run's (a redriven run's terminal write may
+        carry results, `finish`)."""
         req = rq.query_history(self._table, workflow_id, generation)
         out: dict[str, StepRecord] = {}
         for rec in records_from_last_batch(last_batch, generation):
             out[rec.op_id] = await self._loaded(rec)
         while True:
             resp = await self._ddb.query(**req)
-            for rec in records_from_items(resp.get("Items", [])):
+            for rec in records_from_items(resp.get("Items", []), attempt=attempt):
                 rec = await self._loaded(rec)
                 out[rec.op_id] = rec
             if "LastEvaluatedKey" not in resp:

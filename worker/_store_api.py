@@ -86,7 +86,12 @@ class RunStore(Protocol):
 
     # --- the history ------------------------------------------------------------------
     async def history(
-        self, workflow_id: str, generation: int = 0, *, last_batch: str | None = None
+        self,
+        workflow_id: str,
+        generation: int = 0,
+        *,
+        last_batch: str | None = None,
+        attempt: int = 0,
     ) -> dict[str, StepRecord]: ...
 
     async def put_step(self, workflow_id: str, rec: StepRecord) -> StepRecord: ...

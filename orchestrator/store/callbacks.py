@@ -153,16 +153,23 @@ def create(table: str, workflow_id: str, rec: StepRecord, *, heartbeat_ms: int) 
             }
         ),
     }
+    # A record of an earlier run attempt (a redriven run's old owner, late) is no
+    # record for this writer: replaced (record_requests.attempt_clauses).
+    values: dict[str, Any] = {}
+    _, older = rq.attempt_clauses(rec.run_attempt, values)
+    record_put: dict[str, Any] = {
+        "TableName": table,
+        "Item": step_item(workflow_id, rec),
+        "ConditionExpression": "attribute_not_exists(#sk)",
+        "ExpressionAttributeNames": {"#sk": r.SK},
+    }
+    if older:
+        record_put["ConditionExpression"] += f" OR {older}"
+        record_put["ExpressionAttributeNames"]["#rat"] = "run_attempt"
+        record_put["ExpressionAttributeValues"] = values
     return {
         "TransactItems": [
-            {
-                "Put": {
-                    "TableName": table,
-                    "Item": step_item(workflow_id, rec),
-                    "ConditionExpression": "attribute_not_exists(#sk)",
-                    "ExpressionAttributeNames": {"#sk": r.SK},
-                }
-            },
+            {"Put": record_put},
             {
                 "Put": {
                     "TableName": table,

@@ -205,6 +205,7 @@ def step_from_item(item: dict[str, Any]) -> StepRecord:
         retry_at=d.get("retry_at"),
         replay_children=bool(d.get("replay_children", False)),
         callback_id=d.get("callback_id"),
+        run_attempt=d.get("run_attempt", 0),
     )
 
 
@@ -230,6 +231,7 @@ def step_item(workflow_id: str, rec: StepRecord) -> dict[str, Any]:
             "retry_at": rec.retry_at,
             "replay_children": rec.replay_children or None,
             "callback_id": rec.callback_id,
+            "run_attempt": rec.run_attempt or None,
         }
     )
 
@@ -269,27 +271,45 @@ def batch_item(
             "recorded_at": now,
             "base": now,
             "entries": dumps([batch_entry(rec, now) for rec in records]),
+            "run_attempt": records[0].run_attempt or None,
         }
     )
 
 
-def records_from_items(items: list[dict[str, Any]]) -> list[StepRecord]:
+def item_attempt(item: dict[str, Any]) -> int:
+    """The run attempt a history item belongs to (`StepRecord.run_attempt`)."""
+    value = item.get("run_attempt")
+    return int(value["N"]) if value else 0
+
+
+def records_from_items(items: list[dict[str, Any]], *, attempt: int = 0) -> list[StepRecord]:
     """History items to records, a batch item expanded into one record per entry.
     Every reader of a history goes through this (and `records_from_last_batch`
     for a finished run's last batch), so a batch is invisible above the store: a
-    step recorded in a batch replays as one recorded alone."""
+    step recorded in a batch replays as one recorded alone.
+
+    `attempt` is the run's current attempt (its redrive count): an item of an
+    earlier attempt is left out. A redrive carries the records it keeps over to
+    the new attempt, so what is left out is only what an owner of an earlier
+    attempt wrote after the redrive read the history: a late write, never
+    replayed (docs/architecture.md, "Records of an earlier attempt")."""
     out: list[StepRecord] = []
     for item in items:
+        if attempt and item_attempt(item) < attempt:
+            continue
         if item.get("kind", {}).get("S") != BATCH_KIND:
             out.append(step_from_item(item))
             continue
         d = from_item(item)
         base, epoch = d.get("base"), d.get("epoch", 0)
-        out.extend(_entry_record(e, epoch, base) for e in json.loads(d["entries"]))
+        got = d.get("run_attempt", 0)
+        out.extend(_entry_record(e, epoch, base, got) for e in json.loads(d["entries"]))
     return out
 
 
-def _entry_record(entry: list[Any], epoch: int, base: int | None) -> StepRecord:
+def _entry_record(
+    entry: list[Any], epoch: int, base: int | None, run_attempt: int = 0
+) -> StepRecord:
     op, name, ago, took, result = entry
     if base is None:  # an item of the first format (no "base"): absolute times
         recorded_at, started_at = ago, took
@@ -305,6 +325,7 @@ def _entry_record(entry: list[Any], epoch: int, base: int | None) -> StepRecord:
         result=result,
         started_at=started_at,
         resolved=True,
+        run_attempt=run_attempt,
     )
 
 

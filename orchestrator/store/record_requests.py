@@ -38,20 +38,35 @@ def put_step(table: str, workflow_id: str, rec: StepRecord) -> dict[str, Any]:
       attempts: a stale owner cannot move the attempt count back.
     - Anything else (a sleep's wake time, a wait's deadline) is written once:
       the first value is the one that holds on every replay.
+
+    Each of these holds within one run attempt (`rec.run_attempt`, the run's
+    redrive count). A record of an earlier attempt is no record for this
+    writer (readers leave it out): it is replaced whatever it holds, so a late
+    write of a redriven run's old owner can neither be replayed nor take a
+    position from the new attempt. A record of a later attempt is never
+    replaced by an earlier attempt's writer.
     """
-    names = {"#sk": r.SK}
+    names = {"#sk": r.SK, "#rat": "run_attempt"}
     values: dict[str, Any] = {}
+    same, older = attempt_clauses(rec.run_attempt, values)
     if rec.resolved:
         # An outcome replaces the operation's unresolved record (a step's retry
         # state, a distributed map's start), never a resolved one.
-        condition = "attribute_not_exists(#sk) OR attribute_not_exists(#res)"
+        condition = f"attribute_not_exists(#sk) OR ({same} AND attribute_not_exists(#res))"
         names["#res"] = "resolved"
     elif rec.kind == "step":
-        condition = "attribute_not_exists(#sk) OR (attribute_not_exists(#res) AND size(#att) < :n)"
+        condition = (
+            f"attribute_not_exists(#sk) OR ({same} AND attribute_not_exists(#res)"
+            " AND size(#att) < :n)"
+        )
         names.update({"#res": "resolved", "#att": "attempts"})
         values[":n"] = to_attr(len(rec.attempts))
     else:
         condition = "attribute_not_exists(#sk)"
+    if older:
+        condition += f" OR {older}"
+    if "#rat" not in condition:  # DynamoDB refuses a name the expression does not use
+        del names["#rat"]
     req: dict[str, Any] = {
         "TableName": table,
         "Item": step_item(workflow_id, rec),
@@ -62,6 +77,18 @@ def put_step(table: str, workflow_id: str, rec: StepRecord) -> dict[str, Any]:
     if values:
         req["ExpressionAttributeValues"] = values
     return req
+
+
+def attempt_clauses(attempt: int, values: dict[str, Any]) -> tuple[str, str | None]:
+    """The conditions that scope a record write to run attempt `attempt` (the
+    names map `#rat` to `run_attempt`): the existing record belongs to the same
+    attempt; the existing record belongs to an earlier one (None for attempt 0,
+    which has none). Closes: a late write of a redriven run's old owner being
+    replayed, or taking a position from the new attempt."""
+    if attempt == 0:
+        return "attribute_not_exists(#rat)", None
+    values[":rat"] = to_attr(attempt)
+    return "#rat = :rat", "(attribute_not_exists(#rat) OR #rat < :rat)"
 
 
 def put_batch(
@@ -126,16 +153,21 @@ def consume_signal(
     resolved = replace(
         wait, recorded_at=now, resolved=True, result=signal.payload, signal_seq=signal.seq
     )
+    # The wait as this attempt recorded it (or a redrive carried it over): an
+    # owner of an earlier attempt cannot resolve it with its own consumption.
+    values: dict[str, Any] = {}
+    same, _ = attempt_clauses(wait.run_attempt, values)
+    wait_put: dict[str, Any] = {
+        "TableName": table,
+        "Item": step_item(workflow_id, resolved),
+        "ConditionExpression": f"attribute_not_exists(#res) AND {same}",
+        "ExpressionAttributeNames": {"#res": "resolved", "#rat": "run_attempt"},
+    }
+    if values:
+        wait_put["ExpressionAttributeValues"] = values
     return {
         "TransactItems": [
-            {
-                "Put": {
-                    "TableName": table,
-                    "Item": step_item(workflow_id, resolved),
-                    "ConditionExpression": "attribute_not_exists(#res)",
-                    "ExpressionAttributeNames": {"#res": "resolved"},
-                }
-            },
+            {"Put": wait_put},
             {
                 "Update": {
                     "TableName": table,

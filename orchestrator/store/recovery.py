@@ -5,17 +5,27 @@ conditioned on exactly what was read, so that it cannot race a worker, a
 second redrive, or a redrive and a fork.
 
 Redrive: a failed (timed-out included) or cancelled run goes back to pending
-under its id. Its records stay, except those that would make it fail again,
-which are deleted in the same transaction (`to_remove`): every record with an
-error, every step's retry state, every cancel marker, and every ancestor of
-those (a batch or child context whose recorded outcome includes them). So
-recorded successes replay and failed operations run again, with fresh
-attempts. The run keeps `redrive_count` and `outcomes` (each earlier ending:
-status, error type and message, time, attempt).
+under its id, in its next run attempt (`redrive_count` + 1). Its records stay,
+except those that would make it fail again, which are deleted in the same
+transaction (`to_remove`): every record with an error, every step's retry
+state, every cancel marker, and every ancestor of those (a batch or child
+context whose recorded outcome includes them). The records that stay are
+carried over to the new attempt (`run_attempt`), and readers leave out
+records of earlier attempts: so recorded successes replay, failed operations
+run again with fresh attempts, and a late write of an owner of the old
+attempt (a request that left before the takeover and landed after the
+redrive read the history) is never replayed. The run keeps `redrive_count`
+and `outcomes` (each earlier ending: status, error type and message, time,
+attempt).
 
 Fork: a new run whose history is the original's records before an operation
-(`fork_prefix`), written before the new run record so that its first claim
-sees them; the new run names its origin in `forked_from`.
+(`fork_prefix`); the new run names its origin in `forked_from`. The run item
+is written first, marked `forking` (no claim takes such a run), so the id is
+taken before any record is: a second fork or a start with that id is refused
+before it writes anything, and no record of another fork can ever land in
+the new run's history. The records are copied, then the mark is removed. A
+fork that stopped half-way leaves a run that no worker claims, visibly; the
+same fork request again (same origin and operation) completes it.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from ..model import (
 from . import record_requests as rq
 from . import requests as q
 from .codec import (
+    item_attempt,
     new_run_item,
     records_from_items,
     run_from_item,
@@ -54,6 +65,7 @@ from .codec import (
 )
 
 MAX_REDRIVE_REMOVALS = 99  # one transaction: the run's update and these deletes
+TRANSACTION_ITEMS = 100  # DynamoDB's limit on the actions of one transaction
 _OUTCOME_MESSAGE_CHARS = 1000
 
 
@@ -193,8 +205,49 @@ def redrive_request(
     return {"TransactItems": items}
 
 
+def carry_over(table: str, items: list[dict[str, Any]], attempt: int) -> list[dict[str, Any]]:
+    """Transaction actions that move the history items a redrive keeps into run
+    attempt `attempt`, each conditioned on the item as read (its epoch and
+    recorded_at): an item rewritten since is not carried, and then nothing of
+    the final transaction is written either. Setting the same attempt twice (a
+    retried redrive) is harmless."""
+    return [
+        {
+            "Update": {
+                "TableName": table,
+                "Key": {r.PK: item[r.PK], r.SK: item[r.SK]},
+                "UpdateExpression": "SET #rat = :rat",
+                "ConditionExpression": "#ep = :e AND #ra = :ra",
+                "ExpressionAttributeNames": {
+                    "#rat": "run_attempt",
+                    "#ep": "epoch",
+                    "#ra": "recorded_at",
+                },
+                "ExpressionAttributeValues": {
+                    ":rat": to_attr(attempt),
+                    ":e": item.get("epoch", to_attr(0)),
+                    ":ra": item.get("recorded_at", to_attr(0)),
+                },
+            }
+        }
+        for item in items
+    ]
+
+
+def kept_items(items: list[dict[str, Any]], removed: list[StepRecord]) -> list[dict[str, Any]]:
+    """The history items a redrive keeps: those none of whose records it removes."""
+    gone = {rec.op_id for rec in removed}
+    return [
+        item for item in items if not any(rec.op_id in gone for rec in records_from_items([item]))
+    ]
+
+
 # --- the operations (synchronous store: the API) --------------------------------------------
-def _run_and_history(ddb: Any, table: str, workflow_id: str) -> tuple[Run, list[StepRecord]]:
+def _run_and_history(
+    ddb: Any, table: str, workflow_id: str
+) -> tuple[Run, list[StepRecord], list[dict[str, Any]]]:
+    """The run, its history (the current generation and run attempt), and the
+    history's items as stored."""
     from ..errors import NotFoundError
 
     resp = ddb.get_item(TableName=table, Key=run_key(workflow_id), ConsistentRead=True)
@@ -202,12 +255,17 @@ def _run_and_history(ddb: Any, table: str, workflow_id: str) -> tuple[Run, list[
         raise NotFoundError(f"no workflow run with id {workflow_id!r}")
     run = run_from_item(resp["Item"])
     req = rq.query_history(table, workflow_id, run.generation)
-    history: list[StepRecord] = []
+    items: list[dict[str, Any]] = []
     while True:
         page = ddb.query(**req)
-        history.extend(records_from_items(page.get("Items", [])))
+        items.extend(
+            item
+            for item in page.get("Items", [])
+            if item_attempt(item) >= run.redrive_count  # an earlier attempt's: no record
+        )
         if "LastEvaluatedKey" not in page:
-            return run, with_last_batch(history, run.last_batch, run.generation)
+            history = with_last_batch(records_from_items(items), run.last_batch, run.generation)
+            return run, history, items
         req = {**req, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 
@@ -215,7 +273,7 @@ def redrive(ddb: Any, table: str, clock: Clock, workflow_id: str, *, grace_ms: i
     """Reopen a failed or cancelled run (see the module doc). ConflictError (409)
     for a run in any other status, or when a concurrent change won; nothing is
     written then."""
-    run, history = _run_and_history(ddb, table, workflow_id)
+    run, history, items = _run_and_history(ddb, table, workflow_id)
     if run.status not in RECOVERY["redrive"]:
         raise ConflictError(
             f"workflow run {workflow_id!r} is {run.status.value}: only a failed, timed-out "
@@ -231,12 +289,20 @@ def redrive(ddb: Any, table: str, clock: Clock, workflow_id: str, *, grace_ms: i
     deadline = None
     if run.deadline_at is not None:  # the same execution timeout again, from now
         deadline = now + max(1000, run.deadline_at - run.created_at)
+    final = redrive_request(
+        table, run, removed, now=now, due_at=now + grace_ms, deadline_at=deadline
+    )["TransactItems"]
+    carries = carry_over(table, kept_items(items, removed), run.redrive_count + 1)
+    # The carries that do not fit beside the run's update go first, in their own
+    # transactions: until the last one lands the run is still ended in its old
+    # attempt, whose readers keep the carried records (an attempt at or above
+    # theirs), so a redrive that stops half-way changes nothing a reader sees.
+    room = TRANSACTION_ITEMS - len(final)
+    first, last = carries[: max(0, len(carries) - room)], carries[max(0, len(carries) - room) :]
     try:
-        ddb.transact_write_items(
-            **redrive_request(
-                table, run, removed, now=now, due_at=now + grace_ms, deadline_at=deadline
-            )
-        )
+        for i in range(0, len(first), TRANSACTION_ITEMS):
+            ddb.transact_write_items(TransactItems=first[i : i + TRANSACTION_ITEMS])
+        ddb.transact_write_items(TransactItems=final + last)
     except Exception as e:
         code = getattr(e, "response", {}).get("Error", {}).get("Code")
         if code == "TransactionCanceledException":
@@ -263,7 +329,7 @@ def fork(
     (see `fork_prefix`). The caller dispatches it."""
     if new_id is not None and not WORKFLOW_ID_RE.match(new_id):
         raise BadInputError(f"{new_id!r} is not a valid workflow id")
-    run, history = _run_and_history(ddb, table, workflow_id)
+    run, history, _ = _run_and_history(ddb, table, workflow_id)
     # A run that continued as new: its current generation's ids carry the
     # generation's scope ("~2.3"); the fork is a generation 0 ("3").
     prefix = generation_scope(run.generation) + "." if run.generation else ""
@@ -294,29 +360,49 @@ def fork(
         else now + max(1000, run.deadline_at - run.created_at),
         forked_from={"id": workflow_id, "operation": shown},
     )
-    # The records first: a worker that claims the new run must find them. A
-    # leftover (the run's put below refused) is harmless: no run owns it. An id
-    # that is already taken is refused before anything is written.
+    item = new_run_item(new)
+    # epoch 1: the first claim (epoch 2) loads the copied history, which a
+    # brand-new run (first claim at epoch 1) skips.
+    item["epoch"] = to_attr(1)
+    item["forked_from"] = to_attr(new.forked_from)
+    item["forking"] = to_attr(True)
     existing = ddb.get_item(TableName=table, Key=run_key(target), ConsistentRead=True)
     if "Item" in existing:
-        raise ConflictError(f"workflow id {target!r} is already used")
+        # The same fork, stopped half-way before: complete it. Anything else is a
+        # taken id, refused before anything is written.
+        old = existing["Item"]
+        if "forking" not in old or old.get("forked_from") != item["forked_from"]:
+            raise ConflictError(f"workflow id {target!r} is already used")
+        item = old
+    else:
+        try:
+            ddb.put_item(**q.put_new_run(table, item))
+        except Exception as e:
+            if getattr(e, "response", {}).get("Error", {}).get("Code") == (
+                "ConditionalCheckFailedException"
+            ):
+                raise ConflictError(f"workflow id {target!r} is already used") from None
+            raise
     for i in range(0, len(kept), 25):
         batch = [{"PutRequest": {"Item": step_item(target, rec)}} for rec in kept[i : i + 25]]
         pending: dict[str, Any] = {table: batch}
         while pending:
             resp = ddb.batch_write_item(RequestItems=pending)
             pending = resp.get("UnprocessedItems") or {}
-    item = new_run_item(new)
-    # epoch 1: the first claim (epoch 2) loads the copied history, which a
-    # brand-new run (first claim at epoch 1) skips.
-    item["epoch"] = to_attr(1)
-    item["forked_from"] = to_attr(new.forked_from)
+    # Every record is in: the run may be claimed. A concurrent completion of the
+    # same fork that removed the mark first is as good.
     try:
-        ddb.put_item(**q.put_new_run(table, item))
+        ddb.update_item(
+            TableName=table,
+            Key=run_key(target),
+            UpdateExpression="REMOVE #frk",
+            ConditionExpression="attribute_exists(#frk)",
+            ExpressionAttributeNames={"#frk": "forking"},
+        )
     except Exception as e:
-        if getattr(e, "response", {}).get("Error", {}).get("Code") == (
+        if getattr(e, "response", {}).get("Error", {}).get("Code") != (
             "ConditionalCheckFailedException"
         ):
-            raise ConflictError(f"workflow id {target!r} is already used") from None
-        raise
+            raise
+    del item["forking"]
     return run_from_item(item)

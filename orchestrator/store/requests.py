@@ -50,6 +50,7 @@ _NAMES = {
     "#tq": "task_queue",
     "#pin": "pinned",
     "#lb": "last_batch",
+    "#frk": "forking",
 }
 
 
@@ -154,8 +155,9 @@ def claim(
     # workflow name this worker does not serve. A terminal run never matches.
     # The worker serves the run: its name, on its task queue (a run on "gpu" is never
     # claimed by a worker that does not serve "gpu", whatever queue the message took).
+    # A fork's run is claimed once its records are all copied (`forking` gone).
     condition = (
-        f"attribute_exists(#pk) AND {served} AND ("
+        f"attribute_exists(#pk) AND attribute_not_exists(#frk) AND {served} AND ("
         "#st = :pending OR (#st = :running AND #lu < :now) "
         "OR ((#st = :sleeping OR #st = :waiting) AND #wa <= :now))"
     )

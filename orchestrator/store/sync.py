@@ -175,7 +175,9 @@ class Store(_SweeperRequests):
         run = self.get(workflow_id)  # unknown id → NotFoundError
         gen = run.generation if generation is None else generation
         req = rq.query_history(self._table, workflow_id, gen)
-        return with_last_batch(records_from_items(self._query_all(req)), run.last_batch, gen)
+        items = self._query_all(req)
+        records = records_from_items(items, attempt=run.redrive_count)
+        return with_last_batch(records, run.last_batch, gen)
 
     def signals(self, workflow_id: str, name: str) -> list[Signal]:
         return [

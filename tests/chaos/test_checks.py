@@ -108,10 +108,14 @@ def _claim(epoch: int, t0: int, t1: int) -> dict[str, Any]:
     return _journaled(req, t0, t1, {"Attributes": to_item({"epoch": epoch, "status": "running"})})
 
 
-def _step(pos: int | str, epoch: int, recorded: int, t0: int, t1: int) -> dict[str, Any]:
+def _step(
+    pos: int | str, epoch: int, recorded: int, t0: int, t1: int, attempt: int = 0
+) -> dict[str, Any]:
     # A resolved step record as the worker puts it (first write wins); `pos` may be
-    # an operation id of a later generation ("~1.0").
+    # an operation id of a later generation ("~1.0"); `attempt` its run attempt.
     item = {"pk": PK, "sk": step_sk(str(pos)), "epoch": epoch, "recorded_at": recorded}
+    if attempt:
+        item["run_attempt"] = attempt
     req = {
         "TableName": TABLE,
         "Item": {**to_item(item), "resolved": {"BOOL": True}},
@@ -256,6 +260,33 @@ def test_each_check_reports_its_planted_violation(
     plant(o)
     report = check(o)
     assert report.violations[CHECKS[which]], f"{CHECKS[which]} missed it: {report.violations}"
+
+
+def test_a_fenced_off_owners_step_record_that_everyone_replays_is_harmless() -> None:
+    # epoch 1's put of s1 was checked in time but landed after epoch 2's claim: it
+    # was first at its position, so epoch 2's own put lost to it and both replay it.
+    o = copy.deepcopy(_clean())
+    o.journal[4] = _step(1, 1, 1230, 1231, 1235)
+    o.histories[RID][1] = StepRecord("1", "s1", StepKind.STEP, 1, 1230, result="1", resolved=True)
+    o.executions[2]["t"] = 1220  # epoch 2 ran s1 before the late put landed; its own put lost
+    report = check(o)
+    assert report.total_violations == 0, report.violations
+    assert report.facts["step records by a fenced-off owner (checked harmless)"] == 1
+
+
+def test_a_late_record_of_an_earlier_run_attempt_is_harmless_only_while_nobody_replays_it() -> None:
+    # A redriven run (attempt 1): the old attempt's owner put s1 late. Readers leave
+    # it out and the history holds attempt 1's record: harmless.
+    o = copy.deepcopy(_clean())
+    o.runs[RID] = replace(o.runs[RID], redrive_count=1)
+    o.histories[RID] = [replace(rec, run_attempt=1) for rec in o.histories[RID]]
+    o.journal[2] = _step(0, 1, 1100, 1101, 1105, attempt=1)
+    o.journal[4] = _step(1, 2, 1250, 1251, 1255, attempt=1)
+    o.journal.append(_step(1, 1, 1230, 1231, 1235))  # attempt 0's owner, late
+    assert check(o).total_violations == 0
+    # The same record replayed (a reader that forgot the attempt): reported.
+    o.histories[RID][1] = StepRecord("1", "s1", StepKind.STEP, 1, 1230, result="1", resolved=True)
+    assert check(o).violations[CHECKS[5]]
 
 
 def test_the_journal_reads_what_each_request_means_whatever_its_wording() -> None:

@@ -229,11 +229,21 @@ class InMemoryStore:
             raise NotInTheFake("continue-as-new generations are not kept by the fake")
 
     async def history(
-        self, workflow_id: str, generation: int = 0, *, last_batch: str | None = None
+        self,
+        workflow_id: str,
+        generation: int = 0,
+        *,
+        last_batch: str | None = None,
+        attempt: int = 0,
     ) -> dict[str, StepRecord]:
         self._generation(generation)
         out = {rec.op_id: rec for rec in records_from_last_batch(last_batch, generation)}
-        return out | self.steps.get(workflow_id, {})
+        current = {
+            op: rec
+            for op, rec in self.steps.get(workflow_id, {}).items()
+            if rec.run_attempt >= attempt  # an earlier attempt's record is no record
+        }
+        return out | current
 
     async def put_batch(
         self, workflow_id: str, *, epoch: int, now: int, records: list[StepRecord]
@@ -248,8 +258,10 @@ class InMemoryStore:
     async def put_step(self, workflow_id: str, rec: StepRecord) -> StepRecord:
         records = self.steps.setdefault(workflow_id, {})
         old = records.get(rec.op_id)
-        if old is None:
-            free = True
+        if old is None or old.run_attempt < rec.run_attempt:
+            free = True  # an earlier attempt's record is no record for this writer
+        elif old.run_attempt > rec.run_attempt:
+            free = False
         elif rec.resolved:
             free = not old.resolved  # an outcome replaces an unresolved record only
         elif rec.kind == "step":

@@ -105,7 +105,7 @@ async def create_callback(
             callback_id=secrets.token_urlsafe(TOKEN_BYTES),
         )
         _core.check_lease(s)
-        rec = await _core.io(s, _create(s, rec, heartbeat_ms or 0))
+        rec = await _core.io(s, _create(s, _core.stamped(s, rec), heartbeat_ms or 0))
         s.history[op_id] = rec
         assert rec.callback_id is not None
         log.info(
