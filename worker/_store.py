@@ -504,10 +504,14 @@ class AsyncStore(_QueueRequests):
                 return False
             raise
 
-    async def resolve_timeout(self, workflow_id: str, *, op_id: str, now: int) -> bool:
+    async def resolve_timeout(
+        self, workflow_id: str, *, op_id: str, now: int, attempt: int = 0
+    ) -> bool:
         try:
             await self._ddb.update_item(
-                **rq.resolve_wait_timeout(self._table, workflow_id, op_id=op_id, now=now)
+                **rq.resolve_wait_timeout(
+                    self._table, workflow_id, op_id=op_id, now=now, attempt=attempt
+                )
             )
             return True
         except ClientError as e:

@@ -129,16 +129,25 @@ def put_batch(
     }
 
 
-def resolve_wait_timeout(table: str, workflow_id: str, *, op_id: str, now: int) -> dict[str, Any]:
+def resolve_wait_timeout(
+    table: str, workflow_id: str, *, op_id: str, now: int, attempt: int = 0
+) -> dict[str, Any]:
     # Closes: a timeout and a signal both resolving one wait. Whichever resolves
-    # first wins; the other reads the winner's outcome back.
-    return _update(
+    # first wins; the other reads the winner's outcome back. And an owner of an
+    # earlier run attempt timing out the wait of the current one.
+    values: dict[str, Any] = {}
+    same, _ = attempt_clauses(attempt, values)
+    req = _update(
         table,
         to_item({r.PK: run_pk(workflow_id), r.SK: step_sk(op_id)}),
         "SET #res = :t, timed_out = :t, recorded_at = :now",
-        "attribute_exists(#sk) AND attribute_not_exists(#res)",
+        f"attribute_exists(#sk) AND attribute_not_exists(#res) AND {same}",
         {":t": True, ":now": now},
     )
+    req["ExpressionAttributeNames"]["#rat"] = "run_attempt"
+    if values:
+        req["ExpressionAttributeValues"].update(values)
+    return req
 
 
 def consume_signal(

@@ -277,9 +277,11 @@ class InMemoryStore:
     async def get_step(self, workflow_id: str, op_id: str) -> StepRecord:
         return self.steps[workflow_id][op_id]
 
-    async def resolve_timeout(self, workflow_id: str, *, op_id: str, now: int) -> bool:
+    async def resolve_timeout(
+        self, workflow_id: str, *, op_id: str, now: int, attempt: int = 0
+    ) -> bool:
         rec = self.steps.get(workflow_id, {}).get(op_id)
-        if rec is None or rec.resolved:
+        if rec is None or rec.resolved or rec.run_attempt != attempt:
             return False
         self.steps[workflow_id][op_id] = replace(
             rec, resolved=True, timed_out=True, recorded_at=now

@@ -72,7 +72,7 @@ def test_a_late_record_of_the_attempt_before_a_redrive_is_never_replayed(
     BROKEN["on"] = True
     with BackgroundWorker([redriven], stack.settings, clock=stack.clock):
         stack.service.start("late-redriven", {}, "lr1")
-        failed = wait_status(stack, "lr1", "failed")
+        failed = wait_status(stack, "lr1", "failed", timeout=90)
     BROKEN["on"] = False  # the downstream is back
     Client(stack.api_url).redrive("lr1")
     # The old attempt's owner, late: b's position (whose failure the redrive
@@ -82,7 +82,7 @@ def test_a_late_record_of_the_attempt_before_a_redrive_is_never_replayed(
     # No reader sees them: the redrive carried a over to attempt 1, not these.
     assert [(s.name, s.run_attempt) for s in stack.store.steps("lr1")] == [("a", 1)]
     with BackgroundWorker([redriven], stack.settings, clock=stack.clock):
-        done = wait_status(stack, "lr1", "completed")
+        done = wait_status(stack, "lr1", "completed", timeout=90)
     assert json.loads(done.output) == ["a", "b", "c"]
     # a replayed; b failed once, then ran again; c ran: neither late record was used.
     assert _ran(exec_log, "lr1") == ["a", "b", "b", "c"]
@@ -126,7 +126,7 @@ def test_a_redrive_carries_over_more_records_than_one_transaction_holds(stack) -
     BROKEN["on"] = True
     with BackgroundWorker([redriven], stack.settings, clock=stack.clock):
         stack.service.start("late-redriven", {}, "lr3")
-        failed = wait_status(stack, "lr3", "failed")
+        failed = wait_status(stack, "lr3", "failed", timeout=90)
     table = stack.settings.table
     for i in range(150):  # more successes, as a long run would have recorded
         rec = StepRecord(f"t{i}.0", f"x{i}", StepKind.STEP, failed.epoch, 1, '"x"', resolved=True)
@@ -141,12 +141,12 @@ def test_a_redrive_carries_over_more_records_than_one_transaction_holds(stack) -
 def test_a_late_record_of_an_ended_generation_is_never_replayed(stack, exec_log: Path) -> None:
     with BackgroundWorker([continued], stack.settings, clock=stack.clock):
         stack.service.start("late-continued", {}, "lr4")
-        waiting = wait_status(stack, "lr4", "waiting")
+        waiting = wait_status(stack, "lr4", "waiting", timeout=90)
         assert waiting.generation == 1
         # Generation 0's owner, late, at the position generation 1 reaches next.
         _late_put(stack, "lr4", "1", "then", waiting.epoch - 1, '"stale"')
         Client(stack.api_url).signal("lr4", "go", None)
-        done = wait_status(stack, "lr4", "completed")
+        done = wait_status(stack, "lr4", "completed", timeout=90)
     assert done.output == '"g1"'
     assert _ran(exec_log, "lr4") == ["g0", "g1"]
     assert [s.name for s in stack.store.steps("lr4")] == ["hold", "then"]
@@ -254,4 +254,21 @@ def test_a_fork_stopped_half_way_is_claimed_by_nobody_until_the_same_fork_comple
     assert [s.name for s in stack.store.steps("lr6-f")] == ["a", "b"]
     stack.service.dispatch("lr6-f", "fork")
     with BackgroundWorker([redriven], stack.settings, clock=stack.clock):
-        assert json.loads(wait_status(stack, "lr6-f", "completed").output) == ["a", "b", "c"]
+        assert json.loads(wait_status(stack, "lr6-f", "completed", timeout=90).output) == [
+            "a",
+            "b",
+            "c",
+        ]
+
+
+def test_an_earlier_attempts_timeout_cannot_resolve_the_current_attempts_wait(stack) -> None:
+    table, now = stack.settings.table, stack.clock.now_ms()
+    wait = StepRecord("0", "w", StepKind.WAIT, 3, now, signal="go", wake_at=now, run_attempt=1)
+    stack.ddb.put_item(**rq.put_step(table, "lr7", wait))
+    with pytest.raises(stack.ddb.exceptions.ConditionalCheckFailedException):
+        stack.ddb.update_item(**rq.resolve_wait_timeout(table, "lr7", op_id="0", now=now))
+    stack.ddb.update_item(**rq.resolve_wait_timeout(table, "lr7", op_id="0", now=now, attempt=1))
+    item = stack.ddb.get_item(
+        TableName=table, Key=to_item({"pk": run_pk("lr7"), "sk": step_sk("0")})
+    )["Item"]
+    assert item["timed_out"] == {"BOOL": True}

@@ -210,7 +210,10 @@ async def _wait(s: RunState, rec: StepRecord, heartbeat_ms: int | None) -> StepR
         if not await _core.io(s, _close(s, rec.callback_id, now)):
             # A completion committed first: its signal is in the inbox.
             return await receive(s, rec, written=True)
-        if not await _core.io(s, s.store.resolve_timeout(s.workflow_id, op_id=rec.op_id, now=now)):
+        if not await _core.io(
+            s,
+            s.store.resolve_timeout(s.workflow_id, op_id=rec.op_id, now=now, attempt=s.run_attempt),
+        ):
             rec = await _core.io(s, s.store.get_step(s.workflow_id, rec.op_id))
             s.history[rec.op_id] = rec
             return rec

@@ -102,7 +102,10 @@ async def receive(
             return rec
         if deadline is not None and s.clock.now_ms() >= deadline:
             if not await _core.io(
-                s, s.store.resolve_timeout(s.workflow_id, op_id=op_id, now=s.clock.now_ms())
+                s,
+                s.store.resolve_timeout(
+                    s.workflow_id, op_id=op_id, now=s.clock.now_ms(), attempt=s.run_attempt
+                ),
             ):
                 rec = await _core.io(s, s.store.get_step(s.workflow_id, op_id))
                 s.history[op_id] = rec
