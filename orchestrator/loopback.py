@@ -35,6 +35,7 @@ from .errors import (
     OrchestratorError,
     PayloadTooLargeError,
 )
+from .safejson import is_ascii_count
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -85,7 +86,7 @@ def check_request(
         return Refusal.of(LengthRequiredError("send a Content-Length, not a chunked body"))
     length = headers.get("Content-Length") or headers.get("content-length")
     if length is not None:
-        if not length.strip().isdigit():
+        if not is_ascii_count(length.strip()):
             return Refusal.of(BadInputError(f"Content-Length {length[:40]!r} is not a number"))
         if max_body is not None and int(length) > max_body:
             return Refusal.of(PayloadTooLargeError(f"request body is over {max_body} bytes"))

@@ -158,6 +158,9 @@ def child_signal(op_id: str) -> str:
     return f"{RESERVED_SIGNAL_PREFIX}child:{op_id}"
 
 
+MAX_GENERATION = 999_999_999  # the largest continue-as-new generation a request may name
+
+
 def generation_scope(generation: int) -> str:
     """The root scope of a continue-as-new generation: "" for the first (its ids
     are "0", "1", ... as always), "~g" for generation g > 0 (ids "~g.0", ...), so

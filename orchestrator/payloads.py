@@ -60,7 +60,7 @@ def is_pointer(text: str | None) -> bool:
 
 def parse_pointer(text: str) -> tuple[str, int]:
     """(hex digest, size in bytes) of a pointer; ValueError if `text` is not one."""
-    m = _POINTER_RE.match(text)
+    m = _POINTER_RE.fullmatch(text)
     if m is None:
         raise ValueError(f"not a value pointer: {text[:80]!r}")
     return m.group(1), int(m.group(2))

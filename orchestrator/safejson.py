@@ -11,7 +11,10 @@ surrogates ("\\ud800") that then fail with UnicodeEncodeError at the first
 - the text is strict UTF-8 (bytes are decoded with errors="strict");
 - nesting is at most `max_depth` arrays/objects, counted before parsing;
 - integers have at most `max_int_digits` digits; NaN and Infinity are refused,
-  and a float that overflows to infinity too;
+  and a float that overflows to infinity too; a decimal is at most
+  `MAX_FLOAT_CHARS` characters (a double's 17 significant digits, sign, point
+  and exponent fit in 25), so no number is silently rounded away;
+- an object names each key once (the standard library keeps the last one);
 - strings (keys included) are at most `max_string` characters and hold no
   lone surrogate.
 
@@ -30,6 +33,9 @@ from .errors import BadInputError
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 64
 MAX_STRING_CHARS = 1024 * 1024
+MAX_FLOAT_CHARS = 32
+MAX_INT_PARAM_DIGITS = 18  # an integer in a query parameter or a header
+_ASCII_INT = re.compile(f"[0-9]{{1,{MAX_INT_PARAM_DIGITS}}}")
 
 # A JSON string literal (escapes included), a bracket, or an unterminated string's
 # opening quote: one linear pass finds the nesting depth without parsing.
@@ -98,6 +104,8 @@ def loads(
             return int(s)
 
         def parse_float(s: str) -> float:
+            if len(s) > MAX_FLOAT_CHARS:
+                raise _Refused(f"a decimal is longer than {MAX_FLOAT_CHARS} characters")
             f = float(s)
             if not math.isfinite(f):
                 raise _Refused(f"a number is out of range: {s[:40]}")
@@ -106,8 +114,20 @@ def loads(
         def parse_constant(s: str) -> Any:
             raise _Refused(f"{s} is not JSON")
 
+        def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for key, v in pairs:
+                if key in out:
+                    raise _Refused(f"the key {key[:80]!r} appears twice in one object")
+                out[key] = v
+            return out
+
         value = json.loads(
-            text, parse_int=parse_int, parse_float=parse_float, parse_constant=parse_constant
+            text,
+            parse_int=parse_int,
+            parse_float=parse_float,
+            parse_constant=parse_constant,
+            object_pairs_hook=unique_keys,
         )
         _check_strings(value, max_string)
         return value
@@ -120,4 +140,28 @@ def loads(
         raise BadInputError(f"{what} is not valid JSON: {type(e).__name__}") from None
 
 
-__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "MAX_STRING_CHARS", "loads"]
+def int_param(text: str, *, what: str, lo: int, hi: int) -> int:
+    """A whole number from outside as text (a query parameter, a header): ASCII
+    digits only (`str.isdigit` also takes "²" and "٣"), at most
+    `MAX_INT_PARAM_DIGITS` of them, within [lo, hi]; else BadInputError naming
+    the range."""
+    if not _ASCII_INT.fullmatch(text) or not lo <= int(text) <= hi:
+        raise BadInputError(f"{what} must be a whole number from {lo} to {hi} in ASCII digits")
+    return int(text)
+
+
+def is_ascii_count(text: str) -> bool:
+    """`text` is a whole number in at most `MAX_INT_PARAM_DIGITS` ASCII digits."""
+    return _ASCII_INT.fullmatch(text) is not None
+
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_FLOAT_CHARS",
+    "MAX_INT_DIGITS",
+    "MAX_INT_PARAM_DIGITS",
+    "MAX_STRING_CHARS",
+    "int_param",
+    "is_ascii_count",
+    "loads",
+]

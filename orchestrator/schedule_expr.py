@@ -26,8 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from aws_croniter import AwsCroniter
 
 MINUTE_MS = 60_000
-_RATE = re.compile(r"^rate\((\d{1,6}) (minute|minutes|hour|hours|day|days)\)$")
-_CRON = re.compile(r"^cron\((.+)\)$")
+_RATE = re.compile(r"rate\(([0-9]{1,6}) (minute|minutes|hour|hours|day|days)\)")
+_CRON = re.compile(r"cron\((.+)\)")
 _UNIT_MS = {"minute": MINUTE_MS, "hour": 60 * MINUTE_MS, "day": 24 * 60 * MINUTE_MS}
 _MAX_SEARCH = 2_000  # cron candidates examined per call before giving up (DST gaps are short)
 
@@ -66,7 +66,7 @@ class Expression:
 
 def parse(text: str, timezone: str = "UTC") -> Expression:
     _zone(timezone)  # validates the name
-    m = _RATE.match(text)
+    m = _RATE.fullmatch(text)
     if m:
         value, unit = int(m.group(1)), m.group(2)
         if value < 1:
@@ -77,7 +77,7 @@ def parse(text: str, timezone: str = "UTC") -> Expression:
                 "for more, as EventBridge Scheduler does"
             )
         return Expression(text, timezone, value * _UNIT_MS[unit.rstrip("s")], None)
-    m = _CRON.match(text)
+    m = _CRON.fullmatch(text)
     if m:
         try:
             cron = AwsCroniter(m.group(1))

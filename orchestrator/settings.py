@@ -80,14 +80,14 @@ class EnvConfig(BaseSettings):
     @field_validator("build_id")
     @classmethod
     def _build_id(cls, v: str | None) -> str | None:
-        if v is not None and not BUILD_ID_RE.match(v):
+        if v is not None and not BUILD_ID_RE.fullmatch(v):
             raise ValueError(BUILD_ID_HELP)
         return v
 
     @field_validator("bucket")
     @classmethod
     def _bucket(cls, v: str) -> str:
-        if v and not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z", v):
+        if v and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", v):
             raise ValueError("an S3 bucket name: 3 to 63 of a-z, 0-9, '.' and '-'")
         return v
 
@@ -228,7 +228,7 @@ def parse_task_queues(text: str) -> tuple[str, ...]:
     """`default` first, then the other names in the order given, each once."""
     names = [DEFAULT_TASK_QUEUE, *(n.strip() for n in text.split(",") if n.strip())]
     for n in names:
-        if not TASK_QUEUE_RE.match(n):
+        if not TASK_QUEUE_RE.fullmatch(n):
             raise ValueError(
                 f"task queue {n!r} in {r.ENV_TASK_QUEUES}: use a lowercase letter, then at most "
                 "39 lowercase letters, digits or '-'"

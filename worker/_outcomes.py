@@ -24,7 +24,7 @@ from ._registry import adapter_for, to_jsonable
 
 def _check_marker(marker: object) -> None:
     # Refused here, with a clear message, rather than by DynamoDB (item size).
-    if not isinstance(marker, str) or not STEP_NAME_RE.match(marker):
+    if not isinstance(marker, str) or not STEP_NAME_RE.fullmatch(marker):
         raise ValueError("a sleep or wait marker is 1 to 200 printable characters")
 
 

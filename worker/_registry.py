@@ -89,12 +89,12 @@ def workflow(
         raise ValueError(f"checkpoint {checkpoint!r} must be one of: {', '.join(CHECKPOINT_MODES)}")
     if versioning not in VERSIONING:
         raise ValueError(f"versioning {versioning!r} must be one of: {', '.join(VERSIONING)}")
-    if task_queue is not None and not TASK_QUEUE_RE.match(task_queue):
+    if task_queue is not None and not TASK_QUEUE_RE.fullmatch(task_queue):
         raise ValueError(
             f"task queue {task_queue!r} must be a lowercase letter, then at most 39 lowercase "
             "letters, digits or '-'"
         )
-    if not isinstance(name, str) or not WORKFLOW_NAME_RE.match(name):
+    if not isinstance(name, str) or not WORKFLOW_NAME_RE.fullmatch(name):
         raise ValueError(
             f"workflow name {name!r} must start with a letter and hold at most 64 letters, "
             "digits, '_', '.' or '-'"

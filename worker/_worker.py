@@ -117,7 +117,7 @@ class Worker(_Polling, _Runs, _Refusals):
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         # Recorded on every run this worker claims first (ORCHESTRATOR_BUILD_ID by default).
         self.build_id = build_id or self.settings.build_id
-        if self.build_id is not None and not BUILD_ID_RE.match(self.build_id):
+        if self.build_id is not None and not BUILD_ID_RE.fullmatch(self.build_id):
             raise ValueError(BUILD_ID_HELP)
         self._max = max_concurrent_workflows
         self._grace = shutdown_grace

@@ -30,6 +30,8 @@ from ..errors import (
     RetryableError,
     UnsupportedMediaTypeError,
 )
+from ..model import MAX_GENERATION
+from ..store.sync import MAX_LIST_LIMIT
 from . import bulk, callbacks, queue_routes, schedule_routes
 from .models import (
     CancelRequest,
@@ -171,10 +173,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
                 raise BadInputError("parent_id cannot be combined with other parameters")
             children = service().children(q["parent_id"])
             return {"workflows": [run_view(r) for r in children], "next_cursor": None}
-        try:
-            limit = int(q.get("limit", "50"))
-        except ValueError:
-            raise BadInputError("limit must be an integer") from None
+        limit = safejson.int_param(q.get("limit", "50"), what="limit", lo=1, hi=MAX_LIST_LIMIT)
         page = service().list(
             status=q.get("status"),
             name=q.get("name"),
@@ -205,10 +204,13 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     @app.get("/workflows/<workflow_id>/steps")
     def get_steps(workflow_id: str) -> dict[str, Any]:
         workflow_id = path_param(workflow_id)
-        generation = (app.current_event.query_string_parameters or {}).get("generation")
-        if generation is not None and not generation.isdigit():
-            raise BadInputError("generation must be a non-negative integer")
-        steps = service().steps(workflow_id, None if generation is None else int(generation))
+        given = (app.current_event.query_string_parameters or {}).get("generation")
+        generation = (
+            None
+            if given is None
+            else safejson.int_param(given, what="generation", lo=0, hi=MAX_GENERATION)
+        )
+        steps = service().steps(workflow_id, generation)
         values = service().values
         views = [step_view(s, workflow_id, values=values) for s in steps]
         return {"workflow_id": workflow_id, "steps": views}
@@ -294,7 +296,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         from ..payloads import DIGEST_RE, ValueUnavailableError
 
         sha256 = path_param(sha256)
-        if not DIGEST_RE.match(sha256):
+        if not DIGEST_RE.fullmatch(sha256):
             raise BadInputError("a value is named by its SHA-256: 64 lowercase hex digits")
         values = service().values
         if values is None:

@@ -56,7 +56,7 @@ class StartRequest(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not WORKFLOW_NAME_RE.match(v):
+        if not WORKFLOW_NAME_RE.fullmatch(v):
             raise ValueError(
                 "must start with a letter and hold at most 64 letters, digits, '_', '.' or '-'"
             )
@@ -65,7 +65,7 @@ class StartRequest(BaseModel):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str | None) -> str | None:
-        if v is not None and not WORKFLOW_ID_RE.match(v):
+        if v is not None and not WORKFLOW_ID_RE.fullmatch(v):
             raise ValueError(
                 "must start with a letter or digit and hold at most 128 letters, digits, "
                 "'_', '.', ':' or '-'"
@@ -104,7 +104,7 @@ class SignalRequest(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not SIGNAL_NAME_RE.match(v):
+        if not SIGNAL_NAME_RE.fullmatch(v):
             raise ValueError(
                 "must start with a letter or digit and hold at most 128 letters, digits, "
                 "'_', '.', ':' or '-'"

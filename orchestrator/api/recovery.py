@@ -47,14 +47,14 @@ class ForkRequest(BaseModel):
     @field_validator("from_operation")
     @classmethod
     def _op(cls, v: str) -> str:
-        if not STEP_NAME_RE.match(v) or len(v) > 100:
+        if not STEP_NAME_RE.fullmatch(v) or len(v) > 100:
             raise ValueError("must be an operation id such as 3 or 3.1.0")
         return v
 
     @field_validator("id")
     @classmethod
     def _id(cls, v: str | None) -> str | None:
-        if v is not None and not WORKFLOW_ID_RE.match(v):
+        if v is not None and not WORKFLOW_ID_RE.fullmatch(v):
             raise ValueError("is not a valid workflow id")
         return v
 
@@ -71,7 +71,7 @@ class MigrateRequest(BaseModel):
     @field_validator("to_build")
     @classmethod
     def _build(cls, v: str) -> str:
-        if not BUILD_ID_RE.match(v):
+        if not BUILD_ID_RE.fullmatch(v):
             raise ValueError(BUILD_ID_HELP)
         return v
 

@@ -67,7 +67,7 @@ class ScheduleRequest(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not SCHEDULE_NAME_RE.match(v):
+        if not SCHEDULE_NAME_RE.fullmatch(v):
             raise ValueError(
                 "must start with a letter and hold at most 64 letters, digits, '_', '.' or '-'"
             )
@@ -76,7 +76,7 @@ class ScheduleRequest(BaseModel):
     @field_validator("workflow")
     @classmethod
     def _workflow(cls, v: str) -> str:
-        if not WORKFLOW_NAME_RE.match(v):
+        if not WORKFLOW_NAME_RE.fullmatch(v):
             raise ValueError(
                 "must start with a letter and hold at most 64 letters, digits, '_', '.' or '-'"
             )
@@ -400,7 +400,7 @@ def _latest_missed(s: Schedule, now: int, grace_ms: int) -> int | None:
 
 
 def _check_name(name: str) -> None:
-    if not SCHEDULE_NAME_RE.match(name):
+    if not SCHEDULE_NAME_RE.fullmatch(name):
         raise BadInputError(f"{name!r} is not a valid schedule name")
 
 

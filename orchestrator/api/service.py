@@ -114,7 +114,7 @@ class Service:
             if execution_timeout_s is None
             else now + int(execution_timeout_s * 1000),
             # Kept only if well formed: it parents the worker's spans (tracing is optional).
-            traceparent=traceparent if traceparent and TRACEPARENT_RE.match(traceparent) else None,
+            traceparent=traceparent if traceparent and TRACEPARENT_RE.fullmatch(traceparent) else None,
             tags=tags,
             task_queue=None if task_queue in (None, DEFAULT_TASK_QUEUE) else task_queue,
         )
@@ -322,12 +322,12 @@ def _check_tags(tags: dict[str, str]) -> None:
     if len(tags) > MAX_TAGS:
         raise BadInputError(f"at most {MAX_TAGS} tags")
     for key, value in tags.items():
-        if not isinstance(key, str) or not TAG_KEY_RE.match(key):
+        if not isinstance(key, str) or not TAG_KEY_RE.fullmatch(key):
             raise BadInputError(f"tag key {key!r}: a letter, then up to 63 of [A-Za-z0-9_.-]")
-        if not isinstance(value, str) or not TAG_VALUE_RE.match(value):
+        if not isinstance(value, str) or not TAG_VALUE_RE.fullmatch(value):
             raise BadInputError(f"tag value {value!r}: 1 to 128 of [A-Za-z0-9_.:@-]")
 
 
 def _check_id(workflow_id: str) -> None:
-    if not WORKFLOW_ID_RE.match(workflow_id):
+    if not WORKFLOW_ID_RE.fullmatch(workflow_id):
         raise BadInputError(f"{workflow_id!r} is not a valid workflow id")

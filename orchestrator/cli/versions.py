@@ -163,9 +163,9 @@ def migrate(
     from .format import out
     from .local import load_workflows
 
-    if not WORKFLOW_ID_RE.match(workflow_id):
+    if not WORKFLOW_ID_RE.fullmatch(workflow_id):
         raise _fail(f"{workflow_id!r} is not a valid workflow id")
-    if not BUILD_ID_RE.match(to):
+    if not BUILD_ID_RE.fullmatch(to):
         raise _fail(f"--to {to!r}: {BUILD_ID_HELP}")
     definitions = {d.name: d for d in map(definition_of, load_workflows(module))}
     settings = Settings.from_env()

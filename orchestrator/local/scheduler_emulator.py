@@ -33,11 +33,11 @@ from ..recurring import SCHEDULED_TIME
 from ..schedule_expr import Expression, ExpressionError, parse, tick_iso
 
 log = logging.getLogger(__name__)
-_AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)\Z")
+_AT = re.compile(r"at\(([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})\)")
 
 
 def at_ms(expression: str) -> int | None:
-    m = _AT.match(expression)
+    m = _AT.fullmatch(expression)
     if not m:
         return None
     return int(

@@ -37,7 +37,7 @@ from .sync import Store
 
 # A token is secrets.token_urlsafe(24): 32 characters, 192 random bits. Anything that
 # cannot be one is unknown (404) without a read.
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 # The lookup item expires this long after the callback's deadline (or its completion):
 # by then the run can no longer use it. Without a timeout it lives a year.
 LOOKUP_GRACE_S = 24 * 3600
@@ -242,7 +242,7 @@ def get_lookup(table: str, token: str) -> dict[str, Any]:
 
 # --- the API's side (boto3) ------------------------------------------------------------
 def _lookup(store: Store, token: str) -> CallbackRef:
-    if not TOKEN_RE.match(token):
+    if not TOKEN_RE.fullmatch(token):
         raise NotFoundError("no callback with that id (unknown or expired)")
     item = store.ddb.get_item(**get_lookup(store.table, token)).get("Item")
     if item is None:
@@ -307,7 +307,7 @@ def send_completion(
 
 def send_heartbeat(store: Store, token: str) -> CallbackRef:
     """Move the callback's heartbeat deadline to now + its heartbeat timeout."""
-    if not TOKEN_RE.match(token):
+    if not TOKEN_RE.fullmatch(token):
         raise NotFoundError("no callback with that id (unknown or expired)")
     now = store.clock.now_ms()
     try:

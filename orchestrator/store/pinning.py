@@ -24,7 +24,7 @@ from .conditions import conditional_failed, old_item
 
 
 def check_build_id(build_id: Any) -> str:
-    if not isinstance(build_id, str) or not BUILD_ID_RE.match(build_id):
+    if not isinstance(build_id, str) or not BUILD_ID_RE.fullmatch(build_id):
         raise BadInputError(f"{build_id!r}: {BUILD_ID_HELP}")
     return build_id
 
@@ -66,7 +66,7 @@ def migrate(
 ) -> tuple[Run, Run, bool]:
     """(before, after, moved). BadInputError, NotFoundError or ConflictError
     write nothing."""
-    if not WORKFLOW_ID_RE.match(workflow_id):
+    if not WORKFLOW_ID_RE.fullmatch(workflow_id):
         raise BadInputError(f"{workflow_id!r} is not a valid workflow id")
     check_build_id(to_build)
     item = ddb.get_item(TableName=table, Key=run_key(workflow_id), ConsistentRead=True).get("Item")

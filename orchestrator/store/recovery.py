@@ -327,7 +327,7 @@ def fork(
 ) -> Run:
     """A new pending run with the records of `workflow_id` before `from_operation`
     (see `fork_prefix`). The caller dispatches it."""
-    if new_id is not None and not WORKFLOW_ID_RE.match(new_id):
+    if new_id is not None and not WORKFLOW_ID_RE.fullmatch(new_id):
         raise BadInputError(f"{new_id!r} is not a valid workflow id")
     run, history, _ = _run_and_history(ddb, table, workflow_id)
     # A run that continued as new: its current generation's ids carry the

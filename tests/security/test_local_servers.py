@@ -79,7 +79,7 @@ def test_a_configured_host_name_is_served(sec_stack: LocalStack) -> None:
     assert request(sec_stack.api_url, "GET", "/workers", headers={"Host": "other"})[0] == 403
 
 
-@pytest.mark.parametrize("length", ["abc", "-1", "1e3"])
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3", "\u00b2", "9" * 5000])
 def test_a_malformed_content_length_is_a_400_not_a_dropped_connection(
     sec_stack: LocalStack, length: str, unchanged
 ) -> None:
@@ -170,6 +170,19 @@ def test_the_proxy_cannot_be_pointed_at_another_host(recorder, target: str) -> N
         assert proxy.target_url("/workflows") == url + "/workflows"
         # (http.server itself folds a leading "//" into "/"; the join refuses it anyway.)
         assert proxy.target_url("//evil.example/steal") is None
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "9" * 5000])
+def test_the_proxy_answers_a_malformed_content_length_with_a_400(recorder, length: str) -> None:
+    url, seen = recorder
+    proxy = DashboardProxy(url, auth="none").start()
+    try:
+        headers = {TOKEN_HEADER: proxy.secret, **JSON, "Content-Length": length}
+        status, _, body = request(proxy.url, "POST", "/workflows", headers=headers, body=b"")
+        assert status == 400 and "Content-Length" in json_error(body)["message"]
+        assert seen == []
     finally:
         proxy.stop()
 

@@ -180,7 +180,7 @@ Unit = tuple[Callable[..., Any], tuple[Any, ...]]
 
 
 def check_batch_args(name: str, max_concurrency: int | None, completion: Any) -> None:
-    if not isinstance(name, str) or not STEP_NAME_RE.match(name):
+    if not isinstance(name, str) or not STEP_NAME_RE.fullmatch(name):
         raise ValueError("a batch name is 1 to 200 printable characters")
     if max_concurrency is not None and (
         isinstance(max_concurrency, bool)

@@ -84,7 +84,7 @@ async def create_callback(
     heartbeat_timeout: timedelta | float | None,
     result_type: Any = None,
 ) -> Callback:
-    if not isinstance(name, str) or not STEP_NAME_RE.match(name):
+    if not isinstance(name, str) or not STEP_NAME_RE.fullmatch(name):
         raise ValueError("a callback name is 1 to 200 printable characters")
     timeout_ms = None if timeout is None else duration_ms(timeout)
     heartbeat_ms = None if heartbeat_timeout is None else duration_ms(heartbeat_timeout)

@@ -31,7 +31,7 @@ async def run_in_child_context(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    if not isinstance(name, str) or not STEP_NAME_RE.match(name):
+    if not isinstance(name, str) or not STEP_NAME_RE.fullmatch(name):
         raise ValueError("a child context name is 1 to 200 printable characters")
     if not callable(fn):
         raise TypeError("run_in_child_context needs a function fn(ctx, *args)")

@@ -39,7 +39,7 @@ async def wait_for_condition(
     wait_strategy: WaitStrategy,
     retry: RetryPolicy | None = None,
 ) -> Any:
-    if not isinstance(name, str) or not STEP_NAME_RE.match(name) or len(name) > 180:
+    if not isinstance(name, str) or not STEP_NAME_RE.fullmatch(name) or len(name) > 180:
         raise ValueError("a condition name is 1 to 180 printable characters")
     if not callable(check) or not callable(wait_strategy):
         raise TypeError("wait_for_condition needs check(state) and wait_strategy(state, attempt)")

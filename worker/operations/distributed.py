@@ -78,7 +78,7 @@ async def distributed_map(
 ) -> BatchResult[Any]:
     check_batch_args(name, max_concurrency, completion)
     check_task_queue(task_queue)
-    if not isinstance(workflow, str) or not WORKFLOW_NAME_RE.match(workflow):
+    if not isinstance(workflow, str) or not WORKFLOW_NAME_RE.fullmatch(workflow):
         raise ValueError(f"{workflow!r} is not a workflow name")
     if isinstance(items, (str, bytes, dict)):
         raise TypeError("map takes a list of items")

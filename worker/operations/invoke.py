@@ -63,9 +63,9 @@ async def invoke(
     result_type: Any,
     task_queue: str | None = None,
 ) -> Any:
-    if not isinstance(name, str) or not STEP_NAME_RE.match(name):
+    if not isinstance(name, str) or not STEP_NAME_RE.fullmatch(name):
         raise ValueError("an invoke name is 1 to 200 printable characters")
-    if not isinstance(workflow, str) or not WORKFLOW_NAME_RE.match(workflow):
+    if not isinstance(workflow, str) or not WORKFLOW_NAME_RE.fullmatch(workflow):
         raise ValueError(f"{workflow!r} is not a workflow name")
     check_task_queue(task_queue)
     try:

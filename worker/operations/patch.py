@@ -30,7 +30,7 @@ from .. import _core
 
 
 def _check_id(patch_id: str) -> None:
-    if not isinstance(patch_id, str) or not STEP_NAME_RE.match(patch_id):
+    if not isinstance(patch_id, str) or not STEP_NAME_RE.fullmatch(patch_id):
         raise ValueError("a patch id is 1 to 200 printable characters")
 
 

@@ -24,7 +24,7 @@ from .._state import RunState, duration_ms
 
 async def wait_for_signal(marker: str, name: str, *, timeout: timedelta | float | None) -> Any:
     _check_marker(marker)
-    if not isinstance(name, str) or not SIGNAL_NAME_RE.match(name):
+    if not isinstance(name, str) or not SIGNAL_NAME_RE.fullmatch(name):
         raise ValueError(f"{name!r} is not a valid signal name")
     if name.startswith(RESERVED_SIGNAL_PREFIX):
         raise ValueError(

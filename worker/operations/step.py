@@ -46,7 +46,7 @@ async def step(
     retry: RetryPolicy | None,
     timeout: timedelta | float | None,
 ) -> Any:
-    if not isinstance(name, str) or not STEP_NAME_RE.match(name):
+    if not isinstance(name, str) or not STEP_NAME_RE.fullmatch(name):
         raise ValueError("a step name is 1 to 200 printable characters")
     policy = retry or DEFAULT_RETRY
     timeout_s = None if timeout is None else duration_ms(timeout) / 1000
