@@ -30,6 +30,7 @@ from ..errors import (
     RetryableError,
     UnsupportedMediaTypeError,
 )
+from ..step_order import display_order
 from . import bulk, callbacks, queue_routes, schedule_routes
 from .models import (
     CancelRequest,
@@ -211,7 +212,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         steps = service().steps(workflow_id, None if generation is None else int(generation))
         values = service().values
         views = [step_view(s, workflow_id, values=values) for s in steps]
-        return {"workflow_id": workflow_id, "steps": views}
+        return {"workflow_id": workflow_id, "steps": display_order(views)}
 
     @app.post("/workflows/<workflow_id>/signals")
     def signal(workflow_id: str) -> Response[Any]:
