@@ -177,7 +177,7 @@ def _outcome(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
             return f"{name} completed: {_compact(step.get('result'), 90)}"
         if run is not None and run["status"] in TERMINAL:
             return f"{name} never completed: the run ended ({run['status']})"
-        return f"waiting for {name}{deadline}"
+        return f"waiting for {name} (id {step.get('callback_id')}){deadline}"
     if step.get("timed_out"):
         return f"signal {step['signal']!r} timed out{deadline}"
     if step.get("resolved"):

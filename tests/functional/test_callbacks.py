@@ -367,7 +367,8 @@ def test_the_cli_completes_and_heartbeats_callbacks(stack, capsys, monkeypatch) 
         wait_status(stack, run.id, "waiting")
         token = _token(stack, run.id)
         assert main(["steps", run.id]) == 0
-        assert f"waiting for callback {token[:6]}…" in capsys.readouterr().out
+        shown = "".join(capsys.readouterr().out.split())  # the OUTCOME column folds
+        assert f"waitingforcallback'approval'(id{token[:6]}…)" in shown
         assert main(["callback", "heartbeat", token]) == 0
         assert "heartbeat recorded" in capsys.readouterr().out
         assert main(["callback", "succeed", token, "--result", '{"n": 1}']) == 0
