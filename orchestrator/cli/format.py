@@ -125,12 +125,12 @@ def _waits(run: dict[str, Any], steps: list[dict[str, Any]] | None = None) -> st
     their operation's name when `steps` are known (else by operation id)."""
     names = {s["id"]: s["name"] for s in steps or []}
 
-    def op(kind: str, op_id: str) -> str:
-        return f"{kind} {names[op_id]!r}" if op_id in names else f"{kind} at operation {op_id}"
+    def op(kind: str, op_id: str, unnamed: str) -> str:
+        return f"{kind} {names[op_id]!r}" if op_id in names else f"{kind} {unnamed} {op_id}"
 
     parts = [f"signal {n!r}" for n in (run.get("waiting_for") or "").split(",") if n]
-    parts += [op("callback", o) for o in run.get("waiting_for_callbacks") or []]
-    parts += [op("child run of", o) for o in run.get("waiting_for_children") or []]
+    parts += [op("callback", o, "at operation") for o in run.get("waiting_for_callbacks") or []]
+    parts += [op("child run of", o, "operation") for o in run.get("waiting_for_children") or []]
     return " or ".join(parts) or "a signal"
 
 

@@ -72,7 +72,9 @@ def test_a_run_waiting_for_a_signal_and_a_child_lists_both() -> None:
     run = Run("r", "p", Status.WAITING, "null", T0, T0, wait_signal="go,sys:child:3")
     view = run_view(run)
     assert view["waiting_for"] == "go" and view["waiting_for_children"] == ["3"]
-    assert cli_format._waits(view) == "signal 'go' or child run of at operation 3"
+    assert cli_format._waits(view) == "signal 'go' or child run of operation 3"
+    spawn = {"id": "3", "name": "spawn", "kind": "invoke"}
+    assert cli_format._waits(view, [spawn]) == "signal 'go' or child run of 'spawn'"
 
 
 def test_a_patch_marker_is_a_marker_with_no_duration() -> None:
