@@ -7,7 +7,7 @@ BENCH_ARGS ?=
 # The pip that installs everything is pinned too: a new pip can change resolution.
 PIP_VERSION := 26.3
 
-.PHONY: install demo test lint unit conformance bench synth docs clean
+.PHONY: install demo test lint unit conformance bench synth docs clean wheel
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/orchestrator demo
+
+# The artifact a datacenter installs: dist/dynamo_durable_workflows-<version>-py3-none-any.whl
+# (the packages orchestrator and worker, the dashboard's files, the `orchestrator` command).
+wheel: install
+	$(BIN)/python -m build --wheel --outdir dist .
 
 lint: install
 	$(BIN)/ruff check orchestrator worker infra examples tests benchmarks

@@ -10,7 +10,8 @@ hour repeated in autumn) is fired once, at its first occurrence.
 
 `rate(n minutes|hours|days)` fires every n units of elapsed time from an
 anchor (the schedule's start: its creation minute), whatever the time zone,
-as the service does ("a day is 24 hours").
+as the service does ("a day is 24 hours"). A backfill (`Expression.ticks`)
+extends that grid backwards from the anchor.
 
 Pure: no clock, no AWS. Times are epoch milliseconds; ticks fall on whole
 minutes (the service's precision).
@@ -53,14 +54,24 @@ class Expression:
         return _next_cron(self, after_ms)
 
     def ticks(self, start_ms: int, end_ms: int, anchor_ms: int, *, limit: int) -> list[int]:
-        """Ticks in [start_ms, end_ms], oldest first; ExpressionError past `limit`."""
+        """Ticks in [start_ms, end_ms], oldest first; ExpressionError past `limit`.
+
+        What a backfill starts. A rate's ticks here are its whole grid, the anchor
+        plus or minus whole multiples of the rate (`anchor - k * rate` before it,
+        the anchor itself included), since a backfill is mostly wanted for times
+        before the schedule existed; the schedule itself fires only after its
+        anchor (`next_tick`)."""
         out: list[int] = []
-        t = self.next_tick(start_ms - 1, anchor_ms)
+        if self.rate_ms is not None:
+            ahead = -((anchor_ms - start_ms) // self.rate_ms)  # ceil((start - anchor) / rate)
+            t: int | None = anchor_ms + ahead * self.rate_ms
+        else:
+            t = self.next_tick(start_ms - 1, anchor_ms)
         while t is not None and t <= end_ms:
             if len(out) == limit:
                 raise ExpressionError(f"the range holds more than {limit} ticks")
             out.append(t)
-            t = self.next_tick(t, anchor_ms)
+            t = t + self.rate_ms if self.rate_ms is not None else self.next_tick(t, anchor_ms)
         return out
 
 

@@ -20,7 +20,9 @@ class Tracing:
                 from opentelemetry import trace
             except ImportError as e:
                 raise RuntimeError(
-                    "tracing is on but OpenTelemetry is not installed: pip install 'orchestrator[otel]'"
+                    "tracing is on but OpenTelemetry is not installed: install the otel extra "
+                    "(pip install './dist/<the wheel>[otel]', or pip install -e '.[otel]' "
+                    "in a clone)"
                 ) from e
             self._tracer = trace.get_tracer("orchestrator.worker")
 

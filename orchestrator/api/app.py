@@ -31,6 +31,7 @@ from ..errors import (
     UnsupportedMediaTypeError,
 )
 from ..model import MAX_GENERATION
+from ..step_order import display_order
 from ..store.sync import MAX_LIST_LIMIT
 from . import bulk, callbacks, queue_routes, schedule_routes
 from .models import (
@@ -213,7 +214,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         steps = service().steps(workflow_id, generation)
         values = service().values
         views = [step_view(s, workflow_id, values=values) for s in steps]
-        return {"workflow_id": workflow_id, "steps": views}
+        return {"workflow_id": workflow_id, "steps": display_order(views)}
 
     @app.post("/workflows/<workflow_id>/signals")
     def signal(workflow_id: str) -> Response[Any]:

@@ -19,8 +19,12 @@ from ..model import (
     Signal,
     StepRecord,
     child_run_id,
+    child_signal,
 )
 from ..payloads import SyncValues, is_pointer, parse_pointer
+
+CALLBACK_SIGNAL_PREFIX = f"{RESERVED_SIGNAL_PREFIX}cb:"  # = store.callbacks.callback_signal("")
+CHILD_SIGNAL_PREFIX = child_signal("")
 
 
 def _schema_pattern(pattern: re.Pattern[str]) -> str:
@@ -172,6 +176,7 @@ def run_view(
     input (a child's or a continue-as-new's, written by a worker), as `input_link`."""
     output, link = _read(run.output, values)
     input_text, input_link = _read(run.input, values)  # a worker-written input may be offloaded
+    names, callbacks, children = _waits(run.wait_signals)
     view = {
         "id": run.id,
         "name": run.name,
@@ -182,7 +187,7 @@ def run_view(
         "created_at": iso(run.created_at),
         "updated_at": iso(run.updated_at),
         "wake_at": iso(run.wake_at),
-        "waiting_for": run.wait_signal,
+        "waiting_for": ",".join(names) or None,
         "attempt": run.epoch,
         "deadline_at": iso(run.deadline_at),
         "cancel_requested": run.cancel_requested,
@@ -197,6 +202,10 @@ def run_view(
         view["output_link"] = link
     if input_link is not None:
         view["input_link"] = input_link
+    if callbacks:
+        view["waiting_for_callbacks"] = callbacks
+    if children:
+        view["waiting_for_children"] = children
     if run.outcomes:
         view["earlier_outcomes"] = list(run.outcomes)
     if run.forked_from:
@@ -209,6 +218,24 @@ def run_view(
         if run.pinned:
             view["stranded"] = fleet.stranded(run)
     return view
+
+
+def _waits(signals: tuple[str, ...]) -> tuple[list[str], list[str], list[str]]:
+    """What a parked run waits for, split by who sends it: the signals a user
+    sends (`waiting_for`), and the engine's own signals, which stand for a
+    callback's completion (`sys:cb:<op id>`) or a child run's end
+    (`sys:child:<op id>`): those are shown as the operation ids they belong to."""
+    names: list[str] = []
+    callbacks: list[str] = []
+    children: list[str] = []
+    for name in signals:
+        if name.startswith(CALLBACK_SIGNAL_PREFIX):
+            callbacks.append(name.removeprefix(CALLBACK_SIGNAL_PREFIX))
+        elif name.startswith(CHILD_SIGNAL_PREFIX):
+            children.append(name.removeprefix(CHILD_SIGNAL_PREFIX))
+        else:
+            names.append(name)
+    return names, callbacks, children
 
 
 def signal_view(sig: Signal) -> dict[str, Any]:
@@ -276,13 +303,22 @@ def step_view(
             digest, size = parse_pointer(outcome["output_ref"])
             view["output_ref"] = {"bytes": size, "sha256": digest}
     elif step.kind == "callback":
+        # The completion is stored as {"ok": true, "result": ...} or {"ok": false,
+        # "error": {...}} (POST /callbacks/{id}/succeed or /fail): shown as the
+        # result, or as the callback's error.
+        body = _json(step.result) if step.resolved and not step.timed_out else None
+        body = body if isinstance(body, dict) else {}
+        failed = bool(body) and not body.get("ok")
         view.update(
             callback_id=(step.callback_id or "")[:6] + "…",  # a capability: a prefix only
             deadline=iso(step.wake_at),
             resolved=step.resolved,
             timed_out=step.timed_out,
-            payload=_json(step.result) if step.resolved and not step.timed_out else None,
+            result=None if failed else body.get("result"),
+            error=(body.get("error") or {"type": "Error", "message": ""}) if failed else None,
         )
+    elif step.kind == "patch":
+        pass  # a marker: this run took the patched code path named `name`; no time, no value
     elif step.kind in ("context", "branch", "condition"):
         view["result"] = None if step.replay_children else _json(step.result)
         view["error"] = step.error.as_dict() if step.error else None

@@ -212,7 +212,9 @@ class ScheduleService:
     def backfill(self, name: str, start: str, end: str) -> dict[str, Any]:
         """Start the run of every tick in [start, end] that has none. Idempotent:
         a tick already started (by its schedule, or an earlier backfill) is
-        skipped. Backfilled runs start together, whatever the overlap policy."""
+        skipped. Backfilled runs start together, whatever the overlap policy. A
+        rate schedule's ticks before its anchor count back from it
+        (`Expression.ticks`). A range that holds no tick says so (`note`)."""
         _check_name(name)
         s = self.store.get(name)
         try:
@@ -239,7 +241,15 @@ class ScheduleService:
                 started.append(run.id)
             else:
                 skipped.append(stored.id)
-        return {"schedule": name, "ticks": len(ticks), "started": started, "skipped": skipped}
+        result: dict[str, Any] = {
+            "schedule": name,
+            "ticks": len(ticks),
+            "started": started,
+            "skipped": skipped,
+        }
+        if not ticks:
+            result["note"] = f"no tick of {s.expression} ({s.timezone}) falls in [{start}, {end}]"
+        return result
 
     def fire(self, name: str, tick: int, *, source: Source = "schedule") -> Decision:
         """Decide one tick: start its run, or skip, buffer, or drop it."""

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..step_order import display_order
+
 out = Console(highlight=False)
 
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -110,12 +112,26 @@ def _detail(run: dict[str, Any]) -> str:
         return f"stranded: no live worker of build {run.get('build_id')} (migrate it)"
     if run["status"] == "waiting":
         timeout = f", times out {_until(run['wake_at'])}" if run.get("wake_at") else ""
-        return f"waiting for {run['waiting_for']!r}{timeout}"
+        return f"waiting for {_waits(run)}{timeout}"
     if run["status"] == "sleeping" and run.get("wake_at"):
         return f"wakes {_until(run['wake_at'])}"
     if run["status"] == "completed":
         return "→ " + _compact(run.get("output"))
     return ""
+
+
+def _waits(run: dict[str, Any], steps: list[dict[str, Any]] | None = None) -> str:
+    """What a waiting run waits for: signals by name, callbacks and child runs by
+    their operation's name when `steps` are known (else by operation id)."""
+    names = {s["id"]: s["name"] for s in steps or []}
+
+    def op(kind: str, op_id: str, unnamed: str) -> str:
+        return f"{kind} {names[op_id]!r}" if op_id in names else f"{kind} {unnamed} {op_id}"
+
+    parts = [f"signal {n!r}" for n in (run.get("waiting_for") or "").split(",") if n]
+    parts += [op("callback", o, "at operation") for o in run.get("waiting_for_callbacks") or []]
+    parts += [op("child run of", o, "operation") for o in run.get("waiting_for_children") or []]
+    return " or ".join(parts) or "a signal"
 
 
 def _outcome(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
@@ -148,13 +164,20 @@ def _outcome(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
         return _compact(step.get("result"), 100)
     if kind == "sleep":
         return f"sleep until {_local(step['wake_at'])} ({_until(step['wake_at'])})"
+    if kind == "patch":
+        return f"patch marker: this run took the code path of patch {step['name']!r}"
     deadline = f", deadline {_local(step['deadline'])}" if step.get("deadline") else ""
     if kind == "callback":
+        name = f"callback {step['name']!r}"
         if step.get("timed_out"):
-            return f"callback {step.get('callback_id')} timed out{deadline}"
+            return f"{name} timed out{deadline}"
+        if step.get("error"):
+            return f"{name} failed: {step['error'].get('type')}: {step['error'].get('message')}"
         if step.get("resolved"):
-            return f"callback completed: {_compact(step.get('payload'), 90)}"
-        return f"waiting for callback {step.get('callback_id')}{deadline}"
+            return f"{name} completed: {_compact(step.get('result'), 90)}"
+        if run is not None and run["status"] in TERMINAL:
+            return f"{name} never completed: the run ended ({run['status']})"
+        return f"waiting for {name} (id {step.get('callback_id')}){deadline}"
     if step.get("timed_out"):
         return f"signal {step['signal']!r} timed out{deadline}"
     if step.get("resolved"):
@@ -167,7 +190,7 @@ def _outcome(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
 def _took(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
     """A wait still open lasts until now, unless its run ended: then until the end."""
     started = _ms(step.get("started_at"))
-    if started is None:
+    if started is None or step["kind"] == "patch":  # a marker has no duration
         return ""
     if step["kind"] == "sleep":
         return _span((_ms(step.get("wake_at")) or started) - started)
@@ -225,6 +248,7 @@ def _visible_steps(steps: list[dict[str, Any]], expand: bool) -> list[dict[str, 
     """The steps to print, in order; a batch of many branches is collapsed into a
     line of counts, with the operations of its first failed branches kept
     (failures first). Strings are summary lines."""
+    steps = display_order(steps)  # the API's order already; older APIs listed task scopes last
     if expand:
         return list(steps)
     batches = {
@@ -314,16 +338,28 @@ def _steps_table(
     table.add_column("STARTED", no_wrap=True)
     table.add_column("TOOK", no_wrap=True)
     table.add_column("OUTCOME", overflow="fold")
+    opened: set[str] = set()
     for s in _visible_steps(steps, expand):
         if isinstance(s, str):
             table.add_row("", "", Text(s, style="dim"), "", "", "")
             continue
+        for scope in _task_scopes(s["id"]):
+            if scope not in opened:  # the API lists a task scope's operations together
+                opened.add(scope)
+                table.add_row(
+                    "  " * _depth(scope) + scope.rpartition(".")[2],
+                    Text("task", style="dim"),
+                    Text("asyncio task (gather, TaskGroup, create_task)", style="dim"),
+                    "",
+                    "",
+                    "",
+                )
         attempts = len(s.get("attempts") or [])
         outcome = _outcome(s, run) + (f"  ({attempts} attempts)" if attempts > 1 else "")
         failed = any(i["status"] == "failed" for i in s.get("items") or [])
         style = "red" if (s.get("error") and not s.get("retry_at")) or failed else ""
         table.add_row(
-            "  " * s["id"].count(".") + s["id"],
+            "  " * _depth(s["id"]) + s["id"],
             s["kind"],
             s["name"],
             _local(s.get("started_at"))[11:],
@@ -331,6 +367,23 @@ def _steps_table(
             Text(outcome, style=style),
         )
     return table
+
+
+def _depth(op_id: str) -> int:
+    """How deep an id nests: its parts, less one, not counting a continued-as-new
+    run's generation prefix (`~g`)."""
+    return op_id.count(".") - (1 if op_id.startswith("~") else 0)
+
+
+def _task_scopes(op_id: str) -> list[str]:
+    """The task scopes (`t<k>` parts) an operation sits in, outermost first:
+    "3.t0.t1.2" -> ["3.t0", "3.t0.t1"]."""
+    parts = op_id.split(".")
+    return [
+        ".".join(parts[: i + 1])
+        for i, part in enumerate(parts[:-1])
+        if part.startswith("t") and part[1:].isdigit()
+    ]
 
 
 def _inbox_table(signals: list[dict[str, Any]]) -> Table:
@@ -364,7 +417,9 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000).astimezone().isoformat()
 
 
-def _print_run(run: dict[str, Any], *, traceback: bool = True) -> None:
+def _print_run(
+    run: dict[str, Any], *, traceback: bool = True, steps: list[dict[str, Any]] | None = None
+) -> None:
     head = Text.assemble((run["name"], "bold"), "  ", _status(run["status"]), "  ", run["id"])
     out.print(head)
     if run["status"] in TERMINAL:
@@ -377,9 +432,9 @@ def _print_run(run: dict[str, Any], *, traceback: bool = True) -> None:
         f"  created {_local(run['created_at'])} ({_ago(run['created_at'])}), "
         f"{took}, worker claims {run['attempt']}"
     )
-    if run.get("waiting_for"):
+    if run["status"] == "waiting":
         timeout = f", times out {_until(run['wake_at'])}" if run.get("wake_at") else ""
-        out.print(f"  waiting for signal {run['waiting_for']!r}{timeout}")
+        out.print(f"  waiting for {_waits(run, steps)}{timeout}")
     elif run["status"] == "sleeping" and run.get("wake_at"):
         out.print(f"  sleeping until {_local(run['wake_at'])} ({_until(run['wake_at'])})")
     if run.get("deadline_at"):

@@ -325,7 +325,7 @@ def _local_stack() -> Any:
     except ImportError as e:
         raise _fail(
             f"the embedded stack needs the [local] extra ({e.name} is missing): "
-            "pip install 'orchestrator[local]'"
+            "pip install -e '.[local]' in a clone of the repository"
         ) from None
     return LocalStack
 

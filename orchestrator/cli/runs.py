@@ -186,7 +186,7 @@ def show(
     if as_json:
         _print_json({"workflow": run, "steps": steps})
         return
-    _print_run(run)
+    _print_run(run, steps=steps)
     if steps:
         out.print()
         out.print(_steps_table(steps, run))

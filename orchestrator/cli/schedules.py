@@ -197,7 +197,9 @@ def backfill(
     end: Annotated[str, typer.Option("--end", help="ISO 8601, not in the future.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Start the runs of every tick in [start, end] that has none (idempotent).
+    """Start the runs of every tick in \\[start, end] that has none (idempotent).
+
+    A rate schedule's ticks before it existed count back from its start.
 
     Example:
 
@@ -209,8 +211,11 @@ def backfill(
         return
     out.print(
         f"{result['ticks']} tick(s): {len(result['started'])} started, "
-        f"{len(result['skipped'])} already had a run"
+        f"{len(result['skipped'])} already had a run",
+        markup=False,
     )
+    if result.get("note"):
+        out.print(result["note"], markup=False)
 
 
 @schedule_app.command("delete")

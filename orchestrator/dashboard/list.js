@@ -29,7 +29,12 @@ window.orchestratorPages = window.orchestratorPages || {};
     if (run.unserved) return `no live worker serves “${run.name}”`;
     if (run.stranded) return `stranded: no live worker of build ${run.build_id}`;
     if (run.status === "waiting") {
-      return [`waiting for “${run.waiting_for}”`, run.wake_at ? ", times out " : "", run.wake_at ? untilEl(run.wake_at) : ""];
+      const waits = [
+        ...(run.waiting_for ? run.waiting_for.split(",").map((n) => `signal “${n}”`) : []),
+        ...(run.waiting_for_callbacks || []).map((id) => `callback at #${id}`),
+        ...(run.waiting_for_children || []).map((id) => `child run of #${id}`),
+      ];
+      return [`waiting for ${waits.join(" or ") || "a signal"}`, run.wake_at ? ", times out " : "", run.wake_at ? untilEl(run.wake_at) : ""];
     }
     if (run.status === "sleeping" && run.wake_at) return ["wakes ", untilEl(run.wake_at)];
     if (run.status === "completed" && run.output_link) return `→ ${linkSummary(run.output_link)}`;

@@ -11,7 +11,7 @@ window.orchestratorPages = window.orchestratorPages || {};
   const { clock, at, agoEl, untilEl, runDuration, compact, jsonBlock, errorBlock } = window.orchestratorKit;
   const { schedule, current, timeline, valueBlock, snapshot } = window.orchestratorKit;
 
-  function facts(run) {
+  function facts(run, steps) {
     const rows = [
       ["Status", badge(run.status)],
       ["Created", [at(run.created_at), " (", agoEl(run.created_at), ")"]],
@@ -27,6 +27,14 @@ window.orchestratorPages = window.orchestratorPages || {};
       ["Worker claims", h("span", { title: "times a worker took the run; it replays after each sleep or wait" }, String(run.attempt))],
     ];
     if (run.waiting_for) rows.push(["Waiting for signal", run.waiting_for]);
+    // Callbacks and child runs by the name of their operation (the engine's own
+    // signals behind them are not something a user sends).
+    const named = (id) => {
+      const s = steps.find((o) => o.id === id);
+      return s ? `“${s.name}” (#${id})` : `#${id}`;
+    };
+    for (const id of run.waiting_for_callbacks || []) rows.push(["Waiting for callback", named(id)]);
+    for (const id of run.waiting_for_children || []) rows.push(["Waiting for child run of", named(id)]);
     if (run.wake_at) {
       rows.push([run.status === "waiting" ? "Times out" : "Wakes", [at(run.wake_at), " (", untilEl(run.wake_at), ")"]]);
     }
@@ -157,7 +165,7 @@ window.orchestratorPages = window.orchestratorPages || {};
           ),
         ),
         h("div", { class: "run-id mono", id: "run-id" }, run.id),
-        h("div", { class: "panel" }, facts(run)),
+        h("div", { class: "panel" }, facts(run, steps)),
         h(
           "div",
           { class: run.error ? "columns stacked" : "columns" }, // a traceback needs the width

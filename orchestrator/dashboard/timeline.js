@@ -15,9 +15,14 @@
     const started = toMs(s.started_at);
     const recorded = toMs(s.recorded_at);
     let state = "ok";
-    let took = recorded - started;
+    // null: still open (time since it started); undefined: no duration to show.
+    let took = started === null ? undefined : recorded - started;
     const body = [];
-    if (s.kind === "step") {
+    if (s.kind === "patch") {
+      // A marker, not a wait: this run took the patched code path. It has no duration.
+      took = undefined;
+      body.push(h("div", { class: "line" }, `patch marker: this run took the code path of patch “${s.name}”`));
+    } else if (s.kind === "step") {
       if (s.retry_at) {
         state = "open";
         body.push(h("div", { class: "line" }, "attempt failed; next attempt ", untilEl(s.retry_at)));
@@ -104,10 +109,18 @@
       const deadline = s.deadline
         ? [", deadline ", at(s.deadline), " (", untilEl(s.deadline), ")"]
         : ", no deadline";
-      const what = s.kind === "callback" ? `callback ${s.callback_id}` : `signal “${s.signal}”`;
+      const callback = s.kind === "callback";
+      const what = callback ? `callback “${s.name}” (${s.callback_id})` : `signal “${s.signal}”`;
       if (s.timed_out) {
         state = "timer";
         body.push(h("div", { class: "line" }, `${what} timed out`, deadline));
+      } else if (callback && s.error) {
+        state = "bad";
+        body.push(h("div", { class: "line" }, `${what} failed:`));
+        body.push(errorBlock(s.error, open, `step-${s.id}`, false));
+      } else if (callback && s.resolved) {
+        body.push(h("div", { class: "line" }, `${what} completed; result:`));
+        body.push(result(s.result));
       } else if (s.resolved) {
         body.push(h("div", { class: "line" }, `${what} received; payload:`));
         body.push(result(s.payload));
@@ -115,14 +128,15 @@
         // The run ended while it waited: the wait lasted until the end, no longer.
         state = "";
         took = toMs(run.updated_at) - started;
-        body.push(h("div", { class: "line" }, `signal “${s.signal}” never came: the run ended (${run.status})`));
+        const never = callback ? "never completed" : "never came";
+        body.push(h("div", { class: "line" }, `${what} ${never}: the run ended (${run.status})`));
       } else {
         state = "open";
         took = null;
         body.push(h("div", { class: "line" }, `waiting for ${what}`, deadline));
       }
     }
-    const depth = (s.id.match(/\./g) || []).length;
+    const depth = depthOf(s.id);
     return h(
       "li",
       { class: state, "data-kind": s.kind, "data-id": s.id, "data-depth": Math.min(depth, 8) },
@@ -136,10 +150,40 @@
           "span",
           { class: "when" },
           s.started_at ? at(s.started_at, true) : "",
-          took === null ? ["  ·  ", sinceEl(s.started_at)] : `  ·  ${span(took)}`,
+          took === undefined ? "" : took === null ? ["  ·  ", sinceEl(s.started_at)] : `  ·  ${span(took)}`,
         ),
       ),
       h("div", { class: "ev-body" }, body),
+    );
+  }
+
+  // How deep an id nests, not counting a continued-as-new run's generation prefix (~g).
+  function depthOf(id) {
+    return (id.match(/\./g) || []).length - (id.startsWith("~") ? 1 : 0);
+  }
+
+  // The task scopes (t<k> parts) an operation sits in, outermost first:
+  // "3.t0.t1.2" -> ["3.t0", "3.t0.t1"]. The API lists a scope's operations together.
+  function taskScopes(id) {
+    const parts = id.split(".");
+    const scopes = [];
+    for (let i = 0; i < parts.length - 1; i++) {
+      if (/^t\d+$/.test(parts[i])) scopes.push(parts.slice(0, i + 1).join("."));
+    }
+    return scopes;
+  }
+
+  function taskEvent(scope) {
+    return h(
+      "li",
+      { class: "task", "data-kind": "task", "data-id": scope, "data-depth": Math.min(depthOf(scope), 8) },
+      h(
+        "div",
+        { class: "ev-head" },
+        h("span", { class: "pos" }, `#${scope}`),
+        h("span", { class: "badge kind" }, "task"),
+        h("span", { class: "name muted" }, "asyncio task (gather, TaskGroup, create_task)"),
+      ),
     );
   }
 
@@ -200,8 +244,15 @@
       if (branches.size > COLLAPSE_OVER || (s.items || []).length > COLLAPSE_OVER) big.set(s.id, inside);
     }
     const hidden = (s) => [...big.keys()].some((b) => s.id.startsWith(b + "."));
+    const opened = new Set();
     for (const s of steps) {
       if (hidden(s)) continue;
+      for (const scope of taskScopes(s.id)) {
+        if (!opened.has(scope)) {
+          opened.add(scope);
+          items.push(taskEvent(scope));
+        }
+      }
       items.push(stepEvent(s, run, open, fresh));
       const inside = big.get(s.id);
       if (!inside) continue;

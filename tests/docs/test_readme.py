@@ -144,3 +144,17 @@ def test_the_demo_ends_with_what_to_try_next_as_the_readme_says() -> None:
     assert len(commands) >= 5
     for command in commands:
         assert command in session, command
+
+
+def test_the_error_codes_paragraph_lists_every_status_the_servers_answer_with() -> None:
+    """Each error class the API or a loopback server raises, by status and code."""
+    from orchestrator import errors
+
+    text = " ".join(README.read_text().split())
+    para = text[text.index('Errors are `{"error": {"code", "message"}}`') :]
+    para = para[: para.index("A refused request writes nothing.")]
+    classes = errors._classes(errors.OrchestratorError)
+    statuses = {c.http_status: c.code for c in classes if "http_status" in vars(c)}
+    assert {400, 403, 404, 405, 409, 411, 413, 415, 500, 503} <= set(statuses)
+    for status, code in statuses.items():
+        assert f"{status} (`{code}`" in para, (status, code)

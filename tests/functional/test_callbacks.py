@@ -104,7 +104,8 @@ def test_callbacks_succeed_or_fail_and_a_second_completion_is_refused(stack, cap
         wait_status(stack, bad["id"], "waiting")
         token = _token(stack, ok["id"])
         assert len(token) >= 22  # at least 128 random bits
-        assert client.get(ok["id"])["waiting_for"] == "sys:cb:0"
+        waiting = client.get(ok["id"])
+        assert waiting["waiting_for"] is None and waiting["waiting_for_callbacks"] == ["0"]
         assert client.callback_succeed(token, {"approved": True}) == {
             "outcome": "succeeded",
             "woke": True,
@@ -119,7 +120,10 @@ def test_callbacks_succeed_or_fail_and_a_second_completion_is_refused(stack, cap
     with pytest.raises(ConflictError, match="already completed"):
         client.callback_fail(token, "Late", "too late")
     step = next(s for s in client.steps(ok["id"]) if s["kind"] == "callback")
-    assert step["resolved"] and step["payload"] == {"ok": True, "result": {"approved": True}}
+    assert step["resolved"] and step["result"] == {"approved": True} and step["error"] is None
+    rejected = next(s for s in client.steps(bad["id"]) if s["kind"] == "callback")
+    assert rejected["result"] is None
+    assert rejected["error"] == {"type": "Rejected", "message": "over budget"}
     assert step["callback_id"] == token[:6] + "…"  # never shown in full
     assert f"{token[:6]}…" in caplog.text and token not in caplog.text  # nor logged
 
@@ -363,7 +367,8 @@ def test_the_cli_completes_and_heartbeats_callbacks(stack, capsys, monkeypatch) 
         wait_status(stack, run.id, "waiting")
         token = _token(stack, run.id)
         assert main(["steps", run.id]) == 0
-        assert f"waiting for callback {token[:6]}…" in capsys.readouterr().out
+        shown = "".join(capsys.readouterr().out.split())  # the OUTCOME column folds
+        assert f"waitingforcallback'approval'(id{token[:6]}…)" in shown
         assert main(["callback", "heartbeat", token]) == 0
         assert "heartbeat recorded" in capsys.readouterr().out
         assert main(["callback", "succeed", token, "--result", '{"n": 1}']) == 0

@@ -152,6 +152,30 @@ def test_backfill_twice_starts_each_tick_once(env: WorkflowTestEnvironment) -> N
     env.client.delete_schedule("hourly")
 
 
+def test_a_rate_backfill_before_the_schedule_existed_starts_its_ticks_once(
+    env: WorkflowTestEnvironment,
+) -> None:
+    created = env.client.create_schedule("every6h", "nightly-job", expression="rate(6 hours)")
+    created_at = datetime.fromisoformat(created["created_at"].replace("Z", "+00:00"))
+    anchor = created_at.replace(second=0, microsecond=0)  # a rate counts from its creation minute
+    start = (anchor - timedelta(days=1, minutes=30)).isoformat()
+    end = (anchor - timedelta(minutes=1)).isoformat()
+    first = env.client.backfill_schedule("every6h", start, end)
+    ticks = [anchor - timedelta(hours=6 * k) for k in (4, 3, 2, 1)]
+    assert first["ticks"] == 4 and "note" not in first
+    assert first["started"] == [
+        schedule_run_id("every6h", int(t.timestamp() * 1000)) for t in ticks
+    ]
+    again = env.client.backfill_schedule("every6h", start, end)
+    assert again["started"] == [] and again["skipped"] == first["started"]
+    for run_id in first["started"]:
+        assert env.client.wait(run_id, timeout=20)["status"] == "completed"
+    # A range between two ticks holds none, and says so.
+    none = env.client.backfill_schedule("every6h", (anchor - timedelta(hours=5)).isoformat(), end)
+    assert none["ticks"] == 0 and "rate(6 hours)" in none["note"]
+    env.client.delete_schedule("every6h")
+
+
 def test_pause_resume_and_delete(env: WorkflowTestEnvironment) -> None:
     env.client.create_schedule("daily", "nightly-job", expression="rate(1 day)")
     paused = env.client.pause_schedule("daily", note="partner API down")

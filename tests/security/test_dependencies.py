@@ -19,7 +19,7 @@ def test_the_base_install_has_no_local_stack_packages() -> None:
     base = " ".join(project["dependencies"]).lower()
     assert not [p for p in LOCAL_ONLY if p in base]
     assert any(d.startswith("moto[server]") for d in project["optional-dependencies"]["local"])
-    assert "orchestrator[local]" in project["optional-dependencies"]["dev"]
+    assert f"{project['name']}[local]" in project["optional-dependencies"]["dev"]
 
 
 def test_workers_the_client_and_the_lambda_import_nothing_of_the_local_stack() -> None:

@@ -109,3 +109,37 @@ def test_the_scheduler_request_has_no_flexible_window_and_keeps_a_rate_phase() -
     assert req["FlexibleTimeWindow"] == {"Mode": "OFF"}
     assert req["StartDate"].isoformat() == "2026-01-02T10:03:00+00:00"
     assert req["Target"]["RetryPolicy"]["MaximumEventAgeInSeconds"] == 3600
+
+
+def test_a_rate_backfill_before_its_anchor_counts_back_from_the_anchor() -> None:
+    """A backfill is mostly wanted for times before the schedule existed: a rate's
+    ticks there are anchor - k * rate (the anchor itself included)."""
+    e = parse("rate(6 hours)")
+    anchor = parse_iso("2026-01-10T01:30:00Z")
+    got = e.ticks(
+        parse_iso("2026-01-08T00:00:00Z"), parse_iso("2026-01-09T00:00:00Z"), anchor, limit=10
+    )
+    assert [tick_iso(t) for t in got] == [
+        "2026-01-08T01:30:00Z",
+        "2026-01-08T07:30:00Z",
+        "2026-01-08T13:30:00Z",
+        "2026-01-08T19:30:00Z",
+    ]
+    # Across the anchor: one grid, the anchor included, no tick twice.
+    across = e.ticks(anchor - 6 * 3_600_000, anchor + 6 * 3_600_000, anchor, limit=10)
+    assert [tick_iso(t) for t in across] == [
+        "2026-01-09T19:30:00Z",
+        "2026-01-10T01:30:00Z",
+        "2026-01-10T07:30:00Z",
+    ]
+    # After the anchor the ticks are the ones the schedule fires.
+    after = e.ticks(anchor + 1, anchor + 24 * 3_600_000, anchor, limit=10)
+    fired = [e.next_tick(anchor, anchor)]
+    while len(fired) < 4:
+        fired.append(e.next_tick(fired[-1], anchor))
+    assert after == fired
+    # Bounded as before.
+    with pytest.raises(ExpressionError):
+        e.ticks(anchor - 30 * 86_400_000, anchor, anchor, limit=10)
+    # A range between two ticks holds none.
+    assert e.ticks(anchor - 3_600_000, anchor - 60_000, anchor, limit=10) == []
