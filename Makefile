@@ -25,10 +25,13 @@ demo: install
 wheel: install
 	$(BIN)/python -m build --wheel --outdir dist .
 
+# mypy checks tests/fakes and tests/contract too: it proves the in-memory fake
+# satisfies the store interface (RunStore). The rest of tests/ is left out: mypy
+# finds some 66 errors in 21 of its files (Optional narrowing, loosely typed helpers).
 lint: install
 	$(BIN)/ruff check orchestrator worker infra examples tests benchmarks
 	$(BIN)/ruff format --check orchestrator worker infra examples tests benchmarks
-	$(BIN)/mypy orchestrator worker
+	$(BIN)/mypy --explicit-package-bases orchestrator worker tests/fakes tests/contract
 
 # Four xdist workers even on two cores: the tests mostly wait (leases, sleeps,
 # moto round trips), and four finish in about 5.5 minutes where two take 9.

@@ -260,17 +260,23 @@ async def chatty(ctx, input: dict[str, Any]) -> str:
 ALL.append(chatty)
 
 
-def timed(run_id: str, seconds: float) -> None:
-    """Logs "<run id>:held:<start>:<end>" (wall-clock seconds) around a sleep."""
+def timed(run_id: str, seconds: float, gate: str | None = None) -> None:
+    """Logs "<run id>:held:<start>:<end>" (wall-clock seconds) around a sleep, or,
+    with `gate`, around a wait for that file to exist (at most two minutes)."""
     start = time.time()
     _log(f"{run_id}:held-start:{start:.6f}")
-    time.sleep(seconds)
+    if gate is None:
+        time.sleep(seconds)
+    else:
+        while not os.path.exists(gate) and time.time() < start + 120:
+            time.sleep(0.02)
     _log(f"{run_id}:held:{start:.6f}:{time.time():.6f}")
 
 
 @workflow("limited")
 async def limited(ctx, input: dict[str, Any]) -> str:
-    await ctx.step("hold", timed, ctx.workflow_id, float(input.get("seconds", 0.05)))
+    seconds = float(input.get("seconds", 0.05))
+    await ctx.step("hold", timed, ctx.workflow_id, seconds, input.get("gate"))
     return "done"
 
 

@@ -2,73 +2,20 @@
 each case runs against the DynamoDB store on the moto server and against the
 in-memory fake (`tests/fakes/memory_store.py`). The fake may only be used for
 unit tests because these cases hold for it exactly as for DynamoDB: what one
-refuses, the other refuses."""
+refuses, the other refuses. The fixture and the probes are in conftest.py and
+backends.py; the messages, timers, raw DynamoDB and value cases in
+test_store_contract_effects.py, which also checks that every member of the
+interface has a case."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
-
-import aioboto3
-import pytest
-
 from orchestrator.model import ErrorInfo, Run, Status, StepKind, StepRecord
-from tests.fakes.memory_store import InMemoryStore
-from worker._store import AsyncStore, Refused
-from worker._store_api import RunStore
-
-LEASE = 3000
-
-
-@dataclass
-class Backend:
-    store: RunStore
-    deliver: Any  # (workflow_id, name, payload) -> woke
-    now: int
-
-    async def create(self, run_id: str, name: str = "count", task_queue: str | None = None) -> None:
-        run = Run(
-            id=run_id,
-            name=name,
-            status=Status.PENDING,
-            input="{}",
-            created_at=self.now,
-            updated_at=self.now,
-            task_queue=task_queue,
-        )
-        _, created = await self.store.create_run(run)
-        assert created
-
-    async def claim(self, run_id: str, owner: str, now: int, **kw: Any) -> Run | Refused:
-        kw.setdefault("names", ["count"])
-        return await self.store.claim(run_id, owner=owner, now=now, lease_ms=LEASE, **kw)
-
-
-@pytest.fixture(params=["fake", "moto"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    if request.param == "fake":
-        fake = InMemoryStore()
-        yield Backend(fake, lambda i, n, p: fake.deliver_signal(i, n, p, now=10**12), now=10**12)
-        return
-    stack = request.getfixturevalue("stack")
-    s = stack.settings
-    kw = {"region_name": s.region, "endpoint_url": s.endpoint_url}
-    session = aioboto3.Session()
-    async with (
-        session.client("dynamodb", **kw) as ddb,
-        session.client("sqs", **kw) as sqs,
-        session.client("scheduler", **kw) as scheduler,
-    ):
-        store: RunStore = AsyncStore(ddb, sqs, scheduler, s)
-
-        def deliver(i: str, n: str, p: str) -> bool:
-            return stack.store.send_signal(i, n, p)[1]
-
-        yield Backend(store, deliver, stack.clock.now_ms())
+from tests.contract.backends import LEASE, Backend, covers
+from worker._store import Refused
 
 
 # --- claims -----------------------------------------------------------------------------------
+@covers("claim", "create_run")
 async def test_one_claim_wins_until_the_lease_ends(backend: Backend) -> None:
     t = backend.now
     await backend.create("r1")
@@ -87,6 +34,7 @@ async def test_one_claim_wins_until_the_lease_ends(backend: Backend) -> None:
     assert isinstance(taken, Run) and (taken.epoch, taken.owner) == (2, "w2")
 
 
+@covers("claim")
 async def test_a_claim_is_refused_for_a_missing_run_an_unserved_name_or_queue(
     backend: Backend,
 ) -> None:
@@ -103,6 +51,7 @@ async def test_a_claim_is_refused_for_a_missing_run_an_unserved_name_or_queue(
 
 
 # --- owner writes -----------------------------------------------------------------------------
+@covers("claim", "pin")
 async def test_a_pinned_run_is_claimed_by_its_own_build_only(backend: Backend) -> None:
     t = backend.now
     await backend.create("p1")
@@ -125,6 +74,7 @@ async def test_a_pinned_run_is_claimed_by_its_own_build_only(backend: Backend) -
     assert isinstance(again, Run) and again.epoch == first.epoch + 1
 
 
+@covers("heartbeat")
 async def test_only_the_current_epoch_extends_the_lease(backend: Backend) -> None:
     t = backend.now
     await backend.create("r1")
@@ -135,6 +85,7 @@ async def test_only_the_current_epoch_extends_the_lease(backend: Backend) -> Non
     assert beat is not None and beat.lease_until == t + 10 * LEASE
 
 
+@covers("park_sleep", "get_run")
 async def test_a_sleeping_run_is_claimed_only_once_its_time_has_come(backend: Backend) -> None:
     t = backend.now
     await backend.create("r1")
@@ -153,6 +104,7 @@ async def test_a_sleeping_run_is_claimed_only_once_its_time_has_come(backend: Ba
     assert isinstance(woke, Run) and (woke.epoch, woke.wake_at) == (2, None)
 
 
+@covers("park_wait")
 async def test_a_park_on_a_signal_is_refused_once_a_signal_arrived_since_the_look(
     backend: Backend,
 ) -> None:
@@ -175,6 +127,7 @@ async def test_a_park_on_a_signal_is_refused_once_a_signal_arrived_since_the_loo
     assert isinstance(await backend.claim("r1", "w2", t + 1), Run)
 
 
+@covers("finish")
 async def test_an_ended_run_is_final(backend: Backend) -> None:
     t = backend.now
     await backend.create("r1")
@@ -188,6 +141,7 @@ async def test_an_ended_run_is_final(backend: Backend) -> None:
     assert isinstance(await backend.claim("r1", "w2", t + 10 * LEASE), Refused)
 
 
+@covers("release")
 async def test_a_released_run_is_claimed_at_once(backend: Backend) -> None:
     t = backend.now
     await backend.create("r1")
@@ -212,6 +166,7 @@ def _step(op: str, *, resolved: bool, attempts: int = 0, result: str | None = No
     )
 
 
+@covers("put_step", "get_step")
 async def test_a_position_keeps_its_first_outcome(backend: Backend) -> None:
     await backend.create("r1")
     first = await backend.store.put_step("r1", _step("0", resolved=True, result="1"))
@@ -220,6 +175,7 @@ async def test_a_position_keeps_its_first_outcome(backend: Backend) -> None:
     assert (await backend.store.get_step("r1", "0")).result == "1"
 
 
+@covers("put_step", "history")
 async def test_retry_states_only_move_forward_and_an_outcome_ends_them(backend: Backend) -> None:
     await backend.create("r1")
     s = backend.store
@@ -235,6 +191,7 @@ async def test_retry_states_only_move_forward_and_an_outcome_ends_them(backend: 
     assert list(history) == ["1"] and history["1"].result == "ok"
 
 
+@covers("put_batch", "history")
 async def test_a_batch_is_written_by_the_current_owner_only(backend: Backend) -> None:
     t = backend.now
     await backend.create("r1")
@@ -265,6 +222,7 @@ async def test_a_batch_is_written_by_the_current_owner_only(backend: Backend) ->
     assert "4" not in await backend.store.history("r1")
 
 
+@covers("finish", "history")
 async def test_a_terminal_write_carries_a_last_batch_for_its_owner_only(backend: Backend) -> None:
     t = backend.now
     await backend.create("r1")
@@ -291,6 +249,7 @@ async def test_a_terminal_write_carries_a_last_batch_for_its_owner_only(backend:
     ]
 
 
+@covers("inbox", "consume", "resolve_timeout")
 async def test_a_wait_is_resolved_once_by_a_signal_or_its_timeout(backend: Backend) -> None:
     t = backend.now
     await backend.create("r1")

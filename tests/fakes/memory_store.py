@@ -4,9 +4,10 @@ context and loop.
 It keeps the run lifecycle: runs, their history and inboxes, and the owner
 writes with the conditions of `orchestrator/store/requests.py`, written here a
 second time on purpose and held to the real ones by the contract suite
-(`tests/contract/test_store_contract.py`), which runs the same cases against
-this fake and against `AsyncStore` on the moto server. Messages, timers and
-deleted schedules are recorded in lists for tests to read.
+(`tests/contract/`), which runs the same cases against this fake and against
+`AsyncStore` on the moto server. Messages (a timer's delayed message among
+them), visibility changes and deletes are recorded in lists, and live
+schedules in a set, for tests to read.
 
 Not kept: continue-as-new generations other than 0, and the operations that
 send raw DynamoDB requests (callbacks, child runs' transactions): `ddb`,
@@ -18,13 +19,17 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from orchestrator.dispatch import schedule_name, timer_plan
 from orchestrator.model import DEFAULT_TASK_QUEUE, ErrorInfo, Run, Signal, Status, StepRecord
 from orchestrator.payloads import AsyncValues
 from orchestrator.settings import Settings
 from orchestrator.store.codec import last_batch_text, records_from_last_batch
 from worker._store import Refused
+
+if TYPE_CHECKING:
+    from worker._store_api import RunStore
 
 
 class NotInTheFake(NotImplementedError):
@@ -44,6 +49,7 @@ class InMemoryStore:
         self.deleted_messages: list[str] = []
         self.visibility: list[tuple[str, int]] = []
         self.deleted_schedules: list[str] = []
+        self.schedules: set[str] = set()  # the timers' schedules not deleted yet
         self.queues: set[str] = set()  # pinned builds' queue keys made sure of
 
     # --- the run record ---------------------------------------------------------------
@@ -339,7 +345,13 @@ class InMemoryStore:
         self, workflow_id: str, op_id: str, seq: int, *, now: int, wake_at: int
     ) -> str:
         self.timers.append((workflow_id, op_id, wake_at))
-        return "delay" if wake_at - now <= 900_000 else "schedule"
+        kind, delay = timer_plan(now, wake_at)
+        if kind == "delay":
+            run = self.runs.get(workflow_id)
+            await self.send(workflow_id, "timer", run.route if run else None, delay_s=delay)
+        else:
+            self.schedules.add(schedule_name(workflow_id, op_id, seq))  # a retry: still one
+        return kind
 
     async def send(
         self, workflow_id: str, reason: str, task_queue: str | None, *, delay_s: int = 0
@@ -361,6 +373,7 @@ class InMemoryStore:
 
     async def delete_schedule(self, name: str) -> None:
         self.deleted_schedules.append(name)
+        self.schedules.discard(name)  # a missing one is no error, as on Scheduler
 
     # --- raw DynamoDB: not in the fake --------------------------------------------------
     @property
@@ -372,3 +385,9 @@ class InMemoryStore:
 
     async def update(self, req: dict[str, Any]) -> Run | None:
         raise NotInTheFake("raw updates (child runs, callbacks) need the moto store")
+
+
+if TYPE_CHECKING:
+    # mypy proves here that the fake satisfies the interface (`make lint` checks
+    # tests/fakes): a member missing or with another signature fails the lint.
+    _conforms: RunStore = InMemoryStore()

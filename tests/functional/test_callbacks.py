@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import threading
-import time
 import urllib.error
 import urllib.request
 from datetime import timedelta
@@ -320,41 +318,73 @@ def test_the_park_is_refused_when_a_completion_arrived_after_the_inbox_check(sta
     assert stack.store.get(run.id).status.value == "pending"
 
 
-def test_completions_racing_the_park_are_never_missed(stack) -> None:
-    """Runs completed at random moments around their park, by two racing
-    completers each: every run completes with exactly one result."""
-    n = 6
-    with BackgroundWorker(FLOWS, stack.settings, clock=stack.clock, max_concurrent_workflows=8):
-        ids = [stack.service.start("cb-approval", {"timeout": 86_400})[0].id for _ in range(n)]
-        rng = random.Random(11)
-        errors: list[BaseException] = []
-        accepted: list[str] = []
+def test_completions_racing_the_park_are_never_missed(stack, monkeypatch) -> None:
+    """Real workers, with each run's completion forced into the gap between the
+    worker's look at the callback's inbox (empty) and its park write, by two
+    racing completers: the park's `signal_seq = seen` condition refuses every
+    park, the worker looks again, and every run completes with exactly one
+    result, without parking."""
+    n = 4
+    name = cbstore.callback_signal("0")
+    looks: dict[str, list[int]] = {}  # run -> what each look at its inbox found
+    seen_at_race: dict[str, list[int]] = {}  # run -> its looks when the completions went out
+    parks: dict[str, list[str]] = {}
+    accepted: list[str] = []
+    errors: list[BaseException] = []
+    real_inbox, real_park_wait = AsyncStore.inbox, AsyncStore.park_wait
 
-        def complete(run_id: str, value: str, delay: float) -> None:
-            token = _token(stack, run_id)
-            time.sleep(delay)
-            try:
-                Client(stack.api_url).callback_succeed(token, value)
-                accepted.append(value)
-            except ConflictError:
-                pass  # the other completer won
-            except BaseException as e:
-                errors.append(e)
+    def complete(token: str, value: str, start: threading.Barrier) -> None:
+        start.wait()
+        try:
+            Client(stack.api_url).callback_succeed(token, value)
+            accepted.append(value)
+        except ConflictError:
+            pass  # the other completer won
+        except BaseException as e:
+            errors.append(e)
 
+    def race(run_id: str) -> None:
+        token, start = _token(stack, run_id), threading.Barrier(2)
         threads = [
-            threading.Thread(target=complete, args=(i, f"{i}/{k}", rng.uniform(0, 0.3)))
-            for i in ids
+            threading.Thread(target=complete, args=(token, f"{run_id}/{k}", start))
             for k in range(2)
         ]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+
+    async def look(self: AsyncStore, workflow_id: str, signal: str) -> Any:
+        found = await real_inbox(self, workflow_id, signal)
+        if signal == name:
+            looks.setdefault(workflow_id, []).append(len(found))
+        return found
+
+    async def complete_then_park(self: AsyncStore, workflow_id: str, **kw: Any) -> Any:
+        if workflow_id not in parks:  # the run's first park: both completions land first
+            seen_at_race[workflow_id] = list(looks.get(workflow_id, []))
+            await asyncio.to_thread(race, workflow_id)
+        result = await real_park_wait(self, workflow_id, **kw)
+        parks.setdefault(workflow_id, []).append(
+            "refused" if isinstance(result, Refused) else "parked"
+        )
+        return result
+
+    monkeypatch.setattr(AsyncStore, "inbox", look)
+    monkeypatch.setattr(AsyncStore, "park_wait", complete_then_park)
+    with BackgroundWorker(FLOWS, stack.settings, clock=stack.clock, max_concurrent_workflows=8):
+        ids = [stack.service.start("cb-approval", {"timeout": 86_400})[0].id for _ in range(n)]
+        wait_for(lambda: all(i in parks for i in ids), timeout=30)
+        # The interleaving happened for every run: the look found nothing, the
+        # completions landed, and the park was refused.
+        assert {i: seen_at_race[i] for i in ids} == {i: [0] for i in ids}
+        assert {i: parks[i] for i in ids} == {i: ["refused"] for i in ids}
         assert errors == []
         for i in ids:
             done = wait_status(stack, i, "completed", timeout=30)
             value = json.loads(done.output)["ok"]
             assert value in accepted and value.startswith(i)
+    assert {i: parks[i] for i in ids} == {i: ["refused"] for i in ids}  # never parked
     assert len(accepted) == n  # exactly one completion per callback was accepted
 
 

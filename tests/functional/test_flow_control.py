@@ -40,24 +40,60 @@ def _all_done(client: Client, ids: list[str]) -> bool:
     return all(client.get(i)["status"] == "completed" for i in ids)
 
 
-def test_max_concurrency_holds_across_four_workers(stack: LocalStack, exec_log: Path) -> None:
+def _started(path: Path) -> list[str]:
+    """The runs whose held step has started."""
+    return [line.split(":")[0] for line in executions(path) if ":held-start:" in line]
+
+
+def test_max_concurrency_holds_across_four_workers(
+    stack: LocalStack, exec_log: Path, tmp_path: Path
+) -> None:
+    """A backlog of nine runs on a queue limited to three, over four workers with
+    room for sixteen. The runs that get a slot hold it until the test opens a
+    gate, so the limit binds: three hold and the others are refused, again and
+    again, while they hold. Then the peak overlap of the held steps is the limit
+    itself, and nothing ever ran above it."""
+    limit, n = 3, 9
     client = Client(stack.api_url)
-    queue = client.set_queue_limits("default", max_concurrency=3)
-    assert queue["max_concurrency"] == 3 and queue["in_flight"] == 0
+    queue = client.set_queue_limits("default", max_concurrency=limit)
+    assert queue["max_concurrency"] == limit and queue["in_flight"] == 0
+    gate = tmp_path / "gate"
+    # A lease far longer than the test: no load can break one, so no takeover runs
+    # a step a second time (which would add an interval of its own).
+    settings = stack.settings.with_(lease_seconds=600)
     workers = [
-        BackgroundWorker(ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=4).start()
+        BackgroundWorker(ALL, settings, clock=stack.clock, max_concurrent_workflows=4).start()
         for _ in range(4)
     ]
+
+    def refusals() -> int:
+        return sum(w.worker._flow.refused for w in workers)
+
     try:
-        ids = [client.start("limited", {"seconds": 0.03})["id"] for _ in range(60)]
-        wait_for(lambda: _all_done(client, ids), timeout=90, interval=0.5)
+        ids = [client.start("limited", {"gate": str(gate)})["id"] for _ in range(n)]
+        wait_for(lambda: len(_started(exec_log)) >= limit, timeout=60)
+        # Each waiting run has a message or two in hand now (the sweeper re-sends
+        # a run still pending after its grace); a refusal beyond two each is an
+        # acquire decided while `limit` runs held their slot.
+        seen = refusals()
+        wait_for(
+            lambda: refusals() > seen + 2 * (n - limit) or len(_started(exec_log)) > limit,
+            timeout=60,
+        )
+        in_flight = client.queues()[0]["in_flight"]
+        wait_for(lambda: len(_started(exec_log)) >= in_flight, timeout=60)
+        assert (len(_started(exec_log)), in_flight) == (limit, limit)
+        gate.touch()
+        wait_for(lambda: _all_done(client, ids), timeout=120, interval=0.5)
     finally:
+        gate.touch()  # a failed check must not leave the held steps waiting
         for w in workers:
             w.stop(grace=1)
     held = _held(exec_log)
-    assert len(held) == 60
-    assert _max_overlap(held) <= 3
-    assert _max_overlap(held) >= 2  # the limit, not a single worker, was the bound
+    assert sorted(
+        line.split(":")[0] for line in executions(exec_log) if ":held:" in line
+    ) == sorted(ids)
+    assert _max_overlap(held) == limit  # reached, and never exceeded
     assert client.queues()[0]["in_flight"] == 0  # every slot given back
 
 
