@@ -14,7 +14,10 @@ as the service does ("a day is 24 hours"). A backfill (`Expression.ticks`)
 extends that grid backwards from the anchor.
 
 Pure: no clock, no AWS. Times are epoch milliseconds; ticks fall on whole
-minutes (the service's precision).
+minutes (the service's precision). Every time is within [`MIN_TIME_MS`,
+`MAX_TIME_MS`] (1970 to the end of 9999: what the code, ISO 8601's four-digit
+year and the service represent): a time given outside is refused, and an
+expression has no tick past the end (`next_tick` returns None).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ _RATE = re.compile(r"rate\(([0-9]{1,6}) (minute|minutes|hour|hours|day|days)\)")
 _CRON = re.compile(r"cron\((.+)\)")
 _UNIT_MS = {"minute": MINUTE_MS, "hour": 60 * MINUTE_MS, "day": 24 * 60 * MINUTE_MS}
 _MAX_SEARCH = 2_000  # cron candidates examined per call before giving up (DST gaps are short)
+MIN_TIME_MS = 0  # 1970-01-01T00:00:00Z
+MAX_TIME_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
+UPCOMING = 3  # fire times a schedule shows, and must have within the range to be created
 
 
 class ExpressionError(ValueError):
@@ -48,10 +54,24 @@ class Expression:
         """The first tick strictly after `after_ms` (None: the expression has no more)."""
         if self.rate_ms is not None:
             if after_ms < anchor_ms + self.rate_ms:
-                return anchor_ms + self.rate_ms
-            k = (after_ms - anchor_ms) // self.rate_ms + 1
-            return anchor_ms + k * self.rate_ms
-        return _next_cron(self, after_ms)
+                t = anchor_ms + self.rate_ms
+            else:
+                t = anchor_ms + ((after_ms - anchor_ms) // self.rate_ms + 1) * self.rate_ms
+        else:
+            found = _next_cron(self, after_ms) if after_ms < MAX_TIME_MS else None
+            if found is None:
+                return None
+            t = found
+        return t if t <= MAX_TIME_MS else None
+
+    def upcoming(self, after_ms: int, anchor_ms: int, n: int = UPCOMING) -> list[int]:
+        """The next `n` ticks after `after_ms` (fewer: the expression has no more)."""
+        out: list[int] = []
+        t = self.next_tick(after_ms, anchor_ms)
+        while t is not None and len(out) < n:
+            out.append(t)
+            t = self.next_tick(t, anchor_ms) if len(out) < n else None
+        return out
 
     def ticks(self, start_ms: int, end_ms: int, anchor_ms: int, *, limit: int) -> list[int]:
         """Ticks in [start_ms, end_ms], oldest first; ExpressionError past `limit`.
@@ -62,6 +82,8 @@ class Expression:
         before the schedule existed; the schedule itself fires only after its
         anchor (`next_tick`)."""
         out: list[int] = []
+        for ms in (start_ms, end_ms):
+            check_time(ms)
         if self.rate_ms is not None:
             ahead = -((anchor_ms - start_ms) // self.rate_ms)  # ceil((start - anchor) / rate)
             t: int | None = anchor_ms + ahead * self.rate_ms
@@ -147,15 +169,32 @@ def tick_iso(ms: int) -> str:
     return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def check_time(ms: int) -> int:
+    """`ms`, or ExpressionError when it is outside the range times may take."""
+    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:
+        raise ExpressionError(
+            "times run from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z; "
+            f"{ms} ms since the epoch is outside"
+        )
+    return ms
+
+
 def parse_iso(text: str) -> int:
-    """Epoch ms of an ISO 8601 time; a time without an offset is UTC."""
+    """Epoch ms of an ISO 8601 time; a time without an offset is UTC. Refused
+    outside [1970, 9999] (`check_time`)."""
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=UTC)
+        ms = int(t.timestamp() * 1000)
+    except (ValueError, OverflowError):
         raise ExpressionError(f"{text!r} is not an ISO 8601 time") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return int(t.timestamp() * 1000)
+    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:
+        raise ExpressionError(
+            f"{text!r} is outside the times a schedule has: 1970-01-01T00:00:00Z to "
+            "9999-12-31T23:59:59Z"
+        )
+    return ms
 
 
 def minute_floor(ms: int) -> int:
@@ -163,8 +202,11 @@ def minute_floor(ms: int) -> int:
 
 
 __all__ = [
+    "MAX_TIME_MS",
+    "MIN_TIME_MS",
     "Expression",
     "ExpressionError",
+    "check_time",
     "minute_floor",
     "parse",
     "parse_iso",

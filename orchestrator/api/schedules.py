@@ -34,7 +34,7 @@ from ..model import (
     schedule_run_id,
 )
 from ..recurring import schedule_request
-from ..schedule_expr import ExpressionError, minute_floor, parse, parse_iso
+from ..schedule_expr import UPCOMING, ExpressionError, minute_floor, parse, parse_iso
 from ..store.codec import encode_json
 from ..store.schedules import ScheduleStore, StartConflict, with_decision
 from .models import iso
@@ -142,11 +142,19 @@ class ScheduleService:
         the Scheduler schedule in place again, repairing a create that failed
         after the write)."""
         try:
-            parse(req.expression, req.timezone)
+            expr = parse(req.expression, req.timezone)
         except ExpressionError as e:
             raise BadInputError(str(e)) from None
         self.runs.check_task_queue(req.task_queue)
         s = schedule_from_request(req, self._clock.now_ms())
+        # Checked before anything is written: a rate whose next fire times cannot
+        # be represented (past 9999) would be a schedule no listing can show. (A
+        # cron's year field ends in 2199, and a cron may simply fire less.)
+        if expr.rate_ms is not None and len(expr.upcoming(s.created_at, s.anchor_at)) < UPCOMING:
+            raise BadInputError(
+                f"{req.expression} has fewer than {UPCOMING} fire times before "
+                "9999-12-31T23:59:59Z, the last time a schedule can have"
+            )
         stored, created = self.store.create(s)
         self._put_scheduler(stored)
         return stored, created
@@ -418,14 +426,7 @@ def schedule_view(s: Schedule, statuses: dict[str, str], now: int) -> dict[str, 
     """The schedule as the API shows it: the definition, the next fire times (none
     while paused) and the latest decisions with their runs' current status."""
     expr = parse(s.expression, s.timezone)
-    upcoming: list[str | None] = []
-    t: int | None = now
-    for _ in range(0 if s.paused else 3):
-        assert t is not None
-        t = expr.next_tick(t, s.anchor_at)
-        if t is None:
-            break
-        upcoming.append(iso(t))
+    upcoming = [] if s.paused else [iso(t) for t in expr.upcoming(now, s.anchor_at)]
     recent = []
     for e in s.recent:
         item = {

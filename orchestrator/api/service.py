@@ -114,7 +114,9 @@ class Service:
             if execution_timeout_s is None
             else now + int(execution_timeout_s * 1000),
             # Kept only if well formed: it parents the worker's spans (tracing is optional).
-            traceparent=traceparent if traceparent and TRACEPARENT_RE.fullmatch(traceparent) else None,
+            traceparent=traceparent
+            if traceparent and TRACEPARENT_RE.fullmatch(traceparent)
+            else None,
             tags=tags,
             task_queue=None if task_queue in (None, DEFAULT_TASK_QUEUE) else task_queue,
         )

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from orchestrator import resources
 from orchestrator.errors import BadInputError, ConflictError, NotFoundError
 from orchestrator.model import schedule_run_id
 from orchestrator.testing import WorkflowTestEnvironment
@@ -279,3 +280,46 @@ def test_bad_definitions_are_refused(env: WorkflowTestEnvironment) -> None:
     with pytest.raises(ConflictError):
         c.create_schedule("twice", "nightly-job", expression="rate(10 minutes)")
     c.delete_schedule("twice")
+
+
+def test_a_schedule_whose_fire_times_pass_the_year_9999_is_refused_unwritten(
+    env: WorkflowTestEnvironment,
+) -> None:
+    """rate(999999 days) fires a third time in the year 10240: it was written,
+    created in the Scheduler, and answered 500, and then every listing failed."""
+    c = env.client
+    with pytest.raises(BadInputError, match="9999"):
+        c.create_schedule("far", "nightly-job", expression="rate(999999 days)")
+    with pytest.raises(NotFoundError):
+        c.schedule("far")
+    assert all(s["name"] != "far" for s in c.schedules())
+    # A schedule already stored whose ticks run out before its third (its anchor
+    # moved near the end of 9999) still lists, with the fire times it has.
+    c.create_schedule("near-the-end", "nightly-job", expression="rate(900000 days)")
+    table = env.stack.settings.table
+    env.stack.ddb.update_item(
+        TableName=table,
+        Key={"pk": {"S": resources.SCHEDULES_PK}, "sk": {"S": resources.schedule_sk("near-the-end")}},
+        UpdateExpression="SET anchor_at = :a",
+        ExpressionAttributeValues={":a": {"N": str(253_300_000_000_000)}},
+    )
+    shown = c.schedule("near-the-end")
+    assert shown["next_fire_times"] == []
+    assert any(s["name"] == "near-the-end" for s in c.schedules())
+    c.delete_schedule("near-the-end")
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [("0001-01-01T00:00:00Z", "2020-01-01T00:00:00Z"), ("1969-12-31T23:00:00Z", "1970-01-02")],
+)
+def test_a_backfill_outside_the_times_a_schedule_has_is_a_400(
+    env: WorkflowTestEnvironment, start: str, end: str
+) -> None:
+    c = env.client
+    c.create_schedule("old-times", "nightly-job", expression="rate(5 minutes)")
+    try:
+        with pytest.raises(BadInputError, match="1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z"):
+            c.backfill_schedule("old-times", start, end)
+    finally:
+        c.delete_schedule("old-times")
