@@ -14,8 +14,9 @@ delaying the run:
   SQS hands it to another worker's.
 - Served by another live worker (the registry says so, read at most once a
   second): make it visible again at once for the first `at_once` receives,
-  twice the number of live workers on the queue that do not serve the name
-  (each sees it about once before it reaches a worker that does), then
+  three times the number of live workers on the queue that do not serve the
+  name (AT_ONCE_MIN..AT_ONCE_MAX; each sees it about once before it reaches
+  a worker that does, with room for a loaded machine), then
   after 1, 1 and 2 s; the next receive sends a fresh copy (delayed 2 s) and
   deletes this one, so that its receive count never reaches the redrive to
   the dead-letter queue. While the serving fleet is saturated a message
@@ -51,7 +52,7 @@ HANDOFF_YIELD_S = 0.15  # after handing a message back, this worker's receives w
 # receives (AT_ONCE_MIN..AT_ONCE_MAX, from the registry), then after these seconds,
 # then a fresh copy delayed RESEND_DELAY_S.
 AT_ONCE_MIN = 2
-AT_ONCE_MAX = 10
+AT_ONCE_MAX = 12
 HANDOFF_BACKOFF = (1, 1, 2)
 RESEND_DELAY_S = 2
 # ... and for a message no live worker serves; dropped after the last one.
@@ -148,8 +149,8 @@ class ServedNames:
 
     async def route(self, name: str, task_queue: str) -> tuple[bool, int]:
         """(another live worker runs `name` from `task_queue`, the receives to
-        hand its message back at once: twice the live workers on the queue, this
-        one included, that do not run it)."""
+        hand its message back at once: three times the live workers on the queue,
+        this one included, that do not run it)."""
         age = None if self._read_at is None else self._clock.now_ms() - self._read_at
         served, at_once = self._answer(name, task_queue)
         if age is None or age > (REGISTRY_POSITIVE_AGE_MS if served else REGISTRY_MAX_AGE_MS):
@@ -164,7 +165,7 @@ class ServedNames:
     def _answer(self, name: str, task_queue: str) -> tuple[bool, int]:
         polling = [w for w in self._live if task_queue in w.task_queues]
         others = sum(not _serves(w, name, task_queue) for w in polling)
-        return any(_serves(w, name, task_queue) for w in polling), 2 * (others + 1)
+        return any(_serves(w, name, task_queue) for w in polling), 3 * (others + 1)
 
 
 async def kick_pending(

@@ -102,7 +102,7 @@ async def test_route_counts_the_workers_on_the_queue_that_do_not_serve_the_name(
         ]
     )
     names = ServedNames(registry, "t", clock, self_id="me")
-    # w1 serves b; w2 and w3 do not, nor does this worker: 3 workers, twice that at once.
-    assert await names.route("b", "default") == (True, 6)
-    assert await names.route("train", "default") == (False, 8)  # served on gpu only
-    assert await names.route("train", "gpu") == (True, 2)
+    # w1 serves b; w2 and w3 do not, nor does this worker: 3 workers, 3 times that at once.
+    assert await names.route("b", "default") == (True, 9)
+    assert await names.route("train", "default") == (False, 12)  # served on gpu only
+    assert await names.route("train", "gpu") == (True, 3)
