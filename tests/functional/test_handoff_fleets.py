@@ -80,6 +80,7 @@ def test_a_message_for_a_saturated_worker_is_not_a_hot_loop(make_stack) -> None:
     finally:
         _release.set()
         serving.stop()
+    print(f"saturated: {counts} in {elapsed:.1f} s for two copies")
     # Per copy: at most AT_ONCE_MAX hand-backs at once, then the backoff, then the
     # re-send; the third copy may have started.
     per_copy = AT_ONCE_MAX + len(HANDOFF_BACKOFF) + 1
