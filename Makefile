@@ -46,6 +46,7 @@ conformance: install
 bench: install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.flow_control
+	$(BIN)/python -m benchmarks.handoff
 
 # The site with the SDK reference, built offline into site/ (strict: a broken
 # reference or link fails the build).

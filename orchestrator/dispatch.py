@@ -21,16 +21,23 @@ from botocore.exceptions import ClientError
 from . import resources as r
 from . import safejson
 from .errors import BadInputError
-from .model import WORKFLOW_ID_RE
+from .model import WORKFLOW_ID_RE, WORKFLOW_NAME_RE
 from .settings import Settings
 
 
-def message_body(workflow_id: str, reason: str, waiting_since: int | None = None) -> str:
+def message_body(
+    workflow_id: str, reason: str, waiting_since: int | None = None, name: str | None = None
+) -> str:
     """`waiting_since`: when the run first found its task queue over a limit
-    (ms), carried by the re-sends of a run waiting for a slot."""
+    (ms), carried by the re-sends of a run waiting for a slot. `name`: the run's
+    workflow name, when the sender knows it (a hint: a worker that does not
+    serve it hands the message back without a claim, worker/_handoff.py; the
+    claim still checks the name)."""
     body: dict[str, object] = {"id": workflow_id, "reason": reason}
     if waiting_since is not None:
         body["since"] = waiting_since
+    if name is not None:
+        body["name"] = name
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -42,6 +49,16 @@ def parse_waiting_since(body: str) -> int | None:
     except (BadInputError, AttributeError):
         return None
     return since if type(since) is int and 0 < since < 10**14 else None
+
+
+def parse_name(body: str) -> str | None:
+    """The workflow name a message carries as a hint (None: absent or not a
+    valid name). Never raises."""
+    try:
+        name = safejson.loads(body, what="message body", max_depth=8).get("name")
+    except (BadInputError, AttributeError):
+        return None
+    return name if isinstance(name, str) and WORKFLOW_NAME_RE.fullmatch(name) else None
 
 
 def parse_body(body: str) -> str | None:
@@ -64,11 +81,14 @@ def send_request(
     delay_s: int = 0,
     task_queue: str | None = None,
     waiting_since: int | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """The message that makes a run runnable, to its task queue's SQS queue."""
+    """The message that makes a run runnable, to its task queue's SQS queue.
+    `name` (the run's workflow name) only with the run's own route as
+    `task_queue`: a worker trusts the hint for the queue it received it on."""
     req: dict[str, Any] = {
         "QueueUrl": settings.queue_url_for(task_queue),
-        "MessageBody": message_body(workflow_id, reason, waiting_since),
+        "MessageBody": message_body(workflow_id, reason, waiting_since, name),
     }
     if delay_s > 0:
         req["DelaySeconds"] = min(delay_s, r.MAX_SQS_DELAY_SECONDS)
@@ -189,10 +209,16 @@ class Dispatcher:
         return self._scheduler
 
     def send(
-        self, workflow_id: str, reason: str, delay_s: int = 0, task_queue: str | None = None
+        self,
+        workflow_id: str,
+        reason: str,
+        delay_s: int = 0,
+        task_queue: str | None = None,
+        *,
+        name: str | None = None,
     ) -> None:
         self._sqs.send_message(
-            **send_request(self._settings, workflow_id, reason, delay_s, task_queue)
+            **send_request(self._settings, workflow_id, reason, delay_s, task_queue, name=name)
         )
 
     def queue_exists(self, key: str) -> bool:

@@ -33,7 +33,7 @@ async def notify_parent(store: AsyncStore, child: Run, clock: Clock) -> None:
         refused = await store.transact(req)
         if refused is None:
             if wake and parent is not None:
-                await store.send(parent.id, "child", parent.route)
+                await store.send(parent.id, "child", parent.route, name=parent.name)
                 if parent.timer:
                     await store.delete_schedule(parent.timer)
             return

@@ -2,24 +2,31 @@
 
 Workers that serve different names may share one queue (the first thing
 people try, and the state of a rolling deploy that adds a workflow). SQS
-cannot route, so a worker sometimes receives another fleet's message. It hands
-the message back without delaying the run:
+cannot route, so a worker often receives another fleet's message (with k
+fleets of one worker each, k-1 times in k). It hands the message back without
+delaying the run:
 
+- The receiver finds out without a claim: a start (and every send that knows
+  the run) writes the workflow name into the message as a hint, and a refused
+  claim leaves the name in `NameCache`. The receiving loop hands such a
+  message back itself before its next receive, then sits out HANDOFF_YIELD_S:
+  no long poll of this worker is open when the message becomes visible, so
+  SQS hands it to another worker's.
 - Served by another live worker (the registry says so, read at most once a
-  second): make it visible again at once, twice, then after 1, 1 and 2 s; the
-  next receive sends a fresh copy (delayed 2 s) and deletes this one, so that
-  its receive count never reaches the redrive to the dead-letter queue. With
-  two fleets the right one gets it within a receive or two; while that fleet
-  is saturated the message costs at most about one receive and one visibility
-  change a second, not a hot loop.
+  second): make it visible again at once for the first `at_once` receives,
+  three times the number of live workers on the queue that do not serve the
+  name (AT_ONCE_MIN..AT_ONCE_MAX; each sees it about once before it reaches
+  a worker that does, with room for a loaded machine), then
+  after 1, 1 and 2 s; the next receive sends a fresh copy (delayed 2 s) and
+  deletes this one, so that its receive count never reaches the redrive to
+  the dead-letter queue. While the serving fleet is saturated a message
+  costs about at_once + 4 receives and visibility changes per 6 s, not a hot
+  loop.
 - Served by no live worker: hidden ever longer (1, 2, 4 ... 60 s), then
   dropped after UNSERVED_MAX_RECEIVES; the sweeper offers the run again with
   its backoff. A worker that starts serving a name nobody served kicks the
   runs of that name created before it started that are still pending
   KICK_DELAY_S later (`kick_pending`).
-
-The claim's refusal names the run's workflow; the worker remembers it
-(`NameCache`), so a message that comes back costs no DynamoDB write.
 """
 
 from __future__ import annotations
@@ -32,17 +39,21 @@ from typing import Any, Literal
 from orchestrator import resources as r
 from orchestrator.clock import Clock
 from orchestrator.dispatch import send_request
-from orchestrator.model import Status
+from orchestrator.model import DEFAULT_TASK_QUEUE, Status
 from orchestrator.settings import Settings
 from orchestrator.store.codec import run_from_item, run_key, to_attr
-from orchestrator.store.registry import query_workers, worker_from_item
+from orchestrator.store.registry import WorkerInfo, query_workers, worker_from_item
 
 log = logging.getLogger("worker")
 
-HANDOFF_YIELD_S = 0.3  # after handing a message back, this worker's receives wait this long
+HANDOFF_YIELD_S = 0.15  # after handing a message back, this worker's receives wait this long
 
-# Visibility by receive count (1-based) for a message another live worker serves.
-HANDOFF_VISIBILITY = (0, 0, 1, 1, 2)
+# A message another live worker serves: visible at once for the first `at_once`
+# receives (AT_ONCE_MIN..AT_ONCE_MAX, from the registry), then after these seconds,
+# then a fresh copy delayed RESEND_DELAY_S.
+AT_ONCE_MIN = 2
+AT_ONCE_MAX = 12
+HANDOFF_BACKOFF = (1, 1, 2)
 RESEND_DELAY_S = 2
 # ... and for a message no live worker serves; dropped after the last one.
 UNSERVED_VISIBILITY = (1, 2, 4, 8, 15, 30, 60, 60)
@@ -60,12 +71,15 @@ class Handoff:
     seconds: int
 
 
-def plan(receives: int, served_elsewhere: bool) -> Handoff:
+def plan(receives: int, served_elsewhere: bool, at_once: int = AT_ONCE_MIN) -> Handoff:
     """What to do with a message this worker cannot run, by its receive count. Pure."""
     n = max(1, receives)
     if served_elsewhere:
-        if n <= len(HANDOFF_VISIBILITY):
-            return Handoff("visible", HANDOFF_VISIBILITY[n - 1])
+        at_once = max(AT_ONCE_MIN, min(AT_ONCE_MAX, at_once))
+        if n <= at_once:
+            return Handoff("visible", 0)
+        if n <= at_once + len(HANDOFF_BACKOFF):
+            return Handoff("visible", HANDOFF_BACKOFF[n - at_once - 1])
         return Handoff("resend", RESEND_DELAY_S)
     if n < UNSERVED_MAX_RECEIVES:
         return Handoff("visible", UNSERVED_VISIBILITY[n - 1])
@@ -73,27 +87,39 @@ def plan(receives: int, served_elsewhere: bool) -> Handoff:
 
 
 class NameCache:
-    """Run id -> workflow name for runs this worker refused (names never change)."""
+    """Run id -> (workflow name, task queue) for runs this worker refused (names
+    and task queues never change)."""
 
     def __init__(self, size: int = 10_000) -> None:
         self._size = size
-        self._names: OrderedDict[str, str] = OrderedDict()
+        self._names: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
-    def get(self, workflow_id: str) -> str | None:
-        name = self._names.get(workflow_id)
-        if name is not None:
-            self._names.move_to_end(workflow_id)
-        return name
+    def get(self, workflow_id: str, task_queue: str = DEFAULT_TASK_QUEUE) -> str | None:
+        """The run's name, if it was refused here and its task queue is `task_queue`."""
+        entry = self._names.get(workflow_id)
+        if entry is None:
+            return None
+        self._names.move_to_end(workflow_id)
+        return entry[0] if entry[1] == task_queue else None
 
-    def put(self, workflow_id: str, name: str) -> None:
-        self._names[workflow_id] = name
+    def put(self, workflow_id: str, name: str, task_queue: str = DEFAULT_TASK_QUEUE) -> None:
+        self._names[workflow_id] = (name, task_queue)
         self._names.move_to_end(workflow_id)
         while len(self._names) > self._size:
             self._names.popitem(last=False)
 
 
+def _serves(w: WorkerInfo, name: str, task_queue: str) -> bool:
+    """Whether a registered worker runs `name` from `task_queue` (`served`; a
+    worker registered without it: its names on its queues)."""
+    if w.served:
+        key = name if task_queue == DEFAULT_TASK_QUEUE else f"{name}@{task_queue}"
+        return key in w.served
+    return name in w.names and task_queue in w.task_queues
+
+
 class ServedNames:
-    """The names live workers other than this one serve, from the registry."""
+    """What live workers other than this one serve, from the registry."""
 
     def __init__(self, ddb: Any, table: str, clock: Clock, *, self_id: str) -> None:
         self._ddb = ddb
@@ -101,34 +127,45 @@ class ServedNames:
         self._clock = clock
         self._self_id = self_id
         self._names: set[str] = set()
+        self._live: list[WorkerInfo] = []
         self._read_at: int | None = None
 
     async def refresh(self) -> set[str]:
         req = {**query_workers(self._table), "ConsistentRead": True}
         now = self._clock.now_ms()
-        names: set[str] = set()
+        live: list[WorkerInfo] = []
         while True:
             resp = await self._ddb.query(**req)
             for item in resp.get("Items", []):
                 w = worker_from_item(item)
                 if w.id != self._self_id and w.live(now):
-                    names.update(w.names)
+                    live.append(w)
             if "LastEvaluatedKey" not in resp:
                 break
             req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
-        self._names, self._read_at = names, now
+        names = {n for w in live for n in w.names}
+        self._names, self._live, self._read_at = names, live, now
         return names
 
-    async def serves(self, name: str) -> bool:
+    async def route(self, name: str, task_queue: str) -> tuple[bool, int]:
+        """(another live worker runs `name` from `task_queue`, the receives to
+        hand its message back at once: three times the live workers on the queue,
+        this one included, that do not run it)."""
         age = None if self._read_at is None else self._clock.now_ms() - self._read_at
-        limit = REGISTRY_POSITIVE_AGE_MS if name in self._names else REGISTRY_MAX_AGE_MS
-        if age is None or age > limit:
+        served, at_once = self._answer(name, task_queue)
+        if age is None or age > (REGISTRY_POSITIVE_AGE_MS if served else REGISTRY_MAX_AGE_MS):
             try:
                 await self.refresh()
             except Exception:
                 log.warning("could not read the worker registry", exc_info=True)
-                return True  # assume a peer: hand the message back rather than hide it
-        return name in self._names
+                return True, AT_ONCE_MIN  # assume a peer: hand it back rather than hide it
+            served, at_once = self._answer(name, task_queue)
+        return served, at_once
+
+    def _answer(self, name: str, task_queue: str) -> tuple[bool, int]:
+        polling = [w for w in self._live if task_queue in w.task_queues]
+        others = sum(not _serves(w, name, task_queue) for w in polling)
+        return any(_serves(w, name, task_queue) for w in polling), 3 * (others + 1)
 
 
 async def kick_pending(
@@ -185,7 +222,11 @@ async def kick_pending(
             for item in resp.get("Responses", {}).get(settings.table, []):
                 run = run_from_item(item)
                 if run.status == Status.PENDING:
-                    await sqs.send_message(**send_request(settings, run.id, "served"))
+                    await sqs.send_message(
+                        **send_request(
+                            settings, run.id, "served", task_queue=run.route, name=run.name
+                        )
+                    )
                     sent.append(run.id)
             request = resp.get("UnprocessedKeys") or {}
     return sent

@@ -1,6 +1,10 @@
 """The worker's receivers (a part of `Worker`, worker/_worker.py): one long
 poll per task queue, asking SQS for at most as many messages as there are free
-slots, each message handled in a task of its own. Internal to the worker."""
+slots, each message handled in a task of its own. A message for a name this
+worker does not serve (known from its hint or an earlier refusal) is handed
+back by the receiver itself before it polls again (worker/_handoff.py): no
+poll of this worker is open when the message becomes visible again.
+Internal to the worker."""
 
 from __future__ import annotations
 
@@ -37,6 +41,12 @@ class _Polling:
     if TYPE_CHECKING:
 
         async def _handle(self, message: dict[str, Any], task_queue: str = ...) -> None: ...
+
+        def _foreign(self, message: dict[str, Any], queue_key: str) -> tuple[str, str] | None: ...
+
+        async def _hand_off(
+            self, message: dict[str, Any], workflow_id: str, name: str, task_queue: str
+        ) -> None: ...
 
     # --- receiving --------------------------------------------------------------------------
     async def _poll_all(self) -> None:
@@ -84,7 +94,12 @@ class _Polling:
                     await self._store.set_visibility(m["ReceiptHandle"], 0)
                 return
             now = self.clock.now_ms()
+            foreign = []
             for m in messages:
+                theirs = self._foreign(m, task_queue)
+                if theirs is not None:
+                    foreign.append(self._hand_back(m, *theirs, task_queue))
+                    continue
                 sent = m.get("Attributes", {}).get("SentTimestamp")
                 if sent:
                     self.metrics.observe(
@@ -93,6 +108,21 @@ class _Polling:
                 task = asyncio.create_task(self._handle(m, task_queue))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
+            if foreign:
+                await asyncio.gather(*foreign)  # before the next receive (see the docstring)
+
+    async def _hand_back(
+        self, message: dict[str, Any], workflow_id: str, name: str, task_queue: str
+    ) -> None:
+        """Hand a message of another fleet back without a claim. A failure leaves
+        it in flight: it comes back after the visibility timeout."""
+        assert self._store is not None
+        try:
+            await self._hand_off(message, workflow_id, name, task_queue)
+        except Exception:
+            log.warning("could not hand back the message of run %s", workflow_id, exc_info=True)
+        finally:
+            self._store.forget(message["ReceiptHandle"])
 
     def _receive_failed(self, e: Exception) -> None:
         """One traceback for the first failure, then a line every minute: a dead

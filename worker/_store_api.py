@@ -119,7 +119,13 @@ class RunStore(Protocol):
     ) -> str: ...
 
     async def send(
-        self, workflow_id: str, reason: str, task_queue: str | None, *, delay_s: int = 0
+        self,
+        workflow_id: str,
+        reason: str,
+        task_queue: str | None,
+        *,
+        delay_s: int = 0,
+        name: str | None = None,
     ) -> None: ...
 
     async def ensure_queue(self, key: str) -> None: ...

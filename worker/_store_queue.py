@@ -90,10 +90,14 @@ class _QueueRequests:
         *,
         delay_s: int = 0,
         waiting_since: int | None = None,
+        name: str | None = None,
     ) -> None:
-        """A message for a run, to its task queue's SQS queue."""
+        """A message for a run, to its task queue's SQS queue (`name`: the run's
+        workflow name, a hint; only with the run's own route, see send_request)."""
         await self._sqs.send_message(
-            **send_request(self.settings, workflow_id, reason, delay_s, task_queue, waiting_since)
+            **send_request(
+                self.settings, workflow_id, reason, delay_s, task_queue, waiting_since, name
+            )
         )
 
     async def ensure_queue(self, key: str) -> None:

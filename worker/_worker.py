@@ -446,10 +446,6 @@ class Worker(_Polling, _Runs, _Refusals):
             log.warning("dropping a message that names no run: %r", message.get("Body", "")[:200])
             await store.delete_message(receipt)
             return
-        known = self._name_cache.get(workflow_id)
-        if known is not None and known not in self._defs:
-            await self._hand_off(message, workflow_id, known)  # no claim: it would be refused
-            return
         assert self._flow is not None
         # A pinned build's queue counts against its task queue's limits.
         go, slot = await self._flow.acquire(split_queue_key(task_queue)[0], workflow_id)

@@ -76,7 +76,7 @@ class Service:
         if stored.status == Status.PENDING:
             # A repeated start of a pending run sends again: harmless (the claim
             # decides) and it repairs a start whose first send was lost.
-            self._send(stored.id, "start", stored.task_queue)
+            self._send(stored.id, "start", stored.task_queue, name=stored.name)
         return stored, created
 
     def new_run(
@@ -147,10 +147,16 @@ class Service:
         self._send(workflow_id, reason, task_queue)
 
     def _send(
-        self, workflow_id: str, reason: str, task_queue: str | None = None, *, delay_s: int = 0
+        self,
+        workflow_id: str,
+        reason: str,
+        task_queue: str | None = None,
+        *,
+        delay_s: int = 0,
+        name: str | None = None,
     ) -> None:
         try:
-            self.dispatcher.send(workflow_id, reason, delay_s, task_queue=task_queue)
+            self.dispatcher.send(workflow_id, reason, delay_s, task_queue=task_queue, name=name)
         except Exception:
             # The write is durable: the sweeper's walk of `by_created` finds the
             # run still pending after the grace period and sends it. The caller's

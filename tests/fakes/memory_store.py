@@ -354,7 +354,13 @@ class InMemoryStore:
         return kind
 
     async def send(
-        self, workflow_id: str, reason: str, task_queue: str | None, *, delay_s: int = 0
+        self,
+        workflow_id: str,
+        reason: str,
+        task_queue: str | None,
+        *,
+        delay_s: int = 0,
+        name: str | None = None,
     ) -> None:
         self.sent.append((workflow_id, reason, task_queue, delay_s))
 

@@ -101,7 +101,7 @@ async def invoke(
             child_id, "conflict", "ConflictError", "a run with the child's id exists already"
         )
     if created or stored.status == Status.PENDING:
-        await _core.io(s, s.store.send(child_id, "start", stored.task_queue))
+        await _core.io(s, s.store.send(child_id, "start", stored.task_queue, name=stored.name))
     pending = StepRecord(
         op_id,
         name,
