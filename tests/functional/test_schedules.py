@@ -299,7 +299,10 @@ def test_a_schedule_whose_fire_times_pass_the_year_9999_is_refused_unwritten(
     table = env.stack.settings.table
     env.stack.ddb.update_item(
         TableName=table,
-        Key={"pk": {"S": resources.SCHEDULES_PK}, "sk": {"S": resources.schedule_sk("near-the-end")}},
+        Key={
+            "pk": {"S": resources.SCHEDULES_PK},
+            "sk": {"S": resources.schedule_sk("near-the-end")},
+        },
         UpdateExpression="SET anchor_at = :a",
         ExpressionAttributeValues={":a": {"N": str(253_300_000_000_000)}},
     )
