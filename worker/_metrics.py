@@ -26,6 +26,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import MetricsHandler
 
+from orchestrator.loopback import LOOPBACK_HOSTS, check_request, host_name
+
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 # name: (kind, help, label names)
@@ -100,9 +102,31 @@ class WorkerMetrics:
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve /metrics on `port` (0: any free port); returns the port. Loopback
-        by default: pass host="0.0.0.0" (`--metrics-host`) for a remote scraper."""
-        handler = MetricsHandler.factory(self.registry)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        by default: pass host="0.0.0.0" (`--metrics-host`) for a remote scraper.
+
+        On loopback, a request whose Host is not a loopback name, or that comes
+        from a web page's origin, is refused (403) as by every local server
+        (`orchestrator.loopback`): a page whose DNS name was rebound to
+        127.0.0.1 could otherwise read the workflow names and counts. Bound
+        elsewhere, the Host is whatever name the scraper uses, which only the
+        operator knows, so it is not checked."""
+        base = MetricsHandler.factory(self.registry)
+        guarded = host_name(host) in LOOPBACK_HOSTS
+
+        class Handler(base):  # type: ignore[misc, valid-type]
+            def do_GET(self) -> None:
+                refusal = check_request(self.headers) if guarded else None
+                if refusal is None:
+                    super().do_GET()
+                    return
+                body = refusal.body()
+                self.send_response(refusal.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True, name="metrics").start()
         return int(self._server.server_address[1])

@@ -282,6 +282,22 @@ def test_options_and_head_are_answered(sec_stack: LocalStack) -> None:
     assert int(headers["content-length"]) > 0
 
 
+def test_the_metrics_endpoint_refuses_a_rebound_host_and_a_web_page() -> None:
+    from worker._metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    metrics.inc("orchestrator_runs_claimed_total", workflow="payroll")
+    url = f"http://127.0.0.1:{metrics.serve(0)}"
+    try:
+        for headers in ({"Host": "rebind.attacker.example"}, {"Origin": "https://evil.example"}):
+            status, _, body = request(url, "GET", "/metrics", headers=headers)
+            assert status == 403 and b"payroll" not in body
+        status, _, body = request(url, "GET", "/metrics")
+        assert status == 200 and b"payroll" in body
+    finally:
+        metrics.close()
+
+
 def test_the_metrics_endpoint_listens_on_loopback_by_default() -> None:
     from worker._metrics import WorkerMetrics
 
