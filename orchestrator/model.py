@@ -225,11 +225,11 @@ def next_claim_failure(
     previous: ClaimFailure | None, error: ErrorInfo, limit: int
 ) -> tuple[ClaimFailure, bool]:
     """(what a claim that `error` ended records, whether the run fails now). The
-    count goes on only while the error is the same (type and message); another
-    error starts it again at 1. Pure."""
-    same = (
-        previous is not None and previous.type == error.type and previous.message == error.message
-    )
+    count goes on only while the error is of the same type; another type starts
+    it again at 1. The type alone, not the message, names the cause: a message
+    may differ from one claim to the next (an object's address, a request id),
+    and the run must not loop forever for it. The latest message is kept. Pure."""
+    same = previous is not None and previous.type == error.type
     count = previous.count + 1 if same and previous is not None else 1
     return ClaimFailure(error.type, error.message, count), count >= limit
 

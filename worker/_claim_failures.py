@@ -13,8 +13,8 @@ So a claim ended by such an error records it on the run item, counted: one
 write conditioned on the claim's epoch and the status running
 (`requests.record_claim_failure`), which also keeps the lease for a backoff
 (1 s, 2 s, 4 s, ...; `model.claim_retry_ms`) and hides the message as long.
-The count goes on while the error is the same (type and message) and starts
-again at 1 with another; a park or a continue-as-new (the run went on) and the
+The count goes on while the error is of the same type (its message may vary
+from one claim to the next) and starts again at 1 with another type; a park or a continue-as-new (the run went on) and the
 terminal write remove it. The claim that brings it to
 `Settings.claim_failure_limit` (ORCHESTRATOR_CLAIM_FAILURE_LIMIT, default 5)
 fails the run with that error instead, through the runner's ordinary terminal
@@ -96,7 +96,7 @@ class _ClaimFailures:
         error = _error_info(e)
         failure, final = next_claim_failure(run.claim_failure, error, limit)
         if final:
-            note = f" (the same error ended {failure.count} claims of the run in a row)"
+            note = f" (this error ended {failure.count} claims of the run in a row)"
             await self._finish(
                 state, receipt, Status.FAILED, error=replace(error, message=error.message + note)
             )

@@ -62,7 +62,7 @@ def test_a_value_gone_from_s3_fails_the_run_after_the_limit_of_claims(stack: Any
     assert failed.status == Status.FAILED
     assert failed.error is not None and failed.error.type == "ValueUnavailableError"
     assert "is no longer stored (expired)" in failed.error.message
-    assert f"ended {LIMIT} claims of the run in a row" in failed.error.message
+    assert f"this error ended {LIMIT} claims of the run in a row" in failed.error.message
     # Exactly LIMIT claims after the wake, each ended by the missing value; then the
     # attempt count stopped.
     assert failed.epoch == parked.epoch + LIMIT
@@ -86,7 +86,7 @@ def test_a_workflow_that_cannot_load_or_start_fails_after_the_limit_of_claims(
         after = _settled(stack, run.id)
     assert failed.error is not None and failed.error.type == error_type
     assert message in failed.error.message
-    assert f"ended {LIMIT} claims of the run in a row" in failed.error.message
+    assert f"this error ended {LIMIT} claims of the run in a row" in failed.error.message
     assert failed.epoch == LIMIT  # every claim from the first one failed
     assert after.epoch == failed.epoch
 

@@ -29,7 +29,7 @@ def _client_error(code: str, status: int) -> ClientError:
     )
 
 
-def test_the_same_error_counts_up_to_the_limit_and_another_starts_again() -> None:
+def test_the_same_type_of_error_counts_up_to_the_limit_and_another_starts_again() -> None:
     gone = ErrorInfo("ValueUnavailableError", "value 1a2b… is no longer stored (expired)")
     first, final = next_claim_failure(None, gone, 3)
     assert (first, final) == (ClaimFailure(gone.type, gone.message, 1), False)
@@ -37,14 +37,21 @@ def test_the_same_error_counts_up_to_the_limit_and_another_starts_again() -> Non
     assert (second.count, final) == (2, False)
     third, final = next_claim_failure(second, gone, 3)
     assert (third.count, final) == (3, True)
-    # Another error (type or message) starts the count again.
-    other = ErrorInfo("ValueUnavailableError", "value 9f9f… does not match its digest")
-    assert next_claim_failure(second, other, 3) == (
-        ClaimFailure(other.type, other.message, 1),
+    # Another type of error starts the count again.
+    denied = ErrorInfo("AccessDenied", "Access Denied")
+    assert next_claim_failure(second, denied, 3) == (
+        ClaimFailure(denied.type, denied.message, 1),
         False,
     )
     renamed = ErrorInfo("AccessDenied", gone.message)
     assert next_claim_failure(second, renamed, 3)[0].count == 1
+    # The same type with another message goes on (a message may name an object's
+    # address or a request id); the latest message is kept.
+    other = ErrorInfo("ValueUnavailableError", "value 9f9f… does not match its digest")
+    assert next_claim_failure(second, other, 3) == (
+        ClaimFailure(other.type, other.message, 3),
+        True,
+    )
     # A limit of 1 fails the run at its first failed claim.
     assert next_claim_failure(None, gone, 1)[1]
 
