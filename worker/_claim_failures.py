@@ -5,7 +5,8 @@ own doing: an offloaded value of its history or its input gone from S3
 (`ValueUnavailableError`), an input model that cannot be built (pydantic's
 "not fully defined"), an exception that is not an `Exception` raised by the
 workflow function (the runner does not treat it as the run's failure), an S3
-or DynamoDB request refused for good (`AccessDenied`). Left in flight, such a
+or DynamoDB request refused for good (`AccessDenied`; a park write too, which
+`park_run` hands over as `RunState.failure`). Left in flight, such a
 run comes back after its lease and fails the same way, forever, its attempt
 count rising.
 

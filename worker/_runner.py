@@ -235,6 +235,8 @@ class _Runs:
             set_fields(status="parked")
             log.info("run %s parked", run.id)
             await store.delete_message(receipt)
+        elif isinstance(unwinding, LeaseLost) and state.failure is not None:
+            raise state.failure  # a park refused for good: counted (worker/_claim_failures.py)
         elif isinstance(unwinding, LeaseLost):
             state.lose()
             self._count("lost", run.name, "orchestrator_lease_losses_total")
