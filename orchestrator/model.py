@@ -50,6 +50,10 @@ TRANSITIONS: dict[str, dict[Status, Status]] = {
     "complete": {Status.RUNNING: Status.COMPLETED},
     "fail": {Status.RUNNING: Status.FAILED},
     "release": {Status.RUNNING: Status.RUNNING},  # lease dropped, run stays runnable
+    # claim_failed: a claim ended by a non-transient error is counted on the run,
+    # which keeps the lease for a backoff (worker/_claim_failures.py); at the limit
+    # the owner fails the run instead ("fail")
+    "claim_failed": {Status.RUNNING: Status.RUNNING},
     "cancel": {
         Status.PENDING: Status.CANCELLED,
         Status.SLEEPING: Status.CANCELLED,
@@ -113,6 +117,14 @@ BATCH_MAX_BYTES = 64 * 1024
 # leaves 100 KB of the item for every other attribute; otherwise it flushes first.
 LAST_BATCH_ITEM_BUDGET = 300 * 1024
 DEFAULT_CHECKPOINT_FLUSH_MS = 1000
+
+# Claims that fail before the run can go on (a value gone from S3, an input model
+# that cannot be built, ...): after this many claims in a row ended by the same
+# non-transient error, the worker fails the run with it (`ClaimFailure`). The
+# claims between wait 1 s, 2 s, 4 s, ... (at most CLAIM_RETRY_MAX_MS).
+DEFAULT_CLAIM_FAILURE_LIMIT = 5
+MAX_CLAIM_FAILURE_LIMIT = 100
+CLAIM_RETRY_MAX_MS = 60_000
 
 
 class StepKind(StrEnum):
@@ -200,6 +212,38 @@ class ErrorInfo:
 
 
 @dataclass(frozen=True)
+class ClaimFailure:
+    """The error that ended the run's latest claims before the run could go on,
+    and how many claims in a row it ended (`Run.claim_failure`)."""
+
+    type: str
+    message: str
+    count: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "count": self.count}
+
+
+def next_claim_failure(
+    previous: ClaimFailure | None, error: ErrorInfo, limit: int
+) -> tuple[ClaimFailure, bool]:
+    """(what a claim that `error` ended records, whether the run fails now). The
+    count goes on only while the error is of the same type; another type starts
+    it again at 1. The type alone, not the message, names the cause: a message
+    may differ from one claim to the next (an object's address, a request id),
+    and the run must not loop forever for it. The latest message is kept. Pure."""
+    same = previous is not None and previous.type == error.type
+    count = previous.count + 1 if same and previous is not None else 1
+    return ClaimFailure(error.type, error.message, count), count >= limit
+
+
+def claim_retry_ms(count: int) -> int:
+    """How long the run waits before the next claim after `count` failed ones in a
+    row: 1 s, 2 s, 4 s, ..., at most CLAIM_RETRY_MAX_MS."""
+    return min(1000 * 2 ** min(max(count, 1) - 1, 16), CLAIM_RETRY_MAX_MS)
+
+
+@dataclass(frozen=True)
 class Run:
     """A workflow run's record. Times are epoch milliseconds."""
 
@@ -238,6 +282,10 @@ class Run:
     # Batched checkpoints: the results a run had not yet written when it ended, which
     # its terminal write carried (`codec.last_batch_text`); read with its history.
     last_batch: str | None = None
+    # The non-transient error that ended the latest claims, counted (the worker fails
+    # the run at `Settings.claim_failure_limit`); removed by a park, a continue-as-new
+    # and the terminal write.
+    claim_failure: ClaimFailure | None = None
 
     @property
     def route(self) -> str | None:

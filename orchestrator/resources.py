@@ -37,6 +37,8 @@ ENV_BUILD_ID = (
 ENV_TASK_QUEUES = "ORCHESTRATOR_TASK_QUEUES"  # comma-separated; "default" is always there
 # A pinned run whose build has had no live worker this long is flagged "stranded".
 ENV_STRANDED_AFTER_SECONDS = "ORCHESTRATOR_STRANDED_AFTER_SECONDS"
+# Claims in a row that the same non-transient error may end before the run fails.
+ENV_CLAIM_FAILURE_LIMIT = "ORCHESTRATOR_CLAIM_FAILURE_LIMIT"
 # Recurring schedules: their own Scheduler group, the function they invoke (the API
 # Lambda; found from its context when unset) and the role they assume to invoke it.
 ENV_RECURRING_GROUP = "ORCHESTRATOR_RECURRING_GROUP"

@@ -16,7 +16,9 @@ from .model import (
     BUILD_ID_HELP,
     BUILD_ID_RE,
     DEFAULT_CHECKPOINT_FLUSH_MS,
+    DEFAULT_CLAIM_FAILURE_LIMIT,
     DEFAULT_TASK_QUEUE,
+    MAX_CLAIM_FAILURE_LIMIT,
     TASK_QUEUE_RE,
 )
 
@@ -60,6 +62,12 @@ class EnvConfig(BaseSettings):
     task_queues: str = Field(default="", validation_alias=r.ENV_TASK_QUEUES)
     stranded_after_s: int = Field(
         default=300, validation_alias=r.ENV_STRANDED_AFTER_SECONDS, ge=1, le=366 * 24 * 3600
+    )
+    claim_failure_limit: int = Field(
+        default=DEFAULT_CLAIM_FAILURE_LIMIT,
+        validation_alias=r.ENV_CLAIM_FAILURE_LIMIT,
+        ge=1,
+        le=MAX_CLAIM_FAILURE_LIMIT,
     )
 
     # Unset: no value bucket, values stay in DynamoDB (up to MAX_INLINE_BYTES). No
@@ -143,6 +151,9 @@ class Settings:
     task_queues: tuple[str, ...] = (DEFAULT_TASK_QUEUE,)
     # A pinned run whose build has had no live worker for this long is "stranded".
     stranded_after_s: int = 300
+    # A worker fails a run once this many claims in a row ended with the same
+    # non-transient error before the run could go on (`model.ClaimFailure`).
+    claim_failure_limit: int = DEFAULT_CLAIM_FAILURE_LIMIT
     # Large values: the bucket, and the size above which a value is stored there.
     bucket: str = ""  # the value bucket (ORCHESTRATOR_BUCKET); "" : none, nothing offloaded
     offload_bytes: int = r.DEFAULT_OFFLOAD_BYTES

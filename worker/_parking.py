@@ -250,8 +250,17 @@ async def park_run(state: RunState) -> bool:
                 state.workflow_id, epoch=state.epoch, now=now, wake_at=wake, timer=timer
             )
     except Exception as e:
+        from ._claim_failures import counts
+
         log.warning("run %s: park failed (%s); abandoning this claim", state.workflow_id, e)
-        state.lose()
+        if counts(e):
+            # Refused for good, not a lost lease: every claim would park and fail
+            # here again. The claim stays held; the runner counts the error on the
+            # run (worker/_claim_failures.py).
+            state.reopen()
+            state.failure = e
+        else:
+            state.lose()
         state.unwinding = LeaseLost()
         p.fail_all(LeaseLost())
         return True

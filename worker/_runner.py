@@ -24,6 +24,7 @@ from orchestrator.settings import Settings
 
 from ._checkpoints import Checkpoints
 from ._children import notify_parent
+from ._claim_failures import counts
 from ._context import WorkflowContext, _current
 from ._logs import set_fields
 from ._metrics import WorkerMetrics
@@ -55,6 +56,11 @@ class _Runs:
 
     def _count(self, stat: str, run_name: str, metric: str, status: str | None = None) -> None:
         raise NotImplementedError  # Worker's
+
+    async def _claim_failed(
+        self, run: Run, state: RunState, receipt: str, e: BaseException
+    ) -> None:
+        raise NotImplementedError  # Worker's (worker/_claim_failures.py)
 
     def _state_for(self, run: Run) -> RunState:
         store = self._store
@@ -153,6 +159,18 @@ class _Runs:
                         log.info("run %s: released at shutdown", run.id)
                 return released
             raise
+        except BaseException as e:
+            # An error that ended the claim before the run could go on: counted on
+            # the run, which fails once the same one ended too many claims in a row
+            # (worker/_claim_failures.py). A transient one, or a lost claim, is left
+            # as before: the run resumes after its lease.
+            if state.lost or not counts(e):
+                raise
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await beat
+            await self._claim_failed(run, state, receipt, e)
+            return not state.lost
         finally:
             beat.cancel()
 
@@ -223,6 +241,8 @@ class _Runs:
             set_fields(status="parked")
             log.info("run %s parked", run.id)
             await store.delete_message(receipt)
+        elif isinstance(unwinding, LeaseLost) and state.failure is not None:
+            raise state.failure  # a park refused for good: counted (worker/_claim_failures.py)
         elif isinstance(unwinding, LeaseLost):
             state.lose()
             self._count("lost", run.name, "orchestrator_lease_losses_total")

@@ -108,6 +108,9 @@ class RunState:
     claim: Claim = Claim.RUNNING  # moved only by close(), reopen() and lose()
     timed_out: bool = False
     unwinding: BaseException | None = None  # the Suspend/LeaseLost/... in progress
+    # A write refused for good that gave the claim up (a park): the runner counts it
+    # on the run instead of leaving the claim (worker/_claim_failures.py).
+    failure: BaseException | None = None
     executed_steps: int = 0
     timers: list[str] = field(default_factory=list)
     executor: Executor | None = None  # runs sync step functions

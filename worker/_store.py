@@ -16,7 +16,15 @@ from orchestrator import resources as r
 from orchestrator.dispatch import (
     message_body,
 )
-from orchestrator.model import MAX_INPUT_BYTES, ErrorInfo, Run, Signal, Status, StepRecord
+from orchestrator.model import (
+    MAX_INPUT_BYTES,
+    ClaimFailure,
+    ErrorInfo,
+    Run,
+    Signal,
+    Status,
+    StepRecord,
+)
 from orchestrator.payloads import AsyncValues
 from orchestrator.settings import Settings
 from orchestrator.store import generations
@@ -344,6 +352,22 @@ class AsyncStore(_QueueRequests):
     async def release(self, workflow_id: str, *, epoch: int, now: int) -> bool:
         due = now + self.settings.sweep_grace_ms
         req = q.release(self._table, workflow_id, epoch=epoch, due_at=due)
+        return await self._owner_write(req) is None
+
+    async def record_claim_failure(
+        self, workflow_id: str, *, epoch: int, now: int, failure: ClaimFailure, retry_at: int
+    ) -> bool:
+        """Record a claim ended by a non-transient error (`requests.record_claim_failure`):
+        the lease is kept until `retry_at`. False if the claim was lost."""
+        req = q.record_claim_failure(
+            self._table,
+            workflow_id,
+            epoch=epoch,
+            now=now,
+            failure=failure,
+            retry_at=retry_at,
+            due_at=retry_at + self.settings.sweep_grace_ms,
+        )
         return await self._owner_write(req) is None
 
     async def continue_run(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from orchestrator.model import ErrorInfo, Run, Signal, Status, StepRecord
+from orchestrator.model import ClaimFailure, ErrorInfo, Run, Signal, Status, StepRecord
 from orchestrator.payloads import AsyncValues
 from orchestrator.settings import Settings
 
@@ -77,6 +77,10 @@ class RunStore(Protocol):
     ) -> bool: ...
 
     async def release(self, workflow_id: str, *, epoch: int, now: int) -> bool: ...
+
+    async def record_claim_failure(
+        self, workflow_id: str, *, epoch: int, now: int, failure: ClaimFailure, retry_at: int
+    ) -> bool: ...
 
     async def get_run(self, workflow_id: str) -> Run | None: ...
 

@@ -40,6 +40,7 @@ from orchestrator.payloads import AsyncValues
 from orchestrator.resources import split_queue_key
 from orchestrator.settings import Settings
 
+from ._claim_failures import _ClaimFailures
 from ._deletes import DEFAULT_MAX_WAIT
 from ._flow import FlowControl
 from ._handoff import KICK_DELAY_S, NameCache, ServedNames, kick_pending
@@ -59,7 +60,7 @@ from ._tracing import Tracing
 log = logging.getLogger("worker")
 
 
-class Worker(_Polling, _Runs, _Refusals):
+class Worker(_ClaimFailures, _Polling, _Runs, _Refusals):
     """Runs the given workflows until stopped.
 
     async with Worker(workflows=[greet], max_concurrent_workflows=4) as w:

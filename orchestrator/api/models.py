@@ -210,6 +210,8 @@ def run_view(
         view["earlier_outcomes"] = list(run.outcomes)
     if run.forked_from:
         view["forked_from"] = run.forked_from
+    if run.claim_failure is not None:  # claims ended by one error, counted toward failing it
+        view["claim_failure"] = run.claim_failure.as_dict()
     view["task_queue"] = run.task_queue or "default"
     if run.pinned:
         view["pinned"] = True

@@ -19,6 +19,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from .. import resources as r
 from ..errors import BadInputError, PayloadTooLargeError
 from ..model import (
+    ClaimFailure,
     ErrorInfo,
     Run,
     Signal,
@@ -115,6 +116,14 @@ def _error(d: dict[str, Any] | None) -> ErrorInfo | None:
     )
 
 
+def _claim_failure(d: dict[str, Any] | None) -> ClaimFailure | None:
+    if not d:
+        return None
+    return ClaimFailure(
+        type=str(d.get("type", "")), message=str(d.get("message", "")), count=int(d.get("count", 0))
+    )
+
+
 def run_from_item(item: dict[str, Any]) -> Run:
     d = from_item(item)
     return Run(
@@ -151,6 +160,7 @@ def run_from_item(item: dict[str, Any]) -> Run:
         task_queue=d.get("task_queue"),
         pinned=bool(d.get("pinned", False)),
         last_batch=d.get("last_batch"),
+        claim_failure=_claim_failure(d.get("claim_failure")),
     )
 
 

@@ -38,7 +38,7 @@ def continue_run(
         "TableName": table,
         "Key": run_key(workflow_id),
         "UpdateExpression": (
-            "SET #in = :input, #gen = :gen, #ep = #ep + :one, #lu = :lease, #ua = :now"
+            "SET #in = :input, #gen = :gen, #ep = #ep + :one, #lu = :lease, #ua = :now REMOVE #cf"
         ),
         "ConditionExpression": "#ep = :epoch AND #st = :running AND attribute_not_exists(#cr)",
         "ExpressionAttributeNames": {
@@ -49,6 +49,7 @@ def continue_run(
             "#ua": "updated_at",
             "#st": "status",
             "#cr": "cancel_requested",
+            "#cf": "claim_failure",
         },
         "ExpressionAttributeValues": {
             ":input": to_attr(input_text),

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import resources as r
-from ..model import ErrorInfo, Status
+from ..model import ClaimFailure, ErrorInfo, Status
 from .codec import (
     run_key,
     shard,
@@ -51,6 +51,7 @@ _NAMES = {
     "#pin": "pinned",
     "#lb": "last_batch",
     "#frk": "forking",
+    "#cf": "claim_failure",
 }
 
 
@@ -304,7 +305,8 @@ def park_sleep(
     return _update(
         table,
         run_key(workflow_id),
-        f"SET #st = :sleeping, #wa = :wake, {due}, #ua = :now{set_tm} REMOVE #ow, #lu{remove_tm}",
+        f"SET #st = :sleeping, #wa = :wake, {due}, #ua = :now{set_tm} "
+        f"REMOVE #ow, #lu, #cf{remove_tm}",
         "#ep = :epoch AND #st = :running AND attribute_not_exists(#cr)",
         values,
     )
@@ -341,14 +343,15 @@ def park_wait(
         due = _due(workflow_id, due_at, values)
         update = (
             f"SET #st = :waiting, #ws = :sig, #ua = :now, #wa = :wake, {due}{set_tm} "
-            f"REMOVE #ow, #lu{remove_tm}"
+            f"REMOVE #ow, #lu, #cf{remove_tm}"
         )
         values[":wake"] = deadline
     else:
         # No timeout: the only way forward is a signal, whose delivery puts the
         # run in the sweeper's index; until then it is out of it.
         update = (
-            f"SET #st = :waiting, #ws = :sig, #ua = :now{set_tm} REMOVE #ow, #lu, #da{remove_tm}"
+            f"SET #st = :waiting, #ws = :sig, #ua = :now{set_tm} "
+            f"REMOVE #ow, #lu, #da, #cf{remove_tm}"
         )
     return _update(
         table,
@@ -409,7 +412,7 @@ def terminal_write(
     """The one shape of every write that ends a run (the owner's finish, a cancel
     of a parked run, a terminate, the sweeper's poison and timeout failures):
     status, error and updated_at set (and `sets`, name placeholder to value);
-    owner, lease, wake and wait fields removed; the run out of the sweeper's
+    owner, lease, wake and wait fields and the claim failure count removed; the run out of the sweeper's
     index, unless it is a child run (`notify_due`), which stays there until its
     parent is told. `condition` on `values` is what closes each caller's race."""
     assert status.terminal
@@ -422,7 +425,9 @@ def terminal_write(
         clauses.append(f"{name} = :s{i}")
         values[f":s{i}"] = value
     set_due, remove_due = _end_due(workflow_id, values, notify_due)
-    update = "SET " + ", ".join(clauses) + f"{set_due} REMOVE #ow, #lu, {remove_due}#wa, #ws, #tm"
+    update = (
+        "SET " + ", ".join(clauses) + f"{set_due} REMOVE #ow, #lu, {remove_due}#wa, #ws, #tm, #cf"
+    )
     return _update(
         table, run_key(workflow_id), update, condition, values, return_values=return_values
     )
@@ -448,6 +453,41 @@ def release(table: str, workflow_id: str, *, epoch: int, due_at: int) -> dict[st
         table,
         run_key(workflow_id),
         f"SET #lu = :zero, {due} REMOVE #ow",
+        "#ep = :epoch AND #st = :running",
+        values,
+    )
+
+
+def record_claim_failure(
+    table: str,
+    workflow_id: str,
+    *,
+    epoch: int,
+    now: int,
+    failure: ClaimFailure,
+    retry_at: int,
+    due_at: int,
+) -> dict[str, Any]:
+    # A claim ended by a non-transient error before the run could go on (a value
+    # gone from S3, an input model that cannot be built): the owner records the
+    # error and the count of claims in a row it ended, and keeps the lease until
+    # `retry_at`, when the next claim may try again (a backoff: a duplicate message
+    # meanwhile is refused by the lease). Closes: a stale owner counting a failure
+    # into a run someone else holds now (epoch), and counting into a run that ended
+    # or parked meanwhile (status). The run enters the sweeper's index if it is not
+    # there yet, as at a release, so a lost message cannot strand it.
+    values: dict[str, Any] = {
+        ":cf": failure.as_dict(),
+        ":lease": retry_at,
+        ":now": now,
+        ":epoch": epoch,
+        ":running": Status.RUNNING.value,
+    }
+    due = _due(workflow_id, due_at, values, keep=True)
+    return _update(
+        table,
+        run_key(workflow_id),
+        f"SET #cf = :cf, #lu = :lease, #ua = :now, {due}",
         "#ep = :epoch AND #st = :running",
         values,
     )

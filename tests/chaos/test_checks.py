@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.model import Run, Status, StepKind, StepRecord
+from orchestrator.model import ClaimFailure, Run, Status, StepKind, StepRecord
 from orchestrator.payloads import pointer_of
 from orchestrator.store import endings, generations, sweeps
 from orchestrator.store import record_requests as rq
@@ -306,6 +306,18 @@ def test_the_journal_reads_what_each_request_means_whatever_its_wording() -> Non
         (
             sweeps.rearm(TABLE, RID, epoch=8, status=Status.SLEEPING, old_due=1, due_at=2),
             (False, 8, None),
+        ),
+        (
+            q.record_claim_failure(
+                TABLE,
+                RID,
+                epoch=10,
+                now=now,
+                failure=ClaimFailure("ValueUnavailableError", "gone", 1),
+                retry_at=now + 1000,
+                due_at=now + 2000,
+            ),
+            (False, 10, None),
         ),
     ]
     for req, want in cases:

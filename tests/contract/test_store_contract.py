@@ -9,7 +9,7 @@ interface has a case."""
 
 from __future__ import annotations
 
-from orchestrator.model import ErrorInfo, Run, Status, StepKind, StepRecord
+from orchestrator.model import ClaimFailure, ErrorInfo, Run, Status, StepKind, StepRecord
 from tests.contract.backends import LEASE, Backend, covers
 from worker._store import Refused
 
@@ -150,6 +150,46 @@ async def test_a_released_run_is_claimed_at_once(backend: Backend) -> None:
     assert await backend.store.release("r1", epoch=1, now=t)
     taken = await backend.claim("r1", "w2", t + 1)  # well inside the old lease
     assert isinstance(taken, Run) and taken.epoch == 2
+
+
+@covers("record_claim_failure")
+async def test_a_failed_claim_is_counted_fenced_and_cleared_by_a_park(backend: Backend) -> None:
+    t = backend.now
+    await backend.create("r1")
+    await backend.claim("r1", "w1", t)
+    gone = ClaimFailure("ValueUnavailableError", "value 1a2b… is no longer stored (expired)", 1)
+    store = backend.store
+    # A stale owner counts nothing.
+    assert not await store.record_claim_failure("r1", epoch=0, now=t, failure=gone, retry_at=t)
+    assert await store.record_claim_failure("r1", epoch=1, now=t, failure=gone, retry_at=t + 1000)
+    # The lease is kept until the retry time: the next claim waits for it.
+    assert isinstance(await backend.claim("r1", "w2", t + 1000), Refused)
+    again = await backend.claim("r1", "w2", t + 1001)
+    assert isinstance(again, Run) and (again.epoch, again.claim_failure) == (2, gone)
+    twice = ClaimFailure(gone.type, gone.message, 2)
+    assert await store.record_claim_failure("r1", epoch=2, now=t, failure=twice, retry_at=t + 2001)
+    third = await backend.claim("r1", "w3", t + 2002)
+    assert isinstance(third, Run) and third.claim_failure == twice
+    # The run went on: the park removes the count.
+    assert await store.park_sleep("r1", epoch=3, now=t, wake_at=t + 5000) is None
+    parked = await store.get_run("r1")
+    assert parked is not None and parked.claim_failure is None
+    # Counting into a run that parked meanwhile (not running) is refused.
+    assert not await store.record_claim_failure("r1", epoch=3, now=t, failure=gone, retry_at=t)
+
+
+async def test_the_terminal_write_removes_the_count(backend: Backend) -> None:
+    t = backend.now
+    await backend.create("r1")
+    await backend.claim("r1", "w1", t)
+    gone = ClaimFailure("AccessDenied", "Access Denied", 4)
+    assert await backend.store.record_claim_failure(
+        "r1", epoch=1, now=t, failure=gone, retry_at=t + 1
+    )
+    err = ErrorInfo("AccessDenied", "Access Denied")
+    assert await backend.store.finish("r1", epoch=1, now=t, status=Status.FAILED, error=err)
+    run = await backend.store.get_run("r1")
+    assert run is not None and (run.status, run.claim_failure) == (Status.FAILED, None)
 
 
 # --- the history ------------------------------------------------------------------------------

@@ -22,7 +22,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.dispatch import schedule_name, timer_plan
-from orchestrator.model import DEFAULT_TASK_QUEUE, ErrorInfo, Run, Signal, Status, StepRecord
+from orchestrator.model import (
+    DEFAULT_TASK_QUEUE,
+    ClaimFailure,
+    ErrorInfo,
+    Run,
+    Signal,
+    Status,
+    StepRecord,
+)
 from orchestrator.payloads import AsyncValues
 from orchestrator.settings import Settings
 from orchestrator.store.codec import last_batch_text, records_from_last_batch
@@ -142,6 +150,7 @@ class InMemoryStore:
             timer=timer,
             owner=None,
             lease_until=None,
+            claim_failure=None,
         )
         return None
 
@@ -170,6 +179,7 @@ class InMemoryStore:
             timer=timer,
             owner=None,
             lease_until=None,
+            claim_failure=None,
         )
         return None
 
@@ -205,6 +215,7 @@ class InMemoryStore:
             wake_at=None,
             wait_signal=None,
             timer=None,
+            claim_failure=None,
         )
         return True
 
@@ -214,6 +225,18 @@ class InMemoryStore:
             return False
         due = run.due_at if run.due_at is not None else now + self.settings.sweep_grace_ms
         self.runs[workflow_id] = replace(run, lease_until=0, due_at=due, owner=None)
+        return True
+
+    async def record_claim_failure(
+        self, workflow_id: str, *, epoch: int, now: int, failure: ClaimFailure, retry_at: int
+    ) -> bool:
+        run = self._owns(workflow_id, epoch)
+        if run is None:
+            return False
+        due = run.due_at if run.due_at is not None else retry_at + self.settings.sweep_grace_ms
+        self.runs[workflow_id] = replace(
+            run, claim_failure=failure, lease_until=retry_at, updated_at=now, due_at=due
+        )
         return True
 
     async def get_run(self, workflow_id: str) -> Run | None:

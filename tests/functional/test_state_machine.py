@@ -21,7 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from orchestrator.errors import ConflictError
-from orchestrator.model import TERMINAL, TRANSITIONS, Run, Status
+from orchestrator.model import TERMINAL, TRANSITIONS, ClaimFailure, Run, Status
 from orchestrator.store import requests as q
 from orchestrator.store.codec import new_run_item, to_item
 from orchestrator.store.conditions import conditional_failed
@@ -119,6 +119,20 @@ def _release(stack: Any, run: Run, now: int) -> bool:
     return _write(stack, q.release(stack.settings.table, run.id, epoch=EPOCH, due_at=now))
 
 
+def _claim_failed(stack: Any, run: Run, now: int) -> bool:
+    failure = ClaimFailure("ValueUnavailableError", "value … is no longer stored (expired)", 1)
+    req = q.record_claim_failure(
+        stack.settings.table,
+        run.id,
+        epoch=EPOCH,
+        now=now,
+        failure=failure,
+        retry_at=now + 1000,
+        due_at=now + 2000,
+    )
+    return _write(stack, req)
+
+
 def _cancel(stack: Any, run: Run, now: int) -> bool:
     _, _, outcome = stack.store.cancel(run.id, "stop")
     if outcome == "requested":  # running: its owner delivers it and ends the run
@@ -138,6 +152,7 @@ DRIVERS: dict[str, Callable[[Any, Run, int], bool]] = {
     "complete": _finish(Status.COMPLETED),
     "fail": _finish(Status.FAILED),
     "release": _release,
+    "claim_failed": _claim_failed,
     "cancel": _cancel,
     "expire": _expire,
 }

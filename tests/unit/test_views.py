@@ -141,3 +141,19 @@ def test_an_invoke_shows_an_offloaded_child_output_as_a_reference() -> None:
     assert view["output_ref"] == {"bytes": 2_500_000, "sha256": "ab" * 32}
     inline = replace(rec, result=json.dumps({**outcome, "output": {"a": 1}}))
     assert "output_ref" not in step_view(inline, "r")
+
+
+def test_a_run_whose_claims_keep_failing_shows_the_error_and_its_count() -> None:
+    from orchestrator.api.models import run_view
+    from orchestrator.model import ClaimFailure, Run, Status
+
+    run = Run("r", "w", Status.RUNNING, "{}", T0, T0, epoch=3)
+    assert "claim_failure" not in run_view(run)
+    gone = ClaimFailure("ValueUnavailableError", "value 1a2b… is no longer stored (expired)", 2)
+    view = run_view(replace(run, claim_failure=gone))
+    assert view["claim_failure"] == {
+        "type": "ValueUnavailableError",
+        "message": "value 1a2b… is no longer stored (expired)",
+        "count": 2,
+    }
+    assert view["attempt"] == 3
