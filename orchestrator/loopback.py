@@ -27,6 +27,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
+from typing import Any
 
 from .errors import (
     BadInputError,
@@ -93,9 +94,37 @@ def check_request(
     return None
 
 
+def error_reply(handler: Any, code: int, message: str | None, extra: Mapping[str, str]) -> None:
+    """What a loopback server's `send_error` sends: the JSON error shape with
+    `extra` headers (the security headers), never http.server's HTML page. A
+    method no server has (TRACE, CONNECT, anything else: http.server's 501) is
+    405."""
+    status = 405 if code == 501 else code
+    error = {405: ("method_not_allowed", "this server has no such method")}.get(
+        status, ("bad_request" if status < 500 else "internal", message or "refused")
+    )
+    body = json.dumps({"error": {"code": error[0], "message": error[1]}}).encode()
+    handler.close_connection = True
+    handler.send_response(status)
+    for k, v in {"Content-Type": "application/json", **extra}.items():
+        handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)
+
+
 def content_length(headers: Mapping[str, str] | Message) -> int:
     """The body length of a request `check_request` accepted."""
     return int((headers.get("Content-Length") or "0").strip() or 0)
 
 
-__all__ = ["LOOPBACK_HOSTS", "Refusal", "check_request", "content_length", "host_name"]
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "Refusal",
+    "check_request",
+    "content_length",
+    "error_reply",
+    "host_name",
+]

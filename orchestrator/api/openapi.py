@@ -257,6 +257,11 @@ def _operation(op: Operation) -> dict[str, Any]:
     }
     for code in ("400", "404"):
         responses[code] = error
+    if op.method in ("POST", "DELETE"):
+        # A change that finds the run (or schedule, callback) in a state it
+        # cannot take: an id taken with another input, a redrive of a run that
+        # has not ended, a signal to an ended run, a second completion.
+        responses["409"] = error
     out: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,

@@ -20,6 +20,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 
+from ..errors import UnsupportedMediaTypeError
 from .schedules import BackfillRequest, NoteRequest, ScheduleRequest, schedule_view
 from .service import Service
 
@@ -62,6 +63,14 @@ def register(
 
     @app.delete("/schedules/<name>")
     def delete_schedule(name: str) -> dict[str, Any]:
+        # No body is needed; one that comes must be JSON, as on every route
+        # (a form or text/plain body is what a cross-site page sends).
+        event = app.current_event
+        media = (event.headers.get("content-type") or "").partition(";")[0].strip().lower()
+        if (media or event.body) and media != "application/json":
+            raise UnsupportedMediaTypeError(
+                "DELETE takes no body; send none, or Content-Type: application/json"
+            )
         s = service().schedules.delete(name)
         return {"name": s.name, "deleted": True}
 

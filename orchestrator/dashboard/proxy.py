@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..api.edge import security_headers
 from ..errors import BadInputError
-from ..loopback import check_request, content_length
+from ..loopback import check_request, content_length, error_reply
 
 _FORWARDED_HEADERS = ("Content-Type", "Accept")
 TOKEN_HEADER = "X-Orchestrator-Proxy-Token"
@@ -187,7 +187,14 @@ class DashboardProxy:
                 )
                 self._send(status, {"Content-Type": content_type} if content_type else {}, data)
 
-            do_GET = do_HEAD = do_OPTIONS = do_POST = _serve
+            # Every method the API has goes on to it (it answers 405 for a route
+            # that lacks one); any other method is refused here.
+            do_GET = do_HEAD = do_OPTIONS = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+            def send_error(
+                self, code: int, message: str | None = None, explain: str | None = None
+            ) -> None:
+                error_reply(self, code, message, security_headers())
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
 from ..api.app import MAX_BODY_BYTES
 from ..api.edge import security_headers, serve
-from ..loopback import check_request, content_length
+from ..loopback import check_request, content_length, error_reply
 
 DRAIN_MAX_BYTES = 8 * 1024 * 1024  # a refused body up to this size is read and dropped
 
@@ -154,6 +154,11 @@ class ApiServer:
                     self.wfile.write(data)
 
             do_GET = do_HEAD = do_OPTIONS = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+            def send_error(
+                self, code: int, message: str | None = None, explain: str | None = None
+            ) -> None:
+                error_reply(self, code, message, security_headers())
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

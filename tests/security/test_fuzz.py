@@ -57,6 +57,8 @@ def _check(stack: LocalStack, case: Any, before: tuple[int, str, str] | None) ->
     response = case.call(base_url=stack.api_url, timeout=10)
     status = response.status_code
     assert status < 500, f"{case.method} {case.formatted_path}: {status} {response.text[:300]}"
+    documented = document()["paths"][case.path][case.method.lower()]["responses"]
+    assert str(status) in documented, f"{case.method} {case.path}: {status} is not documented"
     headers = {k.lower(): v[0] for k, v in response.headers.items()}
     if 400 <= status < 500 and case.method != "HEAD":
         assert headers["content-type"].startswith("application/json")
@@ -101,3 +103,26 @@ def test_every_route_answers_cleanly(
         assert expect_none, f"no {mode.value} request was generated for {key}"
         return
     assert not expect_none, f"{key} has negative requests now: take it out of NO_NEGATIVE"
+
+
+def test_the_conflicts_the_api_answers_are_in_the_document(sec_stack: LocalStack) -> None:
+    """Each 409 a route answers is one its operation documents (status-code
+    conformance: a client generated from the document knows the answer)."""
+    from tests.security._http import JSON, request
+
+    def post(path: str, body: dict[str, Any]) -> int:
+        return request(
+            sec_stack.api_url, "POST", path, headers=JSON, body=json.dumps(body).encode()
+        )[0]
+
+    answers = {
+        "/workflows": [
+            post("/workflows", {"name": "greet", "id": "c409", "input": {"n": i}}) for i in (1, 2)
+        ][1],
+        "/workflows/{workflow_id}/redrive": post("/workflows/c409/redrive", {}),
+    }
+    assert post("/workflows/c409/cancel", {}) == 200
+    answers["/workflows/{workflow_id}/signals"] = post("/workflows/c409/signals", {"name": "go"})
+    for path, status in answers.items():
+        assert status == 409, (path, status)
+        assert "409" in document()["paths"][path]["post"]["responses"], path

@@ -103,14 +103,14 @@ def recorder() -> Iterator[tuple[str, list[dict[str, str]]]]:
 
     class Handler(BaseHTTPRequestHandler):
         def _any(self) -> None:
-            seen.append({"path": self.path, **dict(self.headers.items())})
+            seen.append({"method": self.command, "path": self.path, **dict(self.headers.items())})
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"{}")
 
-        do_GET = do_POST = _any
+        do_GET = do_POST = do_DELETE = _any
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -183,6 +183,22 @@ def test_the_proxy_answers_a_malformed_content_length_with_a_400(recorder, lengt
         status, _, body = request(proxy.url, "POST", "/workflows", headers=headers, body=b"")
         assert status == 400 and "Content-Length" in json_error(body)["message"]
         assert seen == []
+    finally:
+        proxy.stop()
+
+
+def test_the_proxy_forwards_a_delete_and_refuses_a_method_no_server_has(recorder) -> None:
+    url, seen = recorder
+    proxy = DashboardProxy(url, auth="none").start()
+    try:
+        token = {TOKEN_HEADER: proxy.secret}
+        assert request(proxy.url, "DELETE", "/schedules/nightly", headers=token)[0] == 200
+        assert seen[-1]["method"] == "DELETE" and seen[-1]["path"] == "/schedules/nightly"
+        for method in ("TRACE", "CONNECT", "BREW"):
+            status, headers, body = request(proxy.url, method, "/", headers=token)
+            assert status == 405 and json_error(body)["code"] == "method_not_allowed"
+            assert headers["x-content-type-options"] == "nosniff"
+        assert len(seen) == 1
     finally:
         proxy.stop()
 
@@ -269,6 +285,34 @@ def test_every_response_carries_the_security_headers(sec_stack: LocalStack, path
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["referrer-policy"] == "no-referrer"
     assert headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "BREW"])
+def test_a_method_no_route_has_is_a_json_405_with_the_security_headers(
+    sec_stack: LocalStack, method: str
+) -> None:
+    status, headers, body = request(sec_stack.api_url, method, "/workflows")
+    assert status == 405 and json_error(body)["code"] == "method_not_allowed"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" in headers
+
+
+def test_a_delete_with_a_body_of_another_type_is_a_415_and_deletes_nothing(
+    sec_stack: LocalStack,
+) -> None:
+    from orchestrator import Client
+
+    client = Client(sec_stack.api_url)
+    client.create_schedule("keep-me", "greet", expression="rate(5 minutes)")
+    try:
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        status, _, body = request(
+            sec_stack.api_url, "DELETE", "/schedules/keep-me", headers=form, body=b"a=1"
+        )
+        assert status == 415 and json_error(body)["code"] == "unsupported_media_type"
+        assert client.schedule("keep-me")["name"] == "keep-me"
+    finally:
+        client.delete_schedule("keep-me")
 
 
 def test_options_and_head_are_answered(sec_stack: LocalStack) -> None:
