@@ -20,6 +20,7 @@ sends every unfinished run its message again."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -30,6 +31,7 @@ from typing import Any
 
 import boto3
 
+from orchestrator import resources as r
 from orchestrator import testing_faults as faults
 from orchestrator.local import LocalStack
 from orchestrator.local.aws import MotoServer
@@ -162,7 +164,27 @@ def restart(
         except Exception:
             if attempt == 9:
                 raise
-    return new, saved
+    return new, {**saved, **_lost(new, state_dir / "state.json")}
+
+
+def _lost(stack: LocalStack, path: Path) -> dict[str, int]:
+    """What the snapshot held that the restored stack lacks: values (objects are
+    never deleted here) and runs (nor are run items)."""
+    state = json.loads(path.read_text())
+    plain = _plain(stack, stack.settings.endpoint_url)
+    pages = plain.s3.get_paginator("list_objects_v2").paginate(
+        Bucket=stack.settings.bucket, Prefix=r.VALUE_KEY_PREFIX
+    )
+    present = {o["Key"][len(r.VALUE_KEY_PREFIX) :] for p in pages for o in p.get("Contents", [])}
+    keys = {r.PK: {"S": ""}, r.SK: {"S": "RUN"}}
+    runs = [i[r.PK]["S"] for i in state["items"] if i.get(r.SK, {}).get("S") == "RUN"]
+    missing = 0
+    for pk in runs:
+        got = plain.ddb.get_item(
+            TableName=stack.settings.table, Key={**keys, r.PK: {"S": pk}}, ConsistentRead=True
+        )
+        missing += "Item" not in got
+    return {"values lost": len(set(state["values"]) - present), "runs lost": missing}
 
 
 def _start(make: Callable[[int], LocalStack], port: int) -> LocalStack:
@@ -192,6 +214,11 @@ def check_restarts(o: Any, report: Any) -> None:
         if run is not None and run.epoch > MAX_CLAIMS
     ]
     report.violations["no run loops (claims per run bounded)"] = looping
+    report.violations["a restart keeps every value and run of its snapshot"] = [
+        f"restart {i + 1}: {held['values lost']} value(s), {held['runs lost']} run(s) lost"
+        for i, held in enumerate(o.restored)
+        if held.get("values lost") or held.get("runs lost")
+    ]
     claims = [run.epoch for run in o.runs.values() if run is not None]
     report.facts["most claims of one run"] = max(claims, default=0)
     report.facts["stack restarts survived"] = len(o.restored)

@@ -29,6 +29,22 @@ def test_a_run_claimed_past_the_bound_is_a_violation() -> None:
     ]
     assert report.facts["most claims of one run"] == MAX_CLAIMS + 1
     assert report.facts["stack restarts survived"] == 1
+    assert report.violations["a restart keeps every value and run of its snapshot"] == []
+
+
+def test_a_restart_that_lost_a_value_or_a_run_is_a_violation() -> None:
+    outcome = SimpleNamespace(
+        runs={},
+        restored=[
+            {"runs": 2, "values lost": 0, "runs lost": 0},
+            {"runs": 2, "values lost": 1, "runs lost": 2},
+        ],
+    )
+    report = Report(violations={}, facts={})
+    check_restarts(outcome, report)
+    assert report.violations["a restart keeps every value and run of its snapshot"] == [
+        "restart 2: 1 value(s), 2 run(s) lost"
+    ]
 
 
 def test_a_closed_gate_refuses_new_requests_and_waits_for_those_inside() -> None:
