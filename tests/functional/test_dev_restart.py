@@ -181,3 +181,22 @@ def test_a_pinned_run_keeps_its_build_queue_across_a_restart(
     assert (restored.build_id, restored.pinned) == (build, True)
     with BackgroundWorker([make("A")], second.settings, clock=clock, build_id=build):
         assert finish_through_sleeps(second, "pinned-1") == {"open": "A", "close": "A"}
+
+
+def test_a_snapshot_of_the_first_format_still_restores(
+    make_stack: Callable[..., LocalStack], tmp_path: Path
+) -> None:
+    """A state dir written before values, recurring schedules and queues were
+    kept: its items and timers come back, the rest starts empty."""
+    clock = SkippingClock()
+    first = make_stack(clock=clock)
+    first.service.start("count", {"steps": 1}, "old-format")
+    save(first, tmp_path / "state.json")
+    state = json.loads((tmp_path / "state.json").read_text())
+    old = {k: state[k] for k in ("saved_at", "items", "schedules")}
+    (tmp_path / "state.json").write_text(json.dumps({"format": 1, **old}))
+
+    second, restored = _restart(make_stack, clock, tmp_path / "state.json")
+    assert (restored["runs"], restored["values"], restored["recurring"]) == (1, 0, 0)
+    with BackgroundWorker([count], second.settings, clock=clock):
+        wait_status(second, "old-format", "completed")
