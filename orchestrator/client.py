@@ -377,12 +377,19 @@ def _sign(method: str, url: str, data: bytes | None, headers: dict[str, str]) ->
 
 def _followed(view: dict[str, Any], key: str) -> dict[str, Any]:
     """`view` with the value behind its `<key>_link` (a presigned S3 GET) read into
-    `key`, its bytes checked against the link's SHA-256."""
+    `key`, its bytes checked against the link's SHA-256. A link S3 refuses leaves
+    `key` None and the link marked `unavailable` (as the API marks a value it
+    cannot read)."""
     link = view.get(f"{key}_link")
     if not link or not link.get("url"):
         return view
-    with urllib.request.urlopen(link["url"], timeout=300) as resp:
-        data = resp.read()
+    try:
+        with urllib.request.urlopen(link["url"], timeout=300) as resp:
+            data = resp.read()
+    except urllib.error.HTTPError as e:
+        # S3 refused the link (404: the object expired): the view stays, marked.
+        why = f"the value cannot be read from its link (S3 answered {e.code} {e.reason})"
+        return {**view, f"{key}_link": {**link, "unavailable": why}}
     if hashlib.sha256(data).hexdigest() != link.get("sha256"):
         raise OrchestratorError(f"the value behind {key}_link does not match its digest")
     return {**view, key: json.loads(data)}

@@ -135,6 +135,15 @@ async def large_sender(ctx: Any, input: dict[str, Any]) -> dict[str, str]:
     return await ctx.continue_as_new({"value": value, "child": child})
 
 
+@workflow("large.waiter")
+async def large_waiter(ctx: Any, input: dict[str, Any]) -> str:
+    """A large step result, then a wait for the signal "go": the value must still
+    be readable when the signal comes (after a dev stack restart, say)."""
+    value = await ctx.step("make", make_value, ctx.workflow_id, int(input["size"]), "w")
+    await ctx.wait_for_signal("go", "go")
+    return await ctx.step("fingerprint", fingerprint, ctx.workflow_id, value)
+
+
 LARGE = [
     large_value,
     large_twice,
@@ -144,4 +153,5 @@ LARGE = [
     large_parent,
     large_reader,
     large_sender,
+    large_waiter,
 ]

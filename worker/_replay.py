@@ -34,7 +34,7 @@ from typing import Any
 
 from orchestrator.errors import NonDeterminismError, WorkflowCancelledError
 from orchestrator.model import Run, StepRecord, generation_scope
-from orchestrator.payloads import is_pointer
+from orchestrator.payloads import ValueUnavailableError, is_pointer
 
 from ._context import WorkflowContext, _current
 from ._parking import Parker, cancel_tasks
@@ -84,6 +84,9 @@ class RunVerdict:
     message: str = ""
     replayed: int = 0  # records in the history
     seconds: float = 0.0  # replay time (the history read excluded)
+    # Its history could not be read: a value it recorded in S3 is gone (expired,
+    # or a dev stack that lost it). Not replayed, so neither passed nor failed.
+    unreadable: bool = False
 
 
 @dataclass
@@ -97,7 +100,12 @@ class Report:
 
     @property
     def failed(self) -> list[RunVerdict]:
-        return [v for v in self.verdicts if not v.ok]
+        """The runs that would fail on this code (unreadable ones are not)."""
+        return [v for v in self.verdicts if not v.ok and not v.unreadable]
+
+    @property
+    def unreadable(self) -> list[RunVerdict]:
+        return [v for v in self.verdicts if v.unreadable]
 
 
 async def replay(
@@ -253,9 +261,23 @@ async def check(
     with ThreadPoolExecutor(max_workers=max(1, read_concurrency)) as pool:
         loads = [pool.submit(load_history, ddb, table, run, report, values) for run in selected]
         for run, load in zip(selected, loads, strict=True):
-            history = await asyncio.wrap_future(load)
-            if values is not None and is_pointer(run.input):  # a child's offloaded input
-                run = replace(run, input=await asyncio.to_thread(values.get, run.input))
+            try:
+                history = await asyncio.wrap_future(load)
+                if values is not None and is_pointer(run.input):  # a child's offloaded input
+                    run = replace(run, input=await asyncio.to_thread(values.get, run.input))
+            except ValueUnavailableError as e:
+                report.verdicts.append(
+                    RunVerdict(
+                        run.id,
+                        run.name,
+                        run.status.value,
+                        False,
+                        "unreadable",
+                        message=f"its history cannot be read: {e.message}",
+                        unreadable=True,
+                    )
+                )
+                continue
             verdict = await replay(definitions[run.name], run, history, timeout=timeout)
             report.replay_seconds += verdict.seconds
             report.verdicts.append(verdict)

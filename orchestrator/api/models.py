@@ -21,7 +21,7 @@ from ..model import (
     child_run_id,
     child_signal,
 )
-from ..payloads import SyncValues, is_pointer, parse_pointer
+from ..payloads import SyncValues, ValueUnavailableError, is_pointer, parse_pointer
 
 CALLBACK_SIGNAL_PREFIX = f"{RESERVED_SIGNAL_PREFIX}cb:"  # = store.callbacks.callback_signal("")
 CHILD_SIGNAL_PREFIX = child_signal("")
@@ -135,14 +135,20 @@ def _json(text: str | None) -> Any:
 def _read(text: str | None, values: SyncValues | None) -> tuple[str | None, dict[str, Any] | None]:
     """A stored value as a view shows it: (JSON text, None), or (None, link) for an
     offloaded value above `MAX_INLINE_READ_BYTES`, or for any offloaded value when
-    the view reads no values (lists: the link then names the object, no URL)."""
+    the view reads no values (lists: the link then names the object, no URL).
+    A value whose object is gone (expired) is (None, link with `unavailable`,
+    the reason, and no URL)."""
     if not is_pointer(text):
         return text, None
     assert text is not None
+    digest, size = parse_pointer(text)
     if values is None:
-        digest, size = parse_pointer(text)
         return None, {"bytes": size, "sha256": digest}
-    return values.view(text)
+    try:
+        return values.view(text)
+    except ValueUnavailableError as e:
+        # The record stays readable: its value is marked, not the whole answer failed.
+        return None, {"bytes": size, "sha256": digest, "unavailable": e.message}
 
 
 @dataclass(frozen=True)

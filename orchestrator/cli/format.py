@@ -101,6 +101,21 @@ def _compact(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _unavailable(view: dict[str, Any], key: str) -> str | None:
+    """Why a value the API (or its S3 link) could not give is missing, if it is."""
+    link = view.get(f"{key}_link")
+    return link.get("unavailable") if isinstance(link, dict) else None
+
+
+def _shown(view: dict[str, Any], key: str, limit: int | None = None) -> str:
+    """A value as one line: its JSON, or a marker when it is no longer stored."""
+    gone = _unavailable(view, key)
+    if gone:
+        return f"<value unavailable: {gone}>"
+    text = json.dumps(view.get(key))
+    return text if limit is None else _compact(view.get(key), limit)
+
+
 def _detail(run: dict[str, Any]) -> str:
     if run.get("error"):
         return f"{run['error']['type']}: {run['error']['message']}"
@@ -116,7 +131,7 @@ def _detail(run: dict[str, Any]) -> str:
     if run["status"] == "sleeping" and run.get("wake_at"):
         return f"wakes {_until(run['wake_at'])}"
     if run["status"] == "completed":
-        return "→ " + _compact(run.get("output"))
+        return "→ " + _shown(run, "output", 80)
     return ""
 
 
@@ -161,7 +176,7 @@ def _outcome(step: dict[str, Any], run: dict[str, Any] | None = None) -> str:
             return f"attempt failed; next attempt {_until(step['retry_at'])}"
         if step.get("error"):
             return f"{step['error']['type']}: {step['error']['message']}"
-        return _compact(step.get("result"), 100)
+        return _shown(step, "result", 100)
     if kind == "sleep":
         return f"sleep until {_local(step['wake_at'])} ({_until(step['wake_at'])})"
     if kind == "patch":
@@ -459,9 +474,9 @@ def _print_run(
                 style="yellow",
             )
         )
-    out.print(f"input:  {json.dumps(run['input'])}", soft_wrap=True)
+    out.print(f"input:  {_shown(run, 'input')}", soft_wrap=True)
     if run["status"] == "completed":
-        out.print(f"output: {json.dumps(run['output'])}", soft_wrap=True)
+        out.print(f"output: {_shown(run, 'output')}", soft_wrap=True)
     if run.get("error"):
         error = run["error"]
         out.print(Text(f"error:  {error['type']}: {error['message']}", style="red"), soft_wrap=True)

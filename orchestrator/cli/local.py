@@ -11,7 +11,7 @@ import logging
 import os
 import signal as signals
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -250,12 +250,13 @@ def dev(
         ),
     ] = None,
 ) -> None:
-    """Run the embedded stack and the dashboard until Ctrl-C.
+    """Run the embedded stack and the dashboard until Ctrl-C (SIGINT) or SIGTERM.
 
     moto, the API and the dashboard on localhost, the scheduler emulator and the
     sweeper, in one process. It prints the exports a second terminal needs. Runs,
-    schedules, timers and inboxes are saved to --state-dir every few seconds and
-    at stop, and restored at the next start.
+    inboxes, callbacks, timers, recurring schedules, pinned builds' queues and
+    large values are saved to --state-dir every few seconds and at stop (SIGINT
+    and SIGTERM both save), and restored at the next start.
 
     Examples:
 
@@ -299,22 +300,46 @@ def dev(
     if restored:
         out.print(
             f"State:     {path}: restored {restored['runs']} run(s), "
-            f"{restored['unfinished']} unfinished, {restored['schedules']} schedule(s)"
+            f"{restored['unfinished']} unfinished, {restored['schedules']} timer(s), "
+            f"{restored['recurring']} recurring schedule(s), {restored['values']} large value(s)"
         )
     else:
         out.print(f"State:     {path} ({'--fresh: ' if fresh else ''}starting empty)")
     out.print("then: orchestrator worker examples.all   (Ctrl-C to stop)")
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        name = _wait_for_stop_signal()
+        out.print(f"\n{name}: stopping; saving the state")
     finally:
         try:
             saved = saver.stop()
-            out.print(f"\nstate saved to {path}: {saved['runs']} run(s)")
+            out.print(
+                f"state saved to {path}: {saved['runs']} run(s), {saved['recurring']} "
+                f"recurring schedule(s), {saved['values']} large value(s)"
+            )
         finally:
             stack.stop()
+
+
+def _wait_for_stop_signal() -> str:
+    """Block until SIGINT or SIGTERM; the signal's name. Both handlers are
+    installed here: a process started in the background by a shell script
+    inherits SIGINT ignored, and SIGTERM's default ends the process without
+    saving anything."""
+    got: list[str] = []
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        got.append(signals.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signals.signal(sig, handler) for sig in (signals.SIGINT, signals.SIGTERM)}
+    try:
+        while not stop.wait(3600):
+            pass
+    finally:
+        for sig, old in previous.items():
+            signals.signal(sig, old)
+    return got[0]
 
 
 def _local_stack() -> Any:

@@ -31,6 +31,7 @@ from .format import (
     _runs_table,
     _status,
     _steps_table,
+    _unavailable,
     out,
 )
 
@@ -190,6 +191,16 @@ def show(
     if steps:
         out.print()
         out.print(_steps_table(steps, run))
+    lost = [s["name"] for s in steps if _unavailable(s, "result")]
+    if lost:
+        out.print(
+            Text(
+                f"value unavailable: the recorded result of {', '.join(map(repr, lost))} is "
+                "no longer stored (its S3 object is gone)",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
     buffered = _call(client.inbox, workflow_id)
     if buffered:
         out.print()

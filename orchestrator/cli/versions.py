@@ -52,7 +52,9 @@ def replay_check(
     Reads each run's history with one Query (DynamoDB, with the worker's
     environment) and replays it with MODULE's workflows; prints each run that
     would fail with NonDeterminismError and the operation. Exit status 1 if
-    any would: a deploy gate.
+    any would: a deploy gate. A run whose history cannot be read (a value it
+    recorded in S3 is gone) is listed as UNREADABLE and does not fail the gate:
+    no build can replay it.
 
     Examples:
 
@@ -98,6 +100,7 @@ def replay_check(
                 {
                     "checked": n,
                     "failed": len(report.failed),
+                    "unreadable": len(report.unreadable),
                     "queries": report.queries,
                     "read_units": report.read_units,
                     "list_seconds": round(listed, 4),
@@ -114,9 +117,13 @@ def replay_check(
         for v in report.failed:
             where = f" at operation {v.operation}" if v.operation else ""
             out.print(f"FAIL {v.workflow_id} ({v.name}, {v.status}){where}: {v.message}")
+        for v in report.unreadable:
+            out.print(f"UNREADABLE {v.workflow_id} ({v.name}, {v.status}): {v.message}")
         per_run = f"{1000 * report.wall_seconds / n:.1f} ms" if n else "-"
+        unreadable = f", {len(report.unreadable)} unreadable" if report.unreadable else ""
         err.print(
-            f"{n} runs replayed, {len(report.failed)} would fail; {report.queries} history "
+            f"{n - len(report.unreadable)} runs replayed, {len(report.failed)} would fail"
+            f"{unreadable}; {report.queries} history "
             f"queries ({report.read_units:g} read units), {per_run} per run "
             f"(replay alone {report.replay_seconds:.2f} s; listing {listed:.2f} s)"
         )

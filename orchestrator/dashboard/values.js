@@ -1,6 +1,7 @@
 /* Values stored in S3 beyond what the API returns inline (1 MB): a run's
  * `output_link`, a step's `result_link` ({url, bytes, sha256, expires_in}), and
- * in the runs list the same link without a url.
+ * in the runs list the same link without a url. A value whose object is gone
+ * comes as a link with `unavailable` (the reason) and no url.
  *
  * The page cannot fetch the presigned link itself: its Content-Security-Policy
  * allows fetches from its own origin only, and neither S3 nor the local moto
@@ -93,6 +94,14 @@
   // size, a preview and the download link.
   function valueBlock(value, link, pretty, refresh) {
     if (!link) return jsonBlock(value, pretty);
+    if (link.unavailable) {
+      // Its S3 object is gone (expired): the API says so instead of the value.
+      return h(
+        "div",
+        { class: "value-link value-unavailable", "data-sha256": link.sha256 },
+        h("div", { class: "line value-meta" }, `value unavailable: ${link.unavailable}`),
+      );
+    }
     return h(
       "div",
       { class: "value-link", "data-sha256": link.sha256, "data-bytes": link.bytes },

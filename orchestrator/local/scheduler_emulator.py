@@ -150,6 +150,17 @@ class SchedulerEmulator:
         for gone in set(self._cursors) - seen:
             del self._cursors[gone]
 
+    def adopt_recurring(self) -> None:
+        """Treat every recurring schedule as first seen now: ticks from now on are
+        delivered, earlier ones are not (restored schedules: their StartDate is
+        long past, and a tick missed while the stack was stopped is the
+        sweeper's catch-up's, not a flood of deliveries)."""
+        with self._lock:
+            now = self._clock.now_ms()
+            self._refresh(now)
+            for name, (expr, anchor, cursor, target) in self._cursors.items():
+                self._cursors[name] = (expr, anchor, max(cursor, now), target)
+
     def _fire_recurring(self) -> int:
         if self._recurring_group is None or self._deliver is None:
             return 0

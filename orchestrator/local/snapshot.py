@@ -1,40 +1,62 @@
 """The dev stack's state on disk (`orchestrator dev --state-dir DIR`).
 
 moto keeps everything in memory and has no persistence of its own, so the dev
-stack writes a snapshot through the AWS APIs it emulates: every item of the
-table (runs, steps, inboxes, the sweeper's marks, the worker registry) and
-every schedule of the group, as JSON, every few seconds and at stop. The write
-is atomic (a temporary file renamed over the old one), so a crash leaves the
-previous snapshot.
+stack writes a snapshot through the AWS APIs it emulates, every few seconds and
+at stop:
 
-Restore puts the items and schedules back into a fresh stack and then gives
-every unfinished run its message: runnable ones at once, parked ones with a
-delay up to their wake time (or none: their schedule or the sweeper wakes
-them), as the sweeper would, only sooner. Queue messages themselves are not
-saved: a message only says "look at run X" and the claim decides, so sending
-them again is the normal recovery path (duplicates are harmless).
+- every item of the table: runs, step records, signal inboxes, callbacks (their
+  lookup items), flow-control items, the recurring schedules' records, the
+  sweeper's marks, the worker registry;
+- every schedule of the timer group (one-time timers) and of the recurring group
+  (the recurring schedules' EventBridge side);
+- the queues, with their attributes (a pinned build's queue is created by its
+  first worker, not by the stack);
+- every object of the value bucket (values above the offload threshold), one
+  file per object under DIR/values/, named by the value's SHA-256 and written once
+  (a value's object never changes: its key is its digest).
+
+DIR/state.json is written atomically (a temporary file renamed over the old
+one), so a crash leaves the previous snapshot; a value file is written (also
+by a rename) before the state.json that names it, and a file no snapshot names
+any more is removed after.
+
+Restore puts all of it back into a fresh stack, then gives every unfinished
+run its message, on its own queue (its task queue's, or its pinned build's):
+runnable ones at once, parked ones with a delay up to their wake time (or none:
+their schedule or the sweeper wakes them), as the sweeper would, only sooner.
+Queue messages themselves (in flight or delayed) are not saved: a message only
+says "look at run X" and the claim decides, so sending them again is the normal
+recovery path (duplicates are harmless). A recurring schedule's next tick after
+the restore is delivered on time; a tick that fell while the stack was stopped
+is the sweeper's catch-up's, as a lost delivery is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .. import resources as r
 from ..dispatch import send_request
 from ..model import Status
+from ..payloads import DIGEST_RE, _put_args, object_key
 from ..store.codec import run_from_item
 from .stack import LocalStack
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
+FORMATS = (1, 2)  # a format-1 snapshot (items and timers only) still restores
 FILE_NAME = "state.json"
+VALUES_DIR = "values"
 SAVE_INTERVAL_S = 3.0
 _SCHEDULE_KEYS = (
     "Name",
@@ -45,7 +67,12 @@ _SCHEDULE_KEYS = (
     "ActionAfterCompletion",
     "Target",
     "State",
+    "Description",
+    "StartDate",
+    "EndDate",
 )
+_DATES = ("StartDate", "EndDate")
+_QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy")
 
 
 def _scan(stack: LocalStack) -> list[dict[str, Any]]:
@@ -59,28 +86,98 @@ def _scan(stack: LocalStack) -> list[dict[str, Any]]:
         req["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
 
-def _schedules(stack: LocalStack) -> list[dict[str, Any]]:
-    group = stack.settings.schedule_group
+def _schedules(stack: LocalStack, group: str) -> list[dict[str, Any]]:
     found = []
     for page in stack.scheduler.get_paginator("list_schedules").paginate(GroupName=group):
         for s in page.get("Schedules", []):
-            full = stack.scheduler.get_schedule(Name=s["Name"], GroupName=group)
-            found.append({k: full[k] for k in _SCHEDULE_KEYS if k in full})
+            try:
+                full = stack.scheduler.get_schedule(Name=s["Name"], GroupName=group)
+            except ClientError:
+                continue  # deleted meanwhile (a timer that fired)
+            kept = {k: full[k] for k in _SCHEDULE_KEYS if k in full}
+            for k in _DATES:
+                if isinstance(kept.get(k), datetime):
+                    kept[k] = kept[k].isoformat()
+            found.append(kept)
     return found
 
 
+def _queues(stack: LocalStack) -> list[dict[str, Any]]:
+    """Every queue, with the attributes that make it what it is (restore creates
+    the ones a fresh stack lacks: a pinned build's, which its first worker made)."""
+    found = []
+    for url in stack.sqs.list_queues(MaxResults=1000).get("QueueUrls", []):
+        name = url.rsplit("/", 1)[-1]
+        try:
+            attrs = stack.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+        except ClientError:
+            continue  # deleted meanwhile
+        kept = {k: v for k, v in attrs["Attributes"].items() if k in _QUEUE_ATTRIBUTES}
+        found.append({"name": name, "attributes": kept})
+    return found
+
+
+def _restore_queues(stack: LocalStack, queues: list[dict[str, Any]]) -> None:
+    for q in queues:
+        try:
+            stack.sqs.get_queue_url(QueueName=q["name"])
+            continue  # the stack's own (bootstrap made it)
+        except ClientError:
+            pass
+        stack.sqs.create_queue(QueueName=q["name"], Attributes=q["attributes"])
+
+
+def _save_values(stack: LocalStack, directory: Path) -> list[str]:
+    """Copy every object of the value bucket not yet on disk to DIR/values/<digest>;
+    the digests of every object in the bucket."""
+    directory.mkdir(parents=True, exist_ok=True)
+    digests = []
+    pages = stack.s3.get_paginator("list_objects_v2").paginate(
+        Bucket=stack.settings.bucket, Prefix=r.VALUE_KEY_PREFIX
+    )
+    for page in pages:
+        for obj in page.get("Contents", []):
+            digest = obj["Key"][len(r.VALUE_KEY_PREFIX) :]
+            if not DIGEST_RE.match(digest):
+                continue  # not a value's object
+            digests.append(digest)
+            path = directory / digest
+            if path.exists() and path.stat().st_size == obj["Size"]:
+                continue  # written by an earlier save: the key names the content
+            data = stack.s3.get_object(Bucket=stack.settings.bucket, Key=obj["Key"])["Body"].read()
+            tmp = directory / f"{digest}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+    return digests
+
+
 def save(stack: LocalStack, path: Path) -> dict[str, int]:
-    """Write the stack's state to `path` atomically; returns what it holds."""
-    state = {
+    """Write the stack's state to `path` (and its values beside it) atomically;
+    returns what it holds."""
+    values_dir = path.parent / VALUES_DIR
+    saved_at = stack.clock.now_ms()
+    items = _scan(stack)
+    # The bucket is listed after the table is read: a record's value is put in S3
+    # before the record is written, so every value a saved record points to is
+    # among these. Their files are written before the state.json that names them.
+    digests = _save_values(stack, values_dir)
+    state: dict[str, Any] = {
         "format": FORMAT,
-        "saved_at": stack.clock.now_ms(),
-        "items": _scan(stack),
-        "schedules": _schedules(stack),
+        "saved_at": saved_at,
+        "items": items,
+        "schedules": _schedules(stack, stack.settings.schedule_group),
+        "recurring": _schedules(stack, stack.settings.recurring_group),
+        "queues": _queues(stack),
+        "values": digests,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, separators=(",", ":")))
     os.replace(tmp, path)
+    kept = set(digests)
+    for f in values_dir.iterdir():
+        if f.name not in kept and DIGEST_RE.match(f.name):
+            f.unlink(missing_ok=True)  # its object is gone from the bucket
     return counts(state)
 
 
@@ -91,7 +188,35 @@ def counts(state: dict[str, Any]) -> dict[str, int]:
         "unfinished": sum(1 for i in runs if not run_from_item(i).status.terminal),
         "items": len(state["items"]),
         "schedules": len(state["schedules"]),
+        "recurring": len(state.get("recurring", [])),
+        "queues": len(state.get("queues", [])),
+        "values": len(state.get("values", [])),
     }
+
+
+def _create_schedule(stack: LocalStack, schedule: dict[str, Any], group: str) -> None:
+    schedule = {**schedule, "GroupName": group}
+    for k in _DATES:
+        if isinstance(schedule.get(k), str):
+            schedule[k] = datetime.fromisoformat(schedule[k])
+    try:
+        stack.scheduler.create_schedule(**schedule)
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") != "ConflictException":
+            raise
+
+
+def _restore_values(stack: LocalStack, directory: Path, digests: list[str]) -> None:
+    for digest in digests:
+        if not DIGEST_RE.match(digest):
+            raise ValueError(f"not a value's digest: {digest[:80]!r}")
+        try:
+            data = (directory / digest).read_bytes()
+        except FileNotFoundError:
+            raise ValueError(f"the value file {VALUES_DIR}/{digest} is missing") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError(f"the value file {VALUES_DIR}/{digest} does not match its name")
+        stack.s3.put_object(**_put_args(stack.settings.bucket, object_key(digest), data))
 
 
 def restore(stack: LocalStack, path: Path) -> dict[str, int] | None:
@@ -99,8 +224,10 @@ def restore(stack: LocalStack, path: Path) -> dict[str, int] | None:
     if not path.exists():
         return None
     state = json.loads(path.read_text())
-    if state.get("format") != FORMAT:
+    if state.get("format") not in FORMATS:
         raise ValueError(f"{path}: unknown snapshot format {state.get('format')!r}")
+    _restore_values(stack, path.parent / VALUES_DIR, state.get("values", []))
+    _restore_queues(stack, state.get("queues", []))
     table = stack.settings.table
     items = state["items"]
     for start in range(0, len(items), 25):
@@ -108,16 +235,11 @@ def restore(stack: LocalStack, path: Path) -> dict[str, int] | None:
         while request:
             request = stack.ddb.batch_write_item(RequestItems=request).get("UnprocessedItems")
     for schedule in state["schedules"]:
-        schedule = {**schedule, "GroupName": stack.settings.schedule_group}
-        schedule["Target"] = {
-            **schedule["Target"],
-            "Arn": stack.settings.queue_arn,
-        }
-        try:
-            stack.scheduler.create_schedule(**schedule)
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "ConflictException":
-                raise
+        _create_schedule(stack, schedule, stack.settings.schedule_group)
+    for schedule in state.get("recurring", []):
+        _create_schedule(stack, schedule, stack.settings.recurring_group)
+    # Their ticks from now on, not every one since their StartDate.
+    stack.emulator.adopt_recurring()
     now = stack.clock.now_ms()
     for item in items:
         if item.get("sk", {}).get("S") != "RUN":
@@ -127,7 +249,8 @@ def restore(stack: LocalStack, path: Path) -> dict[str, int] | None:
             continue  # finished, or woken by a signal only
         delay = 0 if run.wake_at is None else max(0, -(-(run.wake_at - now) // 1000))
         if delay <= 900:
-            stack.sqs.send_message(**send_request(stack.settings, run.id, "restored", delay))
+            req = send_request(stack.settings, run.id, "restored", delay, task_queue=run.route)
+            stack.sqs.send_message(**req)
     return counts(state)
 
 

@@ -1,7 +1,8 @@
 """The chaos campaign: many runs of mixed shapes on the embedded stack, across
 several worker processes that are SIGKILLed at random moments, with AWS
 faults injected into every client (workers, API, sweeper) and duplicate SQS
-deliveries; then every invariant of DESIGN.md is checked from the stored
+deliveries, and the embedded stack itself restarted on its state dir (restart.py);
+then every invariant of DESIGN.md is checked from the stored
 records, the step functions' execution log and the write journal.
 
     .venv/bin/python -m tests.chaos.campaign                     # the full campaign
@@ -49,8 +50,10 @@ from orchestrator.settings import Settings  # noqa: E402
 from orchestrator.store import Store  # noqa: E402
 from orchestrator.testing_faults.journal import pointers_in  # noqa: E402
 
-from .checks import Report, check  # noqa: E402
+from .checks import Report  # noqa: E402
+from .checks import check as check_invariants  # noqa: E402
 from .plan import Planned, make_plan  # noqa: E402
+from .restart import check_restarts, restart, wait_for_a_value  # noqa: E402
 from .workflows import ENV_EXEC_LOG  # noqa: E402
 
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -92,6 +95,9 @@ class Config:
     start_seconds: float = 60.0  # runs are started over this span
     chaos_seconds: float = 90.0  # SIGKILLs happen during this span
     kill_interval: tuple[float, float] = (2.0, 6.0)
+    # The embedded stack restarts on its state dir this many times, spread over
+    # the chaos span (tests/chaos/restart.py).
+    restarts: int = 1
     pause_share: float = 0.25  # this share of the chaos events SIGSTOPs a worker instead
     settle_seconds: float = 300.0  # then wait this long at most for every run to end
     seed: int = 1
@@ -221,6 +227,14 @@ class Outcome:
     # ("<pk> <sk> <attribute>"), and the value bucket's objects by key.
     pointers: list[tuple[str, str]] = field(default_factory=list)
     objects: dict[str, bytes] = field(default_factory=dict)
+    restored: list[dict[str, int]] = field(default_factory=list)  # each restart's snapshot
+
+
+def check(o: Outcome) -> Report:
+    """Every invariant of checks.py, and the restarts' own (restart.py)."""
+    report = check_invariants(o)
+    check_restarts(o, report)
+    return report
 
 
 def _retry(what: str, fn: Callable[[], Any], errors: Counter[str], attempts: int = 30) -> Any:
@@ -312,11 +326,19 @@ def run_campaign(cfg: Config) -> Outcome:
     # (aws.client() reads the variable when it builds them).
     saved = os.environ.get(faults.ENV_FAULTS)
     os.environ[faults.ENV_FAULTS] = fault_spec(cfg, cfg.seed, workdir)
-    try:
-        stack = LocalStack(
-            clock=SYSTEM_CLOCK, settings=settings, background_interval=0.5, serve_api=False
+
+    def make_stack(port: int = 0) -> LocalStack:
+        return LocalStack(
+            clock=SYSTEM_CLOCK,
+            settings=settings,
+            background_interval=0.5,
+            serve_api=False,
+            aws_port=port,
+            allow_reset=True,  # a restart empties moto's in-process state
         )
-        stack.start()
+
+    try:
+        stack = make_stack().start()
     finally:
         if saved is None:
             os.environ.pop(faults.ENV_FAULTS, None)
@@ -338,6 +360,7 @@ def run_campaign(cfg: Config) -> Outcome:
     histories: dict[str, list[StepRecord]] = {}
     pointers: list[tuple[str, str]] = []
     objects: dict[str, bytes] = {}
+    restored: list[dict[str, int]] = []
     t0 = time.monotonic()
     seconds = 0.0
     settled = False
@@ -368,6 +391,8 @@ def run_campaign(cfg: Config) -> Outcome:
             # would otherwise miss one by chance.
             kinds[chaos.randrange(len(kinds))] = "kill" if kinds[0] == "pause" else "pause"
         events += [(when, kind, None) for when, kind in zip(times, kinds, strict=True)]
+        n = cfg.restarts
+        events += [(cfg.chaos_seconds * (k + 1) / (n + 1), "restart", None) for k in range(n)]
         events.sort(key=lambda e: (e[0], e[1] != "start"))
         started: set[str] = set()
         completers: list[threading.Thread] = []
@@ -381,6 +406,12 @@ def run_campaign(cfg: Config) -> Outcome:
                 continue
             if kind == "kill":
                 workers.kill_one(chaos)
+                continue
+            if kind == "restart":
+                wait_for_a_value(stack, timeout=30)  # a restart with large values to keep
+                spec = fault_spec(cfg, cfg.seed + 500 + len(restored), workdir)
+                stack, saved = restart(stack, workdir / "dev-state", make_stack, spec)
+                restored.append(saved)
                 continue
             assert p is not None
             svc = stack.service
@@ -455,6 +486,7 @@ def run_campaign(cfg: Config) -> Outcome:
         workdir=workdir,
         pointers=pointers,
         objects=objects,
+        restored=restored,
     )
 
 
@@ -502,7 +534,8 @@ def format_report(o: Outcome, rep: Report, command: str) -> str:
         f"  seed {o.cfg.seed}; {len(o.plan)} runs over {o.cfg.start_seconds:g} s; "
         f"{o.cfg.workers} worker processes x {o.cfg.concurrency}; lease {o.cfg.lease_seconds} s; "
         f"SIGKILL or SIGSTOP every {o.cfg.kill_interval[0]:g}-{o.cfg.kill_interval[1]:g} s "
-        f"during the first {o.cfg.chaos_seconds:g} s ({o.cfg.pause_share:.0%} SIGSTOP)",
+        f"during the first {o.cfg.chaos_seconds:g} s ({o.cfg.pause_share:.0%} SIGSTOP); "
+        f"{o.cfg.restarts} stack restart(s) on its state dir",
         f"  fault rates per call: {json.dumps(o.cfg.rates)}; latency {o.cfg.latency_ms[0]:g}-"
         f"{o.cfg.latency_ms[1]:g} ms",
         f"  all runs ended: {o.settled} ({o.seconds:.0f} s wall)",
@@ -532,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--rate-scale", type=float, default=1.0, help="multiply every fault rate")
     ap.add_argument("--pause-share", type=float, default=d.pause_share)
+    ap.add_argument("--restarts", type=int, default=d.restarts, help="stack restarts")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the workdir (logs, journal)")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -547,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=a.seed,
         rates={k: min(1.0, x * a.rate_scale) for k, x in DEFAULT_RATES.items()},
         pause_share=a.pause_share,
+        restarts=a.restarts,
         workdir=a.workdir,
         verbose=a.verbose,
     )
