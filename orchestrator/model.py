@@ -102,6 +102,11 @@ MAX_INPUT_BYTES = 128 * 1024  # the HTTP API's (API Gateway and Lambda bound a r
 MAX_OUTPUT_BYTES = MAX_VALUE_BYTES
 MAX_STEP_RESULT_BYTES = MAX_VALUE_BYTES
 MAX_SIGNAL_PAYLOAD_BYTES = 64 * 1024
+# Items of an inline map (ctx.map with fn): each is a task of the run, in one
+# worker's memory, and the map's decision record lists them all. 10,000 items
+# take a few seconds of a worker; past it, the map is refused before any work
+# (a distributed map, ctx.map(..., workflow=...), spreads items over workers).
+MAX_INLINE_MAP_ITEMS = 10_000
 MAX_ERROR_BYTES = 32 * 1024
 
 # Batched checkpoints (`@workflow(..., checkpoint="batched")`, `ctx.map(...,

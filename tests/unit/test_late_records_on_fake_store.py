@@ -7,18 +7,15 @@ The moto-server versions are in tests/functional/test_late_records.py."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from orchestrator.clock import SkippingClock
-from orchestrator.model import Run, Status, StepKind, StepRecord
-from orchestrator.settings import Settings
-from tests.fakes.memory_store import InMemoryStore
+from orchestrator.model import Status, StepKind, StepRecord
+from tests.unit._fake_worker import Fleet, fleet_of
 from worker import workflow
-from worker._worker import Worker
 
 RAN: list[str] = []
 
@@ -33,62 +30,32 @@ async def three(ctx: Any) -> list[str]:
     return [await ctx.step(n, _run, n, f"{n}-fresh") for n in ("a", "b", "c")]
 
 
-class Fleet:
-    def __init__(self, worker: Worker, store: InMemoryStore, clock: SkippingClock) -> None:
-        self.worker, self.store, self.clock = worker, store, clock
-
-    async def deliver(self, run_id: str) -> Run:
-        message = {"Body": json.dumps({"id": run_id}), "ReceiptHandle": "rh"}
-        await self.worker._claim_and_run(message, run_id, "rh")
-        run = await self.store.get_run(run_id)
-        assert run is not None
-        return run
-
-    def late(self, op_id: str, name: str, *, epoch: int, run_attempt: int = 0) -> StepRecord:
-        return StepRecord(
-            op_id,
-            name,
-            StepKind.STEP,
-            epoch,
-            self.clock.now_ms(),
-            result=json.dumps(f"{name}-late"),
-            resolved=True,
-            run_attempt=run_attempt,
-        )
+def _late(fleet: Fleet, op_id: str, name: str, *, epoch: int, run_attempt: int = 0) -> StepRecord:
+    return StepRecord(
+        op_id,
+        name,
+        StepKind.STEP,
+        epoch,
+        fleet.clock.now_ms(),
+        result=json.dumps(f"{name}-late"),
+        resolved=True,
+        run_attempt=run_attempt,
+    )
 
 
 @pytest.fixture
-async def fleet() -> AsyncIterator[Fleet]:
+def fleet() -> Iterator[Fleet]:
     RAN.clear()
-    clock = SkippingClock()
-    store = InMemoryStore(Settings(lease_seconds=30, queue_url="http://unused.invalid/q"))
-    w = Worker(workflows=[three], settings=store.settings, clock=clock)
-    w._store = store  # type: ignore[assignment]  # the fake in place of AsyncStore
-    try:
-        yield Fleet(w, store, clock)
-    finally:
-        w._executor.shutdown(wait=False)
-
-
-def _pending(clock: SkippingClock, **changes: Any) -> Run:
-    now = clock.now_ms()
-    run = Run(
-        id="r1",
-        name="fake-late-three",
-        status=Status.PENDING,
-        input="null",
-        created_at=now,
-        updated_at=now,
-    )
-    return replace(run, **changes)
+    with fleet_of([three]) as f:
+        yield f
 
 
 async def test_a_late_put_after_a_takeover_is_replayed_as_recorded(fleet: Fleet) -> None:
     # Epoch 1's owner recorded a; epoch 2 took over; epoch 1's put of b lands now.
-    store, clock = fleet.store, fleet.clock
-    store.runs["r1"] = _pending(clock, epoch=1)
-    store.steps["r1"] = {"0": replace(fleet.late("0", "a", epoch=1), result='"a-fresh"')}
-    assert await store.put_step("r1", fleet.late("1", "b", epoch=1)) is not None
+    store = fleet.store
+    fleet.pending("r1", "fake-late-three", epoch=1)
+    store.steps["r1"] = {"0": replace(_late(fleet, "0", "a", epoch=1), result='"a-fresh"')}
+    assert await store.put_step("r1", _late(fleet, "1", "b", epoch=1)) is not None
     run = await fleet.deliver("r1")
     assert run.status == Status.COMPLETED, run.error
     # The same code computed it: the new owner replays it, as every later claim would.
@@ -99,12 +66,12 @@ async def test_a_late_put_after_a_takeover_is_replayed_as_recorded(fleet: Fleet)
 async def test_a_late_put_after_a_redrive_is_never_replayed(fleet: Fleet) -> None:
     # Attempt 0 recorded a and failed at b; the redrive deleted b's failure and
     # carried a over to attempt 1. Then attempt 0's owner's puts of b and c land.
-    store, clock = fleet.store, fleet.clock
-    store.runs["r1"] = _pending(clock, epoch=3, redrive_count=1)
-    a = replace(fleet.late("0", "a", epoch=1, run_attempt=1), result='"a-fresh"')
+    store = fleet.store
+    fleet.pending("r1", "fake-late-three", epoch=3, redrive_count=1)
+    a = replace(_late(fleet, "0", "a", epoch=1, run_attempt=1), result='"a-fresh"')
     store.steps["r1"] = {"0": a}
     for op, name in (("1", "b"), ("2", "c")):
-        await store.put_step("r1", fleet.late(op, name, epoch=2))
+        await store.put_step("r1", _late(fleet, op, name, epoch=2))
     assert list(await store.history("r1", attempt=1)) == ["0"]
     run = await fleet.deliver("r1")
     assert run.status == Status.COMPLETED, run.error
@@ -112,5 +79,5 @@ async def test_a_late_put_after_a_redrive_is_never_replayed(fleet: Fleet) -> Non
     assert RAN == ["b", "c"]
     assert {rec.run_attempt for rec in store.steps["r1"].values()} == {1}
     # And attempt 0's owner, later still: refused, the new records stay.
-    kept = await store.put_step("r1", fleet.late("1", "b", epoch=2))
+    kept = await store.put_step("r1", _late(fleet, "1", "b", epoch=2))
     assert kept.result == '"b-fresh"' and kept.run_attempt == 1

@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from orchestrator.errors import ChildContextError, PayloadTooLargeError
-from orchestrator.model import STEP_NAME_RE, ErrorInfo, StepKind, StepRecord
+from orchestrator.model import MAX_INLINE_MAP_ITEMS, STEP_NAME_RE, ErrorInfo, StepKind, StepRecord
 
 from .. import _core
 from .._outcomes import _encode_result, _result_adapter
@@ -402,4 +402,11 @@ def map_units(items: Sequence[Any], fn: Callable[..., Any]) -> list[Unit]:
         raise TypeError("map takes a function fn(ctx, item, index)")
     if isinstance(items, (str, bytes, dict)):
         raise TypeError("map takes a list of items")
-    return [(fn, (item, i)) for i, item in enumerate(list(items))]
+    listed = list(items)
+    if len(listed) > MAX_INLINE_MAP_ITEMS:
+        raise ValueError(
+            f"an inline map takes at most {MAX_INLINE_MAP_ITEMS} items, not {len(listed)}: "
+            "for more, run each item as a child run with a distributed map, "
+            "ctx.map(name, items, workflow='<workflow name>')"
+        )
+    return [(fn, (item, i)) for i, item in enumerate(listed)]
