@@ -49,9 +49,12 @@ from worker import workflow
 
 QUEUES = ("default", "gpu", "bulk")
 BUILDS = ("b1", "b2")
-# A lease longer than any example: a segment's claim is never lost and taken
-# over, so claims can be counted exactly.
-SETTINGS = TEST_SETTINGS.with_(task_queues=QUEUES, lease_seconds=300)
+# A lease no heartbeat misses on a loaded machine: a segment's claim is never
+# lost and taken over, so claims can be counted exactly. Not longer: a message
+# left in flight comes back after the lease plus 5 s (the queue's visibility
+# timeout), and the waits below must outlast that.
+SETTINGS = TEST_SETTINGS.with_(task_queues=QUEUES, lease_seconds=60)
+WAIT_S = 150
 NAP_S = 3600
 
 
@@ -224,12 +227,12 @@ def _check(stack: Any, cfg: Config) -> None:
             errors.check()
             return all(stack.store.get(r).status.value in statuses for r in served)
 
-        wait_for(lambda: reached("sleeping", "completed"), timeout=60, interval=0.1)
+        wait_for(lambda: reached("sleeping", "completed"), timeout=WAIT_S, interval=0.1)
         if any(stack.store.get(r).status.value == "sleeping" for r in served):
             # Nothing is running (every served run is parked or done): skipping
             # the clock expires no lease.
             stack.clock.advance(NAP_S + 1)
-        wait_for(lambda: reached("completed"), timeout=60, interval=0.1)
+        wait_for(lambda: reached("completed"), timeout=WAIT_S, interval=0.1)
         errors.check()
 
         segments: Counter[str] = Counter()
