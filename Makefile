@@ -7,7 +7,7 @@ BENCH_ARGS ?=
 # The pip that installs everything is pinned too: a new pip can change resolution.
 PIP_VERSION := 26.3
 
-.PHONY: install demo test lint unit conformance bench synth docs clean wheel
+.PHONY: install demo test test-slow lint unit conformance bench synth docs clean wheel
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ lint: install
 # moto round trips), and four finish in about 5.5 minutes where two take 9.
 test: lint
 	$(BIN)/python -m pytest -q -n 4
+
+# The slow tier alone (soaks, campaigns, the long configuration property run):
+# every test `make test` deselects.
+test-slow: install
+	$(BIN)/python -m pytest -q -n 2 -m slow
 
 # The conformance tier alone (docs/conformance.md), with one summary line per suite.
 # loadfile: a suite module's scenarios share one stack, so each module runs in one process.

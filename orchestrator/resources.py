@@ -179,6 +179,16 @@ PIN_SEPARATOR = "@"
 MAX_SQS_QUEUE_NAME = 80
 
 
+def undeclared_queue_fix(task_queue: str) -> str:
+    """How to add a task queue the deployment lacks, deployed and local: the
+    error that refuses such a queue (a start, a schedule, a worker) names both."""
+    return (
+        f"deployed, add {task_queue!r} to the stack's task_queues and deploy; "
+        f"locally, restart `orchestrator dev --task-queue {task_queue}` "
+        f"(it exports {ENV_TASK_QUEUES} for the worker's shell)"
+    )
+
+
 def pinned_queue_key(task_queue: str | None, build_id: str) -> str:
     return f"{task_queue or DEFAULT_TASK_QUEUE}{PIN_SEPARATOR}{build_id}"
 

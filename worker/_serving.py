@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from orchestrator.model import DEFAULT_TASK_QUEUE, Run
-from orchestrator.resources import ENV_BUILD_ID, pinned_queue_key
+from orchestrator.resources import ENV_BUILD_ID, pinned_queue_key, undeclared_queue_fix
 from orchestrator.settings import Settings
 
 from ._registry import WorkflowDefinition
@@ -32,7 +32,7 @@ def _serve(
         if q not in settings.task_queues:
             raise ValueError(
                 f"task queue {q!r} is not one of the deployment's ({', '.join(settings.task_queues)}); "
-                "add it to ORCHESTRATOR_TASK_QUEUES and to the stack's task_queues"
+                f"{undeclared_queue_fix(q)}"
             )
     served: dict[str, list[str]] = {q: [] for q in queues}
     for d in defs.values():

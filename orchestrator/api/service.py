@@ -27,6 +27,7 @@ from ..model import (
     StepRecord,
 )
 from ..payloads import SyncValues
+from ..resources import undeclared_queue_fix
 from ..settings import Settings
 from ..store import Store
 from ..store.codec import encode_json
@@ -128,6 +129,7 @@ class Service:
             raise BadInputError(
                 f"task queue {task_queue!r} is not one of this deployment's: "
                 + ", ".join(self.settings.task_queues)
+                + f"; {undeclared_queue_fix(task_queue)}"
             )
 
     @cached_property

@@ -117,13 +117,18 @@ def _served(names: list[str], queues: Mapping[str, list[str]] | None) -> tuple[s
     index = {n: k for k, n in name_values.items()}
     if queues is None:
         return "#nm IN (" + ", ".join(name_values) + ")", name_values
-    parts, values = [], dict(name_values)
+    # Only the names some polled queue serves are bound: DynamoDB refuses a value
+    # the expressions do not use (a module that declares a workflow on a queue
+    # this worker does not poll would otherwise fail every claim).
+    parts, values = [], {}
     for i, (queue, served) in enumerate(sorted(queues.items())):
         if not served:
             continue
         match = "attribute_not_exists(#tq)" if queue == r.DEFAULT_TASK_QUEUE else f"#tq = :q{i}"
         if queue != r.DEFAULT_TASK_QUEUE:
             values[f":q{i}"] = queue
+        for n in served:
+            values[index[n]] = n
         parts.append(f"{match} AND #nm IN (" + ", ".join(index[n] for n in served) + ")")
     if not parts:
         raise ValueError("a worker serves at least one workflow on one task queue")

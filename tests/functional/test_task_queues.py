@@ -80,15 +80,21 @@ def test_a_declared_queue_routes_the_worker_and_an_undeclared_one_is_refused() -
         # train runs from gpu only: a start on default waits, flagged unserved.
         stray = env.client.start("train", None)
         assert env.client.get(stray["id"])["unserved"] is True
-        with pytest.raises(BadInputError, match="not one of this deployment's"):
+        with pytest.raises(BadInputError, match="not one of this deployment's") as refused:
             env.client.start("anywhere", None, task_queue="bulk")
+        # The 400 names the fix where the user is: the stack's task_queues when
+        # deployed, the dev stack's flag locally.
+        assert "add 'bulk' to the stack's task_queues" in str(refused.value)
+        assert "`orchestrator dev --task-queue bulk`" in str(refused.value)
         assert env.client.list(limit=10)["workflows"][0]["id"] == stray["id"]  # nothing written
 
 
 def test_a_worker_refuses_a_queue_the_deployment_lacks() -> None:
     with WorkflowTestEnvironment(workflows=[anywhere]) as env:
         assert env.stack is not None
-        with pytest.raises(ValueError, match="not one of the deployment's"):
+        with pytest.raises(ValueError, match="not one of the deployment's") as refused:
             Worker(workflows=[anywhere], settings=env.stack.settings, task_queues=["gpu"])
+        assert "the stack's task_queues" in str(refused.value)
+        assert "`orchestrator dev --task-queue gpu`" in str(refused.value)
         with pytest.raises(ValueError, match="none of the workflows"):
             Worker(workflows=[train], settings=env.stack.settings, task_queues=["default"])
