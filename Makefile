@@ -7,7 +7,7 @@ BENCH_ARGS ?=
 # The pip that installs everything is pinned too: a new pip can change resolution.
 PIP_VERSION := 26.3
 
-.PHONY: install demo test lint unit conformance bench synth docs clean
+.PHONY: install demo test test-loaded lint unit conformance bench synth docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ lint: install
 # moto round trips), and four finish in about 5.5 minutes where two take 9.
 test: lint
 	$(BIN)/python -m pytest -q -n 4
+
+# `make test` beside a CPU hog of twice the cores (busy-loop processes,
+# tests/cpu_hog.py), stopped when the suite ends, whatever its result, Ctrl-C
+# included. LOADED_SUITE replaces the suite, e.g. LOADED_SUITE='sleep 5' to see
+# the hog start and stop.
+LOADED_SUITE ?= $(MAKE) --no-print-directory test
+test-loaded: install
+	$(BIN)/python -m tests.cpu_hog -- $(LOADED_SUITE)
 
 # The conformance tier alone (docs/conformance.md), with one summary line per suite.
 # loadfile: a suite module's scenarios share one stack, so each module runs in one process.
