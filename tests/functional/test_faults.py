@@ -329,6 +329,15 @@ def test_a_store_error_in_a_durable_call_does_not_fail_the_run(
     assert done.epoch == 2  # resumed by a second claim, after the lease
 
 
+def _long_lease(stack: Any) -> Any:
+    """The settings of a worker whose claims must be the only ones (the tests count
+    epochs): its lease outlasts any late heartbeat. The tier's 3 s one could run
+    out on a loaded machine between a claim and the first heartbeat, which comes
+    only once the claim's answer is in (1.5 s late when the answer is lost), and a
+    copy of the message would then claim the run again."""
+    return stack.settings.with_(lease_seconds=30)
+
+
 def test_a_claim_whose_answer_was_lost_is_run_by_its_claimer(
     stack: Any, exec_log: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -339,7 +348,7 @@ def test_a_claim_whose_answer_was_lost_is_run_by_its_claimer(
     rule = {"kind": "lost_retry", "op": "dynamodb.UpdateItem", "match": "#ep = #ep + :one"}
     faults.reset()  # plans are per process and keyed by spec: start from a fresh one
     monkeypatch.setenv(faults.ENV_FAULTS, json.dumps({"rules": [rule]}))
-    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+    with BackgroundWorker(ALL, _long_lease(stack), clock=stack.clock):
         # Started after the worker: a run created before it would also get the
         # start-up kick's message, and a second claim could take the rule first
         # (refused, so no answer to lose).
@@ -369,7 +378,7 @@ def test_a_lost_claim_answer_is_run_even_if_a_copy_of_the_message_arrives_meanwh
     }
     faults.reset()
     monkeypatch.setenv(faults.ENV_FAULTS, json.dumps({"rules": [rule]}))
-    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+    with BackgroundWorker(ALL, _long_lease(stack), clock=stack.clock):
         run, _ = stack.service.start("count", {"steps": 2})  # after the worker: no kick
         # Applied; the answer is dropped (counted in this process at that moment)
         # and the SDK waits 1.5 s before re-sending. Waiting on the count, not on
@@ -409,7 +418,7 @@ def test_a_redelivered_message_of_a_live_owner_is_kept_until_its_lease_ends(
             names=["count"],
         )
     )
-    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+    with BackgroundWorker(ALL, _long_lease(stack), clock=stack.clock):
         # Refused while the lease lives, kept, claimed once it has expired.
         done = wait_status(stack, run.id, "completed", timeout=15)
     assert done.epoch == 2
