@@ -224,7 +224,7 @@ def _wait_exists(env: WorkflowTestEnvironment, run_id: str) -> None:
 
 
 def _lost_run(env: WorkflowTestEnvironment) -> str:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         runs = _runs(env, "sched-lost")
         if runs:
