@@ -7,7 +7,7 @@ BENCH_ARGS ?=
 # The pip that installs everything is pinned too: a new pip can change resolution.
 PIP_VERSION := 26.3
 
-.PHONY: install demo test test-slow lint unit conformance bench synth docs clean wheel
+.PHONY: install demo test test-slow test-loaded lint unit conformance bench synth docs clean wheel
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ test: lint
 # every test `make test` deselects.
 test-slow: install
 	$(BIN)/python -m pytest -q -n 2 -m slow
+
+# `make test` beside a CPU hog of twice the cores (busy-loop processes,
+# tests/cpu_hog.py), stopped when the suite ends, whatever its result, Ctrl-C
+# included. LOADED_SUITE replaces the suite, e.g. LOADED_SUITE='sleep 5' to see
+# the hog start and stop.
+LOADED_SUITE ?= $(MAKE) --no-print-directory test
+test-loaded: install
+	$(BIN)/python -m tests.cpu_hog -- $(LOADED_SUITE)
 
 # The conformance tier alone (docs/conformance.md), with one summary line per suite.
 # loadfile: a suite module's scenarios share one stack, so each module runs in one process.

@@ -95,7 +95,7 @@ async def large_batched(ctx: Any, input: dict[str, Any]) -> list[str]:
         await ctx.step(f"make.{seed}", make_value, ctx.workflow_id, size, seed, retry=NO_RETRY)
         for seed in ("a", "b", "c")
     ]
-    await ctx.sleep("nap", 0.2)
+    await ctx.sleep("nap", float(input.get("nap", 0.2)))
     return [
         await ctx.step(f"print.{i}", fingerprint, ctx.workflow_id, v) for i, v in enumerate(values)
     ]

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.chaos.campaign import Config, check, format_report, run_campaign
 
 
+# The settle is a deadline, not a duration: on a loaded machine a distributed
+# map's parent, which holds its 3 s lease while it polls its children, loses it
+# to late heartbeats again and again (each loss costs it its message's
+# visibility, 8 s) and needed more than the 45 s this once gave it.
+@pytest.mark.timeout(600)
 def test_a_short_chaos_campaign_breaks_no_invariant(tmp_path: Path) -> None:
     cfg = Config(
         runs=30,
@@ -21,7 +28,9 @@ def test_a_short_chaos_campaign_breaks_no_invariant(tmp_path: Path) -> None:
         chaos_seconds=14.0,
         kill_interval=(2.0, 3.5),
         pause_share=0.4,
-        settle_seconds=90.0,  # at most: a restart loses the queued messages; recovery sends them again
+        # At most: it stops once every run ended. A restart loses the queued messages
+        # (recovery sends them again), and under a CPU hog a lease is lost again and again.
+        settle_seconds=240.0,
         seed=7,
         restarts=1,
         latency_ms=(20.0, 800.0),

@@ -99,15 +99,19 @@ def test_a_sigkill_between_flushes_runs_exactly_the_unflushed_steps_again(
     env[r.ENV_CHECKPOINT_FLUSH_MS] = "600000"  # no timed flush: only the zero sleep flushes
     spec = {"steps": 8, "mark_after": 3, "pause_at": 6, "pause": 4, "marker": str(marker)}
     run, _ = stack.service.start("tiny", spec)
-    with WorkerProcess(env) as first:
+    # Neither claim may lose its lease (a lost one runs the buffered steps once
+    # more): the second holds t6's 4 s, and the first's lease, which the second
+    # waits out after the kill, is 10 s, far more than its tiny steps take.
+    with WorkerProcess({**env, r.ENV_LEASE_SECONDS: "10"}) as first:
         wait_for(marker.exists, timeout=30)
         first.kill()  # SIGKILL in step t6: t0-t2 written (before "mark"), t3-t5 buffered
     assert [s.name for s in stack.store.steps(run.id)] == ["t0", "t1", "t2", "mark"]
     marker.unlink()
-    with WorkerProcess(env) as second:
-        done = wait_status(stack, run.id, "completed", "failed", timeout=60)
+    with WorkerProcess({**env, r.ENV_LEASE_SECONDS: "60"}) as second:
+        done = wait_status(stack, run.id, "completed", "failed", timeout=90)
         second.terminate()
     assert done.status == Status.COMPLETED, done.error
+    assert done.epoch == 2  # two claims: neither lost its lease
     log = Counter(executions(exec_log))
     assert [log[f"{run.id}:t{i}"] for i in range(8)] == [1, 1, 1, 2, 2, 2, 1, 1], log
     assert log[f"{run.id}:t6:start"] == 2

@@ -110,10 +110,18 @@ def test_batched_results_above_the_threshold_are_offloaded_and_replayed(
     from orchestrator.store.codec import BATCH_KIND, from_item, run_pk
 
     size = 20 * 1024  # above the 16 KB threshold, three fit one 64 KB batch
-    with BackgroundWorker(LARGE, stack.settings, clock=stack.clock):
-        run, _ = stack.service.start("large.batched", {"size": size})
+    # Steps run again only on a lost lease (the prints are buffered until the end):
+    # a lease that no late heartbeat loses. A minute's nap, ended by the skipping
+    # clock, so that the run parks however slow the machine (a short one could be
+    # due before the run would park).
+    settings = stack.settings.with_(lease_seconds=60)
+    with BackgroundWorker(LARGE, settings, clock=stack.clock):
+        run, _ = stack.service.start("large.batched", {"size": size, "nap": 60})
+        wait_status(stack, run.id, "sleeping", timeout=30)
+        stack.clock.advance(61)
         done = wait_status(stack, run.id, "completed", "failed", timeout=30)
     assert done.status == Status.COMPLETED, done.error
+    assert done.epoch == 2  # parked once, claimed again
     items = stack.ddb.query(
         TableName=stack.settings.table,
         KeyConditionExpression=f"{r.PK} = :pk",

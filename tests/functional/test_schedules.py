@@ -238,7 +238,7 @@ def test_the_sweeper_fires_a_tick_the_scheduler_never_delivered(
 
 
 def _wait_exists(env: WorkflowTestEnvironment, run_id: str) -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             env.client.get(run_id)
@@ -249,7 +249,7 @@ def _wait_exists(env: WorkflowTestEnvironment, run_id: str) -> None:
 
 
 def _lost_run(env: WorkflowTestEnvironment) -> str:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         runs = _runs(env, "sched-lost")
         if runs:

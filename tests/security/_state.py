@@ -12,10 +12,11 @@ def footprint(stack: LocalStack) -> tuple[int, int]:
 
     The sum of the three counts, not each: a receive (visible to in flight), a
     visibility timeout running out (back) and a delay ending (delayed to
-    visible) move a message between them without anything being written; the
-    tier's stack is shared by the tests of one process, and an earlier test's
-    message may do any of these while a later test runs. A send or a delete
-    changes the sum."""
+    visible) move a message between them without anything being written. A
+    send or a delete changes the sum. Moto takes the three counts one after
+    another, not at one instant, so a message that changes state during the
+    call can still move the sum: `sec_stack` (conftest.py) empties the queue
+    before each test of messages another tier left in flight or delayed."""
     count = stack.ddb.scan(TableName=stack.settings.table, Select="COUNT")["Count"]
     attrs = stack.sqs.get_queue_attributes(
         QueueUrl=stack.settings.queue_url,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -21,6 +21,7 @@ from orchestrator.model import Run, Status, StepKind, StepRecord
 from orchestrator.settings import Settings
 from tests.fakes.memory_store import InMemoryStore
 from worker import workflow
+from worker._checkpoints import Checkpoints
 from worker._worker import Worker
 
 CALLS: list[str] = []
@@ -70,10 +71,27 @@ async def batched(ctx: Any, input: dict[str, Any]) -> str:
     return "x" * input.get("output_bytes", 1)
 
 
+class Gates:
+    """Barriers that order a test's interleaving (no sleep stands for an event)."""
+
+    def __init__(self) -> None:
+        self.flushing = threading.Event()  # the first flush is in flight (for a step's thread)
+        self.flushing_here = asyncio.Event()  # the same, for workflow code
+        self.parking = asyncio.Event()  # the workflow is about to sleep, and so to park
+        self.ending = asyncio.Event()  # the run's end waits for the buffer (take_last)
+
+    def flush_started(self) -> None:
+        self.flushing.set()
+        self.flushing_here.set()
+
+
+GATES: dict[str, Gates] = {}
+
+
 @workflow("fake-batched-slow", checkpoint="batched")
 async def batched_slow(ctx: Any, input: dict[str, Any]) -> str:
     await ctx.step("s0", _note, "s0", 0)
-    await ctx.step("s1", _slow_note, "s1", 1)  # the buffer's timed flush starts meanwhile
+    await ctx.step("s1", _note_while_flushing, "s1", 1)  # the timed flush of s0 starts meanwhile
     await ctx.step("s2", _note, "s2", 2)
     return "done"
 
@@ -81,7 +99,8 @@ async def batched_slow(ctx: Any, input: dict[str, Any]) -> str:
 @workflow("fake-batched-parks", checkpoint="batched")
 async def batched_parks(ctx: Any, input: dict[str, Any]) -> str:
     await ctx.step("s0", _note, "s0", 0)
-    await ctx.step("s1", _slow_note, "s1", 1)  # the buffer's timed flush (s0) starts meanwhile
+    await ctx.step("s1", _note_while_flushing, "s1", 1)  # the timed flush of s0 starts meanwhile
+    GATES["g"].parking.set()  # nothing suspends from here to the sleep's flush waiting
     await ctx.sleep("nap", timedelta(hours=1))
     return "done"
 
@@ -89,13 +108,15 @@ async def batched_parks(ctx: Any, input: dict[str, Any]) -> str:
 @workflow("fake-batched-parks-empty", checkpoint="batched")
 async def batched_parks_empty(ctx: Any, input: dict[str, Any]) -> str:
     await ctx.step("s0", _note, "s0", 0)
-    await asyncio.sleep(0.05)  # the timed flush takes s0: the buffer is empty at the park
+    await GATES["g"].flushing_here.wait()  # the timed flush took s0: the buffer is empty
+    GATES["g"].parking.set()
     await ctx.sleep("nap", timedelta(hours=1))
     return "done"
 
 
-def _slow_note(name: str, value: Any) -> Any:
-    time.sleep(0.05)
+def _note_while_flushing(name: str, value: Any) -> Any:
+    """A step (in a thread) that returns once the buffer's timed flush is in flight."""
+    assert GATES["g"].flushing.wait(timeout=60), "the timed flush never started"
     return _note(name, value)
 
 
@@ -286,13 +307,21 @@ async def test_a_timed_flush_that_fails_as_the_run_ends_stops_the_terminal_write
     buffer with it. Before the fix the run then completed without them (seen in
     the chaos campaign: a completed run whose history lacked its last step)."""
     monkeypatch.setattr(h.worker, "settings", h.worker.settings.with_(checkpoint_flush_ms=10))
+    GATES["g"] = gates = Gates()
+    take_last = Checkpoints.take_last
 
+    async def ending(self: Checkpoints, value_bytes: int) -> Any:
+        gates.ending.set()
+        return await take_last(self, value_bytes)  # waits on the flush's lock at once
+
+    monkeypatch.setattr(Checkpoints, "take_last", ending)
     real, flushes = h.store.put_batch, []
 
     async def first_throttled(workflow_id: str, *, epoch: int, **k: Any) -> bool:
         flushes.append((epoch, [r.name for r in k["records"]]))
         if len(flushes) == 1:
-            await asyncio.sleep(0.2)  # still in flight when the workflow returns
+            gates.flush_started()
+            await gates.ending.wait()  # still in flight when the workflow has returned
             raise ClientError({"Error": {"Code": "ThrottlingException"}}, "TransactWriteItems")
         return await real(workflow_id, epoch=epoch, **k)
 
@@ -329,11 +358,13 @@ async def test_a_timed_flush_that_fails_before_a_park_stops_every_later_write(
     async def first_throttled(workflow_id: str, *, epoch: int, **k: Any) -> bool:
         flushes.append((epoch, [r.name for r in k["records"]]))
         if len(flushes) == 1:
-            await asyncio.sleep(0.2)  # still in flight when the run parks
+            GATES["g"].flush_started()
+            await GATES["g"].parking.wait()  # still in flight when the run parks
             raise ClientError({"Error": {"Code": "ThrottlingException"}}, "TransactWriteItems")
         return await real(workflow_id, epoch=epoch, **k)
 
     monkeypatch.setattr(h.store, "put_batch", first_throttled)
+    GATES["g"] = Gates()
     await h.start("r1", "fake-batched-parks", {})
     run = await h.deliver("r1")
     assert CALLS == ["s0", "s1"]
@@ -341,6 +372,7 @@ async def test_a_timed_flush_that_fails_before_a_park_stops_every_later_write(
     assert flushes == [(1, ["s0"])] and "r1" not in h.store.steps  # nothing after the loss
     # The same with nothing left in the buffer when the run parks.
     flushes.clear()
+    GATES["g"] = Gates()
     await h.start("r2", "fake-batched-parks-empty", {})
     run = await h.deliver("r2")
     assert (run.status, run.epoch, run.wake_at) == (Status.RUNNING, 1, None)
