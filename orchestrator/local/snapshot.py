@@ -138,7 +138,7 @@ def _save_values(stack: LocalStack, directory: Path) -> list[str]:
     for page in pages:
         for obj in page.get("Contents", []):
             digest = obj["Key"][len(r.VALUE_KEY_PREFIX) :]
-            if not DIGEST_RE.match(digest):
+            if not DIGEST_RE.fullmatch(digest):
                 continue  # not a value's object
             digests.append(digest)
             path = directory / digest
@@ -176,7 +176,7 @@ def save(stack: LocalStack, path: Path) -> dict[str, int]:
     os.replace(tmp, path)
     kept = set(digests)
     for f in values_dir.iterdir():
-        if f.name not in kept and DIGEST_RE.match(f.name):
+        if f.name not in kept and DIGEST_RE.fullmatch(f.name):
             f.unlink(missing_ok=True)  # its object is gone from the bucket
     return counts(state)
 
@@ -208,7 +208,7 @@ def _create_schedule(stack: LocalStack, schedule: dict[str, Any], group: str) ->
 
 def _restore_values(stack: LocalStack, directory: Path, digests: list[str]) -> None:
     for digest in digests:
-        if not DIGEST_RE.match(digest):
+        if not DIGEST_RE.fullmatch(digest):
             raise ValueError(f"not a value's digest: {digest[:80]!r}")
         try:
             data = (directory / digest).read_bytes()

@@ -112,7 +112,9 @@ def test_runs_list_filters_and_pages(stack: LocalStack, worker: Any, page: Any) 
     row = page.locator(f'tr[data-id="{failed}"]')
     expect(row).to_contain_text("failed")
     expect(row).to_contain_text("StepFailedError")
-    expect(page.locator(f'tr[data-id="{waiting}"]')).to_contain_text("waiting for “approved”")
+    expect(page.locator(f'tr[data-id="{waiting}"]')).to_contain_text(
+        "waiting for signal “approved”"
+    )
     expect(page.locator(f'tr[data-id="{sleeping}"]')).to_contain_text("wakes in")
     expect(page.locator("#live")).to_contain_text("live")
     shot(page, "list", "dashboard.png")

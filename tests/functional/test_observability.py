@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -151,6 +152,9 @@ def test_the_api_lambda_logs_json_and_emits_embedded_metrics(stack, monkeypatch,
     event = to_event(
         "POST", "/workflows", {"Content-Type": "application/json"}, b'{"name": "count"}'
     )
+    # The logger's handler writes to the stream that was sys.stdout when the module
+    # was first imported (by whichever test did): point it at this test's capture.
+    monkeypatch.setattr(lambda_handler.logger.registered_handler, "stream", sys.stdout)
     reply = lambda_handler.handler(event, Context())
     assert reply["statusCode"] == 201
     records = [

@@ -53,7 +53,11 @@ def test_gathered_tasks_are_shown_where_the_code_created_them(stack, capsys, mon
     ]
     assert steps[1]["kind"] == "patch" and "signal" not in steps[1]
     monkeypatch.setenv("ORCHESTRATOR_API_URL", stack.api_url)
-    monkeypatch.setenv("COLUMNS", "160")
+    from orchestrator.cli import format as cli_format
+
+    # The console's width, not COLUMNS: rich reads COLUMNS once, when the console
+    # is made (at the CLI's first import, in whichever test that was).
+    monkeypatch.setattr(cli_format.out, "width", 160)
     assert main(["steps", run["id"]]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:] if line.strip()]
     assert [row[0] for row in rows] == ["0", "1", "t0", "t0.0", "t0.1", "t1", "t1.0", "t1.1", "2"]

@@ -79,14 +79,14 @@ class _Registry:
         return {"Items": self.items}
 
 
-NOW = SkippingClock().now_ms()
-
-
 def _w(wid: str, served: list[str], queues: list[str] | None = None) -> WorkerInfo:
+    # Seen now (not when the module was imported: a slow suite runs this test
+    # minutes later, and an entry that old is no live worker).
+    now = SkippingClock().now_ms()
     names = sorted({s.split("@")[0] for s in served})
     return WorkerInfo(
-        id=wid, host="h", pid=1, names=names, concurrency=4, busy=0, started_at=NOW,
-        last_seen=NOW, task_queues=queues or ["default"], served=served,
+        id=wid, host="h", pid=1, names=names, concurrency=4, busy=0, started_at=now,
+        last_seen=now, task_queues=queues or ["default"], served=served,
     )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.model import ErrorInfo, Signal, Status, StepKind, StepRecord
+from orchestrator.model import ClaimFailure, ErrorInfo, Signal, Status, StepKind, StepRecord
 from orchestrator.store import callbacks, endings, flow, generations, sweeps
 from orchestrator.store import record_requests as rq
 from orchestrator.store import requests as q
@@ -163,11 +164,16 @@ def _cases() -> Iterator[tuple[Callable[..., Any], dict[str, Any]]]:
     yield q.pin, dict(epoch=1, build_id="b1")
     for seen in (Status.RUNNING, *PARKED, Status.PENDING):
         yield q.migrate, dict(seen_status=seen, epoch=1, from_build="a", to_build="b", now=1)
-    yield rq.put_step, dict(rec=STEP)
-    yield rq.put_step, dict(rec=WAIT)
+    retrying = StepRecord("0", "s", StepKind.STEP, 1, 1, attempts=[{}, {}])
+    for attempt in (0, 2):  # a run never redriven, and one in its third attempt
+        for rec in (STEP, WAIT, retrying):
+            yield rq.put_step, dict(rec=replace(rec, run_attempt=attempt))
+        yield rq.resolve_wait_timeout, dict(op_id="1", now=1, attempt=attempt)
+        wait = replace(WAIT, run_attempt=attempt)
+        yield rq.consume_signal, dict(wait=wait, signal=SIG, now=1, ttl_s=60)
     yield rq.put_batch, dict(epoch=1, now=1, records=[STEP, WAIT])
-    yield rq.resolve_wait_timeout, dict(op_id="1", now=1)
-    yield rq.consume_signal, dict(wait=WAIT, signal=SIG, now=1, ttl_s=60)
+    failure = ClaimFailure("ValueUnavailableError", "gone", 2)
+    yield q.record_claim_failure, dict(epoch=1, now=1, failure=failure, retry_at=2, due_at=3)
     yield rq.query_history, dict(generation=0)
     yield rq.query_history, dict(generation=2)
     yield rq.query_inbox, dict(name="go")
@@ -244,6 +250,7 @@ def _cases() -> Iterator[tuple[Callable[..., Any], dict[str, Any]]]:
     cb = StepRecord("2", "cb", StepKind.CALLBACK, 1, 1, callback_id="tok", wake_at=99, started_at=1)
     yield callbacks.create, dict(rec=cb, heartbeat_ms=0)
     yield callbacks.create, dict(rec=cb, heartbeat_ms=500)
+    yield callbacks.create, dict(rec=replace(cb, run_attempt=1), heartbeat_ms=0)
     yield callbacks.complete, dict(token="tok", now=1, completion_id="c")
     yield callbacks.heartbeat, dict(token="tok", now=1)
     yield callbacks.close, dict(token="tok", now=1)

@@ -135,3 +135,12 @@ def test_duplicate_keys_and_long_decimals_are_refused_not_resolved_silently() ->
     with pytest.raises(BadInputError, match="decimal is longer"):
         safejson.loads("0." + "1" * 100_000)
     assert safejson.loads('{"a": 0.1, "b": {"a": 2}}') == {"a": 0.1, "b": {"a": 2}}
+
+
+def test_a_callback_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token a shell user passes as an argument: "-Xq..." would be an option."""
+    from worker.operations import callback
+
+    drawn = iter(["-" + "A" * 31, "-" + "B" * 31, "C" * 32])
+    monkeypatch.setattr(callback.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert callback.new_token() == "C" * 32

@@ -52,6 +52,15 @@ log = logging.getLogger("worker")
 TOKEN_BYTES = 24  # secrets.token_urlsafe: 32 characters, 192 random bits
 
 
+def new_token() -> str:
+    """A callback id: 32 URL-safe characters, never starting with "-", which a
+    command line would read as an option (`orchestrator callback heartbeat
+    -Xq...` failed one time in 64); 191.9 random bits."""
+    while (token := secrets.token_urlsafe(TOKEN_BYTES)).startswith("-"):
+        pass
+    return token
+
+
 @dataclass(frozen=True)
 class Callback:
     """A callback created by `ctx.create_callback`. Give `id` to the outside
@@ -102,7 +111,7 @@ async def create_callback(
             started_at=now,
             signal=cbstore.callback_signal(op_id),
             wake_at=None if timeout_ms is None else now + timeout_ms,
-            callback_id=secrets.token_urlsafe(TOKEN_BYTES),
+            callback_id=new_token(),
         )
         _core.check_lease(s)
         rec = await _core.io(s, _create(s, _core.stamped(s, rec), heartbeat_ms or 0))
