@@ -70,6 +70,10 @@ class Gate:
                 self._inside -= 1
                 self._cond.notify_all()
 
+    def open(self) -> None:
+        with self._cond:
+            self._open = True
+
     def close(self, timeout: float = 60.0) -> None:
         """Refuse new requests; return once none is inside (long polls end within
         the workers' poll time)."""
@@ -157,13 +161,23 @@ def restart(
             os.environ.pop(faults.ENV_FAULTS, None)
         else:
             os.environ[faults.ENV_FAULTS] = previous
-    for attempt in range(10):
-        try:
-            restore(_plain(new, new.settings.endpoint_url), state_dir / "state.json")  # type: ignore[arg-type]
-            break
-        except Exception:
-            if attempt == 9:
-                raise
+    # The new stack serves nobody until the restore is done (as `orchestrator dev`
+    # restores before it serves): a request in between would find an empty table
+    # (a callback's completion answered 404, a run unknown).
+    held = gate(new)
+    held.close()
+    side = MotoServer(allow_reset=True).start()
+    try:
+        for attempt in range(10):
+            try:
+                restore(_plain(new, side.url), state_dir / "state.json")  # type: ignore[arg-type]
+                break
+            except Exception:
+                if attempt == 9:
+                    raise
+    finally:
+        side.stop()
+        held.open()
     return new, {**saved, **_lost(new, state_dir / "state.json")}
 
 
