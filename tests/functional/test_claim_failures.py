@@ -123,7 +123,7 @@ def test_transient_errors_never_fail_the_run(
 ) -> None:
     """More claims than the limit fail on an S3 5xx (transient) while reading the
     history: the run waits out each lease and completes once S3 answers."""
-    limit, failures = 2, 4
+    limit, failures = 2, 3  # more claims than the limit end on a transient error
     faults = tmp_path / "faults.jsonl"
     rule = {"kind": "5xx", "op": "s3.GetObject", "times": failures}
     with BackgroundWorker(LARGE, _settings(stack), clock=stack.clock):
