@@ -158,3 +158,11 @@ def test_the_error_codes_paragraph_lists_every_status_the_servers_answer_with() 
     assert {400, 403, 404, 405, 409, 411, 413, 415, 500, 503} <= set(statuses)
     for status, code in statuses.items():
         assert f"{status} (`{code}`" in para, (status, code)
+
+
+def test_the_quickstart_is_exactly_make_demo_and_make_test() -> None:
+    """The README's contract: two commands, each doing all its own set-up."""
+    text = README.read_text()
+    block = text.split("## Quickstart", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands == ["make demo", "make test"]
