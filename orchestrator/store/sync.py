@@ -176,7 +176,10 @@ class Store(_SweeperRequests):
         gen = run.generation if generation is None else generation
         req = rq.query_history(self._table, workflow_id, gen)
         items = self._query_all(req)
-        records = records_from_items(items, attempt=run.redrive_count)
+        # A redrive reopens the current generation only: an ended one's records
+        # all stay what they were (none of a later attempt can land there).
+        attempt = run.redrive_count if gen == run.generation else 0
+        records = records_from_items(items, attempt=attempt)
         return with_last_batch(records, run.last_batch, gen)
 
     def signals(self, workflow_id: str, name: str) -> list[Signal]:

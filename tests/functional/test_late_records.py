@@ -272,3 +272,14 @@ def test_an_earlier_attempts_timeout_cannot_resolve_the_current_attempts_wait(st
         TableName=table, Key=to_item({"pk": run_pk("lr7"), "sk": step_sk("0")})
     )["Item"]
     assert item["timed_out"] == {"BOOL": True}
+
+
+def test_a_redrive_leaves_the_records_of_ended_generations_as_they_were(stack) -> None:
+    with BackgroundWorker([continued], stack.settings, clock=stack.clock):
+        stack.service.start("late-continued", {}, "lr8")
+        assert wait_status(stack, "lr8", "waiting", timeout=90).generation == 1
+        Client(stack.api_url).cancel("lr8")
+        wait_status(stack, "lr8", "cancelled", timeout=90)
+    Client(stack.api_url).redrive("lr8")
+    ended = stack.store.steps("lr8", 0)
+    assert [s.name for s in ended] == ["first"]
