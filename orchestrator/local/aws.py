@@ -11,10 +11,11 @@ It holds everything a run holds and checks no signature, so it refuses what a
 web page could send (`_BrowserGuard`): a request with an Origin header (a
 browser's; this also ends moto's CORS answers), one whose Host is not a
 loopback name (DNS rebinding), one not signed with SigV4 (boto3 always signs;
-a page's `fetch` does not; a GET signed in its query, a presigned link to a large
-value, counts as signed), and `/moto-api/` (reset, state dumps) unless the
+a page's `fetch` does not; a presigned link to a large value counts as signed
+only as the API hands them out: a GET of one value's object, its signature
+checked, not expired), and `/moto-api/` (reset, state dumps) unless the
 server was started with `allow_reset=True` (tests), and then only with the
-server's own secret header.
+server's own secret header. moto's CORS headers are taken off every answer.
 
 moto's long poll is woken by a send but not by a visibility change: a message
 made visible again (a worker handing back a message for a name it does not
@@ -24,12 +25,17 @@ over at once. After each ChangeMessageVisibility this server wakes the polls.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
+import re
 import secrets
 import threading
+import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, quote
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -38,6 +44,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from .. import resources as r
 from ..errors import ForbiddenError
 from ..loopback import Refusal, check_request
 
@@ -78,14 +85,45 @@ def _wake_long_polls() -> None:
                 queue._messages_lock.notify_all()
 
 
+LOCAL_SECRET_KEY = "testing"  # the local stack's credentials (`stack.LOCAL_ENV`)
+_VALUE_PATH = re.compile(
+    r"/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/" + re.escape(r.VALUE_KEY_PREFIX) + "[0-9a-f]{64}"
+)
+
+
 def _presigned_get(environ: dict[str, Any]) -> bool:
-    """A GET signed in its query (an S3 presigned link to a large value)."""
+    """A presigned link to a large value, as the API hands them out: a GET of one
+    value's object (nothing else: no listing, no other key), signed in its query
+    with the stack's credentials (SigV4, the signature checked), not expired."""
+    path = environ.get("PATH_INFO", "")
+    if environ.get("REQUEST_METHOD") != "GET" or not _VALUE_PATH.fullmatch(path):
+        return False
     query = environ.get("QUERY_STRING", "")
-    return (
-        environ.get("REQUEST_METHOD") == "GET"
-        and "X-Amz-Algorithm=AWS4-HMAC-SHA256" in query
-        and "X-Amz-Signature=" in query
+    params = parse_qsl(query, keep_blank_values=True)
+    d = dict(params)
+    try:
+        if d["X-Amz-Algorithm"] != "AWS4-HMAC-SHA256" or d["X-Amz-SignedHeaders"] != "host":
+            return False
+        signed_at = datetime.strptime(d["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        if signed_at.timestamp() + int(d["X-Amz-Expires"]) < time.time():
+            return False  # expired
+        scope = d["X-Amz-Credential"].split("/", 1)[1]
+        date, region, service, _ = scope.split("/")
+    except (KeyError, ValueError):
+        return False
+    rest = sorted((k, v) for k, v in params if k != "X-Amz-Signature")
+    canonical_query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in rest)
+    host = environ.get("HTTP_HOST", "")
+    canonical = "\n".join(
+        ["GET", path, canonical_query, f"host:{host}", "", "host", "UNSIGNED-PAYLOAD"]
     )
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", d["X-Amz-Date"], scope, digest])
+    key = ("AWS4" + LOCAL_SECRET_KEY).encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, d.get("X-Amz-Signature", ""))
 
 
 class _BrowserGuard:
@@ -110,7 +148,14 @@ class _BrowserGuard:
         ):
             refusal = Refusal.of(ForbiddenError("requests must be signed with SigV4"))
         if refusal is None:
-            return self._app(environ, start_response)  # type: ignore[no-any-return]
+
+            def no_cors(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+                # moto answers every request with CORS headers; this server sends
+                # none (a page has no business reading it).
+                kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
+                return start_response(status, kept, *exc)
+
+            return self._app(environ, no_cors)  # type: ignore[no-any-return]
         body = refusal.body()
         start_response(
             f"{refusal.status} Refused",

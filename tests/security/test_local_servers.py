@@ -248,6 +248,49 @@ def test_moto_refuses_a_browser_even_signed_and_sends_no_cors_headers(
     assert status == 403 and "access-control-allow-origin" not in reply_headers
 
 
+def _presign(stack: LocalStack, key: str, **edits: str) -> tuple[str, str]:
+    """(path, query) of a presigned GET of `key` as the API makes one, then edited."""
+    from urllib.parse import parse_qsl, urlencode
+
+    url = stack.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": stack.settings.bucket, "Key": key}, ExpiresIn=900
+    )
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.update(edits)
+    return parts.path, urlencode(query)
+
+
+def test_moto_serves_a_value_by_its_presigned_link_and_nothing_forged_or_wider(
+    sec_stack: LocalStack,
+) -> None:
+    """A presigned link counts as signed only as the API hands them out: a GET of
+    one value's object, its SigV4 signature checked, not expired. A forged
+    signature, a listing of the bucket and another key are refused; no answer
+    carries a CORS header."""
+    from orchestrator.payloads import pointer_of
+
+    assert sec_stack.moto is not None
+    data = b"x" * 2000
+    _, key = pointer_of(data)
+    sec_stack.s3.put_object(Bucket=sec_stack.settings.bucket, Key=key, Body=data)
+    sec_stack.s3.put_object(Bucket=sec_stack.settings.bucket, Key="other/secret", Body=b"s")
+    path, query = _presign(sec_stack, key)
+    status, headers, body = request(sec_stack.moto.url, "GET", f"{path}?{query}")
+    assert status == 200 and body == data
+    assert not any(h.startswith("access-control-") for h in headers)
+    refused = [
+        "{}?{}".format(*_presign(sec_stack, key, **{"X-Amz-Signature": "forged"})),
+        "{}?{}".format(*_presign(sec_stack, key, **{"X-Amz-Expires": "999999"})),
+        "{}?{}".format(*_presign(sec_stack, "other/secret")),
+        f"/{sec_stack.settings.bucket}?{_presign(sec_stack, key)[1]}",  # the listing
+    ]
+    for target in refused:
+        status, headers, body = request(sec_stack.moto.url, "GET", target)
+        assert status == 403, target
+        assert b"secret" not in body and data not in body
+
+
 def test_moto_refuses_a_rebound_host(sec_stack: LocalStack) -> None:
     assert sec_stack.moto is not None
     body, headers = _scan(signed=True)
