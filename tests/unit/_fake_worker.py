@@ -18,6 +18,7 @@ from worker._worker import Worker
 class Fleet:
     def __init__(self, worker: Worker, store: InMemoryStore, clock: SkippingClock) -> None:
         self.worker, self.store, self.clock = worker, store, clock
+        self.receipts = 0
 
     def pending(self, run_id: str, name: str, input: Any = None, **changes: Any) -> Run:
         """A pending run stored as the API would store it (`changes` on top)."""
@@ -35,8 +36,11 @@ class Fleet:
         return run
 
     async def deliver(self, run_id: str) -> Run:
-        message = {"Body": json.dumps({"id": run_id}), "ReceiptHandle": "rh"}
-        await self.worker._claim_and_run(message, run_id, "rh")
+        """One message for the run, handled as the worker's receive loop would."""
+        self.receipts += 1
+        receipt = f"rh-{self.receipts}"
+        message = {"Body": json.dumps({"id": run_id}), "ReceiptHandle": receipt}
+        await self.worker._claim_and_run(message, run_id, receipt)
         run = await self.store.get_run(run_id)
         assert run is not None
         return run

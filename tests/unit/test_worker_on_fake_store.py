@@ -20,6 +20,7 @@ from orchestrator.clock import SkippingClock
 from orchestrator.model import Run, Status, StepKind, StepRecord
 from orchestrator.settings import Settings
 from tests.fakes.memory_store import InMemoryStore
+from tests.unit._fake_worker import Fleet
 from worker import workflow
 from worker._checkpoints import Checkpoints
 from worker._worker import Worker
@@ -142,10 +143,9 @@ async def stalls(ctx: Any, input: dict[str, Any]) -> int:
     return int(await ctx.step("next", _note, "next", v))
 
 
-class Harness:
-    def __init__(self, worker: Worker, store: InMemoryStore, clock: SkippingClock) -> None:
-        self.worker, self.store, self.clock = worker, store, clock
-        self.receipts = 0
+class Harness(Fleet):
+    """The shared one-worker harness (tests/unit/_fake_worker.py), with starts
+    that go through the store as the API's do."""
 
     async def start(self, run_id: str, name: str, input: dict[str, Any]) -> None:
         now = self.clock.now_ms()
@@ -158,16 +158,6 @@ class Harness:
             updated_at=now,
         )
         await self.store.create_run(run)
-
-    async def deliver(self, run_id: str) -> Run:
-        """One message for the run, handled as the worker's receive loop would."""
-        self.receipts += 1
-        receipt = f"rh-{self.receipts}"
-        message = {"Body": json.dumps({"id": run_id}), "ReceiptHandle": receipt}
-        await self.worker._claim_and_run(message, run_id, receipt)
-        run = await self.store.get_run(run_id)
-        assert run is not None
-        return run
 
 
 @pytest.fixture
