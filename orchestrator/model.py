@@ -129,6 +129,10 @@ DEFAULT_CHECKPOINT_FLUSH_MS = 1000
 # claims between wait 1 s, 2 s, 4 s, ... (at most CLAIM_RETRY_MAX_MS).
 DEFAULT_CLAIM_FAILURE_LIMIT = 5
 MAX_CLAIM_FAILURE_LIMIT = 100
+# How long a worker's event loop may be held (by a workflow's own code between its
+# durable calls) before the worker stops renewing its leases (worker/_heartbeats.py).
+DEFAULT_LOOP_STALL_SECONDS = 120
+MAX_LOOP_STALL_SECONDS = 86_400
 CLAIM_RETRY_MAX_MS = 60_000
 
 

@@ -39,6 +39,7 @@ ENV_TASK_QUEUES = "ORCHESTRATOR_TASK_QUEUES"  # comma-separated; "default" is al
 ENV_STRANDED_AFTER_SECONDS = "ORCHESTRATOR_STRANDED_AFTER_SECONDS"
 # Claims in a row that the same non-transient error may end before the run fails.
 ENV_CLAIM_FAILURE_LIMIT = "ORCHESTRATOR_CLAIM_FAILURE_LIMIT"
+ENV_LOOP_STALL_SECONDS = "ORCHESTRATOR_LOOP_STALL_SECONDS"
 # Recurring schedules: their own Scheduler group, the function they invoke (the API
 # Lambda; found from its context when unset) and the role they assume to invoke it.
 ENV_RECURRING_GROUP = "ORCHESTRATOR_RECURRING_GROUP"

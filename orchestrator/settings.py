@@ -17,8 +17,10 @@ from .model import (
     BUILD_ID_RE,
     DEFAULT_CHECKPOINT_FLUSH_MS,
     DEFAULT_CLAIM_FAILURE_LIMIT,
+    DEFAULT_LOOP_STALL_SECONDS,
     DEFAULT_TASK_QUEUE,
     MAX_CLAIM_FAILURE_LIMIT,
+    MAX_LOOP_STALL_SECONDS,
     TASK_QUEUE_RE,
 )
 
@@ -68,6 +70,12 @@ class EnvConfig(BaseSettings):
         validation_alias=r.ENV_CLAIM_FAILURE_LIMIT,
         ge=1,
         le=MAX_CLAIM_FAILURE_LIMIT,
+    )
+    loop_stall_seconds: int = Field(
+        default=DEFAULT_LOOP_STALL_SECONDS,
+        validation_alias=r.ENV_LOOP_STALL_SECONDS,
+        ge=1,
+        le=MAX_LOOP_STALL_SECONDS,
     )
 
     # Unset: no value bucket, values stay in DynamoDB (up to MAX_INLINE_BYTES). No
@@ -154,6 +162,9 @@ class Settings:
     # A worker fails a run once this many claims in a row ended with the same
     # non-transient error before the run could go on (`model.ClaimFailure`).
     claim_failure_limit: int = DEFAULT_CLAIM_FAILURE_LIMIT
+    # A worker whose event loop has not answered for this long stops renewing its
+    # leases, so its runs go to other workers (worker/_heartbeats.py).
+    loop_stall_seconds: int = DEFAULT_LOOP_STALL_SECONDS
     # Large values: the bucket, and the size above which a value is stored there.
     bucket: str = ""  # the value bucket (ORCHESTRATOR_BUCKET); "" : none, nothing offloaded
     offload_bytes: int = r.DEFAULT_OFFLOAD_BYTES

@@ -31,11 +31,13 @@ class Presence:
         task_queues: list[str] | None = None,
         served: list[str] | None = None,
         build_id: str | None = None,
+        paused: Callable[[], bool] = lambda: False,
     ) -> None:
         self._ddb = ddb
         self._table = table
         self._clock = clock
         self._busy = busy
+        self._paused = paused  # the worker's loop is held: not live (worker/_heartbeats.py)
         self._started = clock.now_ms()
         self._id = worker_id
         self._names = names
@@ -72,6 +74,8 @@ class Presence:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(REGISTRY_INTERVAL_S)
+            if self._paused():
+                continue
             try:
                 await self.beat()
             except Exception:

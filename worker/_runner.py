@@ -26,9 +26,10 @@ from ._checkpoints import Checkpoints
 from ._children import notify_parent
 from ._claim_failures import counts
 from ._context import WorkflowContext, _current
+from ._heartbeats import Heartbeats
 from ._logs import set_fields
 from ._metrics import WorkerMetrics
-from ._parking import CANCEL, Parker, cancel_tasks, park_run
+from ._parking import Parker, cancel_tasks, park_run
 from ._registry import WorkflowDefinition
 from ._scope import Scope, install_task_factory, start_root
 from ._state import ContinueAsNew, ExecutionTimedOut, LeaseLost, RunState, Suspend
@@ -61,6 +62,12 @@ class _Runs:
         self, run: Run, state: RunState, receipt: str, e: BaseException
     ) -> None:
         raise NotImplementedError  # Worker's (worker/_claim_failures.py)
+
+    def _heartbeats(self) -> Heartbeats:
+        raise NotImplementedError  # Worker's (worker/_heartbeats.py)
+
+    def _queue_of(self, receipt: str) -> str | None:
+        raise NotImplementedError  # Worker's
 
     def _state_for(self, run: Run) -> RunState:
         store = self._store
@@ -106,7 +113,8 @@ class _Runs:
         state = self._state_for(run)
         runner = asyncio.current_task()
         assert runner is not None
-        beat = asyncio.create_task(self._heartbeat(state, receipt, runner))
+        beats = self._heartbeats()
+        beat = beats.start(state, receipt, runner, self._queue_of(receipt))
         try:
             # Epoch 1 is the first claim ever: no owner before it, and only owners
             # write step records, so there is no history to load.
@@ -126,9 +134,9 @@ class _Runs:
                     break
                 # continue-as-new: the next generation, at once, still holding the lease
                 # (its history is empty: the write that started it is this worker's).
-                beat.cancel()
+                await beats.stop(beat)
                 run, state = following, self._state_for(following)
-                beat = asyncio.create_task(self._heartbeat(state, receipt, runner))
+                beat = beats.start(state, receipt, runner, self._queue_of(receipt))
             return not state.lost
         except asyncio.CancelledError:
             if state.timed_out and not state.lost:
@@ -141,9 +149,8 @@ class _Runs:
             if self._stopping and not state.closing:
                 # The heartbeat first: one landing after the release would extend
                 # the lease again, and the next worker would wait for it.
-                beat.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await beat
+                    await beats.stop(beat)
                 released = False
                 with contextlib.suppress(Exception):
                     # Buffered step results first (batched checkpoints), fenced like
@@ -166,13 +173,15 @@ class _Runs:
             # as before: the run resumes after its lease.
             if state.lost or not counts(e):
                 raise
-            beat.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await beat
+                await beats.stop(beat)
             await self._claim_failed(run, state, receipt, e)
             return not state.lost
         finally:
-            beat.cancel()
+            # Shielded: a cancel of this task while it waits must not leave the
+            # heartbeat running for a claim nobody holds.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(beats.stop(beat))
 
     async def _run(
         self, d: WorkflowDefinition, run: Run, state: RunState, receipt: str
@@ -409,42 +418,6 @@ class _Runs:
                 await notify_parent(store, child, self.clock)
             except Exception:
                 log.exception("could not tell the parent of %s; the sweeper will", child.id)
-
-    async def _heartbeat(self, state: RunState, receipt: str, runner: asyncio.Task[None]) -> None:
-        store = self._store
-        assert store is not None
-        interval = self.settings.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            if state.closing:
-                continue
-            until = self.clock.now_ms() + self._lease_ms
-            try:
-                current = await store.heartbeat(
-                    state.workflow_id, epoch=state.epoch, lease_until=until
-                )
-            except Exception:
-                log.exception("heartbeat of %s failed; retrying", state.workflow_id)
-                continue
-            if current is None:
-                if state.closing:
-                    continue
-                state.lose()
-                runner.cancel()
-                return
-            state.lease_until = until
-            if current.cancel_requested and state.cancel_requested is None:
-                # Delivered at each task's next durable call, and where branches wait.
-                state.cancel_requested = current.cancel_requested
-                if state.parker is not None:
-                    state.parker.resolve(CANCEL)
-            if state.parker is not None:
-                state.parker.signal_seq_moved(current.signal_seq)
-            if state.past_deadline() and not state.closing:
-                state.timed_out = True  # interrupt whatever the run is awaiting
-                runner.cancel()
-                return
-            await store.set_visibility(receipt, self.settings.lease_seconds + 5)
 
 
 def _notifies(state: RunState) -> bool:

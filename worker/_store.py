@@ -178,15 +178,13 @@ class AsyncStore(_QueueRequests):
             return Refused(run_from_item(item) if item else None)
 
     async def heartbeat(self, workflow_id: str, *, epoch: int, lease_until: int) -> Run | None:
-        try:
-            resp = await self._ddb.update_item(
-                **q.heartbeat(self._table, workflow_id, epoch=epoch, lease_until=lease_until)
-            )
-            return run_from_item(resp["Attributes"])
-        except ClientError as e:
-            if conditional_failed(e):
-                return None
-            raise
+        return await heartbeat_request(
+            self._ddb, self._table, workflow_id, epoch=epoch, lease_until=lease_until
+        )
+
+    def queue_of(self, receipt: str) -> str:
+        """The queue a message in hand came from (its visibility changes go there)."""
+        return self._receipt_queue.get(receipt, self.settings.queue_url)
 
     async def park_sleep(
         self, workflow_id: str, *, epoch: int, now: int, wake_at: int, timer: str | None = None
@@ -542,3 +540,19 @@ class AsyncStore(_QueueRequests):
             if conditional_failed(e):
                 return False
             raise
+
+
+async def heartbeat_request(
+    ddb: Any, table: str, workflow_id: str, *, epoch: int, lease_until: int
+) -> Run | None:
+    """Extend the owner's lease; the run as it now is, or None when the lease is
+    gone (worker/_heartbeats.py sends it from its own thread and clients)."""
+    try:
+        resp = await ddb.update_item(
+            **q.heartbeat(table, workflow_id, epoch=epoch, lease_until=lease_until)
+        )
+        return run_from_item(resp["Attributes"])
+    except ClientError as e:
+        if conditional_failed(e):
+            return None
+        raise

@@ -44,6 +44,7 @@ from ._claim_failures import _ClaimFailures
 from ._deletes import DEFAULT_MAX_WAIT
 from ._flow import FlowControl
 from ._handoff import KICK_DELAY_S, NameCache, ServedNames, kick_pending
+from ._heartbeats import Heartbeats
 from ._logs import log_context
 from ._metrics import WorkerMetrics
 from ._polling import _Polling
@@ -158,6 +159,7 @@ class Worker(_ClaimFailures, _Polling, _Runs, _Refusals):
         self.metrics = metrics or WorkerMetrics()
         self._tracing = Tracing(self.settings.tracing if tracing is None else tracing)
         self._presence: Presence | None = None
+        self._beats: Heartbeats | None = None  # leases and registry entry, off the runs' loop
         self._others: ServedNames | None = None  # names other live workers serve
         self._kicker: asyncio.Task[None] | None = None
         self._name_cache = NameCache()  # ids of runs of names this worker does not serve
@@ -205,9 +207,35 @@ class Worker(_ClaimFailures, _Polling, _Runs, _Refusals):
             values=values,
         )
         self._flow = FlowControl(ddb, self.settings.table, self.clock, self._lease_ms)
+        beats = self._new_heartbeats()
+        await beats.open_thread(session, kw)
+        self._beats = beats
+        self._exit.push_async_callback(beats.close)
         # Unwound before the clients close (last in, first out): the pending deletes
         # are sent while the SQS client is still open.
         self._exit.push_async_callback(self._store.close)
+
+    def _new_heartbeats(self) -> Heartbeats:
+        return Heartbeats(
+            table=self.settings.table,
+            lease_seconds=self.settings.lease_seconds,
+            clock=self.clock,
+            stall_seconds=self.settings.loop_stall_seconds,
+            worker_id=self.id,
+        )
+
+    def _heartbeats(self) -> Heartbeats:
+        """The worker's heartbeats: a thread of their own (worker/_heartbeats.py),
+        or, for a store given to the worker (the unit tests' fake), its own loop."""
+        if self._beats is None:
+            assert self._store is not None
+            self._beats = self._new_heartbeats()
+            self._beats.open_inline(self._store)
+        return self._beats
+
+    def _queue_of(self, receipt: str) -> str | None:
+        queue_of = getattr(self._store, "queue_of", None)
+        return queue_of(receipt) if queue_of is not None else None
 
     async def start(self) -> None:
         """Start receiving in the background (see `stop`)."""
@@ -216,8 +244,9 @@ class Worker(_ClaimFailures, _Polling, _Runs, _Refusals):
             self._stopping = False
             self._stopped.clear()
             assert self._store is not None
+            beats = self._heartbeats()
             self._presence = Presence(
-                self._store.ddb,
+                beats.ddb or self._store.ddb,
                 self.settings.table,
                 self.clock,
                 worker_id=self.id,
@@ -226,6 +255,7 @@ class Worker(_ClaimFailures, _Polling, _Runs, _Refusals):
                 busy=lambda: len(self._tasks),
                 task_queues=list(self.task_queues),
                 build_id=self.build_id,
+                paused=lambda: beats.stalled,
                 served=sorted(
                     n if q == DEFAULT_TASK_QUEUE else f"{n}@{q}"
                     for q, names in self._served.items()
@@ -235,7 +265,7 @@ class Worker(_ClaimFailures, _Polling, _Runs, _Refusals):
             for key in self.poll_queues:
                 if split_queue_key(key)[1] is not None:
                     await self._store.ensure_queue(key)
-            await self._presence.start()
+            await beats.call(self._presence.start())
             self._others = ServedNames(
                 self._store.ddb, self.settings.table, self.clock, self_id=self.id
             )
@@ -356,12 +386,13 @@ class Worker(_ClaimFailures, _Polling, _Runs, _Refusals):
                 await self._kicker
             self._kicker = None
         if self._presence is not None:
-            await self._presence.stop()
+            await self._heartbeats().call(self._presence.stop())
             self._presence = None
         if self._exit is not None:
             await self._exit.aclose()
             self._exit = None
             self._store = None
+        self._beats = None
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._poller = None
         self._stopped.set()

@@ -74,6 +74,7 @@ class _SerializedDynamoDB:
 
 
 RESET_HEADER = "X-Orchestrator-Reset-Token"
+SHUTDOWN_POLL_S = 0.05  # how often the serving loop checks for a shutdown
 
 
 def _wake_long_polls() -> None:
@@ -177,6 +178,11 @@ class MotoServer:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
+    def _serve(self) -> None:
+        assert self._server is not None
+        # A short poll: `stop` (shutdown) waits for the loop's next turn.
+        self._server.serve_forever(poll_interval=SHUTDOWN_POLL_S)
+
     def start(self) -> MotoServer:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         app = _BrowserGuard(
@@ -186,7 +192,7 @@ class MotoServer:
         self._server = make_server(
             self._host, self._port, app, threaded=True, request_handler=MotoRequestHandler
         )
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="moto")
+        self._thread = threading.Thread(target=self._serve, daemon=True, name="moto")
         self._thread.start()
         return self
 

@@ -20,6 +20,7 @@ from ..api.edge import security_headers, serve
 from ..loopback import check_request, content_length, error_reply
 
 DRAIN_MAX_BYTES = 8 * 1024 * 1024  # a refused body up to this size is read and dropped
+SHUTDOWN_POLL_S = 0.05  # how often the serving loop checks for a shutdown
 
 
 class _Context:
@@ -165,7 +166,11 @@ class ApiServer:
 
         self._server = _Server((host, port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="api")
+        self._thread = threading.Thread(target=self._serve, daemon=True, name="api")
+
+    def _serve(self) -> None:
+        # A short poll: `stop` (shutdown) waits for the loop's next turn.
+        self._server.serve_forever(poll_interval=SHUTDOWN_POLL_S)
 
     def start(self) -> ApiServer:
         self._thread.start()

@@ -11,12 +11,15 @@ stack's Clock, so a SkippingClock moves every timer in the stack together.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 import boto3
+import botocore.loaders
 
 from .. import resources as r
 from ..api.app import build_app
@@ -44,6 +47,11 @@ LOCAL_CREDENTIALS = {
 }
 
 
+@functools.cache
+def _shared_loader() -> Any:
+    return botocore.loaders.create_loader()
+
+
 def use_local_credentials() -> None:
     """moto accepts any credentials; make sure boto3 finds some and never a real profile."""
     for k, v in LOCAL_CREDENTIALS.items():
@@ -60,6 +68,7 @@ class LocalStack:
         api_port: int = 0,
         endpoint_url: str | None = None,
         background_interval: float = 1.0,
+        sweep_interval: float | None = None,
         serve_api: bool = True,
         max_receive_count: int = r.MAX_RECEIVE_COUNT,  # the queue's redrive to the DLQ
         allow_reset: bool = False,  # open moto's reset route (tests): see local.aws
@@ -73,7 +82,11 @@ class LocalStack:
         self._aws_port = aws_port
         self._api_port = api_port
         self._external_endpoint = endpoint_url
+        # Timers fire every background_interval; the sweep (the backstop: walks and
+        # due passes over every shard, the DLQs, missed schedules) every
+        # sweep_interval, by default as often.
         self._interval = background_interval
+        self._sweep_interval = background_interval if sweep_interval is None else sweep_interval
         self._serve_api = serve_api
         self._max_receive_count = max_receive_count
         self.moto: MotoServer | None = None
@@ -86,6 +99,9 @@ class LocalStack:
             aws_secret_access_key="testing",
             region_name=self._base.region,
         )
+        # Service models are parsed once per process, not once per stack: each
+        # botocore session would read its own (some 0.35 s of JSON for a stack).
+        self.session._session.register_component("data_loader", _shared_loader())
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -129,15 +145,21 @@ class LocalStack:
         return self
 
     def _loop(self) -> None:
+        next_sweep = 0.0
         while not self._stop.wait(self._interval):
-            self.tick()
+            now = time.monotonic()
+            sweep = now >= next_sweep
+            if sweep:
+                next_sweep = now + self._sweep_interval
+            self.tick(sweep=sweep)
 
-    def tick(self) -> None:
+    def tick(self, *, sweep: bool = True) -> None:
         """One round of the background work: fire due schedules, then sweep."""
         try:
             self.emulator.fire_due()
-            self.sweeper.sweep_once()
-            self.service.schedules.catch_up(grace_ms=self.settings.sweep_grace_ms)
+            if sweep:
+                self.sweeper.sweep_once()
+                self.service.schedules.catch_up(grace_ms=self.settings.sweep_grace_ms)
         except Exception:
             if not self._stop.is_set():
                 log.exception("background round failed; retrying next round")

@@ -185,6 +185,7 @@ def outcomes(
         settings=SETTINGS,
         endpoint_url=moto_server.url,
         background_interval=0.2,
+        sweep_interval=1.0,
     ).start()
     try:
         with BackgroundWorker(

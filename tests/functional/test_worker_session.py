@@ -26,7 +26,11 @@ class CountingSession(aioboto3.Session):
 
 @pytest.mark.parametrize(
     ("bucket", "clients"),
-    [(True, ["dynamodb", "s3", "scheduler", "sqs"]), (False, ["dynamodb", "scheduler", "sqs"])],
+    # DynamoDB and SQS twice: the heartbeats' own clients (worker/_heartbeats.py).
+    [
+        (True, ["dynamodb", "dynamodb", "s3", "scheduler", "sqs", "sqs"]),
+        (False, ["dynamodb", "dynamodb", "scheduler", "sqs", "sqs"]),
+    ],
 )
 def test_the_worker_uses_the_session_it_is_given(
     stack: Any, bucket: bool, clients: list[str]

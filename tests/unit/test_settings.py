@@ -31,10 +31,12 @@ def test_values_arrive_typed_and_empty_ones_count_as_unset() -> None:
             "AWS_ENDPOINT_URL": "",
             r.ENV_API_URL: "https://api.example/prod",
             r.ENV_CLAIM_FAILURE_LIMIT: "8",
+            r.ENV_LOOP_STALL_SECONDS: "30",
         }
     )
     assert (s.lease_seconds, s.poll_seconds) == (45, 0)
     assert s.claim_failure_limit == 8
+    assert s.loop_stall_seconds == 30
     assert s.task_queues == ("default", "gpu", "cpu")
     assert s.region == "eu-west-1"  # AWS_REGION empty: the next name is read
     assert s.endpoint_url is None
@@ -81,6 +83,7 @@ def test_the_os_environment_is_read_when_no_mapping_is_given(
         ({r.ENV_TRACING: "maybe"}, [r.ENV_TRACING]),
         ({r.ENV_CLAIM_FAILURE_LIMIT: "0"}, [r.ENV_CLAIM_FAILURE_LIMIT]),
         ({r.ENV_CLAIM_FAILURE_LIMIT: "101"}, [r.ENV_CLAIM_FAILURE_LIMIT]),
+        ({r.ENV_LOOP_STALL_SECONDS: "0"}, [r.ENV_LOOP_STALL_SECONDS]),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(env: dict[str, str], names: list[str]) -> None:
