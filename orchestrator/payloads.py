@@ -109,6 +109,15 @@ class AsyncValues:
         self.threshold = min(threshold, r.MAX_INLINE_BYTES)
 
     @property
+    def client(self) -> Any:
+        """The S3 client (None: no value bucket)."""
+        return self._s3
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    @property
     def max_bytes(self) -> int:
         """The largest value this codec stores: anything up to the worker's limit
         with a bucket, only what fits in an item without one."""

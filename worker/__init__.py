@@ -41,6 +41,7 @@ from .operations.batch import (
 )
 from .operations.callback import Callback
 from .operations.condition import backoff_until
+from .operations.s3_map import S3BatchResult, S3Items
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -60,6 +61,8 @@ __all__ = [
     "NonDeterminismError",
     "NonRetryableError",
     "RetryPolicy",
+    "S3BatchResult",
+    "S3Items",
     "StepFailedError",
     "StepTimeoutError",
     "Worker",

@@ -47,12 +47,14 @@ from .operations import continue_as_new as _continue
 from .operations import distributed as _distributed
 from .operations import invoke as _invoke
 from .operations import patch as _patch
+from .operations import s3_map as _s3_map
 from .operations import signal as _signal
 from .operations import sleep as _sleep
 from .operations import step as _step
 from .operations.batch import BatchResult, CompletionConfig
 from .operations.callback import Callback
 from .operations.condition import WaitStrategy
+from .operations.s3_map import S3Items
 
 log = logging.getLogger("worker")
 
@@ -257,10 +259,11 @@ class WorkflowContext:
     async def map(
         self,
         name: str,
-        items: Sequence[Any],
+        items: Sequence[Any] | S3Items,
         fn: Callable[..., Awaitable[Any]] | None = None,
         *,
         workflow: str | None = None,
+        batch_size: int | None = None,
         task_queue: str | None = None,
         max_concurrency: int | None = None,
         completion: CompletionConfig | None = None,
@@ -275,7 +278,14 @@ class WorkflowContext:
         With `workflow=` instead of `fn`, each item is the input of a child run of
         that workflow (a distributed map: the items spread over every worker; each
         child's output is the item's result, a child that did not complete is a
-        failed item). `execution_timeout` applies to each child."""
+        failed item). `execution_timeout` applies to each child.
+
+        `batch_size=N` (distributed maps): each child gets a batch of up to N items,
+        `{"items": [...], "batch": k, "first_index": k * N}`, and the result has one
+        item per batch. `items=S3Items(key)` reads the items from the lines of a JSON
+        Lines object in S3 and writes the results back there as JSON Lines: the
+        parent holds neither (worker/operations/s3_map.py); the result is an
+        `S3BatchResult`, read lazily."""
         if checkpoint not in CHECKPOINT_MODES:
             raise ValueError(
                 f"checkpoint {checkpoint!r} must be one of: {', '.join(CHECKPOINT_MODES)}"
@@ -287,10 +297,22 @@ class WorkflowContext:
                 )
             if fn is not None:
                 raise TypeError("map takes either fn or workflow=, not both")
+            if isinstance(items, S3Items):
+                return await _s3_map.s3_map(  # type: ignore[return-value]
+                    name,
+                    items,
+                    workflow,
+                    batch_size=1 if batch_size is None else batch_size,
+                    max_concurrency=max_concurrency,
+                    completion=completion,
+                    execution_timeout=execution_timeout,
+                    task_queue=task_queue,
+                )
             return await _distributed.distributed_map(
                 name,
                 items,
                 workflow,
+                batch_size=batch_size,
                 max_concurrency=max_concurrency,
                 completion=completion,
                 execution_timeout=execution_timeout,
@@ -298,6 +320,8 @@ class WorkflowContext:
             )
         if fn is None:
             raise TypeError("map needs fn(ctx, item, index) or workflow=")
+        if batch_size is not None or isinstance(items, S3Items):
+            raise TypeError("batch_size and S3Items are for a distributed map (workflow=)")
         units = _batch.map_units(items, fn)
         return await _batch.run_batch(
             self,

@@ -159,6 +159,8 @@ def test_public_names_are_pinned() -> None:
             "ConditionNotMetError",
             "ExecutionTimeoutError",
             "NonDeterminismError",
+            "S3BatchResult",
+            "S3Items",
             "NonRetryableError",
             "RetryPolicy",
             "StepFailedError",

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -75,6 +76,7 @@ async def distributed_map(
     completion: CompletionConfig | None,
     execution_timeout: timedelta | float | None,
     task_queue: str | None = None,
+    batch_size: int | None = None,
 ) -> BatchResult[Any]:
     check_batch_args(name, max_concurrency, completion)
     check_task_queue(task_queue)
@@ -82,8 +84,16 @@ async def distributed_map(
         raise ValueError(f"{workflow!r} is not a workflow name")
     if isinstance(items, (str, bytes, dict)):
         raise TypeError("map takes a list of items")
+    items = list(items)
+    if batch_size is not None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError("batch_size must be an int of at least 1")
+        items = [
+            {"items": items[at : at + batch_size], "batch": k, "first_index": at}
+            for k, at in enumerate(range(0, len(items), batch_size))
+        ]
     inputs = []
-    for item in list(items):
+    for item in items:
         try:
             text = dumps(to_jsonable(item))
             check_size(text, what="an item's input", limit=_core.input_limit())
@@ -110,11 +120,15 @@ async def distributed_map(
         )
         rec = await _core.record(s, start)
     ids = [child_run_id(s.workflow_id, f"{op_id}.{i}") for i in range(total)]
-    outcomes, reason = await _run(
+
+    async def inputs_of(indexes: list[int]) -> list[str]:
+        return [inputs[i] for i in indexes]
+
+    outcomes, reason = await run_children(
         s,
         op_id,
         ids,
-        inputs,
+        inputs_of,
         workflow,
         max_concurrency,
         _Policy(total, completion),
@@ -152,17 +166,26 @@ async def distributed_map(
     return await _from_record(s, await _core.record(s, done), total)
 
 
-async def _run(
+async def run_children(
     s: Any,
     op_id: str,
     ids: list[str],
-    inputs: list[str],
+    inputs_of: Callable[[list[int]], Awaitable[list[str]]],
     workflow: str,
     max_concurrency: int | None,
     policy: _Policy,
     timeout_ms: int | None,
     task_queue: str | None,
+    *,
+    start_group: int | None = None,
+    slim: bool = False,
 ) -> tuple[dict[int, Run | None], CompletionReason]:
+    """Start the children in index order, at most `max_concurrency` in flight, and
+    poll for their ends until `policy` decides. `inputs_of(indexes)` gives the
+    inputs of the children about to start, at most `start_group` at a time (all
+    that fit by default). `slim`: an ended child is kept without its input and
+    output (its status and error only), so the parent's memory stays bounded by
+    the number of children, not by what they return."""
     total = len(ids)
     cap = max_concurrency or total or 1
     outcomes: dict[int, Run | None] = {}  # started: None until it ended
@@ -182,17 +205,20 @@ async def _run(
         while cursor < total and len(in_flight) + len(fresh) < cap:
             fresh.append(cursor)
             cursor += 1
-        if fresh:
+        group = start_group or len(fresh) or 1
+        for at in range(0, len(fresh), group):
+            part = fresh[at : at + group]
             await _start(
                 s,
                 op_id,
-                [ids[i] for i in fresh],
-                [inputs[i] for i in fresh],
+                [ids[i] for i in part],
+                await inputs_of(part),
                 workflow,
                 timeout_ms,
-                fresh,
+                part,
                 task_queue,
             )
+        if fresh:
             for i in fresh:
                 outcomes[i] = None
             in_flight += fresh
@@ -201,7 +227,7 @@ async def _run(
         ended = sorted(i for i in window if ids[i] in runs and runs[ids[i]].status.terminal)
         for i in ended:
             run = runs[ids[i]]
-            outcomes[i] = run
+            outcomes[i] = replace(run, input="", output=None) if slim else run
             if run.status == Status.COMPLETED:
                 succeeded += 1
             else:
