@@ -294,7 +294,8 @@ class Api(Construct):
         self.grant("signal", grantee)
 
     def grant_operate(self, grantee: iam.IRole | iam.IUser | iam.IGroup) -> None:
-        """Cancel runs."""
+        """Cancel, terminate, redrive, fork and migrate runs (one at a time or in
+        bulk); manage recurring schedules and queue limits."""
         self.grant("operate", grantee)
 
     @property

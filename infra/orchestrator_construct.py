@@ -301,7 +301,8 @@ class Orchestrator(Construct):
         self.api.grant_signal(grantee)
 
     def grant_operate(self, grantee: iam.IRole | iam.IUser | iam.IGroup) -> None:
-        """Cancel runs."""
+        """Cancel, terminate, redrive, fork and migrate runs (one at a time or in
+        bulk); manage recurring schedules and queue limits."""
         self.api.grant_operate(grantee)
 
     @property

@@ -22,16 +22,19 @@ from aws_cdk import aws_iam as iam
 # transaction is authorized item by item with PutItem, UpdateItem, DeleteItem and
 # ConditionCheckItem, so those actions are what TransactWriteItems calls need.
 # BatchGetItem: flow control reads the runs of stale-looking slots (worker/_flow.py).
+# No principal has BatchWriteItem: it deletes as well as puts, and IAM cannot tell
+# the two apart inside it. Continue-as-new's TTL rewrite (worker) and fork's copy
+# (API) send one PutItem per record instead (docs/security.md says why not
+# `dynamodb:LeadingKeys`).
 WORKER_ITEM_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:ConditionCheckItem",
-    "dynamodb:BatchWriteItem",  # continue-as-new: the ended generation's TTL
     "dynamodb:BatchGetItem",
 )
 API_ITEM_ACTIONS = (
-    *WORKER_ITEM_ACTIONS,  # BatchWriteItem: fork copies records
+    *WORKER_ITEM_ACTIONS,
     "dynamodb:DeleteItem",  # redrive deletes failed records; schedule definitions are deleted
 )
 # The sweeper's schedule pass starts missed or buffered ticks: a transaction that

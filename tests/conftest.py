@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
+from botocore.exceptions import ClientError
 
 from orchestrator import resources as r
 from orchestrator.clock import SkippingClock
@@ -71,6 +73,31 @@ def make_stack(moto_server: MotoServer) -> Iterator[Callable[..., LocalStack]]:
 @pytest.fixture
 def stack(make_stack: Callable[..., LocalStack]) -> LocalStack:
     return make_stack()
+
+
+@pytest.fixture
+def no_batch_writes(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
+    """DynamoDB as the deployed roles see it: none may BatchWriteItem
+    (docs/security.md), so every BatchWriteItem is refused with AccessDenied,
+    from the stack's own client (the local API's) and from every client made
+    from now on (the workers')."""
+
+    def refuse(**_: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "AccessDeniedException", "Message": "no dynamodb:BatchWriteItem"}},
+            "BatchWriteItem",
+        )
+
+    event = "before-call.dynamodb.BatchWriteItem"
+    stack.ddb.meta.events.register(event, refuse)
+    original = botocore.session.Session.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.register(event, refuse, unique_id="test-no-batch-writes")
+
+    monkeypatch.setattr(botocore.session.Session, "__init__", init)
+    return stack
 
 
 @pytest.fixture

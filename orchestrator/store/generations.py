@@ -66,9 +66,10 @@ def continue_run(
 
 
 def expire_items(table: str, items: list[dict[str, Any]], *, now: int) -> list[dict[str, Any]]:
-    """BatchWriteItem requests (25 puts each) that write the ended generation's
-    items again, as read, with `expires_at`: single records and batch items
-    alike (a batch item stays one item). Idempotent; one write unit per KB."""
+    """PutItem requests, one per item, that write the ended generation's items
+    again, as read, with `expires_at`: single records and batch items alike (a
+    batch item stays one item). Idempotent; one write unit per KB. PutItem, not
+    BatchWriteItem: no deployed role may call BatchWriteItem, which deletes
+    too (docs/security.md)."""
     ttl = to_attr(now // 1000 + HISTORY_TTL_SECONDS)
-    puts = [{"PutRequest": {"Item": {**item, r.TTL_ATTRIBUTE: ttl}}} for item in items]
-    return [{"RequestItems": {table: puts[i : i + 25]}} for i in range(0, len(puts), 25)]
+    return [{"TableName": table, "Item": {**item, r.TTL_ATTRIBUTE: ttl}} for item in items]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import resources as r
@@ -66,6 +67,9 @@ from .codec import (
 
 MAX_REDRIVE_REMOVALS = 99  # one transaction: the run's update and these deletes
 TRANSACTION_ITEMS = 100  # DynamoDB's limit on the actions of one transaction
+# A fork's record puts in flight at once (the boto3 client's pool holds 50
+# connections, `orchestrator.aws.CLIENT_CONFIG`).
+COPY_THREADS = 8
 _OUTCOME_MESSAGE_CHARS = 1000
 
 
@@ -383,12 +387,15 @@ def fork(
             ):
                 raise ConflictError(f"workflow id {target!r} is already used") from None
             raise
-    for i in range(0, len(kept), 25):
-        batch = [{"PutRequest": {"Item": step_item(target, rec)}} for rec in kept[i : i + 25]]
-        pending: dict[str, Any] = {table: batch}
-        while pending:
-            resp = ddb.batch_write_item(RequestItems=pending)
-            pending = resp.get("UnprocessedItems") or {}
+
+    # One PutItem per record, COPY_THREADS at a time: the API role has no
+    # BatchWriteItem (docs/security.md). Plain puts, as the copy is idempotent:
+    # the same fork again writes the same records.
+    def copy(rec: StepRecord) -> None:
+        ddb.put_item(TableName=table, Item=step_item(target, rec))
+
+    with ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="fork") as pool:
+        list(pool.map(copy, kept))  # the first error, if any, is raised here
     # Every record is in: the run may be claimed. A concurrent completion of the
     # same fork that removed the mark first is as good.
     try:

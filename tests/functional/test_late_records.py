@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from orchestrator import Client
+from orchestrator import resources as r
 from orchestrator.errors import ConflictError
 from orchestrator.local.worker_thread import BackgroundWorker
 from orchestrator.model import StepKind, StepRecord
@@ -153,15 +154,15 @@ def test_a_late_record_of_an_ended_generation_is_never_replayed(stack, exec_log:
 
 
 class _Held:
-    """A DynamoDB client whose first write (put or batch write) waits for `go`:
-    a fork held between its read of the origin and its first write."""
+    """A DynamoDB client whose first put waits for `go`: a fork held between
+    its read of the origin and its first write."""
 
     def __init__(self, ddb: Any) -> None:
         self._ddb, self.reached, self.go = ddb, threading.Event(), threading.Event()
 
     def __getattr__(self, name: str) -> Any:
         call = getattr(self._ddb, name)
-        if name not in ("put_item", "batch_write_item") or self.reached.is_set():
+        if name != "put_item" or self.reached.is_set():
             return call
 
         def held(**kw: Any) -> Any:
@@ -208,12 +209,20 @@ def test_two_forks_into_one_id_never_mix_their_records(stack) -> None:
 
 
 class _Stops(_Held):
-    """A fork that stops (its process dies) at its first batch write."""
+    """A fork that stops (its process dies) at its first record's put, after
+    the run's."""
 
     def __getattr__(self, name: str) -> Any:
-        if name == "batch_write_item":
-            raise RuntimeError("the API stopped here")
-        return getattr(self._ddb, name)
+        call = getattr(self._ddb, name)
+        if name != "put_item":
+            return call
+
+        def put(**kw: Any) -> Any:
+            if kw["Item"][r.SK]["S"] != r.RUN_SK:
+                raise RuntimeError("the API stopped here")
+            return call(**kw)
+
+        return put
 
 
 def test_a_fork_stopped_half_way_is_claimed_by_nobody_until_the_same_fork_completes_it(
