@@ -11,6 +11,7 @@ import binascii
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -79,10 +80,33 @@ def path_param(raw: str) -> str:
         raise BadInputError(f"{raw!r} is not valid percent-encoded UTF-8") from None
 
 
+class _Resolver(APIGatewayHttpResolver):
+    """Powertools keeps the request being resolved in a class attribute shared by
+    every resolver (`BaseRouter.current_event`); here it is kept per thread, so
+    that resolvers serving requests side by side in one process (the local API
+    server, `orchestrator/local/http.py`) each read their own. Within one
+    resolver, requests still go one at a time (the route's arguments are kept on
+    the instance), as in a Lambda execution environment."""
+
+    _local = threading.local()
+
+    @property  # type: ignore[override]
+    def current_event(self) -> Any:
+        return self._local.event
+
+    @current_event.setter
+    def current_event(self, value: Any) -> None:
+        self._local.event = value
+
+    def resolve(self, event: Any, context: Any) -> dict[str, Any]:
+        self._local.event = self._to_proxy_event(event)
+        return super().resolve(event, context)
+
+
 def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     """The resolver; `service` is called per request (lazily built in Lambda,
     injected by the local stack and tests)."""
-    app = APIGatewayHttpResolver(strip_prefixes=["/api"])
+    app = _Resolver(strip_prefixes=["/api"])
 
     def body(
         model: type[BaseModel],

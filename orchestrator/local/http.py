@@ -5,10 +5,12 @@ HTTP response. The route code that runs is the code that runs in Lambda."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -21,6 +23,7 @@ from ..loopback import check_request, content_length, error_reply
 
 DRAIN_MAX_BYTES = 8 * 1024 * 1024  # a refused body up to this size is read and dropped
 SHUTDOWN_POLL_S = 0.05  # how often the serving loop checks for a shutdown
+LOCAL_API_CONCURRENCY = 8  # requests served at once, each in a resolver of its own
 
 
 class _Context:
@@ -75,26 +78,60 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
+class Resolvers:
+    """Resolvers to serve requests with, one request at a time each, as Lambda
+    execution environments are: Powertools keeps the request (`current_event`,
+    the route's arguments) on the resolver itself, so two threads in one
+    resolver would read each other's (a dashboard loading its scripts at once
+    got a route without its path argument). A factory makes up to `size` of
+    them, so a long request (a bulk call, a backfill) does not hold the reads
+    behind it, as concurrent Lambda environments do not; a single resolver
+    serves one request at a time."""
+
+    def __init__(
+        self, app: APIGatewayHttpResolver | Callable[[], APIGatewayHttpResolver], size: int
+    ) -> None:
+        self._factory = None if isinstance(app, APIGatewayHttpResolver) else app
+        self._free: queue.LifoQueue[APIGatewayHttpResolver] = queue.LifoQueue()
+        self._made = 0
+        self._size = 1 if self._factory is None else size
+        self._lock = threading.Lock()
+        if isinstance(app, APIGatewayHttpResolver):
+            self._free.put(app)
+            self._made = 1
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[APIGatewayHttpResolver]:
+        resolver = None
+        with self._lock:
+            if self._free.empty() and self._made < self._size and self._factory is not None:
+                self._made += 1
+                resolver = self._factory()
+        if resolver is None:
+            resolver = self._free.get()
+        try:
+            yield resolver
+        finally:
+            self._free.put(resolver)
+
+
 class ApiServer:
     """The API on loopback. Requests pass `guard.check_request` first (Host,
-    Origin, Content-Length); `allowed_hosts` adds names besides loopback ones."""
+    Origin, Content-Length); `allowed_hosts` adds names besides loopback ones.
+    `app`: a resolver (one request at a time), or a factory of them (up to
+    `concurrency` requests at a time, each in a resolver of its own)."""
 
     def __init__(
         self,
-        app: APIGatewayHttpResolver,
+        app: APIGatewayHttpResolver | Callable[[], APIGatewayHttpResolver],
         host: str = "127.0.0.1",
         port: int = 0,
         *,
         allowed_hosts: Iterable[str] = (),
+        concurrency: int = LOCAL_API_CONCURRENCY,
     ) -> None:
-        resolver = app
+        resolvers = Resolvers(app, concurrency)
         hosts = tuple(allowed_hosts)
-        # One request at a time through the resolver, as in a Lambda execution
-        # environment: Powertools keeps the request (`current_event`, the route's
-        # arguments) on the resolver itself, so two threads would read each
-        # other's (a dashboard loading its scripts at once got a route without
-        # its path argument).
-        one_at_a_time = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -137,7 +174,7 @@ class ApiServer:
                 length = content_length(self.headers)
                 body = self.rfile.read(length) if length else b""
                 event = to_event(self.command, self.path, dict(self.headers.items()), body)
-                with one_at_a_time:
+                with resolvers.take() as resolver:
                     result = serve(resolver, event, _Context())
                 payload = result.get("body") or ""
                 data = (

@@ -134,7 +134,7 @@ class LocalStack:
         )
         if self._serve_api:
             self.api = ApiServer(
-                build_app(lambda: self.service),
+                lambda: build_app(lambda: self.service),
                 port=self._api_port,
                 allowed_hosts=self._allowed_hosts,
             ).start()

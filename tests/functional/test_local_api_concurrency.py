@@ -7,6 +7,7 @@ at once; before the lock, one of them sometimes got another request's route."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -72,3 +73,34 @@ def test_concurrent_requests_each_get_their_own_answer(
     with ThreadPoolExecutor(max_workers=12) as pool:
         wrong = [w for w in pool.map(one, range(1, 241)) if w is not None]
     assert wrong == [], wrong[:5]
+
+
+def test_a_long_request_does_not_hold_the_reads_behind_it(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request takes a resolver of its own (up to eight), as concurrent Lambda
+    environments do: a request held inside its handler (here until the test lets
+    it go) leaves the others answered."""
+    held, release = threading.Event(), threading.Event()
+    original = type(stack.service).list
+
+    def slow_list(self: Any, *args: Any, **kwargs: Any) -> Any:
+        held.set()
+        release.wait(timeout=120)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(stack.service), "list", slow_list)
+    api = stack.api_url
+    run_id = Client(api).start("greet", {"name": "Ada"}, id="behind-a-long-one")["id"]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        slow = pool.submit(_get, f"{api}/workflows?limit=5")
+        try:
+            assert held.wait(timeout=60)
+            # Answered while the long request is still inside its handler.
+            status, data = _get(f"{api}/workflows/{run_id}/steps")
+            assert status == 200 and "steps" in json.loads(data)
+            assert not slow.done()
+        finally:
+            release.set()
+        status, data = slow.result(timeout=60)
+    assert status == 200 and [r["id"] for r in json.loads(data)["workflows"]] == [run_id]
