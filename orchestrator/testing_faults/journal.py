@@ -20,7 +20,9 @@ so that rewording or renaming a placeholder changes nothing:
   a put or a delete);
 - ``pointers``: the large-value pointers (``@s3:sha256:<hex>:<bytes>``,
   `orchestrator/payloads.py`) anywhere in the request, when it carries any;
-- ``item_epoch`` and ``item_attempt`` (carried by a put), ``new_epoch``, ``new_status``,
+- ``item_epoch`` and ``item_attempt`` (carried by a put), ``expires`` (a put
+  carrying the TTL: an ended generation's record written again as read),
+  ``new_epoch``, ``new_status``,
   ``new_owner`` (returned), ``now``, ``recorded_at``, and the expression texts
   (``cond``, ``update``) for people to read.
 
@@ -281,6 +283,9 @@ def _journal_entry(op: str, request: dict[str, Any], parsed: Any) -> dict[str, A
             "now": _attr(values.get(":now")),
             "recorded_at": _attr((req.get("Item") or {}).get("recorded_at")),
             "item_attempt": _attr((req.get("Item") or {}).get("run_attempt")) or 0,
+            # A put carrying the TTL: an ended generation's record written again,
+            # as read, so that it expires (orchestrator/store/generations.py).
+            **({"expires": True} if r.TTL_ATTRIBUTE in (req.get("Item") or {}) else {}),
             **({"pointers": pointers} if pointers else {}),
         }
 

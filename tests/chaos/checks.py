@@ -59,6 +59,10 @@ def expected_history(p: Planned) -> list[tuple[str, str]]:
         return [("invoke", "child")]
     if p.shape == "distributed":  # the map's items are child runs, planned on their own
         return [("map", "fan"), ("sleep", "nap"), ("step", "after")]
+    if p.shape == "s3map":  # the batches are child runs, planned on their own
+        return [("step", "upload"), ("map", "fan"), ("sleep", "nap")]
+    if p.shape == "s3batch":
+        return [("step", "sum")]
     if p.shape == "large":
         return [("step", "v0"), ("step", "v1"), ("sleep", "nap"), ("step", "v2")]
     if p.shape == "generations":  # every generation's records (campaign reads them all)
@@ -271,7 +275,8 @@ def check(o: Outcome) -> Report:
     # redriven run's new attempt replaces what an earlier one left)
     resolving: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for w in writes:
-        if _is_step_key(w) and w.get("resolved"):
+        # A TTL rewrite of an ended generation puts a record back as it was read.
+        if _is_step_key(w) and w.get("resolved") and not w.get("expires"):
             resolving[(w["pk"], w["sk"])].append(w)
     for (pk, sk), ws in resolving.items():
         per_attempt = Counter(w.get("item_attempt") or 0 for w in ws)

@@ -13,6 +13,8 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.model import child_run_id
+
 if TYPE_CHECKING:
     from .campaign import Config
 
@@ -51,6 +53,7 @@ SHAPES = {
     "distributed": 1,
     "large": 3,
     "generations": 1,
+    "s3map": 1,
 }
 # Sizes (bytes of JSON text) of the large shape's values: above the campaign's
 # offload threshold (Config.offload_bytes), so each is an object in S3.
@@ -168,6 +171,21 @@ def make_plan(cfg: Config, rng: random.Random) -> list[Planned]:
                 "completed",
             )
             p.output = [large_value(*values[k]) for k in (0, 1, 0)]
+        elif shape == "s3map":
+            # A map over S3 items in batches: the items object written by a step,
+            # each batch a child (chaos.s3batch) that sums it, the results read
+            # back lazily after a replay.
+            items, batch = rng.randint(4, 9), rng.randint(2, 3)
+            inp = {"items": items, "batch": batch, "sleep": rng.uniform(0.3, 1.5)}
+            p = Planned(rid, shape, "chaos.s3map", inp, at, "completed")
+            sums = [sum(range(at_, min(at_ + batch, items))) for at_ in range(0, items, batch)]
+            p.output = sums
+            for k, total in enumerate(sums):
+                c = Planned(
+                    child_run_id(rid, f"1.{k}"), "s3batch", "chaos.s3batch", {}, at, "completed"
+                )
+                c.parent, c.output = rid, total
+                out.append(c)
         elif shape == "generations":
             # Continue-as-new: 2 to 4 generations of a step and a sleep each.
             n = rng.randint(2, 4)

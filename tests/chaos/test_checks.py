@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator import resources as r
 from orchestrator.model import ClaimFailure, Run, Status, StepKind, StepRecord
 from orchestrator.payloads import pointer_of
 from orchestrator.store import endings, generations, sweeps
@@ -433,3 +434,18 @@ def test_each_check_reports_a_planted_violation_in_a_continued_run(
     o = _generations()
     plant(o)
     assert check(o).violations[CHECKS[which]], check(o).violations
+
+
+def test_the_ttl_rewrite_of_an_ended_generation_resolves_nothing_again() -> None:
+    """Continue-as-new puts the ended generation's records back as read, with the
+    TTL (orchestrator/store/generations.py): not a second resolution. The same put
+    without the TTL is one."""
+    o = _generations()
+    # s0 as its owner put it (`_step`), read back and put again with the TTL.
+    item = to_item({"pk": PK, "sk": step_sk("0"), "epoch": 1, "recorded_at": 1100})
+    puts = generations.expire_items(TABLE, [{**item, "resolved": {"BOOL": True}}], now=1210)
+    o.journal.append(_journaled(puts[0], 1210, 1212))
+    assert check(o).total_violations == 0, check(o).violations
+    plain = {**puts[0], "Item": {k: v for k, v in puts[0]["Item"].items() if k != r.TTL_ATTRIBUTE}}
+    o.journal.append(_journaled(plain, 1213, 1215))
+    assert check(o).violations[CHECKS[2]], check(o).violations

@@ -25,6 +25,7 @@ from worker import (
     CallbackFailedError,
     CallbackTimeoutError,
     RetryPolicy,
+    S3Items,
     WorkflowCancelledError,
     workflow,
 )
@@ -327,6 +328,50 @@ async def generations(ctx, input: GenerationsInput) -> list[int]:
     return acc
 
 
+class S3MapInput(BaseModel):
+    items: int
+    batch: int
+    sleep: float = 0.5
+
+
+def upload_items(run_id: str, items: int) -> str:
+    """The run's items object, `{"n": i}` per line (a side effect: the same
+    content each time, so an attempt run again writes the same object)."""
+    from orchestrator.aws import client
+    from orchestrator.settings import Settings
+
+    _log_execution(run_id, "upload")
+    settings = Settings.from_env()
+    key = f"chaos-items/{run_id}.jsonl"
+    body = "".join(json.dumps({"n": i}) + "\n" for i in range(items))
+    client("s3", settings).put_object(Bucket=settings.bucket, Key=key, Body=body.encode())
+    return key
+
+
+def batch_sum(run_id: str, items: list[dict[str, int]]) -> int:
+    _log_execution(run_id, "sum")
+    return sum(item["n"] for item in items)
+
+
+@workflow("chaos.s3batch")
+async def s3batch(ctx, input: dict[str, Any]) -> int:
+    """One batch of a map over S3 items: the sum of its items' n."""
+    return int(await ctx.step("sum", batch_sum, ctx.workflow_id, input["items"]))
+
+
+@workflow("chaos.s3map")
+async def s3map(ctx, input: S3MapInput) -> list[int]:
+    """A distributed map over S3 items in batches, two children at a time; after
+    the sleep, a replay returns the map from its record and reads its results
+    object lazily."""
+    key = await ctx.step("upload", upload_items, ctx.workflow_id, input.items)
+    result = await ctx.map(
+        "fan", S3Items(key=key), workflow="chaos.s3batch", batch_size=input.batch, max_concurrency=2
+    )
+    await ctx.sleep("nap", timedelta(seconds=input.sleep))
+    return [item.result async for item in result.items()]
+
+
 ALL = [
     steps,
     sleepy,
@@ -344,5 +389,7 @@ ALL = [
     large,
     large_batched,
     generations,
+    s3batch,
+    s3map,
 ]
 WORKFLOWS = ALL

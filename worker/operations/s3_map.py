@@ -103,7 +103,15 @@ class S3BatchResult:
         returned) or its error."""
         from .batch import _error
 
-        async for line in _lines(self._client, self.results_bucket, self.results_key, None):
+        s = _core.current()[0]
+        lines = _lines(self._client, self.results_bucket, self.results_key, None)
+        while True:
+            try:
+                # A read that fails transiently unwinds the run (`_core.io`), never
+                # reaching the workflow's code.
+                line = await _core.io(s, lines.__anext__())
+            except StopAsyncIteration:
+                return
             d = json.loads(line)
             status = BatchItemStatus(d["status"])
             if status == BatchItemStatus.FAILED:
@@ -164,15 +172,18 @@ async def s3_map(
     ids = [child_run_id(s.workflow_id, f"{op_id}.{k}") for k in range(batches)]
     limit = _core.input_limit()
 
+    async def read_batch(k: int) -> list[str]:
+        return [
+            line
+            async for line in _lines(
+                client, plan["bucket"], plan["key"], plan["etag"], offsets[k], offsets[k + 1]
+            )
+        ]
+
     async def inputs_of(indexes: list[int]) -> list[str]:
         out = []
         for k in indexes:
-            lines = [
-                line
-                async for line in _lines(
-                    client, plan["bucket"], plan["key"], plan["etag"], offsets[k], offsets[k + 1]
-                )
-            ]
+            lines = await _core.io(s, read_batch(k))
             text = (
                 '{"items":[' + ",".join(lines) + f'],"batch":{k},"first_index":{k * batch_size}}}'
             )
@@ -231,6 +242,9 @@ async def _plan(client: Any, bucket: str, key: str, batch_size: int) -> dict[str
     try:
         head = await client.head_object(Bucket=bucket, Key=key)
     except ClientError as e:
+        code = str(e.response.get("Error", {}).get("Code", ""))
+        if code not in ("404", "NoSuchKey", "403", "AccessDenied", "NoSuchBucket"):
+            raise  # transient or unexpected: `_core.io` decides
         raise ValueError(f"the items object s3://{bucket}/{key} cannot be read: {e}") from e
     etag, size = head["ETag"], int(head["ContentLength"])
     offsets = [0]
