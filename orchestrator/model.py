@@ -358,6 +358,9 @@ class Signal:
 TAG_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
 TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}\Z")
 MAX_TAGS = 10
+# The names one worker serves: the claim's condition lists them (`IN` takes at
+# most 100 values, one of which the condition uses for itself).
+MAX_WORKER_NAMES = 99
 # --- Schedules -----------------------------------------------------------------------------
 # A schedule's name is also an EventBridge Scheduler schedule name (64 of
 # [0-9a-zA-Z-_.]) and part of its runs' ids: "sched-<name>-<tick>".

@@ -32,6 +32,9 @@ def _schema_pattern(pattern: re.Pattern[str]) -> str:
     return pattern.pattern.replace("\\Z", "$")
 
 
+MAX_CALLBACK_ERROR_CHARS = 16 * 1024  # a callback failure's message
+
+
 class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -371,7 +374,7 @@ class CallbackError(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(min_length=1, max_length=200)
-    message: str = Field(default="", max_length=16 * 1024)
+    message: str = Field(default="", max_length=MAX_CALLBACK_ERROR_CHARS)
 
 
 class CallbackFailRequest(BaseModel):

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import resources as r
-from ..model import ClaimFailure, ErrorInfo, Status
+from ..model import MAX_WORKER_NAMES, ClaimFailure, ErrorInfo, Status
 from .codec import (
     run_key,
     shard,
@@ -148,8 +148,8 @@ def claim(
     queues: Mapping[str, list[str]] | None = None,
     pinned_names: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    if not 1 <= len(names) <= 99:
-        raise ValueError("a worker serves between 1 and 99 workflow names")
+    if not 1 <= len(names) <= MAX_WORKER_NAMES:
+        raise ValueError(f"a worker serves between 1 and {MAX_WORKER_NAMES} workflow names")
     if pinned_names and build_id is None:
         raise ValueError("a worker that runs pinned workflows needs a build id")
     served, name_values = _served(names, queues)
