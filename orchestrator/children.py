@@ -121,6 +121,7 @@ def notify_request(
         now=now,
         wake=wake,
         due_at=now + grace_ms,
+        attempt=parent.redrive_count,
     )
     return req, wake
 

@@ -10,6 +10,8 @@ them (`loopback.py`), and the client maps an answer back (`error_class`).
 - ConflictError: the request is well formed but clashes with stored state
   (same id, different input; a signal to a finished run). Nothing was written.
 - RetryableError: a transient failure (throttling, a dependency down); retry.
+  InboxFullError (429): the run's inbox is at its limit; retry once the run
+  has consumed some of its signals. Nothing was written.
 """
 
 from __future__ import annotations
@@ -71,6 +73,14 @@ class ConflictError(OrchestratorError):
 class RetryableError(OrchestratorError):
     code = "unavailable"
     http_status = 503
+
+
+class InboxFullError(RetryableError):
+    """A signal the run's inbox has no room for (`model.MAX_INBOX_SIGNALS`,
+    `MAX_INBOX_BYTES`): retry once the run has consumed some."""
+
+    code = "inbox_full"
+    http_status = 429
 
 
 class NonDeterminismError(OrchestratorError):
@@ -229,6 +239,8 @@ def error_class(status: int, code: str | None = None) -> type[OrchestratorError]
     for c in classes:
         if code is not None and c.code == code:
             return c
+    if status in _GATEWAY_STATUSES:  # a 429 without our code is the gateway's throttling
+        return _GATEWAY_STATUSES[status]
     for c in classes:
         if c.http_status == status:
             return c

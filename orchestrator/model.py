@@ -102,6 +102,16 @@ MAX_INPUT_BYTES = 128 * 1024  # the HTTP API's (API Gateway and Lambda bound a r
 MAX_OUTPUT_BYTES = MAX_VALUE_BYTES
 MAX_STEP_RESULT_BYTES = MAX_VALUE_BYTES
 MAX_SIGNAL_PAYLOAD_BYTES = 64 * 1024
+# A run's inbox: the signals it holds that no wait has consumed yet. Counted on the
+# run item (`Run.inbox_count`, `Run.inbox_bytes`: payload bytes of JSON text) and
+# checked by the signal's own conditional write, so concurrent senders cannot pass
+# it. A signal from the API past either limit is refused with 429 (InboxFullError):
+# the run takes more once it consumes some. The engine's own signals (a child's
+# end, a callback's completion) count too but are never refused: one operation
+# sends at most one. 1,000 signals is far more than a workflow waiting on events
+# keeps queued; 1 MB is sixteen signals of the largest payload.
+MAX_INBOX_SIGNALS = 1_000
+MAX_INBOX_BYTES = 1024 * 1024
 # Items of an inline map (ctx.map with fn): each is a task of the run, in one
 # worker's memory, and the map's decision record lists them all. 10,000 items
 # take a few seconds of a worker; past it, the map is refused before any work
@@ -295,6 +305,10 @@ class Run:
     # the run at `Settings.claim_failure_limit`); removed by a park, a continue-as-new
     # and the terminal write.
     claim_failure: ClaimFailure | None = None
+    # The inbox: signals stored and not consumed, and their payloads' bytes, counted
+    # for the current run attempt (the terminal write and a redrive remove both).
+    inbox_count: int = 0
+    inbox_bytes: int = 0
 
     @property
     def route(self) -> str | None:
@@ -353,6 +367,31 @@ class Signal:
     payload: str  # JSON text
     sent_at: int
     consumed: bool = False
+    # The run attempt (redrive count) whose inbox counters hold it, and the bytes it
+    # counts for: its consumption in that attempt takes both back. None: a signal
+    # stored before the inbox was counted, never counted.
+    attempt: int | None = None
+    size: int = 0
+
+
+def inbox_refusal(workflow_id: str, count: int, nbytes: int, size: int) -> str | None:
+    """Why run `workflow_id`'s inbox, holding `count` signals of `nbytes` bytes,
+    has no room for a signal of `size` bytes (None: it has). Names the limit and
+    its value; the caller answers 429 (`errors.InboxFullError`)."""
+    if count >= MAX_INBOX_SIGNALS:
+        return (
+            f"the inbox of run {workflow_id!r} is full: it holds {count:,} unconsumed "
+            f"signals, its limit (MAX_INBOX_SIGNALS) is {MAX_INBOX_SIGNALS:,}; "
+            "send again once the run has consumed some"
+        )
+    if nbytes + size > MAX_INBOX_BYTES:
+        return (
+            f"the inbox of run {workflow_id!r} is full: its unconsumed signals hold "
+            f"{nbytes:,} bytes of payload, and this one's {size:,} bytes would pass its "
+            f"limit (MAX_INBOX_BYTES) of {MAX_INBOX_BYTES:,} bytes; "
+            "send again once the run has consumed some"
+        )
+    return None
 
 
 TAG_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")

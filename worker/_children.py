@@ -59,6 +59,11 @@ async def cancel_run(store: AsyncStore, workflow_id: str, reason: str, clock: Cl
         if after.status == Status.CANCELLED:
             if run.timer:
                 await store.delete_schedule(run.timer)
+            if after.signal_seq > 0:  # it got signals: some may be left unconsumed
+                try:
+                    await store.expire_inbox(after.id, now=clock.now_ms())
+                except Exception:
+                    log.exception("could not expire the inbox of cancelled run %s", after.id)
             if after.parent_id is not None and not after.parent_polls:
                 await notify_parent(store, after, clock)
         return

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,7 +23,6 @@ from orchestrator.model import (
     ClaimFailure,
     ErrorInfo,
     Run,
-    Signal,
     Status,
     StepRecord,
 )
@@ -39,16 +39,17 @@ from orchestrator.store.codec import (
     run_from_item,
     run_key,
     run_pk,
-    signal_from_item,
     step_from_item,
     step_sk,
     to_item,
 )
 from orchestrator.store.conditions import conditional_failed, old_item
-from orchestrator.store.sync import SIGNAL_TTL_SECONDS
 
 from ._deletes import DEFAULT_MAX_WAIT, DeleteBatcher
+from ._store_inbox import _InboxRequests
 from ._store_queue import _QueueRequests
+
+log = logging.getLogger("worker")
 
 # The owner's own view of its lease, for the DynamoDB requests a run's task makes
 # (set by the workflow context around each store call). Checked right before every
@@ -83,7 +84,7 @@ class Refused:
     old: Run | None
 
 
-class AsyncStore(_QueueRequests):
+class AsyncStore(_InboxRequests, _QueueRequests):
     def __init__(
         self,
         ddb: Any,
@@ -243,7 +244,8 @@ class AsyncStore(_QueueRequests):
     ) -> bool:
         """The terminal write; `last_batch` (batched checkpoints): results not yet
         written, carried on the run item (`q.finish`) and read back with the
-        history of `generation`."""
+        history of `generation`. Signals the run left unconsumed get a TTL after
+        it (`expire_inbox`). False: the lease is gone, nothing written."""
         # The objects first, then the record that points at them.
         output = await self.values.put(output, what="workflow output")
         text = None
@@ -261,7 +263,22 @@ class AsyncStore(_QueueRequests):
             notify_due=notify_due,
             last_batch=text,
         )
-        return await self._owner_write(req) is None
+        # The old values of what it changed: the inbox counters it removes among them.
+        req["ReturnValues"] = "UPDATED_OLD"
+        try:
+            resp = await self._ddb.update_item(**req)
+        except ClientError as e:
+            if not conditional_failed(e):
+                raise
+            return False
+        left = int((resp.get("Attributes") or {}).get("inbox_count", {}).get("N", "0"))
+        if left > 0:
+            # Effect after the end: what the run never consumed expires by TTL.
+            try:
+                await self.expire_inbox(workflow_id, now=now)
+            except Exception:
+                log.exception("could not expire the inbox of ended run %s", workflow_id)
+        return True
 
     # --- other runs (children, parents) -----------------------------------------------------
     async def get_run(self, workflow_id: str) -> Run | None:
@@ -497,43 +514,6 @@ class AsyncStore(_QueueRequests):
             ConsistentRead=True,
         )
         return await self._loaded(step_from_item(resp["Item"]))
-
-    # --- signals --------------------------------------------------------------------------
-    async def inbox(self, workflow_id: str, name: str) -> list[Signal]:
-        req = rq.query_inbox(self._table, workflow_id, name)
-        out: list[Signal] = []
-        while True:
-            resp = await self._ddb.query(**req)
-            for item in resp.get("Items", []):
-                sig = signal_from_item(item)
-                # Signals and callback completions are size-limited at the API and
-                # stored inline; read through the codec anyway, so that a pointer
-                # never reaches workflow code whoever stored the payload.
-                payload = await self.values.get(sig.payload)
-                out.append(sig if payload is sig.payload else replace(sig, payload=payload or ""))
-            if "LastEvaluatedKey" not in resp:
-                return out
-            req = {**req, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
-
-    async def consume(
-        self, workflow_id: str, *, wait: StepRecord, signal: Signal, now: int
-    ) -> bool:
-        try:
-            await self._ddb.transact_write_items(
-                **rq.consume_signal(
-                    self._table,
-                    workflow_id,
-                    wait=wait,
-                    signal=signal,
-                    now=now,
-                    ttl_s=SIGNAL_TTL_SECONDS,
-                )
-            )
-            return True
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                return False
-            raise
 
     async def resolve_timeout(
         self, workflow_id: str, *, op_id: str, now: int, attempt: int = 0

@@ -117,6 +117,8 @@ class RunStore(Protocol):
         self, workflow_id: str, *, wait: StepRecord, signal: Signal, now: int
     ) -> bool: ...
 
+    async def expire_inbox(self, workflow_id: str, *, now: int) -> int: ...
+
     # --- messages and timers ----------------------------------------------------------
     async def arrange_timer(
         self, workflow_id: str, op_id: str, seq: int, *, now: int, wake_at: int

@@ -286,6 +286,7 @@ def send_completion(
             now=now,
             wake=wake,
             due_at=now + grace_ms,
+            attempt=run.redrive_count,  # counted in the inbox, never refused: one per callback
         )
         req["TransactItems"].append(
             complete(store.table, token, now=now, completion_id=completion_id)

@@ -161,6 +161,8 @@ def run_from_item(item: dict[str, Any]) -> Run:
         pinned=bool(d.get("pinned", False)),
         last_batch=d.get("last_batch"),
         claim_failure=_claim_failure(d.get("claim_failure")),
+        inbox_count=d.get("inbox_count", 0),
+        inbox_bytes=d.get("inbox_bytes", 0),
     )
 
 
@@ -377,6 +379,8 @@ def signal_from_item(item: dict[str, Any]) -> Signal:
         payload=d.get("payload", "null"),
         sent_at=d["sent_at"],
         consumed="consumed_at" in d,
+        attempt=d.get("counted"),
+        size=d.get("size", 0),
     )
 
 
@@ -389,5 +393,8 @@ def signal_item(workflow_id: str, sig: Signal) -> dict[str, Any]:
             "seq": sig.seq,
             "payload": sig.payload,
             "sent_at": sig.sent_at,
+            # the run attempt whose inbox counters hold it, and the bytes it counts for
+            "counted": sig.attempt,
+            "size": sig.size if sig.attempt is not None else None,
         }
     )

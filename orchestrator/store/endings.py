@@ -55,6 +55,7 @@ def notify_parent(
     now: int,
     wake: bool,
     due_at: int,
+    attempt: int = 0,
 ) -> dict[str, Any]:
     """One transaction: mark the child's end delivered and store it in the
     parent's inbox as the engine's signal `sys:child:<op>` (payload: the child's
@@ -93,6 +94,7 @@ def notify_parent(
         now=now,
         wake=wake,
         due_at=due_at,
+        attempt=attempt,  # counted in the parent's inbox, never refused: one per child
     )
     return {"TransactItems": [child, *parent["TransactItems"]]}
 

@@ -153,10 +153,12 @@ def resolve_wait_timeout(
 def consume_signal(
     table: str, workflow_id: str, *, wait: StepRecord, signal: Signal, now: int, ttl_s: int
 ) -> dict[str, Any]:
-    """One transaction: the wait's outcome and the signal's consumption.
+    """One transaction: the wait's outcome and the signal's consumption (and the
+    signal taken out of the run's inbox counters, when they hold it).
 
     Closes: one signal consumed by two waits, and one wait resolved twice (by a
-    timeout or a second signal). Both conditions hold or neither write happens.
+    timeout or a second signal). Both conditions hold or neither write happens,
+    so the counters go down exactly once per signal they went up for.
     """
     # Every attribute of the wait is kept (a callback's token among them).
     resolved = replace(
@@ -174,30 +176,47 @@ def consume_signal(
     }
     if values:
         wait_put["ExpressionAttributeValues"] = values
-    return {
-        "TransactItems": [
-            {"Put": wait_put},
+    items: list[dict[str, Any]] = [
+        {"Put": wait_put},
+        {
+            "Update": {
+                "TableName": table,
+                "Key": to_item(
+                    {r.PK: run_pk(workflow_id), r.SK: signal_sk(signal.name, signal.seq)}
+                ),
+                "UpdateExpression": "SET #cat = :now, #ttl = :ttl",
+                "ConditionExpression": "attribute_exists(#sk) AND attribute_not_exists(#cat)",
+                "ExpressionAttributeNames": {
+                    "#cat": "consumed_at",
+                    "#ttl": r.TTL_ATTRIBUTE,
+                    "#sk": r.SK,
+                },
+                "ExpressionAttributeValues": {
+                    ":now": to_attr(now),
+                    ":ttl": to_attr(now // 1000 + ttl_s),
+                },
+            }
+        },
+    ]
+    if signal.attempt is not None and signal.attempt == wait.run_attempt:
+        # Counted by this attempt's inbox: out of it again. No condition: the two
+        # writes above are what make this happen once. (A signal of an earlier
+        # attempt was counted by counters its run's end removed.)
+        items.append(
             {
                 "Update": {
                     "TableName": table,
-                    "Key": to_item(
-                        {r.PK: run_pk(workflow_id), r.SK: signal_sk(signal.name, signal.seq)}
-                    ),
-                    "UpdateExpression": "SET #cat = :now, #ttl = :ttl",
-                    "ConditionExpression": "attribute_exists(#sk) AND attribute_not_exists(#cat)",
-                    "ExpressionAttributeNames": {
-                        "#cat": "consumed_at",
-                        "#ttl": r.TTL_ATTRIBUTE,
-                        "#sk": r.SK,
-                    },
+                    "Key": run_key(workflow_id),
+                    "UpdateExpression": "ADD #ic :less, #ib :fewer",
+                    "ExpressionAttributeNames": {"#ic": "inbox_count", "#ib": "inbox_bytes"},
                     "ExpressionAttributeValues": {
-                        ":now": to_attr(now),
-                        ":ttl": to_attr(now // 1000 + ttl_s),
+                        ":less": to_attr(-1),
+                        ":fewer": to_attr(-signal.size),
                     },
                 }
-            },
-        ]
-    }
+            }
+        )
+    return {"TransactItems": items}
 
 
 def send_signal(
@@ -211,29 +230,52 @@ def send_signal(
     now: int,
     wake: bool,
     due_at: int,
+    attempt: int = 0,
+    limit: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """One transaction: store the signal and bump the run's signal_seq; if the
-    run waits for this name, flip it to pending in the same write.
+    """One transaction: store the signal, bump the run's signal_seq and count the
+    signal in the run's inbox (`inbox_count`, `inbox_bytes`); if the run waits
+    for this name, flip it to pending in the same write. `attempt`: the run's
+    attempt (redrive count) as read, which the signal is counted for. `limit`:
+    (signals, bytes) the inbox may hold with this one in it (None: the engine's
+    own signals, which are never refused).
 
     Closes: two signals taking one sequence number (signal_seq = :prev), a
     signal racing a park (the park is conditioned on signal_seq, see
-    `park_wait`), and a wake-up of a run that moved since it was read
-    (status and epoch as read).
+    `park_wait`), a wake-up of a run that moved since it was read (status and
+    epoch as read; a redrive moves the epoch, so `attempt` is the run's), and
+    concurrent senders passing the inbox's limit: the counters are checked by
+    the write that increments them.
     """
-    sets = ["#ss = :seq", "#ua = :now"]
+    size = len(signal.payload.encode())
+    counted = replace(signal, attempt=attempt, size=size)
     values: dict[str, Any] = {
         ":seq": signal.seq,
         ":now": now,
         ":prev": prev_seq,
         ":seen": seen_status.value,
         ":epoch": epoch,
+        ":one": 1,
+        ":size": size,
     }
-    update = "SET " + ", ".join(sets)
+    sets = "SET #ss = :seq, #ua = :now"
+    removes = ""
     if wake:
         due = _due(workflow_id, due_at, values)
-        update = f"SET #ss = :seq, #ua = :now, #st = :pending, {due} REMOVE #ws, #wa, #tm"
+        sets += f", #st = :pending, {due}"
+        removes = " REMOVE #ws, #wa, #tm"
         values[":pending"] = Status.PENDING.value
+    update = f"{sets} ADD #ic :one, #ib :size{removes}"
     condition = "#ss = :prev AND #st = :seen AND #ep = :epoch"
+    if limit is not None:
+        # Room for one more signal and its bytes (a counter not yet written is 0).
+        max_signals, max_bytes = limit
+        condition += (
+            " AND (attribute_not_exists(#ic) OR #ic < :max_count)"
+            " AND (attribute_not_exists(#ib) OR #ib <= :room)"
+        )
+        values[":max_count"] = max_signals
+        values[":room"] = max_bytes - size
     return {
         "TransactItems": [
             {
@@ -249,7 +291,7 @@ def send_signal(
             {
                 "Put": {
                     "TableName": table,
-                    "Item": signal_item(workflow_id, signal),
+                    "Item": signal_item(workflow_id, counted),
                     "ConditionExpression": "attribute_not_exists(#sk)",
                     "ExpressionAttributeNames": {"#sk": r.SK},
                 }
@@ -293,4 +335,45 @@ def query_inbox(table: str, workflow_id: str, name: str) -> dict[str, Any]:
             ":prefix": to_attr(signal_prefix(name)),
         },
         "ConsistentRead": True,
+    }
+
+
+def query_leftover_signals(table: str, workflow_id: str) -> dict[str, Any]:
+    # Signals of an ended run that no wait consumed and that do not expire yet:
+    # what `expire_signal` gives a TTL after the run's end. Strongly consistent:
+    # every signal stored before the terminal write is seen.
+    return {
+        "TableName": table,
+        "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+        "FilterExpression": "attribute_not_exists(#cat) AND attribute_not_exists(#ttl)",
+        "ProjectionExpression": "#sk",
+        "ExpressionAttributeNames": {
+            "#pk": r.PK,
+            "#sk": r.SK,
+            "#cat": "consumed_at",
+            "#ttl": r.TTL_ATTRIBUTE,
+        },
+        "ExpressionAttributeValues": {
+            ":pk": to_attr(run_pk(workflow_id)),
+            ":prefix": to_attr(r.SIGNAL_SK_PREFIX),
+        },
+        "ConsistentRead": True,
+    }
+
+
+def expire_signal(
+    table: str, workflow_id: str, sort_key: str, *, expires_at: int
+) -> dict[str, Any]:
+    """Give an ended run's unconsumed signal a TTL (`expires_at`, epoch seconds).
+
+    Closes: recreating a signal that is gone (attribute_exists), and expiring one
+    a wait consumed meanwhile (a redrive reopened the run: its consumption set
+    the TTL it keeps)."""
+    return {
+        "TableName": table,
+        "Key": to_item({r.PK: run_pk(workflow_id), r.SK: sort_key}),
+        "UpdateExpression": "SET #ttl = :ttl",
+        "ConditionExpression": "attribute_exists(#sk) AND attribute_not_exists(#cat)",
+        "ExpressionAttributeNames": {"#ttl": r.TTL_ATTRIBUTE, "#sk": r.SK, "#cat": "consumed_at"},
+        "ExpressionAttributeValues": {":ttl": to_attr(expires_at)},
     }

@@ -159,7 +159,10 @@ def redrive_request(
     if deadline_at is not None:
         sets.append("#dl = :deadline")
         values[":deadline"] = deadline_at
-    update = "SET " + ", ".join(sets) + " REMOVE #err, #out, #cr, #ow, #lu, #wa, #ws, #tm"
+    # The inbox counters start again: what the ended attempt left is counted by
+    # no one (its end removed them; a stale owner's late consumption may have
+    # written them again) and expires by TTL (`record_requests.expire_signal`).
+    update = "SET " + ", ".join(sets) + " REMOVE #err, #out, #cr, #ow, #lu, #wa, #ws, #tm, #ic, #ib"
     names = {
         "#st": "status",
         "#ep": "epoch",
@@ -176,6 +179,8 @@ def redrive_request(
         "#wa": "wake_at",
         "#ws": "wait_signal",
         "#tm": "timer",
+        "#ic": "inbox_count",
+        "#ib": "inbox_bytes",
     }
     if deadline_at is not None:
         names["#dl"] = "deadline_at"

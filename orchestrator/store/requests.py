@@ -52,6 +52,8 @@ _NAMES = {
     "#lb": "last_batch",
     "#frk": "forking",
     "#cf": "claim_failure",
+    "#ic": "inbox_count",
+    "#ib": "inbox_bytes",
 }
 
 
@@ -417,7 +419,9 @@ def terminal_write(
     """The one shape of every write that ends a run (the owner's finish, a cancel
     of a parked run, a terminate, the sweeper's poison and timeout failures):
     status, error and updated_at set (and `sets`, name placeholder to value);
-    owner, lease, wake and wait fields and the claim failure count removed; the run out of the sweeper's
+    owner, lease, wake and wait fields, the claim failure count and the inbox
+    counters removed (an ended run takes no signal; what its inbox still holds is
+    expired by whoever ended it: `record_requests.expire_signal`); the run out of the sweeper's
     index, unless it is a child run (`notify_due`), which stays there until its
     parent is told. `condition` on `values` is what closes each caller's race."""
     assert status.terminal
@@ -431,7 +435,9 @@ def terminal_write(
         values[f":s{i}"] = value
     set_due, remove_due = _end_due(workflow_id, values, notify_due)
     update = (
-        "SET " + ", ".join(clauses) + f"{set_due} REMOVE #ow, #lu, {remove_due}#wa, #ws, #tm, #cf"
+        "SET "
+        + ", ".join(clauses)
+        + f"{set_due} REMOVE #ow, #lu, {remove_due}#wa, #ws, #tm, #cf, #ic, #ib"
     )
     return _update(
         table, run_key(workflow_id), update, condition, values, return_values=return_values

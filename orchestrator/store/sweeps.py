@@ -107,6 +107,7 @@ def fail_poisoned(
         condition="#ep = :epoch AND #st = :running AND #lu < :now",
         values={":epoch": epoch, ":running": Status.RUNNING.value},
         notify_due=notify_due,
+        return_values="ALL_NEW",  # the ended run, for the effects after the end
     )
 
 
@@ -134,4 +135,5 @@ def fail_timed_out(
         condition="#st = :seen AND #ep = :epoch AND #dl <= :now",
         values={":seen": seen.value, ":epoch": epoch},
         notify_due=notify_due,
+        return_values="ALL_NEW",  # the ended run, for the effects after the end
     )

@@ -10,7 +10,8 @@ import base64
 import binascii
 import heapq
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -19,8 +20,16 @@ from .. import resources as r
 from .. import safejson
 from ..children import cancel_request
 from ..clock import Clock
-from ..errors import BadInputError, ConflictError, NotFoundError
-from ..model import Run, Signal, Status, StepRecord
+from ..errors import BadInputError, ConflictError, InboxFullError, NotFoundError
+from ..model import (
+    MAX_INBOX_BYTES,
+    MAX_INBOX_SIGNALS,
+    Run,
+    Signal,
+    Status,
+    StepRecord,
+    inbox_refusal,
+)
 from . import endings
 from . import record_requests as rq
 from . import requests as q
@@ -39,6 +48,8 @@ from .codec import (
 from .conditions import conditional_failed, old_item
 from .sync_sweeper import _SweeperRequests
 
+log = logging.getLogger(__name__)
+
 MAX_LIST_LIMIT = 200
 MAX_LIST_ROUNDS = 10
 MAX_LIST_EXAMINED = 400  # runs one list call may read (at least `limit`)
@@ -50,7 +61,8 @@ def tag_pk(key: str, value: str) -> str:
     return f"{r.TAG_PK_PREFIX}{key}={value}"
 
 
-SIGNAL_TTL_SECONDS = 7 * 24 * 3600  # consumed signals are kept a week, then expire
+# Consumed signals, and those a run left unconsumed when it ended, are kept a week, then expire.
+SIGNAL_TTL_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -317,13 +329,22 @@ class Store(_SweeperRequests):
         then dispatches it), and timer names the schedule of the wait's timeout
         that the woken run no longer needs (the caller deletes it). A woken run
         enters the sweeper's index, due after `grace_ms`: if the caller's send is
-        lost, the sweeper sends it then."""
+        lost, the sweeper sends it then.
+
+        InboxFullError when the inbox holds `MAX_INBOX_SIGNALS` signals or this
+        one's payload would take it past `MAX_INBOX_BYTES`. The limit is held by
+        the write itself (`record_requests.send_signal`); the run as read only
+        says which limit refused it, and saves a write when it is plainly full."""
+        size = len(payload.encode())
         for _ in range(20):
             run = self.get(workflow_id)
             if run.status.terminal:
                 raise ConflictError(
                     f"workflow run {workflow_id!r} is {run.status.value}; it takes no more signals"
                 )
+            full = inbox_refusal(workflow_id, run.inbox_count, run.inbox_bytes, size)
+            if full:
+                raise InboxFullError(full)
             now = self._clock.now_ms()
             sig = Signal(name=name, seq=run.signal_seq + 1, payload=payload, sent_at=now)
             wake = run.status == Status.WAITING and name in run.wait_signals
@@ -339,16 +360,47 @@ class Store(_SweeperRequests):
                         now=now,
                         wake=wake,
                         due_at=now + grace_ms,
+                        attempt=run.redrive_count,
+                        limit=(MAX_INBOX_SIGNALS, MAX_INBOX_BYTES),
                     )
                 )
                 # The run as read: exact, since the write was conditioned on it (its
                 # route tells the caller where to send a wake-up).
+                sig = replace(sig, attempt=run.redrive_count, size=size)
                 return sig, wake, (run.timer if wake else None), run
             except ClientError as e:
                 if e.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
-                # The run moved (another signal, a claim, a park): read it again.
+                # The run moved (another signal, a claim, a park, its inbox filled
+                # up): read it again.
         raise ConflictError(f"workflow run {workflow_id!r} is changing too fast; try again")
+
+    def expire_inbox(self, workflow_id: str) -> int:
+        """Give the signals an ended run left unconsumed a TTL (`SIGNAL_TTL_SECONDS`
+        from now): an effect after the terminal write, by whoever wrote it. Safe
+        to repeat. Returns how many it expired."""
+        expires_at = self._clock.now_ms() // 1000 + SIGNAL_TTL_SECONDS
+        done = 0
+        for item in self._query_all(rq.query_leftover_signals(self._table, workflow_id)):
+            req = rq.expire_signal(self._table, workflow_id, item[r.SK]["S"], expires_at=expires_at)
+            try:
+                self._ddb.update_item(**req)
+                done += 1
+            except ClientError as e:
+                if not conditional_failed(e):
+                    raise
+        return done
+
+    def _expire_after_end(self, run: Run) -> None:
+        """The effect after a terminal write this store made (`run` as written):
+        a run that ever got a signal may have left some unconsumed. Logged, not
+        raised: the run has ended whatever happens here."""
+        if run.signal_seq == 0:
+            return
+        try:
+            self.expire_inbox(run.id)
+        except Exception:
+            log.exception("could not expire the inbox of ended run %s", run.id)
 
     def history(self, workflow_id: str) -> tuple[Run, list[StepRecord], list[Signal]]:
         """The run, its steps and every signal it got, consumed or not (export)."""
@@ -383,7 +435,9 @@ class Store(_SweeperRequests):
             )
             try:
                 resp = self._ddb.update_item(**req)
-                return run, run_from_item(resp["Attributes"]), "terminated"
+                after = run_from_item(resp["Attributes"])
+                self._expire_after_end(after)
+                return run, after, "terminated"
             except ClientError as e:
                 if not conditional_failed(e):
                     raise
@@ -402,7 +456,10 @@ class Store(_SweeperRequests):
                 return run, run, outcome
             try:
                 resp = self._ddb.update_item(**req)
-                return run, run_from_item(resp["Attributes"]), outcome
+                after = run_from_item(resp["Attributes"])
+                if after.status.terminal:
+                    self._expire_after_end(after)
+                return run, after, outcome
             except ClientError as e:
                 if not conditional_failed(e):
                     raise

@@ -16,7 +16,7 @@ from ..clock import Clock
 from ..errors import ConflictError, ExecutionTimeoutError, NotFoundError
 from ..model import ErrorInfo, Run, StepKind, StepRecord, child_run_id
 from . import sweeps
-from .codec import to_attr
+from .codec import run_from_item, to_attr
 from .conditions import conditional_failed
 
 
@@ -33,6 +33,7 @@ class _SweeperRequests:
         def steps(self, workflow_id: str, generation: int | None = None) -> list[StepRecord]: ...
         def _query_all(self, req: dict[str, Any]) -> list[dict[str, Any]]: ...
         def _batch_get(self, ids: list[str]) -> dict[str, Run]: ...
+        def _expire_after_end(self, run: Run) -> None: ...
 
     # --- sweeper ------------------------------------------------------------------------
     def due(self, shard: int, *, now: int, limit: int = 100) -> list[str]:
@@ -130,11 +131,24 @@ class _SweeperRequests:
             sweeps.advance_sweep_mark(self._table, shard, mark=mark, now=self._clock.now_ms())
         )
 
+    def _ended(self, request: dict[str, Any]) -> bool:
+        """Send one conditional terminal write (ALL_NEW): True if applied, then
+        with its effects on the run's inbox (`Store.expire_inbox`); False if its
+        condition failed (the run moved since it was read)."""
+        try:
+            resp = self._ddb.update_item(**request)
+        except ClientError as e:
+            if conditional_failed(e):
+                return False
+            raise
+        self._expire_after_end(run_from_item(resp["Attributes"]))
+        return True
+
     def fail_poisoned(self, run: Run, *, now: int, message: str) -> bool:
         """Fail a running run whose lease has expired, as read (`run`), with a
         PoisonMessageError. False if it moved since it was read."""
         error = ErrorInfo("PoisonMessageError", message)
-        return self._applied(
+        return self._ended(
             sweeps.fail_poisoned(
                 self._table,
                 run.id,
@@ -153,7 +167,7 @@ class _SweeperRequests:
             f"the run's execution timeout passed (deadline {run.deadline_at} ms since the "
             f"epoch) while it was {run.status.value} and no worker held it",
         )
-        return self._applied(
+        return self._ended(
             sweeps.fail_timed_out(
                 self._table,
                 run.id,

@@ -55,6 +55,9 @@ class Probe(Protocol):
     async def settle(self) -> None:
         """Let the requests the store batches go out (the deletes)."""
 
+    async def expiring(self, workflow_id: str) -> set[int]:
+        """The seqs of the run's signals no wait consumed that were given a TTL."""
+
 
 class MotoProbe:
     def __init__(self, store: AsyncStore, scheduler: Any) -> None:
@@ -88,6 +91,19 @@ class MotoProbe:
 
     async def settle(self) -> None:
         await self._store.close()
+
+    async def expiring(self, workflow_id: str) -> set[int]:
+        resp = await self._store.ddb.query(
+            TableName=self._store.settings.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :sig)",
+            ExpressionAttributeValues={":pk": {"S": f"WF#{workflow_id}"}, ":sig": {"S": "SIG#"}},
+            ConsistentRead=True,
+        )
+        return {
+            int(i["seq"]["N"])
+            for i in resp["Items"]
+            if "expires_at" in i and "consumed_at" not in i
+        }
 
 
 class FakeProbe:
@@ -140,6 +156,9 @@ class FakeProbe:
 
     async def settle(self) -> None:
         return None
+
+    async def expiring(self, workflow_id: str) -> set[int]:
+        return set(self._fake.expired.get(workflow_id, set()))
 
 
 @dataclass

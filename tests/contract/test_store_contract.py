@@ -315,3 +315,30 @@ async def test_a_wait_is_resolved_once_by_a_signal_or_its_timeout(backend: Backe
     history = await s.history("r1")
     assert (history["0"].result, history["0"].timed_out) == ('"a"', False)
     assert (history["1"].timed_out, history["1"].resolved) == (True, True)
+
+
+@covers("inbox", "consume", "finish", "expire_inbox")
+async def test_the_inbox_counts_what_is_unconsumed_and_the_end_expires_the_rest(
+    backend: Backend,
+) -> None:
+    t = backend.now
+    s = backend.store
+    await backend.create("r1")
+    claimed = await backend.claim("r1", "w1", t)
+    assert isinstance(claimed, Run)
+    for name, payload in (("go", '"a"'), ("go", '"bb"'), ("other", '"c"')):
+        backend.deliver("r1", name, payload)
+    run = await s.get_run("r1")
+    assert run is not None and (run.inbox_count, run.inbox_bytes) == (3, 3 + 4 + 3)
+    wait = StepRecord(op_id="0", name="w", kind=StepKind.WAIT, epoch=1, recorded_at=t, signal="go")
+    await s.put_step("r1", wait)
+    first = (await s.inbox("r1", "go"))[0]
+    assert (first.seq, first.attempt, first.size) == (1, 0, 3)
+    assert await s.consume("r1", wait=wait, signal=first, now=t)
+    run = await s.get_run("r1")
+    assert run is not None and (run.inbox_count, run.inbox_bytes) == (2, 4 + 3)
+    assert await s.finish("r1", epoch=claimed.epoch, now=t + 1, status=Status.COMPLETED)
+    run = await s.get_run("r1")
+    assert run is not None and (run.inbox_count, run.inbox_bytes) == (0, 0)
+    assert await backend.probe.expiring("r1") == {2, 3}  # what no wait consumed
+    assert await s.expire_inbox("r1", now=t + 2) == 0  # again: nothing left to expire

@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.dispatch import schedule_name, timer_plan
+from orchestrator.errors import InboxFullError
 from orchestrator.model import (
     DEFAULT_TASK_QUEUE,
     ClaimFailure,
@@ -30,6 +31,7 @@ from orchestrator.model import (
     Signal,
     Status,
     StepRecord,
+    inbox_refusal,
 )
 from orchestrator.payloads import AsyncValues
 from orchestrator.settings import Settings
@@ -58,6 +60,7 @@ class InMemoryStore:
         self.visibility: list[tuple[str, int]] = []
         self.deleted_schedules: list[str] = []
         self.schedules: set[str] = set()  # the timers' schedules not deleted yet
+        self.expired: dict[str, set[int]] = {}  # signals (seq) an ended run left, given a TTL
         self.queues: set[str] = set()  # pinned builds' queue keys made sure of
 
     # --- the run record ---------------------------------------------------------------
@@ -216,8 +219,18 @@ class InMemoryStore:
             wait_signal=None,
             timer=None,
             claim_failure=None,
+            inbox_count=0,
+            inbox_bytes=0,
         )
+        if run.inbox_count > 0:
+            await self.expire_inbox(workflow_id, now=now)
         return True
+
+    async def expire_inbox(self, workflow_id: str, *, now: int) -> int:
+        left = {s.seq for s in self.signals.get(workflow_id, []) if not s.consumed}
+        fresh = left - self.expired.get(workflow_id, set())
+        self.expired.setdefault(workflow_id, set()).update(left)
+        return len(fresh)
 
     async def release(self, workflow_id: str, *, epoch: int, now: int) -> bool:
         run = self._owns(workflow_id, epoch)
@@ -325,10 +338,26 @@ class InMemoryStore:
         run = self.runs[workflow_id]
         if run.status.terminal:
             raise ValueError(f"run {workflow_id} is {run.status.value}")
-        sig = Signal(name=name, seq=run.signal_seq + 1, payload=payload, sent_at=now)
+        size = len(payload.encode())
+        full = inbox_refusal(workflow_id, run.inbox_count, run.inbox_bytes, size)
+        if full:
+            raise InboxFullError(full)
+        sig = Signal(
+            name=name,
+            seq=run.signal_seq + 1,
+            payload=payload,
+            sent_at=now,
+            attempt=run.redrive_count,
+            size=size,
+        )
         self.signals.setdefault(workflow_id, []).append(sig)
         wake = run.status == Status.WAITING and name in run.wait_signals
-        changes: dict[str, Any] = {"signal_seq": sig.seq, "updated_at": now}
+        changes: dict[str, Any] = {
+            "signal_seq": sig.seq,
+            "updated_at": now,
+            "inbox_count": run.inbox_count + 1,
+            "inbox_bytes": run.inbox_bytes + size,
+        }
         if wake:
             changes.update(
                 status=Status.PENDING,
@@ -361,6 +390,13 @@ class InMemoryStore:
             wait, recorded_at=now, resolved=True, result=signal.payload, signal_seq=signal.seq
         )
         inbox[index] = replace(inbox[index], consumed=True)
+        run = self.runs.get(workflow_id)
+        if run is not None and signal.attempt is not None and signal.attempt == wait.run_attempt:
+            self.runs[workflow_id] = replace(
+                run,
+                inbox_count=run.inbox_count - 1,
+                inbox_bytes=run.inbox_bytes - signal.size,
+            )
         return True
 
     # --- messages and timers ----------------------------------------------------------

@@ -171,18 +171,34 @@ def _cases() -> Iterator[tuple[Callable[..., Any], dict[str, Any]]]:
         yield rq.resolve_wait_timeout, dict(op_id="1", now=1, attempt=attempt)
         wait = replace(WAIT, run_attempt=attempt)
         yield rq.consume_signal, dict(wait=wait, signal=SIG, now=1, ttl_s=60)
+        # A signal counted in this attempt's inbox: its consumption takes it out again.
+        counted = replace(SIG, attempt=attempt, size=1)
+        yield rq.consume_signal, dict(wait=wait, signal=counted, now=1, ttl_s=60)
     yield rq.put_batch, dict(epoch=1, now=1, records=[STEP, WAIT])
     failure = ClaimFailure("ValueUnavailableError", "gone", 2)
     yield q.record_claim_failure, dict(epoch=1, now=1, failure=failure, retry_at=2, due_at=3)
     yield rq.query_history, dict(generation=0)
     yield rq.query_history, dict(generation=2)
     yield rq.query_inbox, dict(name="go")
+    yield rq.query_leftover_signals, dict()
+    yield rq.expire_signal, dict(sort_key="SIG#go#000000000001", expires_at=9)
     for seen in (Status.RUNNING, *PARKED, Status.PENDING):
         for wake in (False, True):
-            yield (
-                rq.send_signal,
-                dict(signal=SIG, prev_seq=0, seen_status=seen, epoch=1, now=1, wake=wake, due_at=6),
-            )
+            for limit in (None, (1000, 1 << 20)):  # the engine's own signal, the API's
+                yield (
+                    rq.send_signal,
+                    dict(
+                        signal=SIG,
+                        prev_seq=0,
+                        seen_status=seen,
+                        epoch=1,
+                        now=1,
+                        wake=wake,
+                        due_at=6,
+                        attempt=2,
+                        limit=limit,
+                    ),
+                )
             for sig in (None, SIG):
                 yield (
                     endings.notify_parent,
