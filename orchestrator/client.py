@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 from . import resources as r
@@ -28,6 +29,8 @@ from .errors import (
     RetryableError,
     error_class,
 )
+from .model import MAX_PAGE_ITEMS, op_sort_key
+from .step_order import display_order
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -128,7 +131,10 @@ class Client:
         return _followed(_followed(run, "output"), "input") if follow_links else run
 
     def steps(self, workflow_id: str, *, follow_links: bool = True) -> list[dict[str, Any]]:
-        steps = self._call("GET", f"/workflows/{_quote(workflow_id)}/steps")["steps"]
+        """Every durable operation of the run, from every page of its steps, in
+        the order the code created them (`orchestrator.step_order`)."""
+        pages = self._pages(f"/workflows/{_quote(workflow_id)}/steps")
+        steps = display_order([s for page in pages for s in page["steps"]])
         return [_followed(s, "result") if follow_links else s for s in steps]
 
     def list(
@@ -144,9 +150,11 @@ class Client:
     ) -> dict[str, Any]:
         """Runs newest first, a page at a time: by status, name and build id, or by
         one tag ("key=value", alone); with `parent_id`, that run's children
-        (ctx.invoke, distributed map)."""
+        (ctx.invoke, distributed map), in start order. The reply's `next_cursor`
+        (also `next`) is the `cursor` of the following page, None after the last."""
         if parent_id is not None:
-            qs = urllib.parse.urlencode({"parent_id": parent_id})
+            args = {"parent_id": parent_id, "limit": str(limit), "cursor": cursor}
+            qs = urllib.parse.urlencode({k: v for k, v in args.items() if v is not None})
             return self._call("GET", f"/workflows?{qs}")
         params = {
             "status": status,
@@ -171,8 +179,17 @@ class Client:
         return self._call("POST", f"/workflows/{_quote(workflow_id)}/terminate", body)
 
     def history(self, workflow_id: str) -> dict[str, Any]:
-        """The run's full history as JSON: the run, its steps, every signal."""
-        return dict(self._call("GET", f"/workflows/{_quote(workflow_id)}/history"))
+        """The run's full history as JSON, from every page of it: the run, its
+        steps (by operation id), every signal (by arrival)."""
+        pages = list(self._pages(f"/workflows/{_quote(workflow_id)}/history"))
+        steps = [s for page in pages for s in page["steps"]]
+        signals = [s for page in pages for s in page["signals"]]
+        return {
+            "format": pages[0]["format"],
+            "workflow": pages[0]["workflow"],
+            "steps": sorted(steps, key=lambda s: op_sort_key(s["id"])),
+            "signals": sorted(signals, key=lambda s: s["seq"]),
+        }
 
     def bulk(
         self,
@@ -207,9 +224,22 @@ class Client:
         return dict(self._call("POST", f"/bulk/{_quote(action)}", {**body, "dry_run": dry_run}))
 
     def inbox(self, workflow_id: str) -> builtins.list[dict[str, Any]]:
-        """The run's buffered signals (not yet consumed by a wait), oldest first:
-        name, seq, payload, sent_at."""
-        return list(self._call("GET", f"/workflows/{_quote(workflow_id)}/signals")["signals"])
+        """The run's buffered signals (not yet consumed by a wait), oldest first,
+        from every page: name, seq, payload, sent_at."""
+        pages = self._pages(f"/workflows/{_quote(workflow_id)}/signals")
+        return sorted((s for page in pages for s in page["signals"]), key=lambda s: s["seq"])
+
+    def _pages(self, path: str) -> Iterator[dict[str, Any]]:
+        """Every page of a paged collection of the API, following `next`, the
+        largest pages the API gives (each is also bounded by bytes)."""
+        cursor: str | None = None
+        while True:
+            args = {"limit": str(MAX_PAGE_ITEMS), **({"cursor": cursor} if cursor else {})}
+            page = self._call("GET", f"{path}?{urllib.parse.urlencode(args)}")
+            yield page
+            cursor = page.get("next")
+            if not cursor:
+                return
 
     def callback_succeed(self, callback_id: str, result: Any = None) -> dict[str, Any]:
         """Complete a callback with a result (an outside system's answer)."""

@@ -112,6 +112,10 @@ MAX_SIGNAL_PAYLOAD_BYTES = 64 * 1024
 # keeps queued; 1 MB is sixteen signals of the largest payload.
 MAX_INBOX_SIGNALS = 1_000
 MAX_INBOX_BYTES = 1024 * 1024
+# A page of a run's records, inbox or history (`?limit=`): items by default and at
+# most. A page is also cut by bytes (orchestrator/api/pages.py).
+DEFAULT_PAGE_ITEMS = 100
+MAX_PAGE_ITEMS = 1_000
 # Items of an inline map (ctx.map with fn): each is a task of the run, in one
 # worker's memory, and the map's decision record lists them all. 10,000 items
 # take a few seconds of a worker; past it, the map is refused before any work

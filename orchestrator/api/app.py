@@ -31,19 +31,19 @@ from ..errors import (
     RetryableError,
     UnsupportedMediaTypeError,
 )
-from ..model import MAX_GENERATION
-from ..step_order import display_order
+from ..store.codec import list_sk
+from ..store.pages import Position
 from ..store.sync import MAX_LIST_LIMIT
-from . import bulk, callbacks, queue_routes, schedule_routes
+from ..store.sync import encode_cursor as encode_list_cursor
+from . import bulk, callbacks, collections, queue_routes, schedule_routes
 from .models import (
     CancelRequest,
     SignalRequest,
     StartRequest,
     run_view,
-    signal_view,
-    step_view,
 )
 from .openapi import OPERATIONS, route_pattern
+from .pages import PAGE_BYTES, decode_cursor, encode_cursor, sent_size
 from .recovery import add_routes as add_recovery_routes
 from .service import Service, signal_warning
 
@@ -193,11 +193,10 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
         if unknown:
             raise BadInputError(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
         if "parent_id" in q:
-            # A run's children, from its own history: one page, in start order.
-            if set(q) - {"parent_id"}:
-                raise BadInputError("parent_id cannot be combined with other parameters")
-            children = service().children(q["parent_id"])
-            return {"workflows": [run_view(r) for r in children], "next_cursor": None}
+            # A run's children, from its own history, in start order.
+            if set(q) - {"parent_id", "limit", "cursor"}:
+                raise BadInputError("parent_id combines with limit and cursor only")
+            return _children(q)
         limit = safejson.int_param(q.get("limit", "50"), what="limit", lo=1, hi=MAX_LIST_LIMIT)
         page = service().list(
             status=q.get("status"),
@@ -208,7 +207,36 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             build_id=q.get("build_id"),
         )
         fleet = service().fleet()
-        return {"workflows": [run_view(r, fleet) for r in page.runs], "next_cursor": page.cursor}
+        views, cut = _by_bytes([run_view(r, fleet) for r in page.runs])
+        cursor = page.cursor
+        if cut < len(page.runs):  # the rest from the first run left out (newest first)
+            last = page.runs[cut - 1]
+            cursor = encode_list_cursor(list_sk(last.created_at, last.id))
+        # `next` is `next_cursor` under the name every paged route answers with.
+        return {"workflows": views, "next_cursor": cursor, "next": cursor}
+
+    def _children(q: dict[str, str]) -> dict[str, Any]:
+        limit = safejson.int_param(q.get("limit", "50"), what="limit", lo=1, hi=MAX_LIST_LIMIT)
+        offset = 0
+        if q.get("cursor"):
+            offset = decode_cursor("children", q["cursor"]).taken or 0
+        found, more = service().children_page(q["parent_id"], offset=offset, limit=limit)
+        views, cut = _by_bytes([run_view(r) if r else None for _, r in found])
+        if cut < len(found):
+            more = True
+        nxt = encode_cursor("children", Position(taken=offset + cut)) if more else None
+        shown = [v for v in views if v is not None]  # a child not started yet is left out
+        return {"workflows": shown, "next_cursor": nxt, "next": nxt}
+
+    def _by_bytes(views: list[Any]) -> tuple[list[Any], int]:
+        """The first views that stay within a page's bytes (at least one), and
+        how many that is."""
+        used = 0
+        for i, view in enumerate(views):
+            used += sent_size(view)
+            if i and used > PAGE_BYTES:
+                return views[:i], i
+        return views, len(views)
 
     @app.get("/workflows/<workflow_id>")
     def get_run(workflow_id: str) -> dict[str, Any]:
@@ -225,20 +253,6 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             "workers": [w.as_dict() | {"live": live} for w, live in service().workers(everyone)],
             "now": service().clock.now_ms(),  # what last_seen ages are measured against
         }
-
-    @app.get("/workflows/<workflow_id>/steps")
-    def get_steps(workflow_id: str) -> dict[str, Any]:
-        workflow_id = path_param(workflow_id)
-        given = (app.current_event.query_string_parameters or {}).get("generation")
-        generation = (
-            None
-            if given is None
-            else safejson.int_param(given, what="generation", lo=0, hi=MAX_GENERATION)
-        )
-        steps = service().steps(workflow_id, generation)
-        values = service().values
-        views = [step_view(s, workflow_id, values=values) for s in steps]
-        return {"workflow_id": workflow_id, "steps": display_order(views)}
 
     @app.post("/workflows/<workflow_id>/signals")
     def signal(workflow_id: str) -> Response[Any]:
@@ -260,14 +274,6 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             content_type=content_types.APPLICATION_JSON,
             body=json.dumps(reply),
         )
-
-    @app.get("/workflows/<workflow_id>/signals")
-    def inbox(workflow_id: str) -> dict[str, Any]:
-        workflow_id = path_param(workflow_id)
-        return {
-            "workflow_id": workflow_id,
-            "signals": [signal_view(sig) for sig in service().inbox(workflow_id)],
-        }
 
     @app.post("/workflows/<workflow_id>/cancel")
     def cancel(workflow_id: str) -> Response[Any]:
@@ -302,17 +308,6 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             body=json.dumps({**run_view(run), "outcome": outcome, "message": message}),
         )
 
-    @app.get("/workflows/<workflow_id>/history")
-    def history(workflow_id: str) -> dict[str, Any]:
-        workflow_id = path_param(workflow_id)
-        run, steps, signals = service().history(workflow_id)
-        return {
-            "format": "orchestrator.history/1",
-            "workflow": run_view(run, values=service().values),
-            "steps": [step_view(s, workflow_id, values=service().values) for s in steps],
-            "signals": [{**signal_view(s), "consumed": s.consumed} for s in signals],
-        }
-
     @app.get("/values/<sha256>/preview")
     def value_preview(sha256: str) -> dict[str, Any]:
         """The start of a value stored in S3, for a page that cannot follow the
@@ -338,6 +333,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
             "preview_bytes": len(text.encode()),
         }
 
+    collections.register(app, service, path_param)
     callbacks.register(app, service, body)
     bulk.register(app, service, body)
     schedule_routes.register(app, service, body)

@@ -9,6 +9,9 @@ local server (`orchestrator.local.http`) both call it, so they answer alike.
 - An exception that escapes the routes' handlers (a bug, or something the
   resolver itself raised) becomes a logged 500 JSON error; nothing is re-raised,
   so Lambda never reports an invocation error without a request log line.
+- An answer above Lambda's response limit (`pages.MAX_RESPONSE_BYTES`, measured
+  as Lambda sends it) becomes a 500 `response_too_large` that says so, instead of
+  a failed invocation; the routes are built never to reach it (api/pages.py).
 - Every response carries the security headers below: a Content-Security-Policy
   that allows only the dashboard's own files (and its one inline script, by
   hash), `nosniff`, `frame-ancestors 'none'` and no referrer.
@@ -25,6 +28,8 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+from .pages import MAX_RESPONSE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +114,18 @@ def serve(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any) -> d
     for name, value in security_headers().items():
         headers.setdefault(name, value)
     result["headers"] = headers
+    size = len(json.dumps(result))
+    if size > MAX_RESPONSE_BYTES:
+        # Bounded by construction (api/pages.py); were an answer past Lambda's limit
+        # anyway, Lambda would fail the invocation and API Gateway answer a bare 502.
+        log.error("an answer of %d bytes was refused: above %d", size, MAX_RESPONSE_BYTES)
+        message = (
+            f"the answer would be {size:,} bytes, above the API's response limit "
+            f"(Lambda's) of {MAX_RESPONSE_BYTES:,} bytes; ask for a smaller page (limit=)"
+        )
+        headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        headers["Content-Type"] = "application/json"
+        result = {**error_result(500, "response_too_large", message), "headers": headers}
     return result
 
 

@@ -21,7 +21,14 @@ from ..model import (
     child_run_id,
     child_signal,
 )
-from ..payloads import SyncValues, ValueUnavailableError, is_pointer, parse_pointer
+from ..payloads import (
+    MAX_INLINE_READ_BYTES,
+    SyncValues,
+    ValueUnavailableError,
+    is_pointer,
+    parse_pointer,
+)
+from .pages import sent_size
 
 CALLBACK_SIGNAL_PREFIX = f"{RESERVED_SIGNAL_PREFIX}cb:"  # = store.callbacks.callback_signal("")
 CHILD_SIGNAL_PREFIX = child_signal("")
@@ -137,7 +144,8 @@ def _json(text: str | None) -> Any:
 
 def _read(text: str | None, values: SyncValues | None) -> tuple[str | None, dict[str, Any] | None]:
     """A stored value as a view shows it: (JSON text, None), or (None, link) for an
-    offloaded value above `MAX_INLINE_READ_BYTES`, or for any offloaded value when
+    offloaded value above `MAX_INLINE_READ_BYTES` (as stored, or as the API sends
+    it: `pages.sent_size`), or for any offloaded value when
     the view reads no values (lists: the link then names the object, no URL).
     A value whose object is gone (expired) is (None, link with `unavailable`,
     the reason, and no URL)."""
@@ -148,7 +156,12 @@ def _read(text: str | None, values: SyncValues | None) -> tuple[str | None, dict
     if values is None:
         return None, {"bytes": size, "sha256": digest}
     try:
-        return values.view(text)
+        shown, link = values.view(text)
+        if shown is not None and sent_size(json.loads(shown)) > MAX_INLINE_READ_BYTES:
+            # Within the limit as stored, past it as the API sends it (non-ASCII
+            # text is sent as \uXXXX escapes): a link keeps every answer bounded.
+            return None, values.link(text)
+        return shown, link
     except ValueUnavailableError as e:
         # The record stays readable: its value is marked, not the whole answer failed.
         return None, {"bytes": size, "sha256": digest, "unavailable": e.message}

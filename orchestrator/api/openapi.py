@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..model import WORKFLOW_ID_RE, Status
+from ..model import MAX_GENERATION, WORKFLOW_ID_RE, Status
 from ..payloads import DIGEST_RE
 from ..store.sync import MAX_LIST_LIMIT
 from .models import (
@@ -28,6 +28,7 @@ from .models import (
     SignalRequest,
     StartRequest,
 )
+from .pages import DEFAULT_PAGE, MAX_PAGE
 from .queue_routes import LimitsRequest
 from .recovery import ForkRequest, MigrateRequest, RedriveRequest
 from .schedules import BackfillRequest, NoteRequest, ScheduleRequest
@@ -46,7 +47,25 @@ class Operation:
     query: tuple[dict[str, Any], ...] = ()
     content_type: str = "application/json"
     slash: bool = True  # a trailing slash is accepted too
+    errors: tuple[int, ...] = ()  # refusals beside those every operation of its kind has
 
+
+# A paged collection's parameters (orchestrator/api/pages.py): the answer's `next`
+# is the cursor of the following page, null after the last.
+_PAGE = (
+    {
+        "name": "limit",
+        "in": "query",
+        "description": f"items per page (at most; a page is also cut by bytes), default {DEFAULT_PAGE}",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "the previous page's `next`",
+        "schema": {"type": "string"},
+    },
+)
 
 _ID = {
     "name": "workflow_id",
@@ -97,14 +116,29 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation("POST", "/workflows", "startRun", "Start a run", StartRequest, ok=(200, 201)),
     Operation("GET", "/workflows/{workflow_id}", "getRun", "One run"),
-    Operation("GET", "/workflows/{workflow_id}/steps", "getSteps", "A run's steps"),
+    Operation(
+        "GET",
+        "/workflows/{workflow_id}/steps",
+        "getSteps",
+        "A run's steps, a page at a time",
+        query=(
+            {
+                "name": "generation",
+                "in": "query",
+                "description": "a continue-as-new generation's (default: the current one)",
+                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_GENERATION},
+            },
+            *_PAGE,
+        ),
+    ),
     Operation(
         "POST",
         "/workflows/{workflow_id}/signals",
         "signalRun",
-        "Send a signal",
+        "Send a signal (429 when the run's inbox is at its limit)",
         SignalRequest,
         ok=(202,),
+        errors=(429,),
     ),
     Operation(
         "POST",
@@ -114,7 +148,13 @@ OPERATIONS: tuple[Operation, ...] = (
         CancelRequest,
         ok=(200, 202),
     ),
-    Operation("GET", "/workflows/{workflow_id}/signals", "getInbox", "A run's buffered signals"),
+    Operation(
+        "GET",
+        "/workflows/{workflow_id}/signals",
+        "getInbox",
+        "A run's buffered signals, a page at a time",
+        query=_PAGE,
+    ),
     Operation(
         "POST",
         "/workflows/{workflow_id}/terminate",
@@ -122,7 +162,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "End a run now, with no cleanup (send {} for no reason)",
         CancelRequest,
     ),
-    Operation("GET", "/workflows/{workflow_id}/history", "exportHistory", "A run's whole history"),
+    Operation(
+        "GET",
+        "/workflows/{workflow_id}/history",
+        "exportHistory",
+        "A run's whole history, a page at a time (the run on the first page)",
+        query=_PAGE,
+    ),
     Operation(
         "POST",
         "/bulk/{action}",
@@ -268,6 +314,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         "parameters": params,
         "responses": responses,
     }
+    for status in op.errors:
+        responses[str(status)] = error
     if op.body is not None:
         responses.update({"413": error, "415": error})
         # Nested models are components (`$defs` inside a body schema would not

@@ -31,6 +31,7 @@ from ..resources import undeclared_queue_fix
 from ..settings import Settings
 from ..store import Store
 from ..store.codec import encode_json
+from ..store.pages import Position, Read
 from ..store.registry import LIVE_WINDOW_MS, WorkerInfo, list_workers
 from ..store.sync import Page
 from .models import Fleet, served_key
@@ -262,6 +263,15 @@ class Service:
             except Exception:
                 log.exception("could not cancel child %s of %s", child_id, run.id)
 
+    def children_page(
+        self, workflow_id: str, *, offset: int, limit: int
+    ) -> tuple[builtins.list[tuple[str, Run | None]], bool]:
+        """A page of the runs `ctx.invoke` and distributed maps started from this
+        run, in the order it started them (`Store.children_page`)."""
+        _check_id(workflow_id)
+        self.store.get(workflow_id)  # 404 for an unknown run
+        return self.store.children_page(workflow_id, offset=offset, limit=limit)
+
     def children(self, workflow_id: str) -> builtins.list[Run]:
         """The runs `ctx.invoke` started from this run, in the order it started them."""
         _check_id(workflow_id)
@@ -291,6 +301,25 @@ class Service:
     def inbox(self, workflow_id: str) -> builtins.list[Signal]:
         _check_id(workflow_id)
         return self.store.inbox(workflow_id)
+
+    # --- a run's collections, a page at a time (api/collections.py) -------------------
+    def read_steps(
+        self, workflow_id: str, generation: int | None, start: Position, *, batch: int
+    ) -> tuple[Run, Read[StepRecord]]:
+        _check_id(workflow_id)
+        return self.store.read_steps(workflow_id, generation, start, batch=batch)
+
+    def read_inbox(
+        self, workflow_id: str, start: Position, *, batch: int
+    ) -> tuple[Run, Read[Signal]]:
+        _check_id(workflow_id)
+        return self.store.read_inbox(workflow_id, start, batch=batch)
+
+    def read_history(
+        self, workflow_id: str, start: Position, *, batch: int
+    ) -> tuple[Run, Read[StepRecord | Signal]]:
+        _check_id(workflow_id)
+        return self.store.read_history(workflow_id, start, batch=batch)
 
     def signal(self, workflow_id: str, name: str, payload: Any) -> tuple[Signal, bool]:
         sig, woke, _ = self.signal_read(workflow_id, name, payload)

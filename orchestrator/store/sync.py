@@ -46,6 +46,7 @@ from .codec import (
     with_last_batch,
 )
 from .conditions import conditional_failed, old_item
+from .pages import _PageRequests
 from .sync_sweeper import _SweeperRequests
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def decode_cursor(cursor: str) -> str:
         raise BadInputError("cursor is not one this API returned") from e
 
 
-class Store(_SweeperRequests):
+class Store(_PageRequests, _SweeperRequests):
     def __init__(self, client: Any, table: str, clock: Clock) -> None:
         self._ddb = client
         self._table = table

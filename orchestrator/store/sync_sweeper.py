@@ -201,6 +201,17 @@ class _SweeperRequests:
         found = self._batch_get(ids)
         return [i for i in ids if i in found and not found[i].status.terminal]
 
+    def children_page(
+        self, workflow_id: str, *, offset: int, limit: int
+    ) -> tuple[list[tuple[str, Run | None]], bool]:
+        """The ids of this run's children from `offset` on, at most `limit`, each
+        with its run (None: not started yet), in operation order; and whether
+        more ids follow."""
+        ids = self._child_ids(workflow_id, open_only=False)
+        chunk = ids[offset : offset + limit]
+        found = self._batch_get(chunk)
+        return [(i, found.get(i)) for i in chunk], offset + limit < len(ids)
+
     def children(self, workflow_id: str) -> list[Run]:
         """The runs this run started (`ctx.invoke`, distributed `ctx.map`), in
         operation order. Read from the parent's own history (one Query) and
