@@ -12,6 +12,7 @@
   const STATUSES = ["pending", "running", "sleeping", "waiting", "completed", "failed", "cancelled"];
   const TERMINAL = new Set(["completed", "failed", "cancelled"]);
   const PAGE_SIZE = 50;
+  const MAX_PAGE = 1000; // the most items a page of a run's steps, signals or history holds
   const LIST_REFRESH_MS = 3000;
   const RUN_REFRESH_MS = 1000;
 
@@ -83,6 +84,21 @@
       throw new ApiError(message, res.status);
     }
     return data;
+  }
+
+  // Every page of a run's steps, signals or history: follows each page's `next`
+  // (null after the last), asking for the largest pages (the API also cuts a
+  // page by bytes, so any page may hold fewer).
+  async function apiPages(path) {
+    const pages = [];
+    let cursor = null;
+    do {
+      const query = `limit=${MAX_PAGE}` + (cursor ? `&cursor=${enc(cursor)}` : "");
+      const page = await api("GET", `${path}?${query}`);
+      pages.push(page);
+      cursor = page.next;
+    } while (cursor);
+    return pages;
   }
 
   // --- time ----------------------------------------------------------------------------------
@@ -222,6 +238,7 @@
     setLive,
     ApiError,
     api,
+    apiPages,
     toMs,
     clock,
     span,

@@ -9,7 +9,16 @@ window.orchestratorPages = window.orchestratorPages || {};
 (function () {
   const { TERMINAL, RUN_REFRESH_MS, view, h, banner, badge, enc, setLive, api } = window.orchestratorKit;
   const { clock, at, agoEl, untilEl, runDuration, compact, jsonBlock, errorBlock } = window.orchestratorKit;
-  const { schedule, current, timeline, valueBlock, snapshot } = window.orchestratorKit;
+  const { schedule, current, timeline, valueBlock, snapshot, apiPages, displayOrder } = window.orchestratorKit;
+
+  // A record's place in the store's key order (orchestrator/model.py, op_sort_key):
+  // numbered parts padded to six digits, task and generation parts to five.
+  const opSortKey = (id) =>
+    id
+      .split(".")
+      .map((p) => (/^\d+$/.test(p) ? p.padStart(6, "0") : p[0] + p.slice(1).padStart(5, "0")))
+      .join(".");
+  const byKey = (a, b) => (opSortKey(a.id) < opSortKey(b.id) ? -1 : opSortKey(a.id) > opSortKey(b.id) ? 1 : 0);
 
   function facts(run, steps) {
     const rows = [
@@ -78,7 +87,8 @@ window.orchestratorPages = window.orchestratorPages || {};
     // A value's link from a new answer, for a click on a link that has expired.
     const fresh = {
       output: () => api("GET", path).then((r) => r.output_link),
-      result: (stepId) => api("GET", `${path}/steps`).then((r) => (r.steps.find((s) => s.id === stepId) || {}).result_link),
+      result: (stepId) =>
+        apiPages(`${path}/steps`).then((pages) => (pages.flatMap((p) => p.steps).find((s) => s.id === stepId) || {}).result_link),
     };
     const open = new Set(); // <details> the user opened, kept across refreshes
     const problem = h("div"); // why the last refresh failed
@@ -157,7 +167,7 @@ window.orchestratorPages = window.orchestratorPages || {};
           h(
             "div",
             { class: "actions" },
-            h("a", { class: "button", id: "export", href: `${path}/history`, download: `${run.id}.json` }, "Export JSON"),
+            h("button", { type: "button", class: "button", id: "export", onclick: exportHistory }, "Export JSON"),
             " ",
             cancel,
             " ",
@@ -185,16 +195,20 @@ window.orchestratorPages = window.orchestratorPages || {};
     async function load() {
       const mine = current();
       try {
-        const [run, steps, inbox] = await Promise.all([
+        // The steps and the inbox come a page at a time (each bounded by bytes): all
+        // of them, the steps in the order the code created them, signals by arrival.
+        const [run, stepPages, inboxPages] = await Promise.all([
           api("GET", path),
-          api("GET", `${path}/steps`),
-          api("GET", `${path}/signals`),
+          apiPages(`${path}/steps`),
+          apiPages(`${path}/signals`),
         ]);
         if (mine !== current()) return;
-        const seen = snapshot([run, steps.steps, inbox.signals]);
+        const steps = displayOrder(stepPages.flatMap((p) => p.steps));
+        const signals = inboxPages.flatMap((p) => p.signals).sort((a, b) => a.seq - b.seq);
+        const seen = snapshot([run, steps, signals]);
         if (seen !== shown) {
           shown = seen;
-          render(run, steps.steps, inbox.signals);
+          render(run, steps, signals);
         }
         problem.replaceChildren();
         if (done) {
@@ -213,6 +227,32 @@ window.orchestratorPages = window.orchestratorPages || {};
         setLive("down", e.status === 0 ? "API unreachable" : "refresh failed");
       }
       schedule(load, RUN_REFRESH_MS);
+    }
+
+    // The run's history as one JSON file, from every page of GET .../history: the
+    // run (on the first page), its records by operation id, its signals by arrival.
+    async function exportHistory(e) {
+      const button = e.currentTarget;
+      button.disabled = true;
+      try {
+        const pages = await apiPages(`${path}/history`);
+        const whole = {
+          format: pages[0].format,
+          workflow: pages[0].workflow,
+          steps: pages.flatMap((p) => p.steps).sort(byKey),
+          signals: pages.flatMap((p) => p.signals).sort((a, b) => a.seq - b.seq),
+        };
+        const url = URL.createObjectURL(new Blob([JSON.stringify(whole, null, 2)], { type: "application/json" }));
+        const link = h("a", { href: url, download: `${id}.json`, hidden: true });
+        document.body.append(link);
+        link.click();
+        link.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      } catch (err) {
+        message.replaceChildren(banner("error", `export failed: ${err.message}`));
+      } finally {
+        button.disabled = false;
+      }
     }
 
     async function sendSignal() {

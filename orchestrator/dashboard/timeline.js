@@ -157,6 +157,52 @@
     );
   }
 
+  // The order to show a run's operations in, over every page of its steps: a tree
+  // walk of their ids, as orchestrator/step_order.py's display_order (each page
+  // comes in that order, but a task scope may belong before an operation of an
+  // earlier page). A task scope goes before the first numbered sibling that
+  // started after its own first operation; a scope is shown whole.
+  const isTask = (part) => /^t\d+$/.test(part);
+  const partNumber = (part) => (isTask(part) ? Number(part.slice(1)) : /^\d+$/.test(part) ? Number(part) : 0);
+  function displayOrder(steps) {
+    const node = (part) => ({ part, ops: [], children: new Map(), first: null });
+    const root = node("");
+    for (const s of steps) {
+      let at = root;
+      const parts = s.id.split(".");
+      for (const part of parts[0].startsWith("~") ? parts.slice(1) : parts) {
+        if (!at.children.has(part)) at.children.set(part, node(part));
+        at = at.children.get(part);
+      }
+      at.ops.push(s);
+    }
+    const first = (n) => {
+      const starts = n.ops.map((s) => s.started_at).filter(Boolean);
+      for (const c of n.children.values()) {
+        const t = first(c);
+        if (t !== null) starts.push(t);
+      }
+      n.first = starts.length ? starts.reduce((a, b) => (b < a ? b : a)) : null; // ISO 8601 UTC
+      return n.first;
+    };
+    first(root);
+    const out = [];
+    const byNumber = (a, b) => partNumber(a.part) - partNumber(b.part);
+    const walk = (n) => {
+      out.push(...n.ops);
+      const kids = [...n.children.values()];
+      const numbered = kids.filter((c) => !isTask(c.part)).sort(byNumber);
+      const tasks = kids.filter((c) => isTask(c.part)).sort(byNumber);
+      for (const child of numbered) {
+        while (tasks.length && tasks[0].first !== null && child.first !== null && tasks[0].first < child.first) walk(tasks.shift());
+        walk(child);
+      }
+      tasks.forEach(walk);
+    };
+    walk(root);
+    return out;
+  }
+
   // How deep an id nests, not counting a continued-as-new run's generation prefix (~g).
   function depthOf(id) {
     return (id.match(/\./g) || []).length - (id.startsWith("~") ? 1 : 0);
@@ -280,4 +326,5 @@
   }
 
   kit.timeline = timeline;
+  kit.displayOrder = displayOrder;
 })();

@@ -1,7 +1,8 @@
 /* Renders the run page's timeline (orchestrator/dashboard/timeline.js) under
  * Node, with just enough of a DOM for the dashboard's `h`: reads {run, steps}
  * as JSON on stdin, prints the timeline's entries as JSON lines
- * ({kind, id, depth, head, body}). Used by tests/dashboard/test_timeline_text.py.
+ * ({kind, id, depth, head, body}); with "order": true, the ids of the steps in the
+ * order the run page shows them. Used by tests/dashboard/test_timeline_text.py.
  */
 "use strict";
 const fs = require("fs");
@@ -46,7 +47,12 @@ const dir = path.join(__dirname, "..", "..", "orchestrator", "dashboard");
 for (const file of ["kit.js", "values.js", "timeline.js"]) {
   vm.runInContext(fs.readFileSync(path.join(dir, file), "utf8"), context, { filename: file });
 }
-const { run, steps } = JSON.parse(fs.readFileSync(0, "utf8"));
+const { run, steps, order } = JSON.parse(fs.readFileSync(0, "utf8"));
+if (order) {
+  // {"order": true}: the ids in the order the run page shows them (displayOrder).
+  console.log(JSON.stringify(window.orchestratorKit.displayOrder(steps).map((s) => s.id)));
+  process.exit(0);
+}
 const list = window.orchestratorKit.timeline(run, steps, new Set(), () => Promise.resolve(null));
 for (const li of list.children) {
   const head = li.children.find((c) => c.className === "ev-head");

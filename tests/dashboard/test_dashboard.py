@@ -302,7 +302,49 @@ def test_served_under_a_stage_prefix(stack: LocalStack, page: Any) -> None:
         assert any(u.startswith(stack.api_url + "/api/workflows?") for u in requests)
         page.click(f'tr[data-id="{run_id}"] td.id a')
         expect(page.locator("#run-status")).to_have_text(re.compile("pending|running|completed"))
-        assert any(u == f"{stack.api_url}/api/workflows/{run_id}/steps" for u in requests)
+        steps = f"{stack.api_url}/api/workflows/{run_id}/steps?"
+        assert any(u.startswith(steps) for u in requests)
+
+
+def test_run_page_follows_every_page_of_steps_signals_and_history(
+    stack: LocalStack, page: Any
+) -> None:
+    """A run whose steps and inbox take several pages (each page is cut at 1 MB):
+    the timeline and the inbox show them all, in order, and the export holds
+    every page. Its items are written straight into the table."""
+    from dataclasses import replace
+
+    from playwright.sync_api import expect
+
+    from orchestrator.model import Signal, StepKind, StepRecord
+    from orchestrator.store.codec import signal_item, step_item
+
+    run, _ = stack.service.start("waiter", {"signal": "go"}, "paged")
+    now = stack.clock.now_ms()
+    items = []
+    for i in range(14):  # 14 x 150 KB: two pages of steps
+        rec = StepRecord(
+            str(i), f"s{i}", StepKind.STEP, 1, now + i, result=json.dumps("x" * 150_000)
+        )
+        items.append(step_item(run.id, replace(rec, resolved=True, started_at=now + i)))
+    for seq in range(1, 23):  # 22 x 60 KB: two pages of signals
+        items.append(signal_item(run.id, Signal("go", seq, json.dumps("y" * 60_000), now)))
+    for item in items:
+        stack.ddb.put_item(TableName=stack.settings.table, Item=item)
+    first = Client(stack.api_url)._call("GET", f"/workflows/{run.id}/steps?limit=1000")
+    assert first["next"] and len(first["steps"]) < 14  # more than one page indeed
+
+    page.goto(f"{stack.api_url}/#/runs/{run.id}")
+    expect(page.locator('#timeline li[data-kind="step"]')).to_have_count(14)
+    expect(page.locator('#timeline li[data-kind="step"]').last).to_contain_text("s13")
+    expect(page.locator("#inbox")).to_contain_text("22 buffered")
+    expect(page.locator("#inbox tbody tr")).to_have_count(22)
+    with page.expect_download() as download:
+        page.click("#export")
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert exported["workflow"]["id"] == run.id
+    assert [s["name"] for s in exported["steps"]] == [f"s{i}" for i in range(14)]
+    assert [s["seq"] for s in exported["signals"]] == list(range(1, 23))
 
 
 def test_opened_through_the_credentials_proxy(stack: LocalStack, page: Any) -> None:

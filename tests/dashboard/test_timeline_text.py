@@ -91,3 +91,35 @@ def test_the_operations_of_a_task_sit_under_a_task_line_where_it_was_created() -
         ("step", "t1.0", 1),
         ("step", "2", 0),
     ]
+
+
+def test_the_run_page_orders_every_page_of_steps_as_the_api_orders_one() -> None:
+    """The API orders the steps of each page (`display_order`); the run page gets
+    every page and orders them all again, in JavaScript (`displayOrder`), which
+    must agree with the Python on any set of ids: task scopes among numbered
+    operations by start time, nested scopes, a continued-as-new generation."""
+    import random
+
+    node = shutil.which("node")
+    assert node
+    rng = random.Random(7)
+    for _ in range(30):
+        ids: set[str] = set()
+        for _ in range(rng.randint(1, 40)):
+            depth = rng.randint(1, 3)
+            parts = [
+                rng.choice([str(rng.randint(0, 12)), f"t{rng.randint(0, 3)}"]) for _ in range(depth)
+            ]
+            ids.add(".".join(parts))
+        prefix = rng.choice(["", "~2."])
+        steps = [{"id": prefix + i, "started_at": iso(T0 + rng.randint(0, 50) * 1000)} for i in ids]
+        rng.shuffle(steps)
+        done = subprocess.run(
+            [node, str(ROOT / "tests" / "dashboard" / "render_timeline.js")],
+            input=json.dumps({"order": True, "steps": steps}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert json.loads(done.stdout) == [s["id"] for s in display_order(steps)], steps
