@@ -214,3 +214,26 @@ def test_a_cursor_from_another_route_or_forged_is_refused(
     ):
         status, _, body = request(stack.api_url, "GET", path)
         assert status == 400, (path, body)
+
+
+def test_pages_of_a_batched_run_hold_its_items_and_its_last_batch_once(
+    stack: LocalStack, exec_log: Any
+) -> None:
+    """Records in batch items, a single record, and the results the terminal
+    write carried on the run item (its last batch): every page size walks them
+    all, in the store's order, each once."""
+    from orchestrator.local.worker_thread import BackgroundWorker
+    from tests.helpers import wait_status
+    from tests.workflows import ALL
+
+    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+        run, _ = stack.service.start("tiny", {"steps": 30, "mark_after": 10})
+        done = wait_status(stack, run.id, "completed", "failed")
+    assert done.status.value == "completed" and done.last_batch is not None
+    whole = [s.op_id for s in stack.store.steps(run.id)]
+    assert len(whole) == 31  # 30 steps and the mark
+    for limit in ("1", "4", "1000"):
+        got = pages(stack, f"/workflows/{run.id}/steps", limit=limit)
+        exactly_once([s["id"] for p in got for s in p["steps"]], whole)
+        history = pages(stack, f"/workflows/{run.id}/history", limit=limit)
+        exactly_once([s["id"] for p in history for s in p["steps"]], whole)
