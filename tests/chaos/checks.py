@@ -184,6 +184,12 @@ def _delivers_end(w: dict[str, Any]) -> bool:
     )
 
 
+def _expires_leftover(w: dict[str, Any]) -> bool:
+    """The other effect after a run's end: a signal it left unconsumed given its
+    TTL (`record_requests.expire_signal`), and nothing else."""
+    return w.get("record") == "signal" and w.get("touches") == [r.TTL_ATTRIBUTE]
+
+
 def check(o: Outcome) -> Report:
     v: dict[str, list[str]] = {c: [] for c in CHECKS}
     facts: dict[str, Any] = {}
@@ -370,9 +376,10 @@ def check(o: Outcome) -> Report:
     )
 
     # 7. terminal is final: nothing applied to a run after its terminal write,
-    # except the one write that tells a child's parent of its end (by design an
-    # effect after the terminal write): it sets `parent_notified` and takes the
-    # child out of the sweeper's index, and changes nothing else.
+    # except the effects after it by design: the one write that tells a child's
+    # parent of its end (it sets `parent_notified` and takes the child out of the
+    # sweeper's index, and changes nothing else), and the TTL given to each signal
+    # the run left unconsumed.
     for p in o.plan:
         pk = run_pk(p.id)
         ends = [
@@ -384,7 +391,8 @@ def check(o: Outcome) -> Report:
             continue
         end = min(ends)
         for w in writes:
-            if w.get("pk") == pk and (w.get("t0") or 0) > end and not _delivers_end(w):
+            after = w.get("pk") == pk and (w.get("t0") or 0) > end
+            if after and not _delivers_end(w) and not _expires_leftover(w):
                 v[CHECKS[6]].append(
                     f"{pk} {w.get('sk')}: {w.get('op')} applied after the run ended"
                 )

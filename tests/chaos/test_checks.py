@@ -379,6 +379,23 @@ def test_a_write_after_the_end_that_also_changes_state_is_reported() -> None:
     assert check(o).violations[CHECKS[6]]
 
 
+def test_the_ttl_of_a_signal_left_unconsumed_after_the_end_is_allowed() -> None:
+    """Whoever ends a run gives each signal it left unconsumed a TTL, after the
+    terminal write by design; any other write to the signal then is reported."""
+    from orchestrator.store import record_requests as rq
+
+    o = copy.deepcopy(_clean())
+    o.journal.append(
+        _journaled(rq.expire_signal(TABLE, RID, "SIG#go#000000000001", expires_at=9), 1400, 1405)
+    )
+    assert check(o).total_violations == 0
+    o = copy.deepcopy(_clean())
+    wrong = rq.expire_signal(TABLE, RID, "SIG#go#000000000001", expires_at=9)
+    wrong["UpdateExpression"] = "SET #ttl = :ttl, payload = :ttl"
+    o.journal.append(_journaled(wrong, 1400, 1405))
+    assert check(o).violations[CHECKS[6]]
+
+
 def _generations() -> Outcome:
     """The clean run as a continue-as-new run of two generations, each a step
     and a sleep: generation 1's ids are "~1.0" and "~1.1"; the continue (epoch 1
