@@ -84,7 +84,7 @@ def register(
         svc = service()
         run, records = svc.read_history(workflow_id, start, batch=limit + 1)
         values = svc.values
-        workflow = None if "cursor" in q else run_view(run, values=values)
+        workflow = None if q.get("cursor") else run_view(run, values=values)
         budget = PAGE_BYTES - (sent_size(workflow) if workflow is not None else 0)
 
         def render(rec: Any) -> dict[str, Any]:  # a StepRecord or a Signal

@@ -24,17 +24,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .. import resources as r
-from ..model import Run, Signal, StepRecord
+from ..errors import BadInputError
+from ..model import Run, Signal, StepRecord, generation_scope
 from . import record_requests as rq
 from .codec import (
     records_from_items,
     records_from_last_batch,
     run_pk,
     signal_from_item,
+    step_sk,
     to_attr,
 )
 
 T = TypeVar("T")
+
+_TOP = "\U0010ffff"  # above every character: a prefix's range is [prefix, prefix + _TOP]
+_SIGNAL_KEYS = (r.SIGNAL_SK_PREFIX, r.SIGNAL_SK_PREFIX + _TOP)
 
 MAX_PAGE_QUERIES = 10  # Queries one page may make (each reads at most 1 MB)
 
@@ -54,12 +59,16 @@ class Position:
 class Section(Generic[T]):
     """A Query (`query`, its items expanded to records by `expand`, `Limit`ed to
     the page's size unless `filtered`: a filter's page is a read's, not a
-    count's), or records held by the run item (`records`, no query)."""
+    count's), or records held by the run item (`records`, no query). A position
+    in a query section names a sort key within `keys`: a cursor naming another
+    is refused (DynamoDB would refuse a start key outside the query's range, and
+    an item outside it is not the section's)."""
 
     expand: Callable[[dict[str, Any]], list[T]]
     query: dict[str, Any] | None = None
     records: tuple[T, ...] = ()
     filtered: bool = False
+    keys: tuple[str, str] = ("", "")  # the query's sort keys lie between these (inclusive)
 
 
 Read = Iterator[tuple[Position, T | None]]
@@ -89,6 +98,8 @@ def read(
         req = dict(section.query)
         if not section.filtered:
             req["Limit"] = batch
+        if resume.key is not None and not section.keys[0] <= resume.key <= section.keys[1]:
+            raise BadInputError("cursor is not one this API returned for this run")
         if resume.key is not None:
             if resume.taken is not None:  # the rest of a batch item
                 key = {r.PK: to_attr(run_pk(workflow_id)), r.SK: to_attr(resume.key)}
@@ -130,8 +141,13 @@ def step_sections(table: str, run: Run, generation: int) -> list[Section[StepRec
         return records_from_items([item], attempt=attempt)
 
     last = tuple(records_from_last_batch(run.last_batch, generation))
+    if generation == 0:
+        keys = (r.STEP_SK_PREFIX, r.STEP_SK_PREFIX + "~")  # the Query's BETWEEN
+    else:
+        prefix = step_sk(generation_scope(generation)) + "."
+        keys = (prefix, prefix + _TOP)
     return [
-        Section(expand, query=rq.query_history(table, run.id, generation)),
+        Section(expand, query=rq.query_history(table, run.id, generation), keys=keys),
         Section(expand, records=last),
     ]
 
@@ -149,7 +165,7 @@ def inbox_sections(table: str, workflow_id: str) -> list[Section[Signal]]:
             ":prefix": to_attr(r.SIGNAL_SK_PREFIX),
         },
     }
-    return [Section(_one_signal, query=req, filtered=True)]
+    return [Section(_one_signal, query=req, filtered=True, keys=_SIGNAL_KEYS)]
 
 
 def signal_sections(table: str, workflow_id: str) -> list[Section[Signal]]:
@@ -164,7 +180,7 @@ def signal_sections(table: str, workflow_id: str) -> list[Section[Signal]]:
         },
         "ConsistentRead": True,
     }
-    return [Section(_one_signal, query=req)]
+    return [Section(_one_signal, query=req, keys=_SIGNAL_KEYS)]
 
 
 class _PageRequests:

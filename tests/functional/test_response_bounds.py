@@ -203,9 +203,17 @@ def test_a_list_page_of_large_runs_is_cut_by_bytes(stack: LocalStack) -> None:
 def test_a_cursor_from_another_route_or_forged_is_refused(
     stack: LocalStack, flooded: dict[str, Any]
 ) -> None:
+    from orchestrator.api.pages import encode_cursor
+    from orchestrator.store.pages import Position
+
     wid = flooded["id"]
     page, _ = get(stack, f"/workflows/{wid}/signals?limit=1")
+    # Well formed, but naming an item outside the route's range: the run item.
+    outside = encode_cursor("steps", Position(0, "RUN", 1))
+    beyond = encode_cursor("signals", Position(0, "STEP#000001"))
     for path in (
+        f"/workflows/{wid}/steps?cursor={outside}",
+        f"/workflows/{wid}/signals?cursor={beyond}",
         f"/workflows/{wid}/steps?cursor={page['next']}",
         f"/workflows/{wid}/signals?cursor=bm90LWEtY3Vyc29y",
         f"/workflows/{wid}/history?limit=0",
