@@ -292,16 +292,6 @@ class Service:
                 log.exception("could not delete schedule %s", before.timer)
         return after, outcome
 
-    def history(
-        self, workflow_id: str
-    ) -> tuple[Run, builtins.list[StepRecord], builtins.list[Signal]]:
-        _check_id(workflow_id)
-        return self.store.history(workflow_id)
-
-    def inbox(self, workflow_id: str) -> builtins.list[Signal]:
-        _check_id(workflow_id)
-        return self.store.inbox(workflow_id)
-
     # --- a run's collections, a page at a time (api/collections.py) -------------------
     def read_steps(
         self, workflow_id: str, generation: int | None, start: Position, *, batch: int

@@ -403,22 +403,6 @@ class Store(_PageRequests, _SweeperRequests):
         except Exception:
             log.exception("could not expire the inbox of ended run %s", run.id)
 
-    def history(self, workflow_id: str) -> tuple[Run, list[StepRecord], list[Signal]]:
-        """The run, its steps and every signal it got, consumed or not (export)."""
-        run = self.get(workflow_id)
-        req = {
-            "TableName": self._table,
-            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
-            "ExpressionAttributeNames": {"#pk": r.PK, "#sk": r.SK},
-            "ExpressionAttributeValues": {
-                ":pk": to_attr(run_pk(workflow_id)),
-                ":prefix": to_attr(r.SIGNAL_SK_PREFIX),
-            },
-            "ConsistentRead": True,
-        }
-        signals = sorted((signal_from_item(i) for i in self._query_all(req)), key=lambda s: s.seq)
-        return run, self.steps(workflow_id), signals
-
     def terminate(self, workflow_id: str, reason: str) -> tuple[Run, Run, str]:
         """End a run now, with no cleanup: (before, after, "terminated"), or
         "already_<status>" for a finished run."""
