@@ -7,6 +7,7 @@ from .client import Client
 from .errors import (
     BadInputError,
     ConflictError,
+    InboxFullError,
     NonDeterminismError,
     NotFoundError,
     OrchestratorError,
@@ -19,6 +20,7 @@ __all__ = [
     "BadInputError",
     "Client",
     "ConflictError",
+    "InboxFullError",
     "NonDeterminismError",
     "NotFoundError",
     "OrchestratorError",

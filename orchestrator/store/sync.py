@@ -11,6 +11,7 @@ import binascii
 import heapq
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -64,6 +65,7 @@ def tag_pk(key: str, value: str) -> str:
 
 # Consumed signals, and those a run left unconsumed when it ended, are kept a week, then expire.
 SIGNAL_TTL_SECONDS = 7 * 24 * 3600
+EXPIRE_THREADS = 8  # expiring an ended run's leftovers: writes in flight at once
 
 
 @dataclass(frozen=True)
@@ -381,16 +383,26 @@ class Store(_PageRequests, _SweeperRequests):
         from now): an effect after the terminal write, by whoever wrote it. Safe
         to repeat. Returns how many it expired."""
         expires_at = self._clock.now_ms() // 1000 + SIGNAL_TTL_SECONDS
-        done = 0
-        for item in self._query_all(rq.query_leftover_signals(self._table, workflow_id)):
-            req = rq.expire_signal(self._table, workflow_id, item[r.SK]["S"], expires_at=expires_at)
+        keys = [
+            item[r.SK]["S"]
+            for item in self._query_all(rq.query_leftover_signals(self._table, workflow_id))
+        ]
+
+        def expire(key: str) -> bool:
+            req = rq.expire_signal(self._table, workflow_id, key, expires_at=expires_at)
             try:
                 self._ddb.update_item(**req)
-                done += 1
+                return True
             except ClientError as e:
                 if not conditional_failed(e):
                     raise
-        return done
+                return False  # consumed or gone meanwhile
+
+        if len(keys) <= 1:
+            return sum(map(expire, keys))
+        # Up to the inbox's limit of them: a few at a time (a boto3 client is thread-safe).
+        with ThreadPoolExecutor(max_workers=EXPIRE_THREADS) as pool:
+            return sum(pool.map(expire, keys))
 
     def _expire_after_end(self, run: Run) -> None:
         """The effect after a terminal write this store made (`run` as written):
