@@ -264,3 +264,17 @@ def test_the_limits_are_stated_where_the_docs_say() -> None:
     assert "| a run's inbox (signals stored, not consumed) | 1,000 signals and 1 MB" in limits
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert "at most 1,000 unconsumed signals and 1 MB" in readme
+
+
+def test_the_cli_says_which_limit_refused_a_signal(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator import resources as r
+    from orchestrator.cli import main
+
+    monkeypatch.setenv(r.ENV_API_URL, stack.api_url)
+    run, _ = stack.service.start("waiter", {"signal": "go"})
+    fill_counters(stack, run.id, MAX_INBOX_SIGNALS)
+    assert main(["signal", run.id, "go"]) != 0
+    err = capsys.readouterr().err
+    assert "inbox" in err and "MAX_INBOX_SIGNALS" in err and "1,000" in err
