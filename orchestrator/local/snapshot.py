@@ -13,7 +13,11 @@ at stop:
   first worker, not by the stack);
 - every object of the value bucket (values above the offload threshold), one
   file per object under DIR/values/, named by the value's SHA-256 and written once
-  (a value's object never changes: its key is its digest).
+  (a value's object never changes: its key is its digest);
+- every other object of the value bucket (the items of a map over S3 items, its
+  results object, what an application keeps there), one file per object and
+  version under DIR/objects/, named by the SHA-256 of its key and ETag, and its
+  key, content type and file in state.json.
 
 DIR/state.json is written atomically (a temporary file renamed over the old
 one), so a crash leaves the previous snapshot; a value file is written (also
@@ -57,6 +61,7 @@ FORMAT = 2
 FORMATS = (1, 2)  # a format-1 snapshot (items and timers only) still restores
 FILE_NAME = "state.json"
 VALUES_DIR = "values"
+OBJECTS_DIR = "objects"
 SAVE_INTERVAL_S = 3.0
 _SCHEDULE_KEYS = (
     "Name",
@@ -151,6 +156,31 @@ def _save_values(stack: LocalStack, directory: Path) -> list[str]:
     return digests
 
 
+def _save_objects(stack: LocalStack, directory: Path) -> list[dict[str, str]]:
+    """Copy every object of the bucket that is not a value's and not yet on disk
+    to DIR/objects/<sha256 of key and ETag>; one entry per object."""
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for page in stack.s3.get_paginator("list_objects_v2").paginate(Bucket=stack.settings.bucket):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if key.startswith(r.VALUE_KEY_PREFIX):
+                continue
+            name = hashlib.sha256(f"{key}\0{obj['ETag']}".encode()).hexdigest()
+            path = directory / name
+            if not (path.exists() and path.stat().st_size == obj["Size"]):
+                got = stack.s3.get_object(Bucket=stack.settings.bucket, Key=key)
+                tmp = directory / f"{name}.tmp"
+                tmp.write_bytes(got["Body"].read())
+                os.replace(tmp, path)
+                content_type = got.get("ContentType", "binary/octet-stream")
+            else:
+                head = stack.s3.head_object(Bucket=stack.settings.bucket, Key=key)
+                content_type = head.get("ContentType", "binary/octet-stream")
+            entries.append({"key": key, "file": name, "content_type": content_type})
+    return entries
+
+
 def save(stack: LocalStack, path: Path) -> dict[str, int]:
     """Write the stack's state to `path` (and its values beside it) atomically;
     returns what it holds."""
@@ -161,6 +191,7 @@ def save(stack: LocalStack, path: Path) -> dict[str, int]:
     # before the record is written, so every value a saved record points to is
     # among these. Their files are written before the state.json that names them.
     digests = _save_values(stack, values_dir)
+    objects = _save_objects(stack, path.parent / OBJECTS_DIR)
     state: dict[str, Any] = {
         "format": FORMAT,
         "saved_at": saved_at,
@@ -169,6 +200,7 @@ def save(stack: LocalStack, path: Path) -> dict[str, int]:
         "recurring": _schedules(stack, stack.settings.recurring_group),
         "queues": _queues(stack),
         "values": digests,
+        "objects": objects,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -178,6 +210,10 @@ def save(stack: LocalStack, path: Path) -> dict[str, int]:
     for f in values_dir.iterdir():
         if f.name not in kept and DIGEST_RE.fullmatch(f.name):
             f.unlink(missing_ok=True)  # its object is gone from the bucket
+    files = {o["file"] for o in objects}
+    for f in (path.parent / OBJECTS_DIR).iterdir():
+        if f.name not in files and DIGEST_RE.fullmatch(f.name):
+            f.unlink(missing_ok=True)  # replaced or deleted since
     return counts(state)
 
 
@@ -191,6 +227,7 @@ def counts(state: dict[str, Any]) -> dict[str, int]:
         "recurring": len(state.get("recurring", [])),
         "queues": len(state.get("queues", [])),
         "values": len(state.get("values", [])),
+        "objects": len(state.get("objects", [])),
     }
 
 
@@ -227,6 +264,16 @@ def restore(stack: LocalStack, path: Path) -> dict[str, int] | None:
     if state.get("format") not in FORMATS:
         raise ValueError(f"{path}: unknown snapshot format {state.get('format')!r}")
     _restore_values(stack, path.parent / VALUES_DIR, state.get("values", []))
+    for o in state.get("objects", []):
+        if not DIGEST_RE.fullmatch(o["file"]):
+            raise ValueError(f"not an object file's name: {o['file'][:80]!r}")
+        try:
+            data = (path.parent / OBJECTS_DIR / o["file"]).read_bytes()
+        except FileNotFoundError:
+            raise ValueError(f"the object file {OBJECTS_DIR}/{o['file']} is missing") from None
+        stack.s3.put_object(
+            Bucket=stack.settings.bucket, Key=o["key"], Body=data, ContentType=o["content_type"]
+        )
     _restore_queues(stack, state.get("queues", []))
     table = stack.settings.table
     items = state["items"]

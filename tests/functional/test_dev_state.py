@@ -62,3 +62,36 @@ def test_runs_inboxes_and_schedules_survive_a_restart(tmp_path: Path) -> None:
             wait_status(second, sleeper.id, "completed")
     finally:
         second.stop()
+
+
+def test_objects_of_the_bucket_that_are_not_values_survive_a_restart(tmp_path: Path) -> None:
+    """A map's items object (a key of the application's, with its ETag: the map
+    reads batches with it) and a replaced object come back as last written."""
+    clock = SkippingClock()
+    first = _stack(clock, empty=True)
+    bucket = first.settings.bucket
+    try:
+        state = StateFile(first, tmp_path).start()
+        first.s3.put_object(Bucket=bucket, Key="in/items.jsonl", Body=b'{"n":1}\n{"n":2}\n')
+        first.s3.put_object(Bucket=bucket, Key="maps/x.jsonl", Body=b"old", ContentType="a/b")
+        state.stop()  # an earlier save, then the object replaced
+        state = StateFile(first, tmp_path).start()
+        first.s3.put_object(Bucket=bucket, Key="maps/x.jsonl", Body=b"new", ContentType="a/b")
+        etag = first.s3.head_object(Bucket=bucket, Key="in/items.jsonl")["ETag"]
+        saved = state.stop()
+        assert first.moto is not None
+        first.moto.reset()
+    finally:
+        first.stop()
+    assert saved["objects"] == 2
+    assert len(list((tmp_path / "objects").iterdir())) == 2  # the replaced one's file removed
+
+    second = _stack(clock)
+    try:
+        restore(second, tmp_path / "state.json")
+        items = second.s3.get_object(Bucket=bucket, Key="in/items.jsonl")
+        assert items["Body"].read() == b'{"n":1}\n{"n":2}\n' and items["ETag"] == etag
+        replaced = second.s3.get_object(Bucket=bucket, Key="maps/x.jsonl")
+        assert replaced["Body"].read() == b"new" and replaced["ContentType"] == "a/b"
+    finally:
+        second.stop()
