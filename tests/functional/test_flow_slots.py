@@ -147,7 +147,11 @@ class _Gate:
         self.armed = False
         self.order: list[asyncio.Task[Any]] = []
         self.ended = 0
-        self._turn: asyncio.Condition | None = None
+        # Made here, not at first use: the worker's heartbeat thread sends its own
+        # requests through the gated session too (worker/_heartbeats.py), and two
+        # threads making it at once would leave a waiter on a condition nobody
+        # notifies. It binds to the runs' loop when first waited on.
+        self._turn = asyncio.Condition()
         self._notifying: set[asyncio.Task[None]] = set()
 
     def _ended(self, _: asyncio.Task[Any]) -> None:
@@ -157,16 +161,17 @@ class _Gate:
         task.add_done_callback(self._notifying.discard)
 
     async def _notify(self) -> None:
-        assert self._turn is not None
         async with self._turn:
             self._turn.notify_all()
 
     async def before(self, request: dict[str, Any]) -> None:
         task = asyncio.current_task()
-        if not self.armed or task is None:
-            return
-        if self._turn is None:
-            self._turn = asyncio.Condition()
+        if (
+            not self.armed
+            or task is None
+            or threading.current_thread().name.startswith("heartbeats-")
+        ):
+            return  # the heartbeats' thread: its lease renewals pass unchanged
         if request["Key"] == self.flow_key and task not in self.order:
             self.order.append(task)  # its acquire
             task.add_done_callback(self._ended)
