@@ -34,8 +34,9 @@ lint: install
 	$(BIN)/mypy --explicit-package-bases orchestrator worker tests/fakes tests/contract
 
 # Four xdist workers even on two cores: the tests mostly wait (leases, sleeps,
-# moto round trips). 1,320 tests take about 8.5 minutes on two quiet cores, and
-# about 16 beside `make test-loaded`'s CPU hog.
+# moto round trips). 1,441 tests take 15 minutes beside `make test-loaded`'s CPU
+# hog (2026-12-07); 1,320 took 8.5 minutes on two quiet cores and 16 beside the
+# hog before the test stacks swept once a second instead of five times.
 test: lint
 	$(BIN)/python -m pytest -q -n 4
 
