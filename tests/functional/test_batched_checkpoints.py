@@ -52,9 +52,12 @@ def ddb_writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
 def test_forty_tiny_steps_take_one_batch_and_replay_as_recorded(
     stack: Any, ddb_writes: Counter[str]
 ) -> None:
-    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+    # A lease of a minute: no heartbeat (an UpdateItem too) falls inside the run,
+    # however slow a loaded machine makes it.
+    settings = stack.settings.with_(lease_seconds=60)
+    with BackgroundWorker(ALL, settings, clock=stack.clock):
         run, _ = stack.service.start("tiny", {"steps": 40})
-        done = wait_status(stack, run.id, "completed", "failed")
+        done = wait_status(stack, run.id, "completed", "failed", timeout=60)
     assert done.status == Status.COMPLETED, done.error
     assert done.output == str(sum(range(40)))
     # The claim and the finish, which carries the 40 results: no step put, no flush.
