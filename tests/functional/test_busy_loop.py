@@ -85,7 +85,9 @@ def test_a_run_holding_the_loop_keeps_its_lease_and_so_do_the_others(stack: Any,
         assert done.status == Status.COMPLETED, done.error
         assert done.output == "3" and done.epoch == 1
         holder, other = (a, b) if a.worker.stats["claimed"] else (b, a)
-        assert holder.worker.stats["claimed"] == 1 and holder.worker.stats["completed"] == 1
+        # The counter moves just after the store's write the wait above saw.
+        wait_for(lambda: holder.worker.stats["completed"] == 1, timeout=30)
+        assert holder.worker.stats["claimed"] == 1
         assert holder.worker.stats["lost"] == 0 and other.worker.stats["claimed"] == 0
 
 
