@@ -32,7 +32,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -170,10 +170,18 @@ class MotoServer:
     (only with `allow_reset=True`: tests)."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, allow_reset: bool = False
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        allow_reset: bool = False,
+        middleware: Callable[[Any], Any] | None = None,
     ) -> None:
         self._host = host
         self._port = port
+        # Wraps the whole WSGI application before the server takes its first
+        # request (tests: a gate that holds requests back across a restart).
+        self._middleware = middleware
         self._reset_token = secrets.token_urlsafe(16) if allow_reset else None
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -189,6 +197,8 @@ class MotoServer:
             _SerializedDynamoDB(DomainDispatcherApplication(create_backend_app)),
             self._reset_token,
         )
+        if self._middleware is not None:
+            app = self._middleware(app)
         self._server = make_server(
             self._host, self._port, app, threaded=True, request_handler=MotoRequestHandler
         )

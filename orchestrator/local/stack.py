@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -73,7 +74,9 @@ class LocalStack:
         max_receive_count: int = r.MAX_RECEIVE_COUNT,  # the queue's redrive to the DLQ
         allow_reset: bool = False,  # open moto's reset route (tests): see local.aws
         allowed_hosts: tuple[str, ...] = (),  # Host names the API accepts besides loopback
+        aws_middleware: Callable[[Any], Any] | None = None,  # wraps moto's app (tests)
     ) -> None:
+        self._aws_middleware = aws_middleware
         self._allow_reset = allow_reset
         self._allowed_hosts = allowed_hosts
         use_local_credentials()
@@ -108,7 +111,11 @@ class LocalStack:
         if self._external_endpoint:
             endpoint = self._external_endpoint
         else:
-            self.moto = MotoServer(port=self._aws_port, allow_reset=self._allow_reset).start()
+            self.moto = MotoServer(
+                port=self._aws_port,
+                allow_reset=self._allow_reset,
+                middleware=self._aws_middleware,
+            ).start()
             endpoint = self.moto.url
         self.settings = bootstrap(
             self.session, endpoint, self._base, max_receive_count=self._max_receive_count

@@ -53,7 +53,7 @@ from orchestrator.testing_faults.journal import pointers_in  # noqa: E402
 from .checks import Report  # noqa: E402
 from .checks import check as check_invariants  # noqa: E402
 from .plan import Planned, make_plan  # noqa: E402
-from .restart import check_restarts, restart, wait_for_a_value  # noqa: E402
+from .restart import check_restarts, gated, restart, wait_for_a_value  # noqa: E402
 from .workflows import ENV_EXEC_LOG  # noqa: E402
 
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -327,7 +327,7 @@ def run_campaign(cfg: Config) -> Outcome:
     saved = os.environ.get(faults.ENV_FAULTS)
     os.environ[faults.ENV_FAULTS] = fault_spec(cfg, cfg.seed, workdir)
 
-    def make_stack(port: int = 0) -> LocalStack:
+    def make_stack(port: int = 0, *, closed: bool = False) -> LocalStack:
         return LocalStack(
             clock=SYSTEM_CLOCK,
             settings=settings,
@@ -335,6 +335,7 @@ def run_campaign(cfg: Config) -> Outcome:
             serve_api=False,
             aws_port=port,
             allow_reset=True,  # a restart empties moto's in-process state
+            aws_middleware=gated(closed=closed),  # every request counted (restart.py)
         )
 
     try:

@@ -7,7 +7,11 @@ real one does instead:
 
 1. closes the stack to every request (a WSGI gate in front of moto answers 503
    with `Connection: close`; the SDKs retry it) and waits until the requests
-   already inside have left, so nothing is written after the snapshot;
+   already inside have left, so nothing is written after the snapshot. The
+   gate wraps moto's application from the server's start (`gated`), so every
+   request is counted: one put in place later would not count the requests
+   already past it, and a write that slipped in beside the snapshot would be
+   acknowledged and then lost (a loaded run of the short campaign found it);
 2. saves the snapshot (orchestrator/local/snapshot.py) through a second,
    fault-free server on the same in-process state, then empties that state;
 3. stops the stack and starts a new one on the same port (the workers keep
@@ -43,9 +47,9 @@ class Gate:
     closed, it answers 503 with `Connection: close` (the client opens a new
     connection for its retry, which reaches the next server on the port)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, closed: bool = False) -> None:
         self.app = app
-        self._open = True
+        self._open = not closed
         self._inside = 0
         self._cond = threading.Condition()
 
@@ -83,13 +87,17 @@ class Gate:
                 raise RuntimeError(f"{self._inside} request(s) still inside after {timeout} s")
 
 
+def gated(*, closed: bool = False) -> Any:
+    """The `aws_middleware` of a stack the campaign may restart: a gate in front
+    of its moto application from the first request on."""
+    return lambda app: Gate(app, closed=closed)
+
+
 def gate(stack: LocalStack) -> Gate:
-    """Put a gate in front of the stack's moto server (every later request,
-    on new and kept-alive connections alike, goes through it)."""
+    """The gate in front of the stack's moto server (made with `gated`)."""
     assert stack.moto is not None and stack.moto._server is not None
-    server = stack.moto._server
-    g = Gate(server.app)
-    server.app = g
+    g = stack.moto._server.app
+    assert isinstance(g, Gate), "the stack was not made with aws_middleware=gated()"
     return g
 
 
@@ -137,11 +145,12 @@ def wait_for_a_value(stack: LocalStack, timeout: float) -> bool:
 def restart(
     stack: LocalStack,
     state_dir: Path,
-    make: Callable[[int], LocalStack],
+    make: Callable[..., LocalStack],
     fault_spec: str,
 ) -> tuple[LocalStack, dict[str, int]]:
     """Restart `stack` on `state_dir`; (the new stack, what the snapshot held).
-    `make(port)` builds (not starts) the new stack on the old moto port."""
+    `make(port, closed=True)` builds (not starts) the new stack on the old moto
+    port, its gate closed."""
     assert stack.moto is not None
     port = int(stack.moto.url.rsplit(":", 1)[1])
     gate(stack).close()
@@ -163,9 +172,9 @@ def restart(
             os.environ[faults.ENV_FAULTS] = previous
     # The new stack serves nobody until the restore is done (as `orchestrator dev`
     # restores before it serves): a request in between would find an empty table
-    # (a callback's completion answered 404, a run unknown).
+    # (a callback's completion answered 404, a run unknown). Its gate is closed
+    # from its first request.
     held = gate(new)
-    held.close()
     side = MotoServer(allow_reset=True).start()
     try:
         for attempt in range(10):
@@ -201,12 +210,13 @@ def _lost(stack: LocalStack, path: Path) -> dict[str, int]:
     return {"values lost": len(set(state["values"]) - present), "runs lost": missing}
 
 
-def _start(make: Callable[[int], LocalStack], port: int) -> LocalStack:
-    """The new stack on `port`; the port is free again once the old server closed
-    it, but give the OS a few tries (another process may hold it for a moment)."""
+def _start(make: Callable[..., LocalStack], port: int) -> LocalStack:
+    """The new stack on `port`, its gate closed; the port is free again once the
+    old server closed it, but give the OS a few tries (another process may hold
+    it for a moment)."""
     for attempt in range(50):
         try:
-            return make(port).start()
+            return make(port, closed=True).start()
         except OSError:
             if attempt == 49:
                 raise
