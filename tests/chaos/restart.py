@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -41,11 +42,45 @@ from orchestrator.local import LocalStack
 from orchestrator.local.aws import MotoServer
 from orchestrator.local.snapshot import restore, save
 
+# What a closed gate still lets through: the calls that create and describe
+# resources (the new stack's bootstrap, before its restore), which no worker
+# makes. Every call on items, messages, objects or schedules waits.
+_CONTROL_TARGETS = frozenset(
+    {
+        "DynamoDB_20120810.CreateTable",
+        "DynamoDB_20120810.DescribeTable",
+        "DynamoDB_20120810.UpdateTimeToLive",
+        "DynamoDB_20120810.DescribeTimeToLive",
+        "AmazonSQS.CreateQueue",
+        "AmazonSQS.GetQueueUrl",
+        "AmazonSQS.GetQueueAttributes",
+        "AmazonSQS.SetQueueAttributes",
+    }
+)
+_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([a-z0-9-]+)/aws4_request")
+
+
+def control_plane(environ: dict[str, Any]) -> bool:
+    """A request that creates or describes a resource: a table, a queue, a bucket
+    (a path with no key), a schedule group."""
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return target in _CONTROL_TARGETS
+    scope = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    service = scope.group(1) if scope else None
+    path = environ.get("PATH_INFO", "")
+    if service == "s3":
+        return path.strip("/").count("/") == 0  # /<bucket>: the bucket, not an object
+    if service == "scheduler":
+        return path.startswith("/schedule-groups")
+    return False
+
 
 class Gate:
     """WSGI middleware: open, it passes requests through and counts those inside;
     closed, it answers 503 with `Connection: close` (the client opens a new
-    connection for its retry, which reaches the next server on the port)."""
+    connection for its retry, which reaches the next server on the port), to
+    every request but those that create or describe resources (`control_plane`)."""
 
     def __init__(self, app: Any, *, closed: bool = False) -> None:
         self.app = app
@@ -55,7 +90,7 @@ class Gate:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         with self._cond:
-            if not self._open:
+            if not self._open and not control_plane(environ):
                 body = b'{"__type":"ServiceUnavailable","message":"the stack is restarting"}'
                 start_response(
                     "503 Service Unavailable",
