@@ -32,10 +32,10 @@ from infra.function import OrchestratorFunction
 API_HANDLER = "orchestrator.api.lambda_handler.handler"
 STAGE = "$default"
 # Every route by group. A group is what a role may do: `read` (runs, steps, inboxes,
-# histories, workers, schedules, queues, value previews, the dashboard and the
+# histories, workers, schedules, queues, value previews, jobs, the dashboard and the
 # OpenAPI document), `start`, `signal` (signals, and callback completions from outside systems),
 # `operate` (cancel, terminate, bulk actions, redrive, fork, migrate, schedules, queue
-# limits).
+# limits, job cancels).
 ROUTE_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
     "read": (
         ("GET", "/workflows"),
@@ -48,6 +48,8 @@ ROUTE_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/schedules/{name}"),
         ("GET", "/queues"),
         ("GET", "/values/{sha256}/preview"),
+        ("GET", "/jobs"),
+        ("GET", "/jobs/{id}"),
         ("GET", "/"),
         ("GET", "/dashboard/{file}"),
         ("GET", "/openapi.json"),
@@ -73,6 +75,7 @@ ROUTE_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
         ("POST", "/schedules/{name}/trigger"),
         ("POST", "/schedules/{name}/backfill"),
         ("POST", "/queues/{name}"),
+        ("POST", "/jobs/{id}/cancel"),
     ),
 }
 ROUTES: tuple[tuple[str, str], ...] = tuple(r for rs in ROUTE_GROUPS.values() for r in rs)

@@ -38,12 +38,17 @@ API_ITEM_ACTIONS = (
     "dynamodb:DeleteItem",  # redrive deletes failed records; schedule definitions are deleted
 )
 # The sweeper's schedule pass starts missed or buffered ticks: a transaction that
-# puts the run (PutItem) and updates the schedule (UpdateItem).
+# puts the run (PutItem) and updates the schedule (UpdateItem). Its jobs pass goes
+# on with bulk operations the API started (api/jobs.py), and a bulk redrive is the
+# API's redrive: a transaction that deletes a run's failed records (DeleteItem)
+# under a condition on the run (ConditionCheckItem).
 SWEEPER_ITEM_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
     "dynamodb:UpdateItem",
     "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
 )
 QUERY_ACTIONS = ("dynamodb:Query",)
 WORKER_QUEUE_ACTIONS = (

@@ -14,6 +14,7 @@ from .errors import (
     PayloadTooLargeError,
     RetryableError,
     StepFailedError,
+    TooManyJobsError,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "PayloadTooLargeError",
     "RetryableError",
     "StepFailedError",
+    "TooManyJobsError",
 ]

@@ -33,6 +33,9 @@ from .model import MAX_PAGE_ITEMS, op_sort_key
 from .step_order import display_order
 
 TERMINAL = {"completed", "failed", "cancelled"}
+# How long `bulk` and `backfill_schedule` wait for a job the API did not end
+# within the request (deployed, the sweeper goes on with it once a minute).
+JOB_WAIT_S = 900.0
 
 
 class Client:
@@ -202,13 +205,19 @@ class Client:
         dry_run: bool = True,
         confirm_count: int | None = None,
         reason: str | None = None,
+        wait: float | None = JOB_WAIT_S,
     ) -> dict[str, Any]:
         """Cancel or terminate ("cancel" / "terminate") the unfinished runs a filter
         matches, or "redrive" every run it matches (times in ISO 8601). A dry run
         counts them; to act, pass dry_run=False and confirm_count=<that count>.
-        The reply then holds "results": one {"id", "outcome", "reason"?} per run
-        (a redrive's outcome is "redriven", or "refused" with the reason for a
-        run that is not failed, timed out or cancelled)."""
+        The reply then holds "outcomes" (a count per outcome) and "results": one
+        {"id", "outcome", "reason"?} per run, the first 1,000 (a redrive's outcome
+        is "redriven", or "refused" with the reason for a run that is not failed,
+        timed out or cancelled).
+
+        It is a job (`job_id`): one the API did not end within the request is
+        waited for here, up to `wait` seconds (None: not at all; the reply's
+        "status" is then "running", and `job()` / `wait_job()` follow it)."""
         body = {
             k: v
             for k, v in {
@@ -221,7 +230,52 @@ class Client:
             }.items()
             if v is not None
         }
-        return dict(self._call("POST", f"/bulk/{_quote(action)}", {**body, "dry_run": dry_run}))
+        reply = self._call("POST", f"/bulk/{_quote(action)}", {**body, "dry_run": dry_run})
+        return self.finish_job(reply, wait)
+
+    # --- jobs (bulk operations, backfills) -------------------------------------------
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A job: status ("running", "completed", "refused", "failed", "cancelled"),
+        phase, progress and, once ended, its result."""
+        return dict(self._call("GET", f"/jobs/{_quote(job_id)}"))
+
+    def jobs(self, *, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """One page of jobs, newest first: {"jobs": [...], "cursor": next or None}."""
+        q = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        return dict(self._call("GET", "/jobs?" + urllib.parse.urlencode(q)))
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        """Stop a running job after its current page; "outcome" says whether it had ended."""
+        return dict(self._call("POST", f"/jobs/{_quote(job_id)}/cancel", {}))
+
+    def wait_job(
+        self, job_id: str, *, timeout: float = JOB_WAIT_S, poll: float = 0.5
+    ) -> dict[str, Any]:
+        """Poll until the job has ended; TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["status"] != "running":
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still running after {timeout}s")
+            time.sleep(poll)
+
+    def finish_job(self, reply: Any, wait: float | None = JOB_WAIT_S) -> dict[str, Any]:
+        """A job route's reply; one still running is waited for (up to `wait`
+        seconds) and answered as the route would have, a refusal as its error."""
+        reply = dict(reply)
+        if reply.get("status") != "running" or wait is None:
+            return reply
+        job = self.wait_job(reply["job_id"], timeout=wait)
+        if job["status"] == "refused":
+            code = 400 if "narrow the filter" in job.get("message", "") else 409
+            raise error_class(code)(job.get("message", "the job was refused"))
+        head = {k: v for k, v in reply.items() if k not in ("job", "status")}
+        out = {**head, **job["result"], "job_id": job["id"], "status": job["status"]}
+        if "message" in job:
+            out["message"] = job["message"]
+        return out
 
     def inbox(self, workflow_id: str) -> builtins.list[dict[str, Any]]:
         """The run's buffered signals (not yet consumed by a wait), oldest first,
@@ -333,11 +387,16 @@ class Client:
         """Start a run now; the reply's "outcome" is "started" or why not."""
         return self._call("POST", f"/schedules/{_quote(name)}/trigger", {})
 
-    def backfill_schedule(self, name: str, start: str, end: str) -> dict[str, Any]:
-        """Start every tick's run in [start, end] (ISO 8601) that has none."""
-        return self._call(
+    def backfill_schedule(
+        self, name: str, start: str, end: str, *, wait: float | None = JOB_WAIT_S
+    ) -> dict[str, Any]:
+        """Start every tick's run in [start, end] (ISO 8601) that has none: the
+        reply's "ticks", "started" and "skipped" (run ids, the first 1,000 of each).
+        A job, waited for as `bulk` says."""
+        reply = self._call(
             "POST", f"/schedules/{_quote(name)}/backfill", {"start": start, "end": end}
         )
+        return self.finish_job(reply, wait)
 
     def delete_schedule(self, name: str) -> dict[str, Any]:
         return self._call("DELETE", f"/schedules/{_quote(name)}")

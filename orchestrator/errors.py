@@ -83,6 +83,14 @@ class InboxFullError(RetryableError):
     http_status = 429
 
 
+class TooManyJobsError(RetryableError):
+    """A bulk operation or backfill while `api.jobs.MAX_RUNNING_JOBS` jobs are
+    running: retry once one has ended (`GET /jobs`)."""
+
+    code = "too_many_jobs"
+    http_status = 429
+
+
 class NonDeterminismError(OrchestratorError):
     """A replay reached a different step name or kind than the one recorded at a
     position. The run fails with this message instead of mixing results."""

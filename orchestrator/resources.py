@@ -252,3 +252,14 @@ SCHEDULES_PK = "SCHEDULES"
 
 def schedule_sk(name: str) -> str:
     return f"S#{name}"
+
+
+# Jobs (bulk operations, backfills): one partition, newest first by id. A running
+# job is also in `by_due` under its own partition key (never one of the runs'
+# DUE#<shard> keys), so the sweeper's jobs pass finds it with one Query.
+JOBS_PK = "JOBS"
+JOBS_DUE_PK = "JOBS"
+
+
+def job_sk(job_id: str) -> str:
+    return f"JOB#{job_id}"

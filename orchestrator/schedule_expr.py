@@ -81,6 +81,14 @@ class Expression:
         the anchor itself included), since a backfill is mostly wanted for times
         before the schedule existed; the schedule itself fires only after its
         anchor (`next_tick`)."""
+        out = self.first_ticks(start_ms, end_ms, anchor_ms, count=limit + 1)
+        if len(out) > limit:
+            raise ExpressionError(f"the range holds more than {limit} ticks")
+        return out
+
+    def first_ticks(self, start_ms: int, end_ms: int, anchor_ms: int, *, count: int) -> list[int]:
+        """The first `count` ticks in [start_ms, end_ms], oldest first (as `ticks`):
+        a backfill job's page."""
         out: list[int] = []
         for ms in (start_ms, end_ms):
             check_time(ms)
@@ -89,9 +97,7 @@ class Expression:
             t: int | None = anchor_ms + ahead * self.rate_ms
         else:
             t = self.next_tick(start_ms - 1, anchor_ms)
-        while t is not None and t <= end_ms:
-            if len(out) == limit:
-                raise ExpressionError(f"the range holds more than {limit} ticks")
+        while t is not None and t <= end_ms and len(out) < count:
             out.append(t)
             t = t + self.rate_ms if self.rate_ms is not None else self.next_tick(t, anchor_ms)
         return out

@@ -57,7 +57,8 @@ RUNNING_RECHECK_MS = 5 * 60 * 1000
 
 WALK_PAGE = 100  # runs per by_created page (one Query, one BatchGetItem)
 DUE_PAGE = 100  # due runs per by_due Query
-# Wall-clock budgets of one sweep (the Lambda's timeout is 55 s, its period 60 s).
+# Wall-clock budgets of one sweep (the Lambda's timeout is 55 s, its period 60 s;
+# the jobs' pass after these has api/jobs.SWEEP_BUDGET_S).
 # Each pass works on its shards in parallel, at least one page per shard, and
 # stops taking new pages when its budget is spent; the rest waits for the next
 # sweep (the walk resumes at its marks, the due pass finds what is still due).
@@ -467,8 +468,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
     report = sweeper.sweep_once()
     ticks = _catch_up_schedules(settings, sweeper)
+    jobs = _advance_jobs(settings, sweeper)
     result = {"examined": report.examined, "sent": len(report.sent), "rearmed": report.rearmed}
-    result["schedule_ticks"] = ticks
+    result.update(schedule_ticks=ticks, jobs_advanced=jobs)
     result.update(
         walked=report.walked, promoted=len(report.promoted), timed_out=len(report.timed_out)
     )
@@ -496,4 +498,16 @@ def _catch_up_schedules(settings: Settings, sweeper: Sweeper) -> int:
         return len(service.schedules.catch_up(grace_ms=settings.sweep_grace_ms))
     except Exception:
         log.exception("the schedules' catch-up failed; the next sweep retries")
+        return 0
+
+
+def _advance_jobs(settings: Settings, sweeper: Sweeper) -> int:
+    """The jobs' pass (`api/jobs.py`): pages of every running job nobody holds."""
+    from .api.service import Service
+
+    try:
+        service = Service(sweeper._store, sweeper._dispatcher, sweeper._clock, settings)
+        return len(service.jobs.advance_due())
+    except Exception:
+        log.exception("the jobs' pass failed; the next sweep retries")
         return 0

@@ -35,7 +35,7 @@ from ..store.codec import list_sk
 from ..store.pages import Position
 from ..store.sync import MAX_LIST_LIMIT
 from ..store.sync import encode_cursor as encode_list_cursor
-from . import bulk, callbacks, collections, queue_routes, schedule_routes
+from . import bulk, callbacks, collections, jobs, queue_routes, schedule_routes
 from .models import (
     CancelRequest,
     SignalRequest,
@@ -336,6 +336,7 @@ def build_app(service: Callable[[], Service]) -> APIGatewayHttpResolver:
     collections.register(app, service, path_param)
     callbacks.register(app, service, body)
     bulk.register(app, service, body)
+    jobs.register(app, service, body)
     schedule_routes.register(app, service, body)
     queue_routes.register(app, service, body)
 

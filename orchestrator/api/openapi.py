@@ -18,7 +18,10 @@ from pydantic import BaseModel
 
 from ..model import MAX_GENERATION, WORKFLOW_ID_RE, Status
 from ..payloads import DIGEST_RE
+from ..store.jobs import JOB_ID_RE
 from ..store.sync import MAX_LIST_LIMIT
+from .jobs import MAX_LIST_LIMIT as MAX_JOB_LIST
+from .jobs import JobCancelRequest
 from .models import (
     BulkRequest,
     CallbackFailRequest,
@@ -174,8 +177,33 @@ OPERATIONS: tuple[Operation, ...] = (
         "/bulk/{action}",
         "bulkAction",
         "Cancel or terminate the unfinished runs, or redrive the runs, a filter matches "
-        "(dry run by default)",
+        "(dry run by default); done as a job: 202 with its progress when it does not "
+        "end within the request",
         BulkRequest,
+        ok=(200, 202),
+        errors=(429,),
+    ),
+    Operation(
+        "GET",
+        "/jobs",
+        "listJobs",
+        "Bulk operations and backfills, newest first",
+        query=(
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_JOB_LIST},
+            },
+            {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+        ),
+    ),
+    Operation("GET", "/jobs/{job_id}", "getJob", "A job's status, progress and outcome"),
+    Operation(
+        "POST",
+        "/jobs/{job_id}/cancel",
+        "cancelJob",
+        "Stop a running job after its current page (send {})",
+        JobCancelRequest,
     ),
     Operation(
         "POST",
@@ -225,8 +253,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "/schedules/{name}/backfill",
         "backfillSchedule",
-        "Start the ticks of a past range (idempotent)",
+        "Start the ticks of a past range (idempotent); done as a job: 202 with its "
+        "progress when it does not end within the request",
         BackfillRequest,
+        ok=(200, 202),
+        errors=(429,),
     ),
     Operation("GET", "/queues", "listQueues", "Task queues: depth, in flight, limits"),
     Operation(
@@ -285,7 +316,10 @@ _ERROR = {
 
 
 # Path parameters with a fixed form (others are any string the route looks up).
-_PATH_PATTERNS = {"sha256": {"pattern": DIGEST_RE.pattern.replace("\\Z", "$")}}
+_PATH_PATTERNS = {
+    "sha256": {"pattern": DIGEST_RE.pattern.replace("\\Z", "$")},
+    "job_id": {"pattern": f"^{JOB_ID_RE.pattern}$"},
+}
 
 
 def _operation(op: Operation) -> dict[str, Any]:

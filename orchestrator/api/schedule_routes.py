@@ -21,6 +21,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 
 from ..errors import UnsupportedMediaTypeError
+from .jobs import job_reply
 from .schedules import BackfillRequest, NoteRequest, ScheduleRequest, schedule_view
 from .service import Service
 
@@ -94,4 +95,6 @@ def register(
     @app.post("/schedules/<name>/backfill")
     def backfill(name: str) -> Response[Any]:
         req = body(BackfillRequest)
-        return _json(200, service().schedules.backfill(name, req.start, req.end))
+        svc = service()
+        job = svc.schedules.backfill(name, req.start, req.end)
+        return job_reply(job, svc.clock.now_ms(), {"schedule": job.request["schedule"]})

@@ -17,6 +17,7 @@ from __future__ import annotations
 import builtins
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -36,6 +37,7 @@ from ..model import (
 from ..recurring import schedule_request
 from ..schedule_expr import UPCOMING, ExpressionError, minute_floor, parse, parse_iso
 from ..store.codec import encode_json
+from ..store.jobs import Job
 from ..store.schedules import ScheduleStore, StartConflict, with_decision
 from .models import iso
 from .service import Service
@@ -43,7 +45,10 @@ from .service import Service
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 20  # a decision that keeps losing to others gives up (then the caller retries)
-MAX_BACKFILL_TICKS = 1000
+MAX_BACKFILL_TICKS = 10_000  # per backfill job; the range is checked before it starts
+BACKFILL_PAGE = 40  # ticks per page of a backfill job
+BACKFILL_THREADS = 8  # ticks started at once within a page
+BACKFILL_IDS_KEPT = 1000  # run ids the outcome lists per kind (every tick is counted)
 MIN_CATCHUP_S = 60
 MAX_CATCHUP_S = 366 * 24 * 3600
 DEFAULT_CATCHUP_S = 3600
@@ -217,12 +222,14 @@ class ScheduleService:
         now = self._clock.now_ms()
         return self.fire(name, now - now % 1000, source="trigger")
 
-    def backfill(self, name: str, start: str, end: str) -> dict[str, Any]:
-        """Start the run of every tick in [start, end] that has none. Idempotent:
-        a tick already started (by its schedule, or an earlier backfill) is
-        skipped. Backfilled runs start together, whatever the overlap policy. A
-        rate schedule's ticks before its anchor count back from it
-        (`Expression.ticks`). A range that holds no tick says so (`note`)."""
+    def backfill(self, name: str, start: str, end: str) -> Job:
+        """Start the run of every tick in [start, end] that has none, as a job
+        (`api/jobs.py`; `backfill_page` is its page). Idempotent: a tick already
+        started (by its schedule, or an earlier backfill) is skipped. Backfilled
+        runs start together, whatever the overlap policy. A rate schedule's ticks
+        before its anchor count back from it (`Expression.ticks`). A range that
+        holds no tick says so (`note`). The range is checked before the job
+        starts: at most MAX_BACKFILL_TICKS ticks, none in the future."""
         _check_name(name)
         s = self.store.get(name)
         try:
@@ -236,28 +243,23 @@ class ScheduleService:
             )
         except ExpressionError as e:
             raise BadInputError(str(e)) from None
-        started, skipped = [], []
-        for tick in ticks:
-            run = self._new_run(s, tick)
-            try:
-                stored, created = self.runs.store.create(run)
-            except ConflictError:
-                skipped.append(run.id)  # the tick ran with an input the schedule no longer has
-                continue
-            if created:
-                self.runs.dispatch(run.id, "backfill", run.task_queue)
-                started.append(run.id)
-            else:
-                skipped.append(stored.id)
-        result: dict[str, Any] = {
-            "schedule": name,
-            "ticks": len(ticks),
-            "started": started,
-            "skipped": skipped,
-        }
+        request = {"schedule": name, "start": start, "end": end, "lo": lo, "hi": hi}
         if not ticks:
-            result["note"] = f"no tick of {s.expression} ({s.timezone}) falls in [{start}, {end}]"
-        return result
+            request["note"] = f"no tick of {s.expression} ({s.timezone}) falls in [{start}, {end}]"
+        request["ticks"] = len(ticks)
+        return self.runs.jobs.start("backfill", request, phase="starting")
+
+    def start_tick(self, s: Schedule, tick: int) -> tuple[str, bool]:
+        """A backfilled tick's run: (run id, started now?). A tick whose run
+        exists, or ran with an input the schedule no longer has, is skipped."""
+        run = self._new_run(s, tick)
+        try:
+            stored, created = self.runs.store.create(run)
+        except ConflictError:
+            return run.id, False
+        if created:
+            self.runs.dispatch(run.id, "backfill", run.task_queue)
+        return stored.id, created
 
     def fire(self, name: str, tick: int, *, source: Source = "schedule") -> Decision:
         """Decide one tick: start its run, or skip, buffer, or drop it."""
@@ -457,3 +459,37 @@ def schedule_view(s: Schedule, statuses: dict[str, str], now: int) -> dict[str, 
         "buffered_tick": iso(s.buffered),
         "recent": recent,
     }
+
+
+def backfill_page(service: Service, job: Job) -> Job:
+    """One page of a backfill job: the next BACKFILL_PAGE ticks' runs started."""
+    req = job.request
+    result = dict(job.state.get("result") or {"schedule": req["schedule"], "ticks": 0})
+    result.setdefault("started", [])
+    result.setdefault("skipped", [])
+    if "note" in req:
+        result["note"] = req["note"]
+    s = service.schedules.store.get(req["schedule"])
+    lo = req["lo"] if job.cursor is None else int(job.cursor) + 1
+    try:
+        ticks = parse(s.expression, s.timezone).first_ticks(
+            lo, req["hi"], s.anchor_at, count=BACKFILL_PAGE
+        )
+    except ExpressionError as e:
+        raise BadInputError(str(e)) from None
+    with ThreadPoolExecutor(max_workers=BACKFILL_THREADS) as pool:
+        outcomes = list(pool.map(lambda tick: service.schedules.start_tick(s, tick), ticks))
+    for run_id, started in outcomes:
+        kept = result["started" if started else "skipped"]
+        if len(kept) < BACKFILL_IDS_KEPT:
+            kept.append(run_id)
+    started = sum(1 for _, was_started in outcomes if was_started)
+    result["started_count"] = result.get("started_count", 0) + started
+    result["skipped_count"] = result.get("skipped_count", 0) + len(outcomes) - started
+    result["ticks"] += len(ticks)
+    progress = {"ticks_done": result["ticks"], "total": req["ticks"]}
+    progress.update(started=result["started_count"], skipped=result["skipped_count"])
+    state = {"result": result, "progress": progress}
+    if len(ticks) < BACKFILL_PAGE or ticks[-1] >= req["hi"]:
+        return replace(job, status="completed", cursor=None, state=state)
+    return replace(job, cursor=str(ticks[-1]), state=state)

@@ -145,6 +145,20 @@ class Service:
             scheduler=self.dispatcher.scheduler,
         )
 
+    @cached_property
+    def jobs(self) -> Any:
+        """Bulk operations and backfills in bounded pages (`api/jobs.py`)."""
+        from ..store.jobs import JobStore
+        from . import bulk
+        from .jobs import JobService
+        from .schedules import backfill_page
+
+        return JobService(
+            self,
+            JobStore(self.store.ddb, self.settings.table),
+            {"bulk": bulk.page, "backfill": backfill_page},
+        )
+
     def dispatch(self, workflow_id: str, reason: str, task_queue: str | None = None) -> None:
         """Send a run just created (or found pending); a lost send is the sweeper's."""
         self._send(workflow_id, reason, task_queue)

@@ -72,8 +72,10 @@ app.command()(cli_local.demo)
 
 
 def _add_subcommands() -> None:
+    from .jobs import jobs_app
     from .schedules import queue_app, schedule_app
 
+    app.add_typer(jobs_app, name="jobs")
     app.add_typer(schedule_app, name="schedule")
     app.add_typer(queue_app, name="queue")
 

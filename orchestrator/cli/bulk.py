@@ -9,6 +9,7 @@ import typer
 
 from .common import FLAG, JsonFlag, _call, _client, _print_json
 from .format import out
+from .jobs import NoWait, follow
 
 
 def bulk(
@@ -27,6 +28,7 @@ def bulk(
     yes: Annotated[
         bool, typer.Option("--yes", help="Do it (default: a dry run that counts).", metavar=FLAG)
     ] = False,
+    no_wait: NoWait = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Cancel, terminate or redrive every run a filter matches.
@@ -37,7 +39,10 @@ def bulk(
 
     A dry run by default: it prints how many runs match. --yes acts on them,
     refused if the count changed since the dry run it makes first, and prints
-    each run's outcome.
+    each run's outcome (the first 1,000; every outcome is counted).
+
+    The API does it as a job, a page at a time: one that goes on past its request
+    is waited for (--no-wait: print its id and return; `orchestrator jobs`).
 
     Examples:
 
@@ -55,8 +60,16 @@ def bulk(
         "created_before": until,
         "reason": reason,
     }
-    counted = _call(client.bulk, action, **filters)
-    more = " (the first 1000; narrow the filter for the rest)" if counted["truncated"] else ""
+    counted = follow(client, _call(client.bulk, action, **filters, wait=None), wait=not no_wait)
+    if counted["status"] == "running":
+        if as_json:
+            _print_json(counted)
+        return
+    more = (
+        " (more than the 100,000 one job acts on: narrow the filter)"
+        if counted["truncated"]
+        else ""
+    )
     if not yes:
         if as_json:
             _print_json(counted)
@@ -77,12 +90,17 @@ def bulk(
         for run_id in counted["sample"]:
             out.print(f"  {run_id}")
         return
-    done = _call(client.bulk, action, **filters, dry_run=False, confirm_count=counted["count"])
-    if as_json:
+    done = _call(
+        client.bulk, action, **filters, dry_run=False, confirm_count=counted["count"], wait=None
+    )
+    done = follow(client, done, wait=not no_wait)
+    if as_json or done["status"] == "running":
         _print_json(done)
         return
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(done["outcomes"].items()))
-    out.print(f"{action}: {done['count']} run(s){more}: {summary or 'nothing to do'}")
+    out.print(f"{action}: {done['count']} run(s): {summary or 'nothing to do'}")
+    if done.get("message"):
+        out.print(f"job {done['job_id']} {done['status']}: {done['message']}", soft_wrap=True)
     for result in done.get("results", []):
         why = f": {result['reason']}" if result.get("reason") else ""
         out.print(f"  {result['id']}: {result['outcome']}{why}", soft_wrap=True)

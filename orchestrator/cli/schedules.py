@@ -16,6 +16,7 @@ from rich.text import Text
 
 from . import common as cli_common
 from .format import STATUS_STYLE, out
+from .jobs import NoWait, follow
 
 schedule_app = typer.Typer(
     help="Recurring schedules that start workflow runs (cron or rate, in a time zone).",
@@ -195,25 +196,34 @@ def backfill(
     name: Name,
     start: Annotated[str, typer.Option("--start", help="ISO 8601 (UTC if no offset).")],
     end: Annotated[str, typer.Option("--end", help="ISO 8601, not in the future.")],
+    no_wait: NoWait = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Start the runs of every tick in \\[start, end] that has none (idempotent).
 
-    A rate schedule's ticks before it existed count back from its start.
+    A rate schedule's ticks before it existed count back from its start. The API
+    does it as a job: one that goes on past its request is waited for (--no-wait:
+    print its id and return; `orchestrator jobs`).
 
     Example:
 
       orchestrator schedule backfill nightly --start 2026-11-01 --end 2026-11-07T23:59:59Z
     """
-    result = _call("backfill_schedule", name, start, end)
+    client = _cli()._client()
+    reply = _cli()._call(client.backfill_schedule, name, start, end, wait=None)
+    result = follow(client, reply, wait=not no_wait)
     if as_json:
         _print_json(result)
         return
+    if result["status"] == "running":
+        return
     out.print(
-        f"{result['ticks']} tick(s): {len(result['started'])} started, "
-        f"{len(result['skipped'])} already had a run",
+        f"{result['ticks']} tick(s): {result['started_count']} started, "
+        f"{result['skipped_count']} already had a run",
         markup=False,
     )
+    if result.get("message"):
+        out.print(f"job {result['job_id']} {result['status']}: {result['message']}", markup=False)
     if result.get("note"):
         out.print(result["note"], markup=False)
 

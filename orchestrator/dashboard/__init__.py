@@ -19,6 +19,7 @@ ASSETS: dict[str, str] = {
     "list.js": _JS,
     "run.js": _JS,
     "schedules.js": _JS,
+    "jobs.js": _JS,
     "workers.js": _JS,
     "app.js": _JS,
     "style.css": "text/css; charset=utf-8",

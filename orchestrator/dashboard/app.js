@@ -1,11 +1,11 @@
-/* The orchestrator dashboard: a runs list, a run page, schedules and workers
+/* The orchestrator dashboard: a runs list, a run page, schedules, jobs and workers
  * over the JSON API. This file is the router; the pages and their helpers are
  * the other scripts, loaded before it in this order (index.html):
  *
  *   kit.js        DOM, the API, time and value formatting, polling
  *   values.js     values stored in S3, given as links: size, preview, download
  *   timeline.js   a run's timeline
- *   list.js, run.js, schedules.js, workers.js   the pages
+ *   list.js, run.js, schedules.js, jobs.js, workers.js   the pages
  *
  * Plain JavaScript, no build step, no third-party code. Every API URL is
  * relative to the page, so the dashboard works wherever the API is mounted
@@ -37,6 +37,7 @@
       return { page: "run", id };
     }
     if (path === "/schedules") return { page: "schedules" };
+    if (path === "/jobs") return { page: "jobs" };
     const p = new URLSearchParams(query || "");
     if (path === "/workers") return { page: "workers", all: Boolean(p.get("all")) };
     return {

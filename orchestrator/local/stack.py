@@ -40,6 +40,10 @@ from .scheduler_emulator import SchedulerEmulator
 
 log = logging.getLogger(__name__)
 
+# A sweep round's jobs pass (api/jobs.py): short, so the timers it shares the
+# background thread with wait at most this long; a job goes on at every sweep.
+LOCAL_JOBS_BUDGET_S = 2.0
+
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -161,12 +165,14 @@ class LocalStack:
             self.tick(sweep=sweep)
 
     def tick(self, *, sweep: bool = True) -> None:
-        """One round of the background work: fire due schedules, then sweep."""
+        """One round of the background work: fire due schedules, then sweep (runs,
+        schedules' catch-up, jobs' pages)."""
         try:
             self.emulator.fire_due()
             if sweep:
                 self.sweeper.sweep_once()
                 self.service.schedules.catch_up(grace_ms=self.settings.sweep_grace_ms)
+                self.service.jobs.advance_due(LOCAL_JOBS_BUDGET_S)
         except Exception:
             if not self._stop.is_set():
                 log.exception("background round failed; retrying next round")

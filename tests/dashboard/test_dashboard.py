@@ -427,6 +427,37 @@ def test_schedules_page_lists_schedules_and_links_their_runs(
     shot(page, "schedules")
 
 
+def test_jobs_page_shows_progress_and_cancels_a_running_job(
+    stack: LocalStack, page: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import expect
+
+    from orchestrator.api import bulk as bulk_module
+    from orchestrator.api import jobs as jobs_module
+
+    client = Client(stack.api_url)
+    for i in range(3):
+        client.start("nobody-serves", {"n": i})
+    done = client.bulk("cancel", name="nobody-serves")  # ends within its request
+    # One that does not: a page of one run per request, and no sweep in between
+    # that could end it before the page shows it.
+    monkeypatch.setattr(jobs_module, "REQUEST_BUDGET_S", 0.0)
+    monkeypatch.setattr(bulk_module, "LIST_PAGE", 1)
+    monkeypatch.setattr(jobs_module.JobService, "advance_due", lambda self, *a, **k: [])
+    running = client.bulk("terminate", name="nobody-serves", wait=None)
+    assert running["status"] == "running"
+    page.goto(f"{stack.api_url}/#/jobs")
+    ended = page.locator(f"table.jobs tbody tr[data-id='{done['job_id']}']")
+    expect(ended).to_contain_text("bulk cancel (dry run) name=nobody-serves")
+    expect(ended).to_contain_text("3 match")
+    row = page.locator(f"table.jobs tbody tr[data-id='{running['job_id']}']")
+    expect(row).to_contain_text("1 runs examined")
+    shot(page, "jobs")
+    row.locator("button.cancel-job").click()
+    expect(row).to_contain_text("cancelled by request")
+    assert client.job(running["job_id"])["status"] == "cancelled"
+
+
 def test_workers_page_shows_the_registry_live_stale_and_stopped(
     stack: LocalStack, worker: Any, page: Any
 ) -> None:

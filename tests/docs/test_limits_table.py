@@ -21,8 +21,16 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "architecture.md"
 PACKAGES = ("orchestrator", "orchestrator.api", "orchestrator.store", "worker", "worker.operations")
 # Modules whose MAX_* constants are limits a user can meet.
-LIMIT_MODULES = ("orchestrator.model", "orchestrator.safejson", "worker.operations.s3_map")
-NOT_USER_LIMITS: dict[str, str] = {}
+LIMIT_MODULES = (
+    "orchestrator.model",
+    "orchestrator.safejson",
+    "worker.operations.s3_map",
+    "orchestrator.api.jobs",
+    "orchestrator.api.bulk",
+)
+NOT_USER_LIMITS: dict[str, str] = {
+    "MAX_JOB_ERRORS": "how many failed pages in a row fail a job: a retry policy, not a bound",
+}
 REF = re.compile(r"^(?P<mod>[a-z_][a-z_0-9]*(?:/[a-z_0-9]+)*)\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
 PATH = re.compile(r"^[a-z_]+(?:/[a-z_0-9]+)*\.py$")
 ENV = re.compile(r"^ORCHESTRATOR_[A-Z_]+$")
