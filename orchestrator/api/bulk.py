@@ -38,7 +38,8 @@ from .models import BulkRequest
 from .service import Service
 
 MAX_BULK_RUNS = 100_000  # runs one bulk job selects; narrow the filter for more
-LIST_PAGE = 200  # runs of the listing per page
+LIST_PAGE = 200  # runs of the listing per counting page (reads only)
+ACT_PAGE = 50  # runs of the listing per acting page (some 3 requests per run acted on)
 ACT_THREADS = 8  # runs acted on at once within a page
 RESULTS_KEPT = 1000  # per-run results the job keeps (every outcome is counted)
 SAMPLE = 20  # run ids the outcome shows
@@ -100,8 +101,9 @@ def _selected(
 def page(service: Service, job: Job) -> Job:
     """One page of a bulk job: a listing page counted, or acted on."""
     req = job.request
+    limit = LIST_PAGE if job.phase == "counting" else ACT_PAGE
     listing = service.list(
-        status=req.get("status"), name=req.get("name"), limit=LIST_PAGE, cursor=job.cursor
+        status=req.get("status"), name=req.get("name"), limit=limit, cursor=job.cursor
     )
     runs, past = _selected(req, listing.runs, job.created_at if job.phase == "acting" else None)
     done = past or not listing.cursor

@@ -33,6 +33,7 @@ RUNS = 10  # selected runs; with a listing page of 4 (and one other run) that is
 def quiet(make_stack: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(jobs_module, "REQUEST_BUDGET_S", 0.0)
     monkeypatch.setattr(bulk_module, "LIST_PAGE", 4)
+    monkeypatch.setattr(bulk_module, "ACT_PAGE", 4)
     return make_stack(interval=3600)
 
 
