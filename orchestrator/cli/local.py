@@ -311,7 +311,7 @@ def dev(
         out.print(f"\n{name}: stopping; saving the state")
     finally:
         try:
-            saved = saver.stop()
+            saved = saver.stop(hold=True)  # no write lands beside the last snapshot
             out.print(
                 f"state saved to {path}: {saved['runs']} run(s), {saved['recurring']} "
                 f"recurring schedule(s), {saved['values']} large value(s)"

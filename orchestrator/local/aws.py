@@ -165,9 +165,50 @@ class _BrowserGuard:
         return [body]
 
 
+class _Hold:
+    """The outermost WSGI layer: counts the requests inside; held, it answers
+    every new one 503 with `Connection: close` (the SDKs retry it, on a new
+    connection), so that a snapshot taken then misses no acknowledged write."""
+
+    BODY = b'{"__type":"ServiceUnavailable","message":"the stack is stopping"}'
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._held = False
+        self._inside = 0
+        self._cond = threading.Condition()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        with self._cond:
+            if self._held:
+                start_response(
+                    "503 Service Unavailable",
+                    [
+                        ("Content-Type", "application/x-amz-json-1.0"),
+                        ("Content-Length", str(len(self.BODY))),
+                        ("Connection", "close"),
+                    ],
+                )
+                return [self.BODY]
+            self._inside += 1
+        try:
+            return list(self._app(environ, start_response))  # the whole answer, inside
+        finally:
+            with self._cond:
+                self._inside -= 1
+                self._cond.notify_all()
+
+    def hold(self, timeout: float) -> None:
+        with self._cond:
+            self._held = True
+            if not self._cond.wait_for(lambda: self._inside == 0, timeout):
+                raise RuntimeError(f"{self._inside} request(s) still inside after {timeout} s")
+
+
 class MotoServer:
     """Threaded moto server; `url` is its endpoint. `reset()` clears all state
-    (only with `allow_reset=True`: tests)."""
+    (only with `allow_reset=True`: tests). `hold()` stops taking requests and
+    waits for those inside (the dev stack's last snapshot is taken then)."""
 
     def __init__(
         self,
@@ -185,6 +226,7 @@ class MotoServer:
         self._reset_token = secrets.token_urlsafe(16) if allow_reset else None
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._hold: _Hold | None = None
 
     def _serve(self) -> None:
         assert self._server is not None
@@ -193,10 +235,12 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        app = _BrowserGuard(
+        app: Any = _BrowserGuard(
             _SerializedDynamoDB(DomainDispatcherApplication(create_backend_app)),
             self._reset_token,
         )
+        self._hold = _Hold(app)
+        app = self._hold
         if self._middleware is not None:
             app = self._middleware(app)
         self._server = make_server(
@@ -205,6 +249,12 @@ class MotoServer:
         self._thread = threading.Thread(target=self._serve, daemon=True, name="moto")
         self._thread.start()
         return self
+
+    def hold(self, timeout: float = 60.0) -> None:
+        """Answer every new request 503 from now on, and return once the requests
+        already inside have been answered."""
+        assert self._hold is not None, "start() first"
+        self._hold.hold(timeout)
 
     @property
     def url(self) -> str:

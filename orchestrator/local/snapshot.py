@@ -322,8 +322,45 @@ class StateFile:
             except Exception:
                 log.warning("could not save the dev state to %s", self.path, exc_info=True)
 
-    def stop(self) -> dict[str, int]:
+    def stop(self, *, hold: bool = False) -> dict[str, int]:
+        """The last save. With `hold` (the stack is stopping: `orchestrator dev`
+        at Ctrl-C), the stack's moto server first stops taking requests and
+        waits for those inside, and the save goes through a second server on
+        the same in-process state: a write the server acknowledged is in the
+        snapshot, and none lands beside it (a worker still running meets 503s,
+        which it retries, then a refused connection). The stack's own timers,
+        sweeps and jobs passes are stopped before."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        return save(self.stack, self.path)
+        if not hold or self.stack.moto is None:
+            return save(self.stack, self.path)
+        from .aws import MotoServer
+
+        self.stack.stop_background()  # its own rounds end first: none is left retrying
+        self.stack.moto.hold()
+        side = MotoServer().start()  # moto's state is the process's: the same tables
+        try:
+            return save(_Detached.of(self.stack, side.url), self.path)  # type: ignore[arg-type]
+        finally:
+            side.stop()
+
+
+class _Detached:
+    """What `save` uses of a stack, with clients of another endpoint."""
+
+    def __init__(self, stack: LocalStack, endpoint: str) -> None:
+        import boto3
+
+        session = boto3.session.Session(region_name=stack.settings.region)
+        self.settings = stack.settings.with_(endpoint_url=endpoint)
+        self.clock = stack.clock
+        self.ddb: Any = session.client("dynamodb", endpoint_url=endpoint)
+        self.sqs: Any = session.client("sqs", endpoint_url=endpoint)
+        self.s3: Any = session.client("s3", endpoint_url=endpoint)
+        self.scheduler: Any = session.client("scheduler", endpoint_url=endpoint)
+        self.emulator = stack.emulator
+
+    @classmethod
+    def of(cls, stack: LocalStack, endpoint: str) -> _Detached:
+        return cls(stack, endpoint)

@@ -206,12 +206,16 @@ class LocalStack:
             self.session, self.moto.url, self.settings, max_receive_count=self._max_receive_count
         )
 
-    def stop(self) -> None:
+    def stop_background(self) -> None:
+        """Stop the timers, sweeps and jobs passes (each ends its round first)."""
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=10)
         if self._jobs_thread:
             self._jobs_thread.join(timeout=10)
+
+    def stop(self) -> None:
+        self.stop_background()
         if self.api:
             self.api.stop()
         if self.moto:
