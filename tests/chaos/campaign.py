@@ -409,7 +409,9 @@ def run_campaign(cfg: Config) -> Outcome:
                 workers.kill_one(chaos)
                 continue
             if kind == "restart":
-                wait_for_a_value(stack, timeout=30)  # a restart with large values to keep
+                # A restart with large values to keep (a loaded machine may take
+                # a minute or more to store the first).
+                wait_for_a_value(stack, timeout=180)
                 spec = fault_spec(cfg, cfg.seed + 500 + len(restored), workdir)
                 stack, saved = restart(stack, workdir / "dev-state", make_stack, spec)
                 restored.append(saved)

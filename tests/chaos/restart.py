@@ -165,12 +165,15 @@ def _plain(stack: LocalStack, endpoint: str) -> _Plain:
 
 
 def wait_for_a_value(stack: LocalStack, timeout: float) -> bool:
-    """Wait (up to `timeout` s) until the value bucket holds an object, so that a
-    restart has large values to keep; whether it does."""
+    """Wait (up to `timeout` s) until the value bucket holds a value's object (not
+    only another object, such as a map's items), so that a restart has large
+    values to keep; whether it does."""
     s3 = _plain(stack, stack.settings.endpoint_url).s3
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
-        listed = s3.list_objects_v2(Bucket=stack.settings.bucket, MaxKeys=1)
+        listed = s3.list_objects_v2(
+            Bucket=stack.settings.bucket, Prefix=r.VALUE_KEY_PREFIX, MaxKeys=1
+        )
         if listed.get("KeyCount", 0) > 0:
             return True
         time.sleep(0.2)
