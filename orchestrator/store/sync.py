@@ -265,8 +265,17 @@ class Store(_PageRequests, _SweeperRequests):
     def _index_page(
         self, *, before: str | None, name: str | None, limit: int
     ) -> tuple[list[tuple[str, str]], bool]:
+        """Up to `limit` (sort key, id) rows below `before`, newest first, merged
+        from every shard; whether there may be more.
+
+        Each shard's Query examines at most `limit` index items, and a name
+        filter may keep fewer. A shard that stopped early (its LastEvaluatedKey)
+        was examined only down to that key, so no row below the highest such key
+        is returned this time: it could come before rows of that shard not yet
+        read. When the rows above it are fewer than the page, a row with no id at
+        that key ends the page, so the next one starts below it."""
         per_shard: list[list[tuple[str, str]]] = []
-        more = False
+        frontier: str | None = None  # the highest key a shard that stopped early reached
         for shard in range(r.LIST_SHARDS):
             cond = "#lp = :lp" + (" AND #ls < :before" if before else "")
             values: dict[str, Any] = {":lp": to_attr(r.list_pk(shard))}
@@ -293,15 +302,18 @@ class Store(_PageRequests, _SweeperRequests):
                 sk = item[r.BY_CREATED.sort_key]["S"]
                 rows.append((sk, sk.split("#", 1)[1]))
             if "LastEvaluatedKey" in resp:
-                more = True
-                if not rows:  # everything this round was filtered out: go on below it
-                    lek = resp["LastEvaluatedKey"][r.BY_CREATED.sort_key]["S"]
-                    rows.append((lek, ""))
+                lek = resp["LastEvaluatedKey"][r.BY_CREATED.sort_key]["S"]
+                frontier = lek if frontier is None else max(frontier, lek)
             per_shard.append(rows)
         merged = list(heapq.merge(*per_shard, key=lambda t: t[0], reverse=True))
+        more = frontier is not None
+        if frontier is not None:
+            merged = [row for row in merged if row[0] >= frontier]
         if len(merged) > limit:
-            merged, more = merged[:limit], True
-        return [(sk, wid) for sk, wid in merged], more
+            return merged[:limit], True
+        if frontier is not None and (not merged or merged[-1][0] != frontier):
+            merged.append((frontier, ""))  # examined down to here: go on below it
+        return merged, more
 
     def _batch_get(self, ids: list[str]) -> dict[str, Run]:
         ids = [i for i in dict.fromkeys(ids) if i]
