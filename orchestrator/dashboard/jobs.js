@@ -7,8 +7,7 @@
 window.orchestratorPages = window.orchestratorPages || {};
 
 (function () {
-  const { LIST_REFRESH_MS, view, h, banner, badge, setLive, api, clock, schedule, current } =
-    window.orchestratorKit;
+  const { h, badge, api, clock, polledTable } = window.orchestratorKit;
 
   function what(job) {
     const req = job.request;
@@ -75,35 +74,9 @@ window.orchestratorPages = window.orchestratorPages || {};
   }
 
   function showJobs() {
-    document.title = "Jobs · orchestrator";
-    const table = h("div");
-    const message = h("div");
-    view.replaceChildren(
-      h("div", { class: "toolbar" }, h("h1", {}, "Jobs"), h("span", { class: "muted" }, "bulk operations and backfills, newest first")),
-      message,
-      h("div", { class: "panel" }, table),
+    polledTable("Jobs", "bulk operations and backfills, newest first", "jobs?limit=50", (page, reload) =>
+      jobsTable(page.jobs, reload),
     );
-    let shown = null;
-    async function load() {
-      const mine = current();
-      try {
-        const page = await api("GET", "jobs?limit=50");
-        if (mine !== current()) return;
-        const snapshot = JSON.stringify(page);
-        if (snapshot !== shown) {
-          shown = snapshot;
-          table.replaceChildren(jobsTable(page.jobs, load));
-        }
-        message.replaceChildren();
-        setLive("", `live · updated ${clock(new Date().toISOString())}`);
-      } catch (e) {
-        if (mine !== current()) return;
-        message.replaceChildren(banner("error", e.message));
-        setLive("down", e.status === 0 ? "API unreachable" : "refresh failed");
-      }
-      schedule(load, LIST_REFRESH_MS);
-    }
-    load();
   }
 
   window.orchestratorPages.jobs = () => showJobs();

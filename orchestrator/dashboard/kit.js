@@ -224,7 +224,43 @@
     else location.hash = hash;
   }
 
+  // A page that is one polled table (schedules, jobs): a title, a panel that
+  // `render(answer, reload)` fills from GET `path`, redrawn only when the answer
+  // changed, refreshed every LIST_REFRESH_MS; an error shows as a banner.
+  function polledTable(title, subtitle, path, render) {
+    document.title = `${title} · orchestrator`;
+    const table = h("div");
+    const message = h("div");
+    view.replaceChildren(
+      h("div", { class: "toolbar" }, h("h1", {}, title), h("span", { class: "muted" }, subtitle)),
+      message,
+      h("div", { class: "panel" }, table),
+    );
+    let shown = null;
+    async function load() {
+      const mine = token;
+      try {
+        const answer = await api("GET", path);
+        if (mine !== token) return;
+        const snapshot = JSON.stringify(answer);
+        if (snapshot !== shown) {
+          shown = snapshot;
+          table.replaceChildren(render(answer, load));
+        }
+        message.replaceChildren();
+        setLive("", `live · updated ${clock(new Date().toISOString())}`);
+      } catch (e) {
+        if (mine !== token) return;
+        message.replaceChildren(banner("error", e.message));
+        setLive("down", e.status === 0 ? "API unreachable" : "refresh failed");
+      }
+      schedule(load, LIST_REFRESH_MS);
+    }
+    load();
+  }
+
   window.orchestratorKit = {
+    polledTable,
     STATUSES,
     TERMINAL,
     PAGE_SIZE,

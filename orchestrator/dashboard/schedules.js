@@ -7,8 +7,7 @@
 window.orchestratorPages = window.orchestratorPages || {};
 
 (function () {
-  const { LIST_REFRESH_MS, view, h, banner, badge, enc, setLive, api, clock, untilEl, schedule, current } =
-    window.orchestratorKit;
+  const { h, badge, enc, untilEl, polledTable } = window.orchestratorKit;
 
   function schedulesTable(schedules) {
     if (!schedules.length) {
@@ -53,35 +52,7 @@ window.orchestratorPages = window.orchestratorPages || {};
   }
 
   function showSchedules() {
-    document.title = "Schedules · orchestrator";
-    const table = h("div");
-    const message = h("div");
-    view.replaceChildren(
-      h("div", { class: "toolbar" }, h("h1", {}, "Schedules"), h("span", { class: "muted" }, "next fire times and the last runs' outcomes")),
-      message,
-      h("div", { class: "panel" }, table),
-    );
-    let shown = null;
-    async function load() {
-      const mine = current();
-      try {
-        const page = await api("GET", "schedules");
-        if (mine !== current()) return;
-        const snapshot = JSON.stringify(page);
-        if (snapshot !== shown) {
-          shown = snapshot;
-          table.replaceChildren(schedulesTable(page.schedules));
-        }
-        message.replaceChildren();
-        setLive("", `live · updated ${clock(new Date().toISOString())}`);
-      } catch (e) {
-        if (mine !== current()) return;
-        message.replaceChildren(banner("error", e.message));
-        setLive("down", e.status === 0 ? "API unreachable" : "refresh failed");
-      }
-      schedule(load, LIST_REFRESH_MS);
-    }
-    load();
+    polledTable("Schedules", "next fire times and the last runs' outcomes", "schedules", (page) => schedulesTable(page.schedules));
   }
 
   window.orchestratorPages.schedules = () => showSchedules();
