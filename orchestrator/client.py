@@ -269,7 +269,7 @@ class Client:
             return reply
         job = self.wait_job(reply["job_id"], timeout=wait)
         if job["status"] == "refused":
-            code = 400 if "narrow the filter" in job.get("message", "") else 409
+            code = 400 if job.get("refusal") == "limit" else 409
             raise error_class(code)(job.get("message", "the job was refused"))
         head = {k: v for k, v in reply.items() if k not in ("job", "status")}
         out = {**head, **job["result"], "job_id": job["id"], "status": job["status"]}

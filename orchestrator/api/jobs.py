@@ -205,6 +205,8 @@ def job_view(job: Job, now: int) -> dict[str, Any]:
         view["finished_at"] = job.finished_at
     if job.message is not None:
         view["message"] = job.message
+    if "refusal" in job.state:
+        view["refusal"] = job.state["refusal"]  # "count" (409) or "limit" (400)
     if not job.ended:
         view["held"] = job.lease_until is not None and job.lease_until > now
     return view
