@@ -42,10 +42,12 @@ from .operations.batch import (
 from .operations.callback import Callback
 from .operations.condition import backoff_until
 from .operations.s3_map import S3BatchResult, S3Items
+from .plugins import Attempt, Invocation, Operation, Plugin
 
 __all__ = [
     "DEFAULT_RETRY",
     "NO_RETRY",
+    "Attempt",
     "BatchItem",
     "BatchItemStatus",
     "BatchResult",
@@ -58,8 +60,11 @@ __all__ = [
     "CompletionReason",
     "ConditionNotMetError",
     "ExecutionTimeoutError",
+    "Invocation",
     "NonDeterminismError",
     "NonRetryableError",
+    "Operation",
+    "Plugin",
     "RetryPolicy",
     "S3BatchResult",
     "S3Items",

@@ -25,6 +25,7 @@ from ._parking import CANCEL
 from ._scope import Scope, TaskFrame, frame_var, outside_var, run_var, scope_var
 from ._state import ExecutionTimedOut, LeaseLost, ReadOnlyReplayError, RunState, StoreUnavailable
 from ._store import OWNER_LEASE, LeaseExpiredBeforeSend
+from .plugins import Operation
 
 _T = typing.TypeVar("_T")
 
@@ -245,6 +246,33 @@ async def wait_parked(
     if outcome == CANCEL:
         await deliver_cancel_here()
     return outcome
+
+
+def started(s: RunState, kind: StepKind, op_id: str, name: str) -> None:
+    """An operation starts for real (not a replay of its record): the plugins'
+    `operation_start` (worker/plugins.py)."""
+    if s.hooks and s.hooks.has("operation_start"):
+        s.hooks.call("operation_start", _operation(s, kind, op_id, name))
+
+
+def ended(s: RunState, rec: StepRecord) -> StepRecord:
+    """This worker recorded `rec`, an operation's outcome: the plugins' `operation_end`."""
+    if s.hooks and s.hooks.has("operation_end") and rec.resolved:
+        status = "failed" if rec.error is not None else "succeeded"
+        s.hooks.call(
+            "operation_end", _operation(s, rec.kind, rec.op_id, rec.name), status, rec.error
+        )
+    return rec
+
+
+def replayed(s: RunState, rec: StepRecord) -> None:
+    """A recorded outcome returned on replay: the plugins' `operation_replayed`."""
+    if s.hooks and s.hooks.has("operation_replayed"):
+        s.hooks.call("operation_replayed", _operation(s, rec.kind, rec.op_id, rec.name))
+
+
+def _operation(s: RunState, kind: StepKind, op_id: str, name: str) -> Operation:
+    return Operation(s.workflow_id, s.name, kind.value, op_id, name)
 
 
 def replaying(s: RunState, scope: Scope) -> bool:

@@ -15,6 +15,10 @@ histograms also carry prometheus_client's usual `_created` series.
 | orchestrator_step_seconds | histogram | workflow |
 | orchestrator_queue_wait_seconds | histogram | (none): message sent to received |
 | orchestrator_runs_in_flight | gauge | (none) |
+
+The run and step series are counted by `MetricsPlugin`, a plugin on the
+worker's own hooks (worker/plugins.py); the queue wait and the runs in flight
+are the poller's.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import MetricsHandler
 
 from orchestrator.loopback import LOOPBACK_HOSTS, check_request, host_name
+
+from .plugins import TERMINAL, Attempt, Invocation, Operation, Plugin
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -136,3 +142,35 @@ class WorkerMetrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class MetricsPlugin(Plugin):
+    """Counts claims, ends, parks, lost leases and step attempts into `metrics`."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self.metrics = metrics
+
+    def invocation_start(self, inv: Invocation) -> None:
+        if not inv.continued:  # one claim, however many generations it runs
+            self.metrics.inc("orchestrator_runs_claimed_total", workflow=inv.workflow)
+
+    def invocation_end(self, inv: Invocation, status: str) -> None:
+        if status in TERMINAL:
+            self.metrics.inc(
+                "orchestrator_runs_finished_total", workflow=inv.workflow, status=status
+            )
+        elif status == "parked":
+            self.metrics.inc("orchestrator_runs_parked_total", workflow=inv.workflow)
+        elif status == "lost":
+            self.metrics.inc("orchestrator_lease_losses_total", workflow=inv.workflow)
+
+    def operation_replayed(self, op: Operation) -> None:
+        if op.kind == "step":
+            self.metrics.inc("orchestrator_steps_total", workflow=op.workflow, outcome="replayed")
+
+    def attempt_end(
+        self, attempt: Attempt, outcome: str, error: BaseException | None, seconds: float
+    ) -> None:
+        label = "ok" if outcome == "succeeded" else "error"
+        self.metrics.inc("orchestrator_steps_total", workflow=attempt.workflow, outcome=label)
+        self.metrics.observe("orchestrator_step_seconds", seconds, workflow=attempt.workflow)

@@ -27,15 +27,14 @@ from ._children import notify_parent
 from ._claim_failures import counts
 from ._context import WorkflowContext, _current
 from ._heartbeats import Heartbeats
-from ._logs import set_fields
-from ._metrics import WorkerMetrics
+from ._logs import log_context, set_fields
 from ._parking import Parker, cancel_tasks, park_run
 from ._registry import WorkflowDefinition
 from ._scope import Scope, install_task_factory, start_root
 from ._state import ContinueAsNew, ExecutionTimedOut, LeaseLost, RunState, Suspend
 from ._state import error_info as _error_info
 from ._store import AsyncStore, Refused
-from ._tracing import Tracing
+from .plugins import Hooks, Invocation
 
 log = logging.getLogger("worker")
 
@@ -45,7 +44,6 @@ class _Runs:
 
     settings: Settings
     clock: Clock
-    metrics: WorkerMetrics
     stats: dict[str, int]
     _store: AsyncStore | None
     _defs: dict[str, WorkflowDefinition]
@@ -53,9 +51,10 @@ class _Runs:
     _lease_ms: int
     _step_slots: asyncio.Semaphore | None
     _stopping: bool
-    _tracing: Tracing
+    hooks: Hooks
+    id: str
 
-    def _count(self, stat: str, run_name: str, metric: str, status: str | None = None) -> None:
+    def _count(self, stat: str) -> None:
         raise NotImplementedError  # Worker's
 
     async def _claim_failed(
@@ -90,8 +89,7 @@ class _Runs:
             parent_id=run.parent_id,
             parent_op=run.parent_op,
             parent_polls=run.parent_polls,
-            metrics=self.metrics,
-            tracing=self._tracing,
+            hooks=self.hooks,
             root=Scope(generation_scope(run.generation)),
         )
         d = self._defs.get(run.name)
@@ -113,6 +111,11 @@ class _Runs:
         state = self._state_for(run)
         runner = asyncio.current_task()
         assert runner is not None
+        # The plugins' invocation hooks (worker/plugins.py): their log fields join
+        # every line of the claim.
+        fields = contextlib.ExitStack()
+        inv = self._invocation(run, first=run.epoch == 1)
+        fields.enter_context(log_context(**self.hooks.call("invocation_start", inv)))
         beats = self._heartbeats()
         beat = beats.start(state, receipt, runner, self._queue_of(receipt))
         try:
@@ -135,7 +138,10 @@ class _Runs:
                 # continue-as-new: the next generation, at once, still holding the lease
                 # (its history is empty: the write that started it is this worker's).
                 await beats.stop(beat)
+                self.hooks.call("invocation_end", inv, "continued")
                 run, state = following, self._state_for(following)
+                inv = self._invocation(run, first=True, continued=True)
+                fields.enter_context(log_context(**self.hooks.call("invocation_start", inv)))
                 beat = beats.start(state, receipt, runner, self._queue_of(receipt))
             return not state.lost
         except asyncio.CancelledError:
@@ -143,7 +149,7 @@ class _Runs:
                 await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
                 return not state.lost
             if state.lost:
-                self._count("lost", run.name, "orchestrator_lease_losses_total")
+                self._count("lost")
                 log.warning("run %s: lease lost; abandoned", run.id)
                 return False
             if self._stopping and not state.closing:
@@ -163,6 +169,7 @@ class _Runs:
                         released = True
                         await store.set_visibility(receipt, 0)  # another worker takes it now
                         self.stats["released"] += 1
+                        state.ended = "released"
                         log.info("run %s: released at shutdown", run.id)
                 return released
             raise
@@ -182,6 +189,21 @@ class _Runs:
             # heartbeat running for a claim nobody holds.
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.shield(beats.stop(beat))
+            status = state.ended or ("lost" if state.lost else "error")
+            self.hooks.call("invocation_end", inv, status)
+            fields.close()
+
+    def _invocation(self, run: Run, *, first: bool, continued: bool = False) -> Invocation:
+        return Invocation(
+            workflow_id=run.id,
+            workflow=run.name,
+            epoch=run.epoch,
+            generation=run.generation,
+            first=first,
+            worker_id=self.id,
+            continued=continued,
+            traceparent=run.traceparent,
+        )
 
     async def _run(
         self, d: WorkflowDefinition, run: Run, state: RunState, receipt: str
@@ -246,7 +268,8 @@ class _Runs:
                 raise exc
         unwinding = state.unwinding  # what the context raised, even if user code swallowed it
         if isinstance(unwinding, Suspend):
-            self._count("parked", run.name, "orchestrator_runs_parked_total")
+            self._count("parked")
+            state.ended = "parked"
             set_fields(status="parked")
             log.info("run %s parked", run.id)
             await store.delete_message(receipt)
@@ -254,7 +277,7 @@ class _Runs:
             raise state.failure  # a park refused for good: counted (worker/_claim_failures.py)
         elif isinstance(unwinding, LeaseLost):
             state.lose()
-            self._count("lost", run.name, "orchestrator_lease_losses_total")
+            self._count("lost")
             log.warning("run %s: lease lost; abandoned", run.id)
         elif isinstance(unwinding, ExecutionTimedOut):
             await self._finish(state, receipt, Status.FAILED, error=_timeout_error(state))
@@ -290,7 +313,9 @@ class _Runs:
         store = self._store
         assert store is not None
         if not await state.checkpoints.close():  # everything recorded before the write
-            self._count("lost", run.name, "orchestrator_lease_losses_total")
+            if not state.lost:
+                state.lose()
+            self._count("lost")
             return None
         state.close()
         now = self.clock.now_ms()
@@ -310,10 +335,11 @@ class _Runs:
                 await self._finish(state, receipt, Status.CANCELLED, error=error)
             else:
                 state.lose()
-                self._count("lost", run.name, "orchestrator_lease_losses_total")
+                self._count("lost")
                 log.warning("run %s: could not continue as new (lease lost); abandoned", run.id)
             return None
         self.stats["continued"] = self.stats.get("continued", 0) + 1
+        state.ended = "continued"
         log.info("run %s continued as new: generation %d", run.id, result.generation)
         try:  # effect after the write: the ended generation expires by TTL
             await store.expire_generation(run.id, run.generation, now, list(state.history.values()))
@@ -382,16 +408,15 @@ class _Runs:
         )
         if not ok:
             state.lose()
-            self._count("lost", state.name, "orchestrator_lease_losses_total")
+            self._count("lost")
             log.warning(
                 "run %s: could not record %s (lease lost); abandoned",
                 state.workflow_id,
                 status.value,
             )
             return
-        self._count(
-            status.value, state.name, "orchestrator_runs_finished_total", status=status.value
-        )
+        state.ended = status.value
+        self._count(status.value)
         set_fields(status=status.value)
         log.log(
             logging.INFO if status == Status.COMPLETED else logging.WARNING,

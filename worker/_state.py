@@ -114,8 +114,10 @@ class RunState:
     executed_steps: int = 0
     timers: list[str] = field(default_factory=list)
     executor: Executor | None = None  # runs sync step functions
-    metrics: Any = None  # WorkerMetrics
-    tracing: Any = None  # Tracing
+    hooks: Any = None  # plugins.Hooks: the worker's plugins
+    # How the claim ended, for the plugins' invocation_end: a terminal status,
+    # "parked", "continued" or "released" (None: lost, or an error).
+    ended: str | None = None
     step_slots: asyncio.Semaphore | None = None  # the worker's cap on step functions at once
     busy: int = 0  # durable calls in flight (step functions, store requests, retry delays)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)  # the run's asyncio tasks

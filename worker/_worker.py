@@ -46,7 +46,7 @@ from ._flow import FlowControl
 from ._handoff import KICK_DELAY_S, NameCache, ServedNames, kick_pending
 from ._heartbeats import Heartbeats
 from ._logs import log_context
-from ._metrics import WorkerMetrics
+from ._metrics import MetricsPlugin, WorkerMetrics
 from ._polling import _Polling
 from ._presence import Presence
 from ._refusals import _Refusals
@@ -56,7 +56,8 @@ from ._scope import install_task_factory
 from ._serving import _pinned, _serve
 from ._step_threads import _StepThreads
 from ._store import AsyncStore, Refused
-from ._tracing import Tracing
+from ._tracing import TracingPlugin
+from .plugins import Hooks
 
 log = logging.getLogger("worker")
 
@@ -82,6 +83,10 @@ class Worker(_ClaimFailures, _Polling, _Runs, _Refusals):
     Scheduler clients from (default: a new `aioboto3.Session()`, which reads
     the standard AWS credential chain). Pass one to choose a profile or
     credentials, or to hook the clients (tests, tracing).
+
+    `plugins`: objects with hooks the worker calls as its runs start, end, and
+    run operations and step attempts (worker/plugins.py), in this order, after
+    the worker's own metrics and tracing.
     """
 
     def __init__(
@@ -100,6 +105,7 @@ class Worker(_ClaimFailures, _Polling, _Runs, _Refusals):
         build_id: str | None = None,
         task_queues: Sequence[str] | None = None,
         session: aioboto3.Session | None = None,
+        plugins: Sequence[Any] = (),
     ) -> None:
         if not workflows:
             raise ValueError("a Worker needs at least one @workflow function")
@@ -157,7 +163,10 @@ class Worker(_ClaimFailures, _Polling, _Runs, _Refusals):
         self._force = asyncio.Event()  # a second SIGINT/SIGTERM: release everything now
         self.forced = False
         self.metrics = metrics or WorkerMetrics()
-        self._tracing = Tracing(self.settings.tracing if tracing is None else tracing)
+        # The worker's own metrics and spans are plugins too, called first.
+        traced = self.settings.tracing if tracing is None else tracing
+        own = [MetricsPlugin(self.metrics), *([TracingPlugin()] if traced else [])]
+        self.hooks = Hooks([*own, *plugins])
         self._presence: Presence | None = None
         self._beats: Heartbeats | None = None  # leases and registry entry, off the runs' loop
         self._others: ServedNames | None = None  # names other live workers serve
@@ -433,12 +442,8 @@ class Worker(_ClaimFailures, _Polling, _Runs, _Refusals):
     def busy(self) -> int:
         return len(self._tasks)
 
-    def _count(self, stat: str, run_name: str, metric: str, status: str | None = None) -> None:
+    def _count(self, stat: str) -> None:
         self.stats[stat] = self.stats.get(stat, 0) + 1
-        if status is None:
-            self.metrics.inc(metric, workflow=run_name)
-        else:
-            self.metrics.inc(metric, workflow=run_name, status=status)
 
     async def _handle(self, message: dict[str, Any], task_queue: str = DEFAULT_TASK_QUEUE) -> None:
         workflow_id = None
@@ -545,20 +550,10 @@ class Worker(_ClaimFailures, _Polling, _Runs, _Refusals):
         if isinstance(result, Refused):
             await self._refused(result.old, message, now)
             return None
-        self._count("claimed", result.name, "orchestrator_runs_claimed_total")
+        self._count("claimed")
         self.metrics.set_gauge("orchestrator_runs_in_flight", len(self._tasks))
-        with (
-            log_context(
-                worker_id=self.id, workflow_id=result.id, workflow=result.name, attempt=result.epoch
-            ),
-            self._tracing.span(
-                "workflow.run",
-                traceparent=result.traceparent,
-                workflow_id=result.id,
-                workflow_name=result.name,
-                workflow_epoch=result.epoch,
-                worker_id=self.id,
-            ),
+        with log_context(
+            worker_id=self.id, workflow_id=result.id, workflow=result.name, attempt=result.epoch
         ):
             return await self._execute(result, receipt)
 

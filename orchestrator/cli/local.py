@@ -116,6 +116,25 @@ def load_workflows(module_name: str) -> list[Any]:
     return list(found)
 
 
+def load_plugin(spec: str) -> Any:
+    """`module:name`: the object, or an instance when it is a class."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise _fail(f"--plugin {spec!r}: expected module:name, e.g. myapp.telemetry:StepTenant")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise _fail(f"--plugin {spec!r}: {e}") from None
+    if isinstance(found, type):
+        try:
+            return found()
+        except TypeError as e:
+            raise _fail(f"--plugin {spec!r}: the class takes arguments ({e})") from None
+    return found
+
+
 def worker(
     module: Annotated[
         str, typer.Argument(help="Importable module with @workflow functions.", show_default=False)
@@ -149,6 +168,14 @@ def worker(
             "workflows declare, and default.",
         ),
     ] = None,
+    plugin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--plugin",
+            help="A plugin, module:name (a class is instantiated with no arguments); "
+            "repeat for several, called in this order.",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker until SIGINT/SIGTERM.
 
@@ -161,6 +188,8 @@ def worker(
       orchestrator worker myapp.workflows --concurrency 50 --metrics-port 9464
 
       orchestrator worker myapp.training --task-queue gpu
+
+      orchestrator worker myapp.workflows --plugin myapp.telemetry:StepTenant
     """
     from worker import Worker, configure_logging
 
@@ -170,6 +199,7 @@ def worker(
         raise _fail("--log-format is json or text")
     configure_logging(log_format)
     workflows = load_workflows(module)
+    plugins = [load_plugin(spec) for spec in plugin or []]
     try:
         settings = Settings.from_env()
         settings.require_queue()
@@ -184,8 +214,9 @@ def worker(
             shutdown_grace=grace,
             build_id=build_id,
             task_queues=task_queue or None,
+            plugins=plugins,
         )
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         raise _fail(str(e)) from None
 
     async def main() -> None:

@@ -15,7 +15,7 @@ step function really ran.
 
 Each suite module also lists the workflows its worker registers (`WORKFLOWS`:
 the `ALL` of its `workflows_<suite>.py`; the two callback suites share
-`workflows_callback.py`).
+`workflows_callback.py`) and, optionally, the plugins it registers (`PLUGINS`).
 """
 
 from __future__ import annotations
@@ -197,6 +197,7 @@ def outcomes(
             clock=stack.clock,
             max_concurrent_workflows=2 * len(scenarios) + 1,  # and invoked children
             max_concurrent_steps=32,
+            plugins=getattr(request.module, "PLUGINS", ()),
         ):
             with ThreadPoolExecutor(8) as pool:
                 runs = pool.map(lambda s: stack.service.start(*s[:2])[0], scenarios.values())

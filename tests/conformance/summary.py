@@ -27,6 +27,7 @@ SUITES = {
     "wait_for_callback": "7",
     "parallel": "8",
     "map": "9",
+    "plugin": "10",
 }
 NOT_APPLICABLE = "not applicable:"
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 from tests.conformance.summary import SUITES, requirements
 
 HERE = Path(__file__).resolve().parent
+# The suite's published requirements: the wheel is downloaded once into the
+# virtual environment (pip, from the package index `make install` uses).
+PACKAGE = "aws-durable-execution-conformance-tests"
+VERSION = "1.0.0"
+CACHE = Path(sys.prefix) / f"conformance-suite-{VERSION}"
 # Requirements per suite in aws-durable-execution-conformance-tests.
 SIZES = {
     "step": 20,
@@ -21,6 +29,7 @@ SIZES = {
     "wait_for_callback": 15,
     "parallel": 22,
     "map": 20,
+    "plugin": 7,
 }
 
 
@@ -51,3 +60,38 @@ def test_rows_and_tests_name_each_other() -> None:
         for r in reqs:
             if r.suite == suite and r.test is not None:
                 assert r.test.startswith(f"test_{r.id.replace('-', '_')}_"), r.test
+
+
+def _published_ids() -> set[str]:
+    wheels = sorted(CACHE.glob("*.whl"))
+    if not wheels:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.14",
+                "--dest",
+                str(CACHE),
+                f"{PACKAGE}=={VERSION}",
+            ],
+            check=True,
+            timeout=120,
+        )
+        wheels = sorted(CACHE.glob("*.whl"))
+    with zipfile.ZipFile(wheels[-1]) as whl:
+        names = [n for n in whl.namelist() if "/test_requirements/" in n and n.endswith(".yaml")]
+    return {Path(n).stem for n in names}
+
+
+def test_every_published_requirement_is_tested_or_listed() -> None:
+    """A requirement the suite adds (a new version pinned above) cannot go
+    missing: every id it publishes has a row here, and every row is published."""
+    published = _published_ids()
+    assert len(published) == sum(SIZES.values())
+    assert published == {r.id for r in requirements()}

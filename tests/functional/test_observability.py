@@ -15,6 +15,7 @@ from orchestrator import Client
 from orchestrator.local.worker_thread import BackgroundWorker
 from tests.helpers import wait_for, wait_status
 from tests.workflows import ALL, count
+from worker import Worker
 from worker._logs import ContextFilter, json_formatter
 
 
@@ -130,9 +131,12 @@ def test_spans_per_claim_and_step_continue_the_callers_trace(stack, exec_log: Pa
 
 
 def test_tracing_is_off_by_default(stack) -> None:
-    from worker._tracing import Tracing
+    from worker._tracing import TracingPlugin
 
-    assert Tracing().enabled is False
+    w = Worker(workflows=ALL, settings=stack.settings)
+    assert not any(isinstance(p, TracingPlugin) for p in w.hooks.plugins)
+    traced = Worker(workflows=ALL, settings=stack.settings, tracing=True)
+    assert any(isinstance(p, TracingPlugin) for p in traced.hooks.plugins)
 
 
 def test_the_api_lambda_logs_json_and_emits_embedded_metrics(stack, monkeypatch, capsys) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -30,11 +31,56 @@ from .._outcomes import _encode_result, _outcome, _result_adapter
 from .._retry import DEFAULT_RETRY, IN_WORKER_RETRY_MAX_MS, RetryPolicy
 from .._scope import outside_var
 from .._state import ExecutionTimedOut, RunState, duration_ms, error_info
+from ..plugins import Attempt, Hooks
 
 
-def _call_in_step(label: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def _call_in_step(
+    label: str, hooked: _Hooked | None, fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
     _core.in_step.set(label)
-    return fn(*args, **kwargs)
+    if hooked is None:
+        return fn(*args, **kwargs)
+    with hooked:
+        return hooked.done(fn(*args, **kwargs))
+
+
+async def _await_in_step(hooked: _Hooked, work: Any) -> Any:
+    with hooked:
+        return hooked.done(await work)
+
+
+class _Hooked:
+    """The plugins' attempt hooks around one attempt of a step's function, in the
+    function's own thread and context (worker/plugins.py)."""
+
+    def __init__(self, hooks: Hooks, attempt: Attempt) -> None:
+        self.hooks = hooks
+        self.attempt = attempt
+        self._fields: contextlib.ExitStack | None = None
+        self._started = 0.0
+
+    def __enter__(self) -> _Hooked:
+        fields = self.hooks.call("attempt_start", self.attempt)
+        self._fields = contextlib.ExitStack()
+        self._fields.enter_context(log_context(**fields))
+        self._started = time.monotonic()
+        return self
+
+    def done(self, value: Any) -> Any:
+        self._end("succeeded", None)
+        return value
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None:
+            self._end("failed", exc)
+
+    def _end(self, outcome: str, exc: BaseException | None) -> None:
+        seconds = time.monotonic() - self._started
+        try:
+            self.hooks.call("attempt_end", self.attempt, outcome, exc, seconds)
+        finally:
+            assert self._fields is not None
+            self._fields.close()
 
 
 async def step(
@@ -56,8 +102,7 @@ async def step(
     if rec is not None:
         _core.check(s, rec, StepKind.STEP, name)
         if rec.resolved or rec.retry_at is None:
-            if s.metrics is not None:
-                s.metrics.inc("orchestrator_steps_total", workflow=s.name, outcome="replayed")
+            _core.replayed(s, rec)
             return _outcome(rec, adapter)
         attempts = list(rec.attempts)
         await _wait_retry(s, op_id, rec.retry_at, len(attempts))
@@ -66,30 +111,21 @@ async def step(
             _core.unwind(s, ExecutionTimedOut())
         _core.check_lease(s)
         n = len(attempts) + 1
+        if n == 1:
+            _core.started(s, StepKind.STEP, op_id, name)
         failure: Exception | None = None
         text = None
-        with (
-            log_context(step=name, position=op_id, step_attempt=n),
-            _span(s, name, op_id, n) as span,
-        ):
+        with log_context(step=name, position=op_id, step_attempt=n):
             s.enter_busy()
             try:
                 started = s.clock.now_ms()
-                value = await _attempt(s, name, fn, args, kwargs, timeout_s)
+                value = await _attempt(s, name, op_id, n, fn, args, kwargs, timeout_s)
                 text = _encode_result(value, adapter, s.store.values.max_bytes)
             except Exception as exc:
                 failure = exc
-                if span is not None:
-                    span.record_exception(exc)
             finally:
                 s.leave_busy()
         finished = s.clock.now_ms()
-        if s.metrics is not None:
-            outcome = "ok" if failure is None else "error"
-            s.metrics.inc("orchestrator_steps_total", workflow=s.name, outcome=outcome)
-            s.metrics.observe(
-                "orchestrator_step_seconds", (finished - started) / 1000, workflow=s.name
-            )
         s.executed_steps += 1
         first_start = attempts[0]["started_at"] if attempts else started
         if failure is None:
@@ -106,7 +142,7 @@ async def step(
                 resolved=True,
                 attempts=attempts,
             )
-            return _outcome(await _core.record(s, done), adapter)
+            return _outcome(_core.ended(s, await _core.record(s, done)), adapter)
         info = error_info(failure)
         attempts.append(
             {
@@ -128,7 +164,7 @@ async def step(
                 resolved=True,
                 attempts=attempts if len(attempts) > 1 else [],
             )
-            return _outcome(await _core.record(s, failed), adapter)
+            return _outcome(_core.ended(s, await _core.record(s, failed)), adapter)
         retry_at = finished + policy.delay_ms(n)
         pending = StepRecord(
             op_id,
@@ -150,23 +186,31 @@ async def step(
 async def _attempt(
     s: RunState,
     name: str,
+    op_id: str,
+    n: int,
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     timeout_s: float | None,
 ) -> Any:
     slots = s.step_slots or contextlib.nullcontext()
+    hooked = None
+    if s.hooks and (s.hooks.has("attempt_start") or s.hooks.has("attempt_end")):
+        hooked = _Hooked(s.hooks, Attempt(s.workflow_id, s.name, op_id, name, n))
     async with slots:  # type: ignore[attr-defined]
         if inspect.iscoroutinefunction(fn):
             token = _core.in_step.set(name)
             outside = outside_var.set(True)
             try:
-                work: asyncio.Future[Any] = asyncio.ensure_future(fn(*args, **kwargs))
+                coro = fn(*args, **kwargs)
+                if hooked is not None:
+                    coro = _await_in_step(hooked, coro)
+                work: asyncio.Future[Any] = asyncio.ensure_future(coro)
             finally:
                 outside_var.reset(outside)
                 _core.in_step.reset(token)
         else:
-            call = functools.partial(_call_in_step, name, fn, *args, **kwargs)
+            call = functools.partial(_call_in_step, name, hooked, fn, *args, **kwargs)
             loop = asyncio.get_running_loop()
             work = loop.run_in_executor(s.executor, contextvars.copy_context().run, call)
         try:
@@ -197,15 +241,3 @@ async def _wait_retry(s: RunState, op_id: str, retry_at: int, attempts: int) -> 
                 s.leave_busy()
             return
         await _core.wait_parked(op_id, wake_at=retry_at, seq=attempts)
-
-
-def _span(s: RunState, name: str, op_id: str, attempt: int) -> Any:
-    if s.tracing is None:
-        return contextlib.nullcontext()
-    return s.tracing.span(
-        "workflow.step",
-        workflow_id=s.workflow_id,
-        step_name=name,
-        step_position=op_id,
-        step_attempt=attempt,
-    )
