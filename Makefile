@@ -37,8 +37,11 @@ lint: install
 # moto round trips). 1,441 tests take 15 minutes beside `make test-loaded`'s CPU
 # hog (2026-12-07); 1,320 took 8.5 minutes on two quiet cores and 16 beside the
 # hog before the test stacks swept once a second instead of five times.
+# `--dist loadgroup` with tests/conftest.py's scheduler: a conformance module's
+# tests run together in one process, so its scenarios run once, not once per
+# process that drew one of its tests.
 test: lint
-	$(BIN)/python -m pytest -q -n 4
+	$(BIN)/python -m pytest -q -n 4 --dist loadgroup
 
 # The slow tier alone (soaks, campaigns, the long configuration property run):
 # every test `make test` deselects.

@@ -118,3 +118,34 @@ def worker_env(stack: LocalStack, exec_log: Path) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT)
     env[r.ENV_POLL_SECONDS] = "1"
     return env
+
+
+# Under `make test` (xdist, `--dist loadgroup`) the tests of a group run one after
+# the other in one process. A conformance module starts all its scenarios in one
+# module fixture: spread over four processes and interleaved with other modules,
+# its scenarios ran up to four times. (xdist's own `xdist_group` marks do nothing under pytest 9: xdist
+# renames the node ids, which pytest 9 no longer reads, so the grouping is
+# decided here, by path.)
+_GROUPED = {"conformance": "module"}
+
+
+def _group(nodeid: str) -> str:
+    """The scheduling unit of a test: its module or directory when grouped, else itself."""
+    path = nodeid.split("::", 1)[0]
+    parts = path.split("/")
+    if len(parts) >= 3 and parts[0] == "tests" and parts[1] in _GROUPED:
+        return parts[1] if _GROUPED[parts[1]] == "directory" else path
+    return nodeid
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of xdist's: unknown without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Grouped(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return Grouped(config, log)
