@@ -135,6 +135,13 @@ class StepTimeoutError(OrchestratorError):
     code = "step_timeout"
 
 
+class StepInterruptedError(OrchestratorError):
+    """An at-most-once step's attempt started and never ended (its worker
+    stopped or lost the run): it counts as a failed attempt and is not run again."""
+
+    code = "step_interrupted"
+
+
 class NonRetryableError(Exception):
     """Raise it from a step function to fail the step at once, without retries."""
 

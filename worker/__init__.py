@@ -21,6 +21,7 @@ from orchestrator.errors import (
     NonDeterminismError,
     NonRetryableError,
     StepFailedError,
+    StepInterruptedError,
     StepTimeoutError,
     WorkflowCancelledError,
     WorkflowContextError,
@@ -36,21 +37,26 @@ from .operations.batch import (
     BatchItem,
     BatchItemStatus,
     BatchResult,
+    BatchSerializer,
     CompletionConfig,
     CompletionReason,
 )
 from .operations.callback import Callback
 from .operations.condition import backoff_until
 from .operations.s3_map import S3BatchResult, S3Items
+from .operations.step import AT_LEAST_ONCE_PER_RETRY, AT_MOST_ONCE_PER_RETRY, StepSemantics
 from .plugins import Attempt, Invocation, Operation, Plugin
 
 __all__ = [
+    "AT_LEAST_ONCE_PER_RETRY",
+    "AT_MOST_ONCE_PER_RETRY",
     "DEFAULT_RETRY",
     "NO_RETRY",
     "Attempt",
     "BatchItem",
     "BatchItemStatus",
     "BatchResult",
+    "BatchSerializer",
     "Callback",
     "CallbackFailedError",
     "CallbackTimeoutError",
@@ -69,6 +75,8 @@ __all__ = [
     "S3BatchResult",
     "S3Items",
     "StepFailedError",
+    "StepInterruptedError",
+    "StepSemantics",
     "StepTimeoutError",
     "Worker",
     "WorkflowCancelledError",

@@ -36,6 +36,7 @@ from orchestrator.model import CHECKPOINT_MODES, StepKind
 
 from . import _core
 from ._logs import ReplayAwareLogger
+from ._names import default_name
 from ._retry import RetryPolicy
 from ._scope import scope_var
 from ._state import RunState
@@ -51,7 +52,7 @@ from .operations import s3_map as _s3_map
 from .operations import signal as _signal
 from .operations import sleep as _sleep
 from .operations import step as _step
-from .operations.batch import BatchResult, CompletionConfig
+from .operations.batch import BatchResult, BatchSerializer, CompletionConfig
 from .operations.callback import Callback
 from .operations.condition import WaitStrategy
 from .operations.s3_map import S3Items
@@ -105,6 +106,7 @@ class WorkflowContext:
         *args: Any,
         retry: RetryPolicy | None = None,
         timeout: timedelta | float | None = None,
+        semantics: str = "at_least_once_per_retry",
         **kwargs: Any,
     ) -> Any:
         """Run `fn(*args, **kwargs)` and return its recorded result.
@@ -115,11 +117,19 @@ class WorkflowContext:
         is validated back into that type, the same on first execution and on
         replay. A failed attempt is retried per `retry` (default: DEFAULT_RETRY);
         `timeout` bounds one attempt. When the attempts run out the last error
-        is recorded and raised as StepFailedError, on replay too. (`retry` and
-        `timeout` are taken by this method: pass such keyword arguments to `fn`
-        with functools.partial.)
+        is recorded and raised as StepFailedError, on replay too.
+
+        `semantics=AT_MOST_ONCE_PER_RETRY` records each attempt's start before
+        the function runs (one more write per attempt): an attempt a crash
+        interrupted counts as failed (StepInterruptedError) and is never run
+        again; the retry policy decides what follows. The default,
+        AT_LEAST_ONCE_PER_RETRY, runs an interrupted attempt again. (`retry`,
+        `timeout` and `semantics` are taken by this method: pass such keyword
+        arguments to `fn` with functools.partial.)
         """
-        return await _step.step(name, fn, args, kwargs, retry=retry, timeout=timeout)
+        return await _step.step(
+            name, fn, args, kwargs, retry=retry, timeout=timeout, semantics=semantics
+        )
 
     async def sleep(self, marker: str, duration: timedelta | float) -> None:
         """Durable sleep. The wake time is fixed when `marker` is first reached."""
@@ -160,8 +170,8 @@ class WorkflowContext:
 
     async def wait_for_callback(
         self,
-        name: str,
-        submitter: Callable[..., Any],
+        name: str | Callable[..., Any],
+        submitter: Callable[..., Any] | None = None,
         *,
         timeout: timedelta | float | None = None,
         heartbeat_timeout: timedelta | float | None = None,
@@ -170,10 +180,20 @@ class WorkflowContext:
     ) -> Any:
         """Create a callback, run `submitter(callback_id)` as the step `<name>-submit`
         (it hands the id to the outside system), and return the callback's result
-        (validated into `result_type` if given)."""
+        (validated into `result_type` if given). Without a name,
+        `ctx.wait_for_callback(submitter)`, the default is the submitter's
+        qualified name ("wait_for_callback" for a lambda)."""
+        if not isinstance(name, str):
+            if submitter is not None:
+                raise TypeError("wait_for_callback takes (name, submitter) or (submitter)")
+            submitter, label = name, default_name(name, "wait_for_callback")
+        elif submitter is None:
+            raise TypeError("wait_for_callback needs its submitter function")
+        else:
+            label = name
         return await _callback.wait_for_callback(
             self,
-            name,
+            label,
             submitter,
             timeout=timeout,
             heartbeat_timeout=heartbeat_timeout,
@@ -237,16 +257,31 @@ class WorkflowContext:
 
     async def parallel(
         self,
-        name: str,
-        branches: Sequence[Callable[..., Awaitable[Any]]],
+        name: str | Sequence[Any],
+        branches: Sequence[Any] | None = None,
         *,
         max_concurrency: int | None = None,
         completion: CompletionConfig | None = None,
+        nesting: str = "flat",
+        serializer: BatchSerializer | None = None,
     ) -> BatchResult[Any]:
         """Run `branch(ctx)` for each branch, at most `max_concurrency` at once, until
         the completion rule decides (default: every branch, or the first failure).
-        Returns a BatchResult; it raises only through `throw_if_error()`."""
-        units = _batch.parallel_units(branches)
+        Returns a BatchResult; it raises only through `throw_if_error()`.
+
+        The name may be left out, `ctx.parallel([a, b])` (the default name is
+        "parallel"), and a branch may be named, `("charge", fn)`: `BatchItem.name`.
+        `nesting="nested"` records each branch's outcome at its own id (one more
+        write per branch; a replay that runs branches again returns recorded ones
+        instead). `serializer` turns the whole BatchResult into the recorded
+        text and back (`dumps`, `loads`)."""
+        if not isinstance(name, str):
+            if branches is not None:
+                raise TypeError("parallel takes (name, branches) or (branches)")
+            name, branches = "parallel", name
+        elif branches is None:
+            raise TypeError("parallel needs its branches: ctx.parallel(name, [branch, ...])")
+        units, names = _batch.parallel_units(branches)
         return await _batch.run_batch(
             self,
             StepKind.PARALLEL,
@@ -254,12 +289,15 @@ class WorkflowContext:
             units,
             max_concurrency=max_concurrency,
             completion=completion,
+            names=names,
+            nesting=nesting,
+            serializer=serializer,
         )
 
     async def map(
         self,
-        name: str,
-        items: Sequence[Any] | S3Items,
+        name: str | Sequence[Any] | S3Items,
+        items: Any = None,
         fn: Callable[..., Awaitable[Any]] | None = None,
         *,
         workflow: str | None = None,
@@ -269,8 +307,16 @@ class WorkflowContext:
         completion: CompletionConfig | None = None,
         execution_timeout: timedelta | float | None = None,
         checkpoint: str = "each",
+        nesting: str = "flat",
+        item_namer: Callable[[Any, int], str] | None = None,
+        serializer: BatchSerializer | None = None,
     ) -> BatchResult[Any]:
         """Run `fn(ctx, item, index)` for each item, as `parallel` runs branches.
+
+        The name may be left out, `ctx.map(items, fn)`: the default is the
+        function's qualified name (or the workflow's, for a distributed map).
+        `nesting`, `serializer` as for `parallel`; `item_namer(item, index)` names
+        each item (`BatchItem.name`, and its record when nested).
 
         `checkpoint="batched"`: the items' step results are written several to an
         item, as `@workflow(..., checkpoint="batched")` does for a whole run.
@@ -286,6 +332,19 @@ class WorkflowContext:
         Lines object in S3 and writes the results back there as JSON Lines: the
         parent holds neither (worker/operations/s3_map.py); the result is an
         `S3BatchResult`, read lazily."""
+        if isinstance(name, str):
+            label = name
+        else:
+            if fn is not None:
+                raise TypeError("map takes (name, items, fn) or (items, fn)")
+            items, fn = name, items
+            label = default_name(fn, "map") if fn is not None else workflow or "map"
+        if items is None:
+            raise TypeError("map needs its items: ctx.map(name, items, fn)")
+        if workflow is not None and (
+            nesting != "flat" or item_namer is not None or serializer is not None
+        ):
+            raise TypeError("nesting, item_namer and serializer are for a map of fn")
         if checkpoint not in CHECKPOINT_MODES:
             raise ValueError(
                 f"checkpoint {checkpoint!r} must be one of: {', '.join(CHECKPOINT_MODES)}"
@@ -299,7 +358,7 @@ class WorkflowContext:
                 raise TypeError("map takes either fn or workflow=, not both")
             if isinstance(items, S3Items):
                 return await _s3_map.s3_map(  # type: ignore[return-value]
-                    name,
+                    label,
                     items,
                     workflow,
                     batch_size=1 if batch_size is None else batch_size,
@@ -309,7 +368,7 @@ class WorkflowContext:
                     task_queue=task_queue,
                 )
             return await _distributed.distributed_map(
-                name,
+                label,
                 items,
                 workflow,
                 batch_size=batch_size,
@@ -323,14 +382,20 @@ class WorkflowContext:
         if batch_size is not None or isinstance(items, S3Items):
             raise TypeError("batch_size and S3Items are for a distributed map (workflow=)")
         units = _batch.map_units(items, fn)
+        names = None
+        if item_namer is not None:
+            names = [item_namer(args[0], i) for i, (_, args) in enumerate(units)]
         return await _batch.run_batch(
             self,
             StepKind.MAP,
-            name,
+            label,
             units,
             max_concurrency=max_concurrency,
             completion=completion,
             batched=checkpoint == "batched",
+            names=names,
+            nesting=nesting,
+            serializer=serializer,
         )
 
     async def continue_as_new(self, next_input: Any) -> Any:

@@ -195,6 +195,9 @@ def duration_ms(value: timedelta | float | int) -> int:
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
+    recorded = getattr(exc, "recorded_info", None)
+    if isinstance(recorded, ErrorInfo):  # a recorded failure raised again on replay
+        return recorded
     tb = "".join(traceback.format_exception(exc))
     if len(tb) > MAX_ERROR_BYTES:
         tb = "…" + tb[-(MAX_ERROR_BYTES - 1000) :]

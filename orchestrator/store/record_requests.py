@@ -35,7 +35,10 @@ def put_step(table: str, workflow_id: str, rec: StepRecord) -> dict[str, Any]:
     - An outcome (resolved) may replace an unresolved record of that id (a
       step's retry state, a distributed map's start), never a resolved one.
     - A retry state (unresolved step) may replace only a retry state with fewer
-      attempts: a stale owner cannot move the attempt count back.
+      attempts: a stale owner cannot move the attempt count back. An
+      at-most-once step's start marker (unresolved, no retry time: attempt n
+      started) replaces a record of fewer attempts, so one writer starts each
+      attempt; the retry state of attempt n replaces that marker, once.
     - Anything else (a sleep's wake time, a wait's deadline) is written once:
       the first value is the one that holds on every replay.
 
@@ -54,12 +57,22 @@ def put_step(table: str, workflow_id: str, rec: StepRecord) -> dict[str, Any]:
         # state, a distributed map's start), never a resolved one.
         condition = f"attribute_not_exists(#sk) OR ({same} AND attribute_not_exists(#res))"
         names["#res"] = "resolved"
-    elif rec.kind == "step":
+    elif rec.kind == "step" and rec.retry_at is None:
+        # An at-most-once attempt's start: one writer starts each attempt.
         condition = (
             f"attribute_not_exists(#sk) OR ({same} AND attribute_not_exists(#res)"
             " AND size(#att) < :n)"
         )
         names.update({"#res": "resolved", "#att": "attempts"})
+        values[":n"] = to_attr(len(rec.attempts))
+    elif rec.kind == "step":
+        # A retry state also replaces the start marker of its own attempt (as
+        # many attempts, no retry time); never another retry state of as many.
+        condition = (
+            f"attribute_not_exists(#sk) OR ({same} AND attribute_not_exists(#res)"
+            " AND (size(#att) < :n OR (size(#att) = :n AND attribute_not_exists(#rt))))"
+        )
+        names.update({"#res": "resolved", "#att": "attempts", "#rt": "retry_at"})
         values[":n"] = to_attr(len(rec.attempts))
     else:
         condition = "attribute_not_exists(#sk)"

@@ -42,6 +42,8 @@ def expected_history(p: Planned) -> list[tuple[str, str]]:
         return [("step", "flaky")]
     if p.shape == "exhaust":
         return [("step", "doomed")]
+    if p.shape == "once":
+        return [("step", "a"), ("step", "charge")]
     if p.shape == "crash":
         return [("step", "a")]
     if p.shape == "gather":  # in id order: the sleep at 0, then task scopes t0 and t1
@@ -121,6 +123,7 @@ CHECKS = (
     "the journal shows claims and epoch-conditioned run writes (the fencing checks ran)",
     "every value pointer names a stored object that matches it",
     "no record pointed at a value before its object was stored",
+    "an at-most-once step ran at most once per attempt it recorded",
 )
 
 TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
@@ -417,8 +420,13 @@ def check(o: Outcome) -> Report:
             n = len(execs.get((p.id, s.name), []))
             attempts = max(1, len(s.attempts))
             counts[n] += 1
-            if n < 1:
+            interrupted = s.error is not None and s.error.type == "StepInterruptedError"
+            if n < 1 and not interrupted:  # an interrupted attempt may die before it runs
                 v[CHECKS[7]].append(f"{p.id} {s.name!r}: recorded but never executed")
+            if p.shape == "once" and s.name == "charge" and n > len(s.attempts):
+                v[CHECKS[11]].append(
+                    f"{p.id} 'charge': {n} executions, {len(s.attempts)} attempts recorded"
+                )
             if s.resolved and n > attempts:
                 extra_runs += n - attempts
     facts["step records (kind step)"] = sum(counts.values())

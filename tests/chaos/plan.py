@@ -54,6 +54,7 @@ SHAPES = {
     "large": 3,
     "generations": 1,
     "s3map": 1,
+    "once": 1,
 }
 # Sizes (bytes of JSON text) of the large shape's values: above the campaign's
 # offload threshold (Config.offload_bytes), so each is an object in S3.
@@ -118,6 +119,10 @@ def make_plan(cfg: Config, rng: random.Random) -> list[Planned]:
                 rid, shape, "chaos.retry", {"fail_times": rng.randint(1, 2)}, at, "completed"
             )
             p.output = "ok"
+        elif shape == "once":
+            pause = rng.uniform(0.2, 1.5)
+            p = Planned(rid, shape, "chaos.once", {"pause": pause}, at, "completed")
+            p.output = "charge done"
         elif shape == "exhaust":
             p = Planned(rid, shape, "chaos.exhaust", {}, at, "failed", error_type="StepFailedError")
         elif shape == "crash":

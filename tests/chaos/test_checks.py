@@ -191,6 +191,16 @@ def _never_executed(o: Outcome) -> None:
     o.executions = [x for x in o.executions if x["step"] != "s0"]
 
 
+def _at_most_once_ran_twice(o: Outcome) -> None:
+    # An at-most-once step with one recorded attempt whose function ran twice.
+    o.plan[0].shape = "once"
+    attempt = {"attempt": 1, "started_at": 1200, "finished_at": 1245}
+    o.histories[RID][1] = replace(o.histories[RID][1], name="charge", attempts=[attempt])
+    for x in o.executions:
+        if x["step"] == "s1":
+            x["step"] = "charge"
+
+
 def _journal_understands_nothing(o: Outcome) -> None:
     # As if the requests were reworded past what the journal reads: no claim seen.
     for e in o.journal:
@@ -252,6 +262,7 @@ def _journal_sees_no_pointer(o: Outcome) -> None:
         (_pointer_before_its_object, 10),
         (_object_never_stored, 10),
         (_journal_sees_no_pointer, 10),
+        (_at_most_once_ran_twice, 11),
     ],
 )
 def test_each_check_reports_its_planted_violation(

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from worker import (
+    AT_MOST_ONCE_PER_RETRY,
     NO_RETRY,
     CallbackFailedError,
     CallbackTimeoutError,
@@ -178,6 +179,23 @@ async def retrying(ctx, input: RetryInput) -> str:
         jitter=0.0,
     )
     return await ctx.step("flaky", flaky, ctx.workflow_id, "flaky", input.fail_times, retry=policy)
+
+
+@workflow("chaos.once")
+async def once(ctx, input: dict[str, Any]) -> str:
+    """An at-most-once step that workers may be killed in: an interrupted attempt
+    is never run again, the next one is (enough attempts that the run completes)."""
+    await ctx.step("a", record, ctx.workflow_id, "a")
+    policy = RetryPolicy(max_attempts=20, initial_interval=timedelta(seconds=0.1), jitter=0.0)
+    return await ctx.step(
+        "charge",
+        slow,
+        ctx.workflow_id,
+        "charge",
+        input["pause"],
+        semantics=AT_MOST_ONCE_PER_RETRY,
+        retry=policy,
+    )
 
 
 @workflow("chaos.exhaust")
@@ -391,5 +409,6 @@ ALL = [
     generations,
     s3batch,
     s3map,
+    once,
 ]
 WORKFLOWS = ALL

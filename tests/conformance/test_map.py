@@ -13,7 +13,13 @@ WORKFLOWS = workflows_map.ALL
 SCENARIOS = {
     "9-1": ("map-9-1", ["World", "Kiro"]),
     "9-3": ("map-9-3", [10, 20, 30]),
+    "9-2": ("map-9-2", [1, 2]),
     "9-4": ("map-9-4", []),
+    "9-12": ("map-9-12", None),
+    "9-12-nested": ("map-9-12-nested", None),
+    "9-13": ("map-9-13", [1, 2]),
+    "9-19": ("map-9-19", None),
+    "9-20": ("map-9-20", None),
     **{
         key: (f"map-{key}", None)
         for key in ["9-5", "9-6", "9-7", "9-8", "9-9", "9-10", "9-11", "9-14", "9-15", "9-16"]
@@ -184,4 +190,73 @@ def test_9_18_map_with_a_failure_then_wait_replays_the_recorded_map(outcomes) ->
         "failureCount": 1,
         "totalCount": 2,
     }
+    assert o.parks == 1 and _items_run(o, 2) == [1, 1]
+
+
+def test_9_2_map_without_a_name(outcomes) -> None:
+    """The items-only form: the map is recorded under its function's qualified
+    name, which a replay checks as it would a given name."""
+    o = outcomes["9-2"]
+    assert (o.status, o.output) == ("completed", [2, 4])
+    assert o.shape() == [("0", "map", "double")]
+    assert _items_run(o, 2) == [1, 1]
+
+
+def test_9_12_map_flat_and_nested(outcomes) -> None:
+    """FLAT (the default): no record per item; each item's step is recorded
+    directly under the map. NESTED: each item's outcome is also recorded at the
+    item's id, `item-<i>` by default."""
+    flat = outcomes["9-12"]
+    assert (flat.status, flat.output) == ("completed", ["fa", "fb"])
+    assert flat.shape() == [
+        ("0", "map", "flat"),
+        ("0.0.0", "step", "fa"),
+        ("0.1.0", "step", "fb"),
+        ("1", "sleep", "after"),
+    ]
+    nested = outcomes["9-12-nested"]
+    assert (nested.status, nested.output) == ("completed", ["fa", "fb"])
+    assert nested.shape() == [
+        ("0", "map", "nested"),
+        ("0.0", "branch", "item-0"),
+        ("0.0.0", "step", "fa"),
+        ("0.1", "branch", "item-1"),
+        ("0.1.0", "step", "fb"),
+        ("1", "sleep", "after"),
+    ]
+    assert json.loads(nested.ops["0.0"].result) == "fa"
+    for o in (flat, nested):
+        assert o.ran("fa") == o.ran("fb") == 1 and o.parks == 1
+
+
+def test_9_13_map_custom_item_namer(outcomes) -> None:
+    """`item_namer(item, index)` names each item: its record (nested) and its
+    BatchItem; the results keep item order."""
+    o = outcomes["9-13"]
+    assert (o.status, o.output) == ("completed", [["item-1", 10], ["item-2", 20]])
+    assert o.shape() == [
+        ("0", "map", "named-items"),
+        ("0.0", "branch", "item-1"),
+        ("0.1", "branch", "item-2"),
+    ]
+    assert _items_run(o, 2) == [1, 1]
+
+
+def test_9_19_map_serializer_writes_the_whole_result(outcomes) -> None:
+    """The serializer's text for the whole result is what the record keeps (with
+    each index's status, which the engine needs to replay)."""
+    o = outcomes["9-19"]
+    assert (o.status, o.output) == ("completed", ["X", "Y"])
+    decision = _decision(o)
+    assert decision["serialized"] == "OPSERDE:X,Y"
+    assert [(d["i"], d["s"]) for d in decision["items"]] == [(0, "succeeded"), (1, "succeeded")]
+    assert all("r" not in d for d in decision["items"])  # no result besides the text
+
+
+def test_9_20_map_serializer_reads_the_result_back_on_replay(outcomes) -> None:
+    """After the sleep, the replay rebuilds the map's result from the record
+    through the serializer's `loads`, without running an item again."""
+    o = outcomes["9-20"]
+    assert (o.status, o.output) == ("completed", ["X", "Y"])
+    assert _decision(o)["serialized"] == "OPSERDE:X,Y"
     assert o.parks == 1 and _items_run(o, 2) == [1, 1]

@@ -13,8 +13,9 @@ WORKFLOWS = workflows_parallel.ALL
 SCENARIOS = {
     key: (f"parallel-{key}", None)
     for key in [
-        "8-1", "8-4", "8-5", "8-6", "8-7", "8-8", "8-9", "8-10", "8-11", "8-13", "8-14",
-        "8-15", "8-16", "8-17", "8-18", "8-19", "8-20", "8-21", "8-22",
+        "8-1", "8-2", "8-3", "8-4", "8-5", "8-6", "8-7", "8-8", "8-9", "8-10", "8-11", "8-13", "8-14",
+        "8-12", "8-12-nested", "8-15", "8-16", "8-17", "8-18", "8-19", "8-20", "8-21",
+        "8-22",
     ]
 }  # fmt: skip
 
@@ -228,3 +229,50 @@ def test_8_22_parallel_failure_percentage_at_the_boundary(outcomes) -> None:
         "totalCount": 4,
     }
     assert _branches_run(o, 4) == [1, 1, 1, 1]
+
+
+def test_8_2_parallel_without_a_name(outcomes) -> None:
+    """The branches-only form: the batch is recorded under the default name
+    "parallel", which a replay checks as it would a given one."""
+    o = outcomes["8-2"]
+    assert (o.status, o.output) == ("completed", ["alpha", "beta"])
+    assert o.shape() == [("0", "parallel", "parallel")]
+    assert _statuses(o) == [(0, "succeeded"), (1, "succeeded")]
+
+
+def test_8_3_parallel_with_named_branches(outcomes) -> None:
+    """`(name, branch)` pairs: each BatchItem carries its branch's name, in index
+    order, on the first execution and from the record alike."""
+    o = outcomes["8-3"]
+    assert (o.status, o.output) == ("completed", [["first", "one"], ["second", "two"]])
+    assert o.shape() == [("0", "parallel", "named")]
+    assert _branches_run(o, 2) == [1, 1]
+
+
+def test_8_12_parallel_flat_and_nested(outcomes) -> None:
+    """FLAT (the default): no record per branch; each branch's step is recorded
+    directly under the batch, and the replay after the sleep reads the decision.
+    NESTED: each branch's outcome is also recorded at the branch's id, named by
+    its function."""
+    flat = outcomes["8-12"]
+    assert (flat.status, flat.output) == ("completed", ["fa", "fb"])
+    assert flat.shape() == [
+        ("0", "parallel", "flat"),
+        ("0.0.0", "step", "fa"),
+        ("0.1.0", "step", "fb"),
+        ("1", "sleep", "after"),
+    ]
+    nested = outcomes["8-12-nested"]
+    assert (nested.status, nested.output) == ("completed", ["fa", "fb"])
+    name = "stepping.<locals>.branch"
+    assert nested.shape() == [
+        ("0", "parallel", "nested"),
+        ("0.0", "branch", name),
+        ("0.0.0", "step", "fa"),
+        ("0.1", "branch", name),
+        ("0.1.0", "step", "fb"),
+        ("1", "sleep", "after"),
+    ]
+    assert json.loads(nested.ops["0.1"].result) == "fb"
+    for o in (flat, nested):
+        assert o.ran("fa") == o.ran("fb") == 1 and o.parks == 1

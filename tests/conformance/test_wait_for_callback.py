@@ -22,9 +22,13 @@ WORKFLOWS = workflows_callback.ALL
 
 REJECT = ("RejectedError", "not approved")
 
+HAND_OVER = "wfc_unnamed.<locals>.hand_over"
+
 SCENARIOS = {
     "7-1": ("wfc-basic", "cb-7-1", [("succeed", "cb-7-1", "payload-7-1")]),
     "7-2": ("wfc-7-2", None, [("succeed", "approval", "payload-7-2")]),
+    "7-3": ("wfc-7-3", None, [("succeed", "wait_for_callback", "payload-7-3")]),
+    "7-3-def": ("wfc-7-3-def", None, [("succeed", HAND_OVER, "payload-7-3-def")]),
     "7-4": ("wfc-basic", "cb-7-4", [("fail", "cb-7-4", REJECT)]),
     "7-5": ("wfc-timeouts", {"name": "cb-7-5", "timeout": True}),
     "7-6": ("wfc-7-6", "cb-7-6", [("fail", "cb-7-6", REJECT)]),
@@ -41,6 +45,18 @@ SCENARIOS = {
     "7-14": ("wfc-timeouts", {"name": "cb-7-14", "timeout": True, "catch": True}),
     "7-15": ("wfc-basic", "cb-7-15", [("succeed", "cb-7-15", None)]),
 }
+
+
+def test_7_3_wait_for_callback_without_a_name(outcomes) -> None:
+    """No name: an anonymous submitter gives the kind's name, a named one its
+    qualified name; the submitter step is `<name>-submit` as always."""
+    o = outcomes["7-3"]
+    assert (o.status, o.output) == ("completed", "payload-7-3")
+    assert o.shape() == _shape("wait_for_callback")
+    _submitted(o)
+    named = outcomes["7-3-def"]
+    assert (named.status, named.output) == ("completed", "payload-7-3-def")
+    assert named.shape() == _shape(HAND_OVER)
 
 
 def _shape(name: str, at: str = "") -> list[tuple[str, str, str]]:

@@ -26,6 +26,7 @@ SCENARIOS = {
     "6-5": ("condition-6-5", 3),
     "6-6": ("condition-6-6", None),
     "6-7": ("condition-6-7", None),
+    "6-7-default": ("condition-6-7-default", None),
     "6-8": ("condition-6-8", None),
     "6-9": ("condition-6-9", None),
     "6-10": ("condition-6-10", None),
@@ -101,13 +102,19 @@ def test_6_6_wait_for_condition_max_attempts_exceeded(outcomes) -> None:
 
 def test_6_7_wait_for_condition_check_raises(outcomes) -> None:
     """Equivalent: a check is a step and is retried by its policy (the default
-    unless given); with `retry=NO_RETRY`, as Lambda's check, it fails at once."""
+    unless given); with `retry=NO_RETRY`, as Lambda's check, it fails at once,
+    and under the engine's default it fails after three attempts."""
     o = outcomes["6-7"]
     assert o.status == "failed" and o.error_type == "ChildContextError"
     assert o.shape() == _polls("poll", 1)
     assert o.ops["0.0"].error.type == "RuntimeError"
     assert o.ops["0"].error.type == "StepFailedError"
     assert o.ran("check") == 1 and o.parks == 0
+    default = outcomes["6-7-default"]
+    assert default.status == "failed" and default.error_type == "ChildContextError"
+    assert default.shape() == _polls("poll", 1)
+    assert default.ran("check") == 3 and len(default.ops["0.0"].attempts) == 3
+    assert default.ops["0.0"].error.type == "RuntimeError"
 
 
 def test_6_8_wait_for_condition_check_raises_caught(outcomes) -> None:

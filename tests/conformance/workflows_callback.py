@@ -221,4 +221,20 @@ async def wfc_structured(ctx, input: str) -> Any:
     return value["status"]
 
 
+@workflow("wfc-7-3")
+async def wfc_anonymous(ctx) -> Any:
+    """No name and an anonymous submitter: the default name is the operation's kind."""
+    return await ctx.wait_for_callback(lambda cid: submit(ctx.workflow_id, cid))
+
+
+@workflow("wfc-7-3-def")
+async def wfc_unnamed(ctx) -> Any:
+    """No name: the default is the submitter's qualified name."""
+
+    def hand_over(cid: str) -> None:
+        submit(ctx.workflow_id, cid)
+
+    return await ctx.wait_for_callback(hand_over)
+
+
 ALL = [v for v in list(globals().values()) if hasattr(v, "__workflow_definition__")]

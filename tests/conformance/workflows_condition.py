@@ -99,6 +99,13 @@ async def condition_check_raises(ctx) -> Any:
     )
 
 
+@workflow("condition-6-7-default")
+async def condition_check_raises_default_retry(ctx) -> Any:
+    """6-7 under the engine's default retry (DEFAULT_RETRY): the check, a step,
+    runs three times (1 s and 2 s waited in the worker) before it fails."""
+    return await ctx.wait_for_condition("poll", _raising(ctx.workflow_id), wait_strategy=until(1))
+
+
 @workflow("condition-6-8")
 async def condition_check_raises_caught(ctx) -> Any:
     try:

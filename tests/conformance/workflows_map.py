@@ -9,7 +9,14 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
-from worker import CompletionConfig, workflow
+from worker import (
+    BatchItem,
+    BatchItemStatus,
+    BatchResult,
+    CompletionConfig,
+    CompletionReason,
+    workflow,
+)
 
 from .workflows import LARGE, PARK, echo, greet, projection, ran, slow
 
@@ -175,6 +182,82 @@ async def map_failure_then_wait(ctx) -> dict[str, Any]:
     )
     await ctx.sleep("wait", PARK)
     return projection(batch)
+
+
+async def double(ctx: Any, item: int, index: int) -> int:
+    ran(ctx.workflow_id, f"item{index}")
+    return item * 2
+
+
+@workflow("map-9-2")
+async def map_no_name(ctx, input: list[int]) -> list[int]:
+    """The items-only form: the default name is the function's, "double"."""
+    return (await ctx.map(input, double, max_concurrency=1)).get_results()
+
+
+async def step_item(ctx: Any, item: str, index: int) -> str:
+    return await ctx.step(item, echo, ctx.workflow_id, item, item)
+
+
+def _flat_or_nested(nesting: str) -> Any:
+    async def run(ctx) -> list[str]:
+        batch = await ctx.map(nesting, ["fa", "fb"], step_item, max_concurrency=1, nesting=nesting)
+        await ctx.sleep("after", PARK)  # a replay after the map
+        return batch.get_results()
+
+    return run
+
+
+map_flat = workflow("map-9-12")(_flat_or_nested("flat"))
+map_nested = workflow("map-9-12-nested")(_flat_or_nested("nested"))
+
+
+async def times_ten(ctx: Any, item: int, index: int) -> int:
+    ran(ctx.workflow_id, f"item{index}")
+    return item * 10
+
+
+@workflow("map-9-13")
+async def map_item_namer(ctx, input: list[int]) -> list[Any]:
+    batch = await ctx.map(
+        "named-items",
+        input,
+        times_ten,
+        max_concurrency=1,
+        nesting="nested",
+        item_namer=lambda item, index: f"item-{item}",
+    )
+    return [[item.name, item.result] for item in batch.all]
+
+
+class OpSerde:
+    """9-19's operation-level serializer: the whole result as "OPSERDE:X,Y"."""
+
+    def dumps(self, result: BatchResult[Any]) -> str:
+        return "OPSERDE:" + ",".join(result.get_results())
+
+    def loads(self, text: str) -> BatchResult[Any]:
+        values = text.removeprefix("OPSERDE:").split(",")
+        items = [BatchItem(i, BatchItemStatus.SUCCEEDED, result=v) for i, v in enumerate(values)]
+        return BatchResult(items, CompletionReason.ALL_COMPLETED, len(items))
+
+
+async def upper(ctx: Any, item: str, index: int) -> str:
+    ran(ctx.workflow_id, f"item{index}")
+    return item.upper()
+
+
+@workflow("map-9-19")
+async def map_serializer(ctx) -> list[str]:
+    batch = await ctx.map("serde", ["x", "y"], upper, max_concurrency=1, serializer=OpSerde())
+    return batch.get_results()
+
+
+@workflow("map-9-20")
+async def map_serializer_replayed(ctx) -> list[str]:
+    batch = await ctx.map("serde", ["x", "y"], upper, max_concurrency=1, serializer=OpSerde())
+    await ctx.sleep("after", PARK)  # the replay reads the map back through loads
+    return batch.get_results()
 
 
 ALL = [v for v in list(globals().values()) if hasattr(v, "__workflow_definition__")]

@@ -201,4 +201,37 @@ async def parallel_percentage_boundary(ctx) -> dict[str, Any]:
     return await _parallel_projection(ctx, "pct-boundary", "fsss", tolerated_failure_percentage=25)
 
 
+@workflow("parallel-8-2")
+async def parallel_no_name(ctx) -> list[str]:
+    """The branches-only form: the default name is "parallel"."""
+    batch = await ctx.parallel(
+        [returning("alpha", "b0"), returning("beta", "b1")], max_concurrency=1
+    )
+    return batch.get_results()
+
+
+@workflow("parallel-8-3")
+async def parallel_named_branches(ctx) -> list[Any]:
+    batch = await ctx.parallel(
+        "named",
+        [("first", returning("one", "b0")), ("second", returning("two", "b1"))],
+        max_concurrency=1,
+    )
+    return [[item.name, item.result] for item in batch.all]
+
+
+def _flat_or_nested(nesting: str) -> Any:
+    async def run(ctx) -> list[str]:
+        branches = [stepping("fa", "fa"), stepping("fb", "fb")]
+        batch = await ctx.parallel(nesting, branches, max_concurrency=1, nesting=nesting)
+        await ctx.sleep("after", PARK)  # a replay after the batch
+        return batch.get_results()
+
+    return run
+
+
+parallel_nesting_flat = workflow("parallel-8-12")(_flat_or_nested("flat"))
+parallel_nesting_nested = workflow("parallel-8-12-nested")(_flat_or_nested("nested"))
+
+
 ALL = [v for v in list(globals().values()) if hasattr(v, "__workflow_definition__")]

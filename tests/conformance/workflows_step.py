@@ -5,12 +5,14 @@ requirement's; the other retries wait an hour (`PARKING_RETRY`) and park the run
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import PlainSerializer
 
-from worker import NO_RETRY, RetryPolicy, StepFailedError, workflow
+from worker import AT_MOST_ONCE_PER_RETRY, NO_RETRY, RetryPolicy, StepFailedError, workflow
 
 from .workflows import PARK, PARKING_RETRY, echo, fail, flaky, greet, ran
 
@@ -154,6 +156,54 @@ async def step_error_caught(ctx) -> str:
     except StepFailedError:
         value = "fallback_result"
     return await ctx.step("after", echo, ctx.workflow_id, "after", value)
+
+
+@workflow("step-1-13-lambda")
+async def step_lambda_default_retry(ctx) -> str:
+    """1-13 under the requirement's own strategy: 6 attempts, 5 s first delay
+    (backoff 2; no jitter, where Lambda's is full jitter)."""
+    policy = RetryPolicy(
+        max_attempts=6, initial_interval=timedelta(seconds=5), backoff=2.0, jitter=0.0
+    )
+    return await ctx.step(
+        "unreliable", flaky, ctx.workflow_id, "unreliable", 2, "third time", retry=policy
+    )
+
+
+def crash_first(rid: str, marker: str, value: str) -> str:
+    """Ends the worker process the first time (process.exit in 1-17 and 1-18)."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("crashed")
+        os._exit(3)
+    ran(rid, "crashing")
+    return value
+
+
+@workflow("step-1-17")
+async def step_at_most_once_no_retry(ctx, marker: str) -> str:
+    return await ctx.step(
+        "crashing",
+        crash_first,
+        ctx.workflow_id,
+        marker,
+        "not run again",
+        semantics=AT_MOST_ONCE_PER_RETRY,
+        retry=NO_RETRY,
+    )
+
+
+@workflow("step-1-18")
+async def step_at_most_once_retried(ctx, marker: str) -> str:
+    return await ctx.step(
+        "crashing",
+        crash_first,
+        ctx.workflow_id,
+        marker,
+        "succeeded on second attempt",
+        semantics=AT_MOST_ONCE_PER_RETRY,
+        retry=RetryPolicy(max_attempts=3, **PARKING_RETRY),
+    )
 
 
 ALL = [v for v in list(globals().values()) if hasattr(v, "__workflow_definition__")]

@@ -9,6 +9,8 @@ interface has a case."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from orchestrator.model import ClaimFailure, ErrorInfo, Run, Status, StepKind, StepRecord
 from tests.contract.backends import LEASE, Backend, covers
 from worker._store import Refused
@@ -229,6 +231,31 @@ async def test_retry_states_only_move_forward_and_an_outcome_ends_them(backend: 
     assert after.resolved and after.result == "ok"
     history = await s.history("r1")
     assert list(history) == ["1"] and history["1"].result == "ok"
+
+
+@covers("put_step")
+async def test_one_writer_starts_each_at_most_once_attempt(backend: Backend) -> None:
+    """An at-most-once start marker (attempt n started: n attempts, no retry
+    time) is written by one of two writers; the retry state of attempt n
+    replaces it once, and no second marker or retry state of n replaces that."""
+    await backend.create("r1")
+    s = backend.store
+
+    def marker(n: int, at: int) -> StepRecord:
+        return replace(_step("2", resolved=False, attempts=n), recorded_at=at)
+
+    def retry(n: int, at: int) -> StepRecord:
+        return replace(_step("2", resolved=False, attempts=n), recorded_at=at, retry_at=at + 1)
+
+    assert (await s.put_step("r1", marker(1, 10))).recorded_at == 10
+    assert (await s.put_step("r1", marker(1, 20))).recorded_at == 10  # the other writer
+    assert (await s.put_step("r1", retry(1, 30))).recorded_at == 30  # attempt 1 failed
+    assert (await s.put_step("r1", retry(1, 40))).recorded_at == 30  # once
+    assert (await s.put_step("r1", marker(1, 50))).recorded_at == 30  # never started again
+    assert (await s.put_step("r1", marker(2, 60))).recorded_at == 60  # attempt 2 starts
+    assert (await s.put_step("r1", marker(2, 70))).recorded_at == 60
+    done = await s.put_step("r1", replace(_step("2", resolved=True, result="1"), recorded_at=80))
+    assert done.resolved and (await s.get_step("r1", "2")).recorded_at == 80
 
 
 @covers("put_batch", "history")

@@ -306,9 +306,16 @@ class InMemoryStore:
             free = False
         elif rec.resolved:
             free = not old.resolved  # an outcome replaces an unresolved record only
-        elif rec.kind == "step":
-            # A retry state replaces only a retry state with fewer attempts.
+        elif rec.kind == "step" and rec.retry_at is None:
+            # An at-most-once start marker: one writer starts each attempt.
             free = not old.resolved and len(old.attempts) < len(rec.attempts)
+        elif rec.kind == "step":
+            # A retry state replaces a retry state with fewer attempts, or the
+            # start marker of its own attempt.
+            free = not old.resolved and (
+                len(old.attempts) < len(rec.attempts)
+                or (len(old.attempts) == len(rec.attempts) and old.retry_at is None)
+            )
         else:
             free = False  # a sleep's wake time, a wait's deadline: written once
         if free:

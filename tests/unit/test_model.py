@@ -144,11 +144,20 @@ def test_public_names_are_pinned() -> None:
 
     assert sorted(worker.__all__) == sorted(
         [
+            "AT_LEAST_ONCE_PER_RETRY",
+            "AT_MOST_ONCE_PER_RETRY",
+            "Attempt",
             "DEFAULT_RETRY",
+            "Invocation",
             "NO_RETRY",
+            "Operation",
+            "Plugin",
             "BatchItem",
             "BatchItemStatus",
             "BatchResult",
+            "BatchSerializer",
+            "StepInterruptedError",
+            "StepSemantics",
             "Callback",
             "CallbackFailedError",
             "CallbackTimeoutError",

@@ -57,7 +57,10 @@ def test_a_worker_takes_its_build_id_and_tracing_from_the_settings() -> None:
     assert (s.build_id, s.tracing) == ("v2", False)
     w = Worker(workflows=[probe], settings=s)
     given = Worker(workflows=[probe], settings=s, build_id="v3")
-    assert w.build_id == "v2" and not w._tracing.enabled
+    from worker._tracing import TracingPlugin
+
+    assert w.build_id == "v2"
+    assert not any(isinstance(p, TracingPlugin) for p in w.hooks.plugins)
     assert given.build_id == "v3"  # the argument wins over the environment
     for worker in (w, given):
         worker._executor.shutdown(wait=False)

@@ -32,10 +32,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from orchestrator.errors import ChildContextError, PayloadTooLargeError
 from orchestrator.model import MAX_INLINE_MAP_ITEMS, STEP_NAME_RE, ErrorInfo, StepKind, StepRecord
@@ -44,6 +44,7 @@ from .. import _core
 from .._outcomes import _encode_result, _result_adapter
 from .._scope import Scope, spawn
 from .._state import error_info
+from .nesting import nested_units
 
 R = TypeVar("R")
 
@@ -117,6 +118,7 @@ class BatchItem(Generic[R]):
     status: BatchItemStatus
     result: R | None = None
     error: ChildContextError | None = None
+    name: str | None = None  # a named branch's name, or the map's item_namer's
 
 
 @dataclass(frozen=True)
@@ -176,12 +178,40 @@ class BatchResult(Generic[R]):
         return "failed" if self.has_failure else "succeeded"
 
 
+@runtime_checkable
+class BatchSerializer(Protocol):
+    """Turns a batch's whole result into the text its record keeps, and back
+    (`ctx.map(..., serializer=)`, `ctx.parallel(..., serializer=)`). The record
+    also keeps each index's status (and a failure's error), which the engine
+    needs to replay; the results are only in `dumps`'s text."""
+
+    def dumps(self, result: BatchResult[Any]) -> str: ...
+
+    def loads(self, text: str) -> BatchResult[Any]: ...
+
+
+NESTING_MODES = ("flat", "nested")
+
 Unit = tuple[Callable[..., Any], tuple[Any, ...]]
 
 
-def check_batch_args(name: str, max_concurrency: int | None, completion: Any) -> None:
+def check_batch_args(
+    name: str,
+    max_concurrency: int | None,
+    completion: Any,
+    nesting: str = "flat",
+    serializer: Any = None,
+    names: Sequence[str | None] | None = None,
+) -> None:
     if not isinstance(name, str) or not STEP_NAME_RE.fullmatch(name):
         raise ValueError("a batch name is 1 to 200 printable characters")
+    if nesting not in NESTING_MODES:
+        raise ValueError(f"nesting {nesting!r} must be one of: {', '.join(NESTING_MODES)}")
+    if serializer is not None and not isinstance(serializer, BatchSerializer):
+        raise TypeError("serializer must have dumps(BatchResult) -> str and loads(str)")
+    for n in names or ():
+        if n is not None and (not isinstance(n, str) or not STEP_NAME_RE.fullmatch(n)):
+            raise ValueError(f"a branch or item name is 1 to 200 printable characters: {n!r}")
     if max_concurrency is not None and (
         isinstance(max_concurrency, bool)
         or not isinstance(max_concurrency, int)
@@ -201,32 +231,44 @@ async def run_batch(
     max_concurrency: int | None,
     completion: CompletionConfig | None,
     batched: bool = False,
+    names: Sequence[str | None] | None = None,
+    nesting: str = "flat",
+    serializer: BatchSerializer | None = None,
 ) -> BatchResult[Any]:
-    check_batch_args(name, max_concurrency, completion)
+    check_batch_args(name, max_concurrency, completion, nesting, serializer, names)
+    names = list(names) if names is not None else [None] * len(units)
     s, op_id, rec = await _core.enter(kind.value)
     if batched and s.checkpoints is not None:
         s.checkpoints.scopes.add(op_id)  # its items' step results go into batches
     started = s.clock.now_ms()
     adapters = [_result_adapter(fn) for fn, _ in units]
+    if nesting == "nested":
+        units, names = nested_units(op_id, kind, units, names, adapters)
     only: list[int] | None = None
     if rec is not None:
         _core.check(s, rec, kind, name)
         if rec.resolved and not rec.replay_children:
-            return _from_record(rec, adapters, len(units))
+            return _from_record(rec, adapters, len(units), names, serializer)
         if rec.resolved:  # replay_children: run the branches that ended again
             items = json.loads(rec.result or "{}").get("items", [])
             # Not those cancelled when the batch ended ("started"): they stay cancelled.
             only = [d["i"] for d in items if d["s"] != BatchItemStatus.STARTED.value]
+    else:
+        _core.started(s, kind, op_id, name)
     outcomes, reason = await _run(
         ctx, s, op_id, units, max_concurrency, _Policy(len(units), completion), only
     )
     if rec is not None and rec.resolved:
-        return _live_result(outcomes, json.loads(rec.result or "{}"), op_id, name, len(units))
-    done = _decision_record(s, op_id, name, kind, outcomes, reason, adapters, started)
-    winner = await _core.record(s, done)
+        body = json.loads(rec.result or "{}")
+        return _live_result(outcomes, body, op_id, name, len(units), names)
+    done = _decision_record(
+        s, op_id, name, kind, outcomes, reason, adapters, started, names, serializer
+    )
+    winner = _core.ended(s, await _core.record(s, done))
     if winner.replay_children:
-        return _live_result(outcomes, json.loads(winner.result or "{}"), op_id, name, len(units))
-    return _from_record(winner, adapters, len(units))
+        body = json.loads(winner.result or "{}")
+        return _live_result(outcomes, body, op_id, name, len(units), names)
+    return _from_record(winner, adapters, len(units), names, serializer)
 
 
 async def _branch(ctx: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
@@ -303,7 +345,13 @@ def _decision_record(
     reason: CompletionReason,
     adapters: list[Any],
     started: int,
+    names: list[str | None],
+    serializer: BatchSerializer | None,
 ) -> StepRecord:
+    if serializer is not None:
+        return _serialized_record(
+            s, op_id, name, kind, outcomes, reason, started, names, serializer
+        )
     items: list[dict[str, Any]] = []
     too_large = False  # one item's result over the limit: the record keeps no results
     for i in sorted(outcomes):
@@ -342,26 +390,98 @@ def _decision_record(
     )
 
 
+def _serialized_record(
+    s: Any,
+    op_id: str,
+    name: str,
+    kind: StepKind,
+    outcomes: dict[int, tuple[bool | None, Any]],
+    reason: CompletionReason,
+    started: int,
+    names: list[str | None],
+    serializer: BatchSerializer,
+) -> StepRecord:
+    """The decision with the serializer's text for the whole result: each index's
+    status (and a failure's error) besides, for the engine's replay."""
+    live = _live_result(outcomes, _statuses(outcomes, reason), op_id, name, len(names), names)
+    text = serializer.dumps(live)
+    if not isinstance(text, str):
+        raise TypeError(f"serializer.dumps returned {type(text).__name__}, not str")
+    items: list[dict[str, Any]] = []
+    for i in sorted(outcomes):
+        ok, value = outcomes[i]
+        status = _status(ok)
+        entry: dict[str, Any] = {"i": i, "s": status.value}
+        if ok is False:
+            entry["e"] = error_info(value).as_dict()
+        items.append(entry)
+    body = {"reason": reason.value, "items": items, "serialized": text}
+    encoded = json.dumps(body, separators=(",", ":"))
+    now = s.clock.now_ms()
+    if len(encoded.encode()) > s.store.values.max_bytes:
+        slim = {"reason": reason.value, "items": [{"i": d["i"], "s": d["s"]} for d in items]}
+        encoded = json.dumps(slim, separators=(",", ":"))
+        return StepRecord(
+            op_id,
+            name,
+            kind,
+            s.epoch,
+            now,
+            result=encoded,
+            resolved=True,
+            started_at=started,
+            replay_children=True,
+        )
+    return StepRecord(
+        op_id, name, kind, s.epoch, now, result=encoded, resolved=True, started_at=started
+    )
+
+
+def _status(ok: bool | None) -> BatchItemStatus:
+    if ok is None:
+        return BatchItemStatus.STARTED
+    return BatchItemStatus.SUCCEEDED if ok else BatchItemStatus.FAILED
+
+
+def _statuses(
+    outcomes: dict[int, tuple[bool | None, Any]], reason: CompletionReason
+) -> dict[str, Any]:
+    return {
+        "reason": reason.value,
+        "items": [{"i": i, "s": _status(outcomes[i][0]).value} for i in sorted(outcomes)],
+    }
+
+
 def _error(name: str, op_id: str, e: dict[str, Any]) -> ChildContextError:
     info = ErrorInfo(e.get("type", ""), e.get("message", ""), e.get("traceback", ""))
     return ChildContextError(name, info.type, info.message, info.traceback, op_id=op_id)
 
 
-def _from_record(rec: StepRecord, adapters: list[Any], total: int) -> BatchResult[Any]:
+def _from_record(
+    rec: StepRecord,
+    adapters: list[Any],
+    total: int,
+    names: list[str | None] | None = None,
+    serializer: BatchSerializer | None = None,
+) -> BatchResult[Any]:
     body = json.loads(rec.result or "{}")
+    if serializer is not None and "serialized" in body:
+        return serializer.loads(body["serialized"])
     items: list[BatchItem[Any]] = []
     for d in body.get("items", []):
         i, status = d["i"], BatchItemStatus(d["s"])
         branch_id = f"{rec.op_id}.{i}"
+        label = names[i] if names is not None and i < len(names) else None
         if status == BatchItemStatus.SUCCEEDED:
             adapter = adapters[i] if i < len(adapters) else None
             text = d.get("r", "null")
             value = adapter.validate_json(text) if adapter is not None else json.loads(text)
-            items.append(BatchItem(i, status, result=value))
+            items.append(BatchItem(i, status, result=value, name=label))
         elif status == BatchItemStatus.FAILED:
-            items.append(BatchItem(i, status, error=_error(f"{rec.name}[{i}]", branch_id, d["e"])))
+            error = _error(f"{rec.name}[{i}]", branch_id, d["e"])
+            items.append(BatchItem(i, status, error=error, name=label))
         else:
-            items.append(BatchItem(i, status))
+            items.append(BatchItem(i, status, name=label))
     return BatchResult(items, CompletionReason(body["reason"]), total)
 
 
@@ -371,30 +491,41 @@ def _live_result(
     op_id: str,
     name: str,
     total: int,
+    names: list[str | None] | None = None,
 ) -> BatchResult[Any]:
     items: list[BatchItem[Any]] = []
     for d in body.get("items", []):
         i, status = d["i"], BatchItemStatus(d["s"])
         _, value = outcomes.get(i, (None, None))
+        label = names[i] if names is not None and i < len(names) else None
         if status == BatchItemStatus.SUCCEEDED:
-            items.append(BatchItem(i, status, result=value))
+            items.append(BatchItem(i, status, result=value, name=label))
         elif status == BatchItemStatus.FAILED:
             info = error_info(value) if isinstance(value, BaseException) else ErrorInfo("", "")
-            items.append(
-                BatchItem(i, status, error=_error(f"{name}[{i}]", f"{op_id}.{i}", info.as_dict()))
-            )
+            error = _error(f"{name}[{i}]", f"{op_id}.{i}", info.as_dict())
+            items.append(BatchItem(i, status, error=error, name=label))
         else:
-            items.append(BatchItem(i, status))
+            items.append(BatchItem(i, status, name=label))
     return BatchResult(items, CompletionReason(body["reason"]), total)
 
 
-def parallel_units(branches: Sequence[Callable[..., Awaitable[Any]]]) -> list[Unit]:
+def parallel_units(branches: Sequence[Any]) -> tuple[list[Unit], list[str | None]]:
+    """The branches, each a function `branch(ctx)` or a named one, `(name, branch)`."""
+    if isinstance(branches, (str, bytes, dict)) or not isinstance(branches, Sequence):
+        raise TypeError("parallel takes a list of functions branch(ctx), or (name, branch) pairs")
     units: list[Unit] = []
+    names: list[str | None] = []
     for b in branches:
+        label = None
+        if isinstance(b, tuple) and len(b) == 2 and isinstance(b[0], str):
+            label, b = b
         if not callable(b):
-            raise TypeError("parallel takes a list of functions branch(ctx)")
+            raise TypeError(
+                "parallel takes a list of functions branch(ctx), or (name, branch) pairs"
+            )
         units.append((b, ()))
-    return units
+        names.append(label)
+    return units, names
 
 
 def map_units(items: Sequence[Any], fn: Callable[..., Any]) -> list[Unit]:

@@ -20,9 +20,10 @@ import inspect
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
-from orchestrator.errors import StepTimeoutError
+from orchestrator.errors import StepInterruptedError, StepTimeoutError
 from orchestrator.model import STEP_NAME_RE, StepKind, StepRecord
 
 from .. import _core
@@ -32,6 +33,26 @@ from .._retry import DEFAULT_RETRY, IN_WORKER_RETRY_MAX_MS, RetryPolicy
 from .._scope import outside_var
 from .._state import ExecutionTimedOut, RunState, duration_ms, error_info
 from ..plugins import Attempt, Hooks
+
+
+class StepSemantics(StrEnum):
+    """What a crash in the middle of an attempt does (`ctx.step(semantics=)`).
+
+    - AT_LEAST_ONCE_PER_RETRY (the default): nothing is written before the
+      function runs; an attempt a crash interrupted runs again, from the start.
+    - AT_MOST_ONCE_PER_RETRY: the attempt's start is recorded before the
+      function runs (one more write per attempt). An attempt that started and
+      never ended counts as failed (StepInterruptedError) and is never run
+      again; the retry policy decides whether a next attempt runs. For payments
+      and emails, with a policy of one attempt for never-twice.
+    """
+
+    AT_LEAST_ONCE_PER_RETRY = "at_least_once_per_retry"
+    AT_MOST_ONCE_PER_RETRY = "at_most_once_per_retry"
+
+
+AT_LEAST_ONCE_PER_RETRY = StepSemantics.AT_LEAST_ONCE_PER_RETRY
+AT_MOST_ONCE_PER_RETRY = StepSemantics.AT_MOST_ONCE_PER_RETRY
 
 
 def _call_in_step(
@@ -91,45 +112,72 @@ async def step(
     *,
     retry: RetryPolicy | None,
     timeout: timedelta | float | None,
+    semantics: StepSemantics | str = "at_least_once_per_retry",
 ) -> Any:
     if not isinstance(name, str) or not STEP_NAME_RE.fullmatch(name):
         raise ValueError("a step name is 1 to 200 printable characters")
+    semantics = StepSemantics(semantics)
     policy = retry or DEFAULT_RETRY
     timeout_s = None if timeout is None else duration_ms(timeout) / 1000
     s, op_id, rec = await _core.enter("step")
     adapter = _result_adapter(fn)
     attempts: list[dict[str, Any]] = []
+    interrupted: dict[str, Any] | None = None
     if rec is not None:
         _core.check(s, rec, StepKind.STEP, name)
-        if rec.resolved or rec.retry_at is None:
+        if rec.resolved or (rec.retry_at is None and not _started_only(rec)):
             _core.replayed(s, rec)
             return _outcome(rec, adapter)
         attempts = list(rec.attempts)
-        await _wait_retry(s, op_id, rec.retry_at, len(attempts))
+        if rec.retry_at is None:
+            interrupted = attempts.pop()  # an at-most-once attempt that never ended
+        else:
+            await _wait_retry(s, op_id, rec.retry_at, len(attempts))
     while True:
-        if s.past_deadline():
-            _core.unwind(s, ExecutionTimedOut())
-        _core.check_lease(s)
         n = len(attempts) + 1
-        if n == 1:
-            _core.started(s, StepKind.STEP, op_id, name)
         failure: Exception | None = None
         text = None
-        with log_context(step=name, position=op_id, step_attempt=n):
-            s.enter_busy()
-            try:
-                started = s.clock.now_ms()
-                value = await _attempt(s, name, op_id, n, fn, args, kwargs, timeout_s)
-                text = _encode_result(value, adapter, s.store.values.max_bytes)
-            except Exception as exc:
-                failure = exc
-            finally:
-                s.leave_busy()
+        if interrupted is not None:
+            # Counted as failed, never run again: the retry policy decides.
+            started, interrupted = interrupted["started_at"], None
+            failure = StepInterruptedError(
+                f"attempt {n} of step {name!r} started at {started} and never ended "
+                "(its worker stopped or lost the run); at most once: not run again"
+            )
+        else:
+            if s.past_deadline():
+                _core.unwind(s, ExecutionTimedOut())
+            _core.check_lease(s)
+            if n == 1:
+                _core.started(s, StepKind.STEP, op_id, name)
+            started = s.clock.now_ms()
+            if semantics is StepSemantics.AT_MOST_ONCE_PER_RETRY:
+                other = await _record_start(s, op_id, name, attempts, n, started)
+                if other is not None:
+                    if other.resolved:  # another writer recorded the outcome first
+                        return _outcome(other, adapter)
+                    attempts = list(other.attempts)  # another writer started it: not ours
+                    if other.retry_at is None:
+                        interrupted = attempts.pop()
+                    continue
+            with log_context(step=name, position=op_id, step_attempt=n):
+                s.enter_busy()
+                try:
+                    value = await _attempt(s, name, op_id, n, fn, args, kwargs, timeout_s)
+                    text = _encode_result(value, adapter, s.store.values.max_bytes)
+                except Exception as exc:
+                    failure = exc
+                finally:
+                    s.leave_busy()
+            s.executed_steps += 1
         finished = s.clock.now_ms()
-        s.executed_steps += 1
         first_start = attempts[0]["started_at"] if attempts else started
+        # At most once: the attempts are always kept (the record replaces the start
+        # marker, and is never batched: it is written before the function's result
+        # is returned).
+        keep = semantics is StepSemantics.AT_MOST_ONCE_PER_RETRY
         if failure is None:
-            if attempts:
+            if attempts or keep:
                 attempts.append({"attempt": n, "started_at": started, "finished_at": finished})
             done = StepRecord(
                 op_id,
@@ -162,10 +210,12 @@ async def step(
                 error=info,
                 started_at=first_start,
                 resolved=True,
-                attempts=attempts if len(attempts) > 1 else [],
+                attempts=attempts if len(attempts) > 1 or keep else [],
             )
             return _outcome(_core.ended(s, await _core.record(s, failed)), adapter)
-        retry_at = finished + policy.delay_ms(n)
+        delay = policy.delay_ms(n)
+        attempts[-1]["delay_ms"] = delay  # the policy's delay before the next attempt
+        retry_at = finished + delay
         pending = StepRecord(
             op_id,
             name,
@@ -180,7 +230,34 @@ async def step(
         if winner.resolved:
             return _outcome(winner, adapter)
         attempts = list(winner.attempts)
+        if winner.retry_at is None:  # a start marker of a later attempt: not ours
+            interrupted = attempts.pop()
+            continue
         await _wait_retry(s, op_id, winner.retry_at or retry_at, len(attempts))
+
+
+def _started_only(rec: StepRecord) -> bool:
+    """An at-most-once attempt's start marker: its last attempt has no end."""
+    return bool(rec.attempts) and "finished_at" not in rec.attempts[-1]
+
+
+async def _record_start(
+    s: RunState, op_id: str, name: str, attempts: list[dict[str, Any]], n: int, started: int
+) -> StepRecord | None:
+    """At most once per retry: record that attempt `n` starts, before the function
+    runs (`put_step` lets one writer start each attempt). None when this writer
+    recorded it, else what is recorded there."""
+    marker = StepRecord(
+        op_id,
+        name,
+        StepKind.STEP,
+        s.epoch,
+        started,
+        started_at=attempts[0]["started_at"] if attempts else started,
+        attempts=[*attempts, {"attempt": n, "started_at": started}],
+    )
+    winner = await _core.record(s, marker)
+    return None if winner is marker or winner == _core.stamped(s, marker) else winner
 
 
 async def _attempt(
