@@ -122,11 +122,29 @@ def worker_env(stack: LocalStack, exec_log: Path) -> dict[str, str]:
 
 # Under `make test` (xdist, `--dist loadgroup`) the tests of a group run one after
 # the other in one process. A conformance module starts all its scenarios in one
-# module fixture: spread over four processes and interleaved with other modules,
-# its scenarios ran up to four times. (xdist's own `xdist_group` marks do nothing under pytest 9: xdist
+# module fixture, and the infra tests synthesize the CDK apps in session
+# fixtures: spread over four processes and interleaved with other modules, a
+# module's scenarios ran up to four times and every process synthesized. (xdist's own `xdist_group` marks do nothing under pytest 9: xdist
 # renames the node ids, which pytest 9 no longer reads, so the grouping is
 # decided here, by path.)
-_GROUPED = {"conformance": "module"}
+_GROUPED = {"conformance": "module", "infra": "directory"}
+# The longest units first (longest-processing-time order): started late, one of
+# them would run on alone after everything else has finished. The infra group
+# synthesizes the CDK apps once instead of once per process.
+_FIRST = (
+    "tests/chaos/test_chaos_short.py",
+    "tests/functional/test_worker_configs.py",
+    "tests/infra/",
+    "tests/functional/test_bench_smoke.py",
+    "tests/conformance/",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((k for k, p in enumerate(_FIRST) if item.nodeid.startswith(p)), len(_FIRST))
+
+    items.sort(key=rank)  # stable: the order within a rank is the collection's
 
 
 def _group(nodeid: str) -> str:
