@@ -20,6 +20,9 @@ SMALL, LARGER = 100, 2048
 BOOKKEEPING = {"worker registry", "get QUEUES", "query WORKERS", "query index by_created"}
 
 
+# The slow tier (`make test-slow`): a benchmark phase, kept out of `make test`'s
+# 8 minutes; `make bench` runs the phase itself.
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_bench_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
