@@ -4,6 +4,8 @@ DynamoDB serialized as on AWS); each test gets a fresh embedded stack on it
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -118,6 +120,25 @@ def worker_env(stack: LocalStack, exec_log: Path) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT)
     env[r.ENV_POLL_SECONDS] = "1"
     return env
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    """Every log line of the test as the worker's JSON formatter writes it, with
+    the run context (worker/_logs.py)."""
+    from worker._logs import ContextFilter, json_formatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(json_formatter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(old_level)
 
 
 # Under `make test` (xdist, `--dist loadgroup`) the tests of a group run one after

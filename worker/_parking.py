@@ -23,7 +23,11 @@ sends every signal wait back to its inbox; one refused because of a cancel
 delivers the cancel to every parked branch.
 
 Within a claim, a request with a wake time is also resolved by a loop timer at
-that time, so a short sleep in one branch does not wait for the others.
+that time, so a short sleep in one branch does not wait for the others; but
+not while the park's write is in flight: a branch woken then would run code
+(a step function, a log line) in a claim that is being parked, and the next
+claim would run it again. The park resolves it instead (Suspend), or, refused,
+lets the timer fire.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class Parker:
         self.decided: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending = False
         self.activity = 0
+        self.parking = False  # the park's write is in flight (park_run)
 
     # --- branches ----------------------------------------------------------------------
     def add(
@@ -100,6 +105,12 @@ class Parker:
         if req.future.done():
             return
         assert req.wake_at is not None
+        if self.parking:
+            # The park's write is in flight: a branch woken now would run code
+            # of a claim that is being parked. The park's outcome resolves the
+            # request (Suspend); if the run does not park, the timer fires after.
+            req.timer = asyncio.get_running_loop().call_later(_POLL_SECONDS, self._due, req)
+            return
         if self._s.clock.now_ms() >= req.wake_at:
             req.future.set_result(WAKE)
         else:
@@ -233,6 +244,7 @@ async def park_run(state: RunState) -> bool:
         return True
     state.close()
     timer = None if wake is None else p.timer_name(first, now, wake)
+    p.parking = True
     try:
         if names:
             refused = await state.store.park_wait(
@@ -265,6 +277,7 @@ async def park_run(state: RunState) -> bool:
         p.fail_all(LeaseLost())
         return True
     if refused is not None:
+        p.parking = False  # not parked: a branch may go on (its timer fires again)
         state.reopen()  # the decision below: go on, or lose the claim
         old = refused.old
         if old is not None and old.epoch == state.epoch and old.status == "running":

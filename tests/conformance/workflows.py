@@ -14,10 +14,12 @@ are kept.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from worker import BatchResult
@@ -62,6 +64,18 @@ def flaky(rid: str, label: str, failures: int, value: Any, error: type[Exception
     """Fails the first `failures` executions, then returns `value`."""
     if ran(rid, label) <= failures:
         raise error(f"{label}: attempt failed")
+    return value
+
+
+def crash_once(rid: str, label: str, marker: str, value: Any) -> Any:
+    """Ends the worker process the first time (the requirements' process.exit):
+    `marker` is a file that says it happened. Then counts as `label` and returns
+    `value`."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("crashed")
+        os._exit(3)
+    ran(rid, label)
     return value
 
 

@@ -6,15 +6,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import PlainSerializer
 
 from worker import NO_RETRY, ChildContextError, RetryPolicy, workflow
 
-from .workflows import LARGE, PARK, PARKING_RETRY, echo, fail, flaky, ran
+from .workflows import LARGE, PARK, PARKING_RETRY, crash_once, echo, fail, flaky, ran
 
 
 async def child_echo(ctx, value: Any) -> Any:
@@ -119,19 +117,11 @@ async def child_large_result(ctx, input: str) -> dict[str, Any]:
 @workflow("child-3-12")
 async def child_interrupted(ctx, input: dict[str, str]) -> str:
     async def body(c: Any) -> str:
-        return await c.step("crashy", crash_once, c.workflow_id, input["marker"], input["value"])
+        return await c.step(
+            "crashy", crash_once, c.workflow_id, "crashy", input["marker"], input["value"]
+        )
 
     return await ctx.run_in_child_context("child", body)
-
-
-def crash_once(rid: str, marker: str, value: str) -> str:
-    """Ends the worker process the first time (process.exit in the requirement)."""
-    path = Path(marker)
-    if not path.exists():
-        path.write_text("crashed")
-        os._exit(3)
-    ran(rid, "crashy")
-    return value
 
 
 @workflow("child-3-13")

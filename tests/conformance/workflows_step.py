@@ -5,16 +5,14 @@ requirement's; the other retries wait an hour (`PARKING_RETRY`) and park the run
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import PlainSerializer
 
 from worker import AT_MOST_ONCE_PER_RETRY, NO_RETRY, RetryPolicy, StepFailedError, workflow
 
-from .workflows import PARK, PARKING_RETRY, echo, fail, flaky, greet, ran
+from .workflows import PARK, PARKING_RETRY, crash_once, echo, fail, flaky, greet, ran
 
 # --- step functions -----------------------------------------------------------------------
 
@@ -170,22 +168,13 @@ async def step_lambda_default_retry(ctx) -> str:
     )
 
 
-def crash_first(rid: str, marker: str, value: str) -> str:
-    """Ends the worker process the first time (process.exit in 1-17 and 1-18)."""
-    path = Path(marker)
-    if not path.exists():
-        path.write_text("crashed")
-        os._exit(3)
-    ran(rid, "crashing")
-    return value
-
-
 @workflow("step-1-17")
 async def step_at_most_once_no_retry(ctx, marker: str) -> str:
     return await ctx.step(
         "crashing",
-        crash_first,
+        crash_once,
         ctx.workflow_id,
+        "crashing",
         marker,
         "not run again",
         semantics=AT_MOST_ONCE_PER_RETRY,
@@ -197,8 +186,9 @@ async def step_at_most_once_no_retry(ctx, marker: str) -> str:
 async def step_at_most_once_retried(ctx, marker: str) -> str:
     return await ctx.step(
         "crashing",
-        crash_first,
+        crash_once,
         ctx.workflow_id,
+        "crashing",
         marker,
         "succeeded on second attempt",
         semantics=AT_MOST_ONCE_PER_RETRY,

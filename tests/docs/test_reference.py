@@ -43,7 +43,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_site_builds_with_the_sdk_reference(site: Path) -> None:
     worker = (site / "reference" / "worker" / "index.html").read_text()
-    for name in ("run_until_stopped", "wait_for_signal", "RetryPolicy", "workflow_id"):
+    names = ("run_until_stopped", "wait_for_signal", "RetryPolicy", "workflow_id")
+    plugins = ("invocation_start", "attempt_end", "AT_MOST_ONCE_PER_RETRY", "BatchSerializer")
+    for name in (*names, *plugins):
         assert name in worker, name
     client = (site / "reference" / "client" / "index.html").read_text()
     assert "terminate" in client and "inbox" in client

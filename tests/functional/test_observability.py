@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import sys
 import urllib.request
 from pathlib import Path
-
-import pytest
 
 from orchestrator import Client
 from orchestrator.local.worker_thread import BackgroundWorker
 from tests.helpers import wait_for, wait_status
 from tests.workflows import ALL, count
 from worker import Worker
-from worker._logs import ContextFilter, json_formatter
 
 
 def test_workers_register_and_runs_no_live_worker_serves_are_flagged(stack) -> None:
@@ -42,21 +38,6 @@ def test_workers_register_and_runs_no_live_worker_serves_are_flagged(stack) -> N
     assert client.workers(include_stopped=True)[0]["live"] is False
 
 
-@pytest.fixture
-def json_log() -> io.StringIO:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(ContextFilter())
-    handler.setFormatter(json_formatter())
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(old_level)
-
-
 def _lines(stream: io.StringIO) -> list[dict]:
     return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
 
@@ -64,7 +45,9 @@ def _lines(stream: io.StringIO) -> list[dict]:
 def test_worker_logs_are_json_with_run_context_and_ctx_logger_does_not_repeat_on_replay(
     stack, exec_log: Path, json_log: io.StringIO
 ) -> None:
-    with BackgroundWorker(ALL, stack.settings, clock=stack.clock) as bw:
+    # A lease no late heartbeat loses under load: a takeover would log again.
+    held = stack.settings.with_(lease_seconds=30)
+    with BackgroundWorker(ALL, held, clock=stack.clock) as bw:
         run, _ = stack.service.start("chatty", {})
         wait_status(stack, run.id, "completed")
     lines = [line for line in _lines(json_log) if line.get("workflow_id") == run.id]

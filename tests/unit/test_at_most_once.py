@@ -10,7 +10,7 @@ from typing import Any
 
 from orchestrator.model import Status, StepRecord
 from tests.unit._fake_worker import fleet_of
-from worker import AT_MOST_ONCE_PER_RETRY, NO_RETRY, RetryPolicy, workflow
+from worker import AT_MOST_ONCE_PER_RETRY, NO_RETRY, RetryPolicy, StepInterruptedError, workflow
 
 CALLS: list[str] = []
 RETRY = RetryPolicy(max_attempts=3, initial_interval=timedelta(seconds=0.01), jitter=0.0)
@@ -93,3 +93,28 @@ async def test_an_interrupted_attempt_with_no_retry_left_fails_the_step() -> Non
     assert run.error.type == "StepFailedError"
     assert fleet.store.steps["r1"]["0"].error.type == "StepInterruptedError"
     assert CALLS == []
+
+
+async def test_an_interrupted_attempt_can_end_the_step_while_errors_are_retried() -> None:
+    """`non_retryable=[StepInterruptedError]`: never a second attempt after an
+    interruption, though the policy retries ordinary errors."""
+    CALLS.clear()
+    policy = RetryPolicy(max_attempts=3, non_retryable=[StepInterruptedError])
+
+    @workflow("once-strict")
+    async def once_strict(ctx: Any, order: str) -> str:
+        return await ctx.step(
+            "charge", charge, order, semantics=AT_MOST_ONCE_PER_RETRY, retry=policy
+        )
+
+    with fleet_of([once_strict]) as fleet:
+        fleet.pending("r1", "once-strict", "o-4")
+        started = StepRecord(
+            "0", "charge", "step", 1, 5, started_at=5, attempts=[{"attempt": 1, "started_at": 5}]
+        )  # type: ignore[arg-type]
+        await fleet.store.put_step("r1", started)
+        run = await fleet.deliver("r1")
+    assert run.status == Status.FAILED
+    rec = fleet.store.steps["r1"]["0"]
+    assert rec.error is not None and rec.error.type == "StepInterruptedError"
+    assert len(rec.attempts) == 1 and CALLS == []

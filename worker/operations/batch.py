@@ -369,24 +369,35 @@ def _decision_record(
                 {"i": i, "s": BatchItemStatus.FAILED.value, "e": error_info(value).as_dict()}
             )
     body = {"reason": reason.value, "items": items}
+    return _decided(s, op_id, name, kind, body, started, too_large)
+
+
+def _decided(
+    s: Any,
+    op_id: str,
+    name: str,
+    kind: StepKind,
+    body: dict[str, Any],
+    started: int,
+    too_large: bool = False,
+) -> StepRecord:
+    """The decision record; one too large to keep (or with a result too large)
+    keeps each index's status only, and a replay runs the ended branches again."""
     text = json.dumps(body, separators=(",", ":"))
-    now = s.clock.now_ms()
-    if too_large or len(text.encode()) > s.store.values.max_bytes:
-        slim = {"reason": reason.value, "items": [{"i": d["i"], "s": d["s"]} for d in items]}
-        text = json.dumps(slim, separators=(",", ":"))
-        return StepRecord(
-            op_id,
-            name,
-            kind,
-            s.epoch,
-            now,
-            result=text,
-            resolved=True,
-            started_at=started,
-            replay_children=True,
-        )
+    replay_children = too_large or len(text.encode()) > s.store.values.max_bytes
+    if replay_children:
+        slim = [{"i": d["i"], "s": d["s"]} for d in body["items"]]
+        text = json.dumps({"reason": body["reason"], "items": slim}, separators=(",", ":"))
     return StepRecord(
-        op_id, name, kind, s.epoch, now, result=text, resolved=True, started_at=started
+        op_id,
+        name,
+        kind,
+        s.epoch,
+        s.clock.now_ms(),
+        result=text,
+        resolved=True,
+        started_at=started,
+        replay_children=replay_children,
     )
 
 
@@ -416,25 +427,7 @@ def _serialized_record(
             entry["e"] = error_info(value).as_dict()
         items.append(entry)
     body = {"reason": reason.value, "items": items, "serialized": text}
-    encoded = json.dumps(body, separators=(",", ":"))
-    now = s.clock.now_ms()
-    if len(encoded.encode()) > s.store.values.max_bytes:
-        slim = {"reason": reason.value, "items": [{"i": d["i"], "s": d["s"]} for d in items]}
-        encoded = json.dumps(slim, separators=(",", ":"))
-        return StepRecord(
-            op_id,
-            name,
-            kind,
-            s.epoch,
-            now,
-            result=encoded,
-            resolved=True,
-            started_at=started,
-            replay_children=True,
-        )
-    return StepRecord(
-        op_id, name, kind, s.epoch, now, result=encoded, resolved=True, started_at=started
-    )
+    return _decided(s, op_id, name, kind, body, started)
 
 
 def _status(ok: bool | None) -> BatchItemStatus:
