@@ -29,9 +29,10 @@ def test_branches_of_several_steps_replay_after_a_sleep(stack, exec_log: Path, k
     """The issue's example: branches finish their steps in an order that differs
     from run to run; the replay after the sleep still finds every step at its id."""
     seeds = list(range(20)) if kind == "gather" else [7, 8]
-    with BackgroundWorker(
-        ALL, stack.settings, clock=stack.clock, max_concurrent_workflows=10
-    ) as bw:
+    # A lease no late heartbeat loses under load: a takeover runs again the steps
+    # whose outcomes were not recorded yet, which the counts below then allow.
+    held = stack.settings.with_(lease_seconds=30)
+    with BackgroundWorker(ALL, held, clock=stack.clock, max_concurrent_workflows=10) as bw:
         runs = [
             stack.service.start(
                 "gather-multi", {"seed": seed, "kind": kind, "max_delay": 0.03, "sleep": 3600}
@@ -49,10 +50,12 @@ def test_branches_of_several_steps_replay_after_a_sleep(stack, exec_log: Path, k
         assert json.loads(d.output) == _expected(seed)
         for b in "ABC":
             for i in range(4):
-                # Replayed, never re-run; a lease lost under load (a starved loop on
-                # a busy machine) may run a step whose outcome was not recorded again.
+                # Replayed, never re-run; a claim taken over (more than the two
+                # claims, start and wake-up, in the run's epoch) may run a step
+                # whose outcome was not recorded yet again.
                 count = _step_count(log, run.id, f"{b}-{i}")
-                assert count == 1 or (lost and count == 2), (run.id, b, i, count, lost)
+                taken_over = lost or d.epoch > 2
+                assert count == 1 or (taken_over and count == 2), (run.id, b, i, count, d.epoch)
         ops = {s.op_id: s for s in stack.store.steps(run.id)}
         # Each branch's steps live in its own task scope, in order.
         assert [ops[f"t{b}.{i}"].name for b in range(3) for i in range(4)] == [
