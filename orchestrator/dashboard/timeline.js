@@ -308,12 +308,13 @@
       const rest = inside.filter((o) => !failed.has(branchOf(s.id, o.id)));
       for (const o of first) items.push(stepEvent(o, run, open, fresh));
       if (rest.length) {
-        items.push(
-          h("li", { class: "collapsed", "data-kind": "collapsed" },
-            h("details", {},
-              h("summary", {}, `${rest.length} more operations of ${s.kind} ${s.name}`),
-              h("ol", { class: "timeline" }, rest.map((o) => stepEvent(o, run, open, fresh))))),
-        );
+        // Opened stays opened across the page's re-renders (a poll while the run lives).
+        const key = `collapsed:${s.id}`;
+        const more = h("details", { open: open.has(key) },
+          h("summary", {}, `${rest.length} more operations of ${s.kind} ${s.name}`),
+          h("ol", { class: "timeline" }, rest.map((o) => stepEvent(o, run, open, fresh))));
+        more.addEventListener("toggle", () => (more.open ? open.add(key) : open.delete(key)));
+        items.push(h("li", { class: "collapsed", "data-kind": "collapsed" }, more));
       }
     }
     const total = span(toMs(run.updated_at) - toMs(run.created_at));

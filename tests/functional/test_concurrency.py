@@ -186,7 +186,9 @@ def test_a_branch_that_retries_after_a_long_delay_parks_while_the_other_finishes
 
 
 def test_a_child_context_is_recorded_once_and_not_run_again(stack, exec_log: Path) -> None:
-    with BackgroundWorker(ALL, stack.settings, clock=stack.clock):
+    # A lease no late heartbeat loses under load: a takeover would run the body again.
+    held = stack.settings.with_(lease_seconds=30)
+    with BackgroundWorker(ALL, held, clock=stack.clock):
         ok, _ = stack.service.start("child-ctx", {"value": "v1"})
         bad, _ = stack.service.start("child-ctx", {"fail": True})
         for r in (ok, bad):

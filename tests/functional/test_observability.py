@@ -101,7 +101,9 @@ def test_spans_per_claim_and_step_continue_the_callers_trace(stack, exec_log: Pa
         },
     )
     run_id = json.loads(urllib.request.urlopen(req).read())["id"]
-    with BackgroundWorker(ALL, stack.settings, clock=stack.clock, tracing=True):
+    # A lease no late heartbeat loses under load: a takeover is a second run span.
+    held = stack.settings.with_(lease_seconds=30)
+    with BackgroundWorker(ALL, held, clock=stack.clock, tracing=True):
         wait_status(stack, run_id, "completed")
     spans = exporter.get_finished_spans()
     runs = [s for s in spans if s.name == "workflow.run"]
